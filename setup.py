@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="sieci",
+    version="0.1.0",
+    description="Run Python files on a pool of machines from the shell, and get their output back",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["sieci", "sieci.*"]),
+    python_requires=">=3.9",
+    install_requires=["gevent>=22.10", "ConfigArgParse>=1.5"],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    entry_points={
+        "console_scripts": [
+            "sieci-master = sieci.main:master_main",
+            "sieci-worker = sieci.main:worker_main",
+            "sieci-client = sieci.client:main",
+            "sieci-cluster = sieci.main:cluster_main",
+        ]
+    },
+)

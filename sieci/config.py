@@ -1,0 +1,154 @@
+"""Configuration of the daemons: each option declared once, here.
+
+Every option can be given on the command line, in a config file
+(``-c FILE``, ``key = value`` lines) or as an environment variable
+``SIECI_<OPTION>``; that is also the order of precedence.
+"""
+
+import logging
+import os
+
+import configargparse
+
+from . import executor, master, worker
+from .address import AddressError, parse_address
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def size(text):
+    """A byte count such as ``65536``, ``64K``, ``16M`` or ``1G``."""
+    text = text.strip().lower().removesuffix("b")
+    factor = _SIZE_SUFFIXES.get(text[-1:], 1)
+    number = text[:-1] if factor > 1 else text
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise configargparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K, 16M or 1G)") from None
+    if value <= 0:
+        raise configargparse.ArgumentTypeError("a size must be positive")
+    return value
+
+
+def positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise configargparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise configargparse.ArgumentTypeError("a time must be positive")
+    return value
+
+
+def _parser(prog, description):
+    parser = configargparse.ArgParser(
+        prog=prog,
+        description=description,
+        auto_env_var_prefix="SIECI_",
+        args_for_setting_config_path=["-c", "--config"],
+        config_arg_help_message="read options from this file (key = value lines; see conf/)",
+        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="how much to log on stderr")
+    return parser
+
+
+def _add_address(parser, name, help_text):
+    """An address given as a positional argument or, in config and env, as an option."""
+    parser.add_argument(name, nargs="?", metavar=name.upper(), help=f"{help_text} (or --{name.replace('_', '-')})")
+    parser.add_argument(f"--{name.replace('_', '-')}", dest=f"{name}_option", metavar="ADDR", help=help_text)
+
+
+def _address(parser, args, name, default_host=""):
+    text = getattr(args, name) or getattr(args, f"{name}_option")
+    if not text:
+        parser.error(f"{name.upper()} is missing: give it as an argument, with --{name.replace('_', '-')}, "
+                     f"or in SIECI_{name.upper()}")
+    try:
+        return parse_address(text, default_host)
+    except AddressError as error:
+        parser.error(str(error))
+
+
+def _add_limits(parser):
+    parser.add_argument("--timeout", type=positive_seconds, default=executor.DEFAULT_TIMEOUT,
+                        help="wall-clock time limit of each job, in seconds")
+    parser.add_argument("--max-output", type=size, default=executor.DEFAULT_MAX_OUTPUT,
+                        help="stop a job whose stdout and stderr pass this many bytes")
+
+
+def master_parser():
+    parser = _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.")
+    _add_address(parser, "workers_addr", "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT")
+    _add_address(parser, "clients_addr", "where clients connect")
+    parser.add_argument("--max-upload", type=size, default=master.DEFAULT_MAX_UPLOAD,
+                        help="refuse a job whose code is larger than this")
+    parser.add_argument("--client-timeout", type=positive_seconds, default=master.DEFAULT_CLIENT_TIMEOUT,
+                        help="drop a client that sends nothing for this long while it uploads")
+    parser.add_argument("--grace", type=positive_seconds, default=master.DEFAULT_GRACE,
+                        help="on SIGTERM, how long running jobs may take to finish")
+    return parser
+
+
+def parse_master(argv, env=None):
+    parser = master_parser()
+    args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
+    args.workers_addr = _address(parser, args, "workers_addr")
+    args.clients_addr = _address(parser, args, "clients_addr")
+    return args
+
+
+def worker_parser():
+    parser = _parser("sieci-worker", "Run jobs for one or more sieci masters.")
+    parser.add_argument("masters", nargs="*", metavar="MASTER_ADDR",
+                        help="the masters' worker addresses (or --masters A,B)")
+    parser.add_argument("--masters", dest="masters_option", metavar="ADDR[,ADDR...]",
+                        help="the masters' worker addresses, comma-separated")
+    parser.add_argument("--python", default=None, metavar="PATH",
+                        help="the interpreter that runs jobs (default: the worker's own)")
+    _add_limits(parser)
+    parser.add_argument("--max-upload", type=size, default=worker.DEFAULT_MAX_UPLOAD,
+                        help="refuse a job whose code is larger than this")
+    parser.add_argument("--reconnect-max", type=positive_seconds, default=worker.DEFAULT_RECONNECT_MAX,
+                        help="longest wait between attempts to redial a lost master, in seconds")
+    parser.add_argument("--grace", type=positive_seconds, default=worker.DEFAULT_GRACE,
+                        help="on SIGTERM, how long a running job may take to finish")
+    return parser
+
+
+def parse_worker(argv, env=None):
+    parser = worker_parser()
+    args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
+    texts = args.masters or [text for text in (args.masters_option or "").split(",") if text.strip()]
+    if not texts:
+        parser.error("no master given: name at least one MASTER_ADDR, or set --masters or SIECI_MASTERS")
+    try:
+        args.masters = [parse_address(text, "127.0.0.1") for text in texts]
+    except AddressError as error:
+        parser.error(str(error))
+    return args
+
+
+def cluster_parser():
+    parser = _parser("sieci-cluster", "Start a master and workers on loopback; run FILE on them, or serve.")
+    parser.add_argument("file", nargs="?", metavar="FILE",
+                        help="run this Python file (- for stdin), print its output and exit with its status; "
+                             "without it, serve until Ctrl-C")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="how many workers to start (default: the number of CPUs)")
+    _add_limits(parser)
+    parser.set_defaults(log_level="warning")
+    return parser
+
+
+def parse_cluster(argv, env=None):
+    parser = cluster_parser()
+    args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return args
+
+
+def setup_logging(level):
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,127 @@
+"""Entry points of the daemons: sieci-master, sieci-worker and sieci-cluster.
+
+Each patches the standard library for gevent first thing, then reads its
+configuration. SIGTERM or SIGINT starts a graceful stop (exit 0 when done);
+a second one stops at once (exit 1).
+"""
+
+import sys
+
+EXIT_STOPPED_AT_ONCE = 1
+EXIT_CANNOT_START = 1
+
+
+def _patch():
+    from gevent import monkey
+
+    monkey.patch_all()
+
+
+def _fail(prog, message):
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    return EXIT_CANNOT_START
+
+
+def _serve_until_signalled(stop, log):
+    """Block until a signal has stopped the daemon through ``stop()``."""
+    import os
+    import signal
+
+    import gevent
+    import gevent.event
+
+    stopped = gevent.event.Event()
+    signals = []
+
+    def on_signal():
+        signals.append(True)
+        if len(signals) > 1:
+            log.warning("second signal: stopping at once")
+            os._exit(EXIT_STOPPED_AT_ONCE)
+        log.info("stopping (send the signal again to stop at once)")
+        gevent.spawn(lambda: (stop(), stopped.set()))
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(number, on_signal)
+    stopped.wait()
+    return 0
+
+
+def master_main(argv=None):
+    _patch()
+    import logging
+
+    from .address import format_address
+    from .config import parse_master, setup_logging
+    from .master import Master
+
+    args = parse_master(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.log_level)
+    master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
+                    client_timeout=args.client_timeout)
+    try:
+        master.start()
+    except OSError as error:
+        where = f"{format_address(args.workers_addr)} or {format_address(args.clients_addr)}"
+        return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")
+    return _serve_until_signalled(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
+
+
+def _limits(args):
+    from .executor import Limits
+
+    return Limits(timeout=args.timeout, max_output=args.max_output)
+
+
+def worker_main(argv=None):
+    _patch()
+    import logging
+
+    from .config import parse_worker, setup_logging
+    from .worker import Worker
+
+    args = parse_worker(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.log_level)
+    worker = Worker(args.masters, _limits(args), python=args.python, max_upload=args.max_upload,
+                    reconnect_max=args.reconnect_max)
+    worker.start()
+    return _serve_until_signalled(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
+
+
+def cluster_main(argv=None):
+    _patch()
+    import logging
+
+    from . import client
+    from .address import format_address
+    from .config import parse_cluster, setup_logging
+    from .master import Master
+    from .worker import Worker
+
+    args = parse_cluster(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.log_level)
+    master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
+    master.start()
+    workers = [Worker([master.workers_address], _limits(args)) for _ in range(args.workers)]
+    for worker in workers:
+        worker.start()
+    clients_address = format_address(master.clients_address)
+
+    def stop():
+        for worker in workers:
+            worker.stop(grace=1)
+        master.stop(grace=1)
+
+    if args.file is None:
+        print(f"sieci cluster: {args.workers} worker(s); master on {clients_address} for clients, "
+              f"{format_address(master.workers_address)} for workers", flush=True)
+        print(f"run a job with: sieci-client {clients_address} FILE", flush=True)
+        return _serve_until_signalled(stop, logging.getLogger("sieci.cluster"))
+    try:
+        code = client.read_code(args.file)
+        return client.run(clients_address, code, args.file)
+    except client.ClientError as error:
+        sys.stderr.write(f"sieci-cluster: error: {error}\n")
+        return error.exit_code
+    finally:
+        stop()

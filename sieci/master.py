@@ -1,0 +1,369 @@
+"""The master: takes jobs from clients, queues them, hands each to a worker.
+
+Dispatch lives here, in one place: ``_enqueue`` puts a job at the back of
+``pending_jobs`` and asks every idle worker (``AVAILABLE``); the first
+``READY`` to arrive takes the job at the head of the queue, and a ``READY``
+that finds the queue empty gets ``ROLLBACK``. Each worker link is served by
+its own greenlet, which also relays its job's results to the client.
+"""
+
+import collections
+import itertools
+import logging
+import time
+
+import gevent
+import gevent.event
+from gevent.server import StreamServer
+
+from . import protocol
+from .address import format_address
+from .connection import Connection
+
+log = logging.getLogger("sieci.master")
+
+DEFAULT_MAX_UPLOAD = 16 << 20
+DEFAULT_CLIENT_TIMEOUT = 60.0
+DEFAULT_GRACE = 30.0
+
+AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
+ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
+RECEIVED_LINE = protocol.encode_command(protocol.RECEIVED)
+
+
+class WorkerLost(Exception):
+    """The worker's link closed."""
+
+
+class ClientGone(Exception):
+    """The client's connection failed while we wrote to it."""
+
+
+class Job:
+    def __init__(self, job_id, upload, header, client, client_name):
+        self.id = job_id
+        self.upload = upload  # the block to forward: header, code, terminator
+        self.header = header
+        self.client = client
+        self.client_name = client_name
+        self.worker = None
+        self.cancelled = False
+        self.accepted = False  # the worker said RECEIVED: the code may have run
+        self.results_header = None
+        self.relayed_mid_line = False
+        self.bytes_relayed = 0
+        self.finished = gevent.event.Event()
+        self.queued_at = time.monotonic()
+        self.dispatched_at = None
+
+    def send_to_client(self, data):
+        try:
+            self.client.send(data)
+        except OSError as error:
+            raise ClientGone(str(error)) from None
+
+
+class WorkerLink:
+    def __init__(self, conn, name):
+        self.conn = conn
+        self.name = name
+        self.state = protocol.LinkState(protocol.MASTER)
+        self.job = None
+        self.jobs_done = 0
+        self.greenlet = gevent.getcurrent()
+
+    def send(self, data):
+        self.conn.send(data)
+
+    def send_quietly(self, data):
+        """For the fan-out greenlets: a failed send shows up as a closed link."""
+        try:
+            self.conn.send(data)
+        except OSError:
+            self.conn.shutdown()
+
+
+class Master:
+    def __init__(self, workers_address, clients_address, max_upload=DEFAULT_MAX_UPLOAD,
+                 client_timeout=DEFAULT_CLIENT_TIMEOUT):
+        self.max_upload = max_upload
+        self.client_timeout = client_timeout
+        self.pending_jobs = collections.deque()
+        self.active_jobs = set()
+        self.links = set()
+        self.idle_links = {}  # insertion-ordered set
+        self.stopping = False
+        self._links_changed = gevent.event.Event()
+        self._job_ids = itertools.count(1)
+        self.worker_server = StreamServer(workers_address, self.handle_worker)
+        self.client_server = StreamServer(clients_address, self.handle_client)
+
+    @property
+    def workers_address(self):
+        return self.worker_server.address
+
+    @property
+    def clients_address(self):
+        return self.client_server.address
+
+    def wait_for_workers(self, count, timeout):
+        """True once at least ``count`` workers are linked; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self._links_changed
+            if len(self.links) >= count:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not changed.wait(remaining):
+                return False
+
+    def _note_links_changed(self):
+        changed, self._links_changed = self._links_changed, gevent.event.Event()
+        changed.set()
+
+    def start(self):
+        self.worker_server.start()
+        self.client_server.start()
+        log.info("master listening for workers on %s and for clients on %s",
+                 format_address(self.workers_address), format_address(self.clients_address))
+
+    def stop(self, grace=DEFAULT_GRACE):
+        """Stop taking jobs, fail the queued ones, let running ones finish."""
+        self.stopping = True
+        self.client_server.close()
+        self.worker_server.close()
+        while self.pending_jobs:
+            job = self.pending_jobs.popleft()
+            self._fail(job, b"the master is shutting down")
+        running = [job.finished for job in self.active_jobs]
+        if running:
+            log.info("waiting up to %g s for %d running job(s)", grace, len(running))
+            gevent.wait(running, timeout=grace)
+        for job in list(self.active_jobs):
+            self._fail(job, b"the master stopped before the job ended")
+        for link in list(self.links):
+            link.conn.shutdown()
+        gevent.joinall([link.greenlet for link in self.links], timeout=grace)
+
+    # --- clients ---------------------------------------------------------------
+
+    def handle_client(self, sock, address):
+        name = format_address(address)
+        conn = Connection(sock, max_line=self.max_upload)
+        try:
+            job = self._receive_job(conn, name)
+            if job is not None:
+                self._enqueue(job)
+                self._wait_while_watching(job)
+        except OSError as error:
+            log.debug("client %s: %s", name, error)
+        except Exception:
+            log.exception("client %s: unexpected error", name)
+        finally:
+            sock.close()
+
+    def _receive_job(self, conn, name):
+        conn.settimeout(self.client_timeout)
+        try:
+            line = conn.next_event()
+            if line is protocol.CONNECTION_CLOSED:
+                log.debug("client %s left without sending a job", name)
+                return None
+            header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
+            code = []
+            while not isinstance(event := conn.next_event(), protocol.BlockEnd):
+                if event is protocol.CONNECTION_CLOSED:
+                    raise protocol.RemoteProtocolError("the upload ended before its terminator line")
+                code.append(event.data)
+        except protocol.RemoteProtocolError as error:
+            return self._refuse(conn, name, str(error))
+        except TimeoutError:
+            return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        if self.stopping:
+            return self._refuse(conn, name, "the master is shutting down")
+        upload = line.raw + b"".join(code) + event.raw
+        return Job(next(self._job_ids), upload, header, conn, name)
+
+    def _refuse(self, conn, name, reason):
+        log.warning("client %s: refused: %s", name, reason)
+        conn.send(protocol.encode_command(protocol.ERROR, reason.encode()))
+        return None
+
+    def _wait_while_watching(self, job):
+        """Wait for the job to end; cancel it if its client hangs up first."""
+        job.client.settimeout(None)
+        watcher = gevent.spawn(self._watch_client, job)
+        try:
+            job.finished.wait()
+        finally:
+            watcher.kill()
+
+    def _watch_client(self, job):
+        try:
+            while job.client.next_event() is not protocol.CONNECTION_CLOSED:
+                pass  # nothing more is expected; what comes anyway is ignored
+        except (OSError, protocol.ProtocolError):
+            pass
+        if not job.finished.is_set():
+            self._cancel(job)
+
+    def _cancel(self, job):
+        job.cancelled = True
+        if job.worker is None:
+            self.pending_jobs.remove(job)
+            log.info("job %d: client %s left while queued", job.id, job.client_name)
+            self._finish(job, "cancelled")
+        else:
+            log.info("job %d: client %s left; stopping it on worker %s", job.id, job.client_name, job.worker.name)
+            job.worker.conn.shutdown()
+
+    # --- dispatch --------------------------------------------------------------
+
+    def _enqueue(self, job):
+        self.pending_jobs.append(job)
+        self.active_jobs.add(job)
+        log.info("job %d queued from client %s (%d bytes, %d in queue)",
+                 job.id, job.client_name, len(job.upload), len(self.pending_jobs))
+        self._ask_idle_workers()
+
+    def _ask_idle_workers(self):
+        if not self.pending_jobs:
+            return
+        for link in list(self.idle_links):
+            self._ask(link)
+
+    def _ask(self, link):
+        del self.idle_links[link]
+        link.state.advance(protocol.MASTER, protocol.AVAILABLE)
+        gevent.spawn(link.send_quietly, AVAILABLE_LINE)
+
+    def _make_idle(self, link):
+        self.idle_links[link] = None
+        if self.pending_jobs:
+            self._ask(link)
+
+    def _on_ready(self, link):
+        if not self.pending_jobs:
+            link.state.advance(protocol.MASTER, protocol.ROLLBACK)
+            link.send(ROLLBACK_LINE)
+            self._make_idle(link)
+            return
+        job = self.pending_jobs.popleft()
+        job.worker = link
+        link.job = job
+        job.dispatched_at = time.monotonic()
+        log.info("job %d dispatched to worker %s after %.3f s in the queue",
+                 job.id, link.name, job.dispatched_at - job.queued_at)
+        link.state.advance(protocol.MASTER, protocol.JOB)
+        link.send(job.upload)
+        self._await_acceptance(job, link)
+
+    def _await_acceptance(self, job, link):
+        line = link.conn.next_event()
+        if line is protocol.CONNECTION_CLOSED:
+            raise WorkerLost("closed before it accepted the job")
+        link.state.advance(protocol.WORKER, line.word)
+        if line.word == protocol.ERROR:
+            link.job = None
+            self._fail(job, b"the worker refused the job: " + line.reason)
+            self._make_idle(link)
+            return
+        job.accepted = True
+        job.send_to_client(RECEIVED_LINE)
+        self._relay_results(job, link)
+        link.state.advance(protocol.WORKER, protocol.JOB)
+        link.job = None
+        link.jobs_done += 1
+        self._finish(job, "done")
+        self._make_idle(link)
+
+    def _relay_results(self, job, link):
+        line = link.conn.next_event()
+        if line is protocol.CONNECTION_CLOSED:
+            raise WorkerLost("closed before it sent the results")
+        job.results_header = link.conn.start_block(line.raw)
+        job.send_to_client(line.raw)
+        while True:
+            event = link.conn.next_event()
+            if event is protocol.CONNECTION_CLOSED:
+                raise WorkerLost("closed in the middle of the results")
+            if isinstance(event, protocol.BlockEnd):
+                job.send_to_client(event.raw)
+                return
+            job.send_to_client(event.data)
+            job.bytes_relayed += len(event.data)
+            job.relayed_mid_line = not event.data.endswith(b"\n")
+
+    def _finish(self, job, outcome):
+        now = time.monotonic()
+        ran = now - job.dispatched_at if job.dispatched_at else 0.0
+        log.info("job %d %s after %.3f s (%.3f s on a worker, %d bytes of results)",
+                 job.id, outcome, now - job.queued_at, ran, job.bytes_relayed)
+        self.active_jobs.discard(job)
+        job.finished.set()
+
+    def _fail(self, job, reason):
+        """End the job for its client with ``reason``, in whatever form still fits."""
+        try:
+            if job.results_header is None:
+                job.send_to_client(protocol.encode_command(protocol.ERROR, reason))
+            elif job.results_header.extended:
+                status = protocol.Status(b"error", b"lost", reason)
+                ending = b"\n" if job.relayed_mid_line else b""
+                job.send_to_client(ending + status.encode() + job.results_header.terminator + b"\n")
+        except ClientGone:
+            pass
+        self._finish(job, "failed: " + reason.decode("utf-8", "replace"))
+
+    # --- workers ---------------------------------------------------------------
+
+    def handle_worker(self, sock, address):
+        link = WorkerLink(Connection(sock), format_address(address))
+        self.links.add(link)
+        self._note_links_changed()
+        log.info("worker %s joined (%d linked)", link.name, len(self.links))
+        try:
+            self._make_idle(link)
+            self._serve_worker(link)
+        except WorkerLost as why:
+            log.warning("worker %s lost: %s", link.name, why)
+        except ClientGone as why:
+            log.info("worker %s: its client left (%s); dropping the link to stop the job", link.name, why)
+        except protocol.RemoteProtocolError as error:
+            log.warning("worker %s dropped: %s", link.name, error)
+        except OSError as error:
+            log.warning("worker %s lost: %s", link.name, error)
+        except Exception:
+            log.exception("worker %s: unexpected error", link.name)
+        finally:
+            self.links.discard(link)
+            self._note_links_changed()
+            self.idle_links.pop(link, None)
+            link.state.close()
+            sock.close()
+            self._reclaim_job(link)
+
+    def _serve_worker(self, link):
+        while True:
+            line = link.conn.next_event()
+            if line is protocol.CONNECTION_CLOSED:
+                log.info("worker %s left", link.name)
+                return
+            link.state.advance(protocol.WORKER, line.word)  # only READY is legal here
+            self._on_ready(link)
+
+    def _reclaim_job(self, link):
+        """The link is gone: requeue its job if it never started, else fail it."""
+        job, link.job = link.job, None
+        if job is None or job.finished.is_set():
+            return
+        if job.cancelled:
+            self._finish(job, "cancelled")
+        elif not job.accepted and not self.stopping:
+            job.worker = None
+            job.dispatched_at = None
+            self.pending_jobs.appendleft(job)
+            log.info("job %d back at the head of the queue: worker %s was lost before accepting it", job.id, link.name)
+            self._ask_idle_workers()
+        else:
+            self._fail(job, b"worker lost")

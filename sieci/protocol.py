@@ -1,0 +1,469 @@
+"""The sieci wire protocol, with no I/O in it.
+
+Bytes go in (``Receiver.receive_data``), events come out
+(``Receiver.next_event``); the ``encode_*`` functions return the bytes to
+send. ``LinkState`` holds the legal order of messages on a master-worker
+link. Master, worker and client all use this module, so they cannot disagree
+about the wire. See docs/protocol.md for the contract this implements.
+"""
+
+import os
+
+AVAILABLE = b"AVAILABLE"
+READY = b"READY"
+ROLLBACK = b"ROLLBACK"
+RECEIVED = b"RECEIVED"
+ERROR = b"ERROR"
+ENDSEQ = b"ENDSEQ"
+
+# The classic client's constant terminator; a sieci master accepts it glued
+# to the end of the last code line (a file without a final newline).
+CLASSIC_TERMINATOR = b"OFFILESEQYOULLNEVERUSEITINYOURCODE"
+
+# Header field that asks for, and announces, the extended results.
+EXTENDED = b"v=2"
+
+DEFAULT_MAX_LINE = 64 * 1024
+OUTPUT_CHUNK = 32 * 1024
+
+
+class ProtocolError(Exception):
+    """The conversation broke the protocol; the message says how."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to break the protocol (a bug on our side)."""
+
+
+# --- messages ---------------------------------------------------------------
+
+
+def encode_command(word, reason=b""):
+    """``AVAILABLE\\n``, ``ERROR reason\\n`` and the like."""
+    reason = b" ".join(reason.split())  # one line, whatever the reason held
+    return word + (b" " + reason if reason else b"") + b"\n"
+
+
+def first_word(line):
+    """The word a command line stands for: classic peers look only at it."""
+    words = line.split(None, 1)
+    return words[0] if words else b""
+
+
+def rest_of_line(line):
+    """What follows the first word, such as the reason after ``ERROR``."""
+    words = line.split(None, 1)
+    return words[1].strip() if len(words) > 1 else b""
+
+
+# --- blocks -----------------------------------------------------------------
+
+
+class BlockHeader:
+    """``ENDSEQ <terminator> [fields...]``, kept byte for byte in ``raw``."""
+
+    def __init__(self, raw, terminator, fields):
+        self.raw = raw
+        self.terminator = terminator
+        self.fields = fields
+
+    @property
+    def extended(self):
+        return EXTENDED in self.fields
+
+    def field(self, name, default=None):
+        prefix = name + b"="
+        for field in self.fields:
+            if field.startswith(prefix):
+                return field[len(prefix):]
+        return default
+
+
+def parse_header(line):
+    words = line.split()
+    if not words or words[0] != ENDSEQ:
+        raise RemoteProtocolError("expected a block header 'ENDSEQ <terminator>'")
+    if len(words) < 2:
+        raise RemoteProtocolError("block header has no terminator")
+    return BlockHeader(line, words[1], words[2:])
+
+
+def choose_terminator(content=b""):
+    """A random token that occurs nowhere in ``content``."""
+    while True:
+        token = os.urandom(16).hex().encode()
+        if token not in content:
+            return token
+
+
+def encode_header(terminator, fields=()):
+    return b" ".join([ENDSEQ, terminator, *fields]) + b"\n"
+
+
+def encode_block(payload, fields=()):
+    """A whole block carrying ``payload`` (a final newline is added if missing)."""
+    terminator = choose_terminator(payload)
+    if payload and not payload.endswith(b"\n"):
+        payload += b"\n"
+    return encode_header(terminator, fields) + payload + terminator + b"\n"
+
+
+# --- framing ----------------------------------------------------------------
+
+
+class Line:
+    """A complete line outside any block, ``raw`` including its newline."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    @property
+    def word(self):
+        return first_word(self.raw)
+
+    @property
+    def reason(self):
+        return rest_of_line(self.raw)
+
+    def __repr__(self):
+        return f"Line({self.raw!r})"
+
+
+class BlockData:
+    """Payload bytes of the current block, exactly as they came."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __repr__(self):
+        return f"BlockData({self.data!r})"
+
+
+class BlockEnd:
+    """The block's terminator line; ``raw`` as it came (or as it should have)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def __repr__(self):
+        return f"BlockEnd({self.raw!r})"
+
+
+class ConnectionClosed:
+    """The peer closed its side (a read returned no bytes)."""
+
+    def __repr__(self):
+        return "ConnectionClosed()"
+
+
+NEED_DATA = object()
+CONNECTION_CLOSED = ConnectionClosed()
+
+
+class Receiver:
+    """Frames incoming bytes into lines, and into block payload on request.
+
+    Outside a block every event is a ``Line``. After ``start_block`` the
+    events are ``BlockData`` then one ``BlockEnd``, and lines again after.
+    Payload is released as soon as it cannot be part of the terminator line,
+    so a block of any size streams through in bounded memory; only a line
+    that could still turn out to be the terminator is held back, up to
+    ``max_line`` bytes.
+    """
+
+    def __init__(self, max_line=DEFAULT_MAX_LINE):
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._closed = False
+        self._terminator = None
+        self._mid_line = False  # part of the current payload line went out
+        self._payload_left = None
+        self._accept_glued = False
+
+    def receive_data(self, data):
+        """Feed what a read returned; ``b""`` means the peer closed."""
+        if data:
+            self._buffer += data
+        else:
+            self._closed = True
+
+    @property
+    def in_block(self):
+        return self._terminator is not None
+
+    @property
+    def buffered(self):
+        return len(self._buffer)
+
+    def start_block(self, header, max_size=None, accept_glued=False):
+        """Read ``header``'s payload next; ``max_size`` bounds it in bytes.
+
+        ``accept_glued`` also ends the block at a line that ends in the
+        classic client's constant terminator (see CLASSIC_TERMINATOR).
+        """
+        self._terminator = header.terminator
+        self._mid_line = False
+        self._payload_left = max_size
+        self._accept_glued = accept_glued and header.terminator == CLASSIC_TERMINATOR
+
+    def next_event(self):
+        if self._terminator is not None:
+            event = self._next_block_event()
+        else:
+            event = self._next_line()
+        if event is NEED_DATA and self._closed:
+            return CONNECTION_CLOSED
+        return event
+
+    def _next_line(self):
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            if len(self._buffer) > self.max_line:
+                raise RemoteProtocolError(f"line longer than {self.max_line} bytes")
+            return NEED_DATA
+        return Line(self._take(end + 1))
+
+    def _take(self, size):
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return taken
+
+    def _next_block_event(self):
+        buffer = self._buffer
+        safe = 0  # bytes at the front that are payload for sure
+        if self._mid_line:
+            end = buffer.find(b"\n")
+            if end < 0:
+                return self._payload(len(buffer), mid_line=True)
+            safe = end + 1
+        terminator = self._terminator
+        while True:
+            hit = buffer.find(terminator, safe)
+            if hit < 0:
+                break
+            start = buffer.rfind(b"\n", safe, hit) + 1 or safe
+            end = buffer.find(b"\n", hit)
+            if end < 0:
+                break
+            stripped = buffer[start:end].strip()
+            if stripped == terminator:
+                if start > 0:
+                    return self._payload(start, mid_line=False)
+                self._terminator = None
+                return BlockEnd(self._take(end + 1))
+            if self._accept_glued and stripped.endswith(terminator):
+                # The last code line with the terminator glued on: split it.
+                code = buffer[start:end].rstrip()[: -len(terminator)]
+                buffer[start:end + 1] = code + b"\n" + terminator + b"\n"
+                continue
+            safe = end + 1
+        return self._release_up_to_partial(safe)
+
+    def _release_up_to_partial(self, safe):
+        """Payload up to the last newline, and a partial line if it is harmless."""
+        last_newline = self._buffer.rfind(b"\n", safe) + 1
+        complete = max(safe, last_newline)
+        partial = bytes(self._buffer[complete:])
+        if partial and not self._may_become_terminator(partial):
+            return self._payload(len(self._buffer), mid_line=True)
+        if len(partial) > self.max_line:
+            raise RemoteProtocolError(f"line longer than {self.max_line} bytes")
+        if complete == 0:
+            return NEED_DATA
+        return self._payload(complete, mid_line=False)
+
+    def _may_become_terminator(self, partial):
+        stripped = partial.lstrip()
+        if self._accept_glued:
+            return True  # a code line may end in the glued terminator
+        if len(stripped) <= len(self._terminator):
+            return self._terminator.startswith(stripped)
+        return stripped.startswith(self._terminator) and not stripped[len(self._terminator):].strip()
+
+    def _payload(self, size, mid_line):
+        if size == 0:
+            return NEED_DATA
+        if self._payload_left is not None:
+            self._payload_left -= size
+            if self._payload_left < 0:
+                raise RemoteProtocolError("block larger than the size limit")
+        self._mid_line = mid_line
+        return BlockData(self._take(size))
+
+
+# --- extended results ---------------------------------------------------------
+
+STDOUT = "stdout"
+STDERR = "stderr"
+
+# Line tags: lower case for a chunk that ended in a newline, upper case for
+# one that did not. The newline that ends every tagged line is framing.
+_TAGS = {STDOUT: (b"o ", b"O "), STDERR: (b"e ", b"E ")}
+_STREAM_BY_TAG = {b"o": (STDOUT, b"\n"), b"O": (STDOUT, b""), b"e": (STDERR, b"\n"), b"E": (STDERR, b"")}
+STATUS_TAG = b"x"
+
+
+def encode_output(stream, data):
+    """Tagged payload lines carrying ``data`` written by the job to ``stream``."""
+    if not data:
+        return b""
+    newline_tag, open_tag = _TAGS[stream]
+    body = newline_tag + data.replace(b"\n", b"\n" + newline_tag)
+    if data.endswith(b"\n"):
+        return body[: -len(newline_tag)]
+    cut = body.rfind(b"\n") + 1
+    return body[:cut] + open_tag + body[cut + len(newline_tag):] + b"\n"
+
+
+class Status:
+    """How a job ended, as the last line of extended results says.
+
+    ``kind`` is one of ``exit`` (``value`` = exit code), ``signal`` (``value``
+    = signal number), ``limit`` (``value`` = the limit's name: ``time``,
+    ``output``...) or ``error`` (the worker could not run the job; ``value`` =
+    a short reason word). ``message`` is free text for the user.
+    """
+
+    EXIT_CODE_FOR_LIMIT = {b"time": 124}
+    EXIT_CODE_FAILED = 255
+
+    def __init__(self, kind, value, message=b""):
+        self.kind = kind
+        self.value = value
+        self.message = message
+
+    def __eq__(self, other):
+        return isinstance(other, Status) and (self.kind, self.value, self.message) == (
+            other.kind, other.value, other.message)
+
+    def __repr__(self):
+        return f"Status({self.kind!r}, {self.value!r}, {self.message!r})"
+
+    @property
+    def exit_code(self):
+        """The code a local ``python FILE`` run would have exited with."""
+        if self.kind == b"exit":
+            return int(self.value) & 0xFF
+        if self.kind == b"signal":
+            return 128 + int(self.value)
+        if self.kind == b"limit":
+            return self.EXIT_CODE_FOR_LIMIT.get(self.value, 128 + 9)
+        return self.EXIT_CODE_FAILED
+
+    def encode(self):
+        line = b" ".join([STATUS_TAG, self.kind, self.value])
+        if self.message:
+            line += b" " + b" ".join(self.message.split())
+        return line + b"\n"
+
+
+def parse_status(line):
+    parts = line.rstrip(b"\n").split(b" ", 3)
+    if len(parts) < 3 or parts[0] != STATUS_TAG or parts[1] not in (b"exit", b"signal", b"limit", b"error"):
+        raise RemoteProtocolError(f"malformed status line {line[:80]!r}")
+    if parts[1] in (b"exit", b"signal") and not parts[2].isdigit():
+        raise RemoteProtocolError(f"malformed status line {line[:80]!r}")
+    return Status(parts[1], parts[2], parts[3] if len(parts) > 3 else b"")
+
+
+class ResultDecoder:
+    """Turns extended results payload into ``(stream, bytes)`` and a Status.
+
+    ``feed`` takes payload bytes as they come (any chunking) and returns the
+    output they complete, in order. After the block has ended, ``status`` is
+    the job's Status, or None if the worker never sent one.
+    """
+
+    def __init__(self, max_line=DEFAULT_MAX_LINE + 16):
+        self.max_line = max_line
+        self.status = None
+        self._partial = b""
+
+    def feed(self, data):
+        data = self._partial + data
+        end = data.rfind(b"\n") + 1
+        self._partial = data[end:]
+        if len(self._partial) > self.max_line:
+            raise RemoteProtocolError(f"results line longer than {self.max_line} bytes")
+        output = []
+        start = 0
+        while start < end:
+            stop = data.index(b"\n", start) + 1
+            self._decode_line(data[start:stop], output)
+            start = stop
+        return output
+
+    def _decode_line(self, line, output):
+        if self.status is not None:
+            raise RemoteProtocolError("results continue after the status line")
+        tag = line[:1]
+        if tag == STATUS_TAG:
+            self.status = parse_status(line)
+            return
+        known = _STREAM_BY_TAG.get(tag)
+        if known is None or line[1:2] != b" ":
+            if tag.islower() and line[1:2] in (b" ", b"\n"):
+                return  # a tag from a later version of the protocol
+            raise RemoteProtocolError(f"untagged results line {line[:80]!r}")
+        stream, ending = known
+        data = line[2:-1] + ending
+        if output and output[-1][0] == stream:
+            output[-1] = (stream, output[-1][1] + data)
+        else:
+            output.append((stream, data))
+
+
+# --- the master-worker link ---------------------------------------------------
+
+MASTER = "master"
+WORKER = "worker"
+
+IDLE = "idle"  # nothing outstanding
+ASKED = "asked"  # AVAILABLE sent, no answer yet
+READY_HELD = "ready"  # the worker said READY and is locked to this master
+SENT = "sent"  # the code went to the worker
+RUNNING = "running"  # the worker said RECEIVED; results follow
+CLOSED = "closed"
+
+JOB = "block"  # a block on the link: the code, or the results
+
+# (state, who sends, what) -> next state. Anything else breaks the protocol.
+LINK_TRANSITIONS = {
+    (IDLE, MASTER, AVAILABLE): ASKED,
+    (ASKED, WORKER, READY): READY_HELD,
+    (READY_HELD, MASTER, ROLLBACK): IDLE,
+    # The classic master writes its ERROR for a bad upload to the worker.
+    (READY_HELD, MASTER, ERROR): IDLE,
+    (READY_HELD, MASTER, JOB): SENT,
+    (SENT, WORKER, RECEIVED): RUNNING,
+    (SENT, WORKER, ERROR): IDLE,
+    (RUNNING, WORKER, JOB): IDLE,
+}
+
+
+class LinkState:
+    """Where a master-worker link stands, shared by both ends' code.
+
+    ``advance(sender, message)`` moves it on, or raises the error that says
+    whose fault the illegal message is.
+    """
+
+    def __init__(self, role):
+        self.role = role
+        self.state = IDLE
+
+    def advance(self, sender, message):
+        following = LINK_TRANSITIONS.get((self.state, sender, message))
+        if following is None:
+            text = f"{message.decode() if isinstance(message, bytes) else message} from the {sender} while {self.state}"
+            error = LocalProtocolError if sender == self.role else RemoteProtocolError
+            raise error(text)
+        self.state = following
+        return following
+
+    def close(self):
+        self.state = CLOSED

@@ -1,0 +1,226 @@
+"""The worker: one link to each master, one job at a time across all of them."""
+
+import logging
+import random
+import tempfile
+import time
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.socket
+
+from . import protocol
+from .address import format_address
+from .connection import Connection
+from .executor import JobRun, Limits
+
+log = logging.getLogger("sieci.worker")
+
+DEFAULT_MAX_UPLOAD = 16 << 20
+DEFAULT_GRACE = 30.0
+DEFAULT_RECONNECT_MIN = 0.1
+DEFAULT_RECONNECT_MAX = 5.0
+CONNECT_TIMEOUT = 10.0
+# Classic results are spooled to disk past this size: their terminator can
+# only be chosen once every line of the output is known.
+SPOOL_IN_MEMORY = 1 << 20
+
+
+class LinkLost(Exception):
+    """The master went away, or broke the protocol; the link is redialled."""
+
+
+class Worker:
+    def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
+                 reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX):
+        self.limits = limits or Limits()
+        self.python = python
+        self.max_upload = max_upload
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.job_slot = gevent.lock.Semaphore(1)  # one job at a time, whichever master
+        self.stopping = gevent.event.Event()
+        self.links = [MasterLink(self, address) for address in masters]
+        self._greenlets = []
+
+    def start(self):
+        self._greenlets = [gevent.spawn(link.run) for link in self.links]
+
+    def serve_forever(self):
+        self.start()
+        gevent.joinall(self._greenlets)
+
+    def stop(self, grace=DEFAULT_GRACE):
+        """Take no new job; let a running one finish within ``grace`` seconds."""
+        self.stopping.set()
+        for link in self.links:
+            if not link.running_job:
+                link.hang_up()
+        gevent.joinall(self._greenlets, timeout=grace)
+        gevent.killall(self._greenlets)
+
+
+class MasterLink:
+    """The worker's link to one master, redialled whenever it is lost."""
+
+    def __init__(self, worker, address):
+        self.worker = worker
+        self.address = address
+        self.name = format_address(address)
+        self.running_job = False
+        self.conn = None
+
+    def run(self):
+        failures = 0
+        while not self.worker.stopping.is_set():
+            try:
+                sock = gevent.socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
+            except OSError as error:
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning("cannot reach master %s (%s); retrying in %.1f s", self.name, error, delay)
+                self.worker.stopping.wait(delay)
+                continue
+            failures = 0
+            self._serve(sock)
+            if not self.worker.stopping.is_set():
+                self.worker.stopping.wait(self._backoff(1))
+
+    def _backoff(self, failures):
+        ceiling = min(self.worker.reconnect_max, self.worker.reconnect_min * 2 ** (failures - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def hang_up(self):
+        if self.conn is not None:
+            self.conn.shutdown()
+
+    def _serve(self, sock):
+        sock.settimeout(None)
+        self.conn = Connection(sock)
+        log.info("linked to master %s", self.name)
+        try:
+            self._serve_jobs()
+        except LinkLost as why:
+            log.warning("lost master %s: %s", self.name, why)
+        except protocol.RemoteProtocolError as error:
+            log.warning("dropping master %s: %s", self.name, error)
+        except OSError as error:
+            log.warning("lost master %s: %s", self.name, error)
+        finally:
+            self.conn = None
+            sock.close()
+
+    def _serve_jobs(self):
+        state = protocol.LinkState(protocol.WORKER)
+        while not self.worker.stopping.is_set():
+            line = self._next_line("waiting for AVAILABLE")
+            state.advance(protocol.MASTER, line.word)
+            with self.worker.job_slot:
+                if self.worker.stopping.is_set():
+                    raise LinkLost("the worker is stopping")
+                self.conn.send(protocol.encode_command(protocol.READY))
+                state.advance(protocol.WORKER, protocol.READY)
+                line = self._next_line("holding READY")
+                if line.word in (protocol.ROLLBACK, protocol.ERROR):
+                    state.advance(protocol.MASTER, line.word)
+                    continue
+                state.advance(protocol.MASTER, protocol.JOB)
+                self._take_job(line.raw, state)
+
+    def _next_line(self, doing):
+        event = self.conn.next_event()
+        if event is protocol.CONNECTION_CLOSED:
+            raise LinkLost(f"the master closed the link while {doing}")
+        return event
+
+    def _take_job(self, raw_header, state):
+        try:
+            header = self.conn.start_block(raw_header, max_size=self.worker.max_upload)
+            code = self._read_code()
+        except protocol.RemoteProtocolError as error:
+            self.conn.send(protocol.encode_command(protocol.ERROR, str(error).encode()))
+            raise
+        self.conn.send(protocol.encode_command(protocol.RECEIVED))
+        state.advance(protocol.WORKER, protocol.RECEIVED)
+        self.running_job = True
+        try:
+            self._run_job(code, header)
+        finally:
+            self.running_job = False
+        state.advance(protocol.WORKER, protocol.JOB)
+
+    def _read_code(self):
+        parts = []
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, protocol.BlockData):
+                parts.append(event.data)
+            elif isinstance(event, protocol.BlockEnd):
+                return b"".join(parts)
+            else:
+                raise LinkLost("the master closed the link in the middle of the code")
+
+    def _run_job(self, code, header):
+        filename = header.field(b"name", b"").decode("ascii", "replace")
+        started = time.monotonic()
+        watcher = gevent.spawn(self._watch_master)
+        with JobRun(code, self.worker.limits, self.worker.python, filename) as run:
+            watcher.link(lambda _: run.kill())
+            try:
+                if header.extended:
+                    self._send_extended_results(run)
+                else:
+                    self._send_classic_results(run)
+            finally:
+                watcher.unlink_all()
+                master_gone = watcher.ready()
+                watcher.kill()
+        if master_gone:
+            raise LinkLost("the master hung up while its job ran; the job was stopped")
+        log.info("job for %s ended (%s) after %.3f s", self.name,
+                 run.status.encode().decode("ascii", "replace").strip(), time.monotonic() - started)
+
+    def _watch_master(self):
+        """Returns when the master hangs up (or talks) while a job runs."""
+        try:
+            self.conn.next_event()
+        except (OSError, protocol.ProtocolError):
+            pass
+
+    def _send_extended_results(self, run):
+        terminator = protocol.choose_terminator()
+        self.conn.send(protocol.encode_header(terminator, [protocol.EXTENDED]))
+        for stream, data in run.output():
+            self.conn.send(protocol.encode_output(stream, data))
+        self.conn.send(run.status.encode() + terminator + b"\n")
+
+    def _send_classic_results(self, run):
+        """The job's stdout alone, as the classic results block."""
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
+            last = b"\n"
+            for stream, data in run.output():
+                if stream == protocol.STDOUT:
+                    spool.write(data)
+                    last = data[-1:]
+            if last != b"\n":
+                spool.write(b"\n")
+            terminator = self._terminator_absent_from(spool)
+            self.conn.send(protocol.encode_header(terminator))
+            spool.seek(0)
+            while chunk := spool.read(protocol.OUTPUT_CHUNK * 8):
+                self.conn.send(chunk)
+            self.conn.send(terminator + b"\n")
+
+    @staticmethod
+    def _terminator_absent_from(spool):
+        while True:
+            terminator = protocol.choose_terminator()
+            spool.seek(0)
+            overlap = b""
+            while chunk := spool.read(1 << 20):
+                if terminator in overlap + chunk:
+                    break
+                overlap = chunk[-len(terminator):]
+            else:
+                return terminator

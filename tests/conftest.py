@@ -1,0 +1,82 @@
+"""Test set-up: gevent first, then fixtures that start real sieci pieces on loopback.
+
+Everything a fixture starts it also stops, whether the test passed or not.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+import pytest  # noqa: E402
+
+from sieci.address import format_address  # noqa: E402
+from sieci.executor import Limits  # noqa: E402
+from sieci.master import Master  # noqa: E402
+from sieci.worker import Worker  # noqa: E402
+
+LOOPBACK = ("127.0.0.1", 0)
+# Every wait in the tests is bounded by this; none is a sleep.
+WAIT = 20.0
+
+
+class Captured:
+    """A client output that keeps what the job wrote, stream by stream."""
+
+    def __init__(self):
+        self.stdout = b""
+        self.stderr = b""
+        self.events = []
+
+    def write(self, stream, data):
+        self.events.append((stream, data))
+        setattr(self, stream, getattr(self, stream) + data)
+
+
+class Cluster:
+    """Masters and workers in this process, on loopback ephemeral ports."""
+
+    def __init__(self):
+        self.masters = []
+        self.workers = []
+
+    def master(self, **options):
+        master = Master(LOOPBACK, LOOPBACK, **options)
+        master.start()
+        self.masters.append(master)
+        return master
+
+    def worker(self, *masters, limits=None, **options):
+        options.setdefault("reconnect_min", 0.01)
+        options.setdefault("reconnect_max", 0.05)
+        worker = Worker([m.workers_address if isinstance(m, Master) else m for m in masters],
+                        limits or Limits(timeout=30), **options)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def stop(self):
+        for worker in self.workers:
+            worker.stop(grace=1)
+        for master in self.masters:
+            master.stop(grace=1)
+
+
+@pytest.fixture
+def cluster():
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def client_address(master):
+    return format_address(master.clients_address)
+
+
+PYTHON = sys.executable
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

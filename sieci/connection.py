@@ -4,6 +4,8 @@ The client hands it a standard library socket, the daemons a gevent one;
 either way a read that would block waits (and, under gevent, yields).
 """
 
+import socket
+
 from . import protocol
 
 RECV_SIZE = 256 * 1024
@@ -13,6 +15,7 @@ class Connection:
     def __init__(self, sock, max_line=protocol.DEFAULT_MAX_LINE):
         self.sock = sock
         self.receiver = protocol.Receiver(max_line)
+        self.hung_up = False
 
     def next_event(self):
         """The next protocol event; a reset by the peer counts as closed."""
@@ -24,6 +27,10 @@ class Connection:
                 data = self.sock.recv(RECV_SIZE)
             except ConnectionResetError:
                 data = b""
+            except OSError:
+                if not self.hung_up:
+                    raise
+                data = b""  # gevent wakes a blocked read with EBADF on shutdown
             self.receiver.receive_data(data)
 
     def start_block(self, raw_header, **limits):
@@ -40,8 +47,26 @@ class Connection:
 
     def shutdown(self):
         """Make blocked reads on this socket return, from any greenlet."""
+        self.hung_up = True
         try:
-            self.sock.shutdown(2)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish_sending(self, timeout=1.0, limit=4 << 20):
+        """Half-close, then read and drop what the peer still sends, briefly.
+
+        Closing with unread input makes the kernel send a reset, which can
+        destroy our last words (an ``ERROR``) before the peer reads them.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(timeout)
+            while limit > 0:
+                data = self.sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                limit -= len(data)
         except OSError:
             pass
 

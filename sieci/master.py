@@ -93,6 +93,7 @@ class Master:
         self.links = set()
         self.idle_links = {}  # insertion-ordered set
         self.stopping = False
+        self.listeners = []  # callables taking (event, job): queued, dispatched, requeued, done, failed, cancelled
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
         self.worker_server = StreamServer(workers_address, self.handle_worker)
@@ -116,6 +117,10 @@ class Master:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not changed.wait(remaining):
                 return False
+
+    def _notify(self, event, job):
+        for listener in self.listeners:
+            listener(event, job)
 
     def _note_links_changed(self):
         changed, self._links_changed = self._links_changed, gevent.event.Event()
@@ -187,6 +192,7 @@ class Master:
     def _refuse(self, conn, name, reason):
         log.warning("client %s: refused: %s", name, reason)
         conn.send(protocol.encode_command(protocol.ERROR, reason.encode()))
+        conn.finish_sending()
         return None
 
     def _wait_while_watching(self, job):
@@ -224,6 +230,7 @@ class Master:
         self.active_jobs.add(job)
         log.info("job %d queued from client %s (%d bytes, %d in queue)",
                  job.id, job.client_name, len(job.upload), len(self.pending_jobs))
+        self._notify("queued", job)
         self._ask_idle_workers()
 
     def _ask_idle_workers(self):
@@ -254,6 +261,7 @@ class Master:
         job.dispatched_at = time.monotonic()
         log.info("job %d dispatched to worker %s after %.3f s in the queue",
                  job.id, link.name, job.dispatched_at - job.queued_at)
+        self._notify("dispatched", job)
         link.state.advance(protocol.MASTER, protocol.JOB)
         link.send(job.upload)
         self._await_acceptance(job, link)
@@ -294,13 +302,14 @@ class Master:
             job.bytes_relayed += len(event.data)
             job.relayed_mid_line = not event.data.endswith(b"\n")
 
-    def _finish(self, job, outcome):
+    def _finish(self, job, outcome, detail=""):
         now = time.monotonic()
         ran = now - job.dispatched_at if job.dispatched_at else 0.0
-        log.info("job %d %s after %.3f s (%.3f s on a worker, %d bytes of results)",
-                 job.id, outcome, now - job.queued_at, ran, job.bytes_relayed)
+        log.info("job %d %s%s after %.3f s (%.3f s on a worker, %d bytes of results)",
+                 job.id, outcome, detail and f" ({detail})", now - job.queued_at, ran, job.bytes_relayed)
         self.active_jobs.discard(job)
         job.finished.set()
+        self._notify(outcome, job)
 
     def _fail(self, job, reason):
         """End the job for its client with ``reason``, in whatever form still fits."""
@@ -313,7 +322,7 @@ class Master:
                 job.send_to_client(ending + status.encode() + job.results_header.terminator + b"\n")
         except ClientGone:
             pass
-        self._finish(job, "failed: " + reason.decode("utf-8", "replace"))
+        self._finish(job, "failed", reason.decode("utf-8", "replace"))
 
     # --- workers ---------------------------------------------------------------
 
@@ -364,6 +373,7 @@ class Master:
             job.dispatched_at = None
             self.pending_jobs.appendleft(job)
             log.info("job %d back at the head of the queue: worker %s was lost before accepting it", job.id, link.name)
+            self._notify("requeued", job)
             self._ask_idle_workers()
         else:
             self._fail(job, b"worker lost")

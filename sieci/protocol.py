@@ -207,7 +207,7 @@ class Receiver:
         """
         self._terminator = header.terminator
         self._mid_line = False
-        self._payload_left = max_size
+        self._payload_left = self._max_size = max_size
         self._accept_glued = accept_glued and header.terminator == CLASSIC_TERMINATOR
 
     def next_event(self):
@@ -290,7 +290,7 @@ class Receiver:
         if self._payload_left is not None:
             self._payload_left -= size
             if self._payload_left < 0:
-                raise RemoteProtocolError("block larger than the size limit")
+                raise RemoteProtocolError(f"block larger than the limit of {self._max_size} bytes")
         self._mid_line = mid_line
         return BlockData(self._take(size))
 

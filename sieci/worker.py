@@ -102,7 +102,10 @@ class MasterLink:
         try:
             self._serve_jobs()
         except LinkLost as why:
-            log.warning("lost master %s: %s", self.name, why)
+            if self.worker.stopping.is_set():
+                log.info("unlinked from master %s", self.name)
+            else:
+                log.warning("lost master %s: %s", self.name, why)
         except protocol.RemoteProtocolError as error:
             log.warning("dropping master %s: %s", self.name, error)
         except OSError as error:

@@ -80,3 +80,43 @@ def client_address(master):
 
 PYTHON = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class RawPeer:
+    """A bare TCP peer for tests that play one side of the protocol by hand."""
+
+    def __init__(self, address, timeout=WAIT):
+        import socket
+
+        self.sock = socket.create_connection(address[:2], timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def line(self):
+        """The next line (b"" at EOF); fails the test after the timeout."""
+        return self.file.readline()
+
+    def rest(self):
+        """Everything until the peer closes."""
+        return self.file.read()
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def peers():
+    """Opens RawPeers and closes them all at the end of the test."""
+    opened = []
+
+    def connect(address, timeout=WAIT):
+        peer = RawPeer(address, timeout)
+        opened.append(peer)
+        return peer
+
+    yield connect
+    for peer in opened:
+        peer.close()

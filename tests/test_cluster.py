@@ -74,3 +74,112 @@ def test_an_unreachable_master_is_an_error(cluster):
     master.stop(grace=0.1)
     with pytest.raises(client.ClientError, match="cannot reach master"):
         client.run(address, b"print(1)\n", output=Captured())
+
+
+ODD_OUTPUTS = {
+    "no final newline": b"sys.stdout.buffer.write(b'no newline')",
+    "bytes that are not UTF-8": b"sys.stdout.buffer.write(b'\\xff\\xfe\\x80 latin-1: \\xe9\\n')",
+    "carriage returns and NUL": b"sys.stdout.buffer.write(b'a\\r\\nb\\rc\\x00d\\n\\x00')",
+    "blank and space-only lines": b"sys.stdout.buffer.write(b'\\n\\n   \\n\\t\\nx\\n\\n')",
+    "a 3 MB line": b"sys.stdout.buffer.write(b'y' * 3_000_000)",
+    "a line like a block header": b"sys.stdout.buffer.write(b'ENDSEQ dupa\\ndupa\\nOFFILESEQYOULLNEVERUSEITINYOURCODE\\n')",
+    "nothing at all": b"pass",
+}
+
+
+@pytest.mark.parametrize("statement", ODD_OUTPUTS.values(), ids=ODD_OUTPUTS.keys())
+def test_output_comes_back_byte_for_byte(cluster, statement):
+    master = cluster.master()
+    cluster.worker(master)
+    code = b"import sys\n" + statement + b"\nsys.stdout.flush()\n"
+    expected = _run_locally(code)
+    status, output = run(master, code)
+    assert status == 0
+    assert output.stdout == expected.stdout
+    assert output.stderr == expected.stderr
+
+
+def test_stderr_and_exit_status_are_those_of_a_local_run(cluster):
+    master = cluster.master()
+    cluster.worker(master)
+    code = b"import sys\nsys.stderr.write('warn\\n')\nprint('out')\nraise SystemExit(42)\n"
+    status, output = run(master, code)
+    assert (status, output.stdout, output.stderr) == (42, b"out\n", b"warn\n")
+
+
+def test_an_uncaught_exception_prints_its_traceback_and_exits_1(cluster):
+    master = cluster.master()
+    cluster.worker(master)
+    status, output = run(master, b"def f():\n    raise ValueError('bad')\nf()\n", filename="mine.py")
+    assert status == 1
+    assert b'/mine.py", line 2, in f' in output.stderr
+    assert output.stderr.endswith(b"ValueError: bad\n")
+
+
+def test_a_job_killed_by_a_signal_exits_128_plus_its_number(cluster):
+    master = cluster.master()
+    cluster.worker(master)
+    status, _ = run(master, b"import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    assert status == 128 + 15
+
+
+def test_the_output_limit_cuts_the_output_and_says_so(cluster):
+    master = cluster.master()
+    cluster.worker(master, limits=Limits(timeout=30, max_output=100_000))
+    status, output = run(master, b"import sys\nwhile True:\n    sys.stdout.write('z' * 4096)\n")
+    assert status == 137
+    assert output.stdout == b"z" * 100_000
+    assert b"output" in output.stderr and b"limit" in output.stderr
+
+
+def test_output_arrives_while_the_job_runs(cluster, tmp_path):
+    """The job waits for a file the test creates only once the first line has arrived."""
+    master = cluster.master()
+    cluster.worker(master)
+    go = tmp_path / "go"
+    code = (b"import os, time\nprint('first', flush=True)\n"
+            b"deadline = time.monotonic() + 20\n"
+            b"while not os.path.exists(%r) and time.monotonic() < deadline:\n    time.sleep(0.01)\n"
+            b"print('second' if os.path.exists(%r) else 'not live')\n") % (str(go).encode(), str(go).encode())
+
+    class SignalOnFirstLine(Captured):
+        def write(self, stream, data):
+            super().write(stream, data)
+            if self.stdout.startswith(b"first\n"):
+                go.touch()
+
+    output = SignalOnFirstLine()
+    status = client.run(client_address(master), code, output=output)
+    assert (status, output.stdout) == (0, b"first\nsecond\n")
+
+
+def test_stdout_and_stderr_keep_their_order(cluster, tmp_path):
+    """Each write waits for the test to acknowledge the one before, so the order is the job's."""
+    master = cluster.master()
+    cluster.worker(master)
+    code = (b"import os, sys, time\n"
+            b"def wait_for(n):\n"
+            b"    deadline = time.monotonic() + 20\n"
+            b"    while not os.path.exists(os.path.join(%r, str(n))) and time.monotonic() < deadline:\n"
+            b"        time.sleep(0.005)\n"
+            b"for i in range(6):\n"
+            b"    stream = sys.stdout if i %% 2 == 0 else sys.stderr\n"
+            b"    print(i, file=stream, flush=True)\n"
+            b"    wait_for(i)\n") % str(tmp_path).encode()
+
+    class Acknowledging(Captured):
+        def write(self, stream, data):
+            super().write(stream, data)
+            for line in data.split():
+                (tmp_path / line.decode()).touch()
+
+    output = Acknowledging()
+    assert client.run(client_address(master), code, output=output) == 0
+    assert output.events == [("stdout" if i % 2 == 0 else "stderr", b"%d\n" % i) for i in range(6)]
+
+
+def _run_locally(code):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=WAIT)

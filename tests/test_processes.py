@@ -1,0 +1,462 @@
+"""The real scripts as real processes on 127.0.0.1, speaking real TCP.
+
+Every process a test starts is stopped in the fixture's ``finally`` (SIGTERM,
+a bounded wait, then SIGKILL), whether the test passed or not. Every wait is
+bounded by a deadline; readiness is found by polling, never by fixed sleeps.
+"""
+
+import os
+import signal
+import socket
+import subprocess  # gevent's: conftest patched the standard library first
+import sys
+import tempfile
+import time
+
+import gevent
+import pytest
+
+from conftest import PYTHON, REPO
+
+MASTER = os.path.join(REPO, "bin", "master")
+WORKER = os.path.join(REPO, "bin", "worker")
+CLIENT = os.path.join(REPO, "bin", "client")
+# Every wait below is bounded by one of these; none is a sleep.
+DEADLINE = 15.0
+STOP_TIMEOUT = 5.0
+POLL = 0.02
+# The daemons' own waits, kept short so a failing test still ends quickly.
+FAST_WORKER = ["--reconnect-max", "0.3", "--grace", "3", "--log-level", "info"]
+FAST_MASTER = ["--grace", "3", "--log-level", "info"]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra):
+    """This environment without any SIECI_* variable, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """One started process; its stderr goes to a temporary file for diagnostics."""
+
+    def __init__(self, name, argv, env=None, stdin=None, capture_stdout=False):
+        self.name = name
+        self.argv = argv
+        self.input = stdin
+        # The child appends (O_APPEND) to its own descriptor; reads use another,
+        # so reading never moves the offset the child writes at.
+        fd, self.stderr_path = tempfile.mkstemp(prefix=f"sieci-{name}-", suffix=".log")
+        os.close(fd)
+        with open(self.stderr_path, "ab") as stderr_file:
+            self.popen = subprocess.Popen(
+                argv, cwd=REPO, env=env if env is not None else clean_env(),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+                stderr=stderr_file,
+            )
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def stderr_bytes(self):
+        try:
+            with open(self.stderr_path, "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            return b"(log removed)"
+
+    def stderr(self):
+        return self.stderr_bytes().decode("utf-8", "replace")
+
+    def exited(self):
+        return self.popen.poll() is not None
+
+    def terminate_and_wait(self, timeout=STOP_TIMEOUT):
+        """SIGTERM and wait; the exit status, or None if it had to be killed."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self):
+        if self.popen.poll() is None:
+            self.popen.kill()
+        try:
+            self.popen.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self):
+        try:
+            self.terminate_and_wait()
+        finally:
+            self.kill()
+            for pipe in (self.popen.stdin, self.popen.stdout):
+                if pipe is not None:
+                    pipe.close()
+            os.unlink(self.stderr_path)
+
+
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self):
+        return f"Result({self.returncode!r}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+class Processes:
+    """Starts masters, workers and clients; ``stop_all`` ends whatever is left."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.procs = []
+        self._files = 0
+
+    def start(self, name, argv, **options):
+        proc = Proc(name, argv, **options)
+        self.procs.append(proc)
+        return proc
+
+    def logs(self):
+        """Everything the processes wrote on stderr, for assertion messages."""
+        parts = []
+        for proc in self.procs:
+            parts.append(f"--- {proc.name} (pid {proc.pid}, exit {proc.popen.returncode}) {proc.argv[1:]}\n"
+                         + proc.stderr())
+        return "\n".join(parts)
+
+    def stop_all(self):
+        errors = []
+        for proc in reversed(self.procs):
+            try:
+                proc.stop()
+            except Exception as error:  # keep stopping the others
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+    # --- the daemons ----------------------------------------------------------
+
+    def master(self, workers_port=None, clients_port=None, args=None, wait=True, **options):
+        self.workers_port = workers_port or free_port()
+        self.clients_port = clients_port or free_port()
+        argv = [PYTHON, MASTER] + (args if args is not None else [
+            f"127.0.0.1:{self.workers_port}", f"127.0.0.1:{self.clients_port}", *FAST_MASTER])
+        proc = self.start("master", argv, **options)
+        if wait:
+            self.wait_for_port(self.clients_port, proc)
+        return proc
+
+    def worker(self, *masters, args=(), **options):
+        masters = masters or (f"127.0.0.1:{self.workers_port}",)
+        return self.start("worker", [PYTHON, WORKER, *masters, *FAST_WORKER, *args], **options)
+
+    def wait_for_port(self, port, proc=None, deadline=DEADLINE):
+        """Poll a TCP connect to ``port`` until it is accepted.
+
+        Only the clients' port is probed: the master starts listening for
+        workers first, and a probe on the workers' port would join as a worker.
+        """
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                pass
+            if proc is not None and proc.exited():
+                pytest.fail(f"{proc.name} exited with {proc.popen.returncode} before it listened on {port}\n"
+                            + self.logs())
+            if time.monotonic() > end:
+                pytest.fail(f"nothing listens on 127.0.0.1:{port} after {deadline} s\n" + self.logs())
+            gevent.sleep(POLL)
+
+    def wait_for_log(self, proc, text, deadline=DEADLINE):
+        end = time.monotonic() + deadline
+        while text not in proc.stderr():
+            if time.monotonic() > end:
+                pytest.fail(f"{proc.name} never logged {text!r} within {deadline} s\n" + self.logs())
+            gevent.sleep(POLL)
+
+    # --- clients --------------------------------------------------------------
+
+    def code_file(self, code, name=None):
+        self._files += 1
+        path = self.tmp_path / (name or f"job{self._files}.py")
+        path.write_bytes(code)
+        return str(path)
+
+    def client(self, *args, stdin=None, env=None):
+        """Start a client; ``finish`` collects what it printed."""
+        return self.start("client", [PYTHON, CLIENT, *args], stdin=stdin, capture_stdout=True, env=env)
+
+    def finish(self, proc, deadline=DEADLINE):
+        try:
+            stdout, _ = proc.popen.communicate(proc.input, timeout=deadline)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{proc.name} {proc.argv[1:]} did not end within {deadline} s\n" + self.logs())
+        return Result(proc.popen.returncode, stdout, proc.stderr_bytes())
+
+    def run_client(self, *args, stdin=None, deadline=DEADLINE):
+        return self.finish(self.client(*args, stdin=stdin), deadline)
+
+    def run_job(self, code, address=None, deadline=DEADLINE):
+        return self.run_client(address or f"127.0.0.1:{self.clients_port}", self.code_file(code), deadline=deadline)
+
+
+@pytest.fixture
+def procs(tmp_path):
+    processes = Processes(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+JOB = b'import sys\nprint("hello from the cluster")\nprint("oops", file=sys.stderr)\nsys.exit(3)\n'
+
+
+def assert_hello(result, procs):
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"hello from the cluster\n", b"oops\n"), \
+        procs.logs()
+
+
+def assert_one_error_line(result, prefix):
+    assert result.returncode == 255, result
+    assert result.stdout == b"", result
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and result.stderr.endswith(b"\n"), result
+    assert lines[0].startswith(prefix), result
+    assert b"Traceback" not in result.stderr, result
+
+
+# --- a job end to end -------------------------------------------------------------
+
+
+def test_master_two_workers_and_a_client_run_a_job(procs):
+    procs.master()
+    procs.worker()
+    procs.worker()
+    result = procs.run_job(JOB)
+    assert_hello(result, procs)
+    # a second job on the same processes, with a different status
+    result = procs.run_job(b"print('again')\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"again\n", b""), procs.logs()
+
+
+def test_twelve_clients_at_once_all_get_their_own_answer(procs):
+    procs.master()
+    procs.worker()
+    procs.worker()
+    clients = [
+        procs.client(f"127.0.0.1:{procs.clients_port}",
+                     procs.code_file(b"import time\ntime.sleep(0.05)\nprint('job %d:', %d * %d)\n" % (i, i, i)))
+        for i in range(12)
+    ]
+    results = [procs.finish(client) for client in clients]
+    assert [(r.returncode, r.stdout, r.stderr) for r in results] == \
+        [(0, b"job %d: %d\n" % (i, i * i), b"") for i in range(12)], procs.logs()
+
+
+def test_code_from_stdin(procs):
+    procs.master()
+    procs.worker()
+    code = b"import os\nprint('from stdin as', os.path.basename(__file__))\nraise SystemExit(7)\n"
+    result = procs.run_client(f"127.0.0.1:{procs.clients_port}", "-", stdin=code)
+    assert (result.returncode, result.stdout, result.stderr) == (7, b"from stdin as stdin.py\n", b""), procs.logs()
+
+
+@pytest.mark.parametrize("form", ["{port}", ":{port}"])
+def test_the_client_takes_a_bare_port_or_colon_port(procs, form):
+    procs.master()
+    procs.worker()
+    result = procs.run_job(JOB, address=form.format(port=procs.clients_port))
+    assert_hello(result, procs)
+
+
+def cluster_command():
+    script = os.path.join(os.path.dirname(PYTHON), "sieci-cluster")
+    if os.path.exists(script):
+        return [script]
+    return [PYTHON, "-c", "import sys; from sieci.main import cluster_main; sys.exit(cluster_main())"]
+
+
+def run_sieci_cluster(procs, code):
+    proc = procs.start("sieci-cluster", [*cluster_command(), "--workers", "2", procs.code_file(code)],
+                       capture_stdout=True)
+    return procs.finish(proc)
+
+
+def test_sieci_cluster_runs_a_file_and_exits_with_its_status(procs):
+    result = run_sieci_cluster(procs, JOB)
+    assert (result.returncode, result.stdout) == (3, b"hello from the cluster\n"), procs.logs()
+    assert result.stderr.startswith(b"oops\n") and b"Traceback" not in result.stderr, procs.logs()
+    result = run_sieci_cluster(procs, b"print(6 * 7)\n")
+    assert (result.returncode, result.stdout) == (0, b"42\n"), procs.logs()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: sieci-cluster FILE adds 'WARNING sieci.worker: lost master ...: [Errno 9] "
+                                      "File descriptor was closed in another greenlet' lines (and the master's "
+                                      "'worker ... lost' ones) to the job's stderr on every normal run")
+def test_sieci_cluster_stderr_is_only_the_jobs(procs):
+    result = run_sieci_cluster(procs, JOB)
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"hello from the cluster\n", b"oops\n")
+
+
+# --- errors -----------------------------------------------------------------------
+
+
+def test_an_unreachable_master_is_one_error_line_and_255(procs):
+    port = free_port()  # nothing listens there
+    result = procs.run_client(f"127.0.0.1:{port}", procs.code_file(b"print(1)\n"))
+    assert_one_error_line(result, "sieci-client: error: cannot reach master")
+
+
+def test_a_missing_file_is_one_error_line_and_255(procs):
+    procs.master()
+    result = procs.run_client(f"127.0.0.1:{procs.clients_port}", str(procs.tmp_path / "no-such-file.py"))
+    assert_one_error_line(result, "sieci-client: error: cannot read")
+
+
+# --- signals ----------------------------------------------------------------------
+
+
+def test_master_and_worker_exit_0_on_sigterm(procs):
+    master = procs.master()
+    worker = procs.worker()
+    assert_hello(procs.run_job(JOB), procs)  # both are really up and linked
+    started = time.monotonic()
+    assert worker.terminate_and_wait() == 0, procs.logs()
+    assert master.terminate_and_wait() == 0, procs.logs()
+    assert time.monotonic() - started < 2 * STOP_TIMEOUT
+
+
+def test_an_idle_master_exits_0_on_sigterm_at_once(procs):
+    master = procs.master()
+    started = time.monotonic()
+    assert master.terminate_and_wait(timeout=3) == 0, procs.logs()
+    assert time.monotonic() - started < 3
+
+
+def test_a_running_job_completes_when_the_master_gets_sigterm(procs):
+    master = procs.master()
+    procs.worker()
+    code = b"import time\nprint('started', flush=True)\ntime.sleep(1)\nprint('finished')\nraise SystemExit(5)\n"
+    client = procs.client(f"127.0.0.1:{procs.clients_port}", procs.code_file(code))
+    with gevent.Timeout(DEADLINE, AssertionError("the job never started\n" + procs.logs())):
+        first = client.popen.stdout.readline()
+    assert first == b"started\n", procs.logs()
+    master.popen.send_signal(signal.SIGTERM)
+    # while it stops the master takes no new job, however the refusal comes
+    late = procs.run_job(b"print('too late')\n")
+    assert late.returncode == 255 and late.stdout == b"", (late, procs.logs())
+    assert client.popen.poll() is None, "the running job ended before its second second"
+    result = procs.finish(client)
+    assert (result.returncode, first + result.stdout, result.stderr) == (5, b"started\nfinished\n", b""), \
+        procs.logs()
+    assert master.popen.wait(timeout=STOP_TIMEOUT) == 0, procs.logs()
+
+
+def test_a_second_sigterm_stops_the_master_at_once_with_1(procs):
+    master = procs.master(args=[f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", "--grace", "30"],
+                          wait=False)
+    procs.wait_for_port(int(master.argv[-3].rpartition(":")[2]), master)
+    procs.worker(master.argv[2])
+    code = b"import time\nprint('started', flush=True)\ntime.sleep(60)\n"
+    client = procs.client(master.argv[-3], procs.code_file(code))
+    with gevent.Timeout(DEADLINE, AssertionError("the job never started\n" + procs.logs())):
+        assert client.popen.stdout.readline() == b"started\n", procs.logs()
+    master.popen.send_signal(signal.SIGTERM)
+    procs.wait_for_log(master, "stopping")
+    started = time.monotonic()
+    master.popen.send_signal(signal.SIGTERM)
+    assert master.popen.wait(timeout=STOP_TIMEOUT) == 1, procs.logs()
+    assert time.monotonic() - started < 3
+    result = procs.finish(client)
+    assert result.returncode == 255 and result.stdout == b"", (result, procs.logs())
+    assert result.stderr.startswith(b"sieci-client: error: "), result
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: Connection.shutdown() under gevent makes the read blocked in the link's "
+                                      "greenlet raise EBADF ('File descriptor was closed in another greenlet') "
+                                      "instead of returning end-of-file, so every clean stop logs WARNING "
+                                      "'lost master'/'worker ... lost'")
+def test_a_clean_sigterm_stop_logs_no_warning(procs):
+    master = procs.master()
+    worker = procs.worker()
+    assert_hello(procs.run_job(JOB), procs)
+    assert worker.terminate_and_wait() == 0, procs.logs()
+    assert master.terminate_and_wait() == 0, procs.logs()
+    assert "WARNING" not in worker.stderr(), procs.logs()
+    assert "WARNING" not in master.stderr(), procs.logs()
+
+
+# --- configuration ----------------------------------------------------------------
+
+
+def test_a_master_configured_by_file_alone(procs):
+    workers_port, clients_port = free_port(), free_port()
+    config = procs.tmp_path / "master.conf"
+    config.write_text(f"# test configuration\nworkers-addr = 127.0.0.1:{workers_port}\n"
+                      f"clients-addr = 127.0.0.1:{clients_port}\ngrace = 3\n")
+    procs.master(workers_port, clients_port, args=["-c", str(config)])
+    procs.worker(f"127.0.0.1:{workers_port}")
+    assert_hello(procs.run_job(JOB), procs)
+
+
+def test_a_worker_finds_its_master_in_sieci_masters(procs):
+    procs.master()
+    procs.start("worker", [PYTHON, WORKER, *FAST_WORKER],
+                env=clean_env(SIECI_MASTERS=f"127.0.0.1:{procs.workers_port}"))
+    assert_hello(procs.run_job(JOB), procs)
+
+
+@pytest.mark.parametrize("script, names", [
+    (MASTER, ["SIECI_GRACE", "SIECI_WORKERS_ADDR", "SIECI_CLIENTS_ADDR", "SIECI_LOG_LEVEL", "SIECI_MAX_UPLOAD"]),
+    (WORKER, ["SIECI_GRACE", "SIECI_MASTERS", "SIECI_TIMEOUT", "SIECI_RECONNECT_MAX", "SIECI_PYTHON"]),
+])
+def test_help_exits_0_and_names_the_environment_variables(procs, script, names):
+    proc = procs.start(os.path.basename(script), [PYTHON, script, "--help"], capture_stdout=True,
+                       env=clean_env(COLUMNS="200"))
+    result = procs.finish(proc)
+    assert result.returncode == 0, result
+    assert result.stderr == b"", result
+    for name in names:
+        assert name.encode() in result.stdout, (name, result.stdout.decode())
+
+
+# --- reconnection -----------------------------------------------------------------
+
+
+def test_a_worker_started_before_its_master_connects_once_it_is_up(procs):
+    workers_port, clients_port = free_port(), free_port()
+    worker = procs.worker(f"127.0.0.1:{workers_port}")
+    procs.wait_for_log(worker, "cannot reach master")  # it really did try, and failed
+    procs.master(workers_port, clients_port)
+    assert_hello(procs.run_job(JOB), procs)
+
+
+def test_a_worker_survives_its_master_restarting(procs):
+    first = procs.master()
+    worker = procs.worker()
+    assert_hello(procs.run_job(JOB), procs)
+    assert first.terminate_and_wait() == 0, procs.logs()
+    procs.master(procs.workers_port, procs.clients_port)
+    result = procs.run_job(b"print('after the restart')\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"after the restart\n", b""), procs.logs()
+    assert not worker.exited(), procs.logs()

@@ -1,0 +1,912 @@
+"""Unit and property tests of the sans-IO protocol module (no sockets, no gevent)."""
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sieci import protocol
+from sieci.protocol import (
+    AVAILABLE,
+    CLASSIC_TERMINATOR,
+    CONNECTION_CLOSED,
+    DEFAULT_MAX_LINE,
+    ENDSEQ,
+    ERROR,
+    EXTENDED,
+    JOB,
+    LINK_TRANSITIONS,
+    MASTER,
+    NEED_DATA,
+    READY,
+    RECEIVED,
+    ROLLBACK,
+    STDERR,
+    STDOUT,
+    WORKER,
+    BlockData,
+    BlockEnd,
+    LinkState,
+    LocalProtocolError,
+    Line,
+    ProtocolError,
+    Receiver,
+    RemoteProtocolError,
+    ResultDecoder,
+    Status,
+    encode_block,
+    encode_command,
+    encode_header,
+    encode_output,
+    first_word,
+    parse_header,
+    parse_status,
+    rest_of_line,
+)
+
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HEX_TOKEN = re.compile(rb"[0-9a-f]{32}")
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+class Feeder:
+    """Drives a Receiver the way a connection does.
+
+    Every event is recorded; a Line whose first word is ENDSEQ starts a block
+    with ``block_options`` (as master, worker and client do after a header).
+    """
+
+    def __init__(self, max_line=DEFAULT_MAX_LINE, **block_options):
+        self.receiver = Receiver(max_line)
+        self.block_options = block_options
+        self.events = []
+        self.headers = []
+
+    def feed(self, data):
+        self.receiver.receive_data(data)
+        return self.drain()
+
+    def drain(self):
+        while True:
+            event = self.receiver.next_event()
+            if event is NEED_DATA:
+                return event
+            self.events.append(event)
+            if event is CONNECTION_CLOSED:
+                return event
+            if isinstance(event, Line) and event.word == ENDSEQ:
+                header = parse_header(event.raw)
+                self.headers.append(header)
+                self.receiver.start_block(header, **self.block_options)
+
+    def feed_all(self, chunks, eof=False):
+        for chunk in chunks:
+            self.feed(chunk)
+        if eof:
+            self.feed(b"")
+        return summarize(self.events)
+
+
+def summarize(events):
+    """Events as comparable tuples, with consecutive BlockData merged."""
+    out = []
+    for event in events:
+        if isinstance(event, BlockData):
+            assert event.data, "an empty BlockData was emitted"
+            if out and out[-1][0] == "data":
+                out[-1] = ("data", out[-1][1] + event.data)
+            else:
+                out.append(("data", event.data))
+        elif isinstance(event, BlockEnd):
+            out.append(("end", event.raw))
+        elif isinstance(event, Line):
+            out.append(("line", event.raw))
+        elif event is CONNECTION_CLOSED:
+            out.append(("closed",))
+        else:  # pragma: no cover - a new event type would need new tests
+            raise AssertionError(f"unexpected event {event!r}")
+    return out
+
+
+def split_at(data, cuts):
+    cuts = sorted({c for c in cuts if 0 < c < len(data)})
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def chunkings(data):
+    """A strategy for ways to cut ``data`` into consecutive reads."""
+    return st.one_of(
+        st.just([data]),
+        st.just([data[i:i + 1] for i in range(len(data))]),
+        st.lists(st.integers(0, len(data)), max_size=25).map(lambda cuts: split_at(data, cuts)),
+    )
+
+
+def merge_output(pieces):
+    """(stream, bytes) pieces with empties dropped and same-stream neighbours merged."""
+    out = []
+    for stream, data in pieces:
+        if not data:
+            continue
+        if out and out[-1][0] == stream:
+            out[-1] = (stream, out[-1][1] + data)
+        else:
+            out.append((stream, data))
+    return out
+
+
+# Payload bytes that stress the framing: whitespace, CR, NUL, non-UTF-8,
+# blank lines, words of the protocol and hex-looking text.
+ATOMS = [b"", b" ", b"\t", b"\r", b"\x00", b"\xff\xfe", b"\x0b\x0c", b"ENDSEQ", b"ENDSEQ x",
+         b"0123456789abcdef", b"T", b"  T  ", b"o ", b"x exit 0", CLASSIC_TERMINATOR[:10]]
+payloads = st.one_of(
+    st.binary(max_size=400),
+    st.lists(st.one_of(st.sampled_from(ATOMS), st.binary(max_size=12)), max_size=40).map(b"\n".join),
+    st.lists(st.one_of(st.sampled_from(ATOMS), st.binary(max_size=12)), max_size=40).map(b"".join),
+)
+
+
+# --- messages -------------------------------------------------------------------
+
+
+def test_encode_command_bare_words():
+    assert encode_command(AVAILABLE) == b"AVAILABLE\n"
+    assert encode_command(READY) == b"READY\n"
+    assert encode_command(ROLLBACK) == b"ROLLBACK\n"
+    assert encode_command(RECEIVED) == b"RECEIVED\n"
+    assert encode_command(ERROR) == b"ERROR\n"
+
+
+def test_encode_command_error_with_reason():
+    assert encode_command(ERROR, b"no worker") == b"ERROR no worker\n"
+
+
+def test_encode_command_folds_reason_onto_one_line():
+    line = encode_command(ERROR, b"  bad\nthing\r\n\tmore  \n")
+    assert line == b"ERROR bad thing more\n"
+    assert line.count(b"\n") == 1
+
+
+def test_encode_command_whitespace_reason_is_dropped():
+    assert encode_command(ERROR, b" \n\t ") == b"ERROR\n"
+
+
+@PROPERTY
+@given(reason=st.binary(max_size=200))
+def test_encode_command_round_trips_reason(reason):
+    line = encode_command(ERROR, reason)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert first_word(line) == ERROR
+    assert rest_of_line(line) == b" ".join(reason.split())
+    assert Line(line).word == ERROR and Line(line).reason == b" ".join(reason.split())
+
+
+@pytest.mark.parametrize("line, word, rest", [
+    (b"READY\n", b"READY", b""),
+    (b"  READY  \n", b"READY", b""),
+    (b"RECEIVED extra\n", b"RECEIVED", b"extra"),
+    (b"ERROR no worker\n", b"ERROR", b"no worker"),
+    (b"ERROR   spaced   out  \r\n", b"ERROR", b"spaced   out"),
+    (b"\tROLLBACK\tnow\n", b"ROLLBACK", b"now"),
+    (b"", b"", b""),
+    (b"\n", b"", b""),
+    (b"   \t \n", b"", b""),
+])
+def test_first_word_and_rest_of_line(line, word, rest):
+    assert first_word(line) == word
+    assert rest_of_line(line) == rest
+    assert Line(line).word == word
+    assert Line(line).reason == rest
+
+
+# --- headers -----------------------------------------------------------------------
+
+
+def test_parse_header_fields():
+    raw = b"ENDSEQ  abc123 v=2   name=job.py flag\r\n"
+    header = parse_header(raw)
+    assert header.raw == raw
+    assert header.terminator == b"abc123"
+    assert header.fields == [b"v=2", b"name=job.py", b"flag"]
+    assert header.extended
+    assert header.field(b"name") == b"job.py"
+    assert header.field(b"v") == b"2"
+    assert header.field(b"na") is None
+    assert header.field(b"flag") is None  # a bare flag has no value
+    assert header.field(b"missing", b"default") == b"default"
+
+
+def test_parse_header_plain_is_not_extended():
+    header = parse_header(b"ENDSEQ T\n")
+    assert header.terminator == b"T"
+    assert header.fields == []
+    assert not header.extended
+    assert header.field(b"v") is None
+
+
+def test_parse_header_extended_needs_exact_field():
+    assert not parse_header(b"ENDSEQ T v=20\n").extended
+    assert not parse_header(b"ENDSEQ T xv=2\n").extended
+    # v=2 in the terminator position is the terminator, not a field.
+    header = parse_header(b"ENDSEQ v=2\n")
+    assert header.terminator == b"v=2" and not header.extended
+
+
+def test_parse_header_transcript_header():
+    header = parse_header(b"ENDSEQ   T  junk\n")
+    assert header.terminator == b"T"
+    assert header.fields == [b"junk"]
+    assert not header.extended
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"\n", b"   \n", b"ENDSEQ\n", b"ENDSEQ   \n", b"READY\n", b"RECEIVED T\n",
+    b"endseq T\n", b"ENDSEQT\n", b"XENDSEQ T\n",
+])
+def test_parse_header_rejects_bad_headers(raw):
+    with pytest.raises(RemoteProtocolError):
+        parse_header(raw)
+
+
+def test_encode_header():
+    assert encode_header(b"T") == b"ENDSEQ T\n"
+    assert encode_header(b"T", [EXTENDED, b"name=a.py"]) == b"ENDSEQ T v=2 name=a.py\n"
+    header = parse_header(encode_header(b"tok", [EXTENDED]))
+    assert header.terminator == b"tok" and header.extended
+
+
+def test_encode_block_shape():
+    block = encode_block(b"print(1)", [EXTENDED])
+    header_line, rest = block.split(b"\n", 1)
+    header = parse_header(header_line + b"\n")
+    assert header.extended
+    assert HEX_TOKEN.fullmatch(header.terminator)
+    assert rest == b"print(1)\n" + header.terminator + b"\n"
+
+
+def test_encode_block_empty_payload():
+    block = encode_block(b"")
+    header_line, rest = block.split(b"\n", 1)
+    terminator = parse_header(header_line).terminator
+    assert rest == terminator + b"\n"
+    assert Feeder().feed_all([block]) == [("line", header_line + b"\n"), ("end", terminator + b"\n")]
+
+
+def test_choose_terminator_avoids_content(monkeypatch):
+    draws = iter([bytes(16), b"\x11" * 16])
+    monkeypatch.setattr(protocol.os, "urandom", lambda n: next(draws))
+    content = b"xx" + b"0" * 32 + b"yy"
+    assert protocol.choose_terminator(content) == b"1" * 32
+
+
+@PROPERTY
+@given(content=st.binary(max_size=200))
+def test_choose_terminator_is_hex_and_absent(content):
+    token = protocol.choose_terminator(content)
+    assert HEX_TOKEN.fullmatch(token)
+    assert token not in content
+
+
+# --- line framing --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 100])
+def test_lines_split_across_chunks(size):
+    data = b"AVAILABLE\nREADY  \n\nERROR some reason\r\nlast"
+    feeder = Feeder()
+    assert feeder.feed_all([data[i:i + size] for i in range(0, len(data), size)]) == [
+        ("line", b"AVAILABLE\n"), ("line", b"READY  \n"), ("line", b"\n"),
+        ("line", b"ERROR some reason\r\n")]
+    assert feeder.receiver.buffered == len(b"last")
+    assert feeder.receiver.next_event() is NEED_DATA
+
+
+def test_need_data_when_incomplete():
+    receiver = Receiver()
+    assert receiver.next_event() is NEED_DATA
+    receiver.receive_data(b"REA")
+    assert receiver.next_event() is NEED_DATA
+    receiver.receive_data(b"DY")
+    assert receiver.next_event() is NEED_DATA
+    receiver.receive_data(b"\n")
+    event = receiver.next_event()
+    assert isinstance(event, Line) and event.raw == b"READY\n" and event.word == READY
+    assert receiver.next_event() is NEED_DATA
+    assert not receiver.in_block
+
+
+def test_eof_gives_connection_closed():
+    receiver = Receiver()
+    receiver.receive_data(b"")
+    assert receiver.next_event() is CONNECTION_CLOSED
+    assert receiver.next_event() is CONNECTION_CLOSED  # and stays closed
+
+
+def test_eof_after_lines_delivers_lines_first():
+    feeder = Feeder()
+    assert feeder.feed_all([b"READY\nRECEI"], eof=True) == [("line", b"READY\n"), ("closed",)]
+
+
+def test_line_longer_than_max_line_raises():
+    receiver = Receiver(max_line=16)
+    receiver.receive_data(b"x" * 10)
+    assert receiver.next_event() is NEED_DATA
+    receiver.receive_data(b"x" * 6)  # exactly max_line, still allowed to grow a newline
+    assert receiver.next_event() is NEED_DATA
+    receiver.receive_data(b"x")
+    with pytest.raises(RemoteProtocolError):
+        receiver.next_event()
+
+
+def test_default_max_line_guards_command_lines():
+    receiver = Receiver()
+    for _ in range(2):
+        receiver.receive_data(b"A" * (DEFAULT_MAX_LINE // 2 + 1))
+    with pytest.raises(RemoteProtocolError) as info:
+        receiver.next_event()
+    assert isinstance(info.value, ProtocolError)
+
+
+@PROPERTY
+@given(lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+       data=st.data())
+def test_lines_property(lines, data):
+    """Lines come out whole and in order, whatever the reads looked like."""
+    lines = [line for line in lines if first_word(line) != ENDSEQ]
+    stream = b"".join(line + b"\n" for line in lines)
+    chunks = data.draw(chunkings(stream))
+    assert Feeder().feed_all(chunks, eof=True) == [("line", line + b"\n") for line in lines] + [("closed",)]
+
+
+# --- block framing ---------------------------------------------------------------------
+
+TRANSCRIPT = b"RECEIVED extra\nENDSEQ   T  junk\nline1\n  line2  \n\n\tT  \nafter\n"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 16, len(TRANSCRIPT)])
+def test_protocol_md_transcript(size):
+    feeder = Feeder()
+    events = feeder.feed_all([TRANSCRIPT[i:i + size] for i in range(0, len(TRANSCRIPT), size)])
+    assert events == [
+        ("line", b"RECEIVED extra\n"),
+        ("line", b"ENDSEQ   T  junk\n"),
+        ("data", b"line1\n  line2  \n\n"),
+        ("end", b"\tT  \n"),
+        ("line", b"after\n"),
+    ]
+    assert feeder.events[0].word == RECEIVED and feeder.events[0].reason == b"extra"
+    assert feeder.headers[0].terminator == b"T" and feeder.headers[0].fields == [b"junk"]
+    assert not feeder.receiver.in_block
+    assert feeder.receiver.buffered == 0
+
+
+@pytest.mark.parametrize("terminator_line", [
+    b"T\n", b"\tT  \n", b"   T\n", b"T \t \n", b"T\r\n", b"\x0bT\x0c\n",
+])
+def test_terminator_with_surrounding_whitespace(terminator_line):
+    events = Feeder().feed_all([b"ENDSEQ T\n", b"a\n", terminator_line, b"next\n"])
+    assert events == [("line", b"ENDSEQ T\n"), ("data", b"a\n"), ("end", terminator_line),
+                      ("line", b"next\n")]
+
+
+def test_lines_that_contain_the_terminator_are_payload():
+    payload = (b"TT\n" b"T T\n" b"xT\n" b"Tx\n" b"T x\n" b"  T=1  \n" b"print('T')\n"
+               b"T\tT\n" b"-T-\n")
+    events = Feeder().feed_all([b"ENDSEQ T\n" + payload + b"T\n"])
+    assert events == [("line", b"ENDSEQ T\n"), ("data", payload), ("end", b"T\n")]
+
+
+def test_blank_and_indented_lines_kept_byte_for_byte():
+    payload = b"\n\n    indented\n\t\ttabs\t\n   \n\r\n  trailing  \n\x00\xff\n"
+    events = Feeder().feed_all([b"ENDSEQ tok\n" + payload + b"tok\n"])
+    assert events == [("line", b"ENDSEQ tok\n"), ("data", payload), ("end", b"tok\n")]
+
+
+def test_only_the_first_terminator_line_ends_the_block():
+    events = Feeder().feed_all([b"ENDSEQ T\na\nT\nT\n"])
+    assert events == [("line", b"ENDSEQ T\n"), ("data", b"a\n"), ("end", b"T\n"), ("line", b"T\n")]
+
+
+def test_eof_inside_block():
+    events = Feeder().feed_all([b"ENDSEQ T\nsome\npart"], eof=True)
+    assert events == [("line", b"ENDSEQ T\n"), ("data", b"some\npart"), ("closed",)]
+
+
+def test_eof_inside_block_with_held_back_prefix():
+    feeder = Feeder()
+    events = feeder.feed_all([b"ENDSEQ Tok\nsome\nTo"], eof=True)
+    assert events == [("line", b"ENDSEQ Tok\n"), ("data", b"some\n"), ("closed",)]
+    assert feeder.receiver.in_block
+
+
+def test_in_block_flag():
+    receiver = Receiver()
+    assert not receiver.in_block
+    receiver.start_block(parse_header(b"ENDSEQ T\n"))
+    assert receiver.in_block
+    receiver.receive_data(b"T\n")
+    assert isinstance(receiver.next_event(), BlockEnd)
+    assert not receiver.in_block
+
+
+@PROPERTY
+@given(payload=payloads, fields=st.sampled_from([(), (EXTENDED,), (b"name=a.py", b"zz")]), data=st.data())
+def test_encode_block_round_trip(payload, fields, data):
+    """Any payload, any chunking: the payload comes back, then one BlockEnd."""
+    block = encode_block(payload, fields)
+    chunks = data.draw(chunkings(block))
+    feeder = Feeder()
+    events = feeder.feed_all(chunks, eof=True)
+    expected = payload if not payload or payload.endswith(b"\n") else payload + b"\n"
+    header_raw = block.split(b"\n", 1)[0] + b"\n"
+    terminator = feeder.headers[0].terminator
+    assert feeder.headers[0].fields == list(fields)
+    assert events == [("line", header_raw)] + ([("data", expected)] if expected else []) + [
+        ("end", terminator + b"\n"), ("closed",)]
+    assert sum(isinstance(e, BlockEnd) for e in feeder.events) == 1
+
+
+no_newline = st.binary(max_size=12).map(lambda b: b.replace(b"\n", b""))
+short_terminators = st.sampled_from([b"T", b"ab", b"END", b"0f"])
+
+
+@PROPERTY
+@given(terminator=short_terminators, data=st.data())
+def test_block_framing_with_terminator_inside_lines(terminator, data):
+    """A short terminator that appears inside payload lines; only a line that is it ends the block."""
+    piece = st.one_of(no_newline, st.just(terminator), st.sampled_from([b" ", b"\t", b"\r", b"x"]))
+    lines = data.draw(st.lists(st.lists(piece, max_size=5).map(b"".join), max_size=15))
+    lines = [line for line in lines if line.strip() != terminator]
+    payload = b"".join(line + b"\n" for line in lines)
+    end_line = data.draw(st.sampled_from([b"", b" ", b"\t", b"  \r"])) + terminator + data.draw(
+        st.sampled_from([b"", b" ", b"\r", b" \t"])) + b"\n"
+    stream = b"ENDSEQ " + terminator + b"\n" + payload + end_line + b"after\n"
+    events = Feeder(max_line=64).feed_all(data.draw(chunkings(stream)))
+    assert events == [("line", b"ENDSEQ " + terminator + b"\n")] + (
+        [("data", payload)] if payload else []) + [("end", end_line), ("line", b"after\n")]
+
+
+# --- classic glued terminator ---------------------------------------------------------------
+
+CLASSIC_HEADER = b"ENDSEQ " + CLASSIC_TERMINATOR + b"\n"
+
+
+@pytest.mark.parametrize("size", [1, 5, 33, 1000])
+def test_glued_terminator_accepted(size):
+    stream = CLASSIC_HEADER + b"x = 1\n    print(1)" + CLASSIC_TERMINATOR + b"\n"
+    events = Feeder(accept_glued=True).feed_all([stream[i:i + size] for i in range(0, len(stream), size)])
+    assert events == [("line", CLASSIC_HEADER), ("data", b"x = 1\n    print(1)\n"),
+                      ("end", CLASSIC_TERMINATOR + b"\n")]
+
+
+def test_glued_terminator_single_line():
+    events = Feeder(accept_glued=True).feed_all([CLASSIC_HEADER, b"print(1)" + CLASSIC_TERMINATOR + b"\n"])
+    assert events[1:] == [("data", b"print(1)\n"), ("end", CLASSIC_TERMINATOR + b"\n")]
+
+
+def test_glued_terminator_keeps_trailing_code_whitespace():
+    events = Feeder(accept_glued=True).feed_all(
+        [CLASSIC_HEADER + b"\tprint(1)  " + CLASSIC_TERMINATOR + b" \n"])
+    assert events[1:] == [("data", b"\tprint(1)  \n"), ("end", CLASSIC_TERMINATOR + b"\n")]
+
+
+def test_glued_mode_still_accepts_a_plain_terminator_line():
+    events = Feeder(accept_glued=True).feed_all(
+        [CLASSIC_HEADER + b"print(1)\n" + CLASSIC_TERMINATOR + b"\nafter\n"])
+    assert events[1:] == [("data", b"print(1)\n"), ("end", CLASSIC_TERMINATOR + b"\n"),
+                          ("line", b"after\n")]
+
+
+def test_glued_terminator_not_accepted_without_option():
+    stream = CLASSIC_HEADER + b"print(1)" + CLASSIC_TERMINATOR + b"\n"
+    feeder = Feeder()
+    events = feeder.feed_all([stream], eof=True)
+    assert events == [("line", CLASSIC_HEADER), ("data", b"print(1)" + CLASSIC_TERMINATOR + b"\n"),
+                      ("closed",)]
+    assert feeder.receiver.in_block
+
+
+def test_glued_option_ignored_for_other_terminators():
+    stream = b"ENDSEQ T\nprint(1)T\n"
+    feeder = Feeder(accept_glued=True)
+    events = feeder.feed_all([stream], eof=True)
+    assert events == [("line", b"ENDSEQ T\n"), ("data", b"print(1)T\n"), ("closed",)]
+
+
+@PROPERTY
+@given(lines=st.lists(no_newline, max_size=10), last=no_newline, data=st.data())
+def test_glued_round_trip(lines, last, data):
+    """The classic client's upload of any file ends the block with the file's lines."""
+    lines = [line for line in lines if not line.strip().endswith(CLASSIC_TERMINATOR)]
+    if not last.strip():
+        last = b"pass" + last  # a whitespace-only glued line is the terminator line itself
+    code = b"".join(line + b"\n" for line in lines) + last
+    stream = CLASSIC_HEADER + code + CLASSIC_TERMINATOR + b"\n"
+    events = Feeder(accept_glued=True).feed_all(data.draw(chunkings(stream)))
+    assert events == [("line", CLASSIC_HEADER), ("data", code + b"\n"), ("end", CLASSIC_TERMINATOR + b"\n")]
+
+
+# --- size limits and streaming ----------------------------------------------------------------
+
+
+def test_max_size_allows_exact_payload():
+    events = Feeder(max_size=10).feed_all([b"ENDSEQ T\n0123456789T\n" [:-11] + b"012345678\nT\n"])
+    assert events[1:] == [("data", b"012345678\n"), ("end", b"T\n")]
+
+
+def test_max_size_exceeded_raises():
+    feeder = Feeder(max_size=10)
+    feeder.feed(b"ENDSEQ T\n")
+    with pytest.raises(RemoteProtocolError):
+        feeder.feed(b"0123456789\nT\n")
+
+
+def test_max_size_exceeded_across_reads_raises():
+    feeder = Feeder(max_size=1000)
+    feeder.feed(b"ENDSEQ T\n")
+    with pytest.raises(RemoteProtocolError):
+        for _ in range(100):
+            feeder.feed(b"0123456789abcdef\n")
+    total = sum(len(e.data) for e in feeder.events if isinstance(e, BlockData))
+    assert total <= 1000
+
+
+def test_max_size_zero_allows_empty_block():
+    events = Feeder(max_size=0).feed_all([b"ENDSEQ T\nT\n"])
+    assert events == [("line", b"ENDSEQ T\n"), ("end", b"T\n")]
+
+
+def test_very_long_line_streams_in_bounded_memory():
+    receiver = Receiver()
+    header = parse_header(b"ENDSEQ " + b"f" * 32 + b"\n")
+    receiver.start_block(header)
+    chunk = b"a" * (64 * 1024)
+    total = 10 * 1024 * 1024
+    released = 0
+    peak = 0
+    for _ in range(total // len(chunk)):
+        receiver.receive_data(chunk)
+        while (event := receiver.next_event()) is not NEED_DATA:
+            assert isinstance(event, BlockData)
+            assert event.data.count(b"a") == len(event.data)
+            released += len(event.data)
+        peak = max(peak, receiver.buffered)
+        assert receiver.buffered <= DEFAULT_MAX_LINE
+    assert released == total  # nothing of the line was held back
+    assert peak <= DEFAULT_MAX_LINE
+    receiver.receive_data(b"\n" + header.terminator + b"\n")
+    event = receiver.next_event()
+    assert isinstance(event, BlockData) and event.data == b"\n"
+    end = receiver.next_event()
+    assert isinstance(end, BlockEnd) and end.raw == header.terminator + b"\n"
+    assert receiver.buffered == 0
+
+
+def test_many_lines_stream_without_buffering():
+    receiver = Receiver(max_line=128)
+    receiver.start_block(parse_header(b"ENDSEQ T\n"))
+    released = 0
+    for _ in range(200):
+        receiver.receive_data(b"line of payload\n" * 100)
+        while (event := receiver.next_event()) is not NEED_DATA:
+            released += len(event.data)
+        assert receiver.buffered == 0
+    assert released == 200 * 100 * 16
+
+
+@pytest.mark.parametrize("partial", [b"ab", b"abc", b"  abc", b"\tab", b"abc ", b"abc \t", b"", b"   "])
+def test_partial_that_may_become_terminator_is_held_back(partial):
+    receiver = Receiver()
+    receiver.start_block(parse_header(b"ENDSEQ abc\n"))
+    receiver.receive_data(b"payload\n" + partial)
+    event = receiver.next_event()
+    assert isinstance(event, BlockData) and event.data == b"payload\n"
+    assert receiver.next_event() is NEED_DATA
+    assert receiver.buffered == len(partial)
+
+
+@pytest.mark.parametrize("partial", [b"x", b"abd", b"  ab x", b"abcd", b"abc x", b"ab c"])
+def test_partial_that_cannot_become_terminator_is_released(partial):
+    receiver = Receiver()
+    receiver.start_block(parse_header(b"ENDSEQ abc\n"))
+    receiver.receive_data(b"payload\n" + partial)
+    data = b""
+    while (event := receiver.next_event()) is not NEED_DATA:
+        data += event.data
+    assert data == b"payload\n" + partial
+    assert receiver.buffered == 0
+    # The rest of the line can no longer make it the terminator.
+    receiver.receive_data(b"abc\nabc\n")
+    event = receiver.next_event()
+    assert isinstance(event, BlockData) and event.data == b"abc\n"
+    assert isinstance(receiver.next_event(), BlockEnd)
+
+
+def test_held_back_prefix_released_once_it_diverges():
+    receiver = Receiver()
+    receiver.start_block(parse_header(b"ENDSEQ abc\n"))
+    receiver.receive_data(b"ab")
+    assert receiver.next_event() is NEED_DATA
+    receiver.receive_data(b"x")
+    event = receiver.next_event()
+    assert isinstance(event, BlockData) and event.data == b"abx"
+    receiver.receive_data(b"\nabc\n")
+    assert receiver.next_event().data == b"\n"
+    assert isinstance(receiver.next_event(), BlockEnd)
+
+
+def test_held_back_partial_longer_than_max_line_raises():
+    receiver = Receiver(max_line=16)
+    receiver.start_block(parse_header(b"ENDSEQ T\n"))
+    receiver.receive_data(b" " * 17)  # whitespace could still precede the terminator
+    with pytest.raises(RemoteProtocolError):
+        receiver.next_event()
+
+
+# --- extended results -------------------------------------------------------------------------
+
+
+def test_encode_output_examples():
+    assert encode_output(STDOUT, b"") == b""
+    assert encode_output(STDOUT, b"hi\n") == b"o hi\n"
+    assert encode_output(STDOUT, b"hi") == b"O hi\n"
+    assert encode_output(STDERR, b"a\nb") == b"e a\nE b\n"
+    assert encode_output(STDERR, b"\n\n") == b"e \ne \n"
+    assert encode_output(STDOUT, b"a\r\n\x00\xff") == b"o a\r\nO \x00\xff\n"
+
+
+def test_decoder_examples():
+    decoder = ResultDecoder()
+    assert decoder.feed(b"o hel") == []
+    assert decoder.feed(b"lo\nO wor") == [(STDOUT, b"hello\n")]
+    assert decoder.feed(b"ld\ne oops\nE !\no \n") == [(STDOUT, b"world"), (STDERR, b"oops\n!"),
+                                                      (STDOUT, b"\n")]
+    assert decoder.status is None
+    assert decoder.feed(b"x exit 3\n") == []
+    assert decoder.status == Status(b"exit", b"3")
+
+
+def test_decoder_ignores_unknown_lower_case_tags():
+    decoder = ResultDecoder()
+    assert decoder.feed(b"q later stuff\nz\no a\nx signal 9\n") == [(STDOUT, b"a\n")]
+    assert decoder.status == Status(b"signal", b"9")
+
+
+@pytest.mark.parametrize("line", [b"hello\n", b"Q upper\n", b"oops\n", b" o x\n", b"\n", b"1 x\n",
+                                  b"O\n", b"x\n", b"x exit\n", b"x exit zero\n"])
+def test_decoder_rejects_bad_lines(line):
+    with pytest.raises(RemoteProtocolError):
+        ResultDecoder().feed(line)
+
+
+def test_decoder_rejects_output_after_status():
+    decoder = ResultDecoder()
+    decoder.feed(b"x exit 0\n")
+    with pytest.raises(RemoteProtocolError):
+        decoder.feed(b"o more\n")
+
+
+def test_decoder_bounds_partial_line():
+    decoder = ResultDecoder(max_line=10)
+    assert decoder.feed(b"o 12345678") == []
+    with pytest.raises(RemoteProtocolError):
+        decoder.feed(b"9")
+
+
+stream_chunks = st.lists(st.tuples(st.sampled_from([STDOUT, STDERR]), payloads), max_size=8)
+statuses = st.one_of(
+    st.builds(Status, st.just(b"exit"), st.integers(0, 255).map(lambda n: str(n).encode())),
+    st.builds(Status, st.just(b"signal"), st.integers(1, 64).map(lambda n: str(n).encode())),
+    st.builds(Status, st.just(b"limit"), st.sampled_from([b"time", b"output"]), st.sampled_from([b"", b"too long"])),
+    st.builds(Status, st.just(b"error"), st.sampled_from([b"lost", b"spawn"]), st.sampled_from([b"", b"worker lost"])),
+)
+
+
+@PROPERTY
+@given(pieces=stream_chunks, status=statuses, data=st.data())
+def test_output_round_trip(pieces, status, data):
+    encoded = b"".join(encode_output(stream, chunk) for stream, chunk in pieces) + status.encode()
+    decoder = ResultDecoder()
+    out = []
+    for chunk in data.draw(chunkings(encoded)):
+        out.extend(decoder.feed(chunk))
+    assert all(piece for _, piece in out)
+    assert merge_output(out) == merge_output(pieces)
+    assert decoder.status == status
+
+
+@PROPERTY
+@given(pieces=stream_chunks, status=statuses, data=st.data())
+def test_extended_results_block_round_trip(pieces, status, data):
+    """Worker-side bytes through Receiver and ResultDecoder, as the client reads them."""
+    terminator = protocol.choose_terminator()
+    body = b"".join(encode_output(stream, chunk) for stream, chunk in pieces) + status.encode()
+    stream = encode_header(terminator, [EXTENDED]) + body + terminator + b"\n"
+    feeder = Feeder()
+    feeder.feed_all(data.draw(chunkings(stream)))
+    assert feeder.headers[0].extended
+    decoder = ResultDecoder()
+    out = []
+    ends = 0
+    for event in feeder.events[1:]:
+        if isinstance(event, BlockData):
+            assert ends == 0
+            out.extend(decoder.feed(event.data))
+        else:
+            assert isinstance(event, BlockEnd)
+            ends += 1
+    assert ends == 1
+    assert merge_output(out) == merge_output(pieces)
+    assert decoder.status == status
+
+
+@PROPERTY
+@given(stream=st.sampled_from([STDOUT, STDERR]), data=payloads,
+       token=st.text("0123456789abcdef", min_size=32, max_size=32).map(str.encode))
+def test_output_lines_never_equal_a_terminator(stream, data, token):
+    encoded = encode_output(stream, data)
+    for line in encoded.split(b"\n")[:-1] if encoded else []:
+        stripped = line.strip()
+        assert stripped != token
+        assert not HEX_TOKEN.fullmatch(stripped)
+        # Stronger: a tag alone, or a tag, a space and more: never one whitespace-free token
+        # other than a single tag letter.
+        assert len(stripped) == 1 or stripped[1:2] == b" "
+    if encoded:
+        assert encoded.endswith(b"\n")
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status, code", [
+    (Status(b"exit", b"0"), 0),
+    (Status(b"exit", b"1"), 1),
+    (Status(b"exit", b"42"), 42),
+    (Status(b"exit", b"255"), 255),
+    (Status(b"signal", b"9"), 137),
+    (Status(b"signal", b"15"), 143),
+    (Status(b"signal", b"2"), 130),
+    (Status(b"limit", b"time", b"ran too long"), 124),
+    (Status(b"limit", b"output"), 137),
+    (Status(b"error", b"lost", b"worker lost"), 255),
+    (Status(b"error", b"spawn"), 255),
+])
+def test_status_exit_code(status, code):
+    assert status.exit_code == code
+
+
+@PROPERTY
+@given(n=st.integers(0, 255))
+def test_exit_code_of_exit_n_is_n(n):
+    assert parse_status(b"x exit %d\n" % n).exit_code == n
+
+
+@PROPERTY
+@given(n=st.integers(1, 64))
+def test_exit_code_of_signal_n(n):
+    assert parse_status(b"x signal %d\n" % n).exit_code == 128 + n
+
+
+def test_status_encode_examples():
+    assert Status(b"exit", b"0").encode() == b"x exit 0\n"
+    assert Status(b"error", b"lost", b"worker lost").encode() == b"x error lost worker lost\n"
+    assert Status(b"limit", b"time", b" ran\npast  10 s\n").encode() == b"x limit time ran past 10 s\n"
+
+
+def test_parse_status_examples():
+    assert parse_status(b"x exit 0\n") == Status(b"exit", b"0")
+    assert parse_status(b"x error lost worker lost\n") == Status(b"error", b"lost", b"worker lost")
+    assert parse_status(b"x limit time ran past 10 s\n") == Status(b"limit", b"time", b"ran past 10 s")
+    assert parse_status(b"x signal 9") == Status(b"signal", b"9")
+    assert Status(b"exit", b"0") != Status(b"exit", b"1")
+    assert Status(b"exit", b"0") != (b"exit", b"0")
+
+
+word = st.binary(min_size=1, max_size=10).filter(lambda b: not any(c in b" \t\n\r\x0b\x0c" for c in b))
+
+
+@PROPERTY
+@given(kind=st.sampled_from([b"exit", b"signal", b"limit", b"error"]),
+       number=st.integers(0, 10**6), value=word, message=st.binary(max_size=60))
+def test_status_round_trip(kind, number, value, message):
+    if kind in (b"exit", b"signal"):
+        value = str(number).encode()
+    status = Status(kind, value, message)
+    line = status.encode()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.startswith(b"x ")
+    assert parse_status(line) == Status(kind, value, b" ".join(message.split()))
+
+
+@pytest.mark.parametrize("line", [
+    b"", b"\n", b"x\n", b"x exit\n", b"x exit \n", b"x exit abc\n", b"x exit -1\n", b"x exit 1.5\n",
+    b"x signal\n", b"x signal nine\n", b"x bogus 1\n", b"x EXIT 0\n", b"y exit 0\n", b"o exit 0\n",
+    b"xexit 0\n", b"exit 0\n", b"x  exit 0\n",
+])
+def test_parse_status_rejects_malformed(line):
+    with pytest.raises(RemoteProtocolError):
+        parse_status(line)
+
+
+# --- the master-worker link ----------------------------------------------------------------
+
+STATES = [protocol.IDLE, protocol.ASKED, protocol.READY_HELD, protocol.SENT, protocol.RUNNING]
+MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, b"BOGUS"]
+
+
+@pytest.mark.parametrize("role", [MASTER, WORKER])
+@pytest.mark.parametrize("transition", sorted(LINK_TRANSITIONS, key=repr), ids=repr)
+def test_every_transition(role, transition):
+    state, sender, message = transition
+    link = LinkState(role)
+    link.state = state
+    assert link.advance(sender, message) == LINK_TRANSITIONS[transition]
+    assert link.state == LINK_TRANSITIONS[transition]
+
+
+def test_transition_table_matches_the_contract():
+    assert LINK_TRANSITIONS == {
+        (protocol.IDLE, MASTER, AVAILABLE): protocol.ASKED,
+        (protocol.ASKED, WORKER, READY): protocol.READY_HELD,
+        (protocol.READY_HELD, MASTER, ROLLBACK): protocol.IDLE,
+        (protocol.READY_HELD, MASTER, ERROR): protocol.IDLE,
+        (protocol.READY_HELD, MASTER, JOB): protocol.SENT,
+        (protocol.SENT, WORKER, RECEIVED): protocol.RUNNING,
+        (protocol.SENT, WORKER, ERROR): protocol.IDLE,
+        (protocol.RUNNING, WORKER, JOB): protocol.IDLE,
+    }
+
+
+ILLEGAL = [(state, sender, message) for state in STATES + [protocol.CLOSED] for sender in (MASTER, WORKER)
+           for message in MESSAGES if (state, sender, message) not in LINK_TRANSITIONS]
+
+
+@pytest.mark.parametrize("role", [MASTER, WORKER])
+@pytest.mark.parametrize("state, sender, message", ILLEGAL, ids=repr)
+def test_illegal_messages(role, state, sender, message):
+    link = LinkState(role)
+    link.state = state
+    expected = LocalProtocolError if sender == role else RemoteProtocolError
+    with pytest.raises(expected) as info:
+        link.advance(sender, message)
+    assert type(info.value) is expected
+    assert link.state == state  # an illegal message moves nothing
+
+
+def test_link_full_job_cycle():
+    master, worker = LinkState(MASTER), LinkState(WORKER)
+    script = [(MASTER, AVAILABLE), (WORKER, READY), (MASTER, ROLLBACK),
+              (MASTER, AVAILABLE), (WORKER, READY), (MASTER, JOB), (WORKER, RECEIVED), (WORKER, JOB),
+              (MASTER, AVAILABLE), (WORKER, READY), (MASTER, JOB), (WORKER, ERROR),
+              (MASTER, AVAILABLE), (WORKER, READY), (MASTER, ERROR)]
+    for sender, message in script:
+        assert master.advance(sender, message) == worker.advance(sender, message)
+    assert master.state == worker.state == protocol.IDLE
+
+
+def test_link_examples_of_blame():
+    master = LinkState(MASTER)
+    with pytest.raises(RemoteProtocolError):
+        master.advance(WORKER, READY)  # READY without AVAILABLE: the worker's fault
+    worker = LinkState(WORKER)
+    with pytest.raises(LocalProtocolError):
+        worker.advance(WORKER, READY)  # the same from the worker's side: our bug
+    master.advance(MASTER, AVAILABLE)
+    with pytest.raises(LocalProtocolError):
+        master.advance(MASTER, AVAILABLE)  # a second AVAILABLE outstanding
+
+
+def test_closed_link_accepts_nothing():
+    link = LinkState(MASTER)
+    link.advance(MASTER, AVAILABLE)
+    link.close()
+    assert link.state == protocol.CLOSED
+    with pytest.raises(RemoteProtocolError):
+        link.advance(WORKER, READY)
+    with pytest.raises(LocalProtocolError):
+        link.advance(MASTER, AVAILABLE)

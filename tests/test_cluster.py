@@ -160,7 +160,7 @@ def test_stdout_and_stderr_keep_their_order(cluster, tmp_path):
     code = (b"import os, sys, time\n"
             b"def wait_for(n):\n"
             b"    deadline = time.monotonic() + 20\n"
-            b"    while not os.path.exists(os.path.join(%r, str(n))) and time.monotonic() < deadline:\n"
+            b"    while not os.path.exists(os.path.join('%s', str(n))) and time.monotonic() < deadline:\n"
             b"        time.sleep(0.005)\n"
             b"for i in range(6):\n"
             b"    stream = sys.stdout if i %% 2 == 0 else sys.stderr\n"

@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["sieci", "sieci.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=["gevent>=22.10", "ConfigArgParse>=1.5"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={

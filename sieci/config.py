@@ -12,6 +12,7 @@ import configargparse
 
 from . import executor, master, worker
 from .address import AddressError, parse_address
+from .connection import DEFAULT_KEEPALIVE
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -78,6 +79,13 @@ def _add_limits(parser):
                         help="stop a job whose stdout and stderr pass this many bytes")
 
 
+def _add_common_daemon_options(parser, grace, what):
+    parser.add_argument("--grace", type=positive_seconds, default=grace,
+                        help=f"on SIGTERM, how long {what} may take to finish")
+    parser.add_argument("--keepalive", type=positive_seconds, default=DEFAULT_KEEPALIVE,
+                        help="give up on a peer that has vanished without a word after about this many seconds")
+
+
 def master_parser():
     parser = _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.")
     _add_address(parser, "workers_addr", "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT")
@@ -86,8 +94,9 @@ def master_parser():
                         help="refuse a job whose code is larger than this")
     parser.add_argument("--client-timeout", type=positive_seconds, default=master.DEFAULT_CLIENT_TIMEOUT,
                         help="drop a client that sends nothing for this long while it uploads")
-    parser.add_argument("--grace", type=positive_seconds, default=master.DEFAULT_GRACE,
-                        help="on SIGTERM, how long running jobs may take to finish")
+    parser.add_argument("--max-queue", type=int, default=master.DEFAULT_MAX_QUEUE,
+                        help="answer 'ERROR queue full' once this many jobs wait")
+    _add_common_daemon_options(parser, master.DEFAULT_GRACE, "running jobs")
     return parser
 
 
@@ -112,8 +121,7 @@ def worker_parser():
                         help="refuse a job whose code is larger than this")
     parser.add_argument("--reconnect-max", type=positive_seconds, default=worker.DEFAULT_RECONNECT_MAX,
                         help="longest wait between attempts to redial a lost master, in seconds")
-    parser.add_argument("--grace", type=positive_seconds, default=worker.DEFAULT_GRACE,
-                        help="on SIGTERM, how long a running job may take to finish")
+    _add_common_daemon_options(parser, worker.DEFAULT_GRACE, "a running job")
     return parser
 
 

@@ -5,10 +5,25 @@ either way a read that would block waits (and, under gevent, yields).
 """
 
 import socket
+import time
 
 from . import protocol
 
 RECV_SIZE = 256 * 1024
+# A peer that has vanished (no FIN, no RST) is given up on after about this
+# many seconds, whether the link was idle or had data in flight.
+DEFAULT_KEEPALIVE = 45
+
+
+def set_keepalive(sock, seconds=DEFAULT_KEEPALIVE):
+    """Turn on TCP keepalive so that a silent, vanished peer is noticed."""
+    idle = max(1, round(seconds / 3))
+    interval = max(1, round((seconds - idle) / 4))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 4),
+                          ("TCP_USER_TIMEOUT", int(seconds * 1000))):
+        if hasattr(socket, option):  # Linux has them all; others, some
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 class Connection:
@@ -16,6 +31,8 @@ class Connection:
         self.sock = sock
         self.receiver = protocol.Receiver(max_line)
         self.hung_up = False
+        self.deadline = None  # time.monotonic() by which every read must be done
+
 
     def next_event(self):
         """The next protocol event; a reset by the peer counts as closed."""
@@ -23,6 +40,11 @@ class Connection:
             event = self.receiver.next_event()
             if event is not protocol.NEED_DATA:
                 return event
+            if self.deadline is not None:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("deadline passed")
+                self.sock.settimeout(remaining)
             try:
                 data = self.sock.recv(RECV_SIZE)
             except ConnectionResetError:

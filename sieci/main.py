@@ -17,6 +17,15 @@ def _patch():
     monkey.patch_all()
 
 
+def _raise_fd_limit():
+    """A master holds a socket per queued client: allow as many as the system lets us."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _fail(prog, message):
     sys.stderr.write(f"{prog}: error: {message}\n")
     return EXIT_CANNOT_START
@@ -57,8 +66,9 @@ def master_main(argv=None):
 
     args = parse_master(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
+    _raise_fd_limit()
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
-                    client_timeout=args.client_timeout)
+                    client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive)
     try:
         master.start()
     except OSError as error:
@@ -83,7 +93,7 @@ def worker_main(argv=None):
     args = parse_worker(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
     worker = Worker(args.masters, _limits(args), python=args.python, max_upload=args.max_upload,
-                    reconnect_max=args.reconnect_max)
+                    reconnect_max=args.reconnect_max, keepalive=args.keepalive)
     worker.start()
     return _serve_until_signalled(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
 
@@ -100,6 +110,7 @@ def cluster_main(argv=None):
 
     args = parse_cluster(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
+    _raise_fd_limit()
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master.start()
     workers = [Worker([master.workers_address], _limits(args)) for _ in range(args.workers)]

@@ -18,13 +18,14 @@ from gevent.server import StreamServer
 
 from . import protocol
 from .address import format_address
-from .connection import Connection
+from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
 
 log = logging.getLogger("sieci.master")
 
 DEFAULT_MAX_UPLOAD = 16 << 20
 DEFAULT_CLIENT_TIMEOUT = 60.0
 DEFAULT_GRACE = 30.0
+DEFAULT_MAX_QUEUE = 100_000
 
 AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
 ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
@@ -85,9 +86,11 @@ class WorkerLink:
 
 class Master:
     def __init__(self, workers_address, clients_address, max_upload=DEFAULT_MAX_UPLOAD,
-                 client_timeout=DEFAULT_CLIENT_TIMEOUT):
+                 client_timeout=DEFAULT_CLIENT_TIMEOUT, max_queue=DEFAULT_MAX_QUEUE, keepalive=DEFAULT_KEEPALIVE):
         self.max_upload = max_upload
         self.client_timeout = client_timeout
+        self.max_queue = max_queue
+        self.keepalive = keepalive
         self.pending_jobs = collections.deque()
         self.active_jobs = set()
         self.links = set()
@@ -154,6 +157,7 @@ class Master:
 
     def handle_client(self, sock, address):
         name = format_address(address)
+        set_keepalive(sock, self.keepalive)
         conn = Connection(sock, max_line=self.max_upload)
         try:
             job = self._receive_job(conn, name)
@@ -186,6 +190,8 @@ class Master:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
         if self.stopping:
             return self._refuse(conn, name, "the master is shutting down")
+        if len(self.pending_jobs) >= self.max_queue:
+            return self._refuse(conn, name, f"queue full ({self.max_queue} jobs waiting)")
         upload = line.raw + b"".join(code) + event.raw
         return Job(next(self._job_ids), upload, header, conn, name)
 
@@ -327,6 +333,7 @@ class Master:
     # --- workers ---------------------------------------------------------------
 
     def handle_worker(self, sock, address):
+        set_keepalive(sock, self.keepalive)
         link = WorkerLink(Connection(sock), format_address(address))
         self.links.add(link)
         self._note_links_changed()

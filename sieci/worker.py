@@ -12,7 +12,7 @@ import gevent.socket
 
 from . import protocol
 from .address import format_address
-from .connection import Connection
+from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
 from .executor import JobRun, Limits
 
 log = logging.getLogger("sieci.worker")
@@ -33,12 +33,14 @@ class LinkLost(Exception):
 
 class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
-                 reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX):
+                 reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX,
+                 keepalive=DEFAULT_KEEPALIVE):
         self.limits = limits or Limits()
         self.python = python
         self.max_upload = max_upload
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
+        self.keepalive = keepalive
         self.job_slot = gevent.lock.Semaphore(1)  # one job at a time, whichever master
         self.stopping = gevent.event.Event()
         self.links = [MasterLink(self, address) for address in masters]
@@ -97,6 +99,7 @@ class MasterLink:
 
     def _serve(self, sock):
         sock.settimeout(None)
+        set_keepalive(sock, self.worker.keepalive)
         self.conn = Connection(sock)
         log.info("linked to master %s", self.name)
         try:

@@ -11,6 +11,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 import pytest  # noqa: E402
 
 from sieci.address import format_address  # noqa: E402
@@ -120,3 +121,22 @@ def peers():
     yield connect
     for peer in opened:
         peer.close()
+
+
+class JobEvents:
+    """Records a master's job events; lets a test wait for one."""
+
+    def __init__(self, master):
+        self.seen = []
+        self._changed = gevent.event.Event()
+        master.listeners.append(self)
+
+    def __call__(self, event, job):
+        self.seen.append(event)
+        changed, self._changed = self._changed, gevent.event.Event()
+        changed.set()
+
+    def wait_for(self, event, count=1):
+        with gevent.Timeout(WAIT, AssertionError(f"no {event!r} event; saw {self.seen}")):
+            while self.seen.count(event) < count:
+                self._changed.wait()

@@ -6,7 +6,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import WAIT, Captured, client_address
+from conftest import WAIT, Captured, JobEvents, client_address
 
 
 def run(master, code, **options):
@@ -41,10 +41,9 @@ class _Out:
 
 def test_a_job_waits_in_the_queue_until_a_worker_joins(cluster):
     master = cluster.master()
+    events = JobEvents(master)
     job = gevent.spawn(run, master, b'print("late")\n')
-    with gevent.Timeout(WAIT):
-        while not master.pending_jobs:
-            gevent.sleep(0)
+    events.wait_for("queued")
     assert not job.ready()
     cluster.worker(master)
     assert job.get(timeout=WAIT)[1].stdout == b"late\n"

@@ -11,26 +11,7 @@ import pytest
 from sieci import client, protocol
 from sieci.master import Master
 
-from conftest import WAIT, Captured, client_address
-
-
-class JobEvents:
-    """Records a master's job events; lets a test wait for one."""
-
-    def __init__(self, master):
-        self.seen = []
-        self._changed = gevent.event.Event()
-        master.listeners.append(self)
-
-    def __call__(self, event, job):
-        self.seen.append(event)
-        changed, self._changed = self._changed, gevent.event.Event()
-        changed.set()
-
-    def wait_for(self, event, count=1):
-        with gevent.Timeout(WAIT, AssertionError(f"no {event!r} event; saw {self.seen}")):
-            while self.seen.count(event) < count:
-                self._changed.wait()
+from conftest import WAIT, Captured, JobEvents, client_address
 
 
 def spawn_job(master, code, output=None):

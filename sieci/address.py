@@ -12,7 +12,7 @@ def parse_address(text, default_host):
     clients pass ``"127.0.0.1"``.
     """
     text = text.strip()
-    if text.isdigit():
+    if _is_number(text):
         host, port = default_host, text
     elif text.startswith("["):
         host, bracket, port = text[1:].partition("]:")
@@ -23,9 +23,13 @@ def parse_address(text, default_host):
         if not colon:
             raise AddressError(f"bad address {text!r}: expected HOST:PORT, :PORT or PORT")
         host = host or default_host
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not _is_number(port) or not 0 <= int(port) <= 65535:
         raise AddressError(f"bad address {text!r}: the port must be a number from 0 to 65535")
     return host, int(port)
+
+
+def _is_number(text):
+    return text.isascii() and text.isdigit()
 
 
 def format_address(address):

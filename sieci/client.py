@@ -15,6 +15,8 @@ from .address import AddressError, format_address, parse_address
 from .connection import Connection, set_keepalive
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
+FIRST_RETRY_PAUSE = 0.5
+LAST_RETRY_PAUSE = 8.0
 EXIT_FAILED = protocol.Status.EXIT_CODE_FAILED
 PROG = "sieci-client"
 
@@ -90,6 +92,7 @@ def connect(address, timeout=DEFAULT_CONNECT_TIMEOUT):
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise NotAccepted(f"cannot reach master {format_address(address)} ({reason})") from None
+    sock.settimeout(None)
     set_keepalive(sock)
     return sock
 
@@ -109,9 +112,10 @@ def run(masters, code, filename="job.py", output=None, connect_timeout=DEFAULT_C
 
     ``masters`` are tried in order (in random order with ``shuffle``): one
     that cannot be reached, refuses, or is lost before a worker accepted the
-    job is passed over for the next. A job that was accepted and then lost
-    is run again, on the next master, only ``retries`` times; by default
-    never, since it may have run partly. ``timeout`` bounds the whole job,
+    job is passed over for the next. When every master has failed so, or a
+    job was accepted and then lost (it may have run, or run partly), the
+    job is tried again only ``retries`` times (by default never), after a
+    short pause if no master took it. ``timeout`` bounds the whole job,
     queue wait included.
 
     The job's output goes to ``output`` (default: this process's stdout and
@@ -127,7 +131,8 @@ def run(masters, code, filename="job.py", output=None, connect_timeout=DEFAULT_C
         random.shuffle(addresses)
     block = protocol.encode_block(code, job_fields(filename))
     deadline = time.monotonic() + timeout if timeout else None
-    failures, reruns_left, position, passed_over = [], retries, 0, 0
+    failures, retries_left, position, passed_over = [], retries, 0, 0
+    pause = FIRST_RETRY_PAUSE
     while True:
         address = addresses[position % len(addresses)]
         position += 1
@@ -141,16 +146,18 @@ def run(masters, code, filename="job.py", output=None, connect_timeout=DEFAULT_C
             passed_over += 1
             if passed_over < len(addresses):
                 continue
-            if len(failures) == 1:
-                raise
-            raise NotAccepted("no master took the job: " + "; ".join(failures)) from None
+            if retries_left == 0:
+                if len(failures) == 1:
+                    raise
+                raise NotAccepted("no master took the job: " + "; ".join(failures)) from None
+            retries_left, passed_over = retries_left - 1, 0
+            time.sleep(min(pause, deadline - time.monotonic()) if deadline else pause)
+            pause = min(2 * pause, LAST_RETRY_PAUSE)
         except JobLost as error:
-            if reruns_left == 0:
+            if retries_left == 0:
                 raise
-            reruns_left -= 1
+            retries_left, passed_over = retries_left - 1, 0
             failures.append(str(error))
-            passed_over = 0
-            continue
         if retries:
             attempt_output.replay(output)
         return status
@@ -270,8 +277,9 @@ def parse_args(argv):
                         help="give up if the job has no result within this time, queue wait included "
                              "(default: none) [SIECI_TIMEOUT]")
     parser.add_argument("--retries", type=int, metavar="N", default=_env_number("SIECI_RETRIES", int) or 0,
-                        help="run a job that was accepted and then lost again, up to N times, on the next master; "
-                             "only for jobs that may safely run twice (default: 0) [SIECI_RETRIES]")
+                        help="when no master took the job, or one took it and then lost it, try again, up to N "
+                             "times; a lost job may have run partly, so only for jobs that may safely run twice "
+                             "(default: 0) [SIECI_RETRIES]")
     parser.add_argument("--shuffle", action="store_true", default=bool(os.environ.get("SIECI_SHUFFLE")),
                         help="try the masters in random order [SIECI_SHUFFLE]")
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ Every option can be given on the command line, in a config file
 """
 
 import logging
+import math
 import os
 
 import configargparse
@@ -25,7 +26,7 @@ def size(text):
     number = text[:-1] if factor > 1 else text
     try:
         value = int(float(number) * factor)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise configargparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K, 16M or 1G)") from None
     if value <= 0:
         raise configargparse.ArgumentTypeError("a size must be positive")
@@ -37,6 +38,8 @@ def positive_seconds(text):
         value = float(text)
     except ValueError:
         raise configargparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise configargparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
     if value <= 0:
         raise configargparse.ArgumentTypeError("a time must be positive")
     return value

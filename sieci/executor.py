@@ -24,8 +24,8 @@ DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MAX_OUTPUT = 1 << 30
 DEFAULT_FILENAME = "job.py"
 READ_SIZE = 64 * 1024
-# How long the pipes may stay open once the job has been killed (a process
-# that left the job's process group can hold them).
+# How long the pipes may stay open once the job has ended or been killed (a
+# process that left the job's process group can hold them).
 DRAIN_AFTER_KILL = 2.0
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -146,20 +146,20 @@ class JobRun:
 
     def output(self):
         """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end."""
-        deadline = self.started_at + self.limits.timeout
+        self._deadline = self.started_at + self.limits.timeout
         open_pipes, returncode, written = 2, None, 0
         while open_pipes or returncode is None:
-            if not self._limit_hit and time.monotonic() >= deadline:
+            if not self._limit_hit and returncode is None and time.monotonic() >= self._deadline:
                 self._stop("time")
-                deadline = time.monotonic() + DRAIN_AFTER_KILL
             try:
-                kind, data = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+                kind, data = self._events.get(timeout=max(0.0, self._deadline - time.monotonic()))
             except gevent.queue.Empty:
-                if self._limit_hit:
-                    break  # killed, yet a stray process holds a pipe open
+                if self._limit_hit or returncode is not None:
+                    break  # the job is over, yet a process that left its group holds a pipe
                 continue
             if kind == "exit":
                 returncode = data
+                self._allow_draining()
             elif data is None:
                 open_pipes -= 1
             elif self._limit_hit != "output":
@@ -175,6 +175,10 @@ class JobRun:
     def _stop(self, limit):
         self._limit_hit = limit
         self.kill()
+        self._allow_draining()
+
+    def _allow_draining(self):
+        self._deadline = min(self._deadline, time.monotonic() + DRAIN_AFTER_KILL)
 
     def _status(self, returncode):
         if self._limit_hit == "time":

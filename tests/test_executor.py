@@ -250,9 +250,6 @@ def test_output_of_exactly_max_output_bytes_is_not_a_limit():
     assert result.status == Status(b"exit", b"0")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after the output limit kills the job, output() waits for the "
-                                       "whole time limit (not DRAIN_AFTER_KILL) if a process that left the "
-                                       "job's session still holds a pipe")
 def test_the_output_limit_stops_promptly_even_if_a_stray_process_holds_the_pipe(monkeypatch):
     monkeypatch.setattr(executor, "DRAIN_AFTER_KILL", 0.5)
     code = ('import subprocess, sys, time\n'

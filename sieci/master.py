@@ -110,12 +110,12 @@ class Master:
     def clients_address(self):
         return self.client_server.address
 
-    def wait_for_workers(self, count, timeout):
-        """True once at least ``count`` workers are linked; False after ``timeout``."""
+    def wait_for_workers(self, count, timeout, exactly=False):
+        """True once ``count`` workers (at least, or ``exactly``) are linked; False after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             changed = self._links_changed
-            if len(self.links) >= count:
+            if len(self.links) == count or (len(self.links) > count and not exactly):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not changed.wait(remaining):

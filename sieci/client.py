@@ -151,13 +151,15 @@ def run(masters, code, filename="job.py", output=None, connect_timeout=DEFAULT_C
                     raise
                 raise NotAccepted("no master took the job: " + "; ".join(failures)) from None
             retries_left, passed_over = retries_left - 1, 0
-            time.sleep(min(pause, deadline - time.monotonic()) if deadline else pause)
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())) if deadline else pause)
             pause = min(2 * pause, LAST_RETRY_PAUSE)
+            continue
         except JobLost as error:
             if retries_left == 0:
                 raise
             retries_left, passed_over = retries_left - 1, 0
             failures.append(str(error))
+            continue
         if retries:
             attempt_output.replay(output)
         return status

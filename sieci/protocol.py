@@ -256,9 +256,11 @@ class Receiver:
                 self._terminator = None
                 return BlockEnd(self._take(end + 1))
             if self._accept_glued and stripped.endswith(terminator):
-                # The last code line with the terminator glued on: split it.
+                # The last code line with the terminator glued on: split it,
+                # and go on scanning after the code, whatever the code holds.
                 code = buffer[start:end].rstrip()[: -len(terminator)]
                 buffer[start:end + 1] = code + b"\n" + terminator + b"\n"
+                safe = start + len(code) + 1
                 continue
             safe = end + 1
         return self._release_up_to_partial(safe)
@@ -308,7 +310,12 @@ STATUS_TAG = b"x"
 
 
 def encode_output(stream, data):
-    """Tagged payload lines carrying ``data`` written by the job to ``stream``."""
+    """Tagged payload lines carrying ``data`` written by the job to ``stream``.
+
+    No line is longer than OUTPUT_CHUNK plus its tag and newline.
+    """
+    if len(data) > OUTPUT_CHUNK:
+        return b"".join(encode_output(stream, data[i:i + OUTPUT_CHUNK]) for i in range(0, len(data), OUTPUT_CHUNK))
     if not data:
         return b""
     newline_tag, open_tag = _TAGS[stream]
@@ -405,9 +412,9 @@ class ResultDecoder:
             self.status = parse_status(line)
             return
         known = _STREAM_BY_TAG.get(tag)
+        if known is None and tag.islower() and line[1:2] in (b" ", b"\n"):
+            return  # a tag from a later version of the protocol
         if known is None or line[1:2] != b" ":
-            if tag.islower() and line[1:2] in (b" ", b"\n"):
-                return  # a tag from a later version of the protocol
             raise RemoteProtocolError(f"untagged results line {line[:80]!r}")
         stream, ending = known
         data = line[2:-1] + ending

@@ -203,3 +203,10 @@ def test_a_worker_stops_the_job_of_a_master_that_died_and_redials(cluster):
     finally:
         released.set()
         server.stop(timeout=1)
+
+
+def test_retries_also_make_another_pass_when_no_master_took_the_job(fake_masters):
+    refusing = fake_masters(lambda sock: sock.sendall(b"ERROR busy\n"))
+    with pytest.raises(client.NotAccepted, match="refused the job: busy"):
+        run(refusing.address, retries=1)
+    assert refusing.uploads == 2

@@ -33,27 +33,31 @@ class Connection:
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
 
-
     def next_event(self):
         """The next protocol event; a reset by the peer counts as closed."""
         while True:
             event = self.receiver.next_event()
             if event is not protocol.NEED_DATA:
                 return event
-            if self.deadline is not None:
-                remaining = self.deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("deadline passed")
-                self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except ConnectionResetError:
-                data = b""
-            except OSError:
-                if not self.hung_up:
-                    raise
-                data = b""  # gevent wakes a blocked read with EBADF on shutdown
-            self.receiver.receive_data(data)
+            self.receive_more()
+
+    def receive_more(self):
+        """One read into the receiver; False once the peer has closed."""
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline passed")
+            self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except ConnectionResetError:
+            data = b""
+        except OSError:
+            if not self.hung_up:
+                raise
+            data = b""  # gevent wakes a blocked read with EBADF on shutdown
+        self.receiver.receive_data(data)
+        return bool(data)
 
     def start_block(self, raw_header, **limits):
         """Parse ``raw_header`` and read that block's payload next."""

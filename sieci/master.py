@@ -58,10 +58,15 @@ class Job:
         self.dispatched_at = None
 
     def send_to_client(self, data):
+        """Relay to the client; once it has gone, the rest is dropped."""
+        if self.cancelled:
+            return
         try:
             self.client.send(data)
         except OSError as error:
-            raise ClientGone(str(error)) from None
+            self.cancelled = True
+            if self.worker is not None and self.worker.stoppable:
+                raise ClientGone(str(error)) from None
 
 
 class WorkerLink:
@@ -71,6 +76,9 @@ class WorkerLink:
         self.state = protocol.LinkState(protocol.MASTER)
         self.job = None
         self.jobs_done = 0
+        # A sieci worker (READY v=2) stops its job when its link closes; a
+        # classic one would never come back, so its job is run out instead.
+        self.stoppable = False
         self.greenlet = gevent.getcurrent()
 
     def send(self, data):
@@ -225,9 +233,11 @@ class Master:
             self.pending_jobs.remove(job)
             log.info("job %d: client %s left while queued", job.id, job.client_name)
             self._finish(job, "cancelled")
-        else:
+        elif job.worker.stoppable:
             log.info("job %d: client %s left; stopping it on worker %s", job.id, job.client_name, job.worker.name)
             job.worker.conn.shutdown()
+        else:
+            log.info("job %d: client %s left; classic worker %s runs it out", job.id, job.client_name, job.worker.name)
 
     # --- dispatch --------------------------------------------------------------
 
@@ -288,7 +298,7 @@ class Master:
         link.state.advance(protocol.WORKER, protocol.JOB)
         link.job = None
         link.jobs_done += 1
-        self._finish(job, "done")
+        self._finish(job, "cancelled" if job.cancelled else "done")
         self._make_idle(link)
 
     def _relay_results(self, job, link):
@@ -366,6 +376,7 @@ class Master:
                 log.info("worker %s left", link.name)
                 return
             link.state.advance(protocol.WORKER, line.word)  # only READY is legal here
+            link.stoppable = protocol.EXTENDED in line.raw.split()[1:]
             self._on_ready(link)
 
     def _reclaim_job(self, link):

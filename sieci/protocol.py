@@ -172,7 +172,7 @@ class Receiver:
     Payload is released as soon as it cannot be part of the terminator line,
     so a block of any size streams through in bounded memory; only a line
     that could still turn out to be the terminator is held back, up to
-    ``max_line`` bytes.
+    ``max_line`` bytes (a longer one is payload).
     """
 
     def __init__(self, max_line=DEFAULT_MAX_LINE):
@@ -270,10 +270,10 @@ class Receiver:
         last_newline = self._buffer.rfind(b"\n", safe) + 1
         complete = max(safe, last_newline)
         partial = bytes(self._buffer[complete:])
-        if partial and not self._may_become_terminator(partial):
+        if partial and (len(partial) > self.max_line or not self._may_become_terminator(partial)):
+            # A line this long is payload even if it might have ended as the
+            # terminator (only whitespace can make it that long).
             return self._payload(len(self._buffer), mid_line=True)
-        if len(partial) > self.max_line:
-            raise RemoteProtocolError(f"line longer than {self.max_line} bytes")
         if complete == 0:
             return NEED_DATA
         return self._payload(complete, mid_line=False)

@@ -27,6 +27,11 @@ CONNECT_TIMEOUT = 10.0
 SPOOL_IN_MEMORY = 1 << 20
 
 
+# A sieci worker says READY with the extension flag: a classic master reads
+# only the first word, a sieci master learns it may stop a job by hanging up.
+READY_LINE = protocol.encode_command(protocol.READY, protocol.EXTENDED)
+
+
 class LinkLost(Exception):
     """The master went away, or broke the protocol; the link is redialled."""
 
@@ -125,7 +130,7 @@ class MasterLink:
             with self.worker.job_slot:
                 if self.worker.stopping.is_set():
                     raise LinkLost("the worker is stopping")
-                self.conn.send(protocol.encode_command(protocol.READY))
+                self.conn.send(READY_LINE)
                 state.advance(protocol.WORKER, protocol.READY)
                 line = self._next_line("holding READY")
                 if line.word in (protocol.ROLLBACK, protocol.ERROR):
@@ -188,10 +193,16 @@ class MasterLink:
                  run.status.encode().decode("ascii", "replace").strip(), time.monotonic() - started)
 
     def _watch_master(self):
-        """Returns when the master hangs up (or talks) while a job runs."""
+        """Returns when the master hangs up while a job runs.
+
+        What the master says meanwhile (a classic master may send the next
+        AVAILABLE) is kept for after the job, as a classic worker would.
+        """
         try:
-            self.conn.next_event()
-        except (OSError, protocol.ProtocolError):
+            while self.conn.receive_more():
+                if self.conn.receiver.buffered > protocol.DEFAULT_MAX_LINE:
+                    return  # a flood, not a protocol
+        except OSError:
             pass
 
     def _send_extended_results(self, run):

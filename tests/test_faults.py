@@ -217,7 +217,7 @@ def test_a_worker_drops_a_master_that_talks_nonsense_and_redials(cluster, fake_m
     done.set()
     again, done_again = connections.get(timeout=WAIT)  # and dialled again
     again.sendall(b"AVAILABLE\n")
-    assert again.recv(100) == b"READY\n"
+    assert again.recv(100) == b"READY v=2\n"
     again.sendall(b"ROLLBACK\n")
     done_again.set()
 

@@ -675,12 +675,14 @@ def test_held_back_prefix_released_once_it_diverges():
     assert isinstance(receiver.next_event(), BlockEnd)
 
 
-def test_held_back_partial_longer_than_max_line_raises():
+def test_a_partial_longer_than_max_line_is_released_as_payload():
     receiver = Receiver(max_line=16)
     receiver.start_block(parse_header(b"ENDSEQ T\n"))
-    receiver.receive_data(b" " * 17)  # whitespace could still precede the terminator
-    with pytest.raises(RemoteProtocolError):
-        receiver.next_event()
+    receiver.receive_data(b" " * 17)  # whitespace could still precede the terminator, but not this much
+    assert receiver.next_event().data == b" " * 17
+    receiver.receive_data(b" T\nT\n")
+    assert receiver.next_event().data == b" T\n"
+    assert receiver.next_event().raw == b"T\n"
 
 
 # --- extended results -------------------------------------------------------------------------

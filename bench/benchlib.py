@@ -1,0 +1,189 @@
+"""Helpers shared by the performance scripts (latency, throughput, workers, bigoutput).
+
+Nothing here starts a daemon (see processes.py for that): statistics, figures
+read from /proc, a description of the machine, and the light simulated worker
+the scripts use in place of a real one. The simulated worker is written
+against the plain ``socket`` API, so it runs in a thread, or in a greenlet
+once gevent has patched the standard library.
+"""
+
+import ast
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import time
+
+
+# --- statistics ---------------------------------------------------------------------
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def percentile(values, fraction):
+    """Nearest-rank percentile: the smallest value with ``fraction`` of them at or below it."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def p90(values):
+    return percentile(values, 0.9)
+
+
+# --- the machine and this interpreter -------------------------------------------------
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def describe_machine():
+    return (f"machine: {os.cpu_count()} CPU(s), {cpu_model()}; Python {platform.python_version()}; "
+            f"{time.strftime('%Y-%m-%d %H:%M %Z')}")
+
+
+def print_banner(title):
+    print(title)
+    in_venv = sys.prefix != sys.base_prefix
+    print(f"interpreter: {sys.executable}" + ("" if in_venv else "  (NOT a venv: run with .venv/bin/python)"))
+    print(describe_machine())
+    sys.stdout.flush()
+
+
+def venv_script(name):
+    """The console script ``name`` beside this interpreter (``.venv/bin/NAME``), or None."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return path if os.access(path, os.X_OK) else None
+
+
+def raise_fd_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# --- a process's figures from /proc -------------------------------------------------------
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid, children=False):
+    """User + system CPU seconds the process has used so far (and its waited-for children's)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICKS
+
+
+# --- the simulated worker -----------------------------------------------------------------
+
+_PRINT = re.compile(rb"^\s*print\((.*)\)\s*$", re.S)
+
+
+def answer_for(code):
+    """What the job ``print(<literal>)`` would print (without the newline)."""
+    match = _PRINT.match(code)
+    if match:
+        try:
+            value = ast.literal_eval(match.group(1).decode())
+            if isinstance(value, tuple):
+                return " ".join(str(part) for part in value).encode()
+            return str(value).encode()
+        except (ValueError, SyntaxError, UnicodeDecodeError):
+            pass
+    return b"hello, world"
+
+
+class PeerCounters:
+    def __init__(self):
+        self.available = 0
+        self.rollbacks = 0
+        self.jobs = 0
+        self.linked = 0
+
+
+def simulated_worker(port, counters=None, host="127.0.0.1"):
+    """A light worker: READY to every AVAILABLE, an instant answer to every job.
+
+    Answers the code with ``RECEIVED`` and at once with extended results
+    ``ENDSEQ t v=2 / o <answer> / x exit 0 / t`` (classic results if the
+    upload did not ask for ``v=2``); ``ROLLBACK`` gets nothing. Returns when
+    the master closes the link (or the socket is shut down from elsewhere).
+    """
+    counters = counters or PeerCounters()
+    sock = socket.create_connection((host, port), timeout=30)
+    sock.settimeout(None)
+    counters.linked += 1
+    buffer = b""
+    terminator = None
+    extended = False
+    code = []
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            buffer += data
+            while True:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    break
+                line, buffer = buffer[:end + 1], buffer[end + 1:]
+                if terminator is not None:
+                    if line.strip() == terminator:
+                        answer = answer_for(b"".join(code))
+                        token = b"t"
+                        if extended:
+                            results = b"ENDSEQ %s v=2\no %s\nx exit 0\n%s\n" % (token, answer, token)
+                        else:
+                            results = b"ENDSEQ %s\n%s\n%s\n" % (token, answer, token)
+                        sock.sendall(b"RECEIVED\n" + results)
+                        counters.jobs += 1
+                        terminator, code = None, []
+                    else:
+                        code.append(line)
+                    continue
+                words = line.split()
+                word = words[0] if words else b""
+                if word == b"AVAILABLE":
+                    counters.available += 1
+                    sock.sendall(b"READY\n")
+                elif word in (b"ROLLBACK", b"ERROR"):
+                    counters.rollbacks += 1
+                elif word == b"ENDSEQ":
+                    terminator, extended = words[1], b"v=2" in words[2:]
+    except OSError:
+        return
+    finally:
+        counters.linked -= 1
+        sock.close()

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Latency: one `sieci-client MASTER hello.py` process against `python hello.py`.
+
+Target: the whole client process, against a running local cluster (1 master,
+2 workers, as processes on 127.0.0.1), takes at most 1.5x as long as running
+hello.py locally with the same interpreter.
+
+Starts the cluster, warms up, then runs --rounds rounds; each round runs every
+measured command once, in a shuffled order, so that the baseline and sieci's
+figures see the same noise. Prints median and p90 of each, the ratio of
+medians, and a breakdown of where the client's time goes: the interpreter's
+start, importing sieci.client, the client against a master whose worker
+answers at once (a simulated worker thread in this process: the client's
+cost without the job's), and the same without a client process (client.run
+in this process).
+
+    .venv/bin/python bench/latency.py               # 40 rounds after 5 warm-up runs
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchlib import PeerCounters, median, p90, print_banner, simulated_worker, venv_script  # noqa: E402
+from processes import Daemon, LocalCluster, client_command, free_port, wait_for_port  # noqa: E402
+
+from sieci import client  # noqa: E402
+
+HELLO = b'print("hello, world")\n'
+EXPECTED = b"hello, world\n"
+TARGET = 1.5
+
+
+class Collected:
+    def __init__(self):
+        self.stdout = b""
+
+    def write(self, stream, data):
+        if stream == "stdout":
+            self.stdout += data
+
+
+def timed_process(command, expected=None, timeout=30):
+    started = time.perf_counter()
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or (expected is not None and done.stdout != expected):
+        raise RuntimeError(f"{command!r} gave exit {done.returncode}, stdout {done.stdout[:200]!r}, "
+                           f"stderr {done.stderr[-300:]!r}")
+    return elapsed
+
+
+def timed_in_process(address):
+    output = Collected()
+    started = time.perf_counter()
+    status = client.run(address, HELLO, "hello.py", output=output, timeout=30)
+    elapsed = time.perf_counter() - started
+    if status != 0 or output.stdout != EXPECTED:
+        raise RuntimeError(f"client.run({address}) gave status {status}, stdout {output.stdout!r}")
+    return elapsed
+
+
+def importtime_summary(command, top=12):
+    """The heaviest imports of ``command`` by -X importtime (cumulative microseconds, name, depth)."""
+    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=30)
+    rows = []
+    for line in done.stderr.decode("utf-8", "replace").splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        self_us, cumulative_us, name = line[len("import time:"):].split("|")
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        rows.append((int(cumulative_us), int(self_us), name.strip(), depth))
+    top_level = sorted((row for row in rows if row[3] == 0), reverse=True)
+    total = sum(row[0] for row in top_level)
+    return total, top_level[:top], rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    print_banner("latency: a whole sieci-client process vs `python hello.py` locally")
+    rng = random.Random(args.seed)
+    workdir = tempfile.mkdtemp(prefix="sieci-bench-")
+    hello = os.path.join(workdir, "hello.py")
+    with open(hello, "wb") as file:
+        file.write(HELLO)
+
+    # A master whose only worker is simulated and answers at once: the client's cost without the job's.
+    instant_workers_port, instant_clients_port = free_port(), free_port()
+    instant_master = Daemon("master", [f"127.0.0.1:{instant_workers_port}", f"127.0.0.1:{instant_clients_port}"])
+    counters = PeerCounters()
+    with LocalCluster(masters=1, workers=2) as cluster:
+        instant_master.start()
+        try:
+            wait_for_port(instant_clients_port)
+            threading.Thread(target=simulated_worker, args=(instant_workers_port, counters), daemon=True).start()
+            address = cluster.client_addresses
+            instant = f"127.0.0.1:{instant_clients_port}"
+            console = venv_script("sieci-client")
+            measures = {
+                "python -c pass": ([sys.executable, "-c", "pass"], None),
+                'python -c "import sieci.client"': ([sys.executable, "-c", "import sieci.client"], None),
+                "python hello.py (local)": ([sys.executable, hello], EXPECTED),
+                "bin/client, cluster": (client_command(address, hello), EXPECTED),
+                "bin/client, instant worker": (client_command(instant, hello), EXPECTED),
+                "client.run in-process, cluster": (address, None),
+                "client.run in-process, instant worker": (instant, None),
+            }
+            if console:
+                measures[".venv/bin/sieci-client, cluster"] = ([console, address, hello], EXPECTED)
+            else:
+                print("note: no sieci-client console script beside the interpreter; measuring bin/client only")
+
+            def measure(name):
+                command, expected = measures[name]
+                if isinstance(command, str):
+                    return timed_in_process(command)
+                return timed_process(command, expected)
+
+            timed_in_process(address)  # the workers have linked
+            timed_in_process(instant)  # the simulated worker has linked
+            for _ in range(args.warmup):
+                for name in measures:
+                    measure(name)
+            times = {name: [] for name in measures}
+            started = time.monotonic()
+            for _ in range(args.rounds):
+                order = list(measures)
+                rng.shuffle(order)
+                for name in order:
+                    times[name].append(measure(name))
+            elapsed = time.monotonic() - started
+            report(times, args, elapsed, bool(console))
+            print()
+            print("imports of `bin/client INSTANT-MASTER hello.py` by -X importtime (top level, cumulative; "
+                  "importtime's own overhead inflates them):")
+            total, top, _ = importtime_summary(client_command(instant, hello))
+            print(f"  all top-level imports: {total / 1000:6.1f} ms")
+            for cumulative_us, self_us, name, _ in top:
+                print(f"  {cumulative_us / 1000:6.1f} ms  {name}")
+            print("  (for comparison, `python -c pass`:)")
+            total_pass, top_pass, _ = importtime_summary([sys.executable, "-c", "pass"], top=5)
+            print(f"  all top-level imports: {total_pass / 1000:6.1f} ms")
+            for cumulative_us, self_us, name, _ in top_pass:
+                print(f"  {cumulative_us / 1000:6.1f} ms  {name}")
+        finally:
+            instant_master.stop()
+    os.unlink(hello)
+    os.rmdir(workdir)
+    return 0
+
+
+def report(times, args, elapsed, console):
+    print(f"{args.rounds} rounds after {args.warmup} warm-up runs, every command once per round in shuffled "
+          f"order ({elapsed:.1f} s); times in ms")
+    print(f"  {'':42s} {'median':>8s} {'p90':>8s} {'min':>8s}")
+    for name, values in times.items():
+        print(f"  {name:42s} {median(values) * 1000:8.1f} {p90(values) * 1000:8.1f} {min(values) * 1000:8.1f}")
+    m = {name: median(values) * 1000 for name, values in times.items()}
+    local = m["python hello.py (local)"]
+    print()
+    for name in ["bin/client, cluster"] + ([".venv/bin/sieci-client, cluster"] if console else []):
+        ratio = m[name] / local
+        verdict = "met" if ratio <= TARGET else "NOT met"
+        print(f"ratio {name} / python hello.py: {m[name]:.1f} / {local:.1f} ms = {ratio:.2f} "
+              f"(target <= {TARGET}: {verdict})")
+    print()
+    print("breakdown (differences of medians, ms):")
+    rows = [
+        ("interpreter start (python -c pass)", m["python -c pass"]),
+        ("hello.py's own run (local - pass)", local - m["python -c pass"]),
+        ("importing sieci.client (import - pass)", m['python -c "import sieci.client"'] - m["python -c pass"]),
+        ("client's run past its imports, instant worker (client - import)",
+         m["bin/client, instant worker"] - m['python -c "import sieci.client"']),
+        ("  of which the master round trip (client.run in-process, instant)",
+         m["client.run in-process, instant worker"]),
+        ("the job on a real worker (client cluster - client instant)",
+         m["bin/client, cluster"] - m["bin/client, instant worker"]),
+        ("whole job without a client process (client.run in-process, cluster)",
+         m["client.run in-process, cluster"]),
+    ]
+    for label, value in rows:
+        print(f"  {label:70s} {value:7.1f}")
+    budget = TARGET * local
+    print(f"  budget for the whole client at the target: {budget:.1f} ms; "
+          f"the job's interpreter alone (python hello.py) is {local:.1f} ms of it")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Throughput: hello-world jobs per second through 1 master and 2 workers.
+
+Target: at least 400 jobs/s, from a load generator that keeps --in-flight
+(16) jobs in flight: greenlets in this process, each a real TCP client
+running sieci's client code (sieci.client.run under gevent), against a
+master and 2 workers started as processes on 127.0.0.1. Every answer is
+checked.
+
+Baseline, for context: how many `python hello.py` processes per second this
+machine can start and wait for with the same number in flight (plain
+subprocess from threads, in a helper process without gevent). The two are
+measured in alternating rounds (--rounds), each bounded by --jobs jobs and
+--seconds seconds; the medians are printed.
+
+    .venv/bin/python bench/throughput.py            # 3 rounds of each, <= 700 jobs or 10 s per round
+"""
+
+import sys
+
+BASELINE_HELPER = "--spawn-baseline-helper"
+
+if BASELINE_HELPER not in sys.argv:  # the helper process measures plain subprocess, without gevent
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchlib import cpu_seconds, median, print_banner  # noqa: E402
+
+TARGET = 400.0
+HELLO = b'print("hello, world")\n'
+
+
+def spawn_baseline(python, hello, in_flight, jobs, seconds):
+    """In the helper process: start `python hello.py` with ``in_flight`` running at once."""
+    import concurrent.futures
+    import threading
+
+    lock = threading.Lock()
+    state = {"next": 0, "right": 0, "wrong": 0}
+    deadline = time.monotonic() + seconds
+
+    def runner():
+        while True:
+            with lock:
+                if state["next"] >= jobs or time.monotonic() >= deadline:
+                    return
+                state["next"] += 1
+            done = subprocess.run([python, hello], stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            with lock:
+                state["right" if done.returncode == 0 and done.stdout == b"hello, world\n" else "wrong"] += 1
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(in_flight) as pool:
+        for future in [pool.submit(runner) for _ in range(in_flight)]:
+            future.result()
+    elapsed = time.monotonic() - started
+    return {"right": state["right"], "wrong": state["wrong"], "elapsed": elapsed}
+
+
+class Collected:
+    def __init__(self):
+        self.stdout = b""
+
+    def write(self, stream, data):
+        if stream == "stdout":
+            self.stdout += data
+
+
+def sieci_round(address, in_flight, jobs, seconds, pids):
+    """``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once."""
+    import gevent
+
+    from sieci import client
+
+    outcomes = {"right": 0, "wrong": 0, "failed": 0}
+    counter = iter(range(jobs))
+    deadline = time.monotonic() + seconds
+
+    def runner():
+        for number in counter:
+            if time.monotonic() >= deadline:
+                return
+            output = Collected()
+            try:
+                status = client.run(address, b'print("hello, world %d")\n' % number, "hello.py",
+                                    output=output, timeout=60)
+            except client.ClientError as error:
+                outcomes["failed"] += 1
+                print(f"  job {number} failed: {error}", file=sys.stderr)
+                continue
+            right = status == 0 and output.stdout == b"hello, world %d\n" % number
+            outcomes["right" if right else "wrong"] += 1
+
+    def cpu_now():
+        return {name: cpu_seconds(pid, children=name.startswith("worker")) for name, pid in pids.items()}
+
+    cpu_before = cpu_now()
+    started = time.monotonic()
+    greenlets = [gevent.spawn(runner) for _ in range(in_flight)]
+    gevent.joinall(greenlets, timeout=seconds + 70)
+    elapsed = time.monotonic() - started
+    gevent.killall(greenlets, timeout=5)
+    cpu_after = cpu_now()
+    cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in pids}
+    return outcomes, elapsed, cpu
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == BASELINE_HELPER:
+        python, hello, in_flight, jobs, seconds = argv[1], argv[2], int(argv[3]), int(argv[4]), float(argv[5])
+        print(json.dumps(spawn_baseline(python, hello, in_flight, jobs, seconds)))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=700, help="at most this many jobs per round")
+    parser.add_argument("--seconds", type=float, default=10.0, help="and at most this long per round")
+    parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from processes import LocalCluster
+
+    from sieci import client
+
+    print_banner("throughput: hello-world jobs per second through 1 master and "
+                 f"{args.workers} workers, {args.in_flight} in flight")
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="sieci-bench-")
+    hello = os.path.join(workdir, "hello.py")
+    with open(hello, "wb") as file:
+        file.write(HELLO)
+    baseline_rates, sieci_rates, all_right = [], [], True
+    with LocalCluster(masters=1, workers=args.workers) as cluster:
+        address = cluster.client_addresses
+        pids = {"master": cluster.masters[0].process.pid}
+        pids.update({f"worker {n + 1}": w.process.pid for n, w in enumerate(cluster.workers)})
+        pids["bench"] = os.getpid()
+        client.run(address, HELLO, output=Collected(), timeout=60)  # the workers have linked
+        sieci_round(address, args.in_flight, 2 * args.in_flight, 10, pids)  # warm-up
+        for number in range(1, args.rounds + 1):
+            helper = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), BASELINE_HELPER, sys.executable, hello,
+                 str(args.in_flight), str(args.jobs), str(args.seconds)],
+                capture_output=True, timeout=args.seconds + 120)
+            if helper.returncode != 0:
+                raise RuntimeError(f"baseline helper failed: {helper.stderr.decode()[-500:]}")
+            baseline = json.loads(helper.stdout)
+            baseline_rate = baseline["right"] / baseline["elapsed"]
+            baseline_rates.append(baseline_rate)
+            all_right &= baseline["wrong"] == 0
+            print(f"round {number}: baseline: {baseline['right']} `python hello.py` processes in "
+                  f"{baseline['elapsed']:.2f} s = {baseline_rate:6.1f}/s"
+                  + (f" ({baseline['wrong']} WRONG)" if baseline["wrong"] else ""))
+            outcomes, elapsed, cpu = sieci_round(address, args.in_flight, args.jobs, args.seconds, pids)
+            rate = outcomes["right"] / elapsed
+            sieci_rates.append(rate)
+            all_right &= outcomes["wrong"] == 0 and outcomes["failed"] == 0
+            done = sum(outcomes.values())
+            print(f"round {number}: sieci:    {outcomes['right']}/{done} right in {elapsed:.2f} s = {rate:6.1f} jobs/s"
+                  + (f" ({outcomes['wrong']} wrong, {outcomes['failed']} failed)"
+                     if outcomes["wrong"] or outcomes["failed"] else ""))
+            print("         CPU during the sieci round (cores; a worker's includes its jobs): "
+                  + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
+            sys.stdout.flush()
+    os.unlink(hello)
+    os.rmdir(workdir)
+    base, sieci = median(baseline_rates), median(sieci_rates)
+    print()
+    print(f"baseline (python hello.py processes, {args.in_flight} in flight): median {base:7.1f}/s")
+    print(f"sieci (hello-world jobs, {args.in_flight} in flight):           median {sieci:7.1f} jobs/s")
+    print(f"sieci / baseline: {sieci / base:.2f}")
+    verdict = "met" if sieci >= TARGET else "NOT met"
+    print(f"sieci / target of {TARGET:.0f} jobs/s: {sieci / TARGET:.3f} (target >= 1: {verdict})")
+    print("every answer right" if all_right else "SOME ANSWERS WRONG OR FAILED")
+    return 0 if all_right else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The fork server: a Python that has started once, and forks one child per job.
+
+A worker starts this file as a script with the job interpreter
+(``python zygote.py FD``); it imports nothing of sieci's, so any Python 3
+can run it. Each request on the socket FD (a SOCK_SEQPACKET socketpair)
+is a JSON object and three file descriptors (the job's stdin, stdout and
+stderr). The zygote forks; the child becomes the job, exactly as
+``python FILE`` would run it (a fresh ``__main__``, ``sys.argv``, its own
+session and process group, the limits and user it was given), or execs a
+command when one is given. The zygote answers ``{"pid": N}`` at once, and
+``{"pid": N, "status": WAIT_STATUS, "cpu": SECONDS}`` once the job has
+ended and every process it left behind has been killed: the zygote is a
+child subreaper, so orphans of the job become its children.
+
+Nothing of one job survives into the next: each is forked from the same
+pristine zygote. The zygote dies with its worker (PR_SET_PDEATHSIG), and
+its jobs with it.
+"""
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MAX_REQUEST = 1 << 20
+LIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "memory": resource.RLIMIT_AS,
+    "file_size": resource.RLIMIT_FSIZE,
+    "open_files": resource.RLIMIT_NOFILE,
+    "processes": resource.RLIMIT_NPROC,
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def prctl(option, value):
+    _libc.prctl(option, value, 0, 0, 0)
+
+
+def main():
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    del sys.path[0]  # this file's folder is no job's business
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 3)
+        except OSError:
+            return
+        if not message:
+            return  # the worker has gone
+        request = json.loads(message)
+        pid = os.fork()
+        if pid == 0:
+            channel.close()
+            become_job(request, fds)  # never returns
+        for fd in fds:
+            os.close(fd)
+        channel.send(json.dumps({"pid": pid}).encode())
+        _, status, usage = os.wait4(pid, 0)
+        kill_leftovers(pid)
+        channel.send(json.dumps({"pid": pid, "status": status,
+                                 "cpu": usage.ru_utime + usage.ru_stime}).encode())
+
+
+def kill_leftovers(job_pid):
+    """Kill and reap whatever the job left running (its orphans are our children)."""
+    try:
+        os.killpg(job_pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for _ in range(1000):
+        children = list_children()
+        if not children:
+            return
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except OSError:
+                pass
+        reap()
+
+
+def list_children():
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as file:
+            return [int(pid) for pid in file.read().split()]
+    except OSError:
+        reap()
+        return []
+
+
+def reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def become_job(request, fds):
+    """In the forked child: set the job's world up, then run it; never returns."""
+    try:
+        os.setsid()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.closerange(3, 1 << 16)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_CHILD_SUBREAPER, 0)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # a file past the size limit ends the job
+        for name, value in request.get("limits", {}).items():
+            if value:
+                resource.setrlimit(LIMITS[name], (value, value + 1 if name == "cpu" else value))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.umask(0o077)
+        user = request.get("user")
+        if user:
+            os.setgroups([])
+            os.setgid(user[1])
+            os.setuid(user[0])
+        os.chdir(request["workdir"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+    except BaseException as error:
+        os.write(2, f"sieci: cannot start the job: {error}\n".encode())
+        os._exit(127)
+    if request.get("command"):
+        try:
+            os.execvp(request["command"][0], request["command"])
+        except OSError as error:
+            os.write(2, f"sieci: cannot run {request['command'][0]}: {error}\n".encode())
+            os._exit(127)
+    os._exit(run_as_main(os.path.join(request["workdir"], request["filename"])))
+
+
+def run_as_main(path):
+    """Run the file at ``path`` as ``python path`` would; returns the exit code."""
+    import atexit
+    import io
+    import types
+
+    atexit._clear()
+    sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
+    sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", errors="strict", closefd=False)
+    sys.stderr = sys.__stderr__ = io.open(2, "w", encoding="utf-8", errors="backslashreplace",
+                                          closefd=False, line_buffering=True)
+    sys.argv = [os.path.basename(path)]
+    sys.orig_argv = [sys.executable, sys.argv[0]]
+    sys.path.insert(0, os.path.dirname(path))
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__builtins__ = __builtins__
+    main.__cached__ = None
+    sys.modules["__main__"] = main
+    try:
+        with open(path, "rb") as file:
+            code = compile(file.read(), path, "exec", dont_inherit=True)
+        exec(code, main.__dict__)
+        status = 0
+    except SystemExit as exit:
+        status = _exit_status(exit)
+    except KeyboardInterrupt as interrupt:
+        _report(interrupt)
+        _finish()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python ends on SIGINT itself, for the shell
+        os.kill(os.getpid(), signal.SIGINT)
+        status = 130
+    except BaseException as error:
+        _report(error)
+        status = 1
+    return _finish(status)
+
+
+def _report(error):
+    tb = error.__traceback__
+    if tb is not None:
+        tb = tb.tb_next  # our own frame is not the job's
+    sys.excepthook(type(error), error, tb)
+
+
+def _exit_status(exit):
+    code = exit.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _finish(status=0):
+    """Python's own ending: threads, atexit, flushing (exit 120 if stdout cannot be flushed)."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            pass
+    try:
+        atexit._run_exitfuncs()
+    except SystemExit as exit:
+        status = _exit_status(exit)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        status = 120
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    return status
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ Every option can be given on the command line, in a config file
 import logging
 import math
 import os
+import shlex
 
 import configargparse
 
@@ -75,11 +76,55 @@ def _address(parser, args, name, default_host=""):
         parser.error(str(error))
 
 
-def _add_limits(parser):
+def _add_job_options(parser):
+    """How a worker runs jobs: limits, user, sandbox. Every limit is per job."""
     parser.add_argument("--timeout", type=positive_seconds, default=executor.DEFAULT_TIMEOUT,
-                        help="wall-clock time limit of each job, in seconds")
+                        help="wall-clock time limit of each job, in seconds (the client exits 124)")
     parser.add_argument("--max-output", type=size, default=executor.DEFAULT_MAX_OUTPUT,
                         help="stop a job whose stdout and stderr pass this many bytes")
+    parser.add_argument("--max-cpu", type=positive_seconds, default=executor.DEFAULT_CPU,
+                        help="CPU seconds a job may use")
+    parser.add_argument("--max-memory", type=size, default=executor.DEFAULT_MEMORY,
+                        help="address space a job's process may map")
+    parser.add_argument("--max-file-size", type=size, default=executor.DEFAULT_FILE_SIZE,
+                        help="largest file a job may write")
+    parser.add_argument("--max-disk", type=size, default=executor.DEFAULT_DISK,
+                        help="stop a job whose working directory grows past this")
+    parser.add_argument("--max-open-files", type=int, default=executor.DEFAULT_OPEN_FILES,
+                        help="files a job's process may hold open")
+    parser.add_argument("--max-processes", type=int, default=executor.DEFAULT_PROCESSES,
+                        help="processes the job user may have (applies when jobs run as a user other than root)")
+    parser.add_argument("--job-user", default=None, metavar="USER",
+                        help="run jobs as this user; default: 'nobody' when the worker runs as root, "
+                             "else the worker's own user; '' for the worker's own user in any case")
+    parser.add_argument("--sandbox-command", default="", metavar="COMMAND",
+                        help="a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev "
+                             "--bind \"$PWD\" \"$PWD\" --unshare-all --die-with-parent'; the job's "
+                             "'python FILE' is appended")
+    parser.add_argument("--fresh-interpreter", action="store_true",
+                        help="start a new interpreter for every job instead of forking a pre-started one "
+                             "(slower; for jobs that need a fresh hash seed or interpreter flags)")
+
+
+def job_options(parser, args):
+    """The keyword arguments of Worker that say how it runs jobs."""
+    limits = executor.Limits(timeout=args.timeout, max_output=args.max_output, cpu=args.max_cpu,
+                             memory=args.max_memory, file_size=args.max_file_size, disk=args.max_disk,
+                             open_files=args.max_open_files, processes=args.max_processes)
+    user = args.job_user
+    if user is None:
+        user = "nobody" if os.geteuid() == 0 else ""
+    job_user = None
+    if user:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            parser.error(f"--job-user: no such user {user!r}")
+        job_user = (entry.pw_uid, entry.pw_gid)
+    return {"limits": limits, "python": getattr(args, "python", None), "job_user": job_user,
+            "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter}
 
 
 def _add_common_daemon_options(parser, grace, what):
@@ -119,7 +164,7 @@ def worker_parser():
                         help="the masters' worker addresses, comma-separated")
     parser.add_argument("--python", default=None, metavar="PATH",
                         help="the interpreter that runs jobs (default: the worker's own)")
-    _add_limits(parser)
+    _add_job_options(parser)
     parser.add_argument("--max-upload", type=size, default=worker.DEFAULT_MAX_UPLOAD,
                         help="refuse a job whose code is larger than this")
     parser.add_argument("--reconnect-max", type=positive_seconds, default=worker.DEFAULT_RECONNECT_MAX,
@@ -138,6 +183,7 @@ def parse_worker(argv, env=None):
         args.masters = [parse_address(text, "127.0.0.1") for text in texts]
     except AddressError as error:
         parser.error(str(error))
+    args.job_options = job_options(parser, args)
     return args
 
 
@@ -148,7 +194,7 @@ def cluster_parser():
                              "without it, serve until Ctrl-C")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="how many workers to start (default: the number of CPUs)")
-    _add_limits(parser)
+    _add_job_options(parser)
     parser.set_defaults(log_level="warning")
     return parser
 
@@ -158,6 +204,7 @@ def parse_cluster(argv, env=None):
     args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    args.job_options = job_options(parser, args)
     return args
 
 

@@ -1,41 +1,84 @@
 """Runs one job's code as ``python FILE`` would, in a process of its own.
 
 Knows nothing of the network: code goes in, ``(stream, bytes)`` output and
-a ``protocol.Status`` come out. Waiting is done the gevent way, so a running
-job never blocks the worker's other links.
+a ``protocol.Status`` come out. Jobs are forked by a fork server (see
+``zygote.py``) that has already started Python, so a job costs a fork, not
+an interpreter start. Waiting is done the gevent way, so a running job
+never blocks the worker's other links.
 """
 
+import json
 import os
 import shutil
 import signal
+import socket
 import string
 import sys
 import tempfile
 import time
 
 import gevent
+import gevent.lock
 import gevent.os
 import gevent.queue
+import gevent.socket
 import gevent.subprocess
 
 from .protocol import STDERR, STDOUT, Status
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MAX_OUTPUT = 1 << 30
+DEFAULT_CPU = 3600
+DEFAULT_MEMORY = 8 << 30
+DEFAULT_FILE_SIZE = 1 << 30
+DEFAULT_DISK = 2 << 30
+DEFAULT_OPEN_FILES = 1024
+DEFAULT_PROCESSES = 256
 DEFAULT_FILENAME = "job.py"
 READ_SIZE = 64 * 1024
-# How long the pipes may stay open once the job has ended or been killed (a
-# process that left the job's process group can hold them).
+# How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
+DISK_CHECK_EVERY = 0.25
+STDERR_TAIL = 1024
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
 _FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
 
+# What a job that hit an rlimit itself says on stderr before it ends, by limit.
+_RLIMIT_SIGNS = {
+    "memory": b"MemoryError",
+    "processes": b"[Errno 11] Resource temporarily unavailable",
+    "open-files": b"[Errno 24] Too many open files",
+}
+
 
 class Limits:
-    def __init__(self, timeout=DEFAULT_TIMEOUT, max_output=DEFAULT_MAX_OUTPUT):
+    """What one job may use. ``None`` for a limit means none."""
+
+    def __init__(self, timeout=DEFAULT_TIMEOUT, max_output=DEFAULT_MAX_OUTPUT, cpu=DEFAULT_CPU,
+                 memory=DEFAULT_MEMORY, file_size=DEFAULT_FILE_SIZE, disk=DEFAULT_DISK,
+                 open_files=DEFAULT_OPEN_FILES, processes=DEFAULT_PROCESSES):
         self.timeout = timeout
         self.max_output = max_output
+        self.cpu = cpu
+        self.memory = memory
+        self.file_size = file_size
+        self.disk = disk
+        self.open_files = open_files
+        self.processes = processes
+
+    def rlimits(self):
+        """The limits the kernel enforces, as the fork server takes them."""
+        return {"cpu": self.cpu and int(self.cpu), "memory": self.memory, "file_size": self.file_size,
+                "open_files": self.open_files, "processes": self.processes}
+
+    def describe(self, name):
+        values = {"time": f"{self.timeout:g} s", "cpu": f"{self.cpu} s of CPU", "output": f"{self.max_output} bytes",
+                  "memory": f"{self.memory} bytes", "file-size": f"{self.file_size} bytes",
+                  "disk": f"{self.disk} bytes", "open-files": f"{self.open_files} open files",
+                  "processes": f"{self.processes} processes"}
+        return values[name]
 
 
 def safe_filename(name):
@@ -56,6 +99,69 @@ def job_environment(workdir):
     }
 
 
+class ForkServerError(Exception):
+    """The fork server died or answered nonsense; it is started afresh next time."""
+
+
+class ForkServer:
+    """A worker's zygote process: one job at a time, started when first needed."""
+
+    def __init__(self, python=None):
+        self.python = python or sys.executable
+        self._process = None
+        self._channel = None
+        self._lock = gevent.lock.Semaphore()
+
+    def _start(self):
+        ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._process = gevent.subprocess.Popen(
+                [self.python, ZYGOTE, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                env=job_environment("/"), start_new_session=True, stdin=gevent.subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._channel = ours
+
+    def start_job(self, request, fds):
+        """Fork a job; returns its pid. Pair every call with ``wait_job``."""
+        self._lock.acquire()
+        try:
+            if self._channel is None:
+                self._start()
+            socket.send_fds(self._channel, [json.dumps(request).encode()], fds)
+            return self._receive()["pid"]
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def wait_job(self):
+        """The ended job's raw wait status and CPU seconds, once its leftovers are gone."""
+        try:
+            answer = self._receive()
+            return answer["status"], answer["cpu"]
+        finally:
+            self._lock.release()
+
+    def _receive(self):
+        try:
+            message = self._channel.recv(1 << 16)
+            if message:
+                return json.loads(message)
+        except (OSError, ValueError):
+            pass
+        self.close()
+        raise ForkServerError("the fork server died")
+
+    def close(self):
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
 class JobRun:
     """One run of a job's code.
 
@@ -67,26 +173,39 @@ class JobRun:
             for stream, data in run.output():
                 ...
             run.status
+
+    ``fork_server`` is the worker's (one job at a time each); without one,
+    the run starts a fork server of its own. ``job_user`` is ``(uid, gid)``
+    to run the job as. With ``command_prefix`` (a sandbox such as bwrap) or
+    ``fresh_interpreter``, the job is ``[*command_prefix, python, FILE]``,
+    started afresh rather than forked.
     """
 
-    def __init__(self, code, limits=None, python=None, filename=DEFAULT_FILENAME):
+    def __init__(self, code, limits=None, python=None, filename=DEFAULT_FILENAME, fork_server=None,
+                 job_user=None, command_prefix=(), fresh_interpreter=False):
         self.code = code
         self.limits = limits or Limits()
-        self.python = python or sys.executable
         self.filename = safe_filename(filename)
+        self.job_user = job_user
+        self.python = python or sys.executable
+        self.command = [*command_prefix, self.python, self.filename] if command_prefix or fresh_interpreter else None
         self.status = None
+        self.cpu_seconds = None
+        self._own_fork_server = fork_server is None
+        self._fork_server = fork_server or ForkServer(self.python)
         self._events = gevent.queue.Queue(maxsize=16)
         self._greenlets = []
         self._limit_hit = None
+        self._stderr_tail = b""
         self._workdir = None
-        self._process = None
+        self._pid = None
 
     def __enter__(self):
         self._workdir = tempfile.mkdtemp(prefix="sieci-job-")
         try:
             self._start()
         except BaseException:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._clean_up()
             raise
         return self
 
@@ -94,39 +213,56 @@ class JobRun:
         path = os.path.join(self._workdir, self.filename)
         with open(path, "wb") as file:
             file.write(self.code)
-        self.started_at = time.monotonic()
-        self._process = gevent.subprocess.Popen(
-            [self.python, self.filename],
-            cwd=self._workdir,
-            env=job_environment(self._workdir),
-            stdin=gevent.subprocess.DEVNULL,
-            stdout=gevent.subprocess.PIPE,
-            stderr=gevent.subprocess.PIPE,
-            start_new_session=True,
-        )
+        if self.job_user:
+            for owned in (self._workdir, path):
+                os.chown(owned, *self.job_user)
+        stdout_read, stdout_write = os.pipe()
+        stderr_read, stderr_write = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        request = {"workdir": self._workdir, "filename": self.filename, "env": job_environment(self._workdir),
+                   "limits": self.limits.rlimits(), "user": self.job_user, "command": self.command}
+        try:
+            self.started_at = time.monotonic()
+            self._pid = self._fork_server.start_job(request, [stdin, stdout_write, stderr_write])
+        except BaseException:
+            os.close(stdout_read)
+            os.close(stderr_read)
+            raise
+        finally:
+            for fd in (stdin, stdout_write, stderr_write):
+                os.close(fd)
         self._greenlets = [
-            gevent.spawn(self._read_pipe, STDOUT, self._process.stdout),
-            gevent.spawn(self._read_pipe, STDERR, self._process.stderr),
+            gevent.spawn(self._read_pipe, STDOUT, stdout_read),
+            gevent.spawn(self._read_pipe, STDERR, stderr_read),
             gevent.spawn(self._wait_for_exit),
         ]
+        if self.limits.disk:
+            self._greenlets.append(gevent.spawn(self._watch_disk))
 
     def __exit__(self, *exc_info):
         self.kill()
+        waiter = self._greenlets[2]
+        waiter.join(DRAIN_AFTER_KILL * 5)
+        if not waiter.ready():
+            self._fork_server.close()  # wedged: it is started afresh for the next job
         gevent.killall(self._greenlets)
-        for pipe in (self._process.stdout, self._process.stderr):
-            pipe.close()
-        self._process.wait()
+        self._clean_up()
+
+    def _clean_up(self):
+        if self._own_fork_server:
+            self._fork_server.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def kill(self):
-        """Kill the job's whole process group, if anything of it is left."""
+        """Kill the job's process group; the fork server kills the rest of it."""
+        if self._pid is None:
+            return
         try:
-            os.killpg(self._process.pid, signal.SIGKILL)
+            os.killpg(self._pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
-    def _read_pipe(self, stream, pipe):
-        fd = pipe.fileno()
+    def _read_pipe(self, stream, fd):
         gevent.os.make_nonblocking(fd)
         try:
             while True:
@@ -137,12 +273,23 @@ class JobRun:
         except OSError:
             pass
         finally:
+            os.close(fd)
             self._events.put((stream, None))
 
     def _wait_for_exit(self):
-        returncode = self._process.wait()
-        self.kill()  # what the job left running in its group ends with it
+        try:
+            status, self.cpu_seconds = self._fork_server.wait_job()
+            returncode = os.waitstatus_to_exitcode(status)
+        except ForkServerError:
+            returncode = None
         self._events.put(("exit", returncode))
+
+    def _watch_disk(self):
+        while True:
+            gevent.sleep(DISK_CHECK_EVERY)
+            if _tree_size(self._workdir) > self.limits.disk:
+                self._stop("disk")
+                return
 
     def output(self):
         """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end."""
@@ -155,7 +302,7 @@ class JobRun:
                 kind, data = self._events.get(timeout=max(0.0, self._deadline - time.monotonic()))
             except gevent.queue.Empty:
                 if self._limit_hit or returncode is not None:
-                    break  # the job is over, yet a process that left its group holds a pipe
+                    break  # the job is over, yet something holds a pipe
                 continue
             if kind == "exit":
                 returncode = data
@@ -168,6 +315,8 @@ class JobRun:
                     data = data[:allowed]
                     self._stop("output")
                 written += len(data)
+                if kind == STDERR:
+                    self._stderr_tail = (self._stderr_tail + data)[-STDERR_TAIL:]
                 if data:
                     yield kind, data
         self.status = self._status(returncode)
@@ -181,13 +330,61 @@ class JobRun:
         self._deadline = min(self._deadline, time.monotonic() + DRAIN_AFTER_KILL)
 
     def _status(self, returncode):
-        if self._limit_hit == "time":
-            return Status(b"limit", b"time", f"the job ran past its time limit of {self.limits.timeout:g} s".encode())
-        if self._limit_hit == "output":
-            return Status(b"limit", b"output",
-                          f"the job's output passed the limit of {self.limits.max_output} bytes and was cut".encode())
+        limit = self._limit_hit or self._rlimit_hit(returncode)
+        if limit:
+            return Status(b"limit", limit.encode(), self._limit_message(limit).encode())
         if returncode is None:
             return Status(b"error", b"lost", b"the job's process could not be waited for")
         if returncode < 0:
             return Status(b"signal", str(-returncode).encode())
         return Status(b"exit", str(returncode).encode())
+
+    def _rlimit_hit(self, returncode):
+        """Which kernel-enforced limit ended the job, if one did."""
+        if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and self.limits.cpu
+                                             and (self.cpu_seconds or 0) >= self.limits.cpu):
+            return "cpu"
+        if returncode == -signal.SIGXFSZ:
+            return "file-size"
+        if returncode and returncode > 0:
+            for limit, sign in _RLIMIT_SIGNS.items():
+                if sign in self._stderr_tail:  # several processes may have written last
+                    return limit
+        return None
+
+    def _limit_message(self, limit):
+        if limit == "output":
+            return f"the job hit its output limit ({self.limits.describe(limit)}); its output was cut there"
+        if limit == "time":
+            return f"the job ran past its time limit of {self.limits.describe(limit)}"
+        return f"the job hit its {limit} limit ({self.limits.describe(limit)})"
+
+
+class JobRunner:
+    """How a worker runs its jobs (limits, interpreter, user, sandbox), with its fork server."""
+
+    def __init__(self, limits=None, python=None, job_user=None, command_prefix=(), fresh_interpreter=False):
+        self.limits = limits or Limits()
+        self.python = python or sys.executable
+        self.job_user = job_user
+        self.command_prefix = list(command_prefix)
+        self.fresh_interpreter = fresh_interpreter
+        self.fork_server = ForkServer(self.python)
+
+    def run(self, code, filename=DEFAULT_FILENAME):
+        return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
+                      self.command_prefix, self.fresh_interpreter)
+
+    def close(self):
+        self.fork_server.close()
+
+
+def _tree_size(top):
+    total = 0
+    for folder, _, files in os.walk(top):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total

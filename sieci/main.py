@@ -77,12 +77,6 @@ def master_main(argv=None):
     return _serve_until_signalled(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
 
 
-def _limits(args):
-    from .executor import Limits
-
-    return Limits(timeout=args.timeout, max_output=args.max_output)
-
-
 def worker_main(argv=None):
     _patch()
     import logging
@@ -92,8 +86,8 @@ def worker_main(argv=None):
 
     args = parse_worker(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
-    worker = Worker(args.masters, _limits(args), python=args.python, max_upload=args.max_upload,
-                    reconnect_max=args.reconnect_max, keepalive=args.keepalive)
+    worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
+                    keepalive=args.keepalive, **args.job_options)
     worker.start()
     return _serve_until_signalled(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
 
@@ -113,7 +107,7 @@ def cluster_main(argv=None):
     _raise_fd_limit()
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master.start()
-    workers = [Worker([master.workers_address], _limits(args)) for _ in range(args.workers)]
+    workers = [Worker([master.workers_address], **args.job_options) for _ in range(args.workers)]
     for worker in workers:
         worker.start()
     clients_address = format_address(master.clients_address)

@@ -13,7 +13,7 @@ import gevent.socket
 from . import protocol
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
-from .executor import JobRun, Limits
+from .executor import JobRunner
 
 log = logging.getLogger("sieci.worker")
 
@@ -39,9 +39,8 @@ class LinkLost(Exception):
 class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
                  reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX,
-                 keepalive=DEFAULT_KEEPALIVE):
-        self.limits = limits or Limits()
-        self.python = python
+                 keepalive=DEFAULT_KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False):
+        self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter)
         self.max_upload = max_upload
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
@@ -66,6 +65,7 @@ class Worker:
                 link.hang_up()
         gevent.joinall(self._greenlets, timeout=grace)
         gevent.killall(self._greenlets)
+        self.runner.close()
 
 
 class MasterLink:
@@ -176,7 +176,7 @@ class MasterLink:
         filename = header.field(b"name", b"").decode("ascii", "replace")
         started = time.monotonic()
         watcher = gevent.spawn(self._watch_master)
-        with JobRun(code, self.worker.limits, self.worker.python, filename) as run:
+        with self.worker.runner.run(code, filename) as run:
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:

@@ -48,6 +48,7 @@ def main():
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     del sys.path[0]  # this file's folder is no job's business
     channel = socket.socket(fileno=int(sys.argv[1]))
+    channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 3)
@@ -58,8 +59,11 @@ def main():
         request = json.loads(message)
         pid = os.fork()
         if pid == 0:
-            channel.close()
-            become_job(request, fds)  # never returns
+            try:
+                channel.close()
+                become_job(request, fds)
+            finally:
+                os._exit(127)  # whatever happened, the child never goes back to serving
         for fd in fds:
             os.close(fd)
         channel.send(json.dumps({"pid": pid}).encode())
@@ -151,8 +155,8 @@ def run_as_main(path):
     atexit._clear()
     sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
     sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", errors="strict", closefd=False)
-    sys.stderr = sys.__stderr__ = io.open(2, "w", encoding="utf-8", errors="backslashreplace",
-                                          closefd=False, line_buffering=True)
+    sys.stderr = sys.__stderr__ = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                                          closefd=False)
     sys.argv = [os.path.basename(path)]
     sys.orig_argv = [sys.executable, sys.argv[0]]
     sys.path.insert(0, os.path.dirname(path))

@@ -364,7 +364,7 @@ def test_a_running_job_completes_when_the_master_gets_sigterm(procs):
     # The grace period is long and the job ends only when the test says so:
     # nothing here depends on how fast the machine is.
     master = procs.master(extra=["--grace", "30"])
-    procs.worker()
+    procs.worker(args=["--job-user", ""])  # the job looks in the test's own (private) folder
     go = procs.tmp_path / "go"
     code = (b"import os, sys, time\nprint('started', flush=True)\nend = time.monotonic() + %d\n"
             b"while not os.path.exists(%r) and time.monotonic() < end:\n    time.sleep(0.02)\n"

@@ -1,0 +1,123 @@
+"""Hostile jobs: each limit stops its job with the right status, and the worker serves on.
+
+The jobs run as an unprivileged user (as a worker running as root does by
+default), which is what makes the process limit bite; these tests need root
+to switch to it, and skip otherwise.
+"""
+
+import os
+import pwd
+
+import pytest
+
+from sieci import client
+from sieci.executor import Limits
+
+from conftest import Captured, client_address
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
+
+
+def nobody():
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+def processes_of(uid):
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status") as status:
+                    if any(line.split()[1:2] == [str(uid)] for line in status if line.startswith("Uid:")):
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture
+def hardened(cluster):
+    """A master and one worker that runs jobs as nobody, with small limits."""
+
+    def start(**limits):
+        options = dict(timeout=20, max_output=1 << 20, cpu=2, memory=512 << 20, file_size=1 << 20,
+                       disk=8 << 20, open_files=64, processes=32)
+        options.update(limits)
+        master = cluster.master()
+        cluster.worker(master, limits=Limits(**options), job_user=nobody())
+        return master
+
+    return start
+
+
+def run(master, code):
+    output = Captured()
+    return client.run(client_address(master), code, output=output), output
+
+
+def assert_serves_on(master):
+    assert run(master, b"print('next job')\n") == (0, _stdout(b"next job\n"))
+
+
+class _stdout:
+    def __init__(self, expected):
+        self.expected = expected
+
+    def __eq__(self, output):
+        return output.stdout == self.expected
+
+    def __repr__(self):
+        return f"stdout {self.expected!r}"
+
+
+HOSTILE = {
+    "memory hog": (b"hog = []\nwhile True:\n    hog.append(bytearray(50 << 20))\n", "memory", 137),
+    "CPU spin": (b"while True:\n    pass\n", "cpu", 137),
+    "output flood": (b"import sys\nwhile True:\n    sys.stdout.write('y' * 65536)\n", "output", 137),
+    "fork bomb": (b"import os\nwhile True:\n    os.fork()\n", "processes", 137),
+    "disk filler": (b"i = 0\nwhile True:\n    i += 1\n    open(f'f{i}', 'wb').write(b'z' * 500_000)\n", "disk", 137),
+    "one huge file": (b"with open('big', 'wb') as f:\n    while True:\n        f.write(b'z' * 65536)\n",
+                      "file-size", 137),
+    "file hoarder": (b"kept = []\nwhile True:\n    kept.append(open('/dev/null'))\n", "open-files", 137),
+    "sleeper that ignores SIGTERM and closes its stdout": (
+        b"import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nos.close(1)\ntime.sleep(600)\n",
+        "time", 124),
+}
+
+
+@pytest.mark.parametrize("code, limit, exit_status", HOSTILE.values(), ids=HOSTILE.keys())
+def test_each_limit_stops_its_hostile_job(hardened, code, limit, exit_status):
+    master = hardened(timeout=3 if limit == "time" else 20)
+    status, output = run(master, code)
+    assert status == exit_status
+    assert f"{limit} limit".encode() in output.stderr.splitlines()[-1]
+    assert processes_of(nobody()[0]) == []  # every process the job started is gone
+    assert_serves_on(master)
+
+
+def test_a_daemon_the_job_leaves_behind_is_killed(hardened):
+    master = hardened()
+    code = (b"import os, time\n"
+            b"if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
+            b"time.sleep(0.2)\nprint('left a daemon')\n")
+    status, output = run(master, code)
+    assert (status, output.stdout) == (0, b"left a daemon\n")
+    assert processes_of(nobody()[0]) == []
+    assert_serves_on(master)
+
+
+def test_a_job_cannot_read_the_workers_environment(hardened, monkeypatch):
+    monkeypatch.setenv("SIECI_WORKER_SECRET", "do-not-leak")
+    master = hardened()
+    code = (b"import os\nprint(sorted(os.environ))\n"
+            b"for pid in (os.getppid(), os.getpid()):\n"
+            b"    try:\n        print(b'do-not-leak' in open(f'/proc/{pid}/environ', 'rb').read())\n"
+            b"    except OSError as error:\n        print(type(error).__name__)\n"
+            b"print(os.getuid() != 0, os.getcwd() == os.environ['HOME'])\n")
+    status, output = run(master, code)
+    assert status == 0
+    names, *leaks, flags = output.stdout.decode().splitlines()
+    assert names == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']"
+    assert all(leak in ("False", "PermissionError") for leak in leaks)
+    assert flags == "True True"

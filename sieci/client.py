@@ -84,19 +84,6 @@ def parse_masters(masters):
     return addresses
 
 
-def connect(address, timeout=DEFAULT_CONNECT_TIMEOUT):
-    try:
-        sock = socket.create_connection(address, timeout=timeout)
-    except TimeoutError:
-        raise NotAccepted(f"cannot reach master {format_address(address)} (timed out after {timeout:g} s)") from None
-    except OSError as error:
-        reason = (error.strerror or str(error)).lower()
-        raise NotAccepted(f"cannot reach master {format_address(address)} ({reason})") from None
-    sock.settimeout(None)
-    set_keepalive(sock)
-    return sock
-
-
 def job_fields(filename):
     """The upload header's fields: extended results, and the file's name."""
     fields = [protocol.EXTENDED]
@@ -106,91 +93,136 @@ def job_fields(filename):
     return fields
 
 
-def run(masters, code, filename="job.py", output=None, connect_timeout=DEFAULT_CONNECT_TIMEOUT,
-        timeout=None, retries=0, shuffle=False):
-    """Run ``code`` on a sieci cluster; returns the job's exit status.
+class Client:
+    """Runs jobs on a sieci cluster through the masters it is given.
 
     ``masters`` are tried in order (in random order with ``shuffle``): one
     that cannot be reached, refuses, or is lost before a worker accepted the
     job is passed over for the next. When every master has failed so, or a
     job was accepted and then lost (it may have run, or run partly), the
     job is tried again only ``retries`` times (by default never), after a
-    short pause if no master took it. ``timeout`` bounds the whole job,
-    queue wait included.
-
-    The job's output goes to ``output`` (default: this process's stdout and
-    stderr) as it arrives; with retries, only once the job has ended, so a
-    re-run never shows twice. Raises ClientError when sieci cannot get a
-    result.
+    short pause if no master took it. ``timeout`` bounds a whole job, queue
+    wait included. ``secret`` (bytes) signs every upload; ``tls`` is an
+    ssl.SSLContext for talking to the masters.
     """
-    output = output or FdOutput()
-    addresses = parse_masters(masters)
-    if shuffle:
-        import random
 
-        random.shuffle(addresses)
-    block = protocol.encode_block(code, job_fields(filename))
-    deadline = time.monotonic() + timeout if timeout else None
-    failures, retries_left, position, passed_over = [], retries, 0, 0
-    pause = FIRST_RETRY_PAUSE
-    while True:
-        address = addresses[position % len(addresses)]
-        position += 1
-        attempt_output = HeldOutput() if retries else output
-        try:
-            status = _run_on(address, block, attempt_output, connect_timeout, deadline)
-        except TimeoutError:
-            raise ClientError(f"no result within the --timeout of {timeout:g} s") from None
-        except NotAccepted as error:
-            failures.append(str(error))
-            passed_over += 1
-            if passed_over < len(addresses):
+    def __init__(self, masters, connect_timeout=DEFAULT_CONNECT_TIMEOUT, timeout=None, retries=0,
+                 shuffle=False, secret=None, tls=None):
+        self.addresses = parse_masters(masters)
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.retries = retries
+        self.shuffle = shuffle
+        self.secret = secret
+        self.tls = tls
+
+    def run(self, code, filename="job.py", output=None):
+        """Run ``code``; returns the job's exit status.
+
+        The job's output goes to ``output`` (default: this process's stdout
+        and stderr) as it arrives; with retries, only once the job has
+        ended, so a re-run never shows twice. Raises ClientError when sieci
+        cannot get a result.
+        """
+        output = output or FdOutput()
+        addresses = list(self.addresses)
+        if self.shuffle:
+            import random
+
+            random.shuffle(addresses)
+        payload, fields = protocol.as_payload(code), job_fields(filename)
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        failures, retries_left, position, passed_over = [], self.retries, 0, 0
+        pause = FIRST_RETRY_PAUSE
+        while True:
+            address = addresses[position % len(addresses)]
+            position += 1
+            attempt_output = HeldOutput() if self.retries else output
+            try:
+                status = self._run_on(address, self._block(payload, fields), attempt_output, deadline)
+            except TimeoutError:
+                raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
+            except NotAccepted as error:
+                failures.append(str(error))
+                passed_over += 1
+                if passed_over < len(addresses):
+                    continue
+                if retries_left == 0:
+                    if len(failures) == 1:
+                        raise
+                    raise NotAccepted("no master took the job: " + "; ".join(failures)) from None
+                retries_left, passed_over = retries_left - 1, 0
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())) if deadline else pause)
+                pause = min(2 * pause, LAST_RETRY_PAUSE)
                 continue
-            if retries_left == 0:
-                if len(failures) == 1:
+            except JobLost as error:
+                if retries_left == 0:
                     raise
-                raise NotAccepted("no master took the job: " + "; ".join(failures)) from None
-            retries_left, passed_over = retries_left - 1, 0
-            time.sleep(max(0.0, min(pause, deadline - time.monotonic())) if deadline else pause)
-            pause = min(2 * pause, LAST_RETRY_PAUSE)
-            continue
-        except JobLost as error:
-            if retries_left == 0:
+                retries_left, passed_over = retries_left - 1, 0
+                failures.append(str(error))
+                continue
+            if self.retries:
+                attempt_output.replay(output)
+            return status
+
+    def _block(self, payload, fields):
+        """The upload; signed afresh for every attempt, since a signature is good once."""
+        if self.secret is not None:
+            from .auth import sign_upload
+
+            fields = [*fields, sign_upload(self.secret, payload)]
+        return protocol.encode_block(payload, fields)
+
+    def connect(self, address, timeout):
+        where = format_address(address)
+        try:
+            sock = socket.create_connection(address, timeout=timeout)
+        except TimeoutError:
+            raise NotAccepted(f"cannot reach master {where} (timed out after {timeout:g} s)") from None
+        except OSError as error:
+            raise NotAccepted(f"cannot reach master {where} ({(error.strerror or str(error)).lower()})") from None
+        set_keepalive(sock)
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_hostname=address[0])
+            except OSError as error:
+                sock.close()
+                raise NotAccepted(f"TLS with master {where} failed ({error})") from None
+        sock.settimeout(None)
+        return sock
+
+    def _run_on(self, address, block, output, deadline):
+        """One attempt through the master at ``address``."""
+        connect_timeout = self.connect_timeout
+        if deadline is not None:
+            connect_timeout = min(connect_timeout, deadline - time.monotonic())
+            if connect_timeout <= 0:
+                raise TimeoutError
+        sock = self.connect(address, connect_timeout)
+        where = format_address(address)
+        accepted = False
+        try:
+            conn = Connection(sock)
+            conn.deadline = deadline
+            conn.send(block)
+            _await_acceptance(conn, where)
+            accepted = True
+            return _receive_results(conn, output, where)
+        except protocol.RemoteProtocolError as error:
+            lost = JobLost if accepted else NotAccepted
+            raise lost(f"master {where} broke the protocol: {error}") from None
+        except OSError as error:
+            if isinstance(error, TimeoutError):
                 raise
-            retries_left, passed_over = retries_left - 1, 0
-            failures.append(str(error))
-            continue
-        if retries:
-            attempt_output.replay(output)
-        return status
+            lost = JobLost if accepted else NotAccepted
+            raise lost(f"lost the connection to master {where} ({(error.strerror or str(error)).lower()})") from None
+        finally:
+            sock.close()
 
 
-def _run_on(address, block, output, connect_timeout, deadline):
-    """One attempt through the master at ``address``."""
-    if deadline is not None:
-        connect_timeout = min(connect_timeout, deadline - time.monotonic())
-        if connect_timeout <= 0:
-            raise TimeoutError
-    sock = connect(address, connect_timeout)
-    where = format_address(address)
-    accepted = False
-    try:
-        conn = Connection(sock)
-        conn.deadline = deadline
-        conn.send(block)
-        _await_acceptance(conn, where)
-        accepted = True
-        return _receive_results(conn, output, where)
-    except protocol.RemoteProtocolError as error:
-        lost = JobLost if accepted else NotAccepted
-        raise lost(f"master {where} broke the protocol: {error}") from None
-    except OSError as error:
-        if isinstance(error, TimeoutError):
-            raise
-        lost = JobLost if accepted else NotAccepted
-        raise lost(f"lost the connection to master {where} ({(error.strerror or str(error)).lower()})") from None
-    finally:
-        sock.close()
+def run(masters, code, filename="job.py", output=None, **settings):
+    """Run ``code`` once through ``masters``: ``Client(masters, **settings).run(...)``."""
+    return Client(masters, **settings).run(code, filename, output)
 
 
 def _next(conn, failure, doing):
@@ -284,6 +316,18 @@ def parse_args(argv):
                              "(default: 0) [SIECI_RETRIES]")
     parser.add_argument("--shuffle", action="store_true", default=bool(os.environ.get("SIECI_SHUFFLE")),
                         help="try the masters in random order [SIECI_SHUFFLE]")
+    parser.add_argument("--secret-file", metavar="PATH", default=os.environ.get("SIECI_SECRET_FILE"),
+                        help="sign the job with the cluster's shared secret, read from this file "
+                             "[SIECI_SECRET_FILE]")
+    parser.add_argument("--tls", action="store_true", default=bool(os.environ.get("SIECI_TLS")),
+                        help="talk to the masters over TLS (implied by --tls-ca) [SIECI_TLS]")
+    parser.add_argument("--tls-ca", metavar="PATH", default=os.environ.get("SIECI_TLS_CA"),
+                        help="verify the master's certificate against this CA (default: the system's) "
+                             "[SIECI_TLS_CA]")
+    parser.add_argument("--tls-cert", metavar="PATH", default=os.environ.get("SIECI_TLS_CERT"),
+                        help="present this certificate to masters that ask for one [SIECI_TLS_CERT]")
+    parser.add_argument("--tls-key", metavar="PATH", default=os.environ.get("SIECI_TLS_KEY"),
+                        help="the private key of --tls-cert [SIECI_TLS_KEY]")
     args = parser.parse_args(argv)
     if len(args.args) == 1 and os.environ.get("SIECI_MASTERS"):
         args.masters, args.file = os.environ["SIECI_MASTERS"], args.args[0]
@@ -296,14 +340,36 @@ def parse_args(argv):
     return args
 
 
+def security_settings(args):
+    """The secret and TLS context the options ask for, as Client takes them."""
+    settings = {}
+    if args.secret_file:
+        from .auth import SecretError, read_secret
+
+        try:
+            settings["secret"], warning = read_secret(args.secret_file)
+        except SecretError as error:
+            raise ClientError(str(error)) from None
+        if warning:
+            sys.stderr.write(f"{PROG}: warning: {warning}\n")
+    if args.tls or args.tls_ca or args.tls_cert:
+        from .tls import TLSError, client_context
+
+        try:
+            settings["tls"] = client_context(args.tls_ca, args.tls_cert, args.tls_key)
+        except TLSError as error:
+            raise ClientError(str(error)) from None
+    return settings
+
+
 def main(argv=None):
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `client ... | head` ends quietly, like cat
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         code = read_code(args.file)
-        return run(args.masters, code, args.file if args.file != "-" else "stdin.py",
-                   connect_timeout=args.connect_timeout, timeout=args.timeout,
-                   retries=args.retries, shuffle=args.shuffle)
+        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
+                        retries=args.retries, shuffle=args.shuffle, **security_settings(args))
+        return client.run(code, args.file if args.file != "-" else "stdin.py")
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

@@ -127,6 +127,67 @@ def job_options(parser, args):
             "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter}
 
 
+def _add_security_options(parser, role):
+    parser.add_argument("--secret-file", metavar="PATH",
+                        help="the cluster's shared secret: every worker link and every client upload must "
+                             "prove it holds it (never give a secret on the command line)")
+    parser.add_argument("--tls-ca", metavar="PATH",
+                        help="with --tls-cert: accept only peers with a certificate signed by this CA"
+                        if role == "master" else "verify the masters' certificates against this CA")
+    parser.add_argument("--tls-cert", metavar="PATH",
+                        help="serve TLS on both ports with this certificate" if role == "master"
+                        else "present this certificate to masters that ask for one")
+    parser.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert")
+    if role == "worker":
+        parser.add_argument("--tls", action="store_true",
+                            help="talk to the masters over TLS (implied by --tls-ca and --tls-cert)")
+
+
+def security_options(parser, args, role, log):
+    """``secret`` and ``tls`` for Master or Worker, from the options; warnings logged."""
+    from . import auth, tls
+
+    options = {"secret": None, "tls": None}
+    if args.secret_file:
+        try:
+            options["secret"], warning = auth.read_secret(args.secret_file)
+        except auth.SecretError as error:
+            parser.error(str(error))
+        if warning:
+            log.warning(warning)
+    try:
+        if role == "master" and args.tls_cert:
+            options["tls"] = tls.server_context(args.tls_cert, args.tls_key, args.tls_ca)
+        elif role == "master" and (args.tls_ca or args.tls_key):
+            parser.error("--tls-ca and --tls-key need --tls-cert")
+        elif role == "worker" and (args.tls or args.tls_ca or args.tls_cert):
+            options["tls"] = tls.client_context(args.tls_ca, args.tls_cert, args.tls_key)
+    except tls.TLSError as error:
+        parser.error(str(error))
+    return options
+
+
+def warn_if_exposed(hosts, secret, log, what):
+    """A loud warning for a daemon that talks beyond loopback with no secret."""
+    exposed = [host for host in hosts if not _is_loopback(host)]
+    if exposed and secret is None:
+        log.warning("!" * 72)
+        log.warning("%s on %s WITHOUT A SECRET: anyone who can reach it can run code on the workers. "
+                    "Give every daemon and client --secret-file.", what, ", ".join(h or "all interfaces" for h in exposed))
+        log.warning("!" * 72)
+
+
+def _is_loopback(host):
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _add_common_daemon_options(parser, grace, what):
     parser.add_argument("--grace", type=positive_seconds, default=grace,
                         help=f"on SIGTERM, how long {what} may take to finish")
@@ -144,6 +205,7 @@ def master_parser():
                         help="drop a client that sends nothing for this long while it uploads")
     parser.add_argument("--max-queue", type=int, default=master.DEFAULT_MAX_QUEUE,
                         help="answer 'ERROR queue full' once this many jobs wait")
+    _add_security_options(parser, "master")
     _add_common_daemon_options(parser, master.DEFAULT_GRACE, "running jobs")
     return parser
 
@@ -153,6 +215,7 @@ def parse_master(argv, env=None):
     args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
     args.workers_addr = _address(parser, args, "workers_addr")
     args.clients_addr = _address(parser, args, "clients_addr")
+    args.security = security_options(parser, args, "master", logging.getLogger("sieci.master"))
     return args
 
 
@@ -169,6 +232,7 @@ def worker_parser():
                         help="refuse a job whose code is larger than this")
     parser.add_argument("--reconnect-max", type=positive_seconds, default=worker.DEFAULT_RECONNECT_MAX,
                         help="longest wait between attempts to redial a lost master, in seconds")
+    _add_security_options(parser, "worker")
     _add_common_daemon_options(parser, worker.DEFAULT_GRACE, "a running job")
     return parser
 
@@ -184,6 +248,7 @@ def parse_worker(argv, env=None):
     except AddressError as error:
         parser.error(str(error))
     args.job_options = job_options(parser, args)
+    args.security = security_options(parser, args, "worker", logging.getLogger("sieci.worker"))
     return args
 
 

@@ -61,14 +61,17 @@ def master_main(argv=None):
     import logging
 
     from .address import format_address
-    from .config import parse_master, setup_logging
+    from .config import parse_master, setup_logging, warn_if_exposed
     from .master import Master
 
     args = parse_master(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
     _raise_fd_limit()
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
-                    client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive)
+                    client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
+                    **args.security)
+    warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
+                    logging.getLogger("sieci.master"), "listening")
     try:
         master.start()
     except OSError as error:
@@ -81,13 +84,15 @@ def worker_main(argv=None):
     _patch()
     import logging
 
-    from .config import parse_worker, setup_logging
+    from .config import parse_worker, setup_logging, warn_if_exposed
     from .worker import Worker
 
     args = parse_worker(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
     worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
-                    keepalive=args.keepalive, **args.job_options)
+                    keepalive=args.keepalive, **args.job_options, **args.security)
+    warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
+                    logging.getLogger("sieci.worker"), "linking to masters")
     worker.start()
     return _serve_until_signalled(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
 

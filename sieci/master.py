@@ -16,7 +16,7 @@ import gevent
 import gevent.event
 from gevent.server import StreamServer
 
-from . import protocol
+from . import auth, protocol
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
 
@@ -94,7 +94,10 @@ class WorkerLink:
 
 class Master:
     def __init__(self, workers_address, clients_address, max_upload=DEFAULT_MAX_UPLOAD,
-                 client_timeout=DEFAULT_CLIENT_TIMEOUT, max_queue=DEFAULT_MAX_QUEUE, keepalive=DEFAULT_KEEPALIVE):
+                 client_timeout=DEFAULT_CLIENT_TIMEOUT, max_queue=DEFAULT_MAX_QUEUE, keepalive=DEFAULT_KEEPALIVE,
+                 secret=None, tls=None):
+        """``secret`` (bytes) makes every worker and client prove they hold it;
+        ``tls`` (an ssl.SSLContext for servers) encrypts both ports."""
         self.max_upload = max_upload
         self.client_timeout = client_timeout
         self.max_queue = max_queue
@@ -107,8 +110,10 @@ class Master:
         self.listeners = []  # callables taking (event, job): queued, dispatched, requeued, done, failed, cancelled
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
-        self.worker_server = StreamServer(workers_address, self.handle_worker)
-        self.client_server = StreamServer(clients_address, self.handle_client)
+        self.verifier = auth.Verifier(secret) if secret else None
+        tls_options = {"ssl_context": tls} if tls else {}
+        self.worker_server = StreamServer(workers_address, self.handle_worker, **tls_options)
+        self.client_server = StreamServer(clients_address, self.handle_client, **tls_options)
 
     @property
     def workers_address(self):
@@ -196,6 +201,11 @@ class Master:
             return self._refuse(conn, name, str(error))
         except TimeoutError:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        if self.verifier is not None:
+            try:
+                self.verifier.verify_upload(header.fields, b"".join(code))
+            except auth.Unauthorized as why:
+                return self._refuse(conn, name, "unauthorized", why)
         if self.stopping:
             return self._refuse(conn, name, "the master is shutting down")
         if len(self.pending_jobs) >= self.max_queue:
@@ -203,8 +213,8 @@ class Master:
         upload = line.raw + b"".join(code) + event.raw
         return Job(next(self._job_ids), upload, header, conn, name)
 
-    def _refuse(self, conn, name, reason):
-        log.warning("client %s: refused: %s", name, reason)
+    def _refuse(self, conn, name, reason, detail=None):
+        log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
         conn.send(protocol.encode_command(protocol.ERROR, reason.encode()))
         conn.finish_sending()
         return None
@@ -349,6 +359,8 @@ class Master:
         self._note_links_changed()
         log.info("worker %s joined (%d linked)", link.name, len(self.links))
         try:
+            if self.verifier is not None:
+                self._challenge(link)
             self._make_idle(link)
             self._serve_worker(link)
         except WorkerLost as why:
@@ -357,6 +369,9 @@ class Master:
             log.info("worker %s: its client left (%s); dropping the link to stop the job", link.name, why)
         except protocol.RemoteProtocolError as error:
             log.warning("worker %s dropped: %s", link.name, error)
+        except auth.Unauthorized as why:
+            log.warning("worker %s refused: unauthorized (%s)", link.name, why)
+            link.send_quietly(protocol.encode_command(protocol.ERROR, auth.UNAUTHORIZED))
         except OSError as error:
             log.warning("worker %s lost: %s", link.name, error)
         except Exception:
@@ -368,6 +383,22 @@ class Master:
             link.state.close()
             sock.close()
             self._reclaim_job(link)
+
+    def _challenge(self, link):
+        """Make a new link prove it holds the secret before it is given anything."""
+        nonce = self.verifier.new_challenge()
+        link.state.advance(protocol.MASTER, protocol.CHALLENGE)
+        link.send(protocol.encode_command(protocol.CHALLENGE, nonce))
+        link.conn.settimeout(self.client_timeout)
+        try:
+            line = link.conn.next_event()
+        except TimeoutError:
+            raise auth.Unauthorized("no answer to the challenge") from None
+        link.conn.settimeout(None)
+        if line is protocol.CONNECTION_CLOSED or line.word != protocol.AUTH:
+            raise auth.Unauthorized("no answer to the challenge")
+        self.verifier.verify_answer(nonce, line.reason)
+        link.state.advance(protocol.WORKER, protocol.AUTH)
 
     def _serve_worker(self, link):
         while True:

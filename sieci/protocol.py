@@ -15,6 +15,8 @@ ROLLBACK = b"ROLLBACK"
 RECEIVED = b"RECEIVED"
 ERROR = b"ERROR"
 ENDSEQ = b"ENDSEQ"
+CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link
+AUTH = b"AUTH"  # the worker's answer
 
 # The classic client's constant terminator; a sieci master accepts it glued
 # to the end of the last code line (a file without a final newline).
@@ -104,11 +106,15 @@ def encode_header(terminator, fields=()):
     return b" ".join([ENDSEQ, terminator, *fields]) + b"\n"
 
 
+def as_payload(data):
+    """``data`` as a block's payload arrives: with a final newline."""
+    return data + b"\n" if data and not data.endswith(b"\n") else data
+
+
 def encode_block(payload, fields=()):
     """A whole block carrying ``payload`` (a final newline is added if missing)."""
+    payload = as_payload(payload)
     terminator = choose_terminator(payload)
-    if payload and not payload.endswith(b"\n"):
-        payload += b"\n"
     return encode_header(terminator, fields) + payload + terminator + b"\n"
 
 
@@ -430,6 +436,7 @@ MASTER = "master"
 WORKER = "worker"
 
 IDLE = "idle"  # nothing outstanding
+CHALLENGED = "challenged"  # a master with a secret asked the new link to prove itself
 ASKED = "asked"  # AVAILABLE sent, no answer yet
 READY_HELD = "ready"  # the worker said READY and is locked to this master
 SENT = "sent"  # the code went to the worker
@@ -440,6 +447,8 @@ JOB = "block"  # a block on the link: the code, or the results
 
 # (state, who sends, what) -> next state. Anything else breaks the protocol.
 LINK_TRANSITIONS = {
+    (IDLE, MASTER, CHALLENGE): CHALLENGED,
+    (CHALLENGED, WORKER, AUTH): IDLE,
     (IDLE, MASTER, AVAILABLE): ASKED,
     (ASKED, WORKER, READY): READY_HELD,
     (READY_HELD, MASTER, ROLLBACK): IDLE,

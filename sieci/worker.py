@@ -10,7 +10,7 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import protocol
+from . import auth, protocol
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
 from .executor import JobRunner
@@ -39,7 +39,13 @@ class LinkLost(Exception):
 class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
                  reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX,
-                 keepalive=DEFAULT_KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False):
+                 keepalive=DEFAULT_KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
+                 secret=None, tls=None):
+        """``secret`` (bytes): answer masters' challenges, and run only jobs
+        their clients signed with it. ``tls``: an ssl.SSLContext for clients."""
+        self.secret = secret
+        self.verifier = auth.Verifier(secret) if secret else None
+        self.tls = tls
         self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter)
         self.max_upload = max_upload
         self.reconnect_min = reconnect_min
@@ -89,6 +95,16 @@ class MasterLink:
                 log.warning("cannot reach master %s (%s); retrying in %.1f s", self.name, error, delay)
                 self.worker.stopping.wait(delay)
                 continue
+            try:
+                if self.worker.tls is not None:
+                    sock = self.worker.tls.wrap_socket(sock, server_hostname=self.address[0])
+            except OSError as error:
+                sock.close()
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning("TLS with master %s failed (%s); retrying in %.1f s", self.name, error, delay)
+                self.worker.stopping.wait(delay)
+                continue
             failures = 0
             self._serve(sock)
             if not self.worker.stopping.is_set():
@@ -127,6 +143,9 @@ class MasterLink:
         while not self.worker.stopping.is_set():
             line = self._next_line("waiting for AVAILABLE")
             state.advance(protocol.MASTER, line.word)
+            if line.word == protocol.CHALLENGE:
+                self._answer_challenge(line.reason, state)
+                continue
             with self.worker.job_slot:
                 if self.worker.stopping.is_set():
                     raise LinkLost("the worker is stopping")
@@ -138,6 +157,12 @@ class MasterLink:
                     continue
                 state.advance(protocol.MASTER, protocol.JOB)
                 self._take_job(line.raw, state)
+
+    def _answer_challenge(self, nonce, state):
+        if self.worker.secret is None:
+            raise LinkLost("the master asks for a secret; give this worker --secret-file")
+        self.conn.send(protocol.encode_command(protocol.AUTH, auth.answer_challenge(self.worker.secret, nonce)))
+        state.advance(protocol.WORKER, protocol.AUTH)
 
     def _next_line(self, doing):
         event = self.conn.next_event()
@@ -152,6 +177,14 @@ class MasterLink:
         except protocol.RemoteProtocolError as error:
             self.conn.send(protocol.encode_command(protocol.ERROR, str(error).encode()))
             raise
+        if self.worker.verifier is not None:
+            try:
+                self.worker.verifier.verify_upload(header.fields, code)
+            except auth.Unauthorized as why:
+                log.warning("refused a job from master %s: unauthorized (%s)", self.name, why)
+                self.conn.send(protocol.encode_command(protocol.ERROR, auth.UNAUTHORIZED))
+                state.advance(protocol.WORKER, protocol.ERROR)
+                return
         self.conn.send(protocol.encode_command(protocol.RECEIVED))
         state.advance(protocol.WORKER, protocol.RECEIVED)
         self.running_job = True

@@ -67,6 +67,18 @@ class Cluster:
 
 
 @pytest.fixture
+def classic():
+    """Classic (Go-like) masters and workers; see classic.py."""
+    from classic import ClassicPeers
+
+    peers = ClassicPeers()
+    try:
+        yield peers
+    finally:
+        peers.stop()
+
+
+@pytest.fixture
 def cluster():
     cluster = Cluster()
     try:

@@ -37,15 +37,6 @@ RICH_STDERR = b"err \xff\n"
 RICH_STATUS = 7
 
 
-@pytest.fixture
-def classic():
-    peers = ClassicPeers()
-    try:
-        yield peers
-    finally:
-        peers.stop()
-
-
 def sieci_client(address, code, **options):
     """The sieci client against ``address`` (a master or a (host, port)); bounded by WAIT."""
     if hasattr(address, "clients_address"):

@@ -893,8 +893,8 @@ def test_parse_status_rejects_malformed(line):
 
 # --- the master-worker link ----------------------------------------------------------------
 
-STATES = [protocol.IDLE, protocol.ASKED, protocol.READY_HELD, protocol.SENT, protocol.RUNNING]
-MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, b"BOGUS"]
+STATES = [protocol.IDLE, protocol.CHALLENGED, protocol.ASKED, protocol.READY_HELD, protocol.SENT, protocol.RUNNING]
+MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE, protocol.AUTH, b"BOGUS"]
 
 
 @pytest.mark.parametrize("role", [MASTER, WORKER])
@@ -909,6 +909,8 @@ def test_every_transition(role, transition):
 
 def test_transition_table_matches_the_contract():
     assert LINK_TRANSITIONS == {
+        (protocol.IDLE, MASTER, protocol.CHALLENGE): protocol.CHALLENGED,
+        (protocol.CHALLENGED, WORKER, protocol.AUTH): protocol.IDLE,
         (protocol.IDLE, MASTER, AVAILABLE): protocol.ASKED,
         (protocol.ASKED, WORKER, READY): protocol.READY_HELD,
         (protocol.READY_HELD, MASTER, ROLLBACK): protocol.IDLE,

@@ -1,0 +1,199 @@
+"""Only the cluster's own members get in: the shared secret, replay protection and TLS."""
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sieci import auth, client, protocol, tls
+from sieci.config import warn_if_exposed
+
+from conftest import REPO, WAIT, Captured, client_address
+
+SECRET = b"correct horse battery staple, 2026"
+CODE = b'print("in")\n'
+
+
+def run(master, code=CODE, **settings):
+    output = Captured()
+    return client.run(client_address(master), code, output=output, **settings), output
+
+
+@pytest.fixture
+def guarded(cluster):
+    master = cluster.master(secret=SECRET)
+    cluster.worker(master, secret=SECRET)
+    assert master.wait_for_workers(1, WAIT)
+    return master
+
+
+def test_members_with_the_secret_run_jobs(guarded):
+    assert run(guarded, secret=SECRET) == (0, _Stdout(b"in\n"))
+
+
+@pytest.mark.parametrize("secret", [None, b"a different secret of some length"], ids=["no secret", "wrong secret"])
+def test_a_client_without_the_secret_is_refused(guarded, secret):
+    with pytest.raises(client.NotAccepted, match="refused the job: unauthorized$"):
+        run(guarded, secret=secret)
+
+
+def test_a_replayed_upload_is_refused(guarded, peers):
+    upload = client.Client([client_address(guarded)], secret=SECRET)._block(CODE, [protocol.EXTENDED])
+    first = peers(guarded.clients_address)
+    first.send(upload)
+    assert first.line() == b"RECEIVED\n"
+    replay = peers(guarded.clients_address)
+    replay.send(upload)
+    assert replay.rest() == b"ERROR unauthorized\n"
+
+
+@pytest.mark.parametrize("tamper", ["other code", "old signature"])
+def test_a_tampered_or_stale_upload_is_refused(guarded, peers, tamper):
+    if tamper == "other code":
+        field = auth.sign_upload(SECRET, CODE)
+        upload = protocol.encode_block(b"print('evil')\n", [field])
+    else:
+        upload = protocol.encode_block(CODE, [auth.sign_upload(SECRET, CODE, now=time.time() - 3600)])
+    peer = peers(guarded.clients_address)
+    peer.send(upload)
+    assert peer.rest() == b"ERROR unauthorized\n"
+
+
+@pytest.mark.parametrize("answer", [b"READY\n", b"AUTH 0123\n", b"\n"], ids=["classic READY", "bad AUTH", "blank"])
+def test_a_worker_without_the_secret_is_refused(guarded, peers, answer):
+    intruder = peers(guarded.workers_address)
+    assert intruder.line().startswith(b"CHALLENGE ")
+    intruder.send(answer)
+    assert intruder.rest() == b"ERROR unauthorized\n"
+    assert len(guarded.links) == 1  # only the real worker
+
+
+def test_a_sieci_worker_without_the_secret_gets_no_job(cluster, caplog):
+    master = cluster.master(secret=SECRET)
+    cluster.worker(master)
+    with caplog.at_level(logging.WARNING, logger="sieci.worker"):
+        with pytest.raises(client.ClientError, match="no result within"):
+            run(master, secret=SECRET, timeout=1)
+    assert "give this worker --secret-file" in caplog.text
+
+
+def test_a_worker_checks_the_signature_itself(cluster, peers):
+    """A master without the secret (or a classic one) passes uploads on; the worker still checks."""
+    master = cluster.master()
+    cluster.worker(master, secret=SECRET)
+    assert run(master, secret=SECRET)[0] == 0
+    with pytest.raises(client.NotAccepted, match="the worker refused the job: unauthorized"):
+        run(master)
+
+
+def test_a_signed_job_passes_through_a_classic_master(classic, cluster):
+    classic_master = classic.master()
+    cluster.worker(classic_master.workers_address, secret=SECRET)
+    classic_master.wait_for_workers(1)
+    address = f"127.0.0.1:{classic_master.clients_address[1]}"
+    output = Captured()
+    assert client.run(address, b"import sys\nprint('through')\nsys.exit(4)\n", output=output, secret=SECRET) == 4
+    assert output.stdout == b"through\n"
+    with pytest.raises(client.NotAccepted, match="unauthorized"):
+        client.run(address, CODE, output=Captured())
+
+
+def test_the_secret_file_must_be_real_and_private(tmp_path):
+    with pytest.raises(auth.SecretError, match="cannot read"):
+        auth.read_secret(tmp_path / "missing")
+    short = tmp_path / "short"
+    short.write_bytes(b"abc\n")
+    with pytest.raises(auth.SecretError, match="too short"):
+        auth.read_secret(short)
+    shared = tmp_path / "shared"
+    shared.write_bytes(SECRET + b"\n")
+    shared.chmod(0o644)
+    assert auth.read_secret(shared) == (SECRET, f"the secret file {shared} can be read by other users; "
+                                                f"`chmod 600 {shared}`")
+    shared.chmod(0o600)
+    assert auth.read_secret(shared) == (SECRET, None)
+
+
+def test_the_client_reads_its_secret_from_a_file_only(tmp_path):
+    missing = tmp_path / "none"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "client"), "--secret-file", str(missing),
+                           "1", "-"], input=b"", capture_output=True, timeout=WAIT)
+    assert done.returncode == 255 and done.stdout == b""
+    assert done.stderr.decode().startswith("sieci-client: error: cannot read the secret file")
+    assert "--secret " not in subprocess.run([sys.executable, os.path.join(REPO, "bin", "client"), "--help"],
+                                             capture_output=True, text=True, timeout=WAIT).stdout
+
+
+def test_exposed_daemons_without_a_secret_warn_loudly(caplog):
+    log = logging.getLogger("sieci.test")
+    with caplog.at_level(logging.WARNING, logger="sieci.test"):
+        warn_if_exposed(["127.0.0.1", "::1", "localhost"], None, log, "listening")
+        assert caplog.text == ""
+        warn_if_exposed(["", "127.0.0.1"], SECRET, log, "listening")
+        assert caplog.text == ""
+        warn_if_exposed(["", "127.0.0.1"], None, log, "listening")
+    assert "listening on all interfaces WITHOUT A SECRET" in caplog.text
+
+
+# --- TLS ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make test certificates")
+    folder = tmp_path_factory.mktemp("certs")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=WAIT)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sieci test CA")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("master", "member"):
+        openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", "san.ext")
+    return {name: str(folder / name) for name in
+            ("ca.pem", "master.pem", "master.key", "member.pem", "member.key")}
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["server certificate only", "mutual TLS"])
+def test_jobs_run_over_tls(cluster, certificates, mutual):
+    certs = certificates
+    ca = certs["ca.pem"] if mutual else None
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"], ca))
+    member = (certs["member.pem"], certs["member.key"]) if mutual else (None, None)
+    cluster.worker(master, tls=tls.client_context(certs["ca.pem"], *member))
+    assert master.wait_for_workers(1, WAIT)
+    status, output = run(master, b"print('private')\n", tls=tls.client_context(certs["ca.pem"], *member))
+    assert (status, output.stdout) == (0, b"private\n")
+
+
+def test_mutual_tls_refuses_a_peer_without_a_certificate(cluster, certificates):
+    certs = certificates
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"], certs["ca.pem"]))
+    with pytest.raises(client.NotAccepted, match="master 127.0.0.1:"):
+        run(master, tls=tls.client_context(certs["ca.pem"]))
+
+
+def test_a_client_refuses_a_master_it_cannot_verify(cluster, certificates):
+    certs = certificates
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]))
+    with pytest.raises(client.NotAccepted, match="TLS with master .* failed"):
+        run(master, tls=tls.client_context())  # the system's CAs do not know our test CA
+
+
+class _Stdout:
+    def __init__(self, expected):
+        self.expected = expected
+
+    def __eq__(self, output):
+        return output.stdout == self.expected
+
+    def __repr__(self):
+        return f"stdout {self.expected!r}"

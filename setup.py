@@ -14,7 +14,7 @@ setup(
         "console_scripts": [
             "sieci-master = sieci.main:master_main",
             "sieci-worker = sieci.main:worker_main",
-            "sieci-client = sieci.client:main",
+            "sieci-client = sieci.client_command:main",
             "sieci-cluster = sieci.main:cluster_main",
         ]
     },

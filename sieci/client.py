@@ -1,12 +1,13 @@
-"""The client: uploads one file, prints the job's output, exits with its status.
+"""The client library: runs jobs on a sieci cluster, through any of its masters.
 
-It is started once per job from shell loops, so it imports no gevent and
-little else. Nothing but the job's own output goes to stdout.
+The sieci-client command (client_command.py) is built on it. It is loaded
+once per job from shell loops, so it imports no gevent and little else: the
+bare ``_socket`` module rather than ``socket`` (unless something, such as
+gevent's patching or TLS, has loaded ``socket`` already).
 """
 
+import _socket
 import os
-import signal
-import socket
 import sys
 import time
 
@@ -18,7 +19,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
 EXIT_FAILED = protocol.Status.EXIT_CODE_FAILED
-PROG = "sieci-client"
 
 
 class ClientError(Exception):
@@ -60,6 +60,55 @@ class HeldOutput:
     def replay(self, output):
         for stream, data in self.events:
             output.write(stream, data)
+
+
+class CollectedOutput:
+    """Keeps a job's stdout and stderr, each whole."""
+
+    def __init__(self):
+        self.parts = {protocol.STDOUT: [], protocol.STDERR: []}
+
+    def write(self, stream, data):
+        self.parts[stream].append(data)
+
+    def bytes(self, stream):
+        return b"".join(self.parts[stream])
+
+
+class Result:
+    """What became of one job.
+
+    ``exit_status`` is the number the command-line client exits with (the
+    job's own code, 128+N for signal N, 124 for the time limit, 137 for
+    another limit). ``limit`` names the limit the job hit, if any, and
+    ``message`` says so for people. ``stdout`` and ``stderr`` are the job's
+    output (bytes) when the client collected it, else None. ``master`` is
+    the address that ran it, ``worker`` the worker's name (None from a
+    classic worker), ``seconds`` the wall time from upload to result.
+    """
+
+    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
+        self.exit_status = exit_status
+        self.status = status
+        self.master = master
+        self.worker = worker
+        self.seconds = seconds
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def limit(self):
+        if self.status is not None and self.status.kind == b"limit":
+            return self.status.value.decode()
+        return None
+
+    @property
+    def message(self):
+        return self.status.message.decode("utf-8", "replace") if self.status is not None else ""
+
+    def __repr__(self):
+        return (f"Result(exit_status={self.exit_status}, limit={self.limit!r}, master={self.master!r}, "
+                f"worker={self.worker!r}, seconds={self.seconds!r})")
 
 
 def read_code(path):
@@ -117,14 +166,24 @@ class Client:
         self.tls = tls
 
     def run(self, code, filename="job.py", output=None):
-        """Run ``code``; returns the job's exit status.
+        """Run ``code`` (bytes or str); returns its Result.
 
-        The job's output goes to ``output`` (default: this process's stdout
-        and stderr) as it arrives; with retries, only once the job has
-        ended, so a re-run never shows twice. Raises ClientError when sieci
-        cannot get a result.
+        Without ``output`` the job's stdout and stderr are collected into the
+        Result. With one (anything with ``write(stream, data)``, such as
+        FdOutput) they go there as they arrive; with retries, only once the
+        job has ended, so a re-run never shows twice. Raises ClientError
+        when sieci cannot get a result.
         """
-        output = output or FdOutput()
+        if isinstance(code, str):
+            code = code.encode()
+        collected = CollectedOutput() if output is None else None
+        result = self._run(code, filename, output or collected)
+        if collected is not None:
+            result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
+        return result
+
+    def _run(self, code, filename, output):
+        started = time.monotonic()
         addresses = list(self.addresses)
         if self.shuffle:
             import random
@@ -139,7 +198,7 @@ class Client:
             position += 1
             attempt_output = HeldOutput() if self.retries else output
             try:
-                status = self._run_on(address, self._block(payload, fields), attempt_output, deadline)
+                result = self._run_on(address, self._block(payload, fields), attempt_output, deadline)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NotAccepted as error:
@@ -163,7 +222,8 @@ class Client:
                 continue
             if self.retries:
                 attempt_output.replay(output)
-            return status
+            result.seconds = time.monotonic() - started
+            return result
 
     def _block(self, payload, fields):
         """The upload; signed afresh for every attempt, since a signature is good once."""
@@ -176,7 +236,7 @@ class Client:
     def connect(self, address, timeout):
         where = format_address(address)
         try:
-            sock = socket.create_connection(address, timeout=timeout)
+            sock = _dial(address, timeout)
         except TimeoutError:
             raise NotAccepted(f"cannot reach master {where} (timed out after {timeout:g} s)") from None
         except OSError as error:
@@ -220,9 +280,26 @@ class Client:
             sock.close()
 
 
+def _dial(address, timeout):
+    sockets = sys.modules.get("socket")
+    if sockets is not None:  # gevent's, when patched: it must be used
+        return sockets.create_connection(address, timeout=timeout)
+    error = OSError(f"no address for {address[0]}")
+    for family, kind, proto, _, where in _socket.getaddrinfo(*address, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(where)
+            return sock
+        except OSError as failure:
+            sock.close()
+            error = failure
+    raise error
+
+
 def run(masters, code, filename="job.py", output=None, **settings):
-    """Run ``code`` once through ``masters``: ``Client(masters, **settings).run(...)``."""
-    return Client(masters, **settings).run(code, filename, output)
+    """Run ``code`` through ``masters``, output to ``output``; returns the exit status."""
+    return Client(masters, **settings).run(code, filename, output or FdOutput()).exit_status
 
 
 def _next(conn, failure, doing):
@@ -247,19 +324,22 @@ def _receive_results(conn, output, where):
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         raise JobLost(f"the job failed: {reason} (master {where})")
     header = conn.start_block(line.raw)
+    worker = header.field(b"worker")
+    worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:
-        return _receive_extended(conn, output, where)
-    return _receive_classic(conn, output, where)
+        status = _receive_extended(conn, output, where)
+        return Result(status.exit_code, status, where, worker)
+    _receive_classic(conn, output, where)
+    return Result(0, None, where, worker)
 
 
 def _receive_classic(conn, output, where):
-    """A plain block is the job's stdout; printed once whole, like the classic client."""
+    """A plain block is the job's stdout; written once whole, like the classic client."""
     parts = []
     doing = f"in the middle of the results (master {where})"
     while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
         parts.append(event.data)
     output.write(protocol.STDOUT, b"".join(parts))
-    return 0
 
 
 def _receive_extended(conn, output, where):
@@ -271,111 +351,7 @@ def _receive_extended(conn, output, where):
     status = decoder.status
     if status is None:
         raise JobLost(f"the results ended without the job's exit status (master {where})")
-    message = status.message.decode("utf-8", "replace")
     if status.kind == b"error":
+        message = status.message.decode("utf-8", "replace")
         raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")
-    if status.kind == b"limit":
-        output.write(protocol.STDERR, f"{PROG}: {message}\n".encode())
-    return status.exit_code
-
-
-def _env_number(name, kind):
-    text = os.environ.get(name)
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        raise ClientError(f"{name}={text!r} is not a number") from None
-
-
-def parse_args(argv):
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        usage=f"{PROG} [options] MASTER[,MASTER...] FILE",
-        description="Run a Python file on a sieci cluster; print its output and exit with its status.",
-        epilog="Exit status: the job's own; 128+N if signal N ended it; 124 if it ran past its time limit; "
-               "255 if sieci could not get a result (the reason is on stderr). "
-               "Each option can also be set in the environment variable named in brackets.",
-    )
-    parser.add_argument("args", nargs="+", metavar="MASTER[,MASTER...] FILE",
-                        help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), "
-                             "then the Python file to run, or - for stdin")
-    parser.add_argument("--connect-timeout", type=float, metavar="SECONDS",
-                        default=_env_number("SIECI_CONNECT_TIMEOUT", float) or DEFAULT_CONNECT_TIMEOUT,
-                        help="pass over a master that does not answer within this time "
-                             "(default: %(default)g) [SIECI_CONNECT_TIMEOUT]")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=_env_number("SIECI_TIMEOUT", float),
-                        help="give up if the job has no result within this time, queue wait included "
-                             "(default: none) [SIECI_TIMEOUT]")
-    parser.add_argument("--retries", type=int, metavar="N", default=_env_number("SIECI_RETRIES", int) or 0,
-                        help="when no master took the job, or one took it and then lost it, try again, up to N "
-                             "times; a lost job may have run partly, so only for jobs that may safely run twice "
-                             "(default: 0) [SIECI_RETRIES]")
-    parser.add_argument("--shuffle", action="store_true", default=bool(os.environ.get("SIECI_SHUFFLE")),
-                        help="try the masters in random order [SIECI_SHUFFLE]")
-    parser.add_argument("--secret-file", metavar="PATH", default=os.environ.get("SIECI_SECRET_FILE"),
-                        help="sign the job with the cluster's shared secret, read from this file "
-                             "[SIECI_SECRET_FILE]")
-    parser.add_argument("--tls", action="store_true", default=bool(os.environ.get("SIECI_TLS")),
-                        help="talk to the masters over TLS (implied by --tls-ca) [SIECI_TLS]")
-    parser.add_argument("--tls-ca", metavar="PATH", default=os.environ.get("SIECI_TLS_CA"),
-                        help="verify the master's certificate against this CA (default: the system's) "
-                             "[SIECI_TLS_CA]")
-    parser.add_argument("--tls-cert", metavar="PATH", default=os.environ.get("SIECI_TLS_CERT"),
-                        help="present this certificate to masters that ask for one [SIECI_TLS_CERT]")
-    parser.add_argument("--tls-key", metavar="PATH", default=os.environ.get("SIECI_TLS_KEY"),
-                        help="the private key of --tls-cert [SIECI_TLS_KEY]")
-    args = parser.parse_args(argv)
-    if len(args.args) == 1 and os.environ.get("SIECI_MASTERS"):
-        args.masters, args.file = os.environ["SIECI_MASTERS"], args.args[0]
-    elif len(args.args) == 2:
-        args.masters, args.file = args.args
-    else:
-        parser.error("expected MASTER[,MASTER...] FILE (or SIECI_MASTERS and FILE)")
-    if args.retries < 0:
-        parser.error("--retries cannot be negative")
-    return args
-
-
-def security_settings(args):
-    """The secret and TLS context the options ask for, as Client takes them."""
-    settings = {}
-    if args.secret_file:
-        from .auth import SecretError, read_secret
-
-        try:
-            settings["secret"], warning = read_secret(args.secret_file)
-        except SecretError as error:
-            raise ClientError(str(error)) from None
-        if warning:
-            sys.stderr.write(f"{PROG}: warning: {warning}\n")
-    if args.tls or args.tls_ca or args.tls_cert:
-        from .tls import TLSError, client_context
-
-        try:
-            settings["tls"] = client_context(args.tls_ca, args.tls_cert, args.tls_key)
-        except TLSError as error:
-            raise ClientError(str(error)) from None
-    return settings
-
-
-def main(argv=None):
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `client ... | head` ends quietly, like cat
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-        code = read_code(args.file)
-        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
-                        retries=args.retries, shuffle=args.shuffle, **security_settings(args))
-        return client.run(code, args.file if args.file != "-" else "stdin.py")
-    except ClientError as error:
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        return error.exit_code
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return status

@@ -227,6 +227,8 @@ def worker_parser():
                         help="the masters' worker addresses, comma-separated")
     parser.add_argument("--python", default=None, metavar="PATH",
                         help="the interpreter that runs jobs (default: the worker's own)")
+    parser.add_argument("--name", default=None,
+                        help="the name clients are told ran their job (default: HOST:PID:N)")
     _add_job_options(parser)
     parser.add_argument("--max-upload", type=size, default=worker.DEFAULT_MAX_UPLOAD,
                         help="refuse a job whose code is larger than this")

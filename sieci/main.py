@@ -90,7 +90,7 @@ def worker_main(argv=None):
     args = parse_worker(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level)
     worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
-                    keepalive=args.keepalive, **args.job_options, **args.security)
+                    keepalive=args.keepalive, name=args.name, **args.job_options, **args.security)
     warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
                     logging.getLogger("sieci.worker"), "linking to masters")
     worker.start()
@@ -101,8 +101,9 @@ def cluster_main(argv=None):
     _patch()
     import logging
 
-    from . import client
     from .address import format_address
+    from .client import Client
+    from .client_command import run_file
     from .config import parse_cluster, setup_logging
     from .master import Master
     from .worker import Worker
@@ -128,10 +129,6 @@ def cluster_main(argv=None):
         print(f"run a job with: sieci-client {clients_address} FILE", flush=True)
         return _serve_until_signalled(stop, logging.getLogger("sieci.cluster"))
     try:
-        code = client.read_code(args.file)
-        return client.run(clients_address, code, args.file)
-    except client.ClientError as error:
-        sys.stderr.write(f"sieci-cluster: error: {error}\n")
-        return error.exit_code
+        return run_file(Client(clients_address), args.file, prog="sieci-cluster")
     finally:
         stop()

@@ -1,7 +1,10 @@
 """The worker: one link to each master, one job at a time across all of them."""
 
+import itertools
 import logging
+import os
 import random
+import socket
 import tempfile
 import time
 
@@ -32,6 +35,9 @@ SPOOL_IN_MEMORY = 1 << 20
 READY_LINE = protocol.encode_command(protocol.READY, protocol.EXTENDED)
 
 
+_worker_numbers = itertools.count(1)
+
+
 class LinkLost(Exception):
     """The master went away, or broke the protocol; the link is redialled."""
 
@@ -40,9 +46,11 @@ class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
                  reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX,
                  keepalive=DEFAULT_KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
-                 secret=None, tls=None):
+                 secret=None, tls=None, name=None):
         """``secret`` (bytes): answer masters' challenges, and run only jobs
-        their clients signed with it. ``tls``: an ssl.SSLContext for clients."""
+        their clients signed with it. ``tls``: an ssl.SSLContext for clients.
+        ``name`` tells clients which worker ran their job (default: host:pid:n)."""
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{next(_worker_numbers)}"
         self.secret = secret
         self.verifier = auth.Verifier(secret) if secret else None
         self.tls = tls
@@ -225,6 +233,10 @@ class MasterLink:
         log.info("job for %s ended (%s) after %.3f s", self.name,
                  run.status.encode().decode("ascii", "replace").strip(), time.monotonic() - started)
 
+    @property
+    def _name_field(self):
+        return b"worker=" + b"_".join(self.worker.name.encode("utf-8", "replace").split())
+
     def _watch_master(self):
         """Returns when the master hangs up while a job runs.
 
@@ -240,7 +252,7 @@ class MasterLink:
 
     def _send_extended_results(self, run):
         terminator = protocol.choose_terminator()
-        self.conn.send(protocol.encode_header(terminator, [protocol.EXTENDED]))
+        self.conn.send(protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field]))
         for stream, data in run.output():
             self.conn.send(protocol.encode_output(stream, data))
         self.conn.send(run.status.encode() + terminator + b"\n")
@@ -256,7 +268,7 @@ class MasterLink:
             if last != b"\n":
                 spool.write(b"\n")
             terminator = self._terminator_absent_from(spool)
-            self.conn.send(protocol.encode_header(terminator))
+            self.conn.send(protocol.encode_header(terminator, [self._name_field]))
             spool.seek(0)
             while chunk := spool.read(protocol.OUTPUT_CHUNK * 8):
                 self.conn.send(chunk)

@@ -61,10 +61,9 @@ def test_a_worker_serves_two_masters_one_job_at_a_time(cluster):
 def test_the_time_limit_ends_a_job_with_124(cluster):
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=0.5))
-    status, output = run(master, b"import time\nprint('started', flush=True)\ntime.sleep(60)\n")
-    assert status == 124
-    assert output.stdout == b"started\n"
-    assert b"time limit" in output.stderr
+    result = client.Client(client_address(master)).run(b"import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    assert (result.exit_status, result.limit, result.stdout) == (124, "time", b"started\n")
+    assert "time limit of 0.5 s" in result.message
 
 
 def test_an_unreachable_master_is_an_error(cluster):
@@ -125,10 +124,9 @@ def test_a_job_killed_by_a_signal_exits_128_plus_its_number(cluster):
 def test_the_output_limit_cuts_the_output_and_says_so(cluster):
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=30, max_output=100_000))
-    status, output = run(master, b"import sys\nwhile True:\n    sys.stdout.write('z' * 4096)\n")
-    assert status == 137
-    assert output.stdout == b"z" * 100_000
-    assert b"output" in output.stderr and b"limit" in output.stderr
+    result = client.Client(client_address(master)).run(b"import sys\nwhile True:\n    sys.stdout.write('z' * 4096)\n")
+    assert (result.exit_status, result.limit, result.stdout) == (137, "output", b"z" * 100_000)
+    assert "output limit (100000 bytes)" in result.message
 
 
 def test_output_arrives_while_the_job_runs(cluster, tmp_path):

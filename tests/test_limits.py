@@ -89,9 +89,9 @@ HOSTILE = {
 @pytest.mark.parametrize("code, limit, exit_status", HOSTILE.values(), ids=HOSTILE.keys())
 def test_each_limit_stops_its_hostile_job(hardened, code, limit, exit_status):
     master = hardened(timeout=3 if limit == "time" else 20)
-    status, output = run(master, code)
-    assert status == exit_status
-    assert f"{limit} limit".encode() in output.stderr.splitlines()[-1]
+    result = client.Client(client_address(master)).run(code)
+    assert (result.exit_status, result.limit) == (exit_status, limit)
+    assert f"{limit} limit" in result.message
     assert processes_of(nobody()[0]) == []  # every process the job started is gone
     assert_serves_on(master)
 

@@ -10,11 +10,11 @@ setup(
     python_requires=">=3.10",
     install_requires=["gevent>=22.10", "ConfigArgParse>=1.5"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    scripts=["scripts/sieci-client"],
     entry_points={
         "console_scripts": [
             "sieci-master = sieci.main:master_main",
             "sieci-worker = sieci.main:worker_main",
-            "sieci-client = sieci.client_command:main",
             "sieci-cluster = sieci.main:cluster_main",
         ]
     },

@@ -15,8 +15,9 @@ RECV_SIZE = 256 * 1024
 DEFAULT_KEEPALIVE = 45
 
 
-def set_keepalive(sock, seconds=DEFAULT_KEEPALIVE):
-    """Turn on TCP keepalive so that a silent, vanished peer is noticed."""
+def tune_socket(sock, seconds=DEFAULT_KEEPALIVE):
+    """No Nagle delay for our small messages; keepalive, so that a silent, vanished peer is noticed."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     idle = max(1, round(seconds / 3))
     interval = max(1, round((seconds - idle) / 4))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -18,7 +18,7 @@ from gevent.server import StreamServer
 
 from . import auth, protocol
 from .address import format_address
-from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
+from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
 
 log = logging.getLogger("sieci.master")
 
@@ -170,7 +170,7 @@ class Master:
 
     def handle_client(self, sock, address):
         name = format_address(address)
-        set_keepalive(sock, self.keepalive)
+        tune_socket(sock, self.keepalive)
         conn = Connection(sock, max_line=self.max_upload)
         try:
             job = self._receive_job(conn, name)
@@ -353,7 +353,7 @@ class Master:
     # --- workers ---------------------------------------------------------------
 
     def handle_worker(self, sock, address):
-        set_keepalive(sock, self.keepalive)
+        tune_socket(sock, self.keepalive)
         link = WorkerLink(Connection(sock), format_address(address))
         self.links.add(link)
         self._note_links_changed()

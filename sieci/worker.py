@@ -15,7 +15,7 @@ import gevent.socket
 
 from . import auth, protocol
 from .address import format_address
-from .connection import DEFAULT_KEEPALIVE, Connection, set_keepalive
+from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
 from .executor import JobRunner
 
 log = logging.getLogger("sieci.worker")
@@ -128,7 +128,7 @@ class MasterLink:
 
     def _serve(self, sock):
         sock.settimeout(None)
-        set_keepalive(sock, self.worker.keepalive)
+        tune_socket(sock, self.worker.keepalive)
         self.conn = Connection(sock)
         log.info("linked to master %s", self.name)
         try:

@@ -4,7 +4,8 @@ A worker starts this file as a script with the job interpreter
 (``python zygote.py FD``); it imports nothing of sieci's, so any Python 3
 can run it. Each request on the socket FD (a SOCK_SEQPACKET socketpair)
 is a JSON object and three file descriptors (the job's stdin, stdout and
-stderr). The zygote forks; the child becomes the job, exactly as
+stderr). The zygote keeps one child forked ahead of time, waiting; it
+hands the request to that child, which becomes the job exactly as
 ``python FILE`` would run it (a fresh ``__main__``, ``sys.argv``, its own
 session and process group, the limits and user it was given), or execs a
 command when one is given. The zygote answers ``{"pid": N}`` at once, and
@@ -17,13 +18,17 @@ pristine zygote. The zygote dies with its worker (PR_SET_PDEATHSIG), and
 its jobs with it.
 """
 
+import atexit
 import ctypes
+import gc
+import io
 import json
 import os
 import resource
 import signal
 import socket
 import sys
+import types
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -49,28 +54,55 @@ def main():
     del sys.path[0]  # this file's folder is no job's business
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
+    warm_up()
     while True:
+        standby, standby_line = fork_standby(channel)
         try:
             message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 3)
         except OSError:
             return
         if not message:
-            return  # the worker has gone
-        request = json.loads(message)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                channel.close()
-                become_job(request, fds)
-            finally:
-                os._exit(127)  # whatever happened, the child never goes back to serving
+            return  # the worker has gone (and the standby child goes with us)
+        socket.send_fds(standby_line, [message], fds)
+        standby_line.close()
         for fd in fds:
             os.close(fd)
-        channel.send(json.dumps({"pid": pid}).encode())
-        _, status, usage = os.wait4(pid, 0)
-        kill_leftovers(pid)
-        channel.send(json.dumps({"pid": pid, "status": status,
+        channel.send(json.dumps({"pid": standby}).encode())
+        _, status, usage = os.wait4(standby, 0)
+        kill_leftovers(standby)
+        channel.send(json.dumps({"pid": standby, "status": status,
                                  "cpu": usage.ru_utime + usage.ru_stime}).encode())
+
+
+def fork_standby(channel):
+    """Fork the next job's process ahead of time, so a job does not wait for a fork.
+
+    The child waits for its request on a socket of its own; returns its pid and that socket.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            channel.close()
+            ours.close()
+            os.setsid()
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            prctl(PR_SET_CHILD_SUBREAPER, 0)
+            message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 3)
+            if message:
+                become_job(json.loads(message), fds)
+        finally:
+            os._exit(127)  # whatever happened, the child never goes back to serving
+    theirs.close()
+    return pid, ours
+
+
+def warm_up():
+    """Pay once, here, what every job would pay again after its fork."""
+    compile(b"pass\n", "<warm-up>", "exec", dont_inherit=True)  # the first compile costs milliseconds
+    with open(__file__, "rb") as file:
+        file.read(1)
+    gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
 
 
 def kill_leftovers(job_pid):
@@ -114,12 +146,9 @@ def reap():
 def become_job(request, fds):
     """In the forked child: set the job's world up, then run it; never returns."""
     try:
-        os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(3, 1 << 16)
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        prctl(PR_SET_CHILD_SUBREAPER, 0)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # a file past the size limit ends the job
         for name, value in request.get("limits", {}).items():
             if value:
@@ -148,10 +177,6 @@ def become_job(request, fds):
 
 def run_as_main(path):
     """Run the file at ``path`` as ``python path`` would; returns the exit code."""
-    import atexit
-    import io
-    import types
-
     atexit._clear()
     sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
     sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", errors="strict", closefd=False)
@@ -206,8 +231,6 @@ def _exit_status(exit):
 
 def _finish(status=0):
     """Python's own ending: threads, atexit, flushing (exit 120 if stdout cannot be flushed)."""
-    import atexit
-
     threading = sys.modules.get("threading")
     if threading is not None:
         try:

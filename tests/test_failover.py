@@ -11,7 +11,7 @@ import pytest
 
 from sieci import client, protocol
 from sieci.address import format_address
-from sieci.connection import set_keepalive
+from sieci.connection import tune_socket
 from sieci.master import Master
 
 from conftest import WAIT, Captured, JobEvents, client_address
@@ -162,9 +162,10 @@ def test_a_full_queue_is_refused(cluster, peers):
         run(client_address(master))
 
 
-def test_links_have_keepalive_on():
+def test_links_have_keepalive_on_and_nagle_off():
     with socket.socket() as sock:
-        set_keepalive(sock, 9)
+        tune_socket(sock, 9)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 3
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 9000

@@ -16,6 +16,7 @@ from .address import AddressError, format_address, parse_address
 from .connection import Connection, tune_socket
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
+STATUS_TIMEOUT = 3.0
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
 EXIT_FAILED = protocol.Status.EXIT_CODE_FAILED
@@ -224,6 +225,49 @@ class Client:
                 attempt_output.replay(output)
             result.seconds = time.monotonic() - started
             return result
+
+    def status(self):
+        """Ask every master for its status: a list of (address, dict or ClientError)."""
+        answers = []
+        for address in self.addresses:
+            try:
+                answers.append((format_address(address), self._status_of(address)))
+            except ClientError as error:
+                answers.append((format_address(address), error))
+        return answers
+
+    def _status_of(self, address):
+        import json
+
+        from .status import JSON, SIGNED_PAYLOAD, STATUS
+
+        where = format_address(address)
+        fields = [JSON]
+        if self.secret is not None:
+            from .auth import sign_upload
+
+            fields.append(sign_upload(self.secret, SIGNED_PAYLOAD))
+        sock = self.connect(address, self.connect_timeout)
+        try:
+            conn = Connection(sock)
+            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
+            conn.send(b" ".join([STATUS, *fields]) + b"\n")
+            line = conn.next_event()
+        except TimeoutError:
+            raise ClientError(f"master {where} did not answer the status request "
+                              "(a classic master does not support it)") from None
+        except OSError as error:
+            raise ClientError(f"lost the connection to master {where} ({error})") from None
+        finally:
+            sock.close()
+        if line is protocol.CONNECTION_CLOSED:
+            raise ClientError(f"master {where} closed the connection without answering the status request")
+        if line.word == protocol.ERROR:
+            raise ClientError(f"master {where} refused the status request: {line.reason.decode('utf-8', 'replace')}")
+        try:
+            return json.loads(line.raw)
+        except ValueError:
+            raise ClientError(f"master {where} answered the status request with something other than JSON") from None
 
     def _block(self, payload, fields):
         """The upload; signed afresh for every attempt, since a signature is good once."""

@@ -3,7 +3,8 @@
 It is started once per job from shell loops, so its start-up is kept short:
 the usual command line is parsed here directly, from the one table of
 options below, and argparse (slow to import) is loaded only to print help
-or to explain a mistake.
+or to explain a mistake. Given many files (or ``--files-from``, ``--joblog``,
+``--retry-failed``) it runs them as a batch: see batch.py.
 """
 
 import os
@@ -12,7 +13,7 @@ import sys
 from .client import DEFAULT_CONNECT_TIMEOUT, Client, ClientError, FdOutput, read_code
 
 PROG = "sieci-client"
-USAGE = f"{PROG} [options] MASTER[,MASTER...] FILE"
+USAGE = f"{PROG} [options] MASTER[,MASTER...] FILE [FILE...]"
 EXIT_USAGE = 2
 
 
@@ -47,6 +48,16 @@ def _non_negative_int(text):
 _non_negative_int.__name__ = "whole number (0 or more)"  # how argparse names it in errors
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "whole number (1 or more)"
+
+
 OPTIONS = [
     Option("--connect-timeout", float, DEFAULT_CONNECT_TIMEOUT,
            "pass over a master that does not answer within this time (default: %(default)g)", "SECONDS"),
@@ -63,6 +74,17 @@ OPTIONS = [
            "PATH"),
     Option("--tls-cert", str, None, "present this certificate to masters that ask for one", "PATH"),
     Option("--tls-key", str, None, "the private key of --tls-cert", "PATH"),
+    Option("--jobs", _positive_int, 8, "batches: run up to N jobs at once (default: 8)", "N"),
+    Option("--files-from", str, None,
+           "batches: also run the files named in this file, one a line (- for stdin; blank lines ignored)",
+           "PATH"),
+    Option("--ungroup", bool, False,
+           "batches: show each job's output as soon as it ends, not in the order of the files"),
+    Option("--joblog", str, None, "batches: write a line per job to this file (tab-separated, with a header)",
+           "PATH"),
+    Option("--retry-failed", bool, False,
+           "batches: run again only the files whose jobs failed in --joblog, and rewrite it "
+           "(FILEs and --files-from are then ignored)"),
 ]
 _BY_FLAG = {option.flag: option for option in OPTIONS}
 
@@ -87,13 +109,29 @@ def parse_args(argv, environ=None):
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
     args = Arguments(values, positionals)
-    if len(positionals) == 1 and environ.get("SIECI_MASTERS"):
-        args.masters, args.file = environ["SIECI_MASTERS"], positionals[0]
-    elif len(positionals) == 2:
-        args.masters, args.file = positionals
-    else:
-        _usage_error("expected MASTER[,MASTER...] FILE (or SIECI_MASTERS and FILE)")
+    listed = bool(args.files_from or args.retry_failed)
+    args.masters, args.files = _masters_and_files(positionals, environ.get("SIECI_MASTERS"), listed)
+    args.batch = bool(len(args.files) != 1 or listed or args.joblog)
+    args.file = None if args.batch else args.files[0]
+    if args.retry_failed and not args.joblog:
+        _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
+    if args.batch and "-" in args.files:
+        _usage_error("- (stdin) can only be the one FILE, not one of a batch")
     return args
+
+
+def _masters_and_files(positionals, masters_from_environment, listed):
+    """The masters, then the files: MASTER comes first when the command line has room for it.
+
+    That is with two or more arguments, or one when the files come from
+    elsewhere (--files-from, --retry-failed); else SIECI_MASTERS names them.
+    """
+    if len(positionals) >= 2 or (listed and positionals):
+        return positionals[0], positionals[1:]
+    if masters_from_environment and (positionals or listed):
+        return masters_from_environment, positionals
+    _usage_error("expected MASTER[,MASTER...] FILE [FILE...] (or SIECI_MASTERS and FILE...; "
+                 "or MASTER and --files-from)")
 
 
 def _parse_quickly(argv):
@@ -129,13 +167,16 @@ def _parse_with_argparse(argv):
 
     parser = argparse.ArgumentParser(
         prog=PROG, usage=USAGE,
-        description="Run a Python file on a sieci cluster; print its output and exit with its status.",
+        description="Run a Python file on a sieci cluster; print its output and exit with its status. "
+                    "Given several files (or --files-from), run them as a batch, --jobs at a time.",
         epilog="Exit status: the job's own; 128+N if signal N ended it; 124 if it ran past its time limit; "
                "137 if it hit another limit; 255 if sieci could not get a result (the reason is on stderr). "
+               "A batch exits 0 if every job exited 0, else with the number of jobs that did not (101 for "
+               "more than 100), or 255 if sieci could not run it at all. "
                "Each option can also be set in the environment variable named in brackets.")
-    parser.add_argument("positionals", nargs="*", metavar="MASTER[,MASTER...] FILE",
+    parser.add_argument("positionals", nargs="*", metavar="MASTER[,MASTER...] FILE [FILE...]",
                         help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), "
-                             "then the Python file to run, or - for stdin")
+                             "then the Python file(s) to run; a single FILE may be - for stdin")
     for option in OPTIONS:
         help_text = f"{option.help} [{option.env}]"
         if option.kind is bool:
@@ -213,6 +254,10 @@ def main(argv=None):
     try:
         client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
                         retries=args.retries, shuffle=args.shuffle, **security_settings(args))
+        if args.batch:
+            from . import batch
+
+            return batch.run(client, args, PROG)
         return run_file(client, args.file)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")

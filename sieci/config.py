@@ -5,6 +5,7 @@ Every option can be given on the command line, in a config file
 ``SIECI_<OPTION>``; that is also the order of precedence.
 """
 
+import json
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from .address import AddressError, parse_address
 from .connection import DEFAULT_KEEPALIVE
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
+LOG_FORMATS = ["text", "json"]
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
@@ -32,6 +34,13 @@ def size(text):
     if value <= 0:
         raise configargparse.ArgumentTypeError("a size must be positive")
     return value
+
+
+def _listen_address(text):
+    try:
+        return parse_address(text, "")
+    except AddressError as error:
+        raise configargparse.ArgumentTypeError(str(error)) from None
 
 
 def positive_seconds(text):
@@ -56,6 +65,8 @@ def _parser(prog, description):
         formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="how much to log on stderr")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text for people; json for log collectors (one object per line)")
     return parser
 
 
@@ -191,6 +202,8 @@ def _is_loopback(host):
 def _add_common_daemon_options(parser, grace, what):
     parser.add_argument("--grace", type=positive_seconds, default=grace,
                         help=f"on SIGTERM, how long {what} may take to finish")
+    parser.add_argument("--metrics", type=_listen_address, default=None, metavar="ADDR",
+                        help="serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT); off by default")
     parser.add_argument("--keepalive", type=positive_seconds, default=DEFAULT_KEEPALIVE,
                         help="give up on a peer that has vanished without a word after about this many seconds")
 
@@ -275,5 +288,24 @@ def parse_cluster(argv, env=None):
     return args
 
 
-def setup_logging(level):
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and a job's id and event when there is one."""
+
+    def format(self, record):
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        for field in ("job", "event"):
+            if hasattr(record, field):
+                entry[field] = getattr(record, field)
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level, log_format="text"):
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])

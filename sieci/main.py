@@ -65,7 +65,7 @@ def master_main(argv=None):
     from .master import Master
 
     args = parse_master(sys.argv[1:] if argv is None else argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     _raise_fd_limit()
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
                     client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
@@ -74,8 +74,12 @@ def master_main(argv=None):
                     logging.getLogger("sieci.master"), "listening")
     try:
         master.start()
+        if args.metrics:
+            from .metrics import MasterMetrics, serve
+
+            serve(MasterMetrics(master).registry, args.metrics)
     except OSError as error:
-        where = f"{format_address(args.workers_addr)} or {format_address(args.clients_addr)}"
+        where = f"{format_address(args.workers_addr)}, {format_address(args.clients_addr)} or the metrics address"
         return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")
     return _serve_until_signalled(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
 
@@ -84,15 +88,24 @@ def worker_main(argv=None):
     _patch()
     import logging
 
+    from .address import format_address
     from .config import parse_worker, setup_logging, warn_if_exposed
     from .worker import Worker
 
     args = parse_worker(sys.argv[1:] if argv is None else argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
                     keepalive=args.keepalive, name=args.name, **args.job_options, **args.security)
     warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
                     logging.getLogger("sieci.worker"), "linking to masters")
+    if args.metrics:
+        from .metrics import WorkerMetrics, serve
+
+        try:
+            serve(WorkerMetrics(worker).registry, args.metrics)
+        except OSError as error:
+            return _fail("sieci-worker", f"cannot serve metrics on {format_address(args.metrics)} "
+                                         f"({(error.strerror or str(error)).lower()})")
     worker.start()
     return _serve_until_signalled(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
 
@@ -109,7 +122,7 @@ def cluster_main(argv=None):
     from .worker import Worker
 
     args = parse_cluster(sys.argv[1:] if argv is None else argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     _raise_fd_limit()
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master.start()

@@ -16,7 +16,7 @@ import gevent
 import gevent.event
 from gevent.server import StreamServer
 
-from . import auth, protocol
+from . import auth, protocol, status
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
 
@@ -56,6 +56,7 @@ class Job:
         self.finished = gevent.event.Event()
         self.queued_at = time.monotonic()
         self.dispatched_at = None
+        self.finished_at = None
 
     def send_to_client(self, data):
         """Relay to the client; once it has gone, the rest is dropped."""
@@ -107,6 +108,8 @@ class Master:
         self.links = set()
         self.idle_links = {}  # insertion-ordered set
         self.stopping = False
+        self.started_at = time.monotonic()
+        self.totals = {"done": 0, "failed": 0, "cancelled": 0, "wait_seconds": 0.0, "run_seconds": 0.0}
         self.listeners = []  # callables taking (event, job): queued, dispatched, requeued, done, failed, cancelled
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
@@ -123,6 +126,10 @@ class Master:
     def clients_address(self):
         return self.client_server.address
 
+    @property
+    def name(self):
+        return format_address(self.clients_address)
+
     def wait_for_workers(self, count, timeout, exactly=False):
         """True once ``count`` workers (at least, or ``exactly``) are linked; False after ``timeout``."""
         deadline = time.monotonic() + timeout
@@ -134,7 +141,9 @@ class Master:
             if remaining <= 0 or not changed.wait(remaining):
                 return False
 
-    def _notify(self, event, job):
+    def _notify(self, event, job, message, *args):
+        """Log one event in a job's life, as one line with the job's id, and tell the listeners."""
+        log.info("job %d " + message, job.id, *args, extra={"job": job.id, "event": event})
         for listener in self.listeners:
             listener(event, job)
 
@@ -191,6 +200,8 @@ class Master:
             if line is protocol.CONNECTION_CLOSED:
                 log.debug("client %s left without sending a job", name)
                 return None
+            if line.word == status.STATUS:
+                return self._answer_status(conn, name, line)
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
             code = []
             while not isinstance(event := conn.next_event(), protocol.BlockEnd):
@@ -212,6 +223,21 @@ class Master:
             return self._refuse(conn, name, f"queue full ({self.max_queue} jobs waiting)")
         upload = line.raw + b"".join(code) + event.raw
         return Job(next(self._job_ids), upload, header, conn, name)
+
+    def _answer_status(self, conn, name, line):
+        fields = line.raw.split()[1:]
+        if self.verifier is not None:
+            try:
+                self.verifier.verify_upload(fields, status.SIGNED_PAYLOAD)
+            except auth.Unauthorized as why:
+                return self._refuse(conn, name, "unauthorized", why)
+        state = status.snapshot(self)
+        if status.JSON in fields:
+            conn.send(status.encode_json(state))
+        else:
+            conn.send(status.format_text(state).encode() + b".\n")
+        log.debug("client %s: answered a status request", name)
+        return None
 
     def _refuse(self, conn, name, reason, detail=None):
         log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
@@ -241,22 +267,20 @@ class Master:
         job.cancelled = True
         if job.worker is None:
             self.pending_jobs.remove(job)
-            log.info("job %d: client %s left while queued", job.id, job.client_name)
-            self._finish(job, "cancelled")
+            self._finish(job, "cancelled", "the client left while it was queued")
         elif job.worker.stoppable:
-            log.info("job %d: client %s left; stopping it on worker %s", job.id, job.client_name, job.worker.name)
+            self._notify("stopping", job, "stopping on worker %s: its client left", job.worker.name)
             job.worker.conn.shutdown()
         else:
-            log.info("job %d: client %s left; classic worker %s runs it out", job.id, job.client_name, job.worker.name)
+            self._notify("abandoned", job, "left to classic worker %s to run out: its client left", job.worker.name)
 
     # --- dispatch --------------------------------------------------------------
 
     def _enqueue(self, job):
         self.pending_jobs.append(job)
         self.active_jobs.add(job)
-        log.info("job %d queued from client %s (%d bytes, %d in queue)",
-                 job.id, job.client_name, len(job.upload), len(self.pending_jobs))
-        self._notify("queued", job)
+        self._notify("queued", job, "queued from client %s (%d bytes, %d in queue)",
+                     job.client_name, len(job.upload), len(self.pending_jobs))
         self._ask_idle_workers()
 
     def _ask_idle_workers(self):
@@ -285,9 +309,8 @@ class Master:
         job.worker = link
         link.job = job
         job.dispatched_at = time.monotonic()
-        log.info("job %d dispatched to worker %s after %.3f s in the queue",
-                 job.id, link.name, job.dispatched_at - job.queued_at)
-        self._notify("dispatched", job)
+        self._notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
+                     link.name, job.dispatched_at - job.queued_at)
         link.state.advance(protocol.MASTER, protocol.JOB)
         link.send(job.upload)
         self._await_acceptance(job, link)
@@ -331,11 +354,15 @@ class Master:
     def _finish(self, job, outcome, detail=""):
         now = time.monotonic()
         ran = now - job.dispatched_at if job.dispatched_at else 0.0
-        log.info("job %d %s%s after %.3f s (%.3f s on a worker, %d bytes of results)",
-                 job.id, outcome, detail and f" ({detail})", now - job.queued_at, ran, job.bytes_relayed)
+        job.finished_at = now
+        self.totals[outcome] += 1
+        if outcome == "done":
+            self.totals["wait_seconds"] += job.dispatched_at - job.queued_at
+            self.totals["run_seconds"] += ran
         self.active_jobs.discard(job)
         job.finished.set()
-        self._notify(outcome, job)
+        self._notify(outcome, job, "%s%s after %.3f s (%.3f s on a worker, %d bytes of results)",
+                     outcome, detail and f" ({detail})", now - job.queued_at, ran, job.bytes_relayed)
 
     def _fail(self, job, reason):
         """End the job for its client with ``reason``, in whatever form still fits."""
@@ -343,9 +370,9 @@ class Master:
             if job.results_header is None:
                 job.send_to_client(protocol.encode_command(protocol.ERROR, reason))
             elif job.results_header.extended:
-                status = protocol.Status(b"error", b"lost", reason)
+                lost = protocol.Status(b"error", b"lost", reason)
                 ending = b"\n" if job.relayed_mid_line else b""
-                job.send_to_client(ending + status.encode() + job.results_header.terminator + b"\n")
+                job.send_to_client(ending + lost.encode() + job.results_header.terminator + b"\n")
         except ClientGone:
             pass
         self._finish(job, "failed", reason.decode("utf-8", "replace"))
@@ -421,8 +448,8 @@ class Master:
             job.worker = None
             job.dispatched_at = None
             self.pending_jobs.appendleft(job)
-            log.info("job %d back at the head of the queue: worker %s was lost before accepting it", job.id, link.name)
-            self._notify("requeued", job)
+            self._notify("requeued", job, "back at the head of the queue: worker %s was lost before accepting it",
+                         link.name)
             self._ask_idle_workers()
         else:
             self._fail(job, b"worker lost")

@@ -60,6 +60,7 @@ class Worker:
         self.reconnect_max = reconnect_max
         self.keepalive = keepalive
         self.job_slot = gevent.lock.Semaphore(1)  # one job at a time, whichever master
+        self.listeners = []  # callables taking (status, seconds) when a job has ended
         self.stopping = gevent.event.Event()
         self.links = [MasterLink(self, address) for address in masters]
         self._greenlets = []
@@ -228,10 +229,13 @@ class MasterLink:
                 watcher.unlink_all()
                 master_gone = watcher.ready()
                 watcher.kill()
+        seconds = time.monotonic() - started
+        for listener in self.worker.listeners:
+            listener(run.status, seconds)
         if master_gone:
             raise LinkLost("the master hung up while its job ran; the job was stopped")
         log.info("job for %s ended (%s) after %.3f s", self.name,
-                 run.status.encode().decode("ascii", "replace").strip(), time.monotonic() - started)
+                 run.status.encode().decode("ascii", "replace").strip(), seconds)
 
     @property
     def _name_field(self):

@@ -396,7 +396,7 @@ def example_configs():
     if not os.path.isdir(CONF_DIR):
         return []
     return sorted(name for name in os.listdir(CONF_DIR)
-                  if os.path.isfile(os.path.join(CONF_DIR, name)) and not name.startswith("."))
+                  if os.path.isfile(os.path.join(CONF_DIR, name)) and name.endswith(".conf"))
 
 
 PARSERS = {"master": config.master_parser, "worker": config.worker_parser, "cluster": config.cluster_parser}

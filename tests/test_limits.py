@@ -6,7 +6,6 @@ to switch to it, and skip otherwise.
 """
 
 import os
-import pwd
 
 import pytest
 
@@ -18,9 +17,13 @@ from conftest import Captured, client_address
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
 
 
-def nobody():
-    entry = pwd.getpwnam("nobody")
-    return entry.pw_uid, entry.pw_gid
+# A user of this test run's own (no passwd entry is needed to switch to it),
+# so that counting its processes counts only the jobs of this test.
+JOB_USER = (60000 + os.getpid() % 5000,) * 2
+
+
+def job_user():
+    return JOB_USER
 
 
 def processes_of(uid):
@@ -38,14 +41,14 @@ def processes_of(uid):
 
 @pytest.fixture
 def hardened(cluster):
-    """A master and one worker that runs jobs as nobody, with small limits."""
+    """A master and one worker that runs jobs as an unprivileged user, with small limits."""
 
     def start(**limits):
         options = dict(timeout=20, max_output=1 << 20, cpu=2, memory=512 << 20, file_size=1 << 20,
                        disk=8 << 20, open_files=64, processes=32)
         options.update(limits)
         master = cluster.master()
-        cluster.worker(master, limits=Limits(**options), job_user=nobody())
+        cluster.worker(master, limits=Limits(**options), job_user=job_user())
         return master
 
     return start
@@ -92,7 +95,7 @@ def test_each_limit_stops_its_hostile_job(hardened, code, limit, exit_status):
     result = client.Client(client_address(master)).run(code)
     assert (result.exit_status, result.limit) == (exit_status, limit)
     assert f"{limit} limit" in result.message
-    assert processes_of(nobody()[0]) == []  # every process the job started is gone
+    assert processes_of(job_user()[0]) == []  # every process the job started is gone
     assert_serves_on(master)
 
 
@@ -103,7 +106,7 @@ def test_a_daemon_the_job_leaves_behind_is_killed(hardened):
             b"time.sleep(0.2)\nprint('left a daemon')\n")
     status, output = run(master, code)
     assert (status, output.stdout) == (0, b"left a daemon\n")
-    assert processes_of(nobody()[0]) == []
+    assert processes_of(job_user()[0]) == []
     assert_serves_on(master)
 
 

@@ -1,0 +1,69 @@
+"""Prometheus metrics of a master or a worker, with the official prometheus_client.
+
+Each daemon gets a registry of its own (so that several can live in one
+process, as in sieci-cluster and the tests) and serves it over HTTP with
+gevent's WSGI server when ``--metrics ADDR`` is given.
+"""
+
+from gevent.pywsgi import WSGIServer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from . import protocol
+
+LINK_STATES = (protocol.CHALLENGED, protocol.IDLE, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
+               protocol.RUNNING)
+FINISHED = ("done", "failed", "cancelled")
+
+
+class MasterMetrics:
+    def __init__(self, master):
+        self.registry = CollectorRegistry()
+        self.jobs = Counter("sieci_jobs", "Jobs that ended, by outcome", ["outcome"], registry=self.registry)
+        self.wait = Histogram("sieci_job_wait_seconds", "Time jobs waited in the queue", registry=self.registry)
+        self.run = Histogram("sieci_job_run_seconds", "Time from dispatch to the end of a job's results",
+                             registry=self.registry)
+        self.relayed = Counter("sieci_bytes_relayed", "Bytes of results relayed to clients", registry=self.registry)
+        Gauge("sieci_queue_length", "Jobs waiting for a worker",
+              registry=self.registry).set_function(lambda: len(master.pending_jobs))
+        workers = Gauge("sieci_workers", "Linked workers, by the state of their link", ["state"],
+                        registry=self.registry)
+        for state in LINK_STATES:
+            workers.labels(state).set_function(
+                lambda state=state: sum(link.state.state == state for link in master.links))
+        for outcome in FINISHED:
+            self.jobs.labels(outcome)
+        master.listeners.append(self.on_event)
+
+    def on_event(self, event, job):
+        if event not in FINISHED:
+            return
+        self.jobs.labels(event).inc()
+        self.relayed.inc(job.bytes_relayed)
+        if job.dispatched_at is not None:
+            self.wait.observe(job.dispatched_at - job.queued_at)
+            if event == "done":
+                self.run.observe(job.finished_at - job.dispatched_at)
+
+
+class WorkerMetrics:
+    def __init__(self, worker):
+        self.registry = CollectorRegistry()
+        self.jobs = Counter("sieci_worker_jobs", "Jobs run, by how they ended (exit, signal, limit, error)",
+                            ["outcome"], registry=self.registry)
+        self.seconds = Histogram("sieci_worker_job_seconds", "Time jobs ran", registry=self.registry)
+        Gauge("sieci_worker_busy", "1 while a job runs",
+              registry=self.registry).set_function(lambda: any(link.running_job for link in worker.links))
+        Gauge("sieci_worker_masters_linked", "Masters this worker holds a link to",
+              registry=self.registry).set_function(lambda: sum(link.conn is not None for link in worker.links))
+        worker.listeners.append(self.on_job_ended)
+
+    def on_job_ended(self, status, seconds):
+        self.jobs.labels(status.kind.decode()).inc()
+        self.seconds.observe(seconds)
+
+
+def serve(registry, address):
+    """Start serving ``registry`` at ``address`` (/metrics, or any path); returns the server."""
+    server = WSGIServer(address, make_wsgi_app(registry), log=None, error_log=None)
+    server.start()
+    return server

@@ -1,0 +1,357 @@
+"""Batches: sieci-client with many files, as a real process, against an in-process cluster on loopback."""
+
+import fcntl
+import os
+import pty
+import re
+import select
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+
+from sieci import batch
+from sieci.client_command import parse_args
+
+from conftest import REPO, WAIT, client_address
+
+CLIENT = os.path.join(REPO, "bin", "client")
+HEADER = "Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"
+WORKERS = ("w1", "w2", "w3", "w4")
+
+
+@pytest.fixture
+def master(cluster):
+    """The client address of a master with four workers."""
+    master = cluster.master()
+    for name in WORKERS:
+        cluster.worker(master, name=name)
+    return client_address(master)
+
+
+def sieci_client(*argv, input=None, stderr=subprocess.PIPE, cwd=None):
+    """Runs the real command to its end; no SIECI_* variable of ours leaks in."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("SIECI_")}
+    return subprocess.run([sys.executable, CLIENT, *map(str, argv)], input=input, stdout=subprocess.PIPE,
+                          stderr=stderr, timeout=WAIT * 2, env=environ, cwd=cwd)
+
+
+def job(directory, name, status=0, waits_for=None, marks=None, needs=None):
+    """A job file that prints '<name> out' and '<name> err' and exits with ``status``.
+
+    ``waits_for``: it first waits (bounded) for that path to exist; ``marks``:
+    it creates that path; ``needs``: it exits 5 unless that path exists.
+    """
+    lines = ["import os, sys, time"]
+    if waits_for:
+        lines += [f"deadline = time.monotonic() + {WAIT}",
+                  f"while not os.path.exists({str(waits_for)!r}) and time.monotonic() < deadline:",
+                  "    time.sleep(0.01)"]
+    if marks:
+        lines.append(f"open({str(marks)!r}, 'w').close()")
+    lines += [f"print({name + ' out'!r})", f"print({name + ' err'!r}, file=sys.stderr)"]
+    if needs:
+        lines.append(f"sys.exit(0 if os.path.exists({str(needs)!r}) else 5)")
+    lines.append(f"sys.exit({status})")
+    path = directory / f"{name}.py"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_joblog(path):
+    lines = path.read_text().split("\n")
+    assert lines[0] == HEADER and lines[-1] == ""
+    return [line.split("\t") for line in lines[1:-1]]
+
+
+def by_file(rows):
+    return {os.path.basename(row[1]): row for row in rows}
+
+
+def unused_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_path):
+    mark = tmp_path / "c-ran"
+    files = [job(tmp_path, "a", waits_for=mark), job(tmp_path, "b"), job(tmp_path, "c", marks=mark)]
+    done = sieci_client("--jobs", 3, master, *files, stderr=subprocess.STDOUT)
+    assert done.returncode == 0
+    assert done.stdout == b"a out\na err\nb out\nb err\nc out\nc err\n"
+
+
+def test_ungroup_shows_each_job_as_it_ends(master, tmp_path):
+    mark = tmp_path / "c-ran"
+    files = [job(tmp_path, "a", waits_for=mark), job(tmp_path, "b"), job(tmp_path, "c", marks=mark)]
+    done = sieci_client("--ungroup", "--jobs", 3, master, *files, stderr=subprocess.STDOUT)
+    assert done.returncode == 0
+    groups = re.findall(rb"(\w) out\n\1 err\n", done.stdout)
+    assert b"".join(group + b" out\n" + group + b" err\n" for group in groups) == done.stdout
+    assert sorted(groups) == [b"a", b"b", b"c"] and groups.index(b"c") < groups.index(b"a")
+
+
+def test_stdout_and_stderr_go_to_their_own_streams(master, tmp_path):
+    done = sieci_client(master, job(tmp_path, "a"), job(tmp_path, "b"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"a out\nb out\n", b"a err\nb err\n")
+
+
+def test_files_from_a_file_with_blank_lines_after_the_file_arguments(master, tmp_path):
+    names = tmp_path / "names"
+    names.write_text(f"{job(tmp_path, 'b')}\n\n   \n{job(tmp_path, 'c')}\n")
+    done = sieci_client(master, job(tmp_path, "a"), "--files-from", names)
+    assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\n")
+
+
+def test_files_from_stdin_with_relative_names(master, tmp_path):
+    job(tmp_path, "a"), job(tmp_path, "b")
+    done = sieci_client("--files-from", "-", master, input=b"a.py\n\nb.py\n", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, b"a out\nb out\n")
+
+
+def test_an_empty_list_is_an_empty_batch(master, tmp_path):
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--files-from", "-", "--joblog", joblog, master, input=b"\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert read_joblog(joblog) == []
+
+
+def test_jobs_1_runs_one_at_a_time_and_jobs_4_all_at_once(master, tmp_path):
+    files = [job(tmp_path, name) for name in "abcd"]
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--jobs", 1, "--joblog", joblog, master, *files)
+    assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\nd out\n")
+    spans = sorted((float(row[4]), float(row[4]) + float(row[5])) for row in read_joblog(joblog))
+    assert all(later[0] >= earlier[1] - 0.002 for earlier, later in zip(spans, spans[1:]))
+    # With 4 at once, a job that waits for the last one to start can only finish if they overlap.
+    mark = tmp_path / "d-ran"
+    files = [job(tmp_path, "a", waits_for=mark), job(tmp_path, "b"), job(tmp_path, "c"),
+             job(tmp_path, "d", marks=mark)]
+    done = sieci_client("--jobs", 4, master, *files)
+    assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\nd out\n")
+
+
+def test_the_exit_status_counts_the_failed_jobs_and_the_joblog_has_their_exitval(master, tmp_path):
+    files = [job(tmp_path, "a"), job(tmp_path, "b", status=3), job(tmp_path, "c"), job(tmp_path, "d", status=1)]
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--joblog", joblog, master, *files)
+    assert (done.returncode, done.stdout) == (2, b"a out\nb out\nc out\nd out\n")
+    rows = by_file(read_joblog(joblog))
+    assert {name: row[6] for name, row in rows.items()} == {"a.py": "0", "b.py": "3", "c.py": "0", "d.py": "1"}
+    assert all(row[8] == "-" for row in rows.values())
+
+
+def test_a_job_sieci_could_not_run_is_counted_with_its_reason(master, tmp_path):
+    files = [job(tmp_path, "a"), tmp_path / "missing.py", job(tmp_path, "b")]
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--joblog", joblog, master, *files)
+    assert (done.returncode, done.stdout) == (1, b"a out\nb out\n")
+    reason = "cannot read " + str(files[1]) + ": No such file or directory"
+    assert done.stderr == f"a err\nsieci-client: error: {files[1]}: {reason}\nb err\n".encode()
+    row = by_file(read_joblog(joblog))["missing.py"]
+    assert row[1:4] + row[6:] == [str(files[1]), "-", "-", "255", "0", reason]
+
+
+def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path):
+    where = f"127.0.0.1:{unused_port()}"
+    files = [job(tmp_path, "a"), job(tmp_path, "b")]
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--joblog", joblog, where, *files)
+    assert (done.returncode, done.stdout) == (2, b"")
+    reason = f"cannot reach master {where} (connection refused)"
+    assert done.stderr.decode().splitlines() == [f"sieci-client: error: {path}: {reason}" for path in files]
+    assert [(row[6], row[8]) for row in read_joblog(joblog)] == [("255", reason)] * 2
+
+
+def test_more_than_100_failures_exit_101(tmp_path):
+    files = [tmp_path / f"missing{i}.py" for i in range(101)]
+    done = sieci_client(f"127.0.0.1:{unused_port()}", *files[:100])
+    assert done.returncode == 100
+    done = sieci_client(f"127.0.0.1:{unused_port()}", *files)
+    assert done.returncode == 101 and done.stderr.count(b"sieci-client: error: ") == 101
+
+
+def test_a_job_over_a_limit_says_so_in_stderr_and_the_joblog(cluster, tmp_path):
+    from sieci.executor import Limits
+
+    master = cluster.master()
+    cluster.worker(master, limits=Limits(timeout=0.5))
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\nprint('before', flush=True)\ntime.sleep(30)\n")
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--joblog", joblog, client_address(master), slow, job(tmp_path, "a"))
+    assert (done.returncode, done.stdout) == (1, b"before\na out\n")
+    message = "the job ran past its time limit of 0.5 s"
+    assert done.stderr == f"sieci-client: {slow}: {message}\na err\n".encode()
+    assert [(row[6], row[8]) for row in read_joblog(joblog)][0] == ("124", message)
+
+
+def test_retry_failed_runs_only_the_failed_jobs_and_rewrites_the_joblog(master, tmp_path):
+    marker = tmp_path / "ready"
+    files = [job(tmp_path, "a"), job(tmp_path, "b", needs=marker), job(tmp_path, "c"), job(tmp_path, "d", needs=marker)]
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--joblog", joblog, master, *files)
+    assert done.returncode == 2
+    first = by_file(read_joblog(joblog))
+    assert {name: row[6] for name, row in first.items()} == {"a.py": "0", "b.py": "5", "c.py": "0", "d.py": "5"}
+
+    marker.touch()
+    done = sieci_client("--joblog", joblog, "--retry-failed", master)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"b out\nd out\n", b"b err\nd err\n")
+    rows = read_joblog(joblog)
+    again = by_file(rows)
+    assert len(rows) == 4 and {name: row[6] for name, row in again.items()} == dict.fromkeys(first, "0")
+    assert (again["a.py"], again["c.py"]) == (first["a.py"], first["c.py"])  # kept as they were
+    assert [again[name][0] for name in ("b.py", "d.py")] == ["2", "4"]  # same Seq, a new run
+    assert all(float(again[name][4]) > float(first[name][4]) for name in ("b.py", "d.py"))
+
+    done = sieci_client("--joblog", joblog, "--retry-failed", master)  # nothing left to retry
+    assert (done.returncode, done.stdout) == (0, b"")
+    assert read_joblog(joblog) == rows
+
+
+def test_retry_failed_needs_a_readable_joblog(master, tmp_path):
+    done = sieci_client("--retry-failed", master)
+    assert done.returncode == 2 and b"--retry-failed needs --joblog" in done.stderr
+    done = sieci_client("--retry-failed", "--joblog", tmp_path / "none", master)
+    assert done.returncode == 255 and b"cannot read the joblog" in done.stderr
+    (tmp_path / "other").write_text("Seq\tCommand\n")
+    done = sieci_client("--retry-failed", "--joblog", tmp_path / "other", master)
+    assert done.returncode == 255 and b"is not a sieci joblog" in done.stderr
+
+
+def test_the_joblog_format(master, tmp_path):
+    joblog = tmp_path / "joblog"
+    before = time.time()
+    done = sieci_client("--joblog", joblog, master, job(tmp_path, "a"), job(tmp_path, "b", status=4))
+    after = time.time()
+    assert done.returncode == 1
+    assert joblog.read_text().split("\n")[0] == HEADER
+    rows = read_joblog(joblog)
+    assert sorted(row[0] for row in rows) == ["1", "2"]
+    for row in rows:
+        assert len(row) == 9
+        seq, path, where, worker, start, runtime, exitval, size, reason = row
+        assert path == str(tmp_path / ("a.py" if seq == "1" else "b.py"))
+        assert (where, worker in WORKERS, exitval, size, reason) == (master, True, "04"[int(seq) - 1], "12", "-")
+        assert re.fullmatch(r"\d+\.\d{3}", start) and re.fullmatch(r"\d+\.\d{3}", runtime)
+        assert before - 0.001 <= float(start) <= float(start) + float(runtime) <= after + 0.002
+
+
+def test_an_unreadable_files_from_runs_nothing(master, tmp_path):
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--files-from", tmp_path / "none", "--joblog", joblog, master)
+    assert (done.returncode, done.stdout) == (255, b"")
+    assert done.stderr.startswith(b"sieci-client: error: cannot read --files-from ")
+    assert not joblog.exists()
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(master, tmp_path):
+    done = sieci_client(master, job(tmp_path, "a"), job(tmp_path, "b"))
+    assert (done.returncode, done.stderr) == (0, b"a err\nb err\n")
+
+
+def test_a_progress_bar_when_stderr_is_a_terminal(master, tmp_path):
+    controller, terminal = pty.openpty()
+    try:
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        done = sieci_client(master, job(tmp_path, "a"), job(tmp_path, "b"), stderr=terminal)
+        os.close(terminal)
+        terminal = None
+        shown = _read_everything(controller).decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+        if terminal is not None:
+            os.close(terminal)
+    assert (done.returncode, done.stdout) == (0, b"a out\nb out\n")
+    assert "a err" in shown and "b err" in shown and "2/2" in shown
+
+
+def _read_everything(fd):
+    chunks = []
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal side is closed and all is read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# The command line and the joblog, without a cluster.
+
+@pytest.mark.parametrize("argv, environ, masters, files, batch_mode", [
+    (["m", "a.py"], {}, "m", ["a.py"], False),
+    (["m", "a.py", "b.py"], {}, "m", ["a.py", "b.py"], True),
+    (["a.py"], {"SIECI_MASTERS": "e"}, "e", ["a.py"], False),
+    (["--files-from", "-", "m"], {}, "m", [], True),
+    (["--files-from", "-"], {"SIECI_MASTERS": "e"}, "e", [], True),
+    (["--joblog", "j", "m", "a.py"], {}, "m", ["a.py"], True),
+    (["--joblog", "j", "--retry-failed", "m"], {}, "m", [], True),
+    (["m", "a.py"], {"SIECI_FILES_FROM": "list"}, "m", ["a.py"], True),
+])
+def test_which_arguments_are_masters_and_files(argv, environ, masters, files, batch_mode):
+    args = parse_args(argv, environ=environ)
+    assert (args.masters, args.files, args.batch) == (masters, files, batch_mode)
+    assert args.file == (None if batch_mode else files[0])
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    ([], "expected MASTER[,MASTER...] FILE"),
+    (["--files-from", "-"], "expected MASTER[,MASTER...] FILE"),
+    (["m", "a.py", "-"], "- (stdin) can only be the one FILE"),
+    (["--retry-failed", "m"], "--retry-failed needs --joblog"),
+    (["--jobs", "0", "m", "a.py", "b.py"], "argument --jobs: invalid whole number (1 or more) value: '0'"),
+])
+def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
+    with pytest.raises(SystemExit) as exit:
+        parse_args(argv, environ={})
+    assert exit.value.code == 2 and complaint in capsys.readouterr().err
+
+
+def test_batch_options_come_from_the_environment():
+    environ = {"SIECI_JOBS": "3", "SIECI_UNGROUP": "1", "SIECI_JOBLOG": "j"}
+    args = parse_args(["m", "a.py", "b.py"], environ=environ)
+    assert (args.jobs, args.ungroup, args.joblog, args.retry_failed) == (3, True, "j", False)
+    assert parse_args(["m", "a.py", "b.py"], environ={}).jobs == 8
+
+
+def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
+    code = ("import sys; from sieci.client_command import parse_args; "
+            "args = parse_args(['--jobs', '2', '--joblog', 'j', 'm:1', 'a.py', 'b.py']); import sieci.batch; "
+            "print(args.batch, sorted(m for m in ('argparse', 'gevent', 'tqdm') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, cwd=REPO)
+    assert done.stdout == "True []\n"
+
+
+def test_help_lists_the_batch_options():
+    done = subprocess.run([sys.executable, CLIENT, "--help"], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0
+    for variable in ("SIECI_JOBS", "SIECI_FILES_FROM", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED"):
+        assert variable in done.stdout
+
+
+@pytest.mark.parametrize("failures, status", [(0, 0), (1, 1), (100, 100), (101, 101), (5000, 101)])
+def test_the_exit_status_of_a_batch(failures, status):
+    assert batch.exit_status(failures) == status
+
+
+def test_file_names_with_tabs_and_newlines_survive_the_joblog(tmp_path):
+    name = "odd\tname\\with\nbreaks\r.py"
+    assert batch.unescape(batch.escape(name)) == name and "\t" not in batch.escape(name)
+    failed = batch.Job(1, name)
+    failed.started, failed.runtime, failed.failure = time.time(), 0.5, "could not\tread it"
+    joblog = tmp_path / "joblog"
+    log = batch.JobLog(str(joblog))
+    log.add(failed)
+    log.close()
+    kept, again = batch.read_joblog(str(joblog))
+    assert (kept, [(job.seq, job.path) for job in again]) == ([], [(1, name)])
+    assert read_joblog(joblog)[0][8] == "could not read it"

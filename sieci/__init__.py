@@ -1,3 +1,32 @@
-"""sieci: run Python files on a pool of machines and get their output back."""
+"""sieci: run Python files on a pool of machines and get their output back.
+
+The Python API::
+
+    import sieci
+
+    client = sieci.Client("master:2001")             # or a list of masters
+    result = client.run("print('hello')")           # a sieci.Result
+    result.stdout, result.stderr, result.exit_status
+
+    with sieci.Executor("master:2001", max_workers=16) as pool:
+        futures = [pool.submit(code) for code in codes]
+
+Names are loaded on first use, so that ``import sieci.client_command``
+(the command-line client, started once per job) stays quick.
+"""
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Client": "client", "Result": "client", "ClientError": "client", "NotAccepted": "client",
+    "JobLost": "client", "Executor": "futures",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sieci' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"sieci.{_EXPORTS[name]}"), name)

@@ -122,6 +122,15 @@ def read_code(path):
         raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
 
 
+def _read_secret(path):
+    from .auth import SecretError, read_secret
+
+    try:
+        return read_secret(path)[0]
+    except SecretError as error:
+        raise ClientError(str(error)) from None
+
+
 def parse_masters(masters):
     """``"a:1,b:2"`` or a list of such texts, as a list of addresses."""
     texts = masters.split(",") if isinstance(masters, str) else list(masters)
@@ -152,19 +161,31 @@ class Client:
     job was accepted and then lost (it may have run, or run partly), the
     job is tried again only ``retries`` times (by default never), after a
     short pause if no master took it. ``timeout`` bounds a whole job, queue
-    wait included. ``secret`` (bytes) signs every upload; ``tls`` is an
-    ssl.SSLContext for talking to the masters.
+    wait included.
+
+    With a shared secret (``secret`` bytes, or ``secret_file`` to read it
+    from) every upload is signed. ``tls`` is an ssl.SSLContext for talking
+    to the masters, or True to build one from ``tls_ca`` (default: the
+    system's CAs), ``tls_cert`` and ``tls_key``; giving any of those turns
+    TLS on too.
     """
 
     def __init__(self, masters, connect_timeout=DEFAULT_CONNECT_TIMEOUT, timeout=None, retries=0,
-                 shuffle=False, secret=None, tls=None):
+                 shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None):
         self.addresses = parse_masters(masters)
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.retries = retries
         self.shuffle = shuffle
-        self.secret = secret
-        self.tls = tls
+        self.secret = secret if secret_file is None else _read_secret(secret_file)
+        if tls is True or tls_ca or tls_cert:
+            from .tls import TLSError, client_context
+
+            try:
+                tls = client_context(tls_ca, tls_cert, tls_key)
+            except TLSError as error:
+                raise ClientError(str(error)) from None
+        self.tls = tls or None
 
     def run(self, code, filename="job.py", output=None):
         """Run ``code`` (bytes or str); returns its Result.

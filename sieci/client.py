@@ -425,8 +425,8 @@ def _receive_extended(conn, output, where):
         for stream, data in decoder.feed(event.data):
             output.write(stream, data)
     status = decoder.status
-    if status is None:
-        raise JobLost(f"the results ended without the job's exit status (master {where})")
+    if status is None or not decoder.complete:
+        raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
     if status.kind == b"error":
         message = status.message.decode("utf-8", "replace")
         raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")

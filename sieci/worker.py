@@ -258,7 +258,7 @@ class MasterLink:
         terminator = protocol.choose_terminator()
         self.conn.send(protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field]))
         for stream, data in run.output():
-            self.conn.send(protocol.encode_output(stream, data))
+            self.conn.send(protocol.encode_output(stream, data, terminator))
         self.conn.send(run.status.encode() + terminator + b"\n")
 
     def _send_classic_results(self, run):

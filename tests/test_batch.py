@@ -43,13 +43,20 @@ def sieci_client(*argv, input=None, stderr=subprocess.PIPE, cwd=None):
 def job(directory, name, status=0, waits_for=None, marks=None, needs=None):
     """A job file that prints '<name> out' and '<name> err' and exits with ``status``.
 
-    ``waits_for``: it first waits (bounded) for that path to exist; ``marks``:
-    it creates that path; ``needs``: it exits 5 unless that path exists.
+    ``waits_for``: it first waits (bounded) for that path to exist, or for
+    (path, text): for the file to hold that text; ``marks``: it creates that
+    path; ``needs``: it exits 5 unless that path exists.
     """
     lines = ["import os, sys, time"]
     if waits_for:
-        lines += [f"deadline = time.monotonic() + {WAIT}",
-                  f"while not os.path.exists({str(waits_for)!r}) and time.monotonic() < deadline:",
+        path, text = waits_for if isinstance(waits_for, tuple) else (waits_for, "")
+        lines += ["def there(path, text):",
+                  "    try:",
+                  "        return text in open(path).read()",
+                  "    except OSError:",
+                  "        return False",
+                  f"deadline = time.monotonic() + {WAIT}",
+                  f"while not there({str(path)!r}, {text!r}) and time.monotonic() < deadline:",
                   "    time.sleep(0.01)"]
     if marks:
         lines.append(f"open({str(marks)!r}, 'w').close()")
@@ -79,17 +86,19 @@ def unused_port():
 
 
 def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_path):
-    mark = tmp_path / "c-ran"
-    files = [job(tmp_path, "a", waits_for=mark), job(tmp_path, "b"), job(tmp_path, "c", marks=mark)]
-    done = sieci_client("--jobs", 3, master, *files, stderr=subprocess.STDOUT)
+    joblog = tmp_path / "joblog"  # a job's line is there as soon as it has ended: a ends after c
+    files = [job(tmp_path, "a", waits_for=(joblog, "c.py")), job(tmp_path, "b"), job(tmp_path, "c")]
+    done = sieci_client("--jobs", 3, "--joblog", joblog, master, *files, stderr=subprocess.STDOUT)
     assert done.returncode == 0
     assert done.stdout == b"a out\na err\nb out\nb err\nc out\nc err\n"
+    ended = [os.path.basename(row[1]) for row in read_joblog(joblog)]
+    assert ended.index("c.py") < ended.index("a.py")
 
 
 def test_ungroup_shows_each_job_as_it_ends(master, tmp_path):
-    mark = tmp_path / "c-ran"
-    files = [job(tmp_path, "a", waits_for=mark), job(tmp_path, "b"), job(tmp_path, "c", marks=mark)]
-    done = sieci_client("--ungroup", "--jobs", 3, master, *files, stderr=subprocess.STDOUT)
+    joblog = tmp_path / "joblog"
+    files = [job(tmp_path, "a", waits_for=(joblog, "c.py")), job(tmp_path, "b"), job(tmp_path, "c")]
+    done = sieci_client("--ungroup", "--jobs", 3, "--joblog", joblog, master, *files, stderr=subprocess.STDOUT)
     assert done.returncode == 0
     groups = re.findall(rb"(\w) out\n\1 err\n", done.stdout)
     assert b"".join(group + b" out\n" + group + b" err\n" for group in groups) == done.stdout
@@ -188,7 +197,8 @@ def test_a_job_over_a_limit_says_so_in_stderr_and_the_joblog(cluster, tmp_path):
     assert (done.returncode, done.stdout) == (1, b"before\na out\n")
     message = "the job ran past its time limit of 0.5 s"
     assert done.stderr == f"sieci-client: {slow}: {message}\na err\n".encode()
-    assert [(row[6], row[8]) for row in read_joblog(joblog)][0] == ("124", message)
+    rows = by_file(read_joblog(joblog))
+    assert [(rows[name][6], rows[name][8]) for name in ("slow.py", "a.py")] == [("124", message), ("0", "-")]
 
 
 def test_retry_failed_runs_only_the_failed_jobs_and_rewrites_the_joblog(master, tmp_path):

@@ -195,7 +195,8 @@ def test_a_worker_stops_the_job_of_a_master_that_died_and_redials(cluster):
         link.sendall(protocol.encode_block(code, [protocol.EXTENDED]))
         assert reader.readline() == b"RECEIVED\n"
         assert b" v=2 worker=" in reader.readline()
-        pid = int(reader.readline().split()[1])
+        assert reader.readline().startswith(b"1 ")  # raw stdout: the job's first line follows
+        pid = int(reader.readline())
         reader.close()
         link.close()  # the master dies mid-job
         connections.get(timeout=WAIT).close()  # the worker dialled again...

@@ -164,7 +164,8 @@ def test_a_client_that_leaves_while_its_job_runs_stops_the_job(cluster, peers):
     leaver.send(protocol.encode_block(code, [protocol.EXTENDED]))
     assert leaver.line() == b"RECEIVED\n"
     assert b" v=2 worker=" in leaver.line()
-    pid = int(leaver.line().split()[1])
+    assert leaver.line().startswith(b"1 ")  # raw stdout: the job's first line follows
+    pid = int(leaver.line())
     leaver.close()
     events.wait_for("cancelled")
     job, output = spawn_job(master, b'print("the worker is free")\n')

@@ -784,7 +784,12 @@ def test_output_round_trip(pieces, status, data):
 def test_extended_results_block_round_trip(pieces, status, data):
     """Worker-side bytes through Receiver and ResultDecoder, as the client reads them."""
     terminator = protocol.choose_terminator()
-    body = b"".join(encode_output(stream, chunk) for stream, chunk in pieces) + status.encode()
+    if data.draw(st.booleans(), label="a piece holds the terminator"):
+        pieces = pieces + [(STDOUT, b"before\n  " + terminator + b"  \nafter")]
+    raw = data.draw(st.booleans(), label="raw chunks where they are safe")
+    body = b"".join(encode_output(stream, chunk, terminator if raw else None)
+                    for stream, chunk in pieces) + status.encode()
+    assert all(line.strip() != terminator for line in body.split(b"\n"))
     stream = encode_header(terminator, [EXTENDED]) + body + terminator + b"\n"
     feeder = Feeder()
     feeder.feed_all(data.draw(chunkings(stream)))
@@ -807,7 +812,7 @@ def test_extended_results_block_round_trip(pieces, status, data):
 @PROPERTY
 @given(stream=st.sampled_from([STDOUT, STDERR]), data=payloads,
        token=st.text("0123456789abcdef", min_size=32, max_size=32).map(str.encode))
-def test_output_lines_never_equal_a_terminator(stream, data, token):
+def test_output_lines_never_equal_a_terminator(stream, data, token):  # the tagged form
     encoded = encode_output(stream, data)
     for line in encoded.split(b"\n")[:-1] if encoded else []:
         stripped = line.strip()
@@ -970,3 +975,24 @@ def test_closed_link_accepts_nothing():
         link.advance(WORKER, READY)
     with pytest.raises(LocalProtocolError):
         link.advance(MASTER, AVAILABLE)
+
+
+def test_raw_chunks_go_as_they_are_when_the_terminator_is_not_in_them():
+    terminator = b"0123456789abcdef0123456789abcdef"
+    assert encode_output(STDOUT, b"line\n\nno newline", terminator) == b"1 16\nline\n\nno newline"
+    assert encode_output(STDERR, b"x", terminator) == b"2 1\nx"
+    assert encode_output(STDOUT, b"a " + terminator + b"\n", terminator) == b"o a " + terminator + b"\n"
+
+
+def test_a_raw_chunk_cut_short_leaves_the_decoder_incomplete():
+    decoder = ResultDecoder()
+    assert decoder.feed(b"1 10\nabc") == [(STDOUT, b"abc")]
+    assert not decoder.complete
+    assert decoder.feed(b"defghij2 2\nok") == [(STDOUT, b"defghij"), (STDERR, b"ok")]
+    assert decoder.complete
+
+
+@pytest.mark.parametrize("header", [b"1 ten\n", b"2 -1\n", b"1 \n"])
+def test_a_malformed_raw_chunk_header_is_a_protocol_error(header):
+    with pytest.raises(RemoteProtocolError, match="malformed raw chunk header"):
+        ResultDecoder().feed(header)

@@ -184,6 +184,7 @@ class Receiver:
     def __init__(self, max_line=DEFAULT_MAX_LINE):
         self.max_line = max_line
         self._buffer = bytearray()
+        self._fresh = None  # a read that arrived in a block with nothing buffered: maybe relayed as it is
         self._closed = False
         self._terminator = None
         self._mid_line = False  # part of the current payload line went out
@@ -192,10 +193,16 @@ class Receiver:
 
     def receive_data(self, data):
         """Feed what a read returned; ``b""`` means the peer closed."""
-        if data:
-            self._buffer += data
-        else:
+        if not data:
             self._closed = True
+            return
+        if self._fresh is not None:
+            self._buffer += self._fresh
+            self._fresh = None
+        if self._terminator is not None and not self._buffer:
+            self._fresh = data
+        else:
+            self._buffer += data
 
     @property
     def in_block(self):
@@ -203,7 +210,7 @@ class Receiver:
 
     @property
     def buffered(self):
-        return len(self._buffer)
+        return len(self._buffer) + len(self._fresh or b"")
 
     def start_block(self, header, max_size=None, accept_glued=False):
         """Read ``header``'s payload next; ``max_size`` bounds it in bytes.
@@ -239,6 +246,10 @@ class Receiver:
         return taken
 
     def _next_block_event(self):
+        if self._fresh is not None:
+            event = self._relay_fresh()
+            if event is not None:
+                return event
         buffer = self._buffer
         safe = 0  # bytes at the front that are payload for sure
         if self._mid_line:
@@ -271,6 +282,24 @@ class Receiver:
             safe = end + 1
         return self._release_up_to_partial(safe)
 
+    def _relay_fresh(self):
+        """The common case of a big block, without copying: a read that is payload whole.
+
+        It is, when the terminator occurs nowhere in it and its last,
+        unfinished line cannot grow into the terminator line. Else it joins
+        the buffer and the general path (None).
+        """
+        data, self._fresh = self._fresh, None
+        if self._terminator not in data and not self._accept_glued:
+            cut = data.rfind(b"\n") + 1
+            tail_is_harmless = (cut == 0 and self._mid_line) or not self._may_become_terminator(data[cut:])
+            if cut == len(data) or tail_is_harmless:
+                self._payload_accounting(len(data))
+                self._mid_line = not data.endswith(b"\n")
+                return BlockData(data)
+        self._buffer += data
+        return None
+
     def _release_up_to_partial(self, safe):
         """Payload up to the last newline, and a partial line if it is harmless."""
         last_newline = self._buffer.rfind(b"\n", safe) + 1
@@ -295,12 +324,15 @@ class Receiver:
     def _payload(self, size, mid_line):
         if size == 0:
             return NEED_DATA
+        self._payload_accounting(size)
+        self._mid_line = mid_line
+        return BlockData(self._take(size))
+
+    def _payload_accounting(self, size):
         if self._payload_left is not None:
             self._payload_left -= size
             if self._payload_left < 0:
                 raise RemoteProtocolError(f"block larger than the limit of {self._max_size} bytes")
-        self._mid_line = mid_line
-        return BlockData(self._take(size))
 
 
 # --- extended results ---------------------------------------------------------

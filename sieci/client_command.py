@@ -10,7 +10,7 @@ or to explain a mistake. Given many files (or ``--files-from``, ``--joblog``,
 import os
 import sys
 
-from .client import DEFAULT_CONNECT_TIMEOUT, Client, ClientError, FdOutput, read_code
+from .client import DEFAULT_CONNECT_TIMEOUT, EXIT_FAILED, Client, ClientError, FdOutput, read_code
 
 PROG = "sieci-client"
 USAGE = f"{PROG} [options] MASTER[,MASTER...] FILE [FILE...]"
@@ -85,6 +85,8 @@ OPTIONS = [
     Option("--retry-failed", bool, False,
            "batches: run again only the files whose jobs failed in --joblog, and rewrite it "
            "(FILEs and --files-from are then ignored)"),
+    Option("--status", bool, False, "show each master's queue, workers and totals instead of running a file"),
+    Option("--json", bool, False, "with --status: print the statuses as JSON"),
 ]
 _BY_FLAG = {option.flag: option for option in OPTIONS}
 
@@ -109,6 +111,8 @@ def parse_args(argv, environ=None):
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
     args = Arguments(values, positionals)
+    if args.status:
+        return _status_arguments(args, environ)
     listed = bool(args.files_from or args.retry_failed)
     args.masters, args.files = _masters_and_files(positionals, environ.get("SIECI_MASTERS"), listed)
     args.batch = bool(len(args.files) != 1 or listed or args.joblog)
@@ -117,6 +121,16 @@ def parse_args(argv, environ=None):
         _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
     if args.batch and "-" in args.files:
         _usage_error("- (stdin) can only be the one FILE, not one of a batch")
+    return args
+
+
+def _status_arguments(args, environ):
+    if len(args.positionals) > 1:
+        _usage_error("--status takes the masters only: MASTER[,MASTER...]")
+    args.masters = args.positionals[0] if args.positionals else environ.get("SIECI_MASTERS")
+    if not args.masters:
+        _usage_error("--status needs MASTER[,MASTER...] (or SIECI_MASTERS)")
+    args.batch, args.file = False, None
     return args
 
 
@@ -207,8 +221,8 @@ def _usage_error(message):
 
 
 def security_settings(args):
-    """The secret and TLS context the options ask for, as Client takes them."""
-    settings = {}
+    """The secret and TLS options, as Client takes them; a warning if the secret file is not private."""
+    settings = {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
     if args.secret_file:
         from .auth import SecretError, read_secret
 
@@ -218,14 +232,25 @@ def security_settings(args):
             raise ClientError(str(error)) from None
         if warning:
             sys.stderr.write(f"{PROG}: warning: {warning}\n")
-    if args.tls or args.tls_ca or args.tls_cert:
-        from .tls import TLSError, client_context
-
-        try:
-            settings["tls"] = client_context(args.tls_ca, args.tls_cert, args.tls_key)
-        except TLSError as error:
-            raise ClientError(str(error)) from None
     return settings
+
+
+def show_status(client, as_json):
+    """Print each master's status; exit status 255 if any did not give it."""
+    answers = client.status()
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps({address: state if isinstance(state, dict) else {"error": str(state)}
+                                     for address, state in answers}, indent=2) + "\n")
+    else:
+        from .status import format_text
+
+        sys.stdout.write("\n".join(format_text(state) for _, state in answers if isinstance(state, dict)))
+    failures = [state for _, state in answers if not isinstance(state, dict)]
+    for failure in failures:
+        sys.stderr.write(f"{PROG}: error: {failure}\n")
+    return EXIT_FAILED if failures else 0
 
 
 def run_file(client, path, prog=PROG):
@@ -254,6 +279,8 @@ def main(argv=None):
     try:
         client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
                         retries=args.retries, shuffle=args.shuffle, **security_settings(args))
+        if args.status:
+            return show_status(client, args.json)
         if args.batch:
             from . import batch
 

@@ -1,10 +1,12 @@
 """The master: takes jobs from clients, queues them, hands each to a worker.
 
 Dispatch lives here, in one place: ``_enqueue`` puts a job at the back of
-``pending_jobs`` and asks every idle worker (``AVAILABLE``); the first
-``READY`` to arrive takes the job at the head of the queue, and a ``READY``
-that finds the queue empty gets ``ROLLBACK``. Each worker link is served by
-its own greenlet, which also relays its job's results to the client.
+``pending_jobs`` and asks idle workers (``AVAILABLE``, FANOUT of them per
+waiting job, each from a greenlet of its own; all of them once a job has
+waited WIDEN_AFTER, in case those asked are busy for other masters). Any
+``READY`` takes the job at the head of the queue, so the first wins; a
+``READY`` that finds the queue empty gets ``ROLLBACK``. Each worker link is
+served by its own greenlet, which also relays its job's results.
 """
 
 import collections
@@ -26,6 +28,8 @@ DEFAULT_MAX_UPLOAD = 16 << 20
 DEFAULT_CLIENT_TIMEOUT = 60.0
 DEFAULT_GRACE = 30.0
 DEFAULT_MAX_QUEUE = 100_000
+FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
+WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker asked
 
 AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
 ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
@@ -106,7 +110,8 @@ class Master:
         self.pending_jobs = collections.deque()
         self.active_jobs = set()
         self.links = set()
-        self.idle_links = {}  # insertion-ordered set
+        self.idle_links = {}  # insertion-ordered set: the longest idle first
+        self.asked_links = set()  # AVAILABLE sent, no answer yet
         self.stopping = False
         self.started_at = time.monotonic()
         self.totals = {"done": 0, "failed": 0, "cancelled": 0, "wait_seconds": 0.0, "run_seconds": 0.0}
@@ -282,22 +287,29 @@ class Master:
         self._notify("queued", job, "queued from client %s (%d bytes, %d in queue)",
                      job.client_name, len(job.upload), len(self.pending_jobs))
         self._ask_idle_workers()
+        gevent.spawn_later(WIDEN_AFTER, self._widen, job)
 
-    def _ask_idle_workers(self):
-        if not self.pending_jobs:
-            return
-        for link in list(self.idle_links):
+    def _ask_idle_workers(self, everyone=False):
+        """Ask FANOUT idle workers per waiting job (or, for a job that waited, every one)."""
+        wanted = len(self.idle_links) if everyone else len(self.pending_jobs) * FANOUT - len(self.asked_links)
+        for link in list(itertools.islice(self.idle_links, max(0, wanted))):
             self._ask(link)
 
     def _ask(self, link):
         del self.idle_links[link]
+        self.asked_links.add(link)
         link.state.advance(protocol.MASTER, protocol.AVAILABLE)
         gevent.spawn(link.send_quietly, AVAILABLE_LINE)
+
+    def _widen(self, job):
+        """The job still waits: the workers asked may be busy for other masters, so ask all."""
+        if job.worker is None and not job.finished.is_set():
+            self._ask_idle_workers(everyone=True)
 
     def _make_idle(self, link):
         self.idle_links[link] = None
         if self.pending_jobs:
-            self._ask(link)
+            self._ask_idle_workers()
 
     def _on_ready(self, link):
         if not self.pending_jobs:
@@ -407,6 +419,7 @@ class Master:
             self.links.discard(link)
             self._note_links_changed()
             self.idle_links.pop(link, None)
+            self.asked_links.discard(link)
             link.state.close()
             sock.close()
             self._reclaim_job(link)
@@ -434,6 +447,7 @@ class Master:
                 log.info("worker %s left", link.name)
                 return
             link.state.advance(protocol.WORKER, line.word)  # only READY is legal here
+            self.asked_links.discard(link)
             link.stoppable = protocol.EXTENDED in line.raw.split()[1:]
             self._on_ready(link)
 

@@ -183,8 +183,9 @@ def warn_if_exposed(hosts, secret, log, what):
     exposed = [host for host in hosts if not _is_loopback(host)]
     if exposed and secret is None:
         log.warning("!" * 72)
+        where = ", ".join(host or "all interfaces" for host in exposed)
         log.warning("%s on %s WITHOUT A SECRET: anyone who can reach it can run code on the workers. "
-                    "Give every daemon and client --secret-file.", what, ", ".join(h or "all interfaces" for h in exposed))
+                    "Give every daemon and client --secret-file.", what, where)
         log.warning("!" * 72)
 
 

@@ -37,6 +37,19 @@ class Captured:
         setattr(self, stream, getattr(self, stream) + data)
 
 
+class Stdout:
+    """Equal to any output (Captured, Result) whose stdout is ``expected``: for comparing whole tuples."""
+
+    def __init__(self, expected):
+        self.expected = expected
+
+    def __eq__(self, output):
+        return output.stdout == self.expected
+
+    def __repr__(self):
+        return f"stdout {self.expected!r}"
+
+
 class Cluster:
     """Masters and workers in this process, on loopback ephemeral ports."""
 

@@ -6,7 +6,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import WAIT, Captured, JobEvents, client_address
+from conftest import WAIT, Captured, JobEvents, Stdout, client_address
 
 
 def run(master, code, **options):
@@ -28,15 +28,7 @@ def test_more_jobs_than_workers_all_get_their_own_answer(cluster):
     cluster.worker(master)
     jobs = [gevent.spawn(run, master, b"import time\ntime.sleep(0.05)\nprint(%d * %d)\n" % (i, i)) for i in range(12)]
     gevent.joinall(jobs, timeout=WAIT, raise_error=True)
-    assert [job.value for job in jobs] == [(0, _Out(b"%d\n" % (i * i))) for i in range(12)]
-
-
-class _Out:
-    def __init__(self, stdout):
-        self.stdout = stdout
-
-    def __eq__(self, other):
-        return other.stdout == self.stdout
+    assert [job.value for job in jobs] == [(0, Stdout(b"%d\n" % (i * i))) for i in range(12)]
 
 
 def test_a_job_waits_in_the_queue_until_a_worker_joins(cluster):

@@ -18,7 +18,7 @@ from gevent.server import StreamServer
 from sieci import client, protocol
 from sieci.address import format_address
 
-from classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, ClassicPeers, classic_client
+from classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
 from conftest import WAIT, Captured, client_address
 
 # A job that tells its streams apart, ends in a line without "\n", writes

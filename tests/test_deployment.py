@@ -6,7 +6,6 @@ run everywhere; ``systemd-analyze verify`` runs where it is installed.
 """
 
 import configparser
-import os
 import re
 import shlex
 import shutil

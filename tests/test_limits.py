@@ -12,7 +12,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import Captured, client_address
+from conftest import Captured, Stdout, client_address
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
 
@@ -60,18 +60,7 @@ def run(master, code):
 
 
 def assert_serves_on(master):
-    assert run(master, b"print('next job')\n") == (0, _stdout(b"next job\n"))
-
-
-class _stdout:
-    def __init__(self, expected):
-        self.expected = expected
-
-    def __eq__(self, output):
-        return output.stdout == self.expected
-
-    def __repr__(self):
-        return f"stdout {self.expected!r}"
+    assert run(master, b"print('next job')\n") == (0, Stdout(b"next job\n"))
 
 
 HOSTILE = {

@@ -12,7 +12,7 @@ import pytest
 from sieci import auth, client, protocol, tls
 from sieci.config import warn_if_exposed
 
-from conftest import REPO, WAIT, Captured, client_address
+from conftest import REPO, WAIT, Captured, Stdout, client_address
 
 SECRET = b"correct horse battery staple, 2026"
 CODE = b'print("in")\n'
@@ -32,7 +32,7 @@ def guarded(cluster):
 
 
 def test_members_with_the_secret_run_jobs(guarded):
-    assert run(guarded, secret=SECRET) == (0, _Stdout(b"in\n"))
+    assert run(guarded, secret=SECRET) == (0, Stdout(b"in\n"))
 
 
 @pytest.mark.parametrize("secret", [None, b"a different secret of some length"], ids=["no secret", "wrong secret"])
@@ -186,14 +186,3 @@ def test_a_client_refuses_a_master_it_cannot_verify(cluster, certificates):
     master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]))
     with pytest.raises(client.NotAccepted, match="TLS with master .* failed"):
         run(master, tls=tls.client_context())  # the system's CAs do not know our test CA
-
-
-class _Stdout:
-    def __init__(self, expected):
-        self.expected = expected
-
-    def __eq__(self, output):
-        return output.stdout == self.expected
-
-    def __repr__(self):
-        return f"stdout {self.expected!r}"

@@ -1,9 +1,8 @@
 """The status request: as a person types it with nc, as JSON, through the client, and its refusals."""
 
 import gevent
-import pytest
 
-from sieci import client, protocol, status
+from sieci import client, status
 
 from conftest import WAIT, Captured, JobEvents, client_address
 

@@ -59,7 +59,30 @@ def print_banner(title):
     in_venv = sys.prefix != sys.base_prefix
     print(f"interpreter: {sys.executable}" + ("" if in_venv else "  (NOT a venv: run with .venv/bin/python)"))
     print(describe_machine())
+    print(f"code: {describe_checkout()}")
+    print(f"load average at the start: {load_average()} (other work on the machine skews every figure)")
     sys.stdout.flush()
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as loadavg:
+            return " ".join(loadavg.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def describe_checkout():
+    """The checkout's commit, and whether it has changes not committed yet."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        done = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return done.stdout.strip() or "unknown"
 
 
 def venv_script(name):
@@ -105,6 +128,41 @@ def cpu_seconds(pid, children=False):
     return ticks / _TICKS
 
 
+def descendants(pid):
+    """The live descendants of ``pid`` (children, their children...)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    kids = [int(kid) for kid in children.read().split()]
+                found.extend(kids)
+                todo.extend(kids)
+        except OSError:
+            pass
+    return found
+
+
+def tree_cpu_seconds(pid):
+    """CPU seconds of ``pid`` and everything under it: live descendants, and the ones already reaped."""
+    total = 0.0
+    for member in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(member, children=True)
+        except (OSError, IndexError):
+            pass  # gone meanwhile: its parent's reaped-children figure has it (or will)
+    return total
+
+
+def machine_busy_seconds():
+    """CPU seconds all CPUs together have spent not idle (from /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
 # --- the simulated worker -----------------------------------------------------------------
 
 _PRINT = re.compile(rb"^\s*print\((.*)\)\s*$", re.S)
@@ -143,6 +201,7 @@ def simulated_worker(port, counters=None, host="127.0.0.1"):
     counters = counters or PeerCounters()
     sock = socket.create_connection((host, port), timeout=30)
     sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     counters.linked += 1
     buffer = b""
     terminator = None

@@ -9,7 +9,7 @@ Starts the cluster, warms up, then runs --rounds rounds; each round runs every
 measured command once, in a shuffled order, so that the baseline and sieci's
 figures see the same noise. Prints median and p90 of each, the ratio of
 medians, and a breakdown of where the client's time goes: the interpreter's
-start, importing sieci.client, the client against a master whose worker
+start, importing the client's modules, the client against a master whose worker
 answers at once (a simulated worker thread in this process: the client's
 cost without the job's), and the same without a client process (client.run
 in this process).
@@ -18,8 +18,10 @@ in this process).
 """
 
 import argparse
+import importlib.util
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,9 @@ from sieci import client  # noqa: E402
 HELLO = b'print("hello, world")\n'
 EXPECTED = b"hello, world\n"
 TARGET = 1.5
+# What bin/client imports: the command's module where there is one, else the client library.
+CLIENT_MODULE = "sieci.client_command" if importlib.util.find_spec("sieci.client_command") else "sieci.client"
+IMPORT = f'python -c "import {CLIENT_MODULE}"'
 
 
 class Collected:
@@ -48,9 +53,9 @@ class Collected:
             self.stdout += data
 
 
-def timed_process(command, expected=None, timeout=30):
+def timed_process(command, expected=None, env=None, timeout=30):
     started = time.perf_counter()
-    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=timeout)
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or (expected is not None and done.stdout != expected):
         raise RuntimeError(f"{command!r} gave exit {done.returncode}, stdout {done.stdout[:200]!r}, "
@@ -92,6 +97,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print_banner("latency: a whole sieci-client process vs `python hello.py` locally")
     rng = random.Random(args.seed)
+    bytecode_uncached = not os.path.exists(importlib.util.cache_from_source(client.__file__))
+    if bytecode_uncached:
+        print(f"note: sieci's modules have no cached bytecode here (PYTHONDONTWRITEBYTECODE="
+              f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}), so every client start compiles them; "
+              "rows marked [bytecode] run with a bytecode cache outside the checkout instead")
     workdir = tempfile.mkdtemp(prefix="sieci-bench-")
     hello = os.path.join(workdir, "hello.py")
     with open(hello, "wb") as file:
@@ -109,25 +119,36 @@ def main(argv=None):
             address = cluster.client_addresses
             instant = f"127.0.0.1:{instant_clients_port}"
             console = venv_script("sieci-client")
+            # With bytecode written and read (to a cache outside the checkout), as on a machine without
+            # PYTHONDONTWRITEBYTECODE, where sieci's modules are not compiled again at every start.
+            cached = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+            cached["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pycache")
             measures = {
-                "python -c pass": ([sys.executable, "-c", "pass"], None),
-                'python -c "import sieci.client"': ([sys.executable, "-c", "import sieci.client"], None),
-                "python hello.py (local)": ([sys.executable, hello], EXPECTED),
-                "bin/client, cluster": (client_command(address, hello), EXPECTED),
-                "bin/client, instant worker": (client_command(instant, hello), EXPECTED),
-                "client.run in-process, cluster": (address, None),
-                "client.run in-process, instant worker": (instant, None),
+                "python -S -c pass (no site)": ([sys.executable, "-S", "-c", "pass"], None, None),
+                "python -c pass": ([sys.executable, "-c", "pass"], None, None),
+                IMPORT: ([sys.executable, "-c", "import " + CLIENT_MODULE], None, None),
+                "python hello.py (local)": ([sys.executable, hello], EXPECTED, None),
+                "bin/client, cluster": (client_command(address, hello), EXPECTED, None),
+                "bin/client, instant worker": (client_command(instant, hello), EXPECTED, None),
+                "client.run in-process, cluster": (address, None, None),
+                "client.run in-process, instant worker": (instant, None, None),
             }
             if console:
-                measures[".venv/bin/sieci-client, cluster"] = ([console, address, hello], EXPECTED)
+                measures[".venv/bin/sieci-client, cluster"] = ([console, address, hello], EXPECTED, None)
+            if bytecode_uncached:
+                measures[IMPORT + " [bytecode]"] = ([sys.executable, "-c", "import " + CLIENT_MODULE], None, cached)
+                measures["python hello.py (local) [bytecode]"] = ([sys.executable, hello], EXPECTED, cached)
+                measures["bin/client, cluster [bytecode]"] = (client_command(address, hello), EXPECTED, cached)
+                measures["bin/client, instant worker [bytecode]"] = (
+                    client_command(instant, hello), EXPECTED, cached)
             else:
                 print("note: no sieci-client console script beside the interpreter; measuring bin/client only")
 
             def measure(name):
-                command, expected = measures[name]
+                command, expected, env = measures[name]
                 if isinstance(command, str):
                     return timed_in_process(command)
-                return timed_process(command, expected)
+                return timed_process(command, expected, env)
 
             timed_in_process(address)  # the workers have linked
             timed_in_process(instant)  # the simulated worker has linked
@@ -142,7 +163,7 @@ def main(argv=None):
                 for name in order:
                     times[name].append(measure(name))
             elapsed = time.monotonic() - started
-            report(times, args, elapsed, bool(console))
+            report(times, args, elapsed, bool(console), bytecode_uncached)
             print()
             print("imports of `bin/client INSTANT-MASTER hello.py` by -X importtime (top level, cumulative; "
                   "importtime's own overhead inflates them):")
@@ -157,33 +178,43 @@ def main(argv=None):
                 print(f"  {cumulative_us / 1000:6.1f} ms  {name}")
         finally:
             instant_master.stop()
-    os.unlink(hello)
-    os.rmdir(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def report(times, args, elapsed, console):
+def report(times, args, elapsed, console, bytecode_uncached):
     print(f"{args.rounds} rounds after {args.warmup} warm-up runs, every command once per round in shuffled "
           f"order ({elapsed:.1f} s); times in ms")
-    print(f"  {'':42s} {'median':>8s} {'p90':>8s} {'min':>8s}")
+    print(f"  {'':50s} {'median':>8s} {'p90':>8s} {'min':>8s} {'>200ms':>7s}")
     for name, values in times.items():
-        print(f"  {name:42s} {median(values) * 1000:8.1f} {p90(values) * 1000:8.1f} {min(values) * 1000:8.1f}")
+        slow = sum(value > 0.2 for value in values)
+        print(f"  {name:50s} {median(values) * 1000:8.1f} {p90(values) * 1000:8.1f} {min(values) * 1000:8.1f} "
+              f"{slow:7d}")
     m = {name: median(values) * 1000 for name, values in times.items()}
     local = m["python hello.py (local)"]
     print()
-    for name in ["bin/client, cluster"] + ([".venv/bin/sieci-client, cluster"] if console else []):
-        ratio = m[name] / local
+    ratios = [("bin/client, cluster", "python hello.py (local)")]
+    if console:
+        ratios.append((".venv/bin/sieci-client, cluster", "python hello.py (local)"))
+    if bytecode_uncached:
+        ratios.append(("bin/client, cluster [bytecode]", "python hello.py (local) [bytecode]"))
+    for name, base in ratios:
+        ratio = m[name] / m[base]
+        local = m[base]
         verdict = "met" if ratio <= TARGET else "NOT met"
-        print(f"ratio {name} / python hello.py: {m[name]:.1f} / {local:.1f} ms = {ratio:.2f} "
+        print(f"ratio {name} / {base}: {m[name]:.1f} / {local:.1f} ms = {ratio:.2f} "
               f"(target <= {TARGET}: {verdict})")
+    local = m["python hello.py (local)"]
     print()
     print("breakdown (differences of medians, ms):")
     rows = [
         ("interpreter start (python -c pass)", m["python -c pass"]),
+        ("  of which site and the venv's .pth files (pass - pass -S)",
+         m["python -c pass"] - m["python -S -c pass (no site)"]),
         ("hello.py's own run (local - pass)", local - m["python -c pass"]),
-        ("importing sieci.client (import - pass)", m['python -c "import sieci.client"'] - m["python -c pass"]),
+        (f"importing {CLIENT_MODULE} (import - pass)", m[IMPORT] - m["python -c pass"]),
         ("client's run past its imports, instant worker (client - import)",
-         m["bin/client, instant worker"] - m['python -c "import sieci.client"']),
+         m["bin/client, instant worker"] - m[IMPORT]),
         ("  of which the master round trip (client.run in-process, instant)",
          m["client.run in-process, instant worker"]),
         ("the job on a real worker (client cluster - client instant)",
@@ -191,8 +222,11 @@ def report(times, args, elapsed, console):
         ("whole job without a client process (client.run in-process, cluster)",
          m["client.run in-process, cluster"]),
     ]
+    if bytecode_uncached:
+        rows[3:3] = [(f"importing {CLIENT_MODULE}, bytecode cached (import [bytecode] - pass)",
+                      m[IMPORT + " [bytecode]"] - m["python -c pass"])]
     for label, value in rows:
-        print(f"  {label:70s} {value:7.1f}")
+        print(f"  {label:76s} {value:7.1f}")
     budget = TARGET * local
     print(f"  budget for the whole client at the target: {budget:.1f} ms; "
           f"the job's interpreter alone (python hello.py) is {local:.1f} ms of it")

@@ -13,7 +13,7 @@ subprocess from threads, in a helper process without gevent). The two are
 measured in alternating rounds (--rounds), each bounded by --jobs jobs and
 --seconds seconds; the medians are printed.
 
-    .venv/bin/python bench/throughput.py            # 3 rounds of each, <= 700 jobs or 10 s per round
+    .venv/bin/python bench/throughput.py            # 3 rounds of each, <= 2,000 jobs or 10 s per round
 """
 
 import sys
@@ -34,7 +34,7 @@ import time  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import cpu_seconds, median, print_banner  # noqa: E402
+from benchlib import cpu_seconds, machine_busy_seconds, median, print_banner, tree_cpu_seconds  # noqa: E402
 
 TARGET = 400.0
 HELLO = b'print("hello, world")\n'
@@ -55,7 +55,8 @@ def spawn_baseline(python, hello, in_flight, jobs, seconds):
                 if state["next"] >= jobs or time.monotonic() >= deadline:
                     return
                 state["next"] += 1
-            done = subprocess.run([python, hello], stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            done = subprocess.run([python, hello], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, timeout=60)
             with lock:
                 state["right" if done.returncode == 0 and done.stdout == b"hello, world\n" else "wrong"] += 1
 
@@ -102,7 +103,10 @@ def sieci_round(address, in_flight, jobs, seconds, pids):
             outcomes["right" if right else "wrong"] += 1
 
     def cpu_now():
-        return {name: cpu_seconds(pid, children=name.startswith("worker")) for name, pid in pids.items()}
+        figures = {name: tree_cpu_seconds(pid) if name.startswith("worker") else cpu_seconds(pid)
+                   for name, pid in pids.items()}
+        figures["whole machine"] = machine_busy_seconds()
+        return figures
 
     cpu_before = cpu_now()
     started = time.monotonic()
@@ -111,7 +115,7 @@ def sieci_round(address, in_flight, jobs, seconds, pids):
     elapsed = time.monotonic() - started
     gevent.killall(greenlets, timeout=5)
     cpu_after = cpu_now()
-    cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in pids}
+    cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_after}
     return outcomes, elapsed, cpu
 
 
@@ -123,7 +127,7 @@ def main(argv=None):
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=700, help="at most this many jobs per round")
+    parser.add_argument("--jobs", type=int, default=2000, help="at most this many jobs per round")
     parser.add_argument("--seconds", type=float, default=10.0, help="and at most this long per round")
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
@@ -171,7 +175,7 @@ def main(argv=None):
             print(f"round {number}: sieci:    {outcomes['right']}/{done} right in {elapsed:.2f} s = {rate:6.1f} jobs/s"
                   + (f" ({outcomes['wrong']} wrong, {outcomes['failed']} failed)"
                      if outcomes["wrong"] or outcomes["failed"] else ""))
-            print("         CPU during the sieci round (cores; a worker's includes its jobs): "
+            print(f"         CPU during the sieci round (cores of {os.cpu_count()}; a worker's includes its jobs): "
                   + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
             sys.stdout.flush()
     os.unlink(hello)

@@ -122,20 +122,39 @@ def job_options(parser, args):
     limits = executor.Limits(timeout=args.timeout, max_output=args.max_output, cpu=args.max_cpu,
                              memory=args.max_memory, file_size=args.max_file_size, disk=args.max_disk,
                              open_files=args.max_open_files, processes=args.max_processes)
-    user = args.job_user
-    if user is None:
-        user = "nobody" if os.geteuid() == 0 else ""
-    job_user = None
-    if user:
-        import pwd
-
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            parser.error(f"--job-user: no such user {user!r}")
-        job_user = (entry.pw_uid, entry.pw_gid)
-    return {"limits": limits, "python": getattr(args, "python", None), "job_user": job_user,
+    python = getattr(args, "python", None)
+    return {"limits": limits, "python": python, "job_user": _job_user(parser, args.job_user, python),
             "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter}
+
+
+def _job_user(parser, name, python):
+    """``(uid, gid)`` to run jobs as, or None for the worker's own user.
+
+    By default a root worker runs jobs as nobody, unless nobody cannot read
+    the interpreter's files: then, loudly, as root.
+    """
+    import pwd
+
+    chosen_by_default = name is None
+    if chosen_by_default:
+        name = "nobody" if os.geteuid() == 0 else ""
+    if not name:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        parser.error(f"--job-user: no such user {name!r}")
+    user = (entry.pw_uid, entry.pw_gid)
+    blocked = executor.unreadable_for(user, python)
+    if blocked is None:
+        return user
+    if not chosen_by_default:
+        parser.error(f"--job-user {name} cannot read {blocked}, which jobs need to run Python")
+    logging.getLogger("sieci.worker").warning(
+        "JOBS RUN AS ROOT: the default job user nobody cannot read %s, which jobs need to run Python. "
+        "Install the job interpreter where other users can read it (--python), or name a --job-user who can.",
+        blocked)
+    return None
 
 
 def _add_security_options(parser, role):
@@ -276,7 +295,7 @@ def cluster_parser():
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="how many workers to start (default: the number of CPUs)")
     _add_job_options(parser)
-    parser.set_defaults(log_level="warning")
+    parser.set_defaults(log_level="warning", job_user="")  # a local tool: jobs run as you, like python3 FILE
     return parser
 
 

@@ -10,10 +10,13 @@ never blocks the worker's other links.
 import fcntl
 import json
 import os
+import posix
 import shutil
 import signal
 import socket
+import stat
 import string
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +48,10 @@ DISK_CHECK_EVERY = 0.25
 STDERR_TAIL = 1024
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+
+# The real close: gevent's (under monkey patching) puts it off until its loop
+# next wakes, and a job's pipe must not wait for that to reach end of file.
+_close = posix.close
 
 _FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
 
@@ -89,6 +96,34 @@ def safe_filename(name):
     if name and set(name) <= _FILENAME_CHARACTERS and not name.startswith("."):
         return name
     return DEFAULT_FILENAME
+
+
+def unreadable_for(user, python=None):
+    """A folder of the job interpreter's that ``user`` ``(uid, gid)`` cannot read, or None.
+
+    A job forked as another user still imports the standard library from
+    where the interpreter lives (under /root, say, for a pyenv of root's).
+    """
+    python = python or sys.executable
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        folder = os.path.dirname(os.__file__)
+    else:
+        done = subprocess.run([python, "-c", "import os; print(os.path.dirname(os.__file__))"],
+                              capture_output=True, text=True, timeout=30)
+        folder = done.stdout.strip() or os.path.dirname(python)
+    path = "/"
+    for part in folder.strip("/").split("/"):
+        path = os.path.join(path, part)
+        if not _permits(os.stat(path), user, stat.S_IXUSR):
+            return path
+    return None if _permits(os.stat(folder), user, stat.S_IRUSR) else folder
+
+
+def _permits(status, user, user_bit):
+    """Whether mode bits grant ``user`` the permission that ``user_bit`` is for the owner."""
+    uid, gid = user
+    shift = 0 if status.st_uid == uid else 3 if status.st_gid == gid else 6
+    return bool(status.st_mode & (user_bit >> shift))
 
 
 def job_environment(workdir):
@@ -228,12 +263,12 @@ class JobRun:
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, [stdin, stdout_write, stderr_write])
         except BaseException:
-            os.close(stdout_read)
-            os.close(stderr_read)
+            _close(stdout_read)
+            _close(stderr_read)
             raise
         finally:
             for fd in (stdin, stdout_write, stderr_write):
-                os.close(fd)
+                _close(fd)
         self._greenlets = [
             gevent.spawn(self._read_pipe, STDOUT, stdout_read),
             gevent.spawn(self._read_pipe, STDERR, stderr_read),
@@ -276,7 +311,7 @@ class JobRun:
         except OSError:
             pass
         finally:
-            os.close(fd)
+            _close(fd)
             self._events.put((stream, None))
 
     def _wait_for_exit(self):

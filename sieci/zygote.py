@@ -210,10 +210,9 @@ def run_as_main(path):
 
 
 def _report(error):
-    tb = error.__traceback__
-    if tb is not None:
-        tb = tb.tb_next  # our own frame is not the job's
-    sys.excepthook(type(error), error, tb)
+    if error.__traceback__ is not None:
+        error.__traceback__ = error.__traceback__.tb_next  # our own frame is not the job's
+    sys.excepthook(type(error), error, error.__traceback__)
 
 
 def _exit_status(exit):

@@ -399,7 +399,7 @@ def _receive_results(conn, output, where):
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         raise JobLost(f"the job failed: {reason} (master {where})")
-    header = conn.start_block(line.raw)
+    header = conn.start_block(line.raw, results=True)
     worker = header.field(b"worker")
     worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:

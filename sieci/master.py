@@ -350,7 +350,7 @@ class Master:
         line = link.conn.next_event()
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it sent the results")
-        job.results_header = link.conn.start_block(line.raw)
+        job.results_header = link.conn.start_block(line.raw, results=True)
         job.send_to_client(line.raw)
         while True:
             event = link.conn.next_event()

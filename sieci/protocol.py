@@ -190,6 +190,8 @@ class Receiver:
         self._mid_line = False  # part of the current payload line went out
         self._payload_left = None
         self._accept_glued = False
+        self._items = False
+        self._raw_left = 0
 
     def receive_data(self, data):
         """Feed what a read returned; ``b""`` means the peer closed."""
@@ -212,16 +214,21 @@ class Receiver:
     def buffered(self):
         return len(self._buffer) + len(self._fresh or b"")
 
-    def start_block(self, header, max_size=None, accept_glued=False):
+    def start_block(self, header, max_size=None, accept_glued=False, results=False):
         """Read ``header``'s payload next; ``max_size`` bounds it in bytes.
 
         ``accept_glued`` also ends the block at a line that ends in the
         classic client's constant terminator (see CLASSIC_TERMINATOR).
+        ``results`` says the block holds results: if they are extended, raw
+        chunks are passed on by their length, without being searched for
+        the terminator (its sender made sure it is not in them).
         """
         self._terminator = header.terminator
         self._mid_line = False
         self._payload_left = self._max_size = max_size
         self._accept_glued = accept_glued and header.terminator == CLASSIC_TERMINATOR
+        self._items = results and header.extended
+        self._raw_left = 0
 
     def next_event(self):
         if self._terminator is not None:
@@ -246,6 +253,8 @@ class Receiver:
         return taken
 
     def _next_block_event(self):
+        if self._items:
+            return self._next_item_event()
         if self._fresh is not None:
             event = self._relay_fresh()
             if event is not None:
@@ -281,6 +290,37 @@ class Receiver:
                 continue
             safe = end + 1
         return self._release_up_to_partial(safe)
+
+    def _next_item_event(self):
+        """Extended results: raw chunks by their length, every other item a line."""
+        if self._fresh is not None:
+            data, self._fresh = self._fresh, None
+            if self._raw_left >= len(data):  # a read wholly inside a raw chunk goes on as it is
+                self._raw_left -= len(data)
+                self._payload_accounting(len(data))
+                return BlockData(data)
+            self._buffer += data
+        if self._raw_left:
+            size = min(self._raw_left, len(self._buffer))
+            self._raw_left -= size
+            return self._payload(size, mid_line=False)
+        end = self._buffer.find(b"\n")
+        if self._mid_line:  # the rest of a tagged line already begun
+            return self._payload(end + 1 if end >= 0 else len(self._buffer), mid_line=end < 0)
+        if end < 0:
+            if self._buffer[:2] in _LINE_TAGS:  # a tagged line can never be the terminator: on with it
+                return self._payload(len(self._buffer), mid_line=True)
+            if len(self._buffer) > self.max_line:
+                raise RemoteProtocolError(f"results line longer than {self.max_line} bytes")
+            return NEED_DATA
+        if self._buffer[:end].strip() == self._terminator:
+            self._terminator = None
+            return BlockEnd(self._take(end + 1))
+        event = self._payload(end + 1, mid_line=False)
+        raw = parse_raw_header(event.data)
+        if raw is not None:
+            self._raw_left = raw[1]
+        return event
 
     def _relay_fresh(self):
         """The common case of a big block, without copying: a read that is payload whole.
@@ -345,6 +385,7 @@ STDERR = "stderr"
 _TAGS = {STDOUT: (b"o ", b"O "), STDERR: (b"e ", b"E ")}
 _STREAM_BY_TAG = {b"o": (STDOUT, b"\n"), b"O": (STDOUT, b""), b"e": (STDERR, b"\n"), b"E": (STDERR, b"")}
 STATUS_TAG = b"x"
+_LINE_TAGS = (b"o ", b"O ", b"e ", b"E ", b"x ")
 # Raw data: ``1 <length>`` (stdout) or ``2 <length>`` (stderr), then that many bytes.
 _RAW_TAG = {STDOUT: b"1 ", STDERR: b"2 "}
 _STREAM_BY_RAW_TAG = {tag: stream for stream, tag in _RAW_TAG.items()}
@@ -373,6 +414,17 @@ def encode_output(stream, data, terminator=None):
         return body[: -len(newline_tag)]
     cut = body.rfind(b"\n") + 1
     return body[:cut] + open_tag + body[cut + len(newline_tag):] + b"\n"
+
+
+def parse_raw_header(line):
+    """``(stream, length)`` for a raw chunk's header line, or None for any other line."""
+    stream = _STREAM_BY_RAW_TAG.get(line[:2])
+    if stream is None:
+        return None
+    length = line[2:].rstrip(b"\n")
+    if not length.isdigit():
+        raise RemoteProtocolError(f"malformed raw chunk header {line[:80]!r}")
+    return stream, int(length)
 
 
 class Status:
@@ -473,13 +525,9 @@ class ResultDecoder:
         """Decode complete lines from ``start``, up to ``end`` or a raw chunk; returns where it stopped."""
         if self.status is not None:
             raise RemoteProtocolError("results continue after the status line")
-        stream = _STREAM_BY_RAW_TAG.get(data[start:start + 2])
-        if stream is not None:
+        if data[start:start + 2] in _STREAM_BY_RAW_TAG:
             stop = data.index(b"\n", start) + 1
-            length = data[start + 2:stop - 1]
-            if not length.isdigit():
-                raise RemoteProtocolError(f"malformed raw chunk header {data[start:stop][:80]!r}")
-            self._raw_left, self._raw_stream = int(length), stream
+            self._raw_stream, self._raw_left = parse_raw_header(data[start:stop])
             return stop
         stop = self._end_of_run(data, start, end, next_other)
         if stop:

@@ -791,7 +791,7 @@ def test_extended_results_block_round_trip(pieces, status, data):
                     for stream, chunk in pieces) + status.encode()
     assert all(line.strip() != terminator for line in body.split(b"\n"))
     stream = encode_header(terminator, [EXTENDED]) + body + terminator + b"\n"
-    feeder = Feeder()
+    feeder = Feeder(results=data.draw(st.booleans(), label="the receiver reads raw chunks by length"))
     feeder.feed_all(data.draw(chunkings(stream)))
     assert feeder.headers[0].extended
     decoder = ResultDecoder()
@@ -996,3 +996,13 @@ def test_a_raw_chunk_cut_short_leaves_the_decoder_incomplete():
 def test_a_malformed_raw_chunk_header_is_a_protocol_error(header):
     with pytest.raises(RemoteProtocolError, match="malformed raw chunk header"):
         ResultDecoder().feed(header)
+
+
+def test_results_mode_passes_raw_chunks_on_by_length_and_finds_the_end():
+    terminator = b"0123456789abcdef0123456789abcdef"
+    body = b"1 5\n" + terminator[:5] + b"o tagged\nO partial" + b"\nx exit 0\n"
+    feeder = Feeder(results=True)
+    feeder.feed_all([encode_header(terminator, [EXTENDED]) + body[:9], body[9:20], body[20:] + terminator + b"\nafter\n"])
+    data = [event.data for event in feeder.events if isinstance(event, BlockData)]
+    assert b"".join(data) == body
+    assert [type(event).__name__ for event in feeder.events[-2:]] == ["BlockEnd", "Line"]

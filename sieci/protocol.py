@@ -94,10 +94,17 @@ def parse_header(line):
     return BlockHeader(line, words[1], words[2:])
 
 
+# 128 random bits as 32 letters of G to V. Hex digits would do as well, but
+# searching output for them is slow in bad cases: CPython's substring search
+# skips ahead by a filter of the needle's bytes mod 64, and hex digits share
+# it with common letters ('8' with 'x', for one).
+_TOKEN_LETTERS = bytes.maketrans(b"0123456789abcdef", b"GHIJKLMNOPQRSTUV")
+
+
 def choose_terminator(content=b""):
     """A random token that occurs nowhere in ``content``."""
     while True:
-        token = os.urandom(16).hex().encode()
+        token = os.urandom(16).hex().encode().translate(_TOKEN_LETTERS)
         if token not in content:
             return token
 
@@ -294,12 +301,9 @@ class Receiver:
     def _next_item_event(self):
         """Extended results: raw chunks by their length, every other item a line."""
         if self._fresh is not None:
-            data, self._fresh = self._fresh, None
-            if self._raw_left >= len(data):  # a read wholly inside a raw chunk goes on as it is
-                self._raw_left -= len(data)
-                self._payload_accounting(len(data))
-                return BlockData(data)
-            self._buffer += data
+            event = self._relay_fresh_items()
+            if event is not None:
+                return event
         if self._raw_left:
             size = min(self._raw_left, len(self._buffer))
             self._raw_left -= size
@@ -321,6 +325,46 @@ class Receiver:
         if raw is not None:
             self._raw_left = raw[1]
         return event
+
+    def _relay_fresh_items(self):
+        """A read of extended results, walked item by item and passed on whole where it can be.
+
+        Only a read that ends inside a raw chunk's header, or holds the
+        terminator line, is split; the rest goes to the buffer (None).
+        """
+        data, self._fresh = self._fresh, None
+        position, size, mid_line = self._raw_left, len(data), False
+        if self._mid_line:
+            position = data.find(b"\n") + 1 or size
+            mid_line = position == size and not data.endswith(b"\n")
+        while position < size:
+            end = data.find(b"\n", position)
+            if end < 0:
+                if data[position:position + 2] not in _LINE_TAGS:
+                    return self._split_fresh(data, position)
+                mid_line = True  # a tagged line, to be continued
+                break
+            raw = parse_raw_header(data[position:end + 1])
+            if raw is not None:
+                position = end + 1 + raw[1]
+            elif data[position:end].strip() == self._terminator:
+                return self._split_fresh(data, position)
+            else:
+                position = end + 1
+        self._raw_left = max(0, position - size)
+        self._mid_line = mid_line
+        self._payload_accounting(size)
+        return BlockData(data)
+
+    def _split_fresh(self, data, position):
+        """Pass on what precedes ``position``, if anything; keep the rest for the general path."""
+        self._raw_left = 0
+        self._mid_line = False
+        self._buffer += data[position:]
+        if position == 0:
+            return None
+        self._payload_accounting(position)
+        return BlockData(data[:position])
 
     def _relay_fresh(self):
         """The common case of a big block, without copying: a read that is payload whole.
@@ -505,7 +549,7 @@ class ResultDecoder:
         while position < len(data):
             if self._raw_left:
                 piece = data[position:position + self._raw_left]
-                self._append(output, self._raw_stream, piece)
+                output.append((self._raw_stream, [piece]))  # not joined to its neighbours: one copy less
                 self._raw_left -= len(piece)
                 position += len(piece)
                 continue
@@ -514,7 +558,7 @@ class ResultDecoder:
                 self._keep_partial(data[position:])
                 break
             position = self._decode_lines(data, position, end, output, next_other)
-        return [(stream, b"".join(parts)) for stream, parts in output]
+        return [(stream, parts[0] if len(parts) == 1 else b"".join(parts)) for stream, parts in output]
 
     def _keep_partial(self, partial):
         if len(partial) > self.max_line:

@@ -227,7 +227,7 @@ def test_a_sieci_clients_header_reaches_a_classic_worker_byte_for_byte(cluster, 
     assert (output.stdout, status) == (b"result\n", 0)
     assert len(sent_blocks) == 1
     header = sent_blocks[0].split(b"\n", 1)[0] + b"\n"
-    assert re.fullmatch(rb"ENDSEQ [0-9a-f]{32} v=2 name=my_job\.py\n", header)
+    assert re.fullmatch(rb"ENDSEQ [G-V]{32} v=2 name=my_job\.py\n", header)
     assert worker.uploads == sent_blocks
     assert worker.uploads[0].startswith(header)
 

@@ -49,7 +49,7 @@ from sieci.protocol import (
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Properties that also draw a chunking cost more per example.
 CHUNKED = settings(PROPERTY, max_examples=60)
-HEX_TOKEN = re.compile(rb"[0-9a-f]{32}")
+TOKEN = re.compile(rb"[G-V]{32}")
 
 
 # --- helpers ------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_encode_block_shape():
     header_line, rest = block.split(b"\n", 1)
     header = parse_header(header_line + b"\n")
     assert header.extended
-    assert HEX_TOKEN.fullmatch(header.terminator)
+    assert TOKEN.fullmatch(header.terminator)
     assert rest == b"print(1)\n" + header.terminator + b"\n"
 
 
@@ -295,15 +295,15 @@ def test_encode_block_empty_payload():
 def test_choose_terminator_avoids_content(monkeypatch):
     draws = iter([bytes(16), b"\x11" * 16])
     monkeypatch.setattr(protocol.os, "urandom", lambda n: next(draws))
-    content = b"xx" + b"0" * 32 + b"yy"
-    assert protocol.choose_terminator(content) == b"1" * 32
+    content = b"xx" + b"G" * 32 + b"yy"  # the first draw (zero bits) would collide
+    assert protocol.choose_terminator(content) == b"H" * 32
 
 
 @settings(PROPERTY, max_examples=30)
 @given(content=st.binary(max_size=200))
-def test_choose_terminator_is_hex_and_absent(content):
+def test_choose_terminator_is_32_letters_and_absent(content):
     token = protocol.choose_terminator(content)
-    assert HEX_TOKEN.fullmatch(token)
+    assert TOKEN.fullmatch(token)
     assert token not in content
 
 
@@ -817,7 +817,7 @@ def test_output_lines_never_equal_a_terminator(stream, data, token):  # the tagg
     for line in encoded.split(b"\n")[:-1] if encoded else []:
         stripped = line.strip()
         assert stripped != token
-        assert not HEX_TOKEN.fullmatch(stripped)
+        assert not TOKEN.fullmatch(stripped)
         # Stronger: a tag alone, or a tag, a space and more: never one whitespace-free token
         # other than a single tag letter.
         assert len(stripped) == 1 or stripped[1:2] == b" "
@@ -1006,3 +1006,15 @@ def test_results_mode_passes_raw_chunks_on_by_length_and_finds_the_end():
     data = [event.data for event in feeder.events if isinstance(event, BlockData)]
     assert b"".join(data) == body
     assert [type(event).__name__ for event in feeder.events[-2:]] == ["BlockEnd", "Line"]
+
+
+@pytest.mark.parametrize("cut", range(1, 60))
+def test_results_mode_keeps_a_tagged_line_whole_across_reads(cut):
+    """A tagged line cut after its tag must not be read as a raw header or as the terminator."""
+    terminator = b"0123456789abcdef0123456789abcdef"
+    body = b"o 1 5\no " + terminator + b"\n1 3\nabcx exit 0\n"
+    stream = encode_header(terminator, [EXTENDED]) + body + terminator + b"\n"
+    feeder = Feeder(results=True)
+    feeder.feed_all([stream[:cut + 40], stream[cut + 40:]])
+    assert b"".join(event.data for event in feeder.events if isinstance(event, BlockData)) == body
+    assert isinstance(feeder.events[-1], BlockEnd)

@@ -360,3 +360,19 @@ def test_leaving_the_with_block_early_kills_the_job_and_cleans_up():
     assert time.monotonic() - started < PROMPT
     assert not os.path.exists(workdir)
     assert process_gone(pid)
+
+
+def test_a_sandbox_command_prefixes_the_job():
+    """``env NAME=VALUE`` stands in for bwrap or nsjail: it runs the rest of the command line."""
+    code = b"import os, sys\nprint(os.environ.get('SANDBOXED'), sys.argv[0])\n"
+    with JobRun(code, Limits(timeout=20), command_prefix=["env", "SANDBOXED=yes"]) as run:
+        out = b"".join(data for stream, data in run.output() if stream == "stdout")
+    assert (out, run.status.kind) == (b"yes job.py\n", b"exit")
+
+
+def test_a_fresh_interpreter_carries_nothing_of_the_fork_server():
+    code = b"import sys\nprint(sorted(m for m in ('ctypes', 'json', 'socket') if m in sys.modules))\n"
+    for fresh, expected in ((True, b"[]\n"), (False, b"['ctypes', 'json', 'socket']\n")):
+        with JobRun(code, Limits(timeout=20), fresh_interpreter=fresh) as run:
+            out = b"".join(data for stream, data in run.output() if stream == "stdout")
+        assert out == expected

@@ -246,3 +246,43 @@ def simulated_worker(port, counters=None, host="127.0.0.1"):
     finally:
         counters.linked -= 1
         sock.close()
+
+
+# --- load ---------------------------------------------------------------------------
+
+
+def hello_jobs(address, in_flight, jobs, seconds, show_failures=5):
+    """Up to ``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once.
+
+    Runs in greenlets of this (gevent-patched) process; every answer is
+    checked. Returns the outcomes counted and the seconds it took.
+    """
+    import gevent
+
+    from sieci import client
+
+    runner_client = client.Client(address, timeout=60)
+    outcomes = {"right": 0, "wrong": 0, "failed": 0}
+    numbers = iter(range(jobs))
+    deadline = time.monotonic() + seconds
+
+    def runner():
+        for number in numbers:
+            if time.monotonic() >= deadline:
+                return
+            try:
+                result = runner_client.run(b'print("hello, world %d")\n' % number, "hello.py")
+            except client.ClientError as error:
+                outcomes["failed"] += 1
+                if outcomes["failed"] <= show_failures:
+                    print(f"  job {number} failed: {error}", file=sys.stderr)
+                continue
+            right = result.exit_status == 0 and result.stdout == b"hello, world %d\n" % number
+            outcomes["right" if right else "wrong"] += 1
+
+    started = time.monotonic()
+    greenlets = [gevent.spawn(runner) for _ in range(in_flight)]
+    gevent.joinall(greenlets, timeout=seconds + 70)
+    elapsed = time.monotonic() - started
+    gevent.killall(greenlets, timeout=5)
+    return outcomes, elapsed

@@ -44,15 +44,6 @@ CLIENT_MODULE = "sieci.client_command" if importlib.util.find_spec("sieci.client
 IMPORT = f'python -c "import {CLIENT_MODULE}"'
 
 
-class Collected:
-    def __init__(self):
-        self.stdout = b""
-
-    def write(self, stream, data):
-        if stream == "stdout":
-            self.stdout += data
-
-
 def timed_process(command, expected=None, env=None, timeout=30):
     started = time.perf_counter()
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=timeout)
@@ -64,12 +55,11 @@ def timed_process(command, expected=None, env=None, timeout=30):
 
 
 def timed_in_process(address):
-    output = Collected()
     started = time.perf_counter()
-    status = client.run(address, HELLO, "hello.py", output=output, timeout=30)
+    result = client.Client(address, timeout=30).run(HELLO, "hello.py")
     elapsed = time.perf_counter() - started
-    if status != 0 or output.stdout != EXPECTED:
-        raise RuntimeError(f"client.run({address}) gave status {status}, stdout {output.stdout!r}")
+    if result.exit_status != 0 or result.stdout != EXPECTED:
+        raise RuntimeError(f"client.run({address}) gave status {result.exit_status}, stdout {result.stdout!r}")
     return elapsed
 
 

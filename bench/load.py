@@ -30,15 +30,6 @@ from processes import LocalCluster  # noqa: E402
 from sieci import client  # noqa: E402
 
 
-class Collected:
-    def __init__(self):
-        self.stdout = b""
-
-    def write(self, stream, data):
-        if stream == "stdout":
-            self.stdout += data
-
-
 def master_figures(pid):
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     with open(f"/proc/{pid}/status") as status:
@@ -47,12 +38,11 @@ def master_figures(pid):
 
 
 def one_job(address, number):
-    output = Collected()
     try:
-        status = client.run(address, b"print(%d * %d)\n" % (number, number), output=output, timeout=600)
+        result = client.Client(address, timeout=600).run(b"print(%d * %d)\n" % (number, number))
     except client.ClientError as error:
         return f"failed: {error}"
-    return "right" if status == 0 and output.stdout == b"%d\n" % (number * number) else "wrong"
+    return "right" if result.exit_status == 0 and result.stdout == b"%d\n" % (number * number) else "wrong"
 
 
 def run_round(address, clients, pid):
@@ -81,7 +71,7 @@ def main(argv=None):
     with LocalCluster(masters=1, workers=args.workers) as cluster:
         pid = cluster.masters[0].process.pid
         address = cluster.client_addresses
-        client.run(address, b"pass\n", output=Collected())  # warm up: the workers have linked
+        client.Client(address).run(b"pass\n")  # warm up: the workers have linked
         before = master_figures(pid)
         print(f"load: {args.clients} concurrent clients, 1 master, {args.workers} workers, {args.rounds} rounds")
         print(f"master before:        {before[0]:5d} fds, {before[1]:7.1f} MB RSS")

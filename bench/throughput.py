@@ -34,7 +34,7 @@ import time  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import cpu_seconds, machine_busy_seconds, median, print_banner, tree_cpu_seconds  # noqa: E402
+from benchlib import cpu_seconds, hello_jobs, machine_busy_seconds, median, print_banner, tree_cpu_seconds  # noqa: E402
 
 TARGET = 400.0
 HELLO = b'print("hello, world")\n'
@@ -68,39 +68,8 @@ def spawn_baseline(python, hello, in_flight, jobs, seconds):
     return {"right": state["right"], "wrong": state["wrong"], "elapsed": elapsed}
 
 
-class Collected:
-    def __init__(self):
-        self.stdout = b""
-
-    def write(self, stream, data):
-        if stream == "stdout":
-            self.stdout += data
-
-
 def sieci_round(address, in_flight, jobs, seconds, pids):
-    """``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once."""
-    import gevent
-
-    from sieci import client
-
-    outcomes = {"right": 0, "wrong": 0, "failed": 0}
-    counter = iter(range(jobs))
-    deadline = time.monotonic() + seconds
-
-    def runner():
-        for number in counter:
-            if time.monotonic() >= deadline:
-                return
-            output = Collected()
-            try:
-                status = client.run(address, b'print("hello, world %d")\n' % number, "hello.py",
-                                    output=output, timeout=60)
-            except client.ClientError as error:
-                outcomes["failed"] += 1
-                print(f"  job {number} failed: {error}", file=sys.stderr)
-                continue
-            right = status == 0 and output.stdout == b"hello, world %d\n" % number
-            outcomes["right" if right else "wrong"] += 1
+    """``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once; and the CPU used."""
 
     def cpu_now():
         figures = {name: tree_cpu_seconds(pid) if name.startswith("worker") else cpu_seconds(pid)
@@ -109,11 +78,7 @@ def sieci_round(address, in_flight, jobs, seconds, pids):
         return figures
 
     cpu_before = cpu_now()
-    started = time.monotonic()
-    greenlets = [gevent.spawn(runner) for _ in range(in_flight)]
-    gevent.joinall(greenlets, timeout=seconds + 70)
-    elapsed = time.monotonic() - started
-    gevent.killall(greenlets, timeout=5)
+    outcomes, elapsed = hello_jobs(address, in_flight, jobs, seconds, show_failures=jobs)
     cpu_after = cpu_now()
     cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_after}
     return outcomes, elapsed, cpu
@@ -151,7 +116,7 @@ def main(argv=None):
         pids = {"master": cluster.masters[0].process.pid}
         pids.update({f"worker {n + 1}": w.process.pid for n, w in enumerate(cluster.workers)})
         pids["bench"] = os.getpid()
-        client.run(address, HELLO, output=Collected(), timeout=60)  # the workers have linked
+        client.Client(address, timeout=60).run(HELLO)  # the workers have linked
         sieci_round(address, args.in_flight, 2 * args.in_flight, 10, pids)  # warm-up
         for number in range(1, args.rounds + 1):
             helper = subprocess.run(

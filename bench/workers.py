@@ -37,23 +37,14 @@ import gevent.pool  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import (PeerCounters, cpu_seconds, fd_count, median, print_banner, raise_fd_limit,  # noqa: E402
-                      rss_mb, simulated_worker)
+from benchlib import (PeerCounters, cpu_seconds, fd_count, hello_jobs, median, print_banner,  # noqa: E402
+                      raise_fd_limit, rss_mb, simulated_worker)
 from processes import Daemon, free_port, wait_for_port  # noqa: E402
 
-from sieci import client, protocol  # noqa: E402
+from sieci import protocol  # noqa: E402
 
 SCALE_TARGET = 0.5
 RSS_TARGET_MB = 300.0
-
-
-class Collected:
-    def __init__(self):
-        self.stdout = b""
-
-    def write(self, stream, data):
-        if stream == "stdout":
-            self.stdout += data
 
 
 def start_master():
@@ -99,43 +90,13 @@ class SimulatedWorkers:
         wait_until(lambda: fd_count(self.master_pid) <= base, 30)  # the master has seen them go
 
 
-def load(address, in_flight, jobs, seconds):
-    """Up to ``jobs`` jobs (or as many as fit in ``seconds``), ``in_flight`` at once; every answer checked."""
-    outcomes = {"right": 0, "wrong": 0, "failed": 0}
-    counter = iter(range(jobs))
-    deadline = time.monotonic() + seconds
-
-    def runner():
-        for number in counter:
-            if time.monotonic() >= deadline:
-                return
-            output = Collected()
-            try:
-                status = client.run(address, b'print("hello, world %d")\n' % number, "hello.py",
-                                    output=output, timeout=60)
-            except client.ClientError as error:
-                outcomes["failed"] += 1
-                if outcomes["failed"] <= 5:
-                    print(f"  job {number} failed: {error}", file=sys.stderr)
-                continue
-            right = status == 0 and output.stdout == b"hello, world %d\n" % number
-            outcomes["right" if right else "wrong"] += 1
-
-    started = time.monotonic()
-    greenlets = [gevent.spawn(runner) for _ in range(in_flight)]
-    gevent.joinall(greenlets, timeout=seconds + 70)
-    elapsed = time.monotonic() - started
-    gevent.killall(greenlets, timeout=5)
-    return outcomes, elapsed
-
-
 def dispatch_rate(args, master, workers_port, address, size):
     pid = master.process.pid
     with SimulatedWorkers(workers_port, size, pid) as peers:
-        load(address, args.in_flight, 4 * args.in_flight, 20)  # warm-up
+        hello_jobs(address, args.in_flight, 4 * args.in_flight, 20)  # warm-up
         before = peers.counters.available, peers.counters.rollbacks
         cpu_before = cpu_seconds(pid), cpu_seconds(os.getpid())
-        outcomes, elapsed = load(address, args.in_flight, args.jobs, args.seconds)
+        outcomes, elapsed = hello_jobs(address, args.in_flight, args.jobs, args.seconds)
         cpu = (cpu_seconds(pid) - cpu_before[0]) / elapsed, (cpu_seconds(os.getpid()) - cpu_before[1]) / elapsed
         done = max(1, sum(outcomes.values()))
         available = (peers.counters.available - before[0]) / done

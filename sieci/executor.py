@@ -359,6 +359,14 @@ class JobRun:
                     yield kind, data
         self.status = self._status(returncode)
 
+    def more_output_ready(self):
+        """Whether output() has more of the job's output to give at once, without waiting."""
+        try:
+            kind, data = self._events.peek(block=False)
+        except gevent.queue.Empty:
+            return False
+        return kind in (STDOUT, STDERR) and data is not None
+
     def _stop(self, limit):
         self._limit_hit = limit
         self.kill()

@@ -61,10 +61,20 @@ class Job:
         self.queued_at = time.monotonic()
         self.dispatched_at = None
         self.finished_at = None
+        self._unsent = []
 
     def send_to_client(self, data):
         """Relay to the client; once it has gone, the rest is dropped."""
-        if self.cancelled:
+        self._unsent.append(data)
+        self.flush()
+
+    def queue_for_client(self, data):
+        """Relay to the client with the next flush: what arrived together goes in one send."""
+        self._unsent.append(data)
+
+    def flush(self):
+        data, self._unsent = b"".join(self._unsent), []
+        if self.cancelled or not data:
             return
         try:
             self.client.send(data)
@@ -338,7 +348,7 @@ class Master:
             self._make_idle(link)
             return
         job.accepted = True
-        job.send_to_client(RECEIVED_LINE)
+        job.queue_for_client(RECEIVED_LINE)
         self._relay_results(job, link)
         link.state.advance(protocol.WORKER, protocol.JOB)
         link.job = None
@@ -347,21 +357,34 @@ class Master:
         self._make_idle(link)
 
     def _relay_results(self, job, link):
-        line = link.conn.next_event()
+        """Relay RECEIVED (queued by the caller) and the results, as they come.
+
+        Whatever has arrived is sent before waiting for more: streaming, in
+        as few sends as the worker's data allows.
+        """
+        line = self._next_from_worker(job, link)
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it sent the results")
         job.results_header = link.conn.start_block(line.raw, results=True)
-        job.send_to_client(line.raw)
+        job.queue_for_client(line.raw)
         while True:
-            event = link.conn.next_event()
+            event = self._next_from_worker(job, link)
             if event is protocol.CONNECTION_CLOSED:
                 raise WorkerLost("closed in the middle of the results")
             if isinstance(event, protocol.BlockEnd):
                 job.send_to_client(event.raw)
                 return
-            job.send_to_client(event.data)
+            job.queue_for_client(event.data)
             job.bytes_relayed += len(event.data)
             job.relayed_mid_line = not event.data.endswith(b"\n")
+
+    @staticmethod
+    def _next_from_worker(job, link):
+        event = link.conn.receiver.next_event()
+        if event is protocol.NEED_DATA:
+            job.flush()  # nothing more yet: what has come goes to the client before we wait
+            event = link.conn.next_event()
+        return event
 
     def _finish(self, job, outcome, detail=""):
         now = time.monotonic()

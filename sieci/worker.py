@@ -255,11 +255,16 @@ class MasterLink:
             pass
 
     def _send_extended_results(self, run):
+        """Stream the results; what is ready together (the header and the first output, say) goes in one send."""
         terminator = protocol.choose_terminator()
-        self.conn.send(protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field]))
+        unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field])]
         for stream, data in run.output():
-            self.conn.send(protocol.encode_output(stream, data, terminator))
-        self.conn.send(run.status.encode() + terminator + b"\n")
+            unsent.append(protocol.encode_output(stream, data, terminator))
+            if not run.more_output_ready():
+                self.conn.send(b"".join(unsent))
+                unsent = []
+        unsent.append(run.status.encode() + terminator + b"\n")
+        self.conn.send(b"".join(unsent))
 
     def _send_classic_results(self, run):
         """The job's stdout alone, as the classic results block."""

@@ -172,3 +172,23 @@ def _run_locally(code):
     import sys
 
     return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=WAIT)
+
+
+def test_output_before_the_pipes_close_arrives_while_the_job_still_runs(cluster, tmp_path):
+    """A job that writes, closes its stdout and stderr, then waits: its output must not wait with it."""
+    master = cluster.master()
+    cluster.worker(master)
+    go = tmp_path / "go"
+    code = (b"import os, time\nos.write(1, b'early\\n')\nos.close(1)\nos.close(2)\n"
+            b"deadline = time.monotonic() + 20\n"
+            b"while not os.path.exists(%r) and time.monotonic() < deadline:\n    time.sleep(0.01)\n"
+            b"raise SystemExit(0 if os.path.exists(%r) else 3)\n") % (str(go).encode(), str(go).encode())
+
+    class SignalOnOutput(Captured):
+        def write(self, stream, data):
+            super().write(stream, data)
+            go.touch()
+
+    output = SignalOnOutput()
+    assert client.run(client_address(master), code, output=output) == 0
+    assert output.stdout == b"early\n"

@@ -376,3 +376,14 @@ def test_a_fresh_interpreter_carries_nothing_of_the_fork_server():
         with JobRun(code, Limits(timeout=20), fresh_interpreter=fresh) as run:
             out = b"".join(data for stream, data in run.output() if stream == "stdout")
         assert out == expected
+
+
+def test_who_can_read_the_interpreter_is_worked_out_from_the_mode_bits():
+    import stat as stat_module
+    import types
+
+    folder = types.SimpleNamespace(st_uid=0, st_gid=0, st_mode=stat_module.S_IFDIR | 0o750)
+    assert executor._permits(folder, (0, 0), stat_module.S_IXUSR)  # the owner
+    assert executor._permits(folder, (1000, 0), stat_module.S_IXUSR)  # the group may enter
+    assert not executor._permits(folder, (1000, 1000), stat_module.S_IXUSR)  # others may not
+    assert executor.unreadable_for((os.geteuid(), os.getegid())) is None  # we can read our own Python

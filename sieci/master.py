@@ -45,10 +45,9 @@ class ClientGone(Exception):
 
 
 class Job:
-    def __init__(self, job_id, upload, header, client, client_name):
+    def __init__(self, job_id, upload, client, client_name):
         self.id = job_id
         self.upload = upload  # the block to forward: header, code, terminator
-        self.header = header
         self.client = client
         self.client_name = client_name
         self.worker = None
@@ -125,7 +124,9 @@ class Master:
         self.stopping = False
         self.started_at = time.monotonic()
         self.totals = {"done": 0, "failed": 0, "cancelled": 0, "wait_seconds": 0.0, "run_seconds": 0.0}
-        self.listeners = []  # callables taking (event, job): queued, dispatched, requeued, done, failed, cancelled
+        # Callables taking (event, job); events: queued, dispatched, requeued, stopping,
+        # abandoned, and at the end one of done, failed, cancelled.
+        self.listeners = []
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
         self.verifier = auth.Verifier(secret) if secret else None
@@ -237,7 +238,7 @@ class Master:
         if len(self.pending_jobs) >= self.max_queue:
             return self._refuse(conn, name, f"queue full ({self.max_queue} jobs waiting)")
         upload = line.raw + b"".join(code) + event.raw
-        return Job(next(self._job_ids), upload, header, conn, name)
+        return Job(next(self._job_ids), upload, conn, name)
 
     def _answer_status(self, conn, name, line):
         fields = line.raw.split()[1:]

@@ -14,12 +14,13 @@ import time
 from . import protocol
 from .address import AddressError, format_address, parse_address
 from .connection import Connection, tune_socket
+from .results import ResultDecoder, Status
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 STATUS_TIMEOUT = 3.0
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
-EXIT_FAILED = protocol.Status.EXIT_CODE_FAILED
+EXIT_FAILED = Status.EXIT_CODE_FAILED
 
 
 class ClientError(Exception):
@@ -435,7 +436,7 @@ def _receive_classic(conn, output, where):
 
 
 def _receive_extended(conn, output, where):
-    decoder = protocol.ResultDecoder()
+    decoder = ResultDecoder()
     doing = f"in the middle of the results (master {where})"
     while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
         for stream, data in decoder.feed(event.data):

@@ -1,7 +1,7 @@
 """Runs one job's code as ``python FILE`` would, in a process of its own.
 
 Knows nothing of the network: code goes in, ``(stream, bytes)`` output and
-a ``protocol.Status`` come out. Jobs are forked by a fork server (see
+a ``results.Status`` come out. Jobs are forked by a fork server (see
 ``zygote.py``) that has already started Python, so a job costs a fork, not
 an interpreter start. Waiting is done the gevent way, so a running job
 never blocks the worker's other links.
@@ -28,7 +28,8 @@ import gevent.queue
 import gevent.socket
 import gevent.subprocess
 
-from .protocol import STDERR, STDOUT, Status
+from .protocol import STDERR, STDOUT
+from .results import Status
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MAX_OUTPUT = 1 << 30

@@ -21,6 +21,7 @@ from gevent.server import StreamServer
 from . import auth, protocol, status
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
+from .results import Status
 
 log = logging.getLogger("sieci.master")
 
@@ -406,7 +407,7 @@ class Master:
             if job.results_header is None:
                 job.send_to_client(protocol.encode_command(protocol.ERROR, reason))
             elif job.results_header.extended:
-                lost = protocol.Status(b"error", b"lost", reason)
+                lost = Status(b"error", b"lost", reason)
                 ending = b"\n" if job.relayed_mid_line else b""
                 job.send_to_client(ending + lost.encode() + job.results_header.terminator + b"\n")
         except ClientGone:

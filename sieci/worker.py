@@ -17,6 +17,7 @@ from . import auth, protocol
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
 from .executor import JobRunner
+from .results import OUTPUT_CHUNK, encode_output
 
 log = logging.getLogger("sieci.worker")
 
@@ -259,7 +260,7 @@ class MasterLink:
         terminator = protocol.choose_terminator()
         unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field])]
         for stream, data in run.output():
-            unsent.append(protocol.encode_output(stream, data, terminator))
+            unsent.append(encode_output(stream, data, terminator))
             if not run.more_output_ready():
                 self.conn.send(b"".join(unsent))
                 unsent = []
@@ -279,7 +280,7 @@ class MasterLink:
             terminator = self._terminator_absent_from(spool)
             self.conn.send(protocol.encode_header(terminator, [self._name_field]))
             spool.seek(0)
-            while chunk := spool.read(protocol.OUTPUT_CHUNK * 8):
+            while chunk := spool.read(OUTPUT_CHUNK * 8):
                 self.conn.send(chunk)
             self.conn.send(terminator + b"\n")
 

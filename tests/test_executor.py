@@ -13,7 +13,8 @@ import pytest
 
 from sieci import executor
 from sieci.executor import DEFAULT_FILENAME, JobRun, Limits, safe_filename
-from sieci.protocol import STDERR, STDOUT, Status
+from sieci.protocol import STDERR, STDOUT
+from sieci.results import Status
 
 # A job that would sleep this long must be stopped far sooner than that.
 LONG = 60

@@ -34,17 +34,14 @@ from sieci.protocol import (
     ProtocolError,
     Receiver,
     RemoteProtocolError,
-    ResultDecoder,
-    Status,
     encode_block,
     encode_command,
     encode_header,
-    encode_output,
     first_word,
     parse_header,
-    parse_status,
     rest_of_line,
 )
+from sieci.results import ResultDecoder, Status, encode_output, parse_status
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Properties that also draw a chunking cost more per example.

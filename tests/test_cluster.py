@@ -126,10 +126,8 @@ def test_output_arrives_while_the_job_runs(cluster, tmp_path):
     master = cluster.master()
     cluster.worker(master)
     go = tmp_path / "go"
-    code = (b"import os, time\nprint('first', flush=True)\n"
-            b"deadline = time.monotonic() + 20\n"
-            b"while not os.path.exists(%r) and time.monotonic() < deadline:\n    time.sleep(0.01)\n"
-            b"print('second' if os.path.exists(%r) else 'not live')\n") % (str(go).encode(), str(go).encode())
+    code = (b"print('first', flush=True)\n" + waiting_for(go)
+            + b"print('second' if os.path.exists(%r) else 'not live')\n" % str(go).encode())
 
     class SignalOnFirstLine(Captured):
         def write(self, stream, data):
@@ -167,22 +165,13 @@ def test_stdout_and_stderr_keep_their_order(cluster, tmp_path):
     assert output.events == [("stdout" if i % 2 == 0 else "stderr", b"%d\n" % i) for i in range(6)]
 
 
-def _run_locally(code):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=WAIT)
-
-
 def test_output_before_the_pipes_close_arrives_while_the_job_still_runs(cluster, tmp_path):
     """A job that writes, closes its stdout and stderr, then waits: its output must not wait with it."""
     master = cluster.master()
     cluster.worker(master)
     go = tmp_path / "go"
-    code = (b"import os, time\nos.write(1, b'early\\n')\nos.close(1)\nos.close(2)\n"
-            b"deadline = time.monotonic() + 20\n"
-            b"while not os.path.exists(%r) and time.monotonic() < deadline:\n    time.sleep(0.01)\n"
-            b"raise SystemExit(0 if os.path.exists(%r) else 3)\n") % (str(go).encode(), str(go).encode())
+    code = (b"import os\nos.write(1, b'early\\n')\nos.close(1)\nos.close(2)\n" + waiting_for(go)
+            + b"raise SystemExit(0 if os.path.exists(%r) else 3)\n" % str(go).encode())
 
     class SignalOnOutput(Captured):
         def write(self, stream, data):
@@ -192,3 +181,16 @@ def test_output_before_the_pipes_close_arrives_while_the_job_still_runs(cluster,
     output = SignalOnOutput()
     assert client.run(client_address(master), code, output=output) == 0
     assert output.stdout == b"early\n"
+
+
+def _run_locally(code):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=WAIT)
+
+
+def waiting_for(path):
+    """Job code that waits, at most 20 s, until the test creates ``path``."""
+    return (b"import os, time\ndeadline = time.monotonic() + 20\n"
+            b"while not os.path.exists(%r) and time.monotonic() < deadline:\n    time.sleep(0.01)\n") % str(path).encode()

@@ -29,6 +29,13 @@ def read_block(peer):
     return header, payload
 
 
+def take_job(fake):
+    """Play a worker that is asked, says READY, and gets a job: returns the job's code."""
+    assert fake.line() == b"AVAILABLE\n"
+    fake.send(b"READY\n")
+    return read_block(fake)[1]
+
+
 def linked_fake_workers(master, peers, count):
     fakes = [peers(master.workers_address) for _ in range(count)]
     assert master.wait_for_workers(count, WAIT)
@@ -43,9 +50,7 @@ def test_a_worker_lost_before_received_puts_the_job_back_at_the_head(cluster, pe
     events = JobEvents(master)
     [fake] = linked_fake_workers(master, peers, 1)
     job, output = spawn_job(master, b'print("ran once")\n')
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY\n")
-    assert read_block(fake)[1] == b'print("ran once")\n'
+    assert take_job(fake) == b'print("ran once")\n'
     fake.close()
     events.wait_for("requeued")
     cluster.worker(master)
@@ -57,9 +62,7 @@ def test_a_worker_lost_after_received_ends_the_job_with_an_error(cluster, peers)
     master = cluster.master()
     [fake] = linked_fake_workers(master, peers, 1)
     job, _ = spawn_job(master, b'print("maybe ran")\n')
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY\n")
-    read_block(fake)
+    take_job(fake)
     fake.send(b"RECEIVED\n")
     fake.close()
     with pytest.raises(client.ClientError, match="worker lost"):
@@ -70,9 +73,7 @@ def test_a_worker_lost_mid_results_ends_them_with_an_error_status(cluster, peers
     master = cluster.master()
     [fake] = linked_fake_workers(master, peers, 1)
     job, output = spawn_job(master, b'print("partial")\n')
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY\n")
-    read_block(fake)
+    take_job(fake)
     fake.send(b"RECEIVED\nENDSEQ T v=2\no partial\nO half a li")
     fake.close()
     with pytest.raises(client.ClientError, match="worker lost"):
@@ -123,9 +124,7 @@ def test_a_worker_sending_a_bad_results_header_fails_only_that_job(cluster, peer
     master = cluster.master()
     [fake] = linked_fake_workers(master, peers, 1)
     job, _ = spawn_job(master, b"print(1)\n")
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY\n")
-    read_block(fake)
+    take_job(fake)
     fake.send(b"RECEIVED\nHELLO there\n")
     with pytest.raises(client.ClientError, match="worker lost"):
         job.get(timeout=WAIT)
@@ -148,9 +147,7 @@ def test_a_client_that_leaves_while_queued_leaves_the_queue(cluster, peers):
     assert not master.pending_jobs and not master.active_jobs
     [fake] = linked_fake_workers(master, peers, 1)
     job, _ = spawn_job(master, b'print("wanted")\n')
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY\n")
-    assert read_block(fake)[1] == b'print("wanted")\n'
+    assert take_job(fake) == b'print("wanted")\n'
     fake.send(b"RECEIVED\nENDSEQ t\nresult\nt\n")
     assert job.get(timeout=WAIT) == 0
 

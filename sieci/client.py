@@ -13,7 +13,7 @@ import time
 
 from . import protocol
 from .address import AddressError, format_address, parse_address
-from .connection import Connection, tune_socket
+from .connection import HEADER_READ, Connection, tune_socket
 from .results import ResultDecoder, Status
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -46,6 +46,16 @@ class FdOutput:
     def __init__(self, stdout_fd=1, stderr_fd=2):
         self.fds = {protocol.STDOUT: stdout_fd, protocol.STDERR: stderr_fd}
         self._widened = set()
+        self._pipes = {}
+
+    def pipe_for(self, stream):
+        """The stream's fd if it is a blocking pipe, which a socket can splice into; else None."""
+        if stream not in self._pipes:
+            fd = self.fds[stream]
+            self._pipes[stream] = fd if _is_blocking_pipe(fd) else None
+            if fd not in self._widened and self._pipes[stream] is not None:
+                self._widen(fd)
+        return self._pipes[stream]
 
     def write(self, stream, data):
         fd = self.fds[stream]
@@ -64,6 +74,16 @@ class FdOutput:
             fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), self.PIPE_SIZE)
         except OSError:
             pass  # not a pipe, or over the system's limit: as it is, then
+
+
+def _is_blocking_pipe(fd):
+    import fcntl
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode) and not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+    except OSError:
+        return False
 
 
 class HeldOutput:
@@ -349,7 +369,8 @@ class Client:
             conn.send(block)
             _await_acceptance(conn, where)
             accepted = True
-            return _receive_results(conn, output, where)
+            splice = self.tls is None and isinstance(sock, _socket.socket)  # not gevent's, not TLS
+            return _receive_results(conn, output, where, splice)
         except protocol.RemoteProtocolError as error:
             lost = JobLost if accepted else NotAccepted
             raise lost(f"master {where} broke the protocol: {error}") from None
@@ -411,7 +432,7 @@ def _await_acceptance(conn, where):
         raise protocol.RemoteProtocolError(f"expected RECEIVED, got {line.raw[:80]!r}")
 
 
-def _receive_results(conn, output, where):
+def _receive_results(conn, output, where, splice=False):
     line = _next(conn, JobLost, f"before the job's results came (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
@@ -420,10 +441,26 @@ def _receive_results(conn, output, where):
     worker = header.field(b"worker")
     worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:
-        status = _receive_extended(conn, output, where)
+        status = _receive_extended(conn, output, where, splice)
         return Result(status.exit_code, status, where, worker)
     _receive_classic(conn, output, where)
     return Result(0, None, where, worker)
+
+
+def _splice_raw(conn, decoder, pipe_fd):
+    """The rest of a raw chunk, from the socket straight into the output pipe.
+
+    From then on reads are small, so that they take little more than the
+    next chunk's header and leave its bytes to ``splice``.
+    """
+    if pipe_fd is None:
+        return
+    conn.recv_size = HEADER_READ
+    moved = conn.splice_into(pipe_fd, conn.receiver.raw_pending)
+    if moved == 0:
+        conn.receiver.receive_data(b"")  # the peer closed: the next event says so
+    conn.receiver.took_raw(moved)
+    decoder.took_raw(moved)
 
 
 def _receive_classic(conn, output, where):
@@ -435,12 +472,15 @@ def _receive_classic(conn, output, where):
     output.write(protocol.STDOUT, b"".join(parts))
 
 
-def _receive_extended(conn, output, where):
+def _receive_extended(conn, output, where, splice):
     decoder = ResultDecoder()
     doing = f"in the middle of the results (master {where})"
+    pipe_for = getattr(output, "pipe_for", None) if splice else None
     while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
         for stream, data in decoder.feed(event.data):
             output.write(stream, data)
+        if pipe_for is not None and conn.receiver.raw_pending:
+            _splice_raw(conn, decoder, pipe_for(decoder.raw_stream))
     status = decoder.status
     if status is None or not decoder.complete:
         raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")

@@ -5,11 +5,14 @@ either way a read that would block waits (and, under gevent, yields).
 """
 
 import _socket as socket  # the C module: the client need not load the socket package
+import os
 import time
 
 from . import protocol
 
 RECV_SIZE = 256 * 1024
+IOV_MAX = 1024  # pieces per sendmsg
+HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced past Python
 # A peer that has vanished (no FIN, no RST) is given up on after about this
 # many seconds, whether the link was idle or had data in flight.
 DEFAULT_KEEPALIVE = 45
@@ -33,6 +36,7 @@ class Connection:
         self.receiver = protocol.Receiver(max_line)
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
+        self.recv_size = RECV_SIZE
 
     def next_event(self):
         """The next protocol event; a reset by the peer counts as closed."""
@@ -44,13 +48,9 @@ class Connection:
 
     def receive_more(self):
         """One read into the receiver; False once the peer has closed."""
-        if self.deadline is not None:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("deadline passed")
-            self.sock.settimeout(remaining)
+        self._apply_deadline()
         try:
-            data = self.sock.recv(RECV_SIZE)
+            data = self.sock.recv(self.recv_size)
         except ConnectionResetError:
             data = b""
         except OSError:
@@ -60,6 +60,36 @@ class Connection:
         self.receiver.receive_data(data)
         return bool(data)
 
+    def _apply_deadline(self):
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline passed")
+            self.sock.settimeout(remaining)
+            return remaining
+        return None
+
+    def splice_into(self, pipe_fd, size):
+        """Move up to ``size`` bytes from the socket straight into a pipe, never through Python.
+
+        Only for a plain blocking socket (the command-line client's) and a
+        blocking pipe. Returns how many bytes moved: 0 once the peer has
+        closed. The caller reports them to the receiver (``took_raw``).
+        """
+        while True:
+            remaining = self._apply_deadline()
+            try:
+                return os.splice(self.sock.fileno(), pipe_fd, size)
+            except BlockingIOError:  # with a deadline the socket has a timeout, so it does not block
+                import select
+
+                poll = select.poll()
+                poll.register(self.sock, select.POLLIN)
+                if not poll.poll(remaining * 1000):
+                    raise TimeoutError("deadline passed") from None
+            except ConnectionResetError:
+                return 0
+
     def start_block(self, raw_header, **limits):
         """Parse ``raw_header`` and read that block's payload next."""
         header = protocol.parse_header(raw_header)
@@ -68,6 +98,20 @@ class Connection:
 
     def send(self, data):
         self.sock.sendall(data)
+
+    def send_pieces(self, pieces):
+        """Send byte strings in order, gathered by the system (``sendmsg``) rather than joined: no copy of big ones."""
+        views = [memoryview(piece) for piece in pieces if piece]
+        while views:
+            try:
+                sent = self.sock.sendmsg(views[:IOV_MAX])
+            except NotImplementedError:  # TLS
+                self.sock.sendall(b"".join(views))
+                return
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if sent:
+                views[0] = views[0][sent:]
 
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)

@@ -20,7 +20,8 @@ from gevent.server import StreamServer
 
 from . import auth, protocol, status
 from .address import format_address
-from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
+from .connection import DEFAULT_KEEPALIVE, HEADER_READ, RECV_SIZE, Connection, tune_socket
+from .relay import SplicePipes
 from .results import Status
 
 log = logging.getLogger("sieci.master")
@@ -31,6 +32,7 @@ DEFAULT_GRACE = 30.0
 DEFAULT_MAX_QUEUE = 100_000
 FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
 WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker asked
+SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
 
 AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
 ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
@@ -79,9 +81,13 @@ class Job:
         try:
             self.client.send(data)
         except OSError as error:
-            self.cancelled = True
-            if self.worker is not None and self.worker.stoppable:
-                raise ClientGone(str(error)) from None
+            self.client_failed(error)
+
+    def client_failed(self, error):
+        """A send to the client failed: the rest of the results has nowhere to go."""
+        self.cancelled = True
+        if self.worker is not None and self.worker.stoppable:
+            raise ClientGone(str(error))
 
 
 class WorkerLink:
@@ -131,6 +137,7 @@ class Master:
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
         self.verifier = auth.Verifier(secret) if secret else None
+        self.splice_pipes = None if tls else SplicePipes()  # TLS bytes are not ours to splice
         tls_options = {"ssl_context": tls} if tls else {}
         self.worker_server = StreamServer(workers_address, self.handle_worker, **tls_options)
         self.client_server = StreamServer(clients_address, self.handle_client, **tls_options)
@@ -191,6 +198,8 @@ class Master:
         for link in list(self.links):
             link.conn.shutdown()
         gevent.joinall([link.greenlet for link in self.links], timeout=grace)
+        if self.splice_pipes is not None:
+            self.splice_pipes.close()
 
     # --- clients ---------------------------------------------------------------
 
@@ -374,11 +383,41 @@ class Master:
             if event is protocol.CONNECTION_CLOSED:
                 raise WorkerLost("closed in the middle of the results")
             if isinstance(event, protocol.BlockEnd):
+                link.conn.recv_size = RECV_SIZE
                 job.send_to_client(event.raw)
                 return
             job.queue_for_client(event.data)
             job.bytes_relayed += len(event.data)
             job.relayed_mid_line = not event.data.endswith(b"\n")
+            if link.conn.receiver.raw_pending >= SPLICE_AT_LEAST and self.splice_pipes is not None:
+                self._splice_raw(job, link)
+
+    def _splice_raw(self, job, link):
+        """The rest of a big raw chunk, from the worker's socket to the client's (see relay.py).
+
+        Reads from the worker stay small for the rest of the results, so
+        that they take little more than each chunk's header.
+        """
+        job.flush()
+        if job.cancelled:
+            return  # the bytes are read and dropped as usual
+        link.conn.recv_size = HEADER_READ
+        receiver, pipe = link.conn.receiver, self.splice_pipes.take()
+        try:
+            while receiver.raw_pending:
+                taken = pipe.fill(link.conn.sock.fileno(), receiver.raw_pending)
+                if not taken:
+                    receiver.receive_data(b"")  # the worker closed: the next event says so
+                    return
+                receiver.took_raw(taken)
+                job.bytes_relayed += taken
+                try:
+                    pipe.drain(job.client.sock.fileno())
+                except OSError as error:
+                    job.client_failed(error)
+                    return
+        finally:
+            self.splice_pipes.give_back(pipe)
 
     @staticmethod
     def _next_from_worker(job, link):

@@ -221,6 +221,22 @@ class Receiver:
     def buffered(self):
         return len(self._buffer) + len(self._fresh or b"")
 
+    @property
+    def raw_pending(self):
+        """Bytes of the current raw chunk still on the connection, when none of it is buffered.
+
+        The caller may move them past the receiver (with ``splice``, say)
+        and then report them with ``took_raw``.
+        """
+        return 0 if self.buffered or not self._items else self._raw_left
+
+    def took_raw(self, size):
+        """``size`` bytes of the current raw chunk were read past the receiver."""
+        if not 0 <= size <= self.raw_pending:
+            raise LocalProtocolError(f"took {size} raw bytes, {self.raw_pending} were pending")
+        self._raw_left -= size
+        self._payload_accounting(size)
+
     def start_block(self, header, max_size=None, accept_glued=False, results=False):
         """Read ``header``'s payload next; ``max_size`` bounds it in bytes.
 

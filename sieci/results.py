@@ -21,6 +21,13 @@ _RUN_TAGS = {tag: [b"\n" + other for other in (b"o ", b"O ", b"e ", b"E ", b"x "
              for tag in (b"o ", b"e ")}
 
 
+def output_pieces(stream, data, terminator=None):
+    """``encode_output``'s bytes in pieces to send in order: raw data apart from its header, never copied."""
+    if terminator is not None and data and terminator not in data:
+        return [RAW_TAGS[stream] + str(len(data)).encode() + b"\n", data]
+    return [encode_output(stream, data)]
+
+
 def encode_output(stream, data, terminator=None):
     """Payload lines carrying ``data`` written by the job to ``stream``.
 
@@ -32,7 +39,7 @@ def encode_output(stream, data, terminator=None):
     if not data:
         return b""
     if terminator is not None and terminator not in data:
-        return RAW_TAGS[stream] + str(len(data)).encode() + b"\n" + data
+        return b"".join(output_pieces(stream, data, terminator))
     if len(data) > OUTPUT_CHUNK:
         return b"".join(encode_output(stream, data[i:i + OUTPUT_CHUNK]) for i in range(0, len(data), OUTPUT_CHUNK))
     newline_tag, open_tag = _TAGS[stream]
@@ -113,6 +120,17 @@ class ResultDecoder:
     def complete(self):
         """False while a raw chunk is cut short (the block ended in its middle)."""
         return self._raw_left == 0
+
+    @property
+    def raw_stream(self):
+        """The stream the current raw chunk belongs to, while its bytes are still to come."""
+        return self._raw_stream if self._raw_left else None
+
+    def took_raw(self, size):
+        """``size`` bytes of the current raw chunk went to its stream without passing through ``feed``."""
+        if not 0 <= size <= self._raw_left:
+            raise ValueError(f"took {size} raw bytes, {self._raw_left} were due")
+        self._raw_left -= size
 
     def feed(self, data):
         if self._partial:

@@ -17,7 +17,7 @@ from . import auth, protocol
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
 from .executor import JobRunner
-from .results import OUTPUT_CHUNK, encode_output
+from .results import OUTPUT_CHUNK, output_pieces
 
 log = logging.getLogger("sieci.worker")
 
@@ -260,12 +260,12 @@ class MasterLink:
         terminator = protocol.choose_terminator()
         unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field])]
         for stream, data in run.output():
-            unsent.append(encode_output(stream, data, terminator))
+            unsent += output_pieces(stream, data, terminator)
             if not run.more_output_ready():
-                self.conn.send(b"".join(unsent))
+                self.conn.send_pieces(unsent)
                 unsent = []
         unsent.append(run.status.encode() + terminator + b"\n")
-        self.conn.send(b"".join(unsent))
+        self.conn.send_pieces(unsent)
 
     def _send_classic_results(self, run):
         """The job's stdout alone, as the classic results block."""

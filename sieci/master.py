@@ -445,6 +445,8 @@ class Master:
         try:
             if job.results_header is None:
                 job.send_to_client(protocol.encode_command(protocol.ERROR, reason))
+            elif job.worker.conn.receiver.in_raw_chunk:
+                pass  # the client counts the chunk's bytes: a status now would be taken for output
             elif job.results_header.extended:
                 lost = Status(b"error", b"lost", reason)
                 ending = b"\n" if job.relayed_mid_line else b""

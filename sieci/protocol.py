@@ -222,6 +222,11 @@ class Receiver:
         return len(self._buffer) + len(self._fresh or b"")
 
     @property
+    def in_raw_chunk(self):
+        """Whether the bytes that passed so far end inside a raw chunk of extended results."""
+        return self._items and self._raw_left > 0
+
+    @property
     def raw_pending(self):
         """Bytes of the current raw chunk still on the connection, when none of it is buffered.
 

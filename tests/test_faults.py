@@ -171,6 +171,75 @@ def test_a_client_that_leaves_while_its_job_runs_stops_the_job(cluster, peers):
         os.kill(pid, 0)
 
 
+# --- big raw chunks, which the master splices from worker to client ----------------------
+
+BIG = 3 << 20  # far above master.SPLICE_AT_LEAST
+
+
+def raw_chunk_header(size, stream=b"1"):
+    return stream + b" %d\n" % size
+
+
+def test_a_big_raw_chunk_reaches_the_client_exactly(cluster, peers):
+    master = cluster.master()
+    [fake] = linked_fake_workers(master, peers, 1)
+    job, output = spawn_job(master, b"print('big')\n")
+    take_job(fake)
+    data = os.urandom(BIG)
+    fake.send(b"RECEIVED\nENDSEQ T v=2\n" + raw_chunk_header(BIG) + data[:1000])
+    for start in range(1000, BIG, 1 << 20):  # in several sends, as a worker streams
+        fake.send(data[start:start + (1 << 20)])
+    fake.send(raw_chunk_header(5, b"2") + b"oops\n" + raw_chunk_header(BIG) + data + b"x exit 3\nT\n")
+    assert job.get(timeout=WAIT) == 3
+    assert output.stdout == data + data and output.stderr == b"oops\n"
+
+
+def test_a_worker_lost_in_the_middle_of_a_big_raw_chunk_fails_only_that_job(cluster, peers):
+    master = cluster.master()
+    [fake] = linked_fake_workers(master, peers, 1)
+    job, output = spawn_job(master, b"print('big')\n")
+    take_job(fake)
+    fake.send(b"RECEIVED\nENDSEQ T v=2\n" + raw_chunk_header(BIG) + b"y" * (BIG // 2))
+    fake.close()
+    with pytest.raises(client.JobLost):
+        job.get(timeout=WAIT)
+    assert output.stdout == b"y" * len(output.stdout) and len(output.stdout) <= BIG // 2
+    cluster.worker(master)
+    job, output = spawn_job(master, b"import sys\nsys.stdout.buffer.write(b'z' * %d)\n" % BIG)
+    assert job.get(timeout=WAIT) == 0 and output.stdout == b"z" * BIG
+
+
+@pytest.mark.parametrize("ready, stops", [(b"READY v=2\n", True), (b"READY\n", False)])
+def test_a_client_that_leaves_in_the_middle_of_a_big_raw_chunk(cluster, peers, ready, stops):
+    """A worker that can stop its job loses its link; one that cannot has the rest read and dropped."""
+    master = cluster.master()
+    events = JobEvents(master)
+    [fake] = linked_fake_workers(master, peers, 1)
+    leaver = peers(master.clients_address)
+    leaver.send(protocol.encode_block(b"print('big')\n", [protocol.EXTENDED]))
+    assert fake.line() == b"AVAILABLE\n"
+    fake.send(ready)
+    read_block(fake)
+    fake.send(b"RECEIVED\nENDSEQ T v=2\n" + raw_chunk_header(BIG) + b"y" * (1 << 20))
+    assert leaver.line() == b"RECEIVED\n"
+    assert leaver.line() == b"ENDSEQ T v=2\n"
+    leaver.close()
+    if stops:
+        events.wait_for("cancelled")
+        with pytest.raises(OSError):
+            for _ in range(BIG >> 16):  # the master hangs up: a send fails before the chunk is done
+                fake.send(b"y" * (1 << 16))
+            assert fake.rest() == b""
+        assert master.wait_for_workers(0, WAIT, exactly=True)
+        return
+    fake.send(b"y" * (BIG - (1 << 20)) + b"x exit 0\nT\n")
+    events.wait_for("cancelled")
+    job, output = spawn_job(master, b"print('next')\n")
+    assert take_job(fake) == b"print('next')\n"  # the same link serves on
+    fake.send(b"RECEIVED\nENDSEQ T v=2\n" + raw_chunk_header(BIG) + b"n" * BIG + b"x exit 0\nT\n")
+    assert job.get(timeout=WAIT) == 0 and output.stdout == b"n" * BIG
+
+
 # --- masters that go away -----------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ bounded by a deadline; readiness is found by polling, never by fixed sleeps.
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess  # gevent's: conftest patched the standard library first
@@ -45,7 +46,7 @@ def clean_env(**extra):
 class Proc:
     """One started process; its stderr goes to a temporary file for diagnostics."""
 
-    def __init__(self, name, argv, env=None, stdin=None, capture_stdout=False):
+    def __init__(self, name, argv, env=None, stdin=None, capture_stdout=False, stdout=None):
         self.name = name
         self.argv = argv
         self.input = stdin
@@ -57,7 +58,7 @@ class Proc:
             self.popen = subprocess.Popen(
                 argv, cwd=REPO, env=env if env is not None else clean_env(),
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+                stdout=stdout or (subprocess.PIPE if capture_stdout else subprocess.DEVNULL),
                 stderr=stderr_file,
             )
 
@@ -289,6 +290,48 @@ def test_code_from_stdin(procs):
     code = b"import os\nprint('from stdin as', os.path.basename(__file__))\nraise SystemExit(7)\n"
     result = procs.run_client(f"127.0.0.1:{procs.clients_port}", "-", stdin=code)
     assert (result.returncode, result.stdout, result.stderr) == (7, b"from stdin as stdin.py\n", b""), procs.logs()
+
+
+BIG_OUTPUT_JOB = b"""import random, sys
+rng = random.Random(7)
+for i in range(6):
+    sys.stdout.buffer.write(rng.randbytes(1 << 20))
+    sys.stdout.flush()
+    print("after MiB", i, file=sys.stderr, flush=True)
+sys.exit(5)
+"""
+
+
+def big_output_expected():
+    rng = random.Random(7)
+    stdout = b"".join(rng.randbytes(1 << 20) for _ in range(6))
+    return stdout, b"".join(b"after MiB %d\n" % i for i in range(6))
+
+
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_big_output_reaches_the_clients_stdout_exactly(procs, tmp_path, into):
+    """Into a pipe the client splices it from the socket; into a file it writes it."""
+    procs.master()
+    procs.worker()
+    argv = [f"127.0.0.1:{procs.clients_port}", procs.code_file(BIG_OUTPUT_JOB)]
+    if into == "pipe":
+        result = procs.run_client(*argv)
+    else:
+        with open(tmp_path / "stdout", "wb") as stdout:
+            client = procs.start("client", [PYTHON, CLIENT, *argv], stdout=stdout)
+        result = procs.finish(client)
+        result.stdout = (tmp_path / "stdout").read_bytes()
+    assert (result.returncode, result.stdout, result.stderr) == (5, *big_output_expected()), procs.logs()
+
+
+def test_the_timeout_holds_while_output_is_spliced(procs):
+    procs.master()
+    procs.worker()
+    code = b"import sys, time\nsys.stdout.buffer.write(b'x' * (1 << 20))\nsys.stdout.flush()\ntime.sleep(60)\n"
+    result = procs.run_client("--timeout", "3", f"127.0.0.1:{procs.clients_port}", procs.code_file(code))
+    assert_one_error_line(Result(result.returncode, b"", result.stderr),
+                          "sieci-client: error: no result within the --timeout of 3 s")
+    assert result.stdout == b"x" * (1 << 20), procs.logs()
 
 
 @pytest.mark.parametrize("form", ["{port}", ":{port}"])

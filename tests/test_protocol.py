@@ -806,6 +806,61 @@ def test_extended_results_block_round_trip(pieces, status, data):
     assert decoder.status == status
 
 
+@CHUNKED
+@given(pieces=stream_chunks, status=statuses, data=st.data())
+def test_raw_bytes_taken_past_the_receiver_and_decoder_round_trip(pieces, status, data):
+    """As a splicing reader does: after any event, part of a pending raw chunk skips both."""
+    terminator = protocol.choose_terminator()
+    body = b"".join(encode_output(stream, chunk, terminator) for stream, chunk in pieces) + status.encode()
+    wire = encode_header(terminator, [EXTENDED]) + body + terminator + b"\nafter\n"
+    receiver, decoder, out, position = Receiver(), ResultDecoder(), [], 0
+    while not isinstance(event := receiver.next_event(), BlockEnd):
+        if event is NEED_DATA:
+            size = data.draw(st.integers(1, 64), label="read size")
+            receiver.receive_data(wire[position:position + size])
+            position += size
+        elif isinstance(event, Line):
+            receiver.start_block(parse_header(event.raw), results=True)
+        else:
+            out.extend(decoder.feed(event.data))
+            pending = receiver.raw_pending
+            if pending and data.draw(st.booleans(), label="take raw bytes past them"):
+                size = data.draw(st.integers(1, pending), label="bytes taken")
+                out.append((decoder.raw_stream, wire[position:position + size]))
+                position += size
+                receiver.took_raw(size)
+                decoder.took_raw(size)
+    assert merge_output(out) == merge_output(pieces)
+    assert decoder.status == status and decoder.complete
+    if wire[position:]:
+        receiver.receive_data(wire[position:])
+    assert receiver.next_event().raw == b"after\n"
+
+
+def test_raw_bytes_are_pending_only_inside_a_raw_chunk_with_nothing_buffered():
+    receiver = Receiver()
+    receiver.start_block(parse_header(b"ENDSEQ T v=2\n"), results=True)
+    receiver.receive_data(b"o line\n1 10\nabc")
+    assert receiver.raw_pending == 0  # bytes are buffered: they come first
+    assert receiver.next_event().data == b"o line\n1 10\nabc"
+    assert receiver.raw_pending == 7
+    with pytest.raises(LocalProtocolError):
+        receiver.took_raw(8)
+    receiver.took_raw(7)
+    receiver.receive_data(b"x exit 0\nT\n")
+    assert receiver.raw_pending == 0
+    assert receiver.next_event().data == b"x exit 0\n"
+    assert isinstance(receiver.next_event(), BlockEnd)
+
+
+def test_nothing_is_pending_outside_results_mode():
+    receiver = Receiver()
+    receiver.start_block(parse_header(b"ENDSEQ T v=2\n"))
+    receiver.receive_data(b"1 10\nabc")
+    assert receiver.next_event().data == b"1 10\nabc"
+    assert receiver.raw_pending == 0
+
+
 @PROPERTY
 @given(stream=st.sampled_from([STDOUT, STDERR]), data=payloads,
        token=st.text("0123456789abcdef", min_size=32, max_size=32).map(str.encode))

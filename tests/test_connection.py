@@ -1,0 +1,115 @@
+"""The socket layer's own moves: gathered sends and spliced relays, over real socket pairs."""
+
+import os
+import socket
+
+import gevent
+import pytest
+
+from sieci.connection import IOV_MAX, Connection
+from sieci.relay import SplicePipe, SplicePipes
+
+from conftest import WAIT
+
+
+@pytest.fixture
+def pairs():
+    """Makes connected socket pairs, and closes them all at the end."""
+    made = []
+
+    def make():
+        made.extend(socket.socketpair())
+        return made[-2:]
+
+    yield make
+    for end in made:
+        end.close()
+
+
+@pytest.fixture
+def pair(pairs):
+    """A connected pair with small buffers, so that sends are partial and wait."""
+    ends = pairs()
+    for end in ends:
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return ends
+
+
+def read_all(sock):
+    parts = []
+    while data := sock.recv(65536):
+        parts.append(data)
+    return b"".join(parts)
+
+
+def test_pieces_arrive_in_order_and_whole(pair):
+    sender, receiver = pair
+    pieces = [b"1 3000000\n", os.urandom(3_000_000), b"", b"x exit 0\n"] + [b"%d\n" % i for i in range(IOV_MAX + 5)]
+    reader = gevent.spawn(read_all, receiver)
+    Connection(sender).send_pieces(pieces)
+    sender.shutdown(socket.SHUT_WR)
+    assert reader.get(timeout=WAIT) == b"".join(pieces)
+
+
+def test_nothing_to_send_sends_nothing(pair):
+    sender, receiver = pair
+    Connection(sender).send_pieces([b"", b""])
+    sender.shutdown(socket.SHUT_WR)
+    assert receiver.recv(10) == b""
+
+
+def relay(pipe, source, dest, size):
+    moved = 0
+    while moved < size:
+        taken = pipe.fill(source.fileno(), size - moved)
+        if not taken:
+            break
+        moved += taken
+        pipe.drain(dest.fileno())
+    return moved
+
+
+@pytest.fixture
+def splice_pipe():
+    pipe = SplicePipe()
+    yield pipe
+    pipe.close()
+
+
+def test_a_splice_pipe_relays_socket_to_socket_exactly(pairs, splice_pipe):
+    (writer, source), (dest, reader) = pairs(), pairs()
+    data = os.urandom(5 << 20)
+    gevent.spawn(writer.sendall, data)
+    collected = gevent.spawn(read_all, reader)
+    assert relay(splice_pipe, source, dest, len(data) - 10) == len(data) - 10
+    assert splice_pipe.held == 0
+    assert source.recv(100) == data[-10:]  # not a byte more was taken than asked
+    dest.shutdown(socket.SHUT_WR)
+    assert collected.get(timeout=WAIT) == data[:-10]
+
+
+def test_a_closed_source_gives_nothing_and_a_closed_destination_raises(pairs, splice_pipe):
+    (writer, source), (dest, reader) = pairs(), pairs()
+    writer.sendall(b"abc")
+    writer.shutdown(socket.SHUT_WR)
+    assert splice_pipe.fill(source.fileno(), 100) == 3
+    assert splice_pipe.fill(source.fileno(), 100) == 0
+    reader.close()
+    with pytest.raises(OSError):
+        splice_pipe.drain(dest.fileno())
+    assert splice_pipe.held == 3
+
+
+def test_only_empty_pipes_are_reused():
+    pipes = SplicePipes()
+    clean, dirty = pipes.take(), pipes.take()
+    dirty.held = 1
+    pipes.give_back(clean)
+    pipes.give_back(dirty)  # closed, not kept
+    assert pipes.take() is clean
+    fresh = pipes.take()
+    assert fresh is not dirty and fresh.held == 0
+    pipes.give_back(clean)
+    pipes.give_back(fresh)
+    pipes.close()

@@ -41,7 +41,6 @@ class FdOutput:
     """Writes the job's streams to file descriptors, whole, as they arrive."""
 
     BIG_WRITE = 1 << 16
-    PIPE_SIZE = 1 << 20
 
     def __init__(self, stdout_fd=1, stderr_fd=2):
         self.fds = {protocol.STDOUT: stdout_fd, protocol.STDERR: stderr_fd}
@@ -51,15 +50,16 @@ class FdOutput:
     def pipe_for(self, stream):
         """The stream's fd if it is a blocking pipe, which a socket can splice into; else None."""
         if stream not in self._pipes:
+            from . import pipes
+
             fd = self.fds[stream]
-            self._pipes[stream] = fd if _is_blocking_pipe(fd) else None
-            if fd not in self._widened and self._pipes[stream] is not None:
-                self._widen(fd)
+            self._pipes[stream] = fd if pipes.is_blocking_pipe(fd) else None
+            self._widen(fd)
         return self._pipes[stream]
 
     def write(self, stream, data):
         fd = self.fds[stream]
-        if len(data) >= self.BIG_WRITE and fd not in self._widened:
+        if len(data) >= self.BIG_WRITE:
             self._widen(fd)
         view = memoryview(data)
         while view:
@@ -67,23 +67,11 @@ class FdOutput:
 
     def _widen(self, fd):
         """Big output into a pipe: make the pipe hold more, so each side wakes less often."""
-        import fcntl
+        if fd not in self._widened:
+            from . import pipes
 
-        self._widened.add(fd)
-        try:
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), self.PIPE_SIZE)
-        except OSError:
-            pass  # not a pipe, or over the system's limit: as it is, then
-
-
-def _is_blocking_pipe(fd):
-    import fcntl
-    import stat
-
-    try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode) and not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
-    except OSError:
-        return False
+            self._widened.add(fd)
+            pipes.widen(fd)
 
 
 class HeldOutput:
@@ -369,7 +357,7 @@ class Client:
             conn.send(block)
             _await_acceptance(conn, where)
             accepted = True
-            splice = self.tls is None and isinstance(sock, _socket.socket)  # not gevent's, not TLS
+            splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
             return _receive_results(conn, output, where, splice)
         except protocol.RemoteProtocolError as error:
             lost = JobLost if accepted else NotAccepted

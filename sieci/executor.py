@@ -7,7 +7,6 @@ an interpreter start. Waiting is done the gevent way, so a running job
 never blocks the worker's other links.
 """
 
-import fcntl
 import json
 import os
 import posix
@@ -28,6 +27,7 @@ import gevent.queue
 import gevent.socket
 import gevent.subprocess
 
+from . import pipes
 from .protocol import STDERR, STDOUT
 from .results import Status
 
@@ -41,8 +41,6 @@ DEFAULT_OPEN_FILES = 1024
 DEFAULT_PROCESSES = 256
 DEFAULT_FILENAME = "job.py"
 READ_SIZE = 256 * 1024
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
@@ -427,12 +425,8 @@ class JobRunner:
 
 
 def _pipe():
-    """A pipe with room for PIPE_SIZE bytes, where the system allows: fewer wake-ups for big output."""
     read_end, write_end = os.pipe()
-    try:
-        fcntl.fcntl(read_end, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # over the system's limit: the default size works too
+    pipes.widen(read_end)
     return read_end, write_end
 
 

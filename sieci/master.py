@@ -21,7 +21,7 @@ from gevent.server import StreamServer
 from . import auth, protocol, status
 from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, HEADER_READ, RECV_SIZE, Connection, tune_socket
-from .relay import SplicePipes
+from . import relay
 from .results import Status
 
 log = logging.getLogger("sieci.master")
@@ -137,7 +137,8 @@ class Master:
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
         self.verifier = auth.Verifier(secret) if secret else None
-        self.splice_pipes = None if tls else SplicePipes()  # TLS bytes are not ours to splice
+        # TLS bytes are not ours to splice
+        self.splice_pipes = relay.SplicePipes() if relay.AVAILABLE and not tls else None
         tls_options = {"ssl_context": tls} if tls else {}
         self.worker_server = StreamServer(workers_address, self.handle_worker, **tls_options)
         self.client_server = StreamServer(clients_address, self.handle_client, **tls_options)

@@ -7,14 +7,14 @@ never looks at them. For gevent sockets: a read or write that would block
 waits on the hub.
 """
 
-import fcntl
 import os
 
 from gevent.socket import wait_read, wait_write
 
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
-FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+from . import pipes
+
+AVAILABLE = hasattr(os, "splice")  # Linux
+FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
 class SplicePipe:
@@ -23,10 +23,7 @@ class SplicePipe:
     def __init__(self):
         self.read_end, self.write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.held = 0  # bytes taken from a source and not yet given to a destination
-        try:
-            fcntl.fcntl(self.write_end, F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass  # over the system's limit: a smaller pipe works too, with more wake-ups
+        pipes.widen(self.write_end)
 
     def fill(self, source_fd, size):
         """Take up to ``size`` bytes from a socket, once it has some; 0 means it closed."""

@@ -172,6 +172,9 @@ def test_jobs_run_over_tls(cluster, certificates, mutual):
     assert master.wait_for_workers(1, WAIT)
     status, output = run(master, b"print('private')\n", tls=tls.client_context(certs["ca.pem"], *member))
     assert (status, output.stdout) == (0, b"private\n")
+    big = b"import sys\nsys.stdout.buffer.write(bytes(range(256)) * 16384)\n"  # 4 MiB: relayed, not spliced
+    status, output = run(master, big, tls=tls.client_context(certs["ca.pem"], *member))
+    assert (status, output.stdout) == (0, bytes(range(256)) * 16384)
 
 
 def test_mutual_tls_refuses_a_peer_without_a_certificate(cluster, certificates):

@@ -274,7 +274,7 @@ class JobRun:
             gevent.spawn(self._wait_for_exit),
         ]
         if self.limits.disk:
-            self._greenlets.append(gevent.spawn(self._watch_disk))
+            self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
 
     def __exit__(self, *exc_info):
         self.kill()
@@ -288,7 +288,7 @@ class JobRun:
     def _clean_up(self):
         if self._own_fork_server:
             self._fork_server.close()
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        _remove_workdir(self._workdir, self.filename)
 
     def kill(self):
         """Kill the job's process group; the fork server kills the rest of it."""
@@ -322,11 +322,9 @@ class JobRun:
         self._events.put(("exit", returncode))
 
     def _watch_disk(self):
-        while True:
+        while _tree_size(self._workdir) <= self.limits.disk:
             gevent.sleep(DISK_CHECK_EVERY)
-            if _tree_size(self._workdir) > self.limits.disk:
-                self._stop("disk")
-                return
+        self._stop("disk")
 
     def output(self):
         """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end."""
@@ -428,6 +426,15 @@ def _pipe():
     read_end, write_end = os.pipe()
     pipes.widen(read_end)
     return read_end, write_end
+
+
+def _remove_workdir(workdir, filename):
+    """Most jobs leave only their own file: two calls remove it all, without shutil's walk."""
+    try:
+        os.unlink(os.path.join(workdir, filename))
+        os.rmdir(workdir)
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _tree_size(top):

@@ -372,12 +372,12 @@ class Client:
 
 
 def _dial(address, timeout):
-    sockets = sys.modules.get("socket")
-    if sockets is not None:  # gevent's, when patched: it must be used
-        return sockets.create_connection(address, timeout=timeout)
+    # The socket module, once loaded, may be gevent's: then its sockets and
+    # its resolver must be used, or the whole process would wait.
+    sockets = sys.modules.get("socket", _socket)
     error = OSError(f"no address for {address[0]}")
-    for family, kind, proto, _, where in _addresses(*address):
-        sock = _socket.socket(family, kind, proto)
+    for family, kind, proto, _, where in _addresses(*address, sockets.getaddrinfo):
+        sock = sockets.socket(family, kind, proto)
         sock.settimeout(timeout)
         try:
             sock.connect(where)
@@ -388,7 +388,7 @@ def _dial(address, timeout):
     raise error
 
 
-def _addresses(host, port):
+def _addresses(host, port, getaddrinfo):
     """getaddrinfo's answers; for an IP address, without getaddrinfo (which loads NSS: ~15 ms)."""
     for family in (_socket.AF_INET, _socket.AF_INET6):
         try:
@@ -396,7 +396,7 @@ def _addresses(host, port):
         except OSError:
             continue
         return [(family, _socket.SOCK_STREAM, 0, "", (host, port))]
-    return _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
+    return getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
 
 
 def run(masters, code, filename="job.py", output=None, **settings):

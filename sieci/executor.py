@@ -40,7 +40,9 @@ DEFAULT_DISK = 2 << 30
 DEFAULT_OPEN_FILES = 1024
 DEFAULT_PROCESSES = 256
 DEFAULT_FILENAME = "job.py"
-READ_SIZE = 256 * 1024
+# Reads from a job's pipes start small and double while they come back full,
+# up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
+FIRST_READ = 64 * 1024
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
@@ -302,10 +304,13 @@ class JobRun:
     def _read_pipe(self, stream, fd):
         gevent.os.make_nonblocking(fd)
         try:
+            size = FIRST_READ
             while True:
-                data = gevent.os.nb_read(fd, READ_SIZE)
+                data = gevent.os.nb_read(fd, size)
                 if not data:
                     break
+                if len(data) == size:
+                    size = min(2 * size, pipes.PIPE_SIZE)
                 self._events.put((stream, data))
         except OSError:
             pass

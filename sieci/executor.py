@@ -43,6 +43,7 @@ DEFAULT_FILENAME = "job.py"
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
 FIRST_READ = 64 * 1024
+EVENTS_HELD = 4  # output read and not yet sent: at most this many reads (4 MiB)
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
@@ -232,7 +233,7 @@ class JobRun:
         self.cpu_seconds = None
         self._own_fork_server = fork_server is None
         self._fork_server = fork_server or ForkServer(self.python)
-        self._events = gevent.queue.Queue(maxsize=16)
+        self._events = gevent.queue.Queue(maxsize=EVENTS_HELD)
         self._greenlets = []
         self._limit_hit = None
         self._stderr_tail = b""

@@ -44,6 +44,7 @@ DEFAULT_FILENAME = "job.py"
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
 FIRST_READ = 64 * 1024
 EVENTS_HELD = 4  # output read and not yet sent: at most this many reads (4 MiB)
+HAND_OVER_POLL = 0.1  # seconds; how often a reader waiting on a full queue checks for the run's end
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
@@ -234,6 +235,7 @@ class JobRun:
         self._own_fork_server = fork_server is None
         self._fork_server = fork_server or ForkServer(self.python)
         self._events = gevent.queue.Queue(maxsize=EVENTS_HELD)
+        self._torn_down = False
         self._greenlets = []
         self._limit_hit = None
         self._stderr_tail = b""
@@ -280,6 +282,7 @@ class JobRun:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
 
     def __exit__(self, *exc_info):
+        self._torn_down = True
         self.kill()
         waiter = self._greenlets[2]
         waiter.join(DRAIN_AFTER_KILL * 5)
@@ -312,12 +315,12 @@ class JobRun:
                     break
                 if len(data) == size:
                     size = min(2 * size, pipes.PIPE_SIZE)
-                self._events.put((stream, data))
+                self._hand_over((stream, data))
         except OSError:
             pass
         finally:
             _close(fd)
-            self._events.put((stream, None))
+            self._hand_over((stream, None))
 
     def _wait_for_exit(self):
         try:
@@ -325,7 +328,20 @@ class JobRun:
             returncode = os.waitstatus_to_exitcode(status)
         except ForkServerError:
             returncode = None
-        self._events.put(("exit", returncode))
+        self._hand_over(("exit", returncode))
+
+    def _hand_over(self, event):
+        """Queue an event for output(), waiting while the queue is full.
+
+        Once the run is being torn down nobody reads the queue any more, so
+        the event is dropped: a reader never waits on it for ever.
+        """
+        while not self._torn_down:
+            try:
+                self._events.put(event, timeout=HAND_OVER_POLL)
+                return
+            except gevent.queue.Full:
+                pass
 
     def _watch_disk(self):
         while _tree_size(self._workdir) <= self.limits.disk:

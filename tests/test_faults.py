@@ -240,6 +240,24 @@ def test_a_client_that_leaves_in_the_middle_of_a_big_raw_chunk(cluster, peers, r
     assert job.get(timeout=WAIT) == 0 and output.stdout == b"n" * BIG
 
 
+def test_a_client_that_leaves_while_its_job_floods_output_leaves_the_worker_free(cluster, peers):
+    """The worker stops sending mid-flood: its pipe readers, blocked on a full queue, must not wedge it."""
+    master = cluster.master()
+    events = JobEvents(master)
+    cluster.worker(master)
+    flood = b"import sys\nchunk = bytes(range(256)) * 4096\nfor _ in range(40):\n    sys.stdout.buffer.write(chunk)\n"
+    for round_number in range(1, 6):
+        leaver = peers(master.clients_address)
+        leaver.send(protocol.encode_block(flood, [protocol.EXTENDED]))
+        assert leaver.line() == b"RECEIVED\n"
+        leaver.file.read(100_000 * round_number)
+        leaver.close()
+        events.wait_for("cancelled", round_number)
+        output = Captured()
+        assert client.run(client_address(master), b"print('next')\n", output=output, timeout=WAIT) == 0
+        assert output.stdout == b"next\n"
+
+
 # --- masters that go away -----------------------------------------------------------
 
 

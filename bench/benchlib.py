@@ -20,6 +20,23 @@ import time
 # --- statistics ---------------------------------------------------------------------
 
 
+HELLO = b'print("hello, world")\n'
+
+
+def write_job(name, code):
+    """A fresh temporary folder holding one job file; returns the folder and the file's path.
+
+    The caller removes the folder (shutil.rmtree) when it is done.
+    """
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="sieci-bench-")
+    path = os.path.join(workdir, name)
+    with open(path, "wb") as file:
+        file.write(code)
+    return workdir, path
+
+
 def median(values):
     return statistics.median(values)
 

@@ -25,14 +25,14 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
+import shutil
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import cpu_seconds, median, print_banner, rss_mb  # noqa: E402
+from benchlib import cpu_seconds, median, print_banner, rss_mb, write_job  # noqa: E402
 from processes import LocalCluster, client_command  # noqa: E402
 
 RATIO_TARGET = 0.5
@@ -192,10 +192,7 @@ def main(argv=None):
     print(f"{total} bytes ({lines} lines of 64 KiB); sha256 {expected[:16]}...; baseline chunks "
           f"{args.chunk} bytes; the client's stdout is a pipe read by this script ({args.chunk}-byte reads), "
           "counted and hashed; the baseline receiver hashes too")
-    workdir = tempfile.mkdtemp(prefix="sieci-bench-")
-    job_path = os.path.join(workdir, "big.py")
-    with open(job_path, "w") as file:
-        file.write(JOB.format(lines=lines))
+    workdir, job_path = write_job("big.py", JOB.format(lines=lines).encode())
     results = {"baseline": [], "sieci": []}
     all_right = True
     with LocalCluster(masters=1, workers=2) as cluster:
@@ -226,8 +223,7 @@ def main(argv=None):
                       + ("bytes right" if right else f"BYTES WRONG: {count} bytes, sha256 {sha[:16]}...")
                       + extra)
                 sys.stdout.flush()
-    os.unlink(job_path)
-    os.rmdir(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
     mb = total / 1e6
     print()
     rates = {}

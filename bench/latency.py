@@ -24,19 +24,19 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import PeerCounters, median, p90, print_banner, simulated_worker, venv_script  # noqa: E402
+from benchlib import (  # noqa: E402
+    HELLO, PeerCounters, median, p90, print_banner, simulated_worker, venv_script, write_job,
+)
 from processes import Daemon, LocalCluster, client_command, free_port, wait_for_port  # noqa: E402
 
 from sieci import client  # noqa: E402
 
-HELLO = b'print("hello, world")\n'
 EXPECTED = b"hello, world\n"
 TARGET = 1.5
 # What bin/client imports: the command's module where there is one, else the client library.
@@ -92,10 +92,7 @@ def main(argv=None):
         print(f"note: sieci's modules have no cached bytecode here (PYTHONDONTWRITEBYTECODE="
               f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}), so every client start compiles them; "
               "rows marked [bytecode] run with a bytecode cache outside the checkout instead")
-    workdir = tempfile.mkdtemp(prefix="sieci-bench-")
-    hello = os.path.join(workdir, "hello.py")
-    with open(hello, "wb") as file:
-        file.write(HELLO)
+    workdir, hello = write_job("hello.py", HELLO)
 
     # A master whose only worker is simulated and answers at once: the client's cost without the job's.
     instant_workers_port, instant_clients_port = free_port(), free_port()

@@ -28,16 +28,18 @@ if BASELINE_HELPER not in sys.argv:  # the helper process measures plain subproc
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import cpu_seconds, hello_jobs, machine_busy_seconds, median, print_banner, tree_cpu_seconds  # noqa: E402
+from benchlib import (  # noqa: E402
+    HELLO, cpu_seconds, hello_jobs, machine_busy_seconds, median, print_banner, tree_cpu_seconds, write_job,
+)
 
 TARGET = 400.0
-HELLO = b'print("hello, world")\n'
 
 
 def spawn_baseline(python, hello, in_flight, jobs, seconds):
@@ -104,12 +106,7 @@ def main(argv=None):
 
     print_banner("throughput: hello-world jobs per second through 1 master and "
                  f"{args.workers} workers, {args.in_flight} in flight")
-    import tempfile
-
-    workdir = tempfile.mkdtemp(prefix="sieci-bench-")
-    hello = os.path.join(workdir, "hello.py")
-    with open(hello, "wb") as file:
-        file.write(HELLO)
+    workdir, hello = write_job("hello.py", HELLO)
     baseline_rates, sieci_rates, all_right = [], [], True
     with LocalCluster(masters=1, workers=args.workers) as cluster:
         address = cluster.client_addresses
@@ -143,8 +140,7 @@ def main(argv=None):
             print(f"         CPU during the sieci round (cores of {os.cpu_count()}; a worker's includes its jobs): "
                   + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
             sys.stdout.flush()
-    os.unlink(hello)
-    os.rmdir(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
     base, sieci = median(baseline_rates), median(sieci_rates)
     print()
     print(f"baseline (python hello.py processes, {args.in_flight} in flight): median {base:7.1f}/s")

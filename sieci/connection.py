@@ -85,7 +85,7 @@ class Connection:
 
                 poll = select.poll()
                 poll.register(self.sock, select.POLLIN)
-                if not poll.poll(remaining * 1000):
+                if not poll.poll(None if remaining is None else remaining * 1000):
                     raise TimeoutError("deadline passed") from None
             except ConnectionResetError:
                 return 0

@@ -21,13 +21,6 @@ _RUN_TAGS = {tag: [b"\n" + other for other in (b"o ", b"O ", b"e ", b"E ", b"x "
              for tag in (b"o ", b"e ")}
 
 
-def output_pieces(stream, data, terminator=None):
-    """``encode_output``'s bytes in pieces to send in order: raw data apart from its header, never copied."""
-    if terminator is not None and data and terminator not in data:
-        return [RAW_TAGS[stream] + str(len(data)).encode() + b"\n", data]
-    return [encode_output(stream, data)]
-
-
 def encode_output(stream, data, terminator=None):
     """Payload lines carrying ``data`` written by the job to ``stream``.
 
@@ -36,12 +29,21 @@ def encode_output(stream, data, terminator=None):
     the terminator line. Otherwise (or without one) every line is tagged,
     and no line is longer than OUTPUT_CHUNK plus its tag and newline.
     """
+    return b"".join(output_pieces(stream, data, terminator))
+
+
+def output_pieces(stream, data, terminator=None):
+    """``encode_output``'s bytes in pieces to send in order: raw data apart from its header, never copied."""
     if not data:
-        return b""
+        return []
     if terminator is not None and terminator not in data:
-        return b"".join(output_pieces(stream, data, terminator))
+        return [RAW_TAGS[stream] + str(len(data)).encode() + b"\n", data]
+    return [_tagged_lines(stream, data)]
+
+
+def _tagged_lines(stream, data):
     if len(data) > OUTPUT_CHUNK:
-        return b"".join(encode_output(stream, data[i:i + OUTPUT_CHUNK]) for i in range(0, len(data), OUTPUT_CHUNK))
+        return b"".join(_tagged_lines(stream, data[i:i + OUTPUT_CHUNK]) for i in range(0, len(data), OUTPUT_CHUNK))
     newline_tag, open_tag = _TAGS[stream]
     body = newline_tag + data.replace(b"\n", b"\n" + newline_tag)
     if data.endswith(b"\n"):

@@ -389,7 +389,9 @@ class JobRun:
     def _stop(self, limit):
         self._limit_hit = limit
         self.kill()
-        self._allow_draining()
+        # Not min(): at the time limit, the deadline has passed, and the result must still
+        # wait until the job is known to be dead (every process of it gone) or this runs out.
+        self._deadline = time.monotonic() + DRAIN_AFTER_KILL
 
     def _allow_draining(self):
         self._deadline = min(self._deadline, time.monotonic() + DRAIN_AFTER_KILL)

@@ -4,11 +4,12 @@ A worker starts this file as a script with the job interpreter
 (``python zygote.py FD``); it imports nothing of sieci's, so any Python 3
 can run it. Each request on the socket FD (a SOCK_SEQPACKET socketpair)
 is a JSON object and three file descriptors (the job's stdin, stdout and
-stderr). The zygote keeps one child forked ahead of time, waiting; it
-hands the request to that child, which becomes the job exactly as
-``python FILE`` would run it (a fresh ``__main__``, ``sys.argv``, its own
-session and process group, the limits and user it was given), or execs a
-command when one is given. The zygote answers ``{"pid": N}`` at once, and
+stderr). The zygote keeps one child forked ahead of time (the standby),
+which has rehearsed a job's start and waits; it hands the request to that
+child (or, when none is ready, to one forked then), which becomes the job
+exactly as ``python FILE`` would run it (a fresh ``__main__``,
+``sys.argv``, its own session and process group, the limits and user it
+was given), or execs a command when one is given. The zygote answers ``{"pid": N}`` at once, and
 ``{"pid": N, "status": WAIT_STATUS, "cpu": SECONDS}`` once the job has
 ended and every process it left behind has been killed: the zygote is a
 child subreaper, so orphans of the job become its children.
@@ -26,14 +27,21 @@ import io
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import sys
+import time
 import types
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST = 1 << 20
+# After a job, the next job's process is forked once the zygote has been quiet this long
+# (seconds): the fork then does not slow the results on their way out. A request that comes
+# first is forked for at once, and while requests keep coming that soon (under load, where
+# a fork costs throughput, not latency), the next process is forked straight after each job.
+STANDBY_AFTER = 0.002
 LIMITS = {
     "cpu": resource.RLIMIT_CPU,
     "memory": resource.RLIMIT_AS,
@@ -56,28 +64,38 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
     warm_up()
+    standby, last_ended = fork_standby(channel), None
     while True:
-        standby, standby_line = fork_standby(channel)
         try:
             message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 3)
         except OSError:
             return
         if not message:
             return  # the worker has gone (and the standby child goes with us)
-        socket.send_fds(standby_line, [message], fds)
-        standby_line.close()
+        busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
+        job, job_line = standby or fork_standby(channel, rehearsed=False)
+        socket.send_fds(job_line, [message], fds)
+        job_line.close()
         for fd in fds:
             os.close(fd)
-        channel.send(b'{"pid": %d}' % standby)  # JSON, formatted by hand: the encoder touches more memory
-        _, status, usage = os.wait4(standby, 0)
-        kill_leftovers(standby)
-        channel.send(b'{"pid": %d, "status": %d, "cpu": %r}' % (standby, status, usage.ru_utime + usage.ru_stime))
+        channel.send(b'{"pid": %d}' % job)  # JSON, formatted by hand: the encoder touches more memory
+        _, status, usage = os.wait4(job, 0)
+        kill_leftovers(job)
+        channel.send(b'{"pid": %d, "status": %d, "cpu": %r}' % (job, status, usage.ru_utime + usage.ru_stime))
+        last_ended = time.monotonic()
+        standby = fork_standby(channel) if busy or quiet_for(channel, STANDBY_AFTER) else None
 
 
-def fork_standby(channel):
+def quiet_for(channel, seconds):
+    """Whether no request comes within ``seconds``."""
+    return not select.select([channel], [], [], seconds)[0]
+
+
+def fork_standby(channel, rehearsed=True):
     """Fork the next job's process ahead of time, so a job does not wait for a fork.
 
-    The child waits for its request on a socket of its own; returns its pid and that socket.
+    The child (``rehearsed``: after a rehearsal of a job's start) waits for
+    its request on a socket of its own; returns its pid and that socket.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -88,6 +106,8 @@ def fork_standby(channel):
             os.setsid()
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             prctl(PR_SET_CHILD_SUBREAPER, 0)
+            if rehearsed:
+                rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
             message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 3)
             if message:
                 become_job(json.loads(message), fds)
@@ -105,27 +125,35 @@ def warm_up():
 
     Python code run for the first time rewrites itself as it goes
     (specialisation), and each page it writes is then copied into every
-    forked child. So the zygote first runs, harmlessly, the library code a
-    job's start runs: parsing a request, setting the environment, opening
-    text streams.
+    forked child. So the zygote first rehearses, harmlessly, the library
+    code a job's start runs: parsing a request, setting the environment,
+    opening text streams, compiling and running a file.
     """
     compile(b"pass\n", "<warm-up>", "exec", dont_inherit=True)  # the first compile costs milliseconds
     with open(__file__, "rb") as file:
         file.read(1)
-    request = json.dumps({"workdir": "/", "filename": "x.py", "env": dict(os.environ), "limits": {"cpu": 1},
-                          "user": None, "command": None})
+    for _ in range(WARM_UP_ROUNDS):
+        rehearse()
+    gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
+
+
+REHEARSAL = json.dumps({"workdir": "/", "filename": "x.py", "env": dict(os.environ), "limits": {"cpu": 1},
+                        "user": None, "command": None})
+
+
+def rehearse():
+    """Run the library code a job's start runs, changing nothing."""
+    _set_environment(json.loads(REHEARSAL)["env"])
+    os.environ["SIECI_WARM_UP"] = "1"
+    del os.environ["SIECI_WARM_UP"]
     null = os.open(os.devnull, os.O_RDWR)
     try:
-        for _ in range(WARM_UP_ROUNDS):
-            _set_environment(json.loads(request)["env"])
-            os.environ["SIECI_WARM_UP"] = "1"
-            del os.environ["SIECI_WARM_UP"]
-            for mode in ("r", "w"):
-                io.open(null, mode, encoding="utf-8", errors="strict", closefd=False).close()
-            os.path.join(os.path.dirname("/a/b.py"), os.path.basename("/a/b.py"))
+        for mode in ("r", "w"):
+            io.open(null, mode, encoding="utf-8", errors="strict", closefd=False).close()
     finally:
         os.close(null)
-    gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
+    path = os.path.join(os.path.dirname("/a/b.py"), os.path.basename("/a/b.py"))
+    exec(compile(b"pass\n", path, "exec", dont_inherit=True), types.ModuleType("__main__").__dict__)
 
 
 def kill_leftovers(job_pid):

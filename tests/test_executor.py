@@ -379,6 +379,23 @@ def test_a_fresh_interpreter_carries_nothing_of_the_fork_server():
         assert out == expected
 
 
+def test_jobs_through_one_fork_server_carry_nothing_over():
+    """Back to back, the zygote forks each job's process on demand, then straight after each
+    job; after a pause, once it has been quiet. Either way no job sees what one before it did."""
+    code = (b"import os, sys\n"
+            b"print(os.environ.get('LEFT'), 'leftover' in sys.modules, hasattr(sys, 'left'), os.listdir('.'))\n"
+            b"os.environ['LEFT'] = '1'\nsys.left = True\nsys.modules['leftover'] = sys\nopen('mark', 'w').close()\n")
+    runner = executor.JobRunner(Limits(timeout=20))
+    try:
+        for pause in (0, 0, 0, 0.05, 0, 0.05, 0.05):
+            gevent.sleep(pause)  # not a wait for anything: idle time, after which the zygote forks a standby
+            with runner.run(code) as run:
+                out = b"".join(data for stream, data in run.output() if stream == "stdout")
+            assert (out, run.status) == (b"None False False ['job.py']\n", Status(b"exit", b"0"))
+    finally:
+        runner.close()
+
+
 def test_who_can_read_the_interpreter_is_worked_out_from_the_mode_bits():
     import stat as stat_module
     import types

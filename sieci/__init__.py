@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Client": "client", "Result": "client", "ClientError": "client", "NotAccepted": "client",
-    "JobLost": "client", "Executor": "futures",
+    "JobLost": "client", "OutputFailed": "client", "Executor": "futures",
 }
 __all__ = sorted(_EXPORTS)
 

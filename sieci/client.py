@@ -37,6 +37,10 @@ class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
 
 
+class OutputFailed(ClientError):
+    """The job's output could not be written where it goes (a full disk, say)."""
+
+
 class FdOutput:
     """Writes the job's streams to file descriptors, whole, as they arrive."""
 
@@ -62,8 +66,11 @@ class FdOutput:
         if len(data) >= self.BIG_WRITE:
             self._widen(fd)
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as error:
+            raise OutputFailed(f"cannot write to {stream} ({(error.strerror or str(error)).lower()})") from None
 
     def _widen(self, fd):
         """Big output into a pipe: make the pipe hold more, so each side wakes less often."""

@@ -81,3 +81,21 @@ def test_results_name_the_worker_that_ran_the_job(cluster):
     result = client.Client(client_address(master)).run("print('hi')")
     assert (result.exit_status, result.stdout, result.worker) == (0, b"hi\n", "blue")
     assert result.master == client_address(master) and result.seconds > 0
+
+
+@pytest.mark.parametrize("arguments", [["JOB"], ["--status"], ["--status", "--json"]])
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_255(cluster, tmp_path, arguments):
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "hello.py"
+    job.write_text("print('hello')\n")
+    command = [str(job) if argument == "JOB" else argument for argument in arguments]
+    if "--status" in command:
+        command.append(client_address(master))
+    else:
+        command.insert(0, client_address(master))
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, CLIENT, *command], stdout=full, stderr=subprocess.PIPE,
+                              timeout=WAIT)
+    assert (done.returncode, done.stderr) == (255, b"sieci-client: error: cannot write to stdout "
+                                                   b"(no space left on device)\n")

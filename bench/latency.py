@@ -14,6 +14,12 @@ answers at once (a simulated worker thread in this process: the client's
 cost without the job's), and the same without a client process (client.run
 in this process).
 
+The checkout's venv holds sieci as an editable install, whose finder costs
+every interpreter start in it (hello.py's too) about 12 ms. The rows marked
+[plain venv] run in a venv made here that holds sieci the way
+`pip install .` does: found by a plain path, with cached bytecode, and
+nothing else in site-packages.
+
     .venv/bin/python bench/latency.py               # 40 rounds after 5 warm-up runs
 """
 
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import venv
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,11 +44,15 @@ from processes import Daemon, LocalCluster, client_command, free_port, wait_for_
 
 from sieci import client  # noqa: E402
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED = b"hello, world\n"
 TARGET = 1.5
 # What bin/client imports: the command's module where there is one, else the client library.
 CLIENT_MODULE = "sieci.client_command" if importlib.util.find_spec("sieci.client_command") else "sieci.client"
-IMPORT = f'python -c "import {CLIENT_MODULE}"'
+# The client leaves with os._exit, skipping Python's finalization; these two rows end so too.
+QUICK_EXIT = "; import os; os._exit(0)"
+PASS_QUICK = "python -c pass, then os._exit"
+IMPORT = f'python -c "import {CLIENT_MODULE}", then os._exit'
 
 
 def timed_process(command, expected=None, env=None, timeout=30):
@@ -79,6 +90,15 @@ def importtime_summary(command, top=12):
     return total, top_level[:top], rows
 
 
+def plain_venv(folder):
+    """A venv in ``folder`` that finds sieci (this checkout) by a plain path; returns its python."""
+    venv.create(folder, with_pip=False, symlinks=True)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    with open(os.path.join(folder, "lib", version, "site-packages", "sieci.pth"), "w") as pth:
+        pth.write(CHECKOUT + "\n")
+    return os.path.join(folder, "bin", "python")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -113,17 +133,23 @@ def main(argv=None):
             measures = {
                 "python -S -c pass (no site)": ([sys.executable, "-S", "-c", "pass"], None, None),
                 "python -c pass": ([sys.executable, "-c", "pass"], None, None),
-                IMPORT: ([sys.executable, "-c", "import " + CLIENT_MODULE], None, None),
+                PASS_QUICK: ([sys.executable, "-c", "pass" + QUICK_EXIT], None, None),
+                IMPORT: ([sys.executable, "-c", "import " + CLIENT_MODULE + QUICK_EXIT], None, None),
                 "python hello.py (local)": ([sys.executable, hello], EXPECTED, None),
                 "bin/client, cluster": (client_command(address, hello), EXPECTED, None),
                 "bin/client, instant worker": (client_command(instant, hello), EXPECTED, None),
                 "client.run in-process, cluster": (address, None, None),
                 "client.run in-process, instant worker": (instant, None, None),
             }
+            plain = plain_venv(os.path.join(workdir, "venv"))
+            measures["python hello.py (local) [plain venv]"] = ([plain, hello], EXPECTED, cached)
+            measures["sieci-client, cluster [plain venv]"] = (
+                [plain, os.path.join(CHECKOUT, "scripts", "sieci-client"), address, hello], EXPECTED, cached)
             if console:
                 measures[".venv/bin/sieci-client, cluster"] = ([console, address, hello], EXPECTED, None)
             if bytecode_uncached:
-                measures[IMPORT + " [bytecode]"] = ([sys.executable, "-c", "import " + CLIENT_MODULE], None, cached)
+                measures[IMPORT + " [bytecode]"] = (
+                    [sys.executable, "-c", "import " + CLIENT_MODULE + QUICK_EXIT], None, cached)
                 measures["python hello.py (local) [bytecode]"] = ([sys.executable, hello], EXPECTED, cached)
                 measures["bin/client, cluster [bytecode]"] = (client_command(address, hello), EXPECTED, cached)
                 measures["bin/client, instant worker [bytecode]"] = (
@@ -172,10 +198,10 @@ def main(argv=None):
 def report(times, args, elapsed, console, bytecode_uncached):
     print(f"{args.rounds} rounds after {args.warmup} warm-up runs, every command once per round in shuffled "
           f"order ({elapsed:.1f} s); times in ms")
-    print(f"  {'':50s} {'median':>8s} {'p90':>8s} {'min':>8s} {'>200ms':>7s}")
+    print(f"  {'':66s} {'median':>8s} {'p90':>8s} {'min':>8s} {'>200ms':>7s}")
     for name, values in times.items():
         slow = sum(value > 0.2 for value in values)
-        print(f"  {name:50s} {median(values) * 1000:8.1f} {p90(values) * 1000:8.1f} {min(values) * 1000:8.1f} "
+        print(f"  {name:66s} {median(values) * 1000:8.1f} {p90(values) * 1000:8.1f} {min(values) * 1000:8.1f} "
               f"{slow:7d}")
     m = {name: median(values) * 1000 for name, values in times.items()}
     local = m["python hello.py (local)"]
@@ -185,6 +211,7 @@ def report(times, args, elapsed, console, bytecode_uncached):
         ratios.append((".venv/bin/sieci-client, cluster", "python hello.py (local)"))
     if bytecode_uncached:
         ratios.append(("bin/client, cluster [bytecode]", "python hello.py (local) [bytecode]"))
+    ratios.append(("sieci-client, cluster [plain venv]", "python hello.py (local) [plain venv]"))
     for name, base in ratios:
         ratio = m[name] / m[base]
         local = m[base]
@@ -195,11 +222,13 @@ def report(times, args, elapsed, console, bytecode_uncached):
     print()
     print("breakdown (differences of medians, ms):")
     rows = [
-        ("interpreter start (python -c pass)", m["python -c pass"]),
+        ("interpreter start and end (python -c pass)", m["python -c pass"]),
         ("  of which site and the venv's .pth files (pass - pass -S)",
          m["python -c pass"] - m["python -S -c pass (no site)"]),
+        ("  of which Python's finalization, which the client skips (pass - pass then os._exit)",
+         m["python -c pass"] - m[PASS_QUICK]),
         ("hello.py's own run (local - pass)", local - m["python -c pass"]),
-        (f"importing {CLIENT_MODULE} (import - pass)", m[IMPORT] - m["python -c pass"]),
+        (f"importing {CLIENT_MODULE} (import - pass, both then os._exit)", m[IMPORT] - m[PASS_QUICK]),
         ("client's run past its imports, instant worker (client - import)",
          m["bin/client, instant worker"] - m[IMPORT]),
         ("  of which the master round trip (client.run in-process, instant)",
@@ -210,10 +239,10 @@ def report(times, args, elapsed, console, bytecode_uncached):
          m["client.run in-process, cluster"]),
     ]
     if bytecode_uncached:
-        rows[3:3] = [(f"importing {CLIENT_MODULE}, bytecode cached (import [bytecode] - pass)",
-                      m[IMPORT + " [bytecode]"] - m["python -c pass"])]
+        rows[4:4] = [(f"importing {CLIENT_MODULE}, bytecode cached (import [bytecode] - pass)",
+                      m[IMPORT + " [bytecode]"] - m[PASS_QUICK])]
     for label, value in rows:
-        print(f"  {label:76s} {value:7.1f}")
+        print(f"  {label:86s} {value:7.1f}")
     budget = TARGET * local
     print(f"  budget for the whole client at the target: {budget:.1f} ms; "
           f"the job's interpreter alone (python hello.py) is {local:.1f} ms of it")

@@ -343,10 +343,10 @@ class Master:
         job.worker = link
         link.job = job
         job.dispatched_at = time.monotonic()
-        self._notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
-                     link.name, job.dispatched_at - job.queued_at)
         link.state.advance(protocol.MASTER, protocol.JOB)
         link.send(job.upload)
+        self._notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
+                     link.name, job.dispatched_at - job.queued_at)
         self._await_acceptance(job, link)
 
     def _await_acceptance(self, job, link):

@@ -87,8 +87,10 @@ def main():
 
 
 def quiet_for(channel, seconds):
-    """Whether no request comes within ``seconds``."""
-    return not select.select([channel], [], [], seconds)[0]
+    """Whether no request comes within ``seconds`` (poll: the channel's fd may be past select's 1024)."""
+    poller = select.poll()
+    poller.register(channel, select.POLLIN)
+    return not poller.poll(seconds * 1000)
 
 
 def fork_standby(channel, rehearsed=True):

@@ -396,6 +396,29 @@ def test_jobs_through_one_fork_server_carry_nothing_over():
         runner.close()
 
 
+def test_the_fork_server_works_with_its_channel_past_fd_1024():
+    """A busy worker may hold over a thousand fds: the zygote's waits must not use select()."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("RLIMIT_NOFILE hard limit below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    runner = executor.JobRunner(Limits(timeout=20))
+    try:
+        for pause in (0, 0.05, 0):
+            gevent.sleep(pause)  # idle time, as in the test above
+            with runner.run(b"print('fine')\n") as run:
+                out = b"".join(data for stream, data in run.output() if stream == "stdout")
+            assert (out, run.status) == (b"fine\n", Status(b"exit", b"0"))
+    finally:
+        runner.close()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_who_can_read_the_interpreter_is_worked_out_from_the_mode_bits():
     import stat as stat_module
     import types

@@ -9,10 +9,11 @@ which has rehearsed a job's start and waits; it hands the request to that
 child (or, when none is ready, to one forked then), which becomes the job
 exactly as ``python FILE`` would run it (a fresh ``__main__``,
 ``sys.argv``, its own session and process group, the limits and user it
-was given), or execs a command when one is given. The zygote answers ``{"pid": N}`` at once, and
-``{"pid": N, "status": WAIT_STATUS, "cpu": SECONDS}`` once the job has
-ended and every process it left behind has been killed: the zygote is a
-child subreaper, so orphans of the job become its children.
+was given), or execs a command when one is given. The zygote answers
+``{"pid": N}`` at once, and ``{"pid": N, "status": WAIT_STATUS, "cpu":
+SECONDS}`` once the job has ended and every process it left behind has
+been killed: the zygote is a child subreaper, so orphans of the job become
+its children.
 
 Nothing of one job survives into the next: each is forked from the same
 pristine zygote. The zygote dies with its worker (PR_SET_PDEATHSIG), and

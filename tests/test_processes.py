@@ -459,6 +459,33 @@ def test_a_clean_sigterm_stop_logs_no_warning(procs):
     assert "WARNING" not in master.stderr(), procs.logs()
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_master_logs_each_job_as_lines_of_the_chosen_format(procs, log_format):
+    import json
+    import re
+
+    master = procs.master(extra=["--log-format", log_format])
+    procs.worker()
+    assert_hello(procs.run_job(JOB), procs)
+    assert master.terminate_and_wait() == 0, procs.logs()
+    lines = [line for line in master.stderr().splitlines() if " job 1 " in line or '"job": 1' in line]
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]
+        assert [(entry["level"], entry["logger"], entry["job"], entry["event"]) for entry in entries] == [
+            ("info", "sieci.master", 1, event) for event in ("queued", "dispatched", "done")], procs.logs()
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", entry["time"]) for entry in entries)
+        lines = [entry["message"] for entry in entries]
+    else:
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO sieci\.master: "
+        assert all(re.match(stamp, line) for line in lines), procs.logs()
+        lines = [re.sub(stamp, "", line) for line in lines]
+    assert [re.sub(r"[\d.]+", "N", line) for line in lines] == [
+        "job N queued from client N:N (N bytes, N in queue)",
+        "job N dispatched to worker N:N after N s in the queue",
+        "job N done after N s (N s on a worker, N bytes of results)",
+    ], procs.logs()
+
+
 # --- configuration ----------------------------------------------------------------
 
 

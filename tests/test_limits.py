@@ -72,7 +72,7 @@ HOSTILE = {
     "one huge file": (b"with open('big', 'wb') as f:\n    while True:\n        f.write(b'z' * 65536)\n",
                       "file-size", 137),
     "file hoarder": (b"kept = []\nwhile True:\n    kept.append(open('/dev/null'))\n", "open-files", 137),
-    "sleeper holding 300 MB, which take a while to free once it is killed": (
+    "sleeper holding 300 MB, which the kernel takes a while to free once it is killed": (
         b"held = b'x' * (300 << 20)\nimport time\ntime.sleep(600)\n", "time", 124),
     "sleeper that ignores SIGTERM and closes its stdout": (
         b"import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nos.close(1)\ntime.sleep(600)\n",

@@ -34,7 +34,8 @@ import threading
 import time
 import venv
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, CHECKOUT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import (  # noqa: E402
@@ -44,7 +45,6 @@ from processes import Daemon, LocalCluster, client_command, free_port, wait_for_
 
 from sieci import client  # noqa: E402
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED = b"hello, world\n"
 TARGET = 1.5
 # What bin/client imports: the command's module where there is one, else the client library.

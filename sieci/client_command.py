@@ -299,20 +299,16 @@ def run_and_exit():
     """The sieci-client program: ``main()``, then leave without Python's finalization.
 
     Finalization costs about 2 ms, an eighth of a hello-world run from the
-    shell, and does nothing here: the job's output is written to the fds as
-    it comes, a batch closes its joblog itself, and the sockets close with
-    the process. What Python's ending does that shows is kept: sys.stdout
-    and sys.stderr are flushed, and exit status 120 if stdout cannot be.
+    shell, and does nothing here: the job's output and the status table are
+    written straight to the fds (FdOutput), a batch closes its joblog
+    itself, and the sockets close with the process. Only sys.stderr may
+    still hold something (a progress bar's last update), so it is flushed.
     """
     status = main()
     try:
-        sys.stdout.flush()
-    except Exception:
-        status = 120
-    try:
         sys.stderr.flush()
     except Exception:
-        pass
+        pass  # as at Python's own end: a stderr that cannot be written is let be
     os._exit(status)
 
 

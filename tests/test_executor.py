@@ -379,21 +379,33 @@ def test_a_fresh_interpreter_carries_nothing_of_the_fork_server():
         assert out == expected
 
 
+def run_after_pauses(code, pauses):
+    """Run ``code`` through one fork server once after each pause; each run's (stdout, status).
+
+    The pauses are idle time, not waits for anything: after one, the zygote
+    has been quiet and forks its standby; with none, it forks on demand,
+    then straight after each job.
+    """
+    runner = executor.JobRunner(Limits(timeout=20))
+    try:
+        results = []
+        for pause in pauses:
+            gevent.sleep(pause)
+            with runner.run(code) as run:
+                out = b"".join(data for stream, data in run.output() if stream == STDOUT)
+            results.append((out, run.status))
+        return results
+    finally:
+        runner.close()
+
+
 def test_jobs_through_one_fork_server_carry_nothing_over():
-    """Back to back, the zygote forks each job's process on demand, then straight after each
-    job; after a pause, once it has been quiet. Either way no job sees what one before it did."""
+    """Whichever way the zygote forked a job's process, no job sees what one before it did."""
     code = (b"import os, sys\n"
             b"print(os.environ.get('LEFT'), 'leftover' in sys.modules, hasattr(sys, 'left'), os.listdir('.'))\n"
             b"os.environ['LEFT'] = '1'\nsys.left = True\nsys.modules['leftover'] = sys\nopen('mark', 'w').close()\n")
-    runner = executor.JobRunner(Limits(timeout=20))
-    try:
-        for pause in (0, 0, 0, 0.05, 0, 0.05, 0.05):
-            gevent.sleep(pause)  # not a wait for anything: idle time, after which the zygote forks a standby
-            with runner.run(code) as run:
-                out = b"".join(data for stream, data in run.output() if stream == "stdout")
-            assert (out, run.status) == (b"None False False ['job.py']\n", Status(b"exit", b"0"))
-    finally:
-        runner.close()
+    pauses = (0, 0, 0, 0.05, 0, 0.05, 0.05)
+    assert run_after_pauses(code, pauses) == [(b"None False False ['job.py']\n", Status(b"exit", b"0"))] * len(pauses)
 
 
 def test_the_fork_server_works_with_its_channel_past_fd_1024():
@@ -405,15 +417,10 @@ def test_the_fork_server_works_with_its_channel_past_fd_1024():
         pytest.skip("RLIMIT_NOFILE hard limit below 1200")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
     fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
-    runner = executor.JobRunner(Limits(timeout=20))
     try:
-        for pause in (0, 0.05, 0):
-            gevent.sleep(pause)  # idle time, as in the test above
-            with runner.run(b"print('fine')\n") as run:
-                out = b"".join(data for stream, data in run.output() if stream == "stdout")
-            assert (out, run.status) == (b"fine\n", Status(b"exit", b"0"))
+        pauses = (0, 0.05, 0)
+        assert run_after_pauses(b"print('fine')\n", pauses) == [(b"fine\n", Status(b"exit", b"0"))] * len(pauses)
     finally:
-        runner.close()
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -25,11 +25,11 @@ import gevent.lock
 import gevent.os
 import gevent.queue
 import gevent.socket
-import gevent.subprocess
 
 from . import pipes
 from .protocol import STDERR, STDOUT
 from .results import Status
+from .spawn import SpawnedProcess
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MAX_OUTPUT = 1 << 30
@@ -156,9 +156,8 @@ class ForkServer:
     def _start(self):
         ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._process = gevent.subprocess.Popen(
-                [self.python, ZYGOTE, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                env=job_environment("/"), start_new_session=True, stdin=gevent.subprocess.DEVNULL)
+            self._process = SpawnedProcess([self.python, ZYGOTE, str(theirs.fileno())], job_environment("/"),
+                                           pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
         self._channel = ours
@@ -199,7 +198,6 @@ class ForkServer:
             self._channel = None
         if self._process is not None:
             self._process.kill()
-            self._process.wait()
             self._process = None
 
 

@@ -3,14 +3,19 @@
 Everything a fixture starts it also stops, whether the test passed or not.
 """
 
+import gevent
 from gevent import monkey
 
 monkey.patch_all()
+# Tests dial loopback addresses only, which resolve at once. Without gevent's
+# resolver threads this process has none, so its subprocesses (which gevent
+# forks, running Python in the child) cannot deadlock on a lock a thread held.
+gevent.config.resolver = "block"
 
+import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import pytest  # noqa: E402
 
@@ -77,6 +82,14 @@ class Cluster:
             worker.stop(grace=1)
         for master in self.masters:
             master.stop(grace=1)
+
+
+@pytest.fixture(autouse=True)
+def no_native_threads():
+    """No test leaves a thread behind: see the resolver above. (Python 3.12 warns
+    of a fork with threads alive, but swallows that warning when it is an error.)"""
+    yield
+    assert os.listdir("/proc/self/task") == [str(os.getpid())], "a native thread is alive"
 
 
 @pytest.fixture
@@ -165,3 +178,51 @@ class JobEvents:
         with gevent.Timeout(WAIT, AssertionError(f"no {event!r} event; saw {self.seen}")):
             while self.seen.count(event) < count:
                 self._changed.wait()
+
+
+class LogLines(logging.Handler):
+    """Records the messages a logger writes; lets a test wait for some."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+        self._changed = gevent.event.Event()
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+        changed, self._changed = self._changed, gevent.event.Event()
+        changed.set()
+
+    def wait_for(self, text, count=1):
+        """The first ``count`` messages that contain ``text``."""
+        with gevent.Timeout(WAIT, AssertionError(f"fewer than {count} lines with {text!r}: {self.messages}")):
+            while True:
+                matching = [message for message in self.messages if text in message]
+                if len(matching) >= count:
+                    return matching[:count]
+                self._changed.wait()
+
+
+def assert_backing_off(lines):
+    """The worker's "...; redialling in S s" lines (from reconnect_min 0.01 s to a
+    reconnect_max of 0.16 s or more) show each pause up to twice the one before."""
+    delays = [float(line.rsplit("redialling in ", 1)[1].split()[0]) for line in lines]
+    assert delays == sorted(delays) and delays[4] >= 0.08, delays
+
+
+@pytest.fixture
+def log_lines():
+    """``log_lines(name)``: a LogLines on that logger, at every level, removed at the end."""
+    attached = []
+
+    def attach(name):
+        logger, lines = logging.getLogger(name), LogLines()
+        attached.append((logger, lines, logger.level))
+        logger.addHandler(lines)
+        logger.setLevel(logging.DEBUG)
+        return lines
+
+    yield attach
+    for logger, lines, level in attached:
+        logger.removeHandler(lines)
+        logger.setLevel(level)

@@ -5,6 +5,7 @@ sleeps; timing checks are generous upper bounds only.
 """
 
 import os
+import posix
 import signal
 import time
 
@@ -408,6 +409,26 @@ def test_jobs_through_one_fork_server_carry_nothing_over():
     assert run_after_pauses(code, pauses) == [(b"None False False ['job.py']\n", Status(b"exit", b"0"))] * len(pauses)
 
 
+def test_the_fork_server_starts_without_forking_the_threaded_worker(monkeypatch):
+    """A worker has native threads (gevent resolves names on them), and a fork that runs
+    Python before exec could deadlock on a lock one of them held: the zygote is spawned."""
+    import gevent.subprocess
+
+    def fork(*args, **kwargs):
+        raise AssertionError("the worker forked")
+
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(gevent.subprocess, "fork_and_watch", fork)
+    runner = executor.JobRunner(Limits(timeout=20))
+    try:
+        with runner.run(b"print('spawned')\n") as run:
+            assert list(run.output()) == [(STDOUT, b"spawned\n")]
+        zygote = runner.fork_server._process.pid
+    finally:
+        runner.close()
+    assert not os.path.exists(f"/proc/{zygote}")  # killed and reaped
+
+
 def test_the_fork_server_works_with_its_channel_past_fd_1024():
     """A busy worker may hold over a thousand fds: the zygote's waits must not use select()."""
     import resource
@@ -422,7 +443,7 @@ def test_the_fork_server_works_with_its_channel_past_fd_1024():
         assert run_after_pauses(b"print('fine')\n", pauses) == [(b"fine\n", Status(b"exit", b"0"))] * len(pauses)
     finally:
         for fd in fillers:
-            os.close(fd)
+            posix.close(fd)  # gevent's os.close defers the close, past the lowered limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 

@@ -343,8 +343,10 @@ class Client:
             try:
                 sock = self.tls.wrap_socket(sock, server_hostname=address[0])
             except OSError as error:
+                from .tls import describe_failure
+
                 sock.close()
-                raise NotAccepted(f"TLS with master {where} failed ({error})") from None
+                raise NotAccepted(f"TLS with master {where} failed: {describe_failure(error)}") from None
         sock.settimeout(None)
         return sock
 

@@ -23,6 +23,7 @@ from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, HEADER_READ, RECV_SIZE, Connection, tune_socket
 from . import relay
 from .results import Status
+from .tls import describe_failure
 
 log = logging.getLogger("sieci.master")
 
@@ -139,9 +140,29 @@ class Master:
         self.verifier = auth.Verifier(secret) if secret else None
         # TLS bytes are not ours to splice
         self.splice_pipes = relay.SplicePipes() if relay.AVAILABLE and not tls else None
-        tls_options = {"ssl_context": tls} if tls else {}
-        self.worker_server = StreamServer(workers_address, self.handle_worker, **tls_options)
-        self.client_server = StreamServer(clients_address, self.handle_client, **tls_options)
+        self.tls = tls
+        self.worker_server = StreamServer(workers_address, self._after_handshake(self.handle_worker, "worker"))
+        self.client_server = StreamServer(clients_address, self._after_handshake(self.handle_client, "client"))
+
+    def _after_handshake(self, handle, peer):
+        """``handle`` behind the TLS handshake, if any: one that fails is a line in
+        the log (gevent's own handshake would print a traceback), and one that
+        stalls is dropped after ``client_timeout``."""
+        if self.tls is None:
+            return handle
+
+        def handshake_then_handle(sock, address):
+            try:
+                sock.settimeout(self.client_timeout)
+                sock = self.tls.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
+            except OSError as error:
+                log.info("%s %s: TLS handshake failed: %s", peer, format_address(address), describe_failure(error))
+                sock.close()
+                return
+            handle(sock, address)
+
+        return handshake_then_handle
 
     @property
     def workers_address(self):

@@ -4,7 +4,9 @@ A master with a certificate and key serves TLS on both its ports; given a
 CA as well, it asks every peer for a certificate signed by it (mutual TLS).
 Workers and clients verify the master's certificate against the CA they are
 given (or the system's), and present a certificate of their own if they
-have one.
+have one. They verify strictly (RFC 5280, as Python 3.13 does by default) on
+every Python, so a certificate that works on one works on all; the README
+shows how to make such certificates.
 """
 
 import ssl
@@ -27,6 +29,7 @@ def server_context(cert, key, ca=None):
 def client_context(ca=None, cert=None, key=None):
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
     if ca:
         _load(context.load_verify_locations, ca)
     if cert:
@@ -40,3 +43,13 @@ def _load(method, *paths):
     except (OSError, ssl.SSLError) as error:
         named = " and ".join(path for path in paths if path)
         raise TLSError(f"cannot use {named}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def describe_failure(error):
+    """Why a handshake failed, in one line; a refused certificate is named with what it lacks."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate refused: {error.verify_message} (make certificates as sieci's README shows)"
+    reason = getattr(error, "reason", None)  # OpenSSL's, e.g. TLSV1_ALERT_UNKNOWN_CA
+    if reason:
+        return reason.lower().replace("_", " ")
+    return getattr(error, "strerror", None) or str(error)

@@ -18,6 +18,7 @@ from .address import format_address
 from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
 from .executor import JobRunner
 from .results import OUTPUT_CHUNK, output_pieces
+from .tls import describe_failure
 
 log = logging.getLogger("sieci.worker")
 
@@ -95,30 +96,18 @@ class MasterLink:
         self.conn = None
 
     def run(self):
+        """Dial, serve, redial. A link lost sooner than the longest pause
+        counts as a failed dial, like one refused or one whose handshake
+        failed, so a master that drops every link at once is not hammered."""
         failures = 0
         while not self.worker.stopping.is_set():
-            try:
-                sock = gevent.socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
-            except OSError as error:
-                failures += 1
-                delay = self._backoff(failures)
-                log.warning("cannot reach master %s (%s); retrying in %.1f s", self.name, error, delay)
-                self.worker.stopping.wait(delay)
-                continue
-            try:
-                if self.worker.tls is not None:
-                    sock = self.worker.tls.wrap_socket(sock, server_hostname=self.address[0])
-            except OSError as error:
-                sock.close()
-                failures += 1
-                delay = self._backoff(failures)
-                log.warning("TLS with master %s failed (%s); retrying in %.1f s", self.name, error, delay)
-                self.worker.stopping.wait(delay)
-                continue
-            failures = 0
-            self._serve(sock)
-            if not self.worker.stopping.is_set():
-                self.worker.stopping.wait(self._backoff(1))
+            why, linked_for = self._dial_and_serve()
+            if self.worker.stopping.is_set():
+                break
+            failures = 1 if linked_for >= self.worker.reconnect_max else failures + 1
+            delay = self._backoff(failures)
+            log.warning("%s; redialling in %.2f s", why, delay)
+            self.worker.stopping.wait(delay)
 
     def _backoff(self, failures):
         ceiling = min(self.worker.reconnect_max, self.worker.reconnect_min * 2 ** (failures - 1))
@@ -127,6 +116,25 @@ class MasterLink:
     def hang_up(self):
         if self.conn is not None:
             self.conn.shutdown()
+
+    def _dial_and_serve(self):
+        """Serve one link to the master until it is lost: why it was lost, and
+        for how many seconds it had been linked."""
+        try:
+            sock = gevent.socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
+        except OSError as error:
+            return f"cannot reach master {self.name} ({error})", 0
+        try:
+            if self.worker.tls is not None:
+                sock = self.worker.tls.wrap_socket(sock, server_hostname=self.address[0])
+        except OSError as error:
+            sock.close()
+            return f"TLS with master {self.name} failed: {describe_failure(error)}", 0
+        linked_at = time.monotonic()
+        try:
+            return self._serve(sock), time.monotonic() - linked_at
+        finally:
+            sock.close()
 
     def _serve(self, sock):
         sock.settimeout(None)
@@ -138,15 +146,14 @@ class MasterLink:
         except LinkLost as why:
             if self.worker.stopping.is_set():
                 log.info("unlinked from master %s", self.name)
-            else:
-                log.warning("lost master %s: %s", self.name, why)
+            return f"lost master {self.name}: {why}"
         except protocol.RemoteProtocolError as error:
-            log.warning("dropping master %s: %s", self.name, error)
+            return f"dropping master {self.name}: {error}"
         except OSError as error:
-            log.warning("lost master %s: %s", self.name, error)
+            return f"lost master {self.name}: {error}"
         finally:
             self.conn = None
-            sock.close()
+        return f"lost master {self.name}"
 
     def _serve_jobs(self):
         state = protocol.LinkState(protocol.WORKER)

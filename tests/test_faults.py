@@ -11,7 +11,7 @@ import pytest
 from sieci import client, protocol
 from sieci.master import Master
 
-from conftest import WAIT, Captured, JobEvents, client_address
+from conftest import WAIT, Captured, JobEvents, assert_backing_off, client_address
 
 
 def spawn_job(master, code, output=None):
@@ -305,6 +305,19 @@ def test_a_worker_drops_a_master_that_talks_nonsense_and_redials(cluster, fake_m
     assert again.recv(100) == b"READY v=2\n"
     again.sendall(b"ROLLBACK\n")
     done_again.set()
+
+
+def test_a_master_that_drops_every_link_at_once_is_redialled_with_growing_pauses(cluster, log_lines):
+    """A link lost as soon as it is made counts as a failed dial: no tight loop of redials."""
+    server = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, _: sock.close())
+    server.start()
+    try:
+        worker_log = log_lines("sieci.worker")
+        cluster.worker(server.address, reconnect_min=0.01, reconnect_max=0.16)
+        losses = worker_log.wait_for("lost master", count=5)
+    finally:
+        server.stop(timeout=1)
+    assert_backing_off(losses)
 
 
 # --- hostile clients ----------------------------------------------------------------

@@ -6,13 +6,16 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from sieci import auth, client, protocol, tls
 from sieci.config import warn_if_exposed
 
-from conftest import REPO, WAIT, Captured, Stdout, client_address
+from conftest import REPO, WAIT, Captured, Stdout, assert_backing_off, client_address
+
+README = Path(REPO) / "README.md"
 
 SECRET = b"correct horse battery staple, 2026"
 CODE = b'print("in")\n'
@@ -142,24 +145,35 @@ def test_exposed_daemons_without_a_secret_warn_loudly(caplog):
 # --- TLS ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
+def make_certificates(folder, commands):
     if not shutil.which("openssl"):
         pytest.skip("needs the openssl command to make test certificates")
-    folder = tmp_path_factory.mktemp("certs")
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=WAIT)
-
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sieci test CA")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name in ("master", "member"):
-        openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", "san.ext")
+    subprocess.run(["sh", "-e", "-c", commands], cwd=folder, check=True, capture_output=True, timeout=WAIT)
     return {name: str(folder / name) for name in
             ("ca.pem", "master.pem", "master.key", "member.pem", "member.key")}
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """Made by the README's own commands, for this host's loopback address."""
+    section = README.read_text().split("**Certificates.**", 1)[1]
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    names = '"DNS:master.example,IP:10.0.0.1"'
+    assert names in commands
+    return make_certificates(tmp_path_factory.mktemp("certs"), commands.replace(names, '"IP:127.0.0.1"'))
+
+
+@pytest.fixture(scope="module")
+def lax_certificates(tmp_path_factory):
+    """Made the quick way, as Python before 3.13 accepted: the CA has no key usage extension."""
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    commands = [f"openssl req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=lax-CA",
+                "echo subjectAltName=IP:127.0.0.1 > san.ext"]
+    for name in ("master", "member"):
+        commands += [f"openssl req {key} -keyout {name}.key -out {name}.csr -subj /CN={name}",
+                     f"openssl x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                     f"-out {name}.pem -days 2 -extfile san.ext"]
+    return make_certificates(tmp_path_factory.mktemp("lax-certs"), "\n".join(commands))
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["server certificate only", "mutual TLS"])
@@ -189,3 +203,29 @@ def test_a_client_refuses_a_master_it_cannot_verify(cluster, certificates):
     master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]))
     with pytest.raises(client.NotAccepted, match="TLS with master .* failed"):
         run(master, tls=tls.client_context())  # the system's CAs do not know our test CA
+
+
+STRICTLY_REFUSED = "certificate refused: CA cert does not include key usage extension"
+
+
+def test_a_certificate_strict_checking_refuses_is_named_in_one_line(cluster, lax_certificates):
+    """What Python 3.13 refuses by default, sieci refuses on every Python, and says why."""
+    certs = lax_certificates
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]))
+    with pytest.raises(client.NotAccepted) as refused:
+        run(master, tls=tls.client_context(certs["ca.pem"]))
+    assert f"TLS with master {client_address(master)} failed: {STRICTLY_REFUSED} (make certificates as " \
+           "sieci's README shows)" in str(refused.value)
+
+
+def test_a_refused_handshake_is_a_log_line_on_both_sides_and_redialled_with_backoff(
+        cluster, lax_certificates, log_lines, capfd):
+    certs = lax_certificates
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]))
+    worker_log, master_log = log_lines("sieci.worker"), log_lines("sieci.master")
+    cluster.worker(master, tls=tls.client_context(certs["ca.pem"]), reconnect_min=0.01, reconnect_max=0.16)
+    refusals = worker_log.wait_for("TLS with master", count=5)
+    assert all(STRICTLY_REFUSED in line for line in refusals)
+    assert_backing_off(refusals)
+    assert "TLS handshake failed" in master_log.wait_for("worker 127.0.0.1:")[0]
+    assert "Traceback" not in capfd.readouterr().err

@@ -8,6 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["sieci", "sieci.*"]),
     python_requires=">=3.10",
+    classifiers=[f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)],
     install_requires=["gevent>=22.10", "ConfigArgParse>=1.5", "prometheus_client>=0.14", "tqdm>=4.60"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     scripts=["scripts/sieci-client"],

@@ -196,3 +196,10 @@ def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path, systemd_analyze)
     copy = local_copy("master", tmp_path, lambda text: text.replace("KillMode=", "KilMode="))
     status, said = systemd_analyze(copy)
     assert any("KilMode" in line for line in said)
+
+
+def test_ci_runs_the_readmes_own_test_command():
+    quick_start = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)\n```", quick_start, re.S)
+    ci = (Path(REPO) / ".ci" / "run").read_text()
+    assert len(commands) == 2 and f'TEST_COMMAND="{commands[1]}"' in ci

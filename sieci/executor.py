@@ -10,14 +10,12 @@ never blocks the worker's other links.
 import json
 import os
 import posix
-import shutil
 import signal
 import socket
 import stat
 import string
 import subprocess
 import sys
-import tempfile
 import time
 
 import gevent
@@ -26,7 +24,8 @@ import gevent.os
 import gevent.queue
 import gevent.socket
 
-from . import pipes
+from . import pipes, sandbox, workdir
+from .isolation import Isolation
 from .protocol import STDERR, STDOUT
 from .results import Status
 from .spawn import SpawnedProcess
@@ -48,7 +47,6 @@ HAND_OVER_POLL = 0.1  # seconds; how often a reader waiting on a full queue chec
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
-STDERR_TAIL = 1024
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
@@ -57,14 +55,6 @@ ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 _close = posix.close
 
 _FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
-
-# What a job that hit an rlimit itself says on stderr before it ends, by limit.
-_RLIMIT_SIGNS = {
-    "memory": b"MemoryError",
-    "processes": b"[Errno 11] Resource temporarily unavailable",
-    "open-files": b"[Errno 24] Too many open files",
-}
-
 
 class Limits:
     """What one job may use. ``None`` for a limit means none."""
@@ -81,10 +71,13 @@ class Limits:
         self.open_files = open_files
         self.processes = processes
 
-    def rlimits(self):
-        """The limits the kernel enforces, as the fork server takes them."""
-        return {"cpu": self.cpu and int(self.cpu), "memory": self.memory, "file_size": self.file_size,
-                "open_files": self.open_files, "processes": self.processes}
+    def rlimits(self, in_cgroup=False):
+        """The per-process limits the kernel enforces, as the fork server takes them;
+        in a cgroup, memory and processes are limited for the whole job there instead."""
+        per_process = {"cpu": self.cpu and int(self.cpu), "file_size": self.file_size, "open_files": self.open_files}
+        if not in_cgroup:
+            per_process.update(memory=self.memory, processes=self.processes)
+        return per_process
 
     def describe(self, name):
         values = {"time": f"{self.timeout:g} s", "cpu": f"{self.cpu} s of CPU", "output": f"{self.max_output} bytes",
@@ -175,10 +168,10 @@ class ForkServer:
             raise
 
     def wait_job(self):
-        """The ended job's raw wait status and CPU seconds, once its leftovers are gone."""
+        """How the job ended, once all it left is gone: a dict with its raw wait
+        ``status``, ``cpu`` seconds and the limits it ``hit``, or an ``error``."""
         try:
-            answer = self._receive()
-            return answer["status"], answer["cpu"]
+            return self._receive()
         finally:
             self._lock.release()
 
@@ -217,17 +210,19 @@ class JobRun:
     the run starts a fork server of its own. ``job_user`` is ``(uid, gid)``
     to run the job as. With ``command_prefix`` (a sandbox such as bwrap) or
     ``fresh_interpreter``, the job is ``[*command_prefix, python, FILE]``,
-    started afresh rather than forked.
+    started afresh rather than forked. ``isolation`` (an Isolation) puts the
+    job in namespaces and a cgroup of its own (see sandbox.py, cgroups.py).
     """
 
     def __init__(self, code, limits=None, python=None, filename=DEFAULT_FILENAME, fork_server=None,
-                 job_user=None, command_prefix=(), fresh_interpreter=False):
+                 job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None):
         self.code = code
         self.limits = limits or Limits()
         self.filename = safe_filename(filename)
         self.job_user = job_user
         self.python = python or sys.executable
         self.command = [*command_prefix, self.python, self.filename] if command_prefix or fresh_interpreter else None
+        self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.status = None
         self.cpu_seconds = None
         self._own_fork_server = fork_server is None
@@ -236,12 +231,11 @@ class JobRun:
         self._torn_down = False
         self._greenlets = []
         self._limit_hit = None
-        self._stderr_tail = b""
+        self._ended = {}
         self._workdir = None
         self._pid = None
 
     def __enter__(self):
-        self._workdir = tempfile.mkdtemp(prefix="sieci-job-")
         try:
             self._start()
         except BaseException:
@@ -250,33 +244,36 @@ class JobRun:
         return self
 
     def _start(self):
-        path = os.path.join(self._workdir, self.filename)
-        with open(path, "wb") as file:
-            file.write(self.code)
-        if self.job_user:
-            for owned in (self._workdir, path):
-                os.chown(owned, *self.job_user)
         stdout_read, stdout_write = _pipe()
         stderr_read, stderr_write = _pipe()
-        stdin = os.open(os.devnull, os.O_RDONLY)
-        request = {"workdir": self._workdir, "filename": self.filename, "env": job_environment(self._workdir),
-                   "limits": self.limits.rlimits(), "user": self.job_user, "command": self.command}
+        fds = [os.open(os.devnull, os.O_RDONLY), stdout_write, stderr_write]
+        request = {"filename": self.filename, "limits": self.limits.rlimits(self.isolation.cgroups),
+                   "user": self.job_user, "command": self.command}
+        if self.isolation.cgroups:
+            request.update(cgroup=True, cgroup_limits={"memory": self.limits.memory,
+                                                       "processes": self.limits.processes})
         try:
+            if self.isolation.namespaces:
+                fds.append(_code_file(self.code))
+                request.update(env=job_environment(sandbox.WORKDIR), sandbox=self.isolation.request(self.limits))
+            else:
+                self._workdir = workdir.make(self.code, self.filename, self.job_user)
+                request.update(env=job_environment(self._workdir), workdir=self._workdir)
             self.started_at = time.monotonic()
-            self._pid = self._fork_server.start_job(request, [stdin, stdout_write, stderr_write])
+            self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
             _close(stdout_read)
             _close(stderr_read)
             raise
         finally:
-            for fd in (stdin, stdout_write, stderr_write):
+            for fd in fds:
                 _close(fd)
         self._greenlets = [
             gevent.spawn(self._read_pipe, STDOUT, stdout_read),
             gevent.spawn(self._read_pipe, STDERR, stderr_read),
             gevent.spawn(self._wait_for_exit),
         ]
-        if self.limits.disk:
+        if self.limits.disk and self._workdir:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
 
     def __exit__(self, *exc_info):
@@ -292,7 +289,8 @@ class JobRun:
     def _clean_up(self):
         if self._own_fork_server:
             self._fork_server.close()
-        _remove_workdir(self._workdir, self.filename)
+        if self._workdir:
+            workdir.remove(self._workdir)
 
     def kill(self):
         """Kill the job's process group; the fork server kills the rest of it."""
@@ -322,8 +320,9 @@ class JobRun:
 
     def _wait_for_exit(self):
         try:
-            status, self.cpu_seconds = self._fork_server.wait_job()
-            returncode = os.waitstatus_to_exitcode(status)
+            self._ended = self._fork_server.wait_job()
+            self.cpu_seconds = self._ended.get("cpu")
+            returncode = os.waitstatus_to_exitcode(self._ended["status"]) if "status" in self._ended else None
         except ForkServerError:
             returncode = None
         self._hand_over(("exit", returncode))
@@ -342,7 +341,7 @@ class JobRun:
                 pass
 
     def _watch_disk(self):
-        while _tree_size(self._workdir) <= self.limits.disk:
+        while workdir.size(self._workdir) <= self.limits.disk:
             gevent.sleep(DISK_CHECK_EVERY)
         self._stop("disk")
 
@@ -370,8 +369,6 @@ class JobRun:
                     data = data[:allowed]
                     self._stop("output")
                 written += len(data)
-                if kind == STDERR:
-                    self._stderr_tail = (self._stderr_tail + data)[-STDERR_TAIL:]
                 if data:
                     yield kind, data
         self.status = self._status(returncode)
@@ -398,6 +395,8 @@ class JobRun:
         limit = self._limit_hit or self._rlimit_hit(returncode)
         if limit:
             return Status(b"limit", limit.encode(), self._limit_message(limit).encode())
+        if "error" in self._ended:
+            return Status(b"error", b"start", self._ended["error"].encode())
         if returncode is None:
             return Status(b"error", b"lost", b"the job's process could not be waited for")
         if returncode < 0:
@@ -411,10 +410,8 @@ class JobRun:
             return "cpu"
         if returncode == -signal.SIGXFSZ:
             return "file-size"
-        if returncode and returncode > 0:
-            for limit, sign in _RLIMIT_SIGNS.items():
-                if sign in self._stderr_tail:  # several processes may have written last
-                    return limit
+        if returncode:  # the counters of its cgroup and tmpfs; a job that exited 0 coped with its limits
+            return next(iter(self._ended.get("hit", ())), None)
         return None
 
     def _limit_message(self, limit):
@@ -428,17 +425,19 @@ class JobRun:
 class JobRunner:
     """How a worker runs its jobs (limits, interpreter, user, sandbox), with its fork server."""
 
-    def __init__(self, limits=None, python=None, job_user=None, command_prefix=(), fresh_interpreter=False):
+    def __init__(self, limits=None, python=None, job_user=None, command_prefix=(), fresh_interpreter=False,
+                 isolation=None):
         self.limits = limits or Limits()
         self.python = python or sys.executable
         self.job_user = job_user
         self.command_prefix = list(command_prefix)
         self.fresh_interpreter = fresh_interpreter
+        self.isolation = isolation
         self.fork_server = ForkServer(self.python)
 
     def run(self, code, filename=DEFAULT_FILENAME):
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
-                      self.command_prefix, self.fresh_interpreter)
+                      self.command_prefix, self.fresh_interpreter, self.isolation)
 
     def close(self):
         self.fork_server.close()
@@ -450,21 +449,11 @@ def _pipe():
     return read_end, write_end
 
 
-def _remove_workdir(workdir, filename):
-    """Most jobs leave only their own file: two calls remove it all, without shutil's walk."""
-    try:
-        os.unlink(os.path.join(workdir, filename))
-        os.rmdir(workdir)
-    except OSError:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _tree_size(top):
-    total = 0
-    for folder, _, files in os.walk(top):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
+def _code_file(code):
+    """The job's code in an anonymous file, for the job's first process to copy into its own folder."""
+    fd = os.memfd_create("sieci-job", os.MFD_CLOEXEC)
+    view = memoryview(code)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd

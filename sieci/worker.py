@@ -48,7 +48,7 @@ class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
                  reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX,
                  keepalive=DEFAULT_KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
-                 secret=None, tls=None, name=None):
+                 isolation=None, secret=None, tls=None, name=None):
         """``secret`` (bytes): answer masters' challenges, and run only jobs
         their clients signed with it. ``tls``: an ssl.SSLContext for clients.
         ``name`` tells clients which worker ran their job (default: host:pid:n)."""
@@ -56,7 +56,7 @@ class Worker:
         self.secret = secret
         self.verifier = auth.Verifier(secret) if secret else None
         self.tls = tls
-        self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter)
+        self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter, isolation)
         self.max_upload = max_upload
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max

@@ -68,7 +68,7 @@ def main():
     standby, last_ended = fork_standby(channel), None
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 3)
+            message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 4)
         except OSError:
             return
         if not message:
@@ -76,15 +76,47 @@ def main():
         busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
         job, job_line = standby or fork_standby(channel, rehearsed=False)
         socket.send_fds(job_line, [message], fds)
-        job_line.close()
         for fd in fds:
             os.close(fd)
         channel.send(b'{"pid": %d}' % job)  # JSON, formatted by hand: the encoder touches more memory
-        _, status, usage = os.wait4(job, 0)
-        kill_leftovers(job)
-        channel.send(b'{"pid": %d, "status": %d, "cpu": %r}' % (job, status, usage.ru_utime + usage.ru_stime))
+        channel.send(wait_for_job(job, job_line, json.loads(message).get("cgroup")))
         last_ended = time.monotonic()
         standby = fork_standby(channel) if busy or quiet_for(channel, STANDBY_AFTER) else None
+
+
+def wait_for_job(job, job_line, in_cgroup):
+    """Wait until the job and all it left are gone; the answer that says how it ended.
+
+    A sandboxed job's init says how the job itself ended, and whether its
+    disk was full; its cgroup says what it used and which limits it hit.
+    """
+    _, status, usage = os.wait4(job, 0)
+    report = _receive_quietly(job_line) or {}
+    job_line.close()
+    kill_leftovers(job)
+    if "error" in report:
+        return json.dumps({"pid": job, "error": report["error"]}).encode()
+    cpu, hit = usage.ru_utime + usage.ru_stime, []
+    if "status" in report:
+        status = report["status"]
+        hit += ["disk"] if report["disk_full"] else []
+    if in_cgroup:
+        cgroup = job_cgroups().job(cgroup_name(os.getpid(), job))
+        try:
+            counters = cgroup.counters()
+            cpu = counters["cpu"]
+            hit += [limit for limit in ("memory", "processes") if counters[limit]]
+        except OSError:
+            pass
+        cgroup.remove()
+    return b'{"pid": %d, "status": %d, "cpu": %r, "hit": %s}' % (job, status, cpu, json.dumps(hit).encode())
+
+
+def _receive_quietly(line):
+    try:
+        return json.loads(line.recv(MAX_REQUEST, socket.MSG_DONTWAIT))
+    except (OSError, ValueError):
+        return None
 
 
 def quiet_for(channel, seconds):
@@ -111,9 +143,9 @@ def fork_standby(channel, rehearsed=True):
             prctl(PR_SET_CHILD_SUBREAPER, 0)
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
-            message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 3)
+            message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 4)
             if message:
-                become_job(json.loads(message), fds)
+                become_job(json.loads(message), fds, theirs)
         finally:
             os._exit(127)  # whatever happened, the child never goes back to serving
     theirs.close()
@@ -160,7 +192,11 @@ def rehearse():
 
 
 def kill_leftovers(job_pid):
-    """Kill and reap whatever the job left running (its orphans are our children)."""
+    """Kill and reap whatever the job left running (its orphans are our children).
+
+    Only children that are listed, and so known to be ours, are waited for:
+    never any child at all, which could be one that does not die.
+    """
     try:
         os.killpg(job_pid, signal.SIGKILL)
     except OSError:
@@ -172,9 +208,9 @@ def kill_leftovers(job_pid):
         for child in children:
             try:
                 os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
             except OSError:
                 pass
-        reap()
 
 
 def list_children():
@@ -186,24 +222,92 @@ def list_children():
         finally:
             os.close(fd)
     except OSError:
-        reap()
         return []
 
 
-def reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+_helpers = {}
 
 
-def become_job(request, fds):
-    """In the forked child: set the job's world up, then run it; never returns."""
+def helper(name):
+    """sieci's sandbox.py or cgroups.py, loaded by path once, and kept out of sys.modules."""
+    if name not in _helpers:
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"_sieci_{name}", path)
+        _helpers[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_helpers[name])
+    return _helpers[name]
+
+
+def job_cgroups():
+    if "job_cgroups" not in _helpers:
+        _helpers["job_cgroups"] = helper("cgroups").discover()
+    return _helpers["job_cgroups"]
+
+
+def cgroup_name(zygote_pid, job_pid):
+    return f"sieci-job-{zygote_pid}-{job_pid}"
+
+
+def become_job(request, fds, report_line):
+    """In the forked child: build the job's world, then run it in there; never returns.
+
+    Sandboxed, this process (C) is outside the job's namespaces: it forks
+    their init (PID 1), which forks the job (PID 2) and reports, on
+    ``report_line``, how the job ended.
+    """
     try:
-        for target, fd in enumerate(fds):
+        if request.get("cgroup"):
+            limits = request["cgroup_limits"]
+            job_cgroups().create(cgroup_name(os.getppid(), os.getpid()), limits["memory"], limits["processes"]).join()
+        if request.get("sandbox"):
+            workdir = helper("sandbox").enter(request, fds[3])
+            os.close(fds[3])
+            run_under_init(request, fds[:3], workdir, report_line)
+    except BaseException as error:
+        report_line.send(json.dumps({"error": f"cannot start the job: {error}"}).encode())
+        os._exit(127)
+    start_job(request, fds, request["workdir"])
+
+
+def run_under_init(request, fds, workdir, report_line):
+    c_alive, c_alive_write = os.pipe()  # at end of file once C (this process) has gone
+    init = os.fork()
+    if init:
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(init, 0)
+        os._exit(0)
+    os.close(c_alive_write)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C dies with the zygote; the init (and all) with C
+    os.set_blocking(c_alive, False)
+    try:
+        if os.read(c_alive, 1) == b"":
+            os._exit(0)  # C went before the line above could take effect
+    except BlockingIOError:
+        pass
+    os.close(c_alive)
+    helper("sandbox").mount_proc()
+    job = os.fork()
+    if job == 0:
+        report_line.close()
+        os.setsid()
+        start_job(request, fds, workdir)
+    for fd in fds:
+        os.close(fd)
+    while True:  # the init reaps every orphan of the job's, until the job itself ends
+        pid, status = os.wait()
+        if pid == job:
+            break
+    report_line.send(json.dumps({"status": status, "disk_full": helper("sandbox").disk_full()}).encode())
+    os._exit(0)  # and the kernel kills all the job left behind
+
+
+def start_job(request, fds, workdir):
+    """Become the job: its streams, limits, user, folder and environment; never returns."""
+    try:
+        for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         os.closerange(3, 1 << 16)
         _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # a file past the size limit ends the job
@@ -213,11 +317,13 @@ def become_job(request, fds):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.umask(0o077)
         user = request.get("user")
-        if user:
+        if request.get("sandbox"):
+            helper("sandbox").drop_privileges(user)
+        elif user:
             os.setgroups([])
             os.setgid(user[1])
             os.setuid(user[0])
-        os.chdir(request["workdir"])
+        os.chdir(workdir)
         _set_environment(request["env"])
     except BaseException as error:
         os.write(2, f"sieci: cannot start the job: {error}\n".encode())
@@ -228,7 +334,7 @@ def become_job(request, fds):
         except OSError as error:
             os.write(2, f"sieci: cannot run {request['command'][0]}: {error}\n".encode())
             os._exit(127)
-    os._exit(run_as_main(os.path.join(request["workdir"], request["filename"])))
+    os._exit(run_as_main(os.path.join(workdir, request["filename"])))
 
 
 def _set_environment(env):

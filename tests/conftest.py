@@ -55,6 +55,26 @@ class Stdout:
         return f"stdout {self.expected!r}"
 
 
+_isolation_checks = {}
+
+
+def isolation(namespaces=True, cgroups=True, **options):
+    """An Isolation with these walls, or a skip that says why this host cannot build them."""
+    from sieci.isolation import Isolation, Unavailable
+
+    wanted = Isolation(namespaces, cgroups, **options)
+    key = (namespaces, cgroups, wanted.network)
+    if key not in _isolation_checks:
+        try:
+            wanted.check()
+            _isolation_checks[key] = None
+        except Unavailable as why:
+            _isolation_checks[key] = str(why)
+    if _isolation_checks[key]:
+        pytest.skip(_isolation_checks[key])
+    return wanted
+
+
 class Cluster:
     """Masters and workers in this process, on loopback ephemeral ports."""
 

@@ -16,6 +16,7 @@ import configargparse
 from . import executor, master, worker
 from .address import AddressError, parse_address
 from .connection import DEFAULT_KEEPALIVE
+from .isolation import Isolation, Unavailable
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 LOG_FORMATS = ["text", "json"]
@@ -96,18 +97,30 @@ def _add_job_options(parser):
     parser.add_argument("--max-cpu", type=positive_seconds, default=executor.DEFAULT_CPU,
                         help="CPU seconds a job may use")
     parser.add_argument("--max-memory", type=size, default=executor.DEFAULT_MEMORY,
-                        help="address space a job's process may map")
+                        help="memory a job may use, all its processes together (with --job-cgroups off: "
+                             "address space each process may map)")
     parser.add_argument("--max-file-size", type=size, default=executor.DEFAULT_FILE_SIZE,
                         help="largest file a job may write")
     parser.add_argument("--max-disk", type=size, default=executor.DEFAULT_DISK,
-                        help="stop a job whose working directory grows past this")
+                        help="size of a job's /tmp, where its working directory is (with --job-namespaces "
+                             "off: stop a job whose working directory grows past this)")
     parser.add_argument("--max-open-files", type=int, default=executor.DEFAULT_OPEN_FILES,
                         help="files a job's process may hold open")
     parser.add_argument("--max-processes", type=int, default=executor.DEFAULT_PROCESSES,
-                        help="processes the job user may have (applies when jobs run as a user other than root)")
+                        help="processes a job may have at once (with --job-cgroups off: processes the job "
+                             "user may have)")
     parser.add_argument("--job-user", default=None, metavar="USER",
                         help="run jobs as this user; default: 'nobody' when the worker runs as root, "
-                             "else the worker's own user; '' for the worker's own user in any case")
+                             "else the worker's own user ('' names it; a root worker never runs jobs as root)")
+    parser.add_argument("--job-namespaces", choices=["on", "off"], default="on",
+                        help="run each job in PID, mount, IPC and UTS namespaces of its own: a read-only "
+                             "tree, a private /tmp on a tmpfs of --max-disk, its own /proc, the worker's "
+                             "secrets hidden; nothing it starts outlives it (off: a host folder, rlimits)")
+    parser.add_argument("--job-cgroups", choices=["on", "off"], default="on",
+                        help="hold each job's memory and processes to --max-memory and --max-processes as a "
+                             "whole, in a cgroup of its own (off: per process, with rlimits)")
+    parser.add_argument("--job-network", choices=["on", "off"], default="on",
+                        help="off: jobs get a network namespace with only loopback (needs --job-namespaces on)")
     parser.add_argument("--sandbox-command", default="", metavar="COMMAND",
                         help="a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev "
                              "--bind \"$PWD\" \"$PWD\" --unshare-all --die-with-parent'; the job's "
@@ -123,37 +136,50 @@ def job_options(parser, args):
                              memory=args.max_memory, file_size=args.max_file_size, disk=args.max_disk,
                              open_files=args.max_open_files, processes=args.max_processes)
     python = getattr(args, "python", None)
-    return {"limits": limits, "python": python, "job_user": _job_user(parser, args.job_user, python),
-            "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter}
+    if args.job_network == "off" and args.job_namespaces == "off":
+        parser.error("--job-network off needs --job-namespaces on")
+    hidden = [getattr(args, name, None) for name in ("secret_file", "tls_key", "config")]
+    isolation = Isolation(args.job_namespaces != "off", args.job_cgroups != "off", args.job_network == "on", hidden)
+    return {"limits": limits, "python": python, "job_user": _job_user(parser, args.job_user),
+            "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter,
+            "isolation": isolation}
 
 
-def _job_user(parser, name, python):
-    """``(uid, gid)`` to run jobs as, or None for the worker's own user.
-
-    By default a root worker runs jobs as nobody, unless nobody cannot read
-    the interpreter's files: then, loudly, as root.
-    """
+def _job_user(parser, name):
+    """``(uid, gid)`` to run jobs as, or None for the worker's own user (never root's)."""
     import pwd
 
-    chosen_by_default = name is None
-    if chosen_by_default:
+    if name is None:
         name = "nobody" if os.geteuid() == 0 else ""
-    if not name:
+    if not name and os.geteuid() != 0:
         return None
     try:
-        entry = pwd.getpwnam(name)
+        entry = pwd.getpwnam(name or "root")
     except KeyError:
         parser.error(f"--job-user: no such user {name!r}")
-    user = (entry.pw_uid, entry.pw_gid)
-    blocked = executor.unreadable_for(user, python)
-    if blocked is None:
-        return user
-    if not chosen_by_default:
-        parser.error(f"--job-user {name} cannot read {blocked}, which jobs need to run Python")
-    logging.getLogger("sieci.worker").warning(
-        "JOBS RUN AS ROOT: the default job user nobody cannot read %s, which jobs need to run Python. "
-        "Install the job interpreter where other users can read it (--python), or name a --job-user who can.",
-        blocked)
+    if entry.pw_uid == 0:
+        parser.error("a worker running as root never runs jobs as root: name an unprivileged --job-user "
+                     "(the default is nobody)")
+    return entry.pw_uid, entry.pw_gid
+
+
+def settle_isolation(job_options, optional=()):
+    """Check that this host can build the job walls that are on (see isolation.py).
+
+    A wall in ``optional`` that cannot be built is turned off, with a line at
+    info; any other is an error, returned as one line (None when all is well).
+    """
+    isolation = job_options["isolation"]
+    try:
+        for note in isolation.check(job_options["python"], optional):
+            logging.getLogger("sieci.worker").info("%s", note)
+    except Unavailable as why:
+        return str(why)
+    user = job_options["job_user"]
+    blocked = user and not isolation.namespaces and executor.unreadable_for(user, job_options["python"])
+    if blocked:
+        return (f"the job user cannot read {blocked}, which jobs need to run Python: install the interpreter "
+                "where it can (--python), or keep --job-namespaces on (it is then made readable for jobs)")
     return None
 
 
@@ -295,7 +321,8 @@ def cluster_parser():
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="how many workers to start (default: the number of CPUs)")
     _add_job_options(parser)
-    parser.set_defaults(log_level="warning", job_user="")  # a local tool: jobs run as you, like python3 FILE
+    # A local tool: jobs run as you (as nobody when you are root), each wall where this host has it.
+    parser.set_defaults(log_level="warning", job_namespaces="auto", job_cgroups="auto")
     return parser
 
 

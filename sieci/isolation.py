@@ -33,19 +33,35 @@ class Isolation:
         """What the fork server's child needs to build the job's namespaces."""
         return {"disk": limits.disk, "network": self.network, "hide": self.hidden}
 
-    def check(self, python=None):
-        """Raise Unavailable unless each wall that is on can be built here."""
-        if self.namespaces:
-            probe = subprocess.run([python or sys.executable, SANDBOX, "--probe", "off" if not self.network else "on"],
-                                   capture_output=True, text=True, timeout=30)
-            if probe.returncode != 0:
-                reason = probe.stderr.strip().splitlines()[-1:] or ["it failed"]
-                raise Unavailable(f"cannot give jobs namespaces of their own ({reason[0]}); "
-                                  "run the worker as root, allow user namespaces, or use --job-namespaces off")
-        if self.cgroups:
-            try:
-                cgroups.discover().prepare()
-            except (cgroups.Unusable, OSError) as why:
-                raise Unavailable(f"cannot give jobs cgroups of their own ({why}); "
-                                  "run the worker as root, or use --job-cgroups off (then memory and process "
-                                  "limits hold per process, not per job)") from None
+    def check(self, python=None, optional=()):
+        """Raise Unavailable unless each wall that is on can be built here. A wall
+        named in ``optional`` is turned off instead; returns a note for each."""
+        notes = []
+        for wall, problem in (("namespaces", self._namespaces_problem), ("cgroups", self._cgroups_problem)):
+            why = getattr(self, wall) and problem(python)
+            if why and wall in optional:
+                setattr(self, wall, False)
+                notes.append(f"jobs run without {wall} of their own: {why}")
+            elif why:
+                raise Unavailable(why)
+        if not self.namespaces:
+            self.network = True
+        return notes
+
+    def _namespaces_problem(self, python):
+        probe = subprocess.run([python or sys.executable, SANDBOX, "--probe", "on" if self.network else "off"],
+                               capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0:
+            return None
+        reason = (probe.stderr.strip().splitlines() or ["it failed"])[-1]
+        return (f"cannot give jobs namespaces of their own ({reason}); run the worker as root, allow user "
+                "namespaces, or use --job-namespaces off")
+
+    @staticmethod
+    def _cgroups_problem(python):
+        try:
+            cgroups.discover().prepare()
+        except (cgroups.Unusable, OSError) as why:
+            return (f"cannot give jobs cgroups of their own ({why}); run the worker as root, or use "
+                    "--job-cgroups off (memory and process limits then hold per process, not per job)")
+        return None

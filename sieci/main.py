@@ -89,11 +89,14 @@ def worker_main(argv=None):
     import logging
 
     from .address import format_address
-    from .config import parse_worker, setup_logging, warn_if_exposed
+    from .config import parse_worker, settle_isolation, setup_logging, warn_if_exposed
     from .worker import Worker
 
     args = parse_worker(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level, args.log_format)
+    problem = settle_isolation(args.job_options)
+    if problem:
+        return _fail("sieci-worker", problem)
     worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
                     keepalive=args.keepalive, name=args.name, **args.job_options, **args.security)
     warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
@@ -117,12 +120,16 @@ def cluster_main(argv=None):
     from .address import format_address
     from .client import Client
     from .client_command import run_file
-    from .config import parse_cluster, setup_logging
+    from .config import parse_cluster, settle_isolation, setup_logging
     from .master import Master
     from .worker import Worker
 
     args = parse_cluster(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level, args.log_format)
+    automatic = [wall for wall in ("namespaces", "cgroups") if getattr(args, f"job_{wall}") == "auto"]
+    problem = settle_isolation(args.job_options, automatic)
+    if problem:
+        return _fail("sieci-cluster", problem)
     _raise_fd_limit()
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master.start()

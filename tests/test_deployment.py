@@ -112,10 +112,11 @@ def test_the_master_runs_as_the_sieci_user_without_privileges():
 def test_the_worker_runs_as_root_to_run_jobs_as_another_user(tmp_path):
     service = read_unit(unit_path("worker"))["Service"]
     assert service["User"] == "root"
-    # Only what switching to the job user, and cleaning up after it, needs.
+    # Only what switching to the job user and building its namespaces need, and its cgroups made beneath.
     capabilities = set(service["CapabilityBoundingSet"].split())
-    assert {"CAP_SETUID", "CAP_SETGID", "CAP_KILL"} <= capabilities
-    assert not capabilities & {"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"}
+    assert {"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_ADMIN"} <= capabilities
+    assert not capabilities & {"CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_BOOT"}
+    assert service["Delegate"] == "yes" and "ProtectControlGroups" not in service
     # The example config leaves the job user to its default: nobody under root, never the worker's own.
     assert parse_worker(["-c", config_copy(tmp_path, "worker")], env={}).job_user is None
 

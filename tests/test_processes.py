@@ -404,26 +404,28 @@ def test_an_idle_master_exits_0_on_sigterm_at_once(procs):
 
 
 def test_a_running_job_completes_when_the_master_gets_sigterm(procs):
-    # The grace period is long and the job ends only when the test says so:
-    # nothing here depends on how fast the machine is.
+    # The grace period is long and the job ends only when the test says so, over
+    # loopback: nothing here depends on how fast the machine is.
     master = procs.master(extra=["--grace", "30"])
-    procs.worker(args=["--job-user", ""])  # the job looks in the test's own (private) folder
-    go = procs.tmp_path / "go"
-    code = (b"import os, sys, time\nprint('started', flush=True)\nend = time.monotonic() + %d\n"
-            b"while not os.path.exists(%r) and time.monotonic() < end:\n    time.sleep(0.02)\n"
-            b"print('finished' if os.path.exists(%r) else 'never told to finish')\nsys.exit(5)\n"
-            % (DEADLINE, str(go).encode(), str(go).encode()))
-    client = procs.client(f"127.0.0.1:{procs.clients_port}", procs.code_file(code))
-    with gevent.Timeout(DEADLINE, AssertionError("the job never started\n" + procs.logs())):
-        first = client.popen.stdout.readline()
-    assert first == b"started\n", procs.logs()
-    master.popen.send_signal(signal.SIGTERM)
-    procs.wait_for_log(master, "stopping")
-    # while it stops, the master takes no new job, however the refusal comes
-    late = procs.run_job(b"print('too late')\n")
-    assert late.returncode == 255 and late.stdout == b"", (late, procs.logs())
-    assert client.popen.poll() is None and master.popen.poll() is None, procs.logs()
-    go.touch()
+    procs.worker()
+    with socket.create_server(("127.0.0.1", 0)) as go:
+        code = (b"import socket, sys\nprint('started', flush=True)\n"
+                b"told = socket.create_connection(('127.0.0.1', %d)).recv(2)\n"
+                b"print('finished' if told == b'go' else 'never told to finish')\nsys.exit(5)\n"
+                % go.getsockname()[1])
+        client = procs.client(f"127.0.0.1:{procs.clients_port}", procs.code_file(code))
+        with gevent.Timeout(DEADLINE, AssertionError("the job never started\n" + procs.logs())):
+            first = client.popen.stdout.readline()
+            job, _ = go.accept()
+        assert first == b"started\n", procs.logs()
+        master.popen.send_signal(signal.SIGTERM)
+        procs.wait_for_log(master, "stopping")
+        # while it stops, the master takes no new job, however the refusal comes
+        late = procs.run_job(b"print('too late')\n")
+        assert late.returncode == 255 and late.stdout == b"", (late, procs.logs())
+        assert client.popen.poll() is None and master.popen.poll() is None, procs.logs()
+        job.sendall(b"go")
+        job.close()
     result = procs.finish(client)
     assert (result.returncode, first + result.stdout, result.stderr) == (5, b"started\nfinished\n", b""), \
         procs.logs()

@@ -70,7 +70,8 @@ class Namespace:
 
     def start_worker(self, master_port):
         command = ["ip", "netns", "exec", self.name, sys.executable, os.path.join(REPO, "bin", "worker"),
-                   f"{HOST_IP}:{master_port}", "--keepalive", str(KEEPALIVE), "--reconnect-max", "0.5"]
+                   f"{HOST_IP}:{master_port}", "--keepalive", str(KEEPALIVE), "--reconnect-max", "0.5",
+                   "--job-cgroups", "off"]  # `ip netns exec` mounts a /sys of its own, without cgroups
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

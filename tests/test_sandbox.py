@@ -1,0 +1,191 @@
+"""A job is a prisoner: attacks on the worker, the host and other jobs, each of which once worked.
+
+Jobs run in namespaces and a cgroup of their own (``isolation()`` skips
+where this host cannot build them), as a user of this test run's own where
+the test needs root to switch to it.
+"""
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import gevent
+import pytest
+
+from sieci import client
+from sieci.executor import Limits
+
+from conftest import Captured, client_address, isolation
+
+# A user of this test run's own (no passwd entry is needed to switch to it).
+JOB_USER = (61000 + os.getpid() % 4000,) * 2
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as another user")
+
+
+def processes_of(uid):
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/status") as status:
+                if any(line.split()[1:2] == [str(uid)] for line in status if line.startswith("Uid:")):
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture
+def prison(cluster):
+    """A master and a worker with small limits, its jobs walled in; ``prison(**options)``."""
+
+    def start(workers=1, walls=None, user=JOB_USER if os.geteuid() == 0 else None, **limits):
+        options = dict(timeout=30, max_output=1 << 20, cpu=20, memory=256 << 20, file_size=64 << 20,
+                       disk=8 << 20, open_files=64, processes=32)
+        options.update(limits)
+        master = cluster.master()
+        for _ in range(workers):
+            cluster.worker(master, limits=Limits(**options), job_user=user, isolation=walls or isolation())
+        assert master.wait_for_workers(workers, 20)
+        return master
+
+    return start
+
+
+def run(master, code, **settings):
+    output = Captured()
+    result = client.Client(client_address(master), **settings).run(code, output=output)
+    return result, output
+
+
+def assert_serves_on(master):
+    result, output = run(master, b"print('next job')\n")
+    assert (result.exit_status, output.stdout) == (0, b"next job\n")
+
+
+@needs_root
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "a host folder"])
+def test_a_job_that_swaps_its_folder_for_a_symlink_deletes_nothing_of_roots(prison, tmp_path, namespaces):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "passwd").write_text("root's own")
+    master = prison(walls=isolation(namespaces=namespaces, cgroups=False))
+    code = (b"import os\nhere = os.getcwd()\nos.chdir('/')\n"
+            b"try:\n    os.rename(here, here + '-moved')\n    os.symlink(%r, here)\n"
+            b"except OSError as error:\n    print(error.strerror)\n" % str(victim).encode())
+    result = client.Client(client_address(master)).run(code, filename="passwd")
+    assert result.exit_status == 0
+    assert (victim / "passwd").read_text() == "root's own"
+    assert_serves_on(master)
+
+
+def test_a_daemon_the_job_leaves_is_gone_and_the_job_reported_at_once(prison):
+    master = prison(timeout=600)
+    code = (b"import os, time\n"
+            b"if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
+            b"time.sleep(0.2)\nprint('left a daemon')\n")
+    result, output = run(master, code)
+    assert (result.exit_status, result.limit, output.stdout) == (0, None, b"left a daemon\n")
+    if os.geteuid() == 0:
+        assert processes_of(JOB_USER[0]) == []
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "a host folder"])
+def test_3000_nested_folders_leave_the_worker_serving(prison, namespaces):
+    master = prison(walls=isolation(namespaces=namespaces, cgroups=False))
+    code = b"import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')\n"
+    result, output = run(master, code)
+    assert (result.exit_status, output.stdout) == (0, b"deep\n")
+    assert_serves_on(master)
+
+
+def test_the_disk_limit_holds_however_the_files_hide(prison):
+    master = prison(disk=8 << 20)
+    code = (b"import os\nwritten = 0\nfor _ in range(2000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+            b"try:\n    with open('f', 'wb') as f:\n        while True:\n            f.write(b'z' * 65536)\n"
+            b"            f.flush()\n            written += 65536\n"
+            b"except OSError:\n    print(written)\n    raise\n")
+    result, output = run(master, code)
+    assert (result.exit_status, result.limit) == (137, "disk")
+    assert int(output.stdout) <= 8 << 20
+
+
+def test_memory_is_limited_for_the_whole_job_not_each_process(prison):
+    master = prison(memory=256 << 20)
+    code = (b"import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n        held = bytearray(100 << 20)\n"
+            b"        held[::4096] = b'x' * len(held[::4096])\n        time.sleep(60)\n        os._exit(0)\n"
+            b"for _ in range(4):\n    _, status = os.wait()\n    if status:\n        raise SystemExit(1)\n")
+    result, _ = run(master, code)
+    assert (result.exit_status, result.limit) == (137, "memory")
+    assert "memory limit" in result.message
+    assert_serves_on(master)
+
+
+def test_an_error_that_looks_like_a_limit_is_the_jobs_own(prison):
+    master = prison()
+    result, output = run(master, b"raise BlockingIOError(11, 'Resource temporarily unavailable')\n")
+    assert (result.exit_status, result.limit) == (1, None)
+    assert b"BlockingIOError: [Errno 11]" in output.stderr
+
+
+@needs_root
+def test_a_job_sees_neither_the_secret_nor_a_writable_package(cluster):
+    folder = tempfile.mkdtemp(dir="/var/tmp")  # not under /tmp, which every job has a fresh one of
+    os.chmod(folder, 0o755)
+    secret = Path(folder) / "secret"
+    secret.write_text("the cluster's secret")
+    secret.chmod(0o644)  # even readable by all, a job must not see it
+    package = os.path.dirname(client.__file__)
+    master = cluster.master()
+    cluster.worker(master, limits=Limits(timeout=30), job_user=JOB_USER, isolation=isolation(hidden=[secret]))
+    code = ("import os\nprint(repr(open(%r).read()))\n"
+            "try:\n    open(os.path.join(%r, 'planted.py'), 'w')\nexcept OSError as error:\n    print(error.strerror)\n"
+            % (str(secret), package)).encode()
+    result, output = run(master, code)
+    assert result.exit_status == 0, output.stderr
+    assert output.stdout.splitlines()[0] == b"''"
+    assert output.stdout.splitlines()[1] in (b"Read-only file system", b"Permission denied")
+    assert not os.path.exists(os.path.join(package, "planted.py"))
+    shutil.rmtree(folder)
+
+
+def test_two_jobs_at_once_cannot_find_each_other(prison):
+    """Both as the same user: each looks for the other's file and process, and finds neither."""
+    master = prison(workers=2)
+    with socket.create_server(("127.0.0.1", 0)) as meeting:
+        code = (b"import os, socket\nmark = 'mark-' + os.urandom(8).hex()\n"
+                b"open(mark, 'w').write(mark)\nopen('/dev/shm/' + mark, 'w').write(mark)\n"
+                b"line = socket.create_connection(('127.0.0.1', %d))\nline.sendall(mark.encode())\n"
+                b"other = line.recv(100).decode()\n"
+                b"found = [os.path.join(folder, name) for top in ('/tmp', '/dev/shm', '/var/tmp')\n"
+                b"         for folder, _, names in os.walk(top) for name in names if name == other]\n"
+                b"print(found, sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+                % meeting.getsockname()[1])
+        jobs = [gevent.spawn(run, master, code) for _ in range(2)]
+        lines = []
+        with gevent.Timeout(20, AssertionError("the two jobs never met")):
+            for _ in range(2):
+                lines.append(meeting.accept()[0])
+            marks = [line.recv(100) for line in lines]
+        for line, other in zip(lines, reversed(marks)):
+            line.sendall(other)
+        results = gevent.joinall(jobs, timeout=20, raise_error=True)
+        for line in lines:
+            line.close()
+    for job in results:
+        result, output = job.value
+        assert (result.exit_status, output.stdout) == (0, b"[] [1, 2]\n"), output.stderr
+
+
+def test_a_job_cannot_kill_the_fork_server_or_the_worker(prison, cluster):
+    master = prison()
+    assert_serves_on(master)
+    zygote = cluster.workers[0].runner.fork_server._process.pid
+    code = (b"import os, signal\nfor pid in [%d, %d, *range(1, 4096)]:\n    if pid != os.getpid():\n"
+            b"        try:\n            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n"
+            b"print('tried')\n" % (os.getpid(), zygote))
+    result, output = run(master, code)
+    assert (result.exit_status, output.stdout) == (0, b"tried\n")
+    assert_serves_on(master)
+    assert cluster.workers[0].runner.fork_server._process.pid == zygote

@@ -13,6 +13,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "bin")
+sys.path.insert(0, REPO)
+from sieci.isolation import unavailable_walls  # noqa: E402
 
 
 def free_port():
@@ -70,7 +72,7 @@ class LocalCluster:
         self.masters = [Daemon("master", [f"127.0.0.1:{w}", f"127.0.0.1:{c}", *master_options])
                         for w, c in zip(self.worker_ports, self.client_ports)]
         links = [f"127.0.0.1:{port}" for port in self.worker_ports]
-        self.workers = [Daemon("worker", [*links, "--reconnect-max", "0.5", *worker_options])
+        self.workers = [Daemon("worker", [*links, "--reconnect-max", "0.5", *unavailable_walls(), *worker_options])
                         for _ in range(workers)]
 
     @property

@@ -65,3 +65,14 @@ class Isolation:
             return (f"cannot give jobs cgroups of their own ({why}); run the worker as root, or use "
                     "--job-cgroups off (memory and process limits then hold per process, not per job)")
         return None
+
+
+def unavailable_walls(python=None):
+    """The worker options that turn off each wall this host cannot build (for tools and tests)."""
+    options = []
+    for wall in ("namespaces", "cgroups"):
+        try:
+            Isolation(namespaces=wall == "namespaces", cgroups=wall == "cgroups").check(python)
+        except Unavailable:
+            options += [f"--job-{wall}", "off"]
+    return options

@@ -16,6 +16,8 @@ import time
 import gevent
 import pytest
 
+from sieci.isolation import unavailable_walls
+
 from conftest import PYTHON, REPO
 
 MASTER = os.path.join(REPO, "bin", "master")
@@ -26,7 +28,8 @@ DEADLINE = 15.0
 STOP_TIMEOUT = 5.0
 POLL = 0.02
 # The daemons' own waits, kept short so a failing test still ends quickly.
-FAST_WORKER = ["--reconnect-max", "0.3", "--grace", "3", "--log-level", "info"]
+# Every wall this host can build; the tests of the walls themselves are in test_sandbox.py.
+FAST_WORKER = ["--reconnect-max", "0.3", "--grace", "3", "--log-level", "info", *unavailable_walls()]
 FAST_MASTER = ["--grace", "3", "--log-level", "info"]
 
 

@@ -96,7 +96,8 @@ def test_3000_nested_folders_leave_the_worker_serving(prison, namespaces):
     master = prison(walls=isolation(namespaces=namespaces, cgroups=False))
     code = b"import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')\n"
     result, output = run(master, code)
-    assert (result.exit_status, output.stdout) == (0, b"deep\n")
+    # On a host folder, a tree that deep counts as over the disk limit once the watcher sees it.
+    assert (result.exit_status, output.stdout) == (0, b"deep\n") or (namespaces, result.limit) == (False, "disk")
     assert_serves_on(master)
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Throughput: hello-world jobs per second through 1 master and 2 workers.
 
-Target: at least 400 jobs/s, from a load generator that keeps --in-flight
+Two clusters: one whose workers wall every job in (namespaces and a cgroup
+each, the default), one with those walls off. Targets: the walls cost at
+most a fifth of the throughput (on >= 0.8x off), and at least 400 jobs/s, from a load generator that keeps --in-flight
 (16) jobs in flight: greenlets in this process, each a real TCP client
 running sieci's client code (sieci.client.run under gevent), against a
 master and 2 workers started as processes on 127.0.0.1. Every answer is
@@ -86,6 +88,11 @@ def sieci_round(address, in_flight, jobs, seconds, pids):
     return outcomes, elapsed, cpu
 
 
+# The walls (namespaces and a cgroup per job) must cost at most this share of throughput.
+WALLS_TARGET = 0.8
+WALLS_OFF = ["--job-namespaces", "off", "--job-cgroups", "off"]
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == BASELINE_HELPER:
@@ -100,56 +107,94 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from processes import LocalCluster
-
-    from sieci import client
+    from processes import LocalCluster, unavailable_walls
 
     print_banner("throughput: hello-world jobs per second through 1 master and "
                  f"{args.workers} workers, {args.in_flight} in flight")
+    missing = unavailable_walls()
+    if missing:
+        print(f"this host cannot build every wall; the walled cluster runs with {' '.join(missing)}")
+    interpreter = job_interpreter()
+    if interpreter:
+        print(f"jobs (in both clusters) run with {interpreter}: without namespaces, the job user could not "
+              f"read this interpreter")
+    options = ["--python", interpreter] if interpreter else []
     workdir, hello = write_job("hello.py", HELLO)
-    baseline_rates, sieci_rates, all_right = [], [], True
-    with LocalCluster(masters=1, workers=args.workers) as cluster:
-        address = cluster.client_addresses
-        pids = {"master": cluster.masters[0].process.pid}
-        pids.update({f"worker {n + 1}": w.process.pid for n, w in enumerate(cluster.workers)})
-        pids["bench"] = os.getpid()
-        client.Client(address, timeout=60).run(HELLO)  # the workers have linked
-        sieci_round(address, args.in_flight, 2 * args.in_flight, 10, pids)  # warm-up
+    rates = {"baseline": [], "walls on": [], "walls off": []}
+    all_right = True
+    with LocalCluster(masters=1, workers=args.workers, worker_options=options) as walled, \
+            LocalCluster(masters=1, workers=args.workers, worker_options=[*options, *WALLS_OFF]) as open_cluster:
+        clusters = {"walls on": walled, "walls off": open_cluster}
+        for cluster in clusters.values():
+            warm_up(cluster, args.in_flight)
         for number in range(1, args.rounds + 1):
-            helper = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), BASELINE_HELPER, sys.executable, hello,
-                 str(args.in_flight), str(args.jobs), str(args.seconds)],
-                capture_output=True, timeout=args.seconds + 120)
-            if helper.returncode != 0:
-                raise RuntimeError(f"baseline helper failed: {helper.stderr.decode()[-500:]}")
-            baseline = json.loads(helper.stdout)
-            baseline_rate = baseline["right"] / baseline["elapsed"]
-            baseline_rates.append(baseline_rate)
-            all_right &= baseline["wrong"] == 0
-            print(f"round {number}: baseline: {baseline['right']} `python hello.py` processes in "
-                  f"{baseline['elapsed']:.2f} s = {baseline_rate:6.1f}/s"
-                  + (f" ({baseline['wrong']} WRONG)" if baseline["wrong"] else ""))
-            outcomes, elapsed, cpu = sieci_round(address, args.in_flight, args.jobs, args.seconds, pids)
-            rate = outcomes["right"] / elapsed
-            sieci_rates.append(rate)
-            all_right &= outcomes["wrong"] == 0 and outcomes["failed"] == 0
-            done = sum(outcomes.values())
-            print(f"round {number}: sieci:    {outcomes['right']}/{done} right in {elapsed:.2f} s = {rate:6.1f} jobs/s"
-                  + (f" ({outcomes['wrong']} wrong, {outcomes['failed']} failed)"
-                     if outcomes["wrong"] or outcomes["failed"] else ""))
-            print(f"         CPU during the sieci round (cores of {os.cpu_count()}; a worker's includes its jobs): "
-                  + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
+            rate, right = baseline_round(hello, args)
+            rates["baseline"].append(rate)
+            all_right &= right
+            print(f"round {number}: baseline:  {rate:6.1f} `python hello.py` processes/s")
+            for name, cluster in clusters.items():
+                rate, right = measured_round(cluster, args, name)
+                rates[name].append(rate)
+                all_right &= right
             sys.stdout.flush()
     shutil.rmtree(workdir, ignore_errors=True)
-    base, sieci = median(baseline_rates), median(sieci_rates)
+    base, on, off = (median(rates[name]) for name in ("baseline", "walls on", "walls off"))
     print()
     print(f"baseline (python hello.py processes, {args.in_flight} in flight): median {base:7.1f}/s")
-    print(f"sieci (hello-world jobs, {args.in_flight} in flight):           median {sieci:7.1f} jobs/s")
-    print(f"sieci / baseline: {sieci / base:.2f}")
-    verdict = "met" if sieci >= TARGET else "NOT met"
-    print(f"sieci / target of {TARGET:.0f} jobs/s: {sieci / TARGET:.3f} (target >= 1: {verdict})")
+    print(f"sieci, walls on  (namespaces and a cgroup per job):   median {on:7.1f} jobs/s ({on / base:.2f}x baseline)")
+    print(f"sieci, walls off (--job-namespaces off --job-cgroups off): median {off:7.1f} jobs/s ({off / base:.2f}x)")
+    verdict = "met" if on >= WALLS_TARGET * off else "NOT met"
+    print(f"walls on / walls off: {on / off:.3f} (target >= {WALLS_TARGET}: {verdict})")
+    verdict = "met" if on >= TARGET else "NOT met"
+    print(f"walls on / target of {TARGET:.0f} jobs/s: {on / TARGET:.3f} (target >= 1: {verdict})")
     print("every answer right" if all_right else "SOME ANSWERS WRONG OR FAILED")
     return 0 if all_right else 1
+
+
+def job_interpreter():
+    """None, or for a root bench whose Python nobody cannot read: a python3 on the jobs' PATH."""
+    from sieci.executor import JOB_PATH, unreadable_for
+
+    if os.geteuid() != 0 or not unreadable_for((65534, 65534)):
+        return None
+    return shutil.which("python3", path=JOB_PATH)
+
+
+def cluster_pids(cluster):
+    pids = {"master": cluster.masters[0].process.pid, "bench": os.getpid()}
+    pids.update({f"worker {n + 1}": w.process.pid for n, w in enumerate(cluster.workers)})
+    return pids
+
+
+def warm_up(cluster, in_flight):
+    from sieci import client
+
+    client.Client(cluster.client_addresses, timeout=60).run(HELLO)  # the workers have linked
+    sieci_round(cluster.client_addresses, in_flight, 2 * in_flight, 10, cluster_pids(cluster))
+
+
+def baseline_round(hello, args):
+    helper = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), BASELINE_HELPER, sys.executable, hello,
+         str(args.in_flight), str(args.jobs), str(args.seconds)],
+        capture_output=True, timeout=args.seconds + 120)
+    if helper.returncode != 0:
+        raise RuntimeError(f"baseline helper failed: {helper.stderr.decode()[-500:]}")
+    baseline = json.loads(helper.stdout)
+    return baseline["right"] / baseline["elapsed"], baseline["wrong"] == 0
+
+
+def measured_round(cluster, args, name):
+    outcomes, elapsed, cpu = sieci_round(cluster.client_addresses, args.in_flight, args.jobs, args.seconds,
+                                         cluster_pids(cluster))
+    rate = outcomes["right"] / elapsed
+    done = sum(outcomes.values())
+    print(f"         {name}: {outcomes['right']}/{done} right in {elapsed:.2f} s = {rate:6.1f} jobs/s"
+          + (f" ({outcomes['wrong']} wrong, {outcomes['failed']} failed)"
+             if outcomes["wrong"] or outcomes["failed"] else ""))
+    print(f"           CPU (cores of {os.cpu_count()}; a worker's includes its jobs): "
+          + ", ".join(f"{part} {share:.2f}" for part, share in cpu.items()))
+    return rate, outcomes["wrong"] == 0 and outcomes["failed"] == 0
 
 
 if __name__ == "__main__":

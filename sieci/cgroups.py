@@ -24,7 +24,10 @@ def discover(mountinfo="/proc/self/mountinfo", membership="/proc/self/cgroup"):
     mounts = _cgroup_mounts(mountinfo)
     paths = _own_cgroups(membership)
     if "" in mounts and not all(controller in mounts for controller in ("memory", "pids")):
-        return _V2(os.path.join(mounts[""], paths.get("", "/").lstrip("/")))
+        own = paths.get("", "/").rstrip("/")
+        if own.endswith("/" + DAEMONS_LEAF):  # where prepare() moved us: our jobs go beside it
+            own = os.path.dirname(own)
+        return _V2(os.path.join(mounts[""], own.lstrip("/")))
     missing = [controller for controller in CONTROLLERS_V1 if controller not in mounts]
     if missing:
         raise Unusable(f"no cgroup v2 tree and no cgroup v1 {', '.join(missing)} controller mounted")
@@ -63,22 +66,40 @@ def _write(path, text):
         file.write(text)
 
 
-def _read_fields(path):
-    """A flat keyed file ("oom_kill 3\\n...") as a dict of ints."""
-    fields = {}
-    with open(path) as file:
-        for line in file:
-            key, _, value = line.partition(" ")
-            if value.strip().lstrip("-").isdigit():
-                fields[key] = int(value)
-    return fields
+def _field(text, key):
+    """The number after ``key`` in a flat keyed file ("oom_kill 3\\n..."), or the file's
+    only number for a ``key`` of None."""
+    if key is None:
+        return int(text)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
 
 
-class _V1:
+class _Tree:
+    def remove_stale(self, prefix, alive):
+        """Remove the cgroups named ``prefix`` + a pid that is no longer ``alive`` (a
+        fork server that was killed could not remove its own)."""
+        for base in self._bases():
+            for name in os.listdir(base):
+                pid = name[len(prefix):]
+                if name.startswith(prefix) and pid.isdigit() and not alive(int(pid)):
+                    try:
+                        os.rmdir(os.path.join(base, name))
+                    except OSError:
+                        pass
+
+
+class _V1(_Tree):
     version = 1
 
     def __init__(self, bases):
         self.bases = bases
+
+    def _bases(self):
+        return list(self.bases.values())
 
     def prepare(self):
         """Check that job cgroups can be made here (raises Unusable)."""
@@ -87,7 +108,7 @@ class _V1:
                 raise Unusable(f"cannot make cgroups in {base} (run the worker as root)")
 
     def job(self, name):
-        return JobCgroup([os.path.join(self.bases[c], name) for c in CONTROLLERS_V1], self._counters)
+        return JobCgroup([os.path.join(self.bases[c], name) for c in CONTROLLERS_V1], self.COUNTERS)
 
     def create(self, name, memory, processes):
         cgroup = self.job(name)
@@ -103,20 +124,19 @@ class _V1:
             _write(os.path.join(pids_folder, "pids.max"), str(processes))
         return cgroup
 
-    @staticmethod
-    def _counters(folders):
-        memory, pids, cpuacct = folders
-        with open(os.path.join(cpuacct, "cpuacct.usage")) as file:
-            cpu = int(file.read()) / 1e9
-        return {"cpu": cpu, "memory": _read_fields(os.path.join(memory, "memory.oom_control")).get("oom_kill", 0),
-                "processes": _read_fields(os.path.join(pids, "pids.events")).get("max", 0)}
+    # What each counter is: (name, folder (of CONTROLLERS_V1), file, key, scale).
+    COUNTERS = [("cpu", 2, "cpuacct.usage", None, 1e-9), ("memory", 0, "memory.oom_control", "oom_kill", 1),
+                ("processes", 1, "pids.events", "max", 1)]
 
 
-class _V2:
+class _V2(_Tree):
     version = 2
 
     def __init__(self, base):
         self.base = base
+
+    def _bases(self):
+        return [self.base]
 
     def prepare(self):
         """Hand the memory, pids and cpu controllers to job cgroups (raises Unusable)."""
@@ -138,7 +158,7 @@ class _V2:
             raise Unusable(f"cannot make cgroups in {self.base} ({error.strerror or error})") from None
 
     def job(self, name):
-        return JobCgroup([os.path.join(self.base, name)], self._counters)
+        return JobCgroup([os.path.join(self.base, name)], self.COUNTERS)
 
     def create(self, name, memory, processes):
         cgroup = self.job(name)
@@ -152,12 +172,8 @@ class _V2:
             _write(os.path.join(folder, "pids.max"), str(processes))
         return cgroup
 
-    @staticmethod
-    def _counters(folders):
-        (folder,) = folders
-        return {"cpu": _read_fields(os.path.join(folder, "cpu.stat")).get("usage_usec", 0) / 1e6,
-                "memory": _read_fields(os.path.join(folder, "memory.events")).get("oom_kill", 0),
-                "processes": _read_fields(os.path.join(folder, "pids.events")).get("max", 0)}
+    COUNTERS = [("cpu", 0, "cpu.stat", "usage_usec", 1e-6), ("memory", 0, "memory.events", "oom_kill", 1),
+                ("processes", 0, "pids.events", "max", 1)]
 
 
 class JobCgroup:
@@ -166,18 +182,28 @@ class JobCgroup:
     def __init__(self, folders, counters):
         self.folders = folders
         self._counters = counters
+        self._counter_fds = []
 
     def join(self, pid=0):
         for folder in self.folders:
             _write(os.path.join(folder, "cgroup.procs"), str(pid))
 
     def counters(self):
-        """CPU seconds, and how often the memory and process limits were hit."""
-        return self._counters(self.folders)
+        """CPU seconds, and how often the memory and process limits were hit, so far."""
+        if not self._counter_fds:  # kept open: a job's end reads them all
+            self._counter_fds = [os.open(os.path.join(self.folders[folder], file), os.O_RDONLY | os.O_CLOEXEC)
+                                 for _, folder, file, _, _ in self._counters]
+        return {name: _field(os.pread(fd, 4096, 0).decode(), key) * scale
+                for fd, (name, _, _, key, scale) in zip(self._counter_fds, self._counters)}
 
     def remove(self):
+        """Remove it, once this process has moved back to the cgroup above (if it was in)."""
+        for fd in self._counter_fds:
+            os.close(fd)
+        self._counter_fds = []
         for folder in self.folders:
             try:
+                _write(os.path.join(os.path.dirname(folder), "cgroup.procs"), "0")
                 os.rmdir(folder)
             except OSError:
                 pass

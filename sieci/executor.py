@@ -47,6 +47,7 @@ HAND_OVER_POLL = 0.1  # seconds; how often a reader waiting on a full queue chec
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
+CLOSE_GRACE = 1.0  # seconds a fork server gets to end on its own
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
@@ -140,8 +141,10 @@ class ForkServerError(Exception):
 class ForkServer:
     """A worker's zygote process: one job at a time, started when first needed."""
 
-    def __init__(self, python=None):
+    def __init__(self, python=None, walls=None):
+        """``walls``: the namespaces and cgroup to run jobs in (Isolation.walls)."""
         self.python = python or sys.executable
+        self.walls = walls or {}
         self._process = None
         self._channel = None
         self._lock = gevent.lock.Semaphore()
@@ -149,8 +152,8 @@ class ForkServer:
     def _start(self):
         ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._process = SpawnedProcess([self.python, ZYGOTE, str(theirs.fileno())], job_environment("/"),
-                                           pass_fds=(theirs.fileno(),))
+            self._process = SpawnedProcess([self.python, ZYGOTE, str(theirs.fileno()), json.dumps(self.walls)],
+                                           job_environment("/"), pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
         self._channel = ours
@@ -182,15 +185,17 @@ class ForkServer:
                 return json.loads(message)
         except (OSError, ValueError):
             pass
-        self.close()
+        self.close(grace=0)
         raise ForkServerError("the fork server died")
 
-    def close(self):
+    def close(self, grace=CLOSE_GRACE):
+        """Stop the fork server: it ends on its own once its channel closes (and removes
+        its jobs' cgroup), or is killed after ``grace`` seconds."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         if self._process is not None:
-            self._process.kill()
+            self._process.kill(grace)
             self._process = None
 
 
@@ -226,7 +231,7 @@ class JobRun:
         self.status = None
         self.cpu_seconds = None
         self._own_fork_server = fork_server is None
-        self._fork_server = fork_server or ForkServer(self.python)
+        self._fork_server = fork_server or ForkServer(self.python, self.isolation.walls(self.limits, job_user))
         self._events = gevent.queue.Queue(maxsize=EVENTS_HELD)
         self._torn_down = False
         self._greenlets = []
@@ -249,13 +254,10 @@ class JobRun:
         fds = [os.open(os.devnull, os.O_RDONLY), stdout_write, stderr_write]
         request = {"filename": self.filename, "limits": self.limits.rlimits(self.isolation.cgroups),
                    "user": self.job_user, "command": self.command}
-        if self.isolation.cgroups:
-            request.update(cgroup=True, cgroup_limits={"memory": self.limits.memory,
-                                                       "processes": self.limits.processes})
         try:
             if self.isolation.namespaces:
                 fds.append(_code_file(self.code))
-                request.update(env=job_environment(sandbox.WORKDIR), sandbox=self.isolation.request(self.limits))
+                request.update(env=job_environment(sandbox.WORKDIR))
             else:
                 self._workdir = workdir.make(self.code, self.filename, self.job_user)
                 request.update(env=job_environment(self._workdir), workdir=self._workdir)
@@ -282,7 +284,7 @@ class JobRun:
         waiter = self._greenlets[2]
         waiter.join(DRAIN_AFTER_KILL * 5)
         if not waiter.ready():
-            self._fork_server.close()  # wedged: it is started afresh for the next job
+            self._fork_server.close(grace=0)  # wedged: it is started afresh for the next job
         gevent.killall(self._greenlets)
         self._clean_up()
 
@@ -432,8 +434,8 @@ class JobRunner:
         self.job_user = job_user
         self.command_prefix = list(command_prefix)
         self.fresh_interpreter = fresh_interpreter
-        self.isolation = isolation
-        self.fork_server = ForkServer(self.python)
+        self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
+        self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
     def run(self, code, filename=DEFAULT_FILENAME):
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,

@@ -29,9 +29,17 @@ class Isolation:
         self.network = network
         self.hidden = [os.path.abspath(path) for path in hidden if path]
 
-    def request(self, limits):
-        """What the fork server's child needs to build the job's namespaces."""
-        return {"disk": limits.disk, "network": self.network, "hide": self.hidden}
+    def walls(self, limits, user):
+        """What the fork server needs to build them, for jobs with these limits, run as ``user``."""
+        walls = {}
+        if self.namespaces:
+            walls["sandbox"] = {"disk": limits.disk, "network": self.network, "hide": self.hidden, "user": user}
+        if self.cgroups:
+            # The job's own processes, and two of sieci's: the one its namespaces were made
+            # in, and their init.
+            processes = limits.processes and limits.processes + 2
+            walls["cgroup"] = {"memory": limits.memory, "processes": processes}
+        return walls
 
     def check(self, python=None, optional=()):
         """Raise Unavailable unless each wall that is on can be built here. A wall

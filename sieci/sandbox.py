@@ -20,6 +20,7 @@ import ctypes
 import os
 import stat
 import struct
+import sys
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -68,46 +69,96 @@ def _c(text):
 
 
 # --- the namespaces and the file tree ------------------------------------------------------
+#
+# ``config`` (from the worker, the same for all its jobs): "disk" (bytes, the size of
+# each tmpfs), "network" (False: a network namespace with only loopback), "hide" (paths
+# no job may see) and "user" ((uid, gid) jobs run as, or None for the worker's own).
 
 
-def enter(request, code_fd):
-    """In the job's first process: new namespaces and the job's view of the files.
-
-    ``request["sandbox"]`` says what to hide, the disk limit and whether the
-    job has a network.
-    Returns the working directory, holding the job's file.
-    """
-    sandbox = request["sandbox"]
+def build_template(config):
+    """In the fork server, once: a mount namespace of its own holding the view every
+    job's starts from. The tree is read-only, hidden paths are covered, and the
+    interpreter's folders are reachable for the job user. (Without root, it is in a
+    user namespace of the worker's user, which every job's namespaces then sit in.)"""
     uid, gid = os.geteuid(), os.getegid()
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    if not sandbox.get("network", True):
-        flags |= CLONE_NEWNET
-    if uid != 0:
-        flags |= CLONE_NEWUSER
-    _check(_libc.unshare(flags), "unshare")
+    _check(_libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if uid != 0 else 0)), "unshare")
     if uid != 0:
         _map_user(uid, gid)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _make_reachable(interpreter_folders(), config.get("user"))
+    for path in config.get("hide", ()):
+        _hide(path)
+    _set_attributes("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
+    # The fork server still writes to its jobs' cgroup and to /proc (jobs get a /proc of their own).
+    for tree in ["/proc", *_cgroup_mounts()]:
+        _set_attributes(tree, 0, 0, MOUNT_ATTR_RDONLY)
+
+
+_own_pid_namespace = []
+
+
+def new_pid_namespace_for_children():
+    """In the fork server: the next child it forks is the init of a new PID namespace."""
+    if not _own_pid_namespace:
+        _own_pid_namespace.append(os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+    _check(_libc.unshare(CLONE_NEWPID), "unshare")
+
+
+def own_pid_namespace_for_children():
+    """...and the one after that is in the fork server's own again."""
+    _check(_libc.setns(_own_pid_namespace[0], CLONE_NEWPID), "setns")
+
+
+def enter_namespaces(config):
+    """In a standby child of the fork server: PID (unless born in one), mount, IPC and UTS
+    namespaces (and network) of its own, with a fresh tmpfs on /tmp and /dev/shm."""
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWPID if os.getpid() != 1 else 0)
+    if not config.get("network", True):
+        flags |= CLONE_NEWNET
+    _check(_libc.unshare(flags), "unshare")
     if flags & CLONE_NEWNET:
         _bring_up_loopback()
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _make_reachable(interpreter_folders(), request.get("user"))
-    for path in sandbox.get("hide", ()):
-        _hide(path)
-    _check(_libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE,
-                         struct.pack("QQQQ", MOUNT_ATTR_RDONLY, 0, 0, 0), 32), "mount_setattr /")
-    size = f"size={sandbox['disk']}" if sandbox.get("disk") else "size=50%"
+    size = f"size={config['disk']}" if config.get("disk") else "size=50%"
     for folder in ("/tmp", "/dev/shm"):
         _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+
+
+def finish_namespaces(config):
+    """In the namespaces' init: its /proc, and the job's folder; returns the folder."""
+    mount_proc()
     os.mkdir(WORKDIR, 0o700)
-    path = os.path.join(WORKDIR, request["filename"])
-    with open(path, "xb") as file, open(code_fd, "rb", closefd=False) as code:
-        while chunk := code.read(1 << 20):
-            file.write(chunk)
-    user = request.get("user")
-    if user:
-        for owned in (WORKDIR, path):
-            os.chown(owned, *user, follow_symlinks=False)
+    if config.get("user"):
+        os.chown(WORKDIR, *config["user"], follow_symlinks=False)
     return WORKDIR
+
+
+def place_code(filename, workdir, code_fd, user):
+    """Copy the job's file from ``code_fd`` into its folder (no job has run there yet)."""
+    fd = os.open(os.path.join(workdir, filename), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        size = os.fstat(code_fd).st_size
+        copied = 0
+        while copied < size:
+            copied += os.sendfile(fd, code_fd, copied, size - copied)
+        if user:
+            os.fchown(fd, *user)
+    finally:
+        os.close(fd)
+        os.close(code_fd)
+
+
+def _set_attributes(path, flags, attributes_set, attributes_cleared):
+    attributes = struct.pack("QQQQ", attributes_set, attributes_cleared, 0, 0)
+    _check(_libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, os.fsencode(path), flags, attributes, len(attributes)),
+           f"mount_setattr {path}")
+
+
+def _cgroup_mounts():
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            ours, theirs = line.split(" - ", 1)
+            if theirs.split()[0] in ("cgroup", "cgroup2"):
+                yield ours.split()[4]
 
 
 def _map_user(uid, gid):
@@ -212,26 +263,22 @@ def disk_full():
 
 def _probe(network):
     """Build, in this throwaway process, the walls a job gets; fails with the reason."""
-    uid, gid = os.geteuid(), os.getegid()
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET)
-    _check(_libc.unshare(flags | (CLONE_NEWUSER if uid != 0 else 0)), "unshare")
-    if uid != 0:
-        _map_user(uid, gid)
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _check(_libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE,
-                         struct.pack("QQQQ", MOUNT_ATTR_RDONLY, 0, 0, 0), 32), "mount_setattr /")
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4k")
+    build_template({"user": None})
+    enter_namespaces({"disk": 4096, "network": network})
     child = os.fork()
     if child == 0:
-        mount_proc()
+        try:
+            finish_namespaces({})
+        except OSError as error:
+            print(error, file=sys.stderr)
+            os._exit(1)
         os._exit(0)
     _, status = os.waitpid(child, 0)
     if status != 0:
-        raise OSError("cannot mount /proc in a PID namespace")
+        raise OSError("cannot finish a job's namespaces in a new PID namespace")
 
 
 if __name__ == "__main__":
-    import sys
 
     try:
         _probe(network=sys.argv[2:] != ["off"])

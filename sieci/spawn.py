@@ -34,9 +34,9 @@ class SpawnedProcess:
         self._watcher = gevent.get_hub().loop.child(self.pid, False)
         self._watcher.start(self._exited.set)
 
-    def kill(self):
-        """SIGKILL it and wait until it is reaped."""
-        if not self._exited.is_set():
+    def kill(self, grace=0):
+        """SIGKILL it, unless it exits within ``grace`` seconds; wait until it is reaped."""
+        if not self._exited.wait(grace):
             os.kill(self.pid, signal.SIGKILL)
         self._exited.wait()
         self._watcher.stop()

@@ -65,6 +65,15 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
     warm_up()
+    build_walls(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
+    try:
+        serve(channel)
+    finally:
+        if WALLS.get("cgroup"):
+            WALLS["cgroup"].remove()
+
+
+def serve(channel):
     standby, last_ended = fork_standby(channel), None
     while True:
         try:
@@ -79,12 +88,43 @@ def main():
         for fd in fds:
             os.close(fd)
         channel.send(b'{"pid": %d}' % job)  # JSON, formatted by hand: the encoder touches more memory
-        channel.send(wait_for_job(job, job_line, json.loads(message).get("cgroup")))
+        channel.send(wait_for_job(job, job_line))
         last_ended = time.monotonic()
         standby = fork_standby(channel) if busy or quiet_for(channel, STANDBY_AFTER) else None
 
 
-def wait_for_job(job, job_line, in_cgroup):
+# This fork server's walls for its jobs (see build_walls): "sandbox", the settings of
+# the jobs' namespaces, "cgroup", the one cgroup each job in turn runs in, and "used",
+# its counters when the last job ended.
+WALLS = {}
+
+
+def build_walls(walls):
+    """Once, here: the cgroup each job runs in (one at a time), and the view of the
+    files every job's mount namespace starts from (see sandbox.py)."""
+    if walls.get("sandbox"):
+        WALLS["sandbox"] = walls["sandbox"]
+        helper("sandbox").build_template(walls["sandbox"])
+    if walls.get("cgroup"):
+        # The zygote moves into the cgroup itself, so that its children are born there (moving
+        # each would cost more than a job's namespaces).
+        job_cgroups = helper("cgroups").discover()
+        job_cgroups.remove_stale(NAME_PREFIX, alive=lambda pid: os.path.exists(f"/proc/{pid}"))
+        limits = walls["cgroup"]
+        WALLS["cgroup"] = job_cgroups.create(f"{NAME_PREFIX}{os.getpid()}", limits["memory"], limits["processes"])
+        WALLS["cgroup"].join()
+        WALLS["used"] = WALLS["cgroup"].counters()
+
+
+def set_oom_score_adj(value):
+    with open("/proc/self/oom_score_adj", "w") as file:
+        file.write(str(value))
+
+
+NAME_PREFIX = "sieci-jobs-of-"
+
+
+def wait_for_job(job, job_line):
     """Wait until the job and all it left are gone; the answer that says how it ended.
 
     A sandboxed job's init says how the job itself ended, and whether its
@@ -100,15 +140,11 @@ def wait_for_job(job, job_line, in_cgroup):
     if "status" in report:
         status = report["status"]
         hit += ["disk"] if report["disk_full"] else []
-    if in_cgroup:
-        cgroup = job_cgroups().job(cgroup_name(os.getpid(), job))
-        try:
-            counters = cgroup.counters()
-            cpu = counters["cpu"]
-            hit += [limit for limit in ("memory", "processes") if counters[limit]]
-        except OSError:
-            pass
-        cgroup.remove()
+    if WALLS.get("cgroup"):  # the counters only grow: the job's part is what grew since the last job
+        used, before = WALLS["cgroup"].counters(), WALLS["used"]
+        cpu = used["cpu"] - before["cpu"]
+        hit += [limit for limit in ("memory", "processes") if used[limit] > before[limit]]
+        WALLS["used"] = used
     return b'{"pid": %d, "status": %d, "cpu": %r, "hit": %s}' % (job, status, cpu, json.dumps(hit).encode())
 
 
@@ -131,8 +167,13 @@ def fork_standby(channel, rehearsed=True):
 
     The child (``rehearsed``: after a rehearsal of a job's start) waits for
     its request on a socket of its own; returns its pid and that socket.
+    Sandboxed, the child builds the job's namespaces first (see
+    standby_in_sandbox); as root, it is born the init of a PID namespace.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    born_init = bool(WALLS.get("sandbox")) and os.geteuid() == 0
+    if born_init:
+        helper("sandbox").new_pid_namespace_for_children()
     pid = os.fork()
     if pid == 0:
         try:
@@ -141,15 +182,68 @@ def fork_standby(channel, rehearsed=True):
             os.setsid()
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             prctl(PR_SET_CHILD_SUBREAPER, 0)
+            if WALLS.get("cgroup"):
+                set_oom_score_adj(1000)  # in their shared cgroup, the OOM killer picks the job, not the zygote
+            if WALLS.get("sandbox"):
+                standby_in_sandbox(theirs, rehearsed)
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
             message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 4)
             if message:
-                become_job(json.loads(message), fds, theirs)
+                start_job(json.loads(message), fds, None)
         finally:
             os._exit(127)  # whatever happened, the child never goes back to serving
+    if born_init:
+        helper("sandbox").own_pid_namespace_for_children()
     theirs.close()
     return pid, ours
+
+
+def standby_in_sandbox(job_line, rehearsed):
+    """In a standby child: build the job's namespaces, then serve as their init; never returns.
+
+    The init (PID 1: this process, or, without root, a child forked into the
+    new PID namespace) forks the job's process (PID 2), which takes the
+    request, and reports on ``job_line`` how the job ended. When the init
+    exits, the kernel kills whatever the job left behind.
+    """
+    sandbox = helper("sandbox")
+    try:
+        walls_failed = None
+        sandbox.enter_namespaces(WALLS["sandbox"])
+        if os.getpid() != 1:
+            init = os.fork()
+            if init:
+                os.waitpid(init, 0)
+                os._exit(0)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # with the process above, which dies with the zygote
+        workdir = sandbox.finish_namespaces(WALLS["sandbox"])
+    except Exception as error:
+        walls_failed = error
+    job = os.fork()
+    if job == 0:
+        os.setsid()
+        if rehearsed:
+            rehearse()
+        message, fds, _, _ = socket.recv_fds(job_line, MAX_REQUEST, 4)
+        if not message:
+            os._exit(127)
+        request = json.loads(message)
+        try:
+            if walls_failed:
+                raise walls_failed
+            sandbox.place_code(request["filename"], workdir, fds.pop(), WALLS["sandbox"].get("user"))
+        except BaseException as error:
+            job_line.send(json.dumps({"error": f"cannot start the job: {error}"}).encode())
+            os._exit(127)
+        start_job(request, fds, workdir)
+    while True:  # the init reaps every orphan of the job's, until the job itself ends
+        pid, status = os.wait()
+        if pid == job:
+            break
+    if not walls_failed:
+        job_line.send(json.dumps({"status": status, "disk_full": sandbox.disk_full()}).encode())
+    os._exit(0)  # and the kernel kills all the job left behind
 
 
 WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 starts after 8 calls)
@@ -240,72 +334,10 @@ def helper(name):
     return _helpers[name]
 
 
-def job_cgroups():
-    if "job_cgroups" not in _helpers:
-        _helpers["job_cgroups"] = helper("cgroups").discover()
-    return _helpers["job_cgroups"]
-
-
-def cgroup_name(zygote_pid, job_pid):
-    return f"sieci-job-{zygote_pid}-{job_pid}"
-
-
-def become_job(request, fds, report_line):
-    """In the forked child: build the job's world, then run it in there; never returns.
-
-    Sandboxed, this process (C) is outside the job's namespaces: it forks
-    their init (PID 1), which forks the job (PID 2) and reports, on
-    ``report_line``, how the job ended.
-    """
-    try:
-        if request.get("cgroup"):
-            limits = request["cgroup_limits"]
-            job_cgroups().create(cgroup_name(os.getppid(), os.getpid()), limits["memory"], limits["processes"]).join()
-        if request.get("sandbox"):
-            workdir = helper("sandbox").enter(request, fds[3])
-            os.close(fds[3])
-            run_under_init(request, fds[:3], workdir, report_line)
-    except BaseException as error:
-        report_line.send(json.dumps({"error": f"cannot start the job: {error}"}).encode())
-        os._exit(127)
-    start_job(request, fds, request["workdir"])
-
-
-def run_under_init(request, fds, workdir, report_line):
-    c_alive, c_alive_write = os.pipe()  # at end of file once C (this process) has gone
-    init = os.fork()
-    if init:
-        for fd in fds:
-            os.close(fd)
-        os.waitpid(init, 0)
-        os._exit(0)
-    os.close(c_alive_write)
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C dies with the zygote; the init (and all) with C
-    os.set_blocking(c_alive, False)
-    try:
-        if os.read(c_alive, 1) == b"":
-            os._exit(0)  # C went before the line above could take effect
-    except BlockingIOError:
-        pass
-    os.close(c_alive)
-    helper("sandbox").mount_proc()
-    job = os.fork()
-    if job == 0:
-        report_line.close()
-        os.setsid()
-        start_job(request, fds, workdir)
-    for fd in fds:
-        os.close(fd)
-    while True:  # the init reaps every orphan of the job's, until the job itself ends
-        pid, status = os.wait()
-        if pid == job:
-            break
-    report_line.send(json.dumps({"status": status, "disk_full": helper("sandbox").disk_full()}).encode())
-    os._exit(0)  # and the kernel kills all the job left behind
-
-
 def start_job(request, fds, workdir):
-    """Become the job: its streams, limits, user, folder and environment; never returns."""
+    """Become the job: its streams, limits, user, folder (``workdir``, or the
+    request's) and environment; never returns."""
+    workdir = workdir or request["workdir"]
     try:
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
@@ -317,7 +349,7 @@ def start_job(request, fds, workdir):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.umask(0o077)
         user = request.get("user")
-        if request.get("sandbox"):
+        if WALLS.get("sandbox"):
             helper("sandbox").drop_privileges(user)
         elif user:
             os.setgroups([])

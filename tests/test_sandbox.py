@@ -190,3 +190,13 @@ def test_a_job_cannot_kill_the_fork_server_or_the_worker(prison, cluster):
     assert (result.exit_status, output.stdout) == (0, b"tried\n")
     assert_serves_on(master)
     assert cluster.workers[0].runner.fork_server._process.pid == zygote
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_works_inside_the_walls(prison, method):
+    master = prison(processes=64, timeout=60)
+    code = ("import multiprocessing as mp\n\ndef square(n):\n    return n * n\n\n"
+            "if __name__ == '__main__':\n    with mp.get_context(%r).Pool(2) as pool:\n"
+            "        print(sum(pool.map(square, range(100))))\n" % method).encode()
+    result, output = run(master, code)
+    assert (result.exit_status, output.stdout) == (0, b"328350\n"), output.stderr

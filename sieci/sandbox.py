@@ -18,6 +18,7 @@ Without root, the namespaces sit in a user namespace of the worker's user.
 
 import ctypes
 import os
+import signal
 import stat
 import struct
 import sys
@@ -105,14 +106,33 @@ def new_pid_namespace_for_children():
 
 
 def own_pid_namespace_for_children():
-    """...and the one after that is in the fork server's own again."""
+    """...and the ones after that are in the fork server's own again."""
     _check(_libc.setns(_own_pid_namespace[0], CLONE_NEWPID), "setns")
 
 
-def enter_namespaces(config):
-    """In a standby child of the fork server: PID (unless born in one), mount, IPC and UTS
-    namespaces (and network) of its own, with a fresh tmpfs on /tmp and /dev/shm."""
-    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWPID if os.getpid() != 1 else 0)
+def spawn_init():
+    """In the fork server: fork the init (PID 1) of the new PID namespace. It only
+    waits, reaping the job's orphans (it ignores SIGCHLD), and dies with the fork
+    server. (A small program exec'd instead costs more: in a VM, the dynamic
+    loader's CPUID probes trap to the hypervisor.)"""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.closerange(3, 1 << 16)
+            _check(_libc.prctl(1, signal.SIGKILL, 0, 0, 0), "prctl")  # PR_SET_PDEATHSIG
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+            while True:
+                signal.pause()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def enter_namespaces(config, new_pid):
+    """In a standby child of the fork server: mount, IPC and UTS namespaces (and network,
+    and, with ``new_pid``, PID for its children) of its own, with a fresh tmpfs on /tmp
+    and /dev/shm."""
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWPID if new_pid else 0)
     if not config.get("network", True):
         flags |= CLONE_NEWNET
     _check(_libc.unshare(flags), "unshare")
@@ -124,7 +144,7 @@ def enter_namespaces(config):
 
 
 def finish_namespaces(config):
-    """In the namespaces' init: its /proc, and the job's folder; returns the folder."""
+    """In a process of the new PID namespace: its /proc, and the job's folder; returns the folder."""
     mount_proc()
     os.mkdir(WORKDIR, 0o700)
     if config.get("user"):
@@ -256,15 +276,16 @@ def mount_proc():
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def disk_full():
-    status = os.statvfs("/tmp")
+def disk_full(tmp):
+    """Whether the job's /tmp (a path, or an fd of it) has no room left."""
+    status = os.statvfs(tmp)
     return status.f_bavail == 0 or status.f_favail == 0
 
 
 def _probe(network):
     """Build, in this throwaway process, the walls a job gets; fails with the reason."""
     build_template({"user": None})
-    enter_namespaces({"disk": 4096, "network": network})
+    enter_namespaces({"disk": 4096, "network": network}, new_pid=True)
     child = os.fork()
     if child == 0:
         try:

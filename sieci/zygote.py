@@ -83,12 +83,12 @@ def serve(channel):
         if not message:
             return  # the worker has gone (and the standby child goes with us)
         busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
-        job, job_line = standby or fork_standby(channel, rehearsed=False)
+        job, job_line, init = standby or fork_standby(channel, rehearsed=False)
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
         channel.send(b'{"pid": %d}' % job)  # JSON, formatted by hand: the encoder touches more memory
-        channel.send(wait_for_job(job, job_line))
+        channel.send(wait_for_job(job, job_line, init))
         last_ended = time.monotonic()
         standby = fork_standby(channel) if busy or quiet_for(channel, STANDBY_AFTER) else None
 
@@ -124,22 +124,29 @@ def set_oom_score_adj(value):
 NAME_PREFIX = "sieci-jobs-of-"
 
 
-def wait_for_job(job, job_line):
+def wait_for_job(job, job_line, init):
     """Wait until the job and all it left are gone; the answer that says how it ended.
 
-    A sandboxed job's init says how the job itself ended, and whether its
-    disk was full; its cgroup says what it used and which limits it hit.
+    The job's process says if it could not start, and sends its /tmp (or,
+    without root, its init says how the job ended and whether its /tmp was
+    full); killing the init its namespace has kills all the job left; its
+    cgroup says what it used and which limits it hit.
     """
     _, status, usage = os.wait4(job, 0)
-    report = _receive_quietly(job_line) or {}
+    report, tmp = _receive_quietly(job_line)
     job_line.close()
+    if init:
+        os.kill(init, signal.SIGKILL)
+        os.waitpid(init, 0)
     kill_leftovers(job)
     if "error" in report:
         return json.dumps({"pid": job, "error": report["error"]}).encode()
     cpu, hit = usage.ru_utime + usage.ru_stime, []
-    if "status" in report:
-        status = report["status"]
-        hit += ["disk"] if report["disk_full"] else []
+    status = report.get("status", status)
+    if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
+        hit.append("disk")
+    if tmp is not None:
+        os.close(tmp)
     if WALLS.get("cgroup"):  # the counters only grow: the job's part is what grew since the last job
         used, before = WALLS["cgroup"].counters(), WALLS["used"]
         cpu = used["cpu"] - before["cpu"]
@@ -149,10 +156,18 @@ def wait_for_job(job, job_line):
 
 
 def _receive_quietly(line):
-    try:
-        return json.loads(line.recv(MAX_REQUEST, socket.MSG_DONTWAIT))
-    except (OSError, ValueError):
-        return None
+    """Every message waiting on ``line``, merged, and the fd one of them carried, if any."""
+    report, fd = {}, None
+    line.setblocking(False)  # (recv_fds drops its flags argument)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(line, MAX_REQUEST, 1)
+            if not message:
+                return report, fd
+            report.update(json.loads(message))
+            fd = fds[0] if fds else fd
+        except (OSError, ValueError):
+            return report, fd
 
 
 def quiet_for(channel, seconds):
@@ -166,14 +181,17 @@ def fork_standby(channel, rehearsed=True):
     """Fork the next job's process ahead of time, so a job does not wait for a fork.
 
     The child (``rehearsed``: after a rehearsal of a job's start) waits for
-    its request on a socket of its own; returns its pid and that socket.
-    Sandboxed, the child builds the job's namespaces first (see
-    standby_in_sandbox); as root, it is born the init of a PID namespace.
+    its request on a socket of its own; returns its pid, that socket, and the
+    pid of its namespaces' init when the zygote started one. Sandboxed, as
+    root, the child is born PID 2 of a new PID namespace whose init (PID 1)
+    the zygote has just started (see job_in_sandbox); without root, it makes
+    the namespaces itself (see standby_in_sandbox).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    born_init = bool(WALLS.get("sandbox")) and os.geteuid() == 0
-    if born_init:
+    init = None
+    if WALLS.get("sandbox") and os.geteuid() == 0:
         helper("sandbox").new_pid_namespace_for_children()
+        init = helper("sandbox").spawn_init()
     pid = os.fork()
     if pid == 0:
         try:
@@ -185,7 +203,7 @@ def fork_standby(channel, rehearsed=True):
             if WALLS.get("cgroup"):
                 set_oom_score_adj(1000)  # in their shared cgroup, the OOM killer picks the job, not the zygote
             if WALLS.get("sandbox"):
-                standby_in_sandbox(theirs, rehearsed)
+                (job_in_sandbox if init else standby_in_sandbox)(theirs, rehearsed)
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
             message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 4)
@@ -193,30 +211,49 @@ def fork_standby(channel, rehearsed=True):
                 start_job(json.loads(message), fds, None)
         finally:
             os._exit(127)  # whatever happened, the child never goes back to serving
-    if born_init:
+    if init:
         helper("sandbox").own_pid_namespace_for_children()
     theirs.close()
-    return pid, ours
+    return pid, ours, init
+
+
+def job_in_sandbox(job_line, rehearsed):
+    """In a standby child born PID 2 of its own PID namespace: build the rest of the
+    job's namespaces, then become the job; never returns. The zygote is sent the
+    job's /tmp, to see at the end whether the job filled it."""
+    sandbox = helper("sandbox")
+    workdir = walls_failed = None
+    try:
+        sandbox.enter_namespaces(WALLS["sandbox"], new_pid=False)
+        workdir = sandbox.finish_namespaces(WALLS["sandbox"])
+        tmp = os.open("/tmp", os.O_PATH | os.O_CLOEXEC)
+        socket.send_fds(job_line, [b'{"tmp": true}'], [tmp])
+        os.close(tmp)
+    except Exception as error:
+        walls_failed = error
+    if rehearsed:
+        rehearse()
+    start_sandboxed_job(job_line, workdir, walls_failed)
 
 
 def standby_in_sandbox(job_line, rehearsed):
-    """In a standby child: build the job's namespaces, then serve as their init; never returns.
+    """In a standby child, without root: build the job's namespaces in a user
+    namespace, then serve as their init; never returns.
 
-    The init (PID 1: this process, or, without root, a child forked into the
-    new PID namespace) forks the job's process (PID 2), which takes the
-    request, and reports on ``job_line`` how the job ended. When the init
-    exits, the kernel kills whatever the job left behind.
+    The init (PID 1: a child forked into the new PID namespace) forks the
+    job's process (PID 2), which takes the request, and reports on
+    ``job_line`` how the job ended. When the init exits, the kernel kills
+    whatever the job left behind.
     """
     sandbox = helper("sandbox")
+    workdir = walls_failed = None
     try:
-        walls_failed = None
-        sandbox.enter_namespaces(WALLS["sandbox"])
-        if os.getpid() != 1:
-            init = os.fork()
-            if init:
-                os.waitpid(init, 0)
-                os._exit(0)
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # with the process above, which dies with the zygote
+        sandbox.enter_namespaces(WALLS["sandbox"], new_pid=True)
+        init = os.fork()
+        if init:
+            os.waitpid(init, 0)
+            os._exit(0)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # with the process above, which dies with the zygote
         workdir = sandbox.finish_namespaces(WALLS["sandbox"])
     except Exception as error:
         walls_failed = error
@@ -225,25 +262,30 @@ def standby_in_sandbox(job_line, rehearsed):
         os.setsid()
         if rehearsed:
             rehearse()
-        message, fds, _, _ = socket.recv_fds(job_line, MAX_REQUEST, 4)
-        if not message:
-            os._exit(127)
-        request = json.loads(message)
-        try:
-            if walls_failed:
-                raise walls_failed
-            sandbox.place_code(request["filename"], workdir, fds.pop(), WALLS["sandbox"].get("user"))
-        except BaseException as error:
-            job_line.send(json.dumps({"error": f"cannot start the job: {error}"}).encode())
-            os._exit(127)
-        start_job(request, fds, workdir)
+        start_sandboxed_job(job_line, workdir, walls_failed)
     while True:  # the init reaps every orphan of the job's, until the job itself ends
         pid, status = os.wait()
         if pid == job:
             break
     if not walls_failed:
-        job_line.send(json.dumps({"status": status, "disk_full": sandbox.disk_full()}).encode())
+        job_line.send(json.dumps({"status": status, "disk_full": sandbox.disk_full("/tmp")}).encode())
     os._exit(0)  # and the kernel kills all the job left behind
+
+
+def start_sandboxed_job(job_line, workdir, walls_failed):
+    """Take the request, put the job's file in its folder, and become the job; never returns."""
+    message, fds, _, _ = socket.recv_fds(job_line, MAX_REQUEST, 4)
+    if not message:
+        os._exit(127)
+    request = json.loads(message)
+    try:
+        if walls_failed:
+            raise walls_failed
+        helper("sandbox").place_code(request["filename"], workdir, fds.pop(), WALLS["sandbox"].get("user"))
+    except BaseException as error:
+        job_line.send(json.dumps({"error": f"cannot start the job: {error}"}).encode())
+        os._exit(127)
+    start_job(request, fds, workdir)
 
 
 WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 starts after 8 calls)

@@ -76,6 +76,9 @@ def _c(text):
 # no job may see) and "user" ((uid, gid) jobs run as, or None for the worker's own).
 
 
+_interpreter_folders = []
+
+
 def build_template(config):
     """In the fork server, once: a mount namespace of its own holding the view every
     job's starts from. The tree is read-only, hidden paths are covered, and the
@@ -86,7 +89,8 @@ def build_template(config):
     if uid != 0:
         _map_user(uid, gid)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _make_reachable(interpreter_folders(), config.get("user"))
+    _interpreter_folders[:] = interpreter_folders()
+    _make_reachable(_interpreter_folders, config.get("user"))
     for path in config.get("hide", ()):
         _hide(path)
     _set_attributes("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
@@ -139,8 +143,8 @@ def enter_namespaces(config, new_pid):
     if flags & CLONE_NEWNET:
         _bring_up_loopback()
     size = f"size={config['disk']}" if config.get("disk") else "size=50%"
-    for folder in ("/tmp", "/dev/shm"):
-        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+    # An interpreter or its packages under /tmp (a venv made there) stay where they are.
+    _cover({folder: f"{size},mode=1777" for folder in ("/tmp", "/dev/shm")}, _interpreter_folders)
 
 
 def finish_namespaces(config):
@@ -214,16 +218,21 @@ def _make_reachable(folders, user):
     under /root), the blocking folder is covered with a tmpfs holding only
     the way down, and the folder itself is mounted back there.
     """
-    moves = []
-    for folder in folders:
-        blocking = _first_blocking(folder, user)
-        if blocking is not None:
-            tree = _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(folder),
-                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE), f"open_tree {folder}")
-            moves.append((blocking, folder, tree))
-    for blocking in sorted({blocking for blocking, _, _ in moves}):
-        _mount("tmpfs", blocking, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-    for _, folder, tree in moves:
+    blocked = {folder: _first_blocking(folder, user) for folder in folders}
+    _cover({blocking: "size=64k,mode=755" for blocking in blocked.values() if blocking},
+           [folder for folder, blocking in blocked.items() if blocking])
+
+
+def _cover(coverings, folders):
+    """Cover each folder of ``coverings`` (folder: tmpfs options) with a fresh tmpfs,
+    keeping those of ``folders`` that are under one where they were."""
+    kept = [(folder, _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(folder),
+                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE), f"open_tree {folder}"))
+            for folder in folders if any(folder.startswith(top.rstrip("/") + "/") or folder == top
+                                         for top in coverings)]
+    for top, options in sorted(coverings.items()):
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for folder, tree in kept:
         os.makedirs(folder, mode=0o755, exist_ok=True)
         _check(_libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, os.fsencode(folder), MOVE_MOUNT_F_EMPTY_PATH),
                f"move_mount {folder}")

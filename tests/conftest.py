@@ -58,10 +58,21 @@ class Stdout:
 _isolation_checks = {}
 
 
+def unavailable_walls():
+    from sieci.isolation import unavailable_walls as probe
+
+    if "missing" not in _isolation_checks:
+        _isolation_checks["missing"] = probe()
+    return _isolation_checks["missing"]
+
+
 def isolation(namespaces=True, cgroups=True, **options):
-    """An Isolation with these walls, or a skip that says why this host cannot build them."""
+    """An Isolation with these walls, or a skip that says why this host cannot build them
+    (``cgroups="if any"``: with cgroups where this host has them, else without)."""
     from sieci.isolation import Isolation, Unavailable
 
+    if cgroups == "if any":
+        cgroups = "--job-cgroups" not in unavailable_walls()
     wanted = Isolation(namespaces, cgroups, **options)
     key = (namespaces, cgroups, wanted.network)
     if key not in _isolation_checks:

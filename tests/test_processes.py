@@ -16,9 +16,7 @@ import time
 import gevent
 import pytest
 
-from sieci.isolation import unavailable_walls
-
-from conftest import PYTHON, REPO
+from conftest import PYTHON, REPO, unavailable_walls
 
 MASTER = os.path.join(REPO, "bin", "master")
 WORKER = os.path.join(REPO, "bin", "worker")

@@ -1,8 +1,8 @@
 """A job is a prisoner: attacks on the worker, the host and other jobs, each of which once worked.
 
-Jobs run in namespaces and a cgroup of their own (``isolation()`` skips
-where this host cannot build them), as a user of this test run's own where
-the test needs root to switch to it.
+Jobs run in namespaces and, where this host has them, a cgroup of their own
+(``isolation()`` skips where a test needs a wall this host cannot build), as
+a user of this test run's own where the test needs root to switch to it.
 """
 
 import os
@@ -46,7 +46,8 @@ def prison(cluster):
         options.update(limits)
         master = cluster.master()
         for _ in range(workers):
-            cluster.worker(master, limits=Limits(**options), job_user=user, isolation=walls or isolation())
+            cluster.worker(master, limits=Limits(**options), job_user=user,
+                           isolation=walls or isolation(cgroups="if any"))
         assert master.wait_for_workers(workers, 20)
         return master
 
@@ -113,7 +114,7 @@ def test_the_disk_limit_holds_however_the_files_hide(prison):
 
 
 def test_memory_is_limited_for_the_whole_job_not_each_process(prison):
-    master = prison(memory=256 << 20)
+    master = prison(memory=256 << 20, walls=isolation())
     code = (b"import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n        held = bytearray(100 << 20)\n"
             b"        held[::4096] = b'x' * len(held[::4096])\n        time.sleep(60)\n        os._exit(0)\n"
             b"for _ in range(4):\n    _, status = os.wait()\n    if status:\n        raise SystemExit(1)\n")

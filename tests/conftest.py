@@ -29,6 +29,19 @@ LOOPBACK = ("127.0.0.1", 0)
 WAIT = 20.0
 
 
+def processes_of(uid):
+    """The pids of the processes running as ``uid``."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/status") as status:
+                if any(line.split()[1:2] == [str(uid)] for line in status if line.startswith("Uid:")):
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
 class Captured:
     """A client output that keeps what the job wrote, stream by stream."""
 

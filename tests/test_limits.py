@@ -12,7 +12,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import Captured, Stdout, client_address, isolation
+from conftest import Captured, Stdout, client_address, isolation, processes_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
 
@@ -24,19 +24,6 @@ JOB_USER = (60000 + os.getpid() % 5000,) * 2
 
 def job_user():
     return JOB_USER
-
-
-def processes_of(uid):
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/status") as status:
-                    if any(line.split()[1:2] == [str(uid)] for line in status if line.startswith("Uid:")):
-                        found.append(int(name))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.fixture

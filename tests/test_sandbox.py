@@ -17,23 +17,11 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import Captured, client_address, isolation
+from conftest import Captured, client_address, isolation, processes_of
 
 # A user of this test run's own (no passwd entry is needed to switch to it).
 JOB_USER = (61000 + os.getpid() % 4000,) * 2
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as another user")
-
-
-def processes_of(uid):
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{name}/status") as status:
-                if any(line.split()[1:2] == [str(uid)] for line in status if line.startswith("Uid:")):
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
 
 
 @pytest.fixture

@@ -184,9 +184,10 @@ class JobCgroup:
         self._counters = counters
         self._counter_fds = []
 
-    def join(self, pid=0):
+    def join(self):
+        """Move this process in (its children are then born in it)."""
         for folder in self.folders:
-            _write(os.path.join(folder, "cgroup.procs"), str(pid))
+            _write(os.path.join(folder, "cgroup.procs"), "0")
 
     def counters(self):
         """CPU seconds, and how often the memory and process limits were hit, so far."""

@@ -1,19 +1,20 @@
-"""A job's walls, built by the fork server's child from the kernel's own parts.
+"""A job's namespaces and view of the files, built with the kernel's own parts.
 
 The zygote loads this file by path (it imports nothing of sieci's, and
-nothing here may be seen by a job as an importable module). For each job:
+nothing here may be seen by a job as an importable module). It builds, once,
+the view of the files every job starts from (build_template); each standby
+child then gets, before its job comes:
 
 - its own PID, mount, IPC and UTS namespaces (and network, when jobs get
-  none): the job is PID 2 under a small init, and when the job ends, the
-  init exits and the kernel kills whatever the job left, however it forked;
+  none): the job is PID 2 under a small init, and when the job ends the
+  init goes, and the kernel kills whatever the job left, however it forked;
 - its own view of the files: the whole tree read-only, a fresh tmpfs on
   ``/tmp`` (its working directory is there) and on ``/dev/shm``, each as
   large as the disk limit, its own ``/proc``, and the worker's secrets
-  hidden. Nothing of it outlives the job: no one walks its files after it;
-- its own cgroup, holding the whole job to the memory and process limits
-  and counting its CPU; its counters say which limit ended it.
+  hidden. Nothing of it outlives the job: no one walks its files after it.
 
 Without root, the namespaces sit in a user namespace of the worker's user.
+The job's cgroup is cgroups.py's.
 """
 
 import ctypes
@@ -33,7 +34,6 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
-MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18

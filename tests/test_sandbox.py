@@ -190,3 +190,17 @@ def test_multiprocessing_works_inside_the_walls(prison, method):
             "        print(sum(pool.map(square, range(100))))\n" % method).encode()
     result, output = run(master, code)
     assert (result.exit_status, output.stdout) == (0, b"328350\n"), output.stderr
+
+
+def test_without_network_a_job_has_only_a_loopback_of_its_own(prison):
+    master = prison(walls=isolation(cgroups="if any", network=False))
+    with socket.create_server(("127.0.0.1", 0)) as host_service:
+        code = (b"import socket\nprint([name for _, name in socket.if_nameindex()])\n"
+                b"try:\n    socket.create_connection(('127.0.0.1', %d), timeout=5)\n    print('reached the host')\n"
+                b"except OSError as error:\n    print(type(error).__name__)\n"
+                b"with socket.create_server(('127.0.0.1', 0)) as own:\n"
+                b"    socket.create_connection(own.getsockname()).close()\n    print('own loopback works')\n"
+                % host_service.getsockname()[1])
+        result, output = run(master, code)
+    assert (result.exit_status, output.stdout) == (0, b"['lo']\nConnectionRefusedError\nown loopback works\n"), \
+        output.stderr

@@ -7,6 +7,7 @@ fork server runs in. Stdlib only: the zygote loads this file by path.
 """
 
 import os
+import signal
 
 CONTROLLERS_V1 = ("memory", "pids", "cpuacct")
 CONTROLLERS_V2 = ("memory", "pids", "cpu")
@@ -81,15 +82,26 @@ def _field(text, key):
 class _Tree:
     def remove_stale(self, prefix, alive):
         """Remove the cgroups named ``prefix`` + a pid that is no longer ``alive`` (a
-        fork server that was killed could not remove its own)."""
+        fork server that was killed could not remove its own), killing what was left in them."""
         for base in self._bases():
             for name in os.listdir(base):
                 pid = name[len(prefix):]
                 if name.startswith(prefix) and pid.isdigit() and not alive(int(pid)):
-                    try:
-                        os.rmdir(os.path.join(base, name))
-                    except OSError:
-                        pass
+                    _kill_all_in(os.path.join(base, name))
+
+
+def _kill_all_in(folder):
+    try:
+        for _ in range(100):
+            with open(os.path.join(folder, "cgroup.procs")) as file:
+                left = [int(pid) for pid in file.read().split()]
+            if not left:
+                os.rmdir(folder)
+                return
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 class _V1(_Tree):

@@ -8,6 +8,7 @@ a user of this test run's own where the test needs root to switch to it.
 import os
 import shutil
 import socket
+import subprocess  # gevent's: conftest patched the standard library first
 import tempfile
 from pathlib import Path
 
@@ -204,3 +205,22 @@ def test_without_network_a_job_has_only_a_loopback_of_its_own(prison):
         result, output = run(master, code)
     assert (result.exit_status, output.stdout) == (0, b"['lo']\nConnectionRefusedError\nown loopback works\n"), \
         output.stderr
+
+
+def test_a_killed_fork_servers_cgroup_and_what_is_left_in_it_go_at_the_next_start():
+    from sieci import cgroups
+
+    isolation(namespaces=False)  # skips where this host has no cgroups for us
+    tree = cgroups.discover()
+    stale = tree.create("sieci-test-stale-999999999", 1 << 28, 10)
+    left = subprocess.Popen(["sleep", "600"])
+    try:
+        for folder in stale.folders:
+            with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
+                procs.write(str(left.pid))
+        tree.remove_stale("sieci-test-stale-", alive=lambda pid: False)
+        assert left.wait(timeout=20) == -9
+        assert not any(os.path.exists(folder) for folder in stale.folders)
+    finally:
+        left.kill()
+        stale.remove()

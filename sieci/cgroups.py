@@ -8,6 +8,7 @@ fork server runs in. Stdlib only: the zygote loads this file by path.
 
 import os
 import signal
+import time
 
 CONTROLLERS_V1 = ("memory", "pids", "cpuacct")
 CONTROLLERS_V2 = ("memory", "pids", "cpu")
@@ -90,9 +91,10 @@ class _Tree:
                     _kill_all_in(os.path.join(base, name))
 
 
-def _kill_all_in(folder):
+def _kill_all_in(folder, rounds=100):
+    """SIGKILL what is in the cgroup ``folder`` until it is empty (a second at most), and remove it."""
     try:
-        for _ in range(100):
+        for _ in range(rounds):
             with open(os.path.join(folder, "cgroup.procs")) as file:
                 left = [int(pid) for pid in file.read().split()]
             if not left:
@@ -100,6 +102,7 @@ def _kill_all_in(folder):
                 return
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)  # a killed process leaves the cgroup once it has run to its end
     except OSError:
         pass
 

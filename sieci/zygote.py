@@ -97,6 +97,7 @@ def serve(channel):
 # the jobs' namespaces, "cgroup", the one cgroup each job in turn runs in, and "used",
 # its counters when the last job ended.
 WALLS = {}
+NAME_PREFIX = "sieci-jobs-of-"  # + the fork server's pid: its jobs' cgroup
 
 
 def build_walls(walls):
@@ -121,9 +122,6 @@ def set_oom_score_adj(value):
         file.write(str(value))
 
 
-NAME_PREFIX = "sieci-jobs-of-"
-
-
 def wait_for_job(job, job_line, init):
     """Wait until the job and all it left are gone; the answer that says how it ended.
 
@@ -139,10 +137,7 @@ def wait_for_job(job, job_line, init):
         os.kill(init, signal.SIGKILL)
         os.waitpid(init, 0)
     kill_leftovers(job)
-    if "error" in report:
-        return json.dumps({"pid": job, "error": report["error"]}).encode()
     cpu, hit = usage.ru_utime + usage.ru_stime, []
-    status = report.get("status", status)
     if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
         hit.append("disk")
     if tmp is not None:
@@ -152,6 +147,9 @@ def wait_for_job(job, job_line, init):
         cpu = used["cpu"] - before["cpu"]
         hit += [limit for limit in ("memory", "processes") if used[limit] > before[limit]]
         WALLS["used"] = used
+    if "error" in report:
+        return json.dumps({"pid": job, "error": report["error"]}).encode()
+    status = report.get("status", status)
     return b'{"pid": %d, "status": %d, "cpu": %r, "hit": %s}' % (job, status, cpu, json.dumps(hit).encode())
 
 

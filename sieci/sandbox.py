@@ -115,21 +115,23 @@ def own_pid_namespace_for_children():
 
 
 def spawn_init():
-    """In the fork server: fork the init (PID 1) of the new PID namespace. It only
-    waits, reaping the job's orphans (it ignores SIGCHLD), and dies with the fork
-    server. (A small program exec'd instead costs more: in a VM, the dynamic
-    loader's CPUID probes trap to the hypervisor.)"""
+    """In the fork server: fork the init (PID 1) of the new PID namespace; returns its
+    pid and the fd that keeps it alive. It only waits, reaping the job's orphans (it
+    ignores SIGCHLD), until that fd's pipe closes: when the fork server closes it, or
+    dies, which no signal could miss. (A small program exec'd instead costs more: in a
+    VM, the dynamic loader's CPUID probes trap to the hypervisor.)"""
+    lifeline, keep_alive = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            os.closerange(3, 1 << 16)
-            _check(_libc.prctl(1, signal.SIGKILL, 0, 0, 0), "prctl")  # PR_SET_PDEATHSIG
+            os.closerange(3, lifeline)
+            os.closerange(lifeline + 1, 1 << 16)
             signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-            while True:
-                signal.pause()
+            os.read(lifeline, 1)
         finally:
             os._exit(0)
-    return pid
+    os.close(lifeline)
+    return pid, keep_alive
 
 
 def enter_namespaces(config, new_pid):

@@ -127,15 +127,16 @@ def wait_for_job(job, job_line, init):
 
     The job's process says if it could not start, and sends its /tmp (or,
     without root, its init says how the job ended and whether its /tmp was
-    full); killing the init its namespace has kills all the job left; its
+    full); letting its namespace's init go kills all the job left; its
     cgroup says what it used and which limits it hit.
     """
     _, status, usage = os.wait4(job, 0)
     report, tmp = _receive_quietly(job_line)
     job_line.close()
     if init:
-        os.kill(init, signal.SIGKILL)
-        os.waitpid(init, 0)
+        pid, keep_alive = init
+        os.close(keep_alive)  # its init goes, and the kernel kills all the job left
+        os.waitpid(pid, 0)
     kill_leftovers(job)
     cpu, hit = usage.ru_utime + usage.ru_stime, []
     if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
@@ -179,8 +180,8 @@ def fork_standby(channel, rehearsed=True):
     """Fork the next job's process ahead of time, so a job does not wait for a fork.
 
     The child (``rehearsed``: after a rehearsal of a job's start) waits for
-    its request on a socket of its own; returns its pid, that socket, and the
-    pid of its namespaces' init when the zygote started one. Sandboxed, as
+    its request on a socket of its own; returns its pid, that socket, and,
+    when the zygote started its namespace's init, that init (spawn_init's). Sandboxed, as
     root, the child is born PID 2 of a new PID namespace whose init (PID 1)
     the zygote has just started (see job_in_sandbox); without root, it makes
     the namespaces itself (see standby_in_sandbox).
@@ -189,7 +190,7 @@ def fork_standby(channel, rehearsed=True):
     init = None
     if WALLS.get("sandbox") and os.geteuid() == 0:
         helper("sandbox").new_pid_namespace_for_children()
-        init = helper("sandbox").spawn_init()
+        init = helper("sandbox").spawn_init()  # (pid, keep_alive)
     pid = os.fork()
     if pid == 0:
         try:

@@ -7,6 +7,7 @@ a user of this test run's own where the test needs root to switch to it.
 
 import os
 import shutil
+import signal
 import socket
 import subprocess  # gevent's: conftest patched the standard library first
 import tempfile
@@ -15,8 +16,9 @@ from pathlib import Path
 import gevent
 import pytest
 
-from sieci import client
+from sieci import client, executor
 from sieci.executor import Limits
+from sieci.protocol import STDOUT
 
 from conftest import Captured, client_address, isolation, processes_of
 
@@ -224,3 +226,30 @@ def test_a_killed_fork_servers_cgroup_and_what_is_left_in_it_go_at_the_next_star
     finally:
         left.kill()
         stale.remove()
+
+
+def test_nothing_of_a_fork_server_outlives_it():
+    """Killed with SIGKILL (its worker died), it leaves no standby and no namespace's init behind."""
+    runner = executor.JobRunner(Limits(timeout=20), isolation=isolation(cgroups="if any"))
+    try:
+        with runner.run(b"print('one')\n") as job:
+            assert list(job.output()) == [(STDOUT, b"one\n")]
+        zygote = runner.fork_server._process.pid
+        with gevent.Timeout(20, AssertionError("the fork server made no standby")):
+            while not children_of(zygote):
+                gevent.sleep(0.01)
+        left = children_of(zygote)
+        os.kill(zygote, signal.SIGKILL)
+        with gevent.Timeout(20, AssertionError(f"outlived their fork server: {left}")):
+            while any(os.path.exists(f"/proc/{pid}") for pid in left):
+                gevent.sleep(0.01)
+    finally:
+        runner.close()
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []

@@ -35,8 +35,8 @@ class Isolation:
         if self.namespaces:
             walls["sandbox"] = {"disk": limits.disk, "network": self.network, "hide": self.hidden, "user": user}
         if self.cgroups:
-            # The job's own processes, and two of sieci's: the one its namespaces were made
-            # in, and their init.
+            # The job's own processes, and two of sieci's that share its cgroup: the fork
+            # server, and the init of the job's PID namespace.
             processes = limits.processes and limits.processes + 2
             walls["cgroup"] = {"memory": limits.memory, "processes": processes}
         return walls

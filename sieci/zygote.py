@@ -180,17 +180,18 @@ def fork_standby(channel, rehearsed=True):
     """Fork the next job's process ahead of time, so a job does not wait for a fork.
 
     The child (``rehearsed``: after a rehearsal of a job's start) waits for
-    its request on a socket of its own; returns its pid, that socket, and,
-    when the zygote started its namespace's init, that init (spawn_init's). Sandboxed, as
-    root, the child is born PID 2 of a new PID namespace whose init (PID 1)
-    the zygote has just started (see job_in_sandbox); without root, it makes
-    the namespaces itself (see standby_in_sandbox).
+    its request on a socket of its own; returns its pid, that socket, and
+    the init of its PID namespace when the zygote started one (spawn_init's
+    pid and lifeline). Sandboxed, as root, the child is born PID 2 of a new
+    PID namespace whose init (PID 1) the zygote has just started (see
+    job_in_sandbox); without root, it makes the namespaces itself (see
+    standby_in_sandbox).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     init = None
     if WALLS.get("sandbox") and os.geteuid() == 0:
         helper("sandbox").new_pid_namespace_for_children()
-        init = helper("sandbox").spawn_init()  # (pid, keep_alive)
+        init = helper("sandbox").spawn_init()
     pid = os.fork()
     if pid == 0:
         try:

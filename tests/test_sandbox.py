@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import gevent
+import gevent.socket
 import pytest
 
 from sieci import client, executor
@@ -229,20 +230,21 @@ def test_a_killed_fork_servers_cgroup_and_what_is_left_in_it_go_at_the_next_star
 
 
 def test_nothing_of_a_fork_server_outlives_it():
-    """Killed with SIGKILL (its worker died), it leaves no standby and no namespace's init behind."""
-    runner = executor.JobRunner(Limits(timeout=20), isolation=isolation(cgroups="if any"))
+    """Killed with SIGKILL (its worker died) while a job runs, it leaves neither the job
+    nor its namespace's init behind."""
+    runner = executor.JobRunner(Limits(timeout=60), isolation=isolation(cgroups="if any"))
     try:
-        with runner.run(b"print('one')\n") as job:
-            assert list(job.output()) == [(STDOUT, b"one\n")]
-        zygote = runner.fork_server._process.pid
-        with gevent.Timeout(20, AssertionError("the fork server made no standby")):
-            while not children_of(zygote):
-                gevent.sleep(0.01)
-        left = children_of(zygote)
-        os.kill(zygote, signal.SIGKILL)
-        with gevent.Timeout(20, AssertionError(f"outlived their fork server: {left}")):
-            while any(os.path.exists(f"/proc/{pid}") for pid in left):
-                gevent.sleep(0.01)
+        with runner.run(b"import time\nprint('running', flush=True)\ntime.sleep(60)\n") as job:
+            assert next(job.output()) == (STDOUT, b"running\n")
+            zygote = runner.fork_server._process.pid
+            left = children_of(zygote)
+            assert left  # the job's process and its namespace's init
+            exits = [os.pidfd_open(pid) for pid in left]
+            os.kill(zygote, signal.SIGKILL)
+            with gevent.Timeout(20, AssertionError(f"outlived their fork server: {left}")):
+                for pidfd in exits:
+                    gevent.socket.wait_read(pidfd)  # readable once that process has ended
+                    os.close(pidfd)
     finally:
         runner.close()
 
@@ -253,3 +255,19 @@ def children_of(pid):
             return [int(child) for child in children.read().split()]
     except OSError:
         return []
+
+
+def test_a_wall_this_host_cannot_build_stops_the_worker_in_one_line_unless_optional(monkeypatch):
+    from sieci import cgroups
+    from sieci.config import settle_isolation
+    from sieci.isolation import Isolation
+
+    def unusable():
+        raise cgroups.Unusable("no cgroup tree here")
+
+    monkeypatch.setattr(cgroups, "discover", unusable)
+    options = {"isolation": Isolation(namespaces=False), "python": None, "job_user": None}
+    problem = settle_isolation(options)
+    assert problem.startswith("cannot give jobs cgroups of their own (no cgroup tree here)") and "\n" not in problem
+    assert "--job-cgroups off" in problem
+    assert settle_isolation(options, optional=["cgroups"]) is None and not options["isolation"].cgroups

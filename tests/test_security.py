@@ -229,3 +229,13 @@ def test_a_refused_handshake_is_a_log_line_on_both_sides_and_redialled_with_back
     assert_backing_off(refusals)
     assert "TLS handshake failed" in master_log.wait_for("worker 127.0.0.1:")[0]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_peer_that_never_starts_its_handshake_is_dropped(cluster, certificates, peers, log_lines):
+    certs = certificates
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]), client_timeout=0.5)
+    master_log = log_lines("sieci.master")
+    silent = peers(master.workers_address)
+    assert silent.rest() == b""  # the master hung up
+    line = master_log.wait_for(f"worker 127.0.0.1:{silent.sock.getsockname()[1]}: TLS handshake failed")[0]
+    assert line.endswith("timed out")

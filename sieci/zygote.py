@@ -63,6 +63,7 @@ def main():
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     del sys.path[0]  # this file's folder is no job's business
     channel = socket.socket(fileno=int(sys.argv[1]))
+    channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
     warm_up()
     build_walls(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
@@ -83,12 +84,14 @@ def serve(channel):
         if not message:
             return  # the worker has gone (and the standby child goes with us)
         busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
-        job, job_line, init = standby or fork_standby(channel, rehearsed=False)
+        job, job_line, namespaces = standby or fork_standby(channel, rehearsed=False)
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
         channel.send(b'{"pid": %d}' % job)  # JSON, formatted by hand: the encoder touches more memory
-        channel.send(wait_for_job(job, job_line, init))
+        channel.send(wait_for_job(job, job_line, namespaces))
+        for fd in namespaces[2:] if namespaces else ():
+            os.close(fd)  # only now: a mount namespace's end waits for RCU, and the answer need not
         last_ended = time.monotonic()
         standby = fork_standby(channel) if busy or quiet_for(channel, STANDBY_AFTER) else None
 
@@ -118,31 +121,33 @@ def build_walls(walls):
 
 
 def set_oom_score_adj(value):
-    with open("/proc/self/oom_score_adj", "w") as file:
-        file.write(str(value))
+    fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)  # not open(): fewer objects, fewer pages copied
+    try:
+        os.write(fd, b"%d" % value)
+    finally:
+        os.close(fd)
 
 
-def wait_for_job(job, job_line, init):
+def wait_for_job(job, job_line, namespaces):
     """Wait until the job and all it left are gone; the answer that says how it ended.
 
-    The job's process says if it could not start, and sends its /tmp (or,
-    without root, its init says how the job ended and whether its /tmp was
-    full); letting its namespace's init go kills all the job left; its
-    cgroup says what it used and which limits it hit.
+    The job's process says if it could not start (or, without root, its
+    init says how the job ended and whether its /tmp was full); letting its
+    namespace's init go kills all the job left (``namespaces``: see
+    fork_standby); its cgroup says what it used and which limits it hit.
     """
     _, status, usage = os.wait4(job, 0)
-    report, tmp = _receive_quietly(job_line)
+    report = _receive_quietly(job_line)
     job_line.close()
-    if init:
-        pid, keep_alive = init
+    tmp = None
+    if namespaces:
+        init, keep_alive, tmp, _ = namespaces
         os.close(keep_alive)  # its init goes, and the kernel kills all the job left
-        os.waitpid(pid, 0)
+        os.waitpid(init, 0)
     kill_leftovers(job)
     cpu, hit = usage.ru_utime + usage.ru_stime, []
     if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
         hit.append("disk")
-    if tmp is not None:
-        os.close(tmp)
     if WALLS.get("cgroup"):  # the counters only grow: the job's part is what grew since the last job
         used, before = WALLS["cgroup"].counters(), WALLS["used"]
         cpu = used["cpu"] - before["cpu"]
@@ -155,18 +160,17 @@ def wait_for_job(job, job_line, init):
 
 
 def _receive_quietly(line):
-    """Every message waiting on ``line``, merged, and the fd one of them carried, if any."""
-    report, fd = {}, None
-    line.setblocking(False)  # (recv_fds drops its flags argument)
+    """Every message waiting on ``line``, merged."""
+    report = {}
+    line.setblocking(False)
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(line, MAX_REQUEST, 1)
+            message = line.recv(MAX_REQUEST)
             if not message:
-                return report, fd
+                return report
             report.update(json.loads(message))
-            fd = fds[0] if fds else fd
         except (OSError, ValueError):
-            return report, fd
+            return report
 
 
 def quiet_for(channel, seconds):
@@ -181,17 +185,17 @@ def fork_standby(channel, rehearsed=True):
 
     The child (``rehearsed``: after a rehearsal of a job's start) waits for
     its request on a socket of its own; returns its pid, that socket, and
-    the init of its PID namespace when the zygote started one (spawn_init's
-    pid and lifeline). Sandboxed, as root, the child is born PID 2 of a new
-    PID namespace whose init (PID 1) the zygote has just started (see
-    job_in_sandbox); without root, it makes the namespaces itself (see
-    standby_in_sandbox).
+    the job's namespaces when the zygote made them: the pid of their init,
+    the fd that keeps it alive, and fds of the job's /tmp and of its mount
+    namespace. Sandboxed, as
+    root, the zygote makes the job's namespaces and starts their init (PID
+    1), and the child is born in them, PID 2 (see job_in_sandbox); without
+    root, the child makes them itself (see standby_in_sandbox).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    init = None
+    namespaces = walls_failed = None
     if WALLS.get("sandbox") and os.geteuid() == 0:
-        helper("sandbox").new_pid_namespace_for_children()
-        init = helper("sandbox").spawn_init()
+        namespaces, walls_failed = enter_job_namespaces()
     pid = os.fork()
     if pid == 0:
         try:
@@ -202,8 +206,10 @@ def fork_standby(channel, rehearsed=True):
             prctl(PR_SET_CHILD_SUBREAPER, 0)
             if WALLS.get("cgroup"):
                 set_oom_score_adj(1000)  # in their shared cgroup, the OOM killer picks the job, not the zygote
+            if namespaces or walls_failed:
+                job_in_sandbox(theirs, rehearsed, walls_failed)
             if WALLS.get("sandbox"):
-                (job_in_sandbox if init else standby_in_sandbox)(theirs, rehearsed)
+                standby_in_sandbox(theirs, rehearsed)
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
             message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 4)
@@ -211,29 +217,36 @@ def fork_standby(channel, rehearsed=True):
                 start_job(json.loads(message), fds, None)
         finally:
             os._exit(127)  # whatever happened, the child never goes back to serving
-    if init:
-        helper("sandbox").own_pid_namespace_for_children()
+    if WALLS.get("sandbox") and os.geteuid() == 0:
+        helper("sandbox").leave_job_namespaces()
     theirs.close()
-    return pid, ours, init
+    return pid, ours, namespaces
 
 
-def job_in_sandbox(job_line, rehearsed):
-    """In a standby child born PID 2 of its own PID namespace: build the rest of the
-    job's namespaces, then become the job; never returns. The zygote is sent the
-    job's /tmp, to see at the end whether the job filled it."""
+def enter_job_namespaces():
+    """The next job's namespaces and their init (see fork_standby), and what went wrong, if anything."""
     sandbox = helper("sandbox")
-    workdir = walls_failed = None
+    held = ()
     try:
-        sandbox.enter_namespaces(WALLS["sandbox"], new_pid=False)
-        workdir = sandbox.finish_namespaces(WALLS["sandbox"])
-        tmp = os.open("/tmp", os.O_PATH | os.O_CLOEXEC)
-        socket.send_fds(job_line, [b'{"tmp": true}'], [tmp])
-        os.close(tmp)
+        held = sandbox.enter_job_namespaces(WALLS["sandbox"])
+        return (*sandbox.spawn_init(), *held), None
+    except Exception as error:
+        for fd in held:
+            os.close(fd)
+        return None, error
+
+
+def job_in_sandbox(job_line, rehearsed, walls_failed):
+    """In a standby child born PID 2 of its job's namespaces: mount its /proc, then
+    become the job; never returns."""
+    try:
+        if not walls_failed:
+            helper("sandbox").mount_proc()
     except Exception as error:
         walls_failed = error
     if rehearsed:
         rehearse()
-    start_sandboxed_job(job_line, workdir, walls_failed)
+    start_sandboxed_job(job_line, helper("sandbox").WORKDIR, walls_failed)
 
 
 def standby_in_sandbox(job_line, rehearsed):

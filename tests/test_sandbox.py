@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess  # gevent's: conftest patched the standard library first
+import sys
 import tempfile
 from pathlib import Path
 
@@ -271,3 +272,51 @@ def test_a_wall_this_host_cannot_build_stops_the_worker_in_one_line_unless_optio
     assert problem.startswith("cannot give jobs cgroups of their own (no cgroup tree here)") and "\n" not in problem
     assert "--job-cgroups off" in problem
     assert settle_isolation(options, optional=["cgroups"]) is None and not options["isolation"].cgroups
+
+
+@needs_root
+def test_orphans_of_a_job_are_reaped_by_its_namespaces_small_init(prison):
+    master = prison()
+    code = (b"import os, select, time\n"
+            b"read_end, write_end = os.pipe()\npid_out, pid_in = os.pipe()\n"
+            b"if os.fork() == 0:\n"  # a child that leaves an orphan, which ends after it
+            b"    orphan = os.fork()\n"
+            b"    if orphan == 0:\n"
+            b"        os.close(write_end)\n        os.read(read_end, 1)\n        os._exit(0)\n"
+            b"    os.write(pid_in, str(orphan).encode())\n    os._exit(0)\n"
+            b"os.close(write_end)\nos.wait()\norphan = int(os.read(pid_out, 20))\n"
+            b"deadline = time.monotonic() + 20\n"
+            b"while os.path.exists(f'/proc/{orphan}') and time.monotonic() < deadline:\n    os.sched_yield()\n"
+            b"print(open('/proc/1/cmdline', 'rb').read(), os.path.exists(f'/proc/{orphan}'))\n")
+    result, output = run(master, code)
+    init = b"b'init\\x00'" if os.uname().machine == "x86_64" else b"b'"
+    assert result.exit_status == 0, output.stderr
+    assert output.stdout.startswith(init) and output.stdout.endswith(b" False\n"), output.stdout
+
+
+@pytest.mark.parametrize("kind", ["program", "fork"])
+def test_an_init_ignores_sigchld_and_ends_when_its_lifeline_closes(kind):
+    if kind == "program" and os.uname().machine != "x86_64":
+        pytest.skip("the init program is x86-64 code; elsewhere the init is a fork")
+    sandbox = Path(executor.__file__).with_name("sandbox.py")
+    script = f"""
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("sandbox", {str(sandbox)!r})
+sandbox = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sandbox)
+lifeline, keep_alive = os.pipe()
+if {kind!r} == "program":
+    pid = sandbox._spawn_init_program(sandbox._init_program(), lifeline)
+else:
+    pid = sandbox._fork_init(lifeline)
+os.close(lifeline)
+fields = {{"State": "R"}}
+while fields["State"].split()[0] == "R":  # until it waits on its lifeline
+    with open(f"/proc/{{pid}}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+print(fields["State"].split()[0], int(fields["SigIgn"], 16) >> 16 & 1, flush=True)
+os.close(keep_alive)
+print(os.waitpid(pid, 0)[1])
+"""
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
+    assert finished.stdout == b"S 1\n0\n", finished.stderr

@@ -199,6 +199,13 @@ class Receiver:
         self._accept_glued = False
         self._items = False
         self._raw_left = 0
+        # Each read is searched once, not the whole buffer again: the front ``_scanned``
+        # bytes of the buffer hold no newline. ``_holding``: the buffer is one line that
+        # may still become the terminator, whose first non-space byte is at ``_content_from``
+        # (None: none yet); a read that grows it is looked at alone.
+        self._scanned = 0
+        self._holding = False
+        self._content_from = None
 
     def receive_data(self, data):
         """Feed what a read returned; ``b""`` means the peer closed."""
@@ -268,16 +275,18 @@ class Receiver:
         return event
 
     def _next_line(self):
-        end = self._buffer.find(b"\n")
+        end = self._buffer.find(b"\n", self._scanned)
         if end < 0:
             if len(self._buffer) > self.max_line:
                 raise RemoteProtocolError(f"line longer than {self.max_line} bytes")
+            self._scanned = len(self._buffer)
             return NEED_DATA
         return Line(self._take(end + 1))
 
     def _take(self, size):
         taken = bytes(self._buffer[:size])
         del self._buffer[:size]
+        self._scanned, self._holding = 0, False
         return taken
 
     def _next_block_event(self):
@@ -288,6 +297,12 @@ class Receiver:
             if event is not None:
                 return event
         buffer = self._buffer
+        if self._holding:
+            if buffer.find(b"\n", self._scanned) < 0 and len(buffer) <= self.max_line and (
+                    self._accept_glued or self._held_line_may_still_become_terminator()):
+                self._scanned = len(buffer)
+                return NEED_DATA
+            self._holding = False
         safe = 0  # bytes at the front that are payload for sure
         if self._mid_line:
             end = buffer.find(b"\n")
@@ -329,7 +344,7 @@ class Receiver:
             size = min(self._raw_left, len(self._buffer))
             self._raw_left -= size
             return self._payload(size, mid_line=False)
-        end = self._buffer.find(b"\n")
+        end = self._buffer.find(b"\n", self._scanned)
         if self._mid_line:  # the rest of a tagged line already begun
             return self._payload(end + 1 if end >= 0 else len(self._buffer), mid_line=end < 0)
         if end < 0:
@@ -337,6 +352,7 @@ class Receiver:
                 return self._payload(len(self._buffer), mid_line=True)
             if len(self._buffer) > self.max_line:
                 raise RemoteProtocolError(f"results line longer than {self.max_line} bytes")
+            self._scanned = len(self._buffer)
             return NEED_DATA
         if self._buffer[:end].strip() == self._terminator:
             self._terminator = None
@@ -414,9 +430,26 @@ class Receiver:
             # A line this long is payload even if it might have ended as the
             # terminator (only whitespace can make it that long).
             return self._payload(len(self._buffer), mid_line=True)
-        if complete == 0:
+        if complete == 0:  # the buffer is one line, and it may become the terminator
+            self._scanned, self._holding = len(self._buffer), True
+            spaces = len(partial) - len(partial.lstrip())
+            self._content_from = spaces if spaces < len(partial) else None
             return NEED_DATA
         return self._payload(complete, mid_line=False)
+
+    def _held_line_may_still_become_terminator(self):
+        """_may_become_terminator for the held line, in time for its newest bytes only."""
+        buffer, terminator, new = self._buffer, self._terminator, self._scanned
+        if self._content_from is None:
+            rest = buffer[new:].lstrip()
+            if not rest:
+                return True  # spaces so far
+            self._content_from = new = len(buffer) - len(rest)
+        start = self._content_from
+        if len(buffer) - start <= len(terminator):
+            return terminator.startswith(buffer[start:])
+        # Past the terminator's length: the terminator, then only spaces.
+        return buffer[start:start + len(terminator)] == terminator and not buffer[max(new, start + len(terminator)):].strip()
 
     def _may_become_terminator(self, partial):
         stripped = partial.lstrip()

@@ -1070,3 +1070,49 @@ def test_results_mode_keeps_a_tagged_line_whole_across_reads(cut):
     feeder.feed_all([stream[:cut + 40], stream[cut + 40:]])
     assert b"".join(event.data for event in feeder.events if isinstance(event, BlockData)) == body
     assert isinstance(feeder.events[-1], BlockEnd)
+
+
+class CountingBuffer(bytearray):
+    """A receive buffer that counts the bytes its searches look at."""
+
+    looked_at = 0
+
+    def find(self, sub, start=0, end=None):
+        CountingBuffer.looked_at += (len(self) if end is None else end) - start
+        return super().find(sub, start, end)
+
+    def rfind(self, sub, start=0, end=None):
+        CountingBuffer.looked_at += (len(self) if end is None else end) - start
+        return super().rfind(sub, start, end)
+
+
+SIXTEEN_MIB = 16 << 20
+
+
+@pytest.mark.parametrize("where, piece", [
+    ("line", b"x"),
+    ("upload of a classic client", b"x"),  # every line may end in the glued terminator
+    ("block", b" "),  # spaces may still precede the terminator
+    ("block", b" " * 100 + b"T"),  # and the terminator may still come
+    ("extended results", b"x"),
+])
+def test_a_16_mib_line_in_1_kib_reads_is_searched_in_linear_time(where, piece):
+    receiver = Receiver(max_line=SIXTEEN_MIB)
+    receiver._buffer = CountingBuffer()
+    if where != "line":
+        header = b"ENDSEQ %s v=2\n" % (b"T" if where != "upload of a classic client" else CLASSIC_TERMINATOR)
+        receiver.start_block(parse_header(header), accept_glued=where.startswith("upload"),
+                             results=where == "extended results")
+    CountingBuffer.looked_at = 0
+    head, rest = (piece, b"") if len(piece) > 1 else (b"", piece)
+    fed = head + (rest or b" ") * (SIXTEEN_MIB - len(head) - 1)
+    events = []
+    for offset in range(0, len(fed), 1024):
+        receiver.receive_data(fed[offset:offset + 1024])
+        event = receiver.next_event()
+        while event is not NEED_DATA:
+            events.append(event)
+            event = receiver.next_event()
+    assert CountingBuffer.looked_at <= 2 * len(fed)  # was about 1,000 times that when each read searched it all
+    if where in ("line", "upload of a classic client", "extended results"):
+        assert events == []  # held: the line has not ended yet

@@ -1,25 +1,34 @@
 """Authentication with a shared secret, without I/O and without the secret on the wire.
 
-Two things are signed, each with HMAC-SHA256 under the cluster's secret:
+Two things are signed, each with HMAC-SHA256 under the cluster's secret, and
+each names the master it is meant for (``to=HOST:PORT``, the address its
+sender dialed), so that it is good at that master only:
 
-- an upload: the client adds the header field ``auth=<nonce>.<time>.<mac>``,
-  the MAC covering the nonce, the time and the payload, so the field cannot
-  be moved to other code. Masters and workers that hold the secret check it:
+- an upload: the client adds the header fields ``to=<master>`` and, last,
+  ``auth=<nonce>.<time>.<mac>``, the MAC covering the nonce, the time, every
+  other header field and the payload, so nothing can be added, removed or
+  moved to other code. Masters and workers that hold the secret check it:
   the time must be within ``WINDOW`` seconds of theirs, and a nonce is
-  accepted once. A classic master forwards the header byte for byte, so a
-  worker behind it still checks the client.
+  accepted once; a master also checks that it is the one named. A classic
+  master forwards the header byte for byte, so a worker behind it still
+  checks the client.
 - a worker link: a master with a secret opens each worker link with
-  ``CHALLENGE <nonce>``; the worker answers ``AUTH <mac>``.
+  ``CHALLENGE <nonce>``; the worker answers ``AUTH <mac> to=<master>``, so
+  an answer passed on by a stranger the worker dialed names the stranger.
 """
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import stat
 import time
 
+from .address import AddressError, format_address, parse_address
+
 WINDOW = 60  # seconds of clock difference tolerated between peers
 AUTH_FIELD = b"auth="
+TO_FIELD = b"to="
 UNAUTHORIZED = b"unauthorized"
 
 
@@ -52,16 +61,78 @@ def _mac(secret, *parts):
     return hmac.new(secret, b"\0".join((b"sieci",) + parts), hashlib.sha256).hexdigest().encode()
 
 
-def sign_upload(secret, payload, now=None):
-    """The header field that authenticates ``payload`` (the block's exact payload bytes)."""
+def audience(address):
+    """How a signature names the master at ``address`` ((host, port), as its sender dialed it)."""
+    host, port = address[:2]
+    return TO_FIELD + format_address((host.lower(), port)).encode()
+
+
+def sign_upload(secret, fields, payload, now=None):
+    """The header field that authenticates ``payload`` (the block's exact payload bytes)
+    with the header's other ``fields`` (``to=`` among them), to go last on the header."""
     nonce = os.urandom(16).hex().encode()
     stamp = str(int(time.time() if now is None else now)).encode()
-    digest = hashlib.sha256(payload).digest()
-    return AUTH_FIELD + b".".join([nonce, stamp, _mac(secret, b"upload", nonce, stamp, digest)])
+    return AUTH_FIELD + b".".join([nonce, stamp, _upload_mac(secret, nonce, stamp, fields, payload)])
 
 
-def answer_challenge(secret, nonce):
-    return _mac(secret, b"worker", nonce)
+def _upload_mac(secret, nonce, stamp, fields, payload):
+    signed_fields = b" ".join(field for field in fields if not field.startswith(AUTH_FIELD))
+    return _mac(secret, b"upload/2", nonce, stamp, hashlib.sha256(signed_fields).digest(),
+                hashlib.sha256(payload).digest())
+
+
+def answer_challenge(secret, nonce, master):
+    """The reason of ``AUTH`` for the master at ``master`` ((host, port), as dialed)."""
+    to = audience(master)
+    return _mac(secret, b"worker/2", nonce, to) + b" " + to
+
+
+class Identity:
+    """The names a master answers to on one of its ports: the address a peer reached it
+    at, the host's own names, and ``names`` (``HOST`` or ``HOST:PORT``, e.g. a DNS alias
+    or what a NAT forwards)."""
+
+    def __init__(self, port, names=(), host_names=()):
+        self.port = port
+        self.names = {_host(name): None for name in host_names}
+        for name in names:
+            try:
+                host, port = parse_address(name, "")
+            except AddressError:
+                host, port = name, None  # a host alone
+            if host:
+                self.names[_host(host)] = port
+
+    def check(self, fields, local_ip):
+        """Raise Unauthorized unless ``fields`` hold a ``to=`` naming this master, reached at ``local_ip``."""
+        to = next((field for field in fields if field.startswith(TO_FIELD)), None)
+        if to is None:
+            raise Unauthorized("the signature names no master (a sieci client older than this master?)")
+        try:
+            host, port = parse_address(to[len(TO_FIELD):].decode("ascii"), "")
+        except (AddressError, UnicodeDecodeError):
+            raise Unauthorized("malformed to= field") from None
+        host, local = _host(host), _host(local_ip)
+        if host == local and port == self.port:
+            return
+        if host == "localhost" and port == self.port and ipaddress.ip_address(local).is_loopback:
+            return
+        if host in self.names and port == (self.names[host] or self.port):
+            return
+        raise Unauthorized(f"meant for master {to[len(TO_FIELD):].decode('ascii', 'replace')}, not this one "
+                           "(if clients or workers reach it by that name, give the master --names)")
+
+
+def _host(host):
+    """A host name or address, in the one form two spellings of it compare equal in."""
+    host = host.strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 class Verifier:
@@ -72,7 +143,9 @@ class Verifier:
         self.window = window
         self._seen = {}  # nonce -> when it may be forgotten
 
-    def verify_upload(self, fields, payload, now=None):
+    def check_header(self, fields, now=None):
+        """What can be checked before the payload comes: signed, fresh, not seen before.
+        Returns what verify_upload needs."""
         now = time.time() if now is None else now
         field = next((f for f in fields if f.startswith(AUTH_FIELD)), None)
         if field is None:
@@ -84,12 +157,16 @@ class Verifier:
             raise Unauthorized("malformed auth field") from None
         if abs(now - when) > self.window:
             raise Unauthorized(f"signed {now - when:+.0f} s away from our clock (more than {self.window} s)")
-        expected = _mac(self.secret, b"upload", nonce, stamp, hashlib.sha256(payload).digest())
-        if not hmac.compare_digest(mac, expected):
-            raise Unauthorized("bad signature")
         self._forget_old(now)
         if nonce in self._seen:
             raise Unauthorized("replayed upload")
+        return nonce, stamp, mac, when
+
+    def verify_upload(self, fields, payload, now=None):
+        """The whole check; the nonce is then spent."""
+        nonce, stamp, mac, when = self.check_header(fields, now)
+        if not hmac.compare_digest(mac, _upload_mac(self.secret, nonce, stamp, fields, payload)):
+            raise Unauthorized("bad signature")
         self._seen[nonce] = when + 2 * self.window
 
     def _forget_old(self, now):
@@ -100,6 +177,10 @@ class Verifier:
     def new_challenge():
         return os.urandom(16).hex().encode()
 
-    def verify_answer(self, nonce, answer):
-        if not hmac.compare_digest(answer, answer_challenge(self.secret, nonce)):
+    def verify_answer(self, nonce, answer, identity, local_ip):
+        """``answer``: the reason of the worker's ``AUTH``."""
+        mac, _, to = answer.partition(b" ")
+        to = to.strip()
+        identity.check([to], local_ip)
+        if not hmac.compare_digest(mac, _mac(self.secret, b"worker/2", nonce, to)):
             raise Unauthorized("bad answer to the challenge")

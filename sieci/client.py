@@ -252,7 +252,7 @@ class Client:
             position += 1
             attempt_output = HeldOutput() if self.retries else output
             try:
-                result = self._run_on(address, self._block(payload, fields), attempt_output, deadline)
+                result = self._run_on(address, self._block(payload, fields, address), attempt_output, deadline)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NotAccepted as error:
@@ -297,9 +297,10 @@ class Client:
         where = format_address(address)
         fields = [JSON]
         if self.secret is not None:
-            from .auth import sign_upload
+            from .auth import audience, sign_upload
 
-            fields.append(sign_upload(self.secret, SIGNED_PAYLOAD))
+            fields.append(audience(address))
+            fields.append(sign_upload(self.secret, fields, SIGNED_PAYLOAD))
         sock = self.connect(address, self.connect_timeout)
         try:
             conn = Connection(sock)
@@ -322,12 +323,14 @@ class Client:
         except ValueError:
             raise ClientError(f"master {where} answered the status request with something other than JSON") from None
 
-    def _block(self, payload, fields):
-        """The upload; signed afresh for every attempt, since a signature is good once."""
+    def _block(self, payload, fields, address):
+        """The upload to the master at ``address``; signed afresh for every attempt, since
+        a signature is good once, and at the master it names only."""
         if self.secret is not None:
-            from .auth import sign_upload
+            from .auth import audience, sign_upload
 
-            fields = [*fields, sign_upload(self.secret, payload)]
+            fields = [*fields, audience(address)]
+            fields.append(sign_upload(self.secret, fields, payload))
         return protocol.encode_block(payload, fields)
 
     def connect(self, address, timeout):

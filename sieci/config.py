@@ -265,8 +265,16 @@ def master_parser():
     parser.add_argument("--max-queue", type=int, default=master.DEFAULT_MAX_QUEUE,
                         help="answer 'ERROR queue full' once this many jobs wait")
     _add_security_options(parser, "master")
+    parser.add_argument("--names", type=_names, default=[], metavar="NAME[,NAME...]",
+                        help="with --secret-file: other names clients and workers reach this master by "
+                             "(HOST, or HOST:PORT where a NAT changes the port), beyond its own addresses "
+                             "and host name; a signature meant for another master is refused")
     _add_common_daemon_options(parser, master.DEFAULT_GRACE, "running jobs")
     return parser
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def parse_master(argv, env=None):

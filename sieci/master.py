@@ -12,6 +12,7 @@ served by its own greenlet, which also relays its job's results.
 import collections
 import itertools
 import logging
+import socket
 import time
 
 import gevent
@@ -117,9 +118,11 @@ class WorkerLink:
 class Master:
     def __init__(self, workers_address, clients_address, max_upload=DEFAULT_MAX_UPLOAD,
                  client_timeout=DEFAULT_CLIENT_TIMEOUT, max_queue=DEFAULT_MAX_QUEUE, keepalive=DEFAULT_KEEPALIVE,
-                 secret=None, tls=None):
-        """``secret`` (bytes) makes every worker and client prove they hold it;
-        ``tls`` (an ssl.SSLContext for servers) encrypts both ports."""
+                 secret=None, tls=None, names=()):
+        """``secret`` (bytes) makes every worker and client prove they hold it, in
+        signatures meant for this master (reached at its own address or host name,
+        or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
+        servers) encrypts both ports."""
         self.max_upload = max_upload
         self.client_timeout = client_timeout
         self.max_queue = max_queue
@@ -138,6 +141,8 @@ class Master:
         self._links_changed = gevent.event.Event()
         self._job_ids = itertools.count(1)
         self.verifier = auth.Verifier(secret) if secret else None
+        self.names = names
+        self.identities = {}  # "client" and "worker": that port's auth.Identity, once it is bound
         # TLS bytes are not ours to splice
         self.splice_pipes = relay.SplicePipes() if relay.AVAILABLE and not tls else None
         self.tls = tls
@@ -200,6 +205,9 @@ class Master:
     def start(self):
         self.worker_server.start()
         self.client_server.start()
+        host_names = [socket.gethostname(), socket.getfqdn()]
+        for peer, server in (("client", self.client_server), ("worker", self.worker_server)):
+            self.identities[peer] = auth.Identity(server.address[1], self.names, host_names)
         log.info("master listening for workers on %s and for clients on %s",
                  format_address(self.workers_address), format_address(self.clients_address))
 
@@ -251,6 +259,8 @@ class Master:
             if line.word == status.STATUS:
                 return self._answer_status(conn, name, line)
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
+            if self.verifier is not None:  # before the payload: nothing unsigned is read whole
+                self._check_signed_header(conn, header.fields)
             code = []
             while not isinstance(event := conn.next_event(), protocol.BlockEnd):
                 if event is protocol.CONNECTION_CLOSED:
@@ -260,6 +270,8 @@ class Master:
             return self._refuse(conn, name, str(error))
         except TimeoutError:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        except auth.Unauthorized as why:
+            return self._refuse(conn, name, "unauthorized", why)
         if self.verifier is not None:
             try:
                 self.verifier.verify_upload(header.fields, b"".join(code))
@@ -276,6 +288,7 @@ class Master:
         fields = line.raw.split()[1:]
         if self.verifier is not None:
             try:
+                self._check_signed_header(conn, fields)
                 self.verifier.verify_upload(fields, status.SIGNED_PAYLOAD)
             except auth.Unauthorized as why:
                 return self._refuse(conn, name, "unauthorized", why)
@@ -286,6 +299,10 @@ class Master:
             conn.send(status.format_text(state).encode() + b".\n")
         log.debug("client %s: answered a status request", name)
         return None
+
+    def _check_signed_header(self, conn, fields):
+        self.identities["client"].check(fields, conn.sock.getsockname()[0])
+        self.verifier.check_header(fields)
 
     def _refuse(self, conn, name, reason, detail=None):
         log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
@@ -525,7 +542,7 @@ class Master:
         link.conn.settimeout(None)
         if line is protocol.CONNECTION_CLOSED or line.word != protocol.AUTH:
             raise auth.Unauthorized("no answer to the challenge")
-        self.verifier.verify_answer(nonce, line.reason)
+        self.verifier.verify_answer(nonce, line.reason, self.identities["worker"], link.conn.sock.getsockname()[0])
         link.state.advance(protocol.WORKER, protocol.AUTH)
 
     def _serve_worker(self, link):

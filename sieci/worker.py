@@ -178,7 +178,8 @@ class MasterLink:
     def _answer_challenge(self, nonce, state):
         if self.worker.secret is None:
             raise LinkLost("the master asks for a secret; give this worker --secret-file")
-        self.conn.send(protocol.encode_command(protocol.AUTH, auth.answer_challenge(self.worker.secret, nonce)))
+        answer = auth.answer_challenge(self.worker.secret, nonce, self.address)
+        self.conn.send(protocol.encode_command(protocol.AUTH, answer))
         state.advance(protocol.WORKER, protocol.AUTH)
 
     def _next_line(self, doing):

@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import gevent
+import gevent.event
+import gevent.server
 import pytest
 
 from sieci import auth, client, protocol, tls
@@ -45,7 +48,7 @@ def test_a_client_without_the_secret_is_refused(guarded, secret):
 
 
 def test_a_replayed_upload_is_refused(guarded, peers):
-    upload = client.Client([client_address(guarded)], secret=SECRET)._block(CODE, [protocol.EXTENDED])
+    upload = signed_upload(guarded)
     first = peers(guarded.clients_address)
     first.send(upload)
     assert first.line() == b"RECEIVED\n"
@@ -54,16 +57,74 @@ def test_a_replayed_upload_is_refused(guarded, peers):
     assert replay.rest() == b"ERROR unauthorized\n"
 
 
-@pytest.mark.parametrize("tamper", ["other code", "old signature"])
+def signed_upload(master, code=CODE, fields=(protocol.EXTENDED, b"name=job.py")):
+    """What a sieci client with the secret sends ``master``."""
+    return client.Client([client_address(master)], secret=SECRET)._block(code, list(fields), master.clients_address)
+
+
+@pytest.mark.parametrize("tamper", ["other code", "old signature", "v=2 removed", "name= changed", "field added"])
 def test_a_tampered_or_stale_upload_is_refused(guarded, peers, tamper):
+    to = auth.audience(guarded.clients_address)
     if tamper == "other code":
-        field = auth.sign_upload(SECRET, CODE)
-        upload = protocol.encode_block(b"print('evil')\n", [field])
+        upload = protocol.encode_block(b"print('evil')\n", [to, auth.sign_upload(SECRET, [to], CODE)])
+    elif tamper == "old signature":
+        upload = protocol.encode_block(CODE, [to, auth.sign_upload(SECRET, [to], CODE, now=time.time() - 3600)])
     else:
-        upload = protocol.encode_block(CODE, [auth.sign_upload(SECRET, CODE, now=time.time() - 3600)])
+        header, rest = signed_upload(guarded).split(b"\n", 1)
+        header = {"v=2 removed": header.replace(b" v=2 ", b" "), "name= changed": header.replace(b"job.py", b"x.py"),
+                  "field added": header.replace(b" v=2 ", b" v=2 z=1 ")}[tamper]
+        upload = header + b"\n" + rest
     peer = peers(guarded.clients_address)
     peer.send(upload)
     assert peer.rest() == b"ERROR unauthorized\n"
+
+
+def test_an_upload_signed_for_one_master_is_refused_by_another(cluster, peers):
+    first, second = cluster.master(secret=SECRET), cluster.master(secret=SECRET)
+    cluster.worker(first, second, secret=SECRET)
+    assert first.wait_for_workers(1, WAIT) and second.wait_for_workers(1, WAIT)
+    captured = signed_upload(first)
+    replay = peers(second.clients_address)
+    replay.send(captured)
+    assert replay.rest() == b"ERROR unauthorized\n"
+    honest = peers(first.clients_address)
+    honest.send(captured)
+    assert honest.line() == b"RECEIVED\n"
+
+
+def test_a_master_takes_uploads_signed_for_its_other_names(cluster, peers):
+    master = cluster.master(secret=SECRET, names=["sieci-alias.example", "nat.example:443"])
+    cluster.worker(master, secret=SECRET)
+    assert master.wait_for_workers(1, WAIT)
+    port = master.clients_address[1]
+    for name, accepted in [(("sieci-alias.example", port), True), (("NAT.example", 443), True),
+                           (("nat.example", port), False), (("other.example", port), False),
+                           (("localhost", port), True), (("127.0.0.1", port + 1), False)]:
+        to = auth.audience(name)
+        peer = peers(master.clients_address)
+        peer.send(protocol.encode_block(CODE, [to, auth.sign_upload(SECRET, [to], CODE)]))
+        assert peer.line() == (b"RECEIVED\n" if accepted else b"ERROR unauthorized\n"), name
+        peer.close()
+
+
+def test_a_worker_that_dials_a_stranger_cannot_be_relayed_to_the_master(cluster, guarded, peers):
+    """The stranger passes the real master's challenge to the worker, and its answer back."""
+    dialed = gevent.event.AsyncResult()
+    stranger = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, _: (dialed.set(sock), gevent.sleep(WAIT)))
+    stranger.start()
+    try:
+        cluster.worker(stranger.address, secret=SECRET)
+        victim = dialed.get(timeout=WAIT)
+        master_side = peers(guarded.workers_address)
+        challenge = master_side.line()
+        victim.sendall(challenge)
+        answer = victim.makefile("rb").readline()
+        assert answer.startswith(b"AUTH ") and answer.rstrip().endswith(b"to=127.0.0.1:%d" % stranger.address[1])
+        master_side.send(answer)
+        assert master_side.rest() == b"ERROR unauthorized\n"
+        assert len(guarded.links) == 1  # only the real worker
+    finally:
+        stranger.stop()
 
 
 @pytest.mark.parametrize("answer", [b"READY\n", b"AUTH 0123\n", b"\n"], ids=["classic READY", "bad AUTH", "blank"])
@@ -239,3 +300,28 @@ def test_a_peer_that_never_starts_its_handshake_is_dropped(cluster, certificates
     assert silent.rest() == b""  # the master hung up
     line = master_log.wait_for(f"worker 127.0.0.1:{silent.sock.getsockname()[1]}: TLS handshake failed")[0]
     assert line.endswith("timed out")
+
+
+@pytest.mark.parametrize("to, local_ip, accepted", [
+    (b"to=10.0.0.5:9000", "10.0.0.5", True),  # the address the peer reached
+    (b"to=10.0.0.5:9000", "::ffff:10.0.0.5", True),  # ... on a dual-stack socket
+    (b"to=[::1]:9000", "0:0::1", True),
+    (b"to=10.0.0.6:9000", "10.0.0.5", False),  # another master
+    (b"to=10.0.0.5:9001", "10.0.0.5", False),  # another port
+    (b"to=MASTER1:9000", "10.0.0.5", True),  # the host's name, in any case
+    (b"to=localhost:9000", "127.0.0.1", True),
+    (b"to=localhost:9000", "10.0.0.5", False),  # a stranger on the peer's own host
+    (b"to=alias:9000", "10.0.0.5", True),
+    (b"to=nat:443", "10.0.0.5", True),
+    (b"to=nat:9000", "10.0.0.5", False),
+    (b"to=junk", "10.0.0.5", False),
+    (None, "10.0.0.5", False),
+])
+def test_a_master_knows_which_names_are_its_own(to, local_ip, accepted):
+    identity = auth.Identity(9000, ["alias", "nat:443"], ["master1"])
+    fields = [b"v=2"] + ([to] if to else [])
+    if accepted:
+        identity.check(fields, local_ip)
+    else:
+        with pytest.raises(auth.Unauthorized):
+            identity.check(fields, local_ip)

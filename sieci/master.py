@@ -499,12 +499,12 @@ class Master:
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
         link = WorkerLink(Connection(sock), format_address(address))
-        self.links.add(link)
-        self._note_links_changed()
-        log.info("worker %s joined (%d linked)", link.name, len(self.links))
         try:
             if self.verifier is not None:
-                self._challenge(link)
+                self._challenge(link)  # before it counts, or shows in the status, as a worker
+            self.links.add(link)
+            self._note_links_changed()
+            log.info("worker %s joined (%d linked)", link.name, len(self.links))
             self._make_idle(link)
             self._serve_worker(link)
         except WorkerLost as why:

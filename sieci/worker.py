@@ -159,6 +159,8 @@ class MasterLink:
         state = protocol.LinkState(protocol.WORKER)
         while not self.worker.stopping.is_set():
             line = self._next_line("waiting for AVAILABLE")
+            if line.word == protocol.ERROR:
+                raise LinkLost(self._refusal(line.reason))
             state.advance(protocol.MASTER, line.word)
             if line.word == protocol.CHALLENGE:
                 self._answer_challenge(line.reason, state)
@@ -174,6 +176,13 @@ class MasterLink:
                     continue
                 state.advance(protocol.MASTER, protocol.JOB)
                 self._take_job(line.raw, state)
+
+    @staticmethod
+    def _refusal(reason):
+        why = f"the master refused this worker: {reason.decode('utf-8', 'replace') or 'no reason given'}"
+        if reason == auth.UNAUTHORIZED:
+            why += " (check --secret-file: it must hold the masters' secret)"
+        return why
 
     def _answer_challenge(self, nonce, state):
         if self.worker.secret is None:

@@ -325,3 +325,14 @@ def test_a_master_knows_which_names_are_its_own(to, local_ip, accepted):
     else:
         with pytest.raises(auth.Unauthorized):
             identity.check(fields, local_ip)
+
+
+def test_a_worker_with_the_wrong_secret_is_told_backs_off_and_never_counts(cluster, log_lines):
+    master = cluster.master(secret=SECRET)
+    worker_log, master_log = log_lines("sieci.worker"), log_lines("sieci.master")
+    cluster.worker(master, secret=b"a different secret of some length", reconnect_max=0.16)
+    lines = worker_log.wait_for("redialling", count=5)
+    assert all("refused this worker: unauthorized (check --secret-file" in line for line in lines), lines
+    assert_backing_off(lines)
+    assert not master.links and not any("joined" in line for line in master_log.messages), master_log.messages
+    assert sum("refused: unauthorized" in line for line in master_log.messages) >= 5

@@ -264,6 +264,12 @@ def master_parser():
                         help="drop a client that sends nothing for this long while it uploads")
     parser.add_argument("--max-queue", type=int, default=master.DEFAULT_MAX_QUEUE,
                         help="answer 'ERROR queue full' once this many jobs wait")
+    parser.add_argument("--max-unverified", type=size, default=master.DEFAULT_MAX_UNVERIFIED,
+                        help="bytes of uploads read and not yet checked, all clients together (one address: "
+                             "a quarter); an upload that would pass it is refused")
+    parser.add_argument("--max-connections-per-address", type=int,
+                        default=master.DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+                        help="client connections one address may have open at once")
     _add_security_options(parser, "master")
     parser.add_argument("--names", type=_names, default=[], metavar="NAME[,NAME...]",
                         help="with --secret-file: other names clients and workers reach this master by "

@@ -12,6 +12,7 @@ from . import protocol
 
 RECV_SIZE = 256 * 1024
 IOV_MAX = 1024  # pieces per sendmsg
+_DROPPED = bytearray(64 << 10)  # what finish_sending reads goes here, for every connection: no memory per read
 HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced past Python
 # A peer that has vanished (no FIN, no RST) is given up on after about this
 # many seconds, whether the link was idle or had data in flight.
@@ -134,10 +135,10 @@ class Connection:
             self.sock.shutdown(socket.SHUT_WR)
             self.sock.settimeout(timeout)
             while limit > 0:
-                data = self.sock.recv(RECV_SIZE)
-                if not data:
+                size = self.sock.recv_into(_DROPPED)
+                if not size:
                     break
-                limit -= len(data)
+                limit -= size
         except OSError:
             pass
 

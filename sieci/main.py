@@ -69,7 +69,8 @@ def master_main(argv=None):
     _raise_fd_limit()
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
                     client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
-                    names=args.names, **args.security)
+                    names=args.names, max_unverified=args.max_unverified,
+                    max_connections_per_address=args.max_connections_per_address, **args.security)
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
                     logging.getLogger("sieci.master"), "listening")
     try:

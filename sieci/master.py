@@ -32,6 +32,12 @@ DEFAULT_MAX_UPLOAD = 16 << 20
 DEFAULT_CLIENT_TIMEOUT = 60.0
 DEFAULT_GRACE = 30.0
 DEFAULT_MAX_QUEUE = 100_000
+DEFAULT_MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32  # client connections from one address at once
+# Bytes: a longer first line is refused, and a longer line of code is passed on, not held
+# back while it might still end in the terminator (a classic client's glued one included).
+# Each client connection may buffer this much beyond what UnverifiedUploads counts.
+UPLOAD_LINE_LIMIT = 64 << 10
 FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
 WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker asked
 SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
@@ -39,6 +45,34 @@ SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are rela
 AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
 ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
 RECEIVED_LINE = protocol.encode_command(protocol.RECEIVED)
+
+
+class TooMuchUnverified(Exception):
+    """Taking more bytes of an upload would pass the share of unverified uploads."""
+
+
+class UnverifiedUploads:
+    """Bytes of uploads read but not yet verified, in all and per peer address. An
+    upload that would take more than ``limit`` in all, or a quarter of it from one
+    address, is refused: strangers cannot fill the master's memory, and one address
+    alone cannot keep out the rest."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.total = 0
+        self.by_address = collections.Counter()
+
+    def resize(self, address, before, after):
+        """One upload from ``address`` now holds ``after`` bytes, not ``before``."""
+        grow = after - before
+        if grow > 0 and (self.total + grow > self.limit or self.by_address[address] + grow > self.limit // 4):
+            raise TooMuchUnverified(f"too many unverified uploads at once (over {self.limit >> 20} MiB); "
+                                    "try again later")
+        self.total += grow
+        self.by_address[address] += grow
+        if not self.by_address[address]:
+            del self.by_address[address]
+        return after
 
 
 class WorkerLost(Exception):
@@ -118,12 +152,18 @@ class WorkerLink:
 class Master:
     def __init__(self, workers_address, clients_address, max_upload=DEFAULT_MAX_UPLOAD,
                  client_timeout=DEFAULT_CLIENT_TIMEOUT, max_queue=DEFAULT_MAX_QUEUE, keepalive=DEFAULT_KEEPALIVE,
-                 secret=None, tls=None, names=()):
+                 secret=None, tls=None, names=(), max_unverified=DEFAULT_MAX_UNVERIFIED,
+                 max_connections_per_address=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
-        servers) encrypts both ports."""
+        servers) encrypts both ports. Uploads not yet verified may hold at most
+        ``max_unverified`` bytes together, and one address may have at most
+        ``max_connections_per_address`` client connections open."""
         self.max_upload = max_upload
+        self.unverified = UnverifiedUploads(max_unverified)
+        self.max_connections_per_address = max_connections_per_address
+        self.client_connections = collections.Counter()
         self.client_timeout = client_timeout
         self.max_queue = max_queue
         self.keepalive = keepalive
@@ -203,9 +243,9 @@ class Master:
         changed.set()
 
     def start(self):
+        host_names = [socket.gethostname(), socket.getfqdn()]  # before listening: a lookup may take a while
         self.worker_server.start()
         self.client_server.start()
-        host_names = [socket.gethostname(), socket.getfqdn()]
         for peer, server in (("client", self.client_server), ("worker", self.worker_server)):
             self.identities[peer] = auth.Identity(server.address[1], self.names, host_names)
         log.info("master listening for workers on %s and for clients on %s",
@@ -236,9 +276,14 @@ class Master:
     def handle_client(self, sock, address):
         name = format_address(address)
         tune_socket(sock, self.keepalive)
-        conn = Connection(sock, max_line=self.max_upload)
+        conn = Connection(sock, max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
+        conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
+        self.client_connections[address[0]] += 1
         try:
-            job = self._receive_job(conn, name)
+            if self.client_connections[address[0]] > self.max_connections_per_address:
+                return self._refuse(conn, name, f"too many connections from {address[0]} "
+                                                f"(at most {self.max_connections_per_address} at once)")
+            job = self._receive_job(conn, name, address[0])
             if job is not None:
                 self._enqueue(job)
                 self._wait_while_watching(job)
@@ -247,9 +292,12 @@ class Master:
         except Exception:
             log.exception("client %s: unexpected error", name)
         finally:
+            self.client_connections[address[0]] -= 1
+            if not self.client_connections[address[0]]:
+                del self.client_connections[address[0]]
             sock.close()
 
-    def _receive_job(self, conn, name):
+    def _receive_job(self, conn, name, peer):
         conn.settimeout(self.client_timeout)
         try:
             line = conn.next_event()
@@ -261,12 +309,20 @@ class Master:
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
             if self.verifier is not None:  # before the payload: nothing unsigned is read whole
                 self._check_signed_header(conn, header.fields)
-            code = []
-            while not isinstance(event := conn.next_event(), protocol.BlockEnd):
-                if event is protocol.CONNECTION_CLOSED:
-                    raise protocol.RemoteProtocolError("the upload ended before its terminator line")
-                code.append(event.data)
-        except protocol.RemoteProtocolError as error:
+            code, size, held = [], 0, 0
+            try:
+                while not isinstance(event := conn.next_event(), protocol.BlockEnd):
+                    if event is protocol.CONNECTION_CLOSED:
+                        raise protocol.RemoteProtocolError("the upload ended before its terminator line")
+                    code.append(event.data)
+                    size += len(event.data)
+                    held = self.unverified.resize(peer, held, size + conn.receiver.buffered)
+            except BaseException:
+                code.clear()  # before the refusal, which may take a second to send: its bytes no longer count
+                raise
+            finally:
+                self.unverified.resize(peer, held, 0)
+        except (protocol.RemoteProtocolError, TooMuchUnverified) as error:
             return self._refuse(conn, name, str(error))
         except TimeoutError:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")

@@ -16,7 +16,7 @@ import time
 import gevent
 import pytest
 
-from conftest import PYTHON, REPO, unavailable_walls
+from conftest import PYTHON, REPO, WAIT, unavailable_walls
 
 MASTER = os.path.join(REPO, "bin", "master")
 WORKER = os.path.join(REPO, "bin", "worker")
@@ -543,3 +543,52 @@ def test_a_worker_survives_its_master_restarting(procs):
     result = procs.run_job(b"print('after the restart')\n")
     assert (result.returncode, result.stdout, result.stderr) == (0, b"after the restart\n", b""), procs.logs()
     assert not worker.exited(), procs.logs()
+
+
+def test_200_unverified_16_mib_uploads_at_once_leave_the_master_small_and_others_served(procs, tmp_path):
+    """Strangers without the secret forge headers that pass every check but the MAC,
+    and stream 16 MiB each; an honest client from another address is served meanwhile."""
+    from sieci import auth, protocol
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"a secret for this test only, 2026\n")
+    secret.chmod(0o600)
+    master = procs.master(extra=["--secret-file", str(secret)])
+    procs.worker(args=["--secret-file", str(secret)])
+    procs.wait_for_log(master, "joined")
+    address = ("127.0.0.1", procs.clients_port)
+    header = b"ENDSEQ T v=2 %s auth=%s.%d.%s\n"
+    chunk = b"x" * 65535 + b"\n"
+
+    def stranger():
+        try:
+            with socket.create_connection(address, timeout=WAIT) as sock:
+                sock.sendall(header % (auth.audience(address), os.urandom(16).hex().encode(), time.time(), b"0" * 64))
+                for _ in range(256):  # 16 MiB, and at most WAIT seconds a send
+                    sock.sendall(chunk)
+        except OSError:
+            pass  # refused, and closed
+
+    strangers = [gevent.spawn(stranger) for _ in range(200)]
+    try:
+        honest = socket.create_connection(address, timeout=WAIT, source_address=("127.0.0.2", 0))
+        code = b"print('served')\n"
+        to = auth.audience(address)
+        honest.sendall(protocol.encode_block(code, [protocol.EXTENDED, to, auth.sign_upload(
+            secret.read_bytes().strip(), [protocol.EXTENDED, to], code)]))
+        answer = b""
+        while b"x exit 0\n" not in answer and len(answer) < 1000:
+            data = honest.recv(1000)
+            if not data:
+                break
+            answer += data
+        honest.close()
+        gevent.joinall(strangers, timeout=WAIT)
+    finally:
+        gevent.killall(strangers)
+    assert answer.startswith(b"RECEIVED\n") and b"served\nx exit 0\n" in answer, answer
+    with open(f"/proc/{master.pid}/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    assert peak < 150 << 10, f"the master's peak RSS was {peak >> 10} MiB"
+    assert "too many connections from 127.0.0.1" in master.stderr()
+    assert "too many unverified uploads at once" in master.stderr()

@@ -365,9 +365,10 @@ class Client:
         accepted = False
         try:
             conn = Connection(sock)
-            conn.deadline = deadline
+            # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
+            conn.deadline = time.monotonic() + connect_timeout
             conn.send(block)
-            _await_acceptance(conn, where)
+            _await_acceptance(conn, where, deadline)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
             return _receive_results(conn, output, where, splice)
@@ -376,7 +377,10 @@ class Client:
             raise lost(f"master {where} broke the protocol: {error}") from None
         except OSError as error:
             if isinstance(error, TimeoutError):
-                raise
+                if accepted or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                raise NotAccepted(f"master {where} did not answer within the --connect-timeout of "
+                                  f"{connect_timeout:g} s") from None
             lost = JobLost if accepted else NotAccepted
             raise lost(f"lost the connection to master {where} ({(error.strerror or str(error)).lower()})") from None
         finally:
@@ -423,8 +427,14 @@ def _next(conn, failure, doing):
     return event
 
 
-def _await_acceptance(conn, where):
+def _await_acceptance(conn, where, deadline):
+    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts."""
     line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
+    conn.deadline = deadline
+    if deadline is None:
+        conn.settimeout(None)
+    if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
+        line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         raise NotAccepted(f"master {where} refused the job: {reason}")

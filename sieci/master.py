@@ -40,11 +40,14 @@ DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32  # client connections from one address 
 UPLOAD_LINE_LIMIT = 64 << 10
 FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
 WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker asked
+QUEUED_AFTER = 0.2  # seconds; then a sieci client whose job still waits is told QUEUED (well within its
+# --connect-timeout, 10 s by default; a client that waits less may pass over a master with a queue)
 SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
 
 AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
 ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
 RECEIVED_LINE = protocol.encode_command(protocol.RECEIVED)
+QUEUED_LINE = protocol.encode_command(protocol.QUEUED)
 
 
 class TooMuchUnverified(Exception):
@@ -84,9 +87,10 @@ class ClientGone(Exception):
 
 
 class Job:
-    def __init__(self, job_id, upload, client, client_name):
+    def __init__(self, job_id, upload, client, client_name, extended=False):
         self.id = job_id
         self.upload = upload  # the block to forward: header, code, terminator
+        self.extended = extended  # a sieci client's: it is told QUEUED while the job waits
         self.client = client
         self.client_name = client_name
         self.worker = None
@@ -338,7 +342,7 @@ class Master:
         if len(self.pending_jobs) >= self.max_queue:
             return self._refuse(conn, name, f"queue full ({self.max_queue} jobs waiting)")
         upload = line.raw + b"".join(code) + event.raw
-        return Job(next(self._job_ids), upload, conn, name)
+        return Job(next(self._job_ids), upload, conn, name, header.extended)
 
     def _answer_status(self, conn, name, line):
         fields = line.raw.split()[1:]
@@ -404,6 +408,8 @@ class Master:
                      job.client_name, len(job.upload), len(self.pending_jobs))
         self._ask_idle_workers()
         gevent.spawn_later(WIDEN_AFTER, self._widen, job)
+        if job.extended:
+            gevent.spawn_later(QUEUED_AFTER, self._tell_queued, job)
 
     def _ask_idle_workers(self, everyone=False):
         """Ask FANOUT idle workers per waiting job (or, for a job that waited, every one)."""
@@ -421,6 +427,13 @@ class Master:
         """The job still waits: the workers asked may be busy for other masters, so ask all."""
         if job.worker is None and not job.finished.is_set():
             self._ask_idle_workers(everyone=True)
+
+    @staticmethod
+    def _tell_queued(job):
+        """The job still waits: tell its sieci client, which then stops counting its
+        --connect-timeout (the master is there, and the job waits for a worker)."""
+        if job.worker is None and not job.finished.is_set():
+            job.send_to_client(QUEUED_LINE)
 
     def _make_idle(self, link):
         self.idle_links[link] = None

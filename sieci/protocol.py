@@ -14,6 +14,7 @@ AVAILABLE = b"AVAILABLE"
 READY = b"READY"
 ROLLBACK = b"ROLLBACK"
 RECEIVED = b"RECEIVED"
+QUEUED = b"QUEUED"  # a sieci master, to a client whose extended job waits for a worker
 ERROR = b"ERROR"
 ENDSEQ = b"ENDSEQ"
 CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link

@@ -135,6 +135,34 @@ def test_retries_are_bounded(fake_masters):
     assert lost.uploads == 3
 
 
+def say_nothing(sock):
+    """A master that has stopped (SIGSTOP, a wedged process): the kernel still takes the upload."""
+    gevent.sleep(WAIT)
+
+
+def test_a_silent_master_is_passed_over_after_the_connect_timeout(cluster, fake_masters):
+    silent = fake_masters(say_nothing)
+    master = cluster.master()
+    cluster.worker(master)
+    status, output = run(f"{silent.address},{client_address(master)}", connect_timeout=0.5)
+    assert (status, output.stdout, silent.uploads) == (0, b"ok\n", 1)
+    with pytest.raises(client.NotAccepted, match=f"master {silent.address} did not answer within the "
+                                                 "--connect-timeout of 0.5 s"):
+        run(silent.address, connect_timeout=0.5)
+
+
+def test_a_job_that_waits_for_a_busy_worker_is_no_silent_master(cluster):
+    """The master says QUEUED: the client then waits past its --connect-timeout."""
+    master = cluster.master()
+    cluster.worker(master)
+    events = JobEvents(master)
+    busy = gevent.spawn(run, client_address(master), b"import time\ntime.sleep(2)\nprint('first')\n")
+    events.wait_for("dispatched")
+    status, output = run(client_address(master), connect_timeout=1)
+    assert (status, output.stdout) == (0, b"ok\n")
+    assert busy.get(timeout=WAIT)[1].stdout == b"first\n"
+
+
 def test_the_timeout_bounds_the_queue_wait(cluster):
     master = cluster.master()  # no worker: the job would wait for ever
     events = JobEvents(master)

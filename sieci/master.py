@@ -451,13 +451,20 @@ class Master:
         link.job = job
         job.dispatched_at = time.monotonic()
         link.state.advance(protocol.MASTER, protocol.JOB)
-        link.send(job.upload)
-        self._notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
-                     link.name, job.dispatched_at - job.queued_at)
-        self._await_acceptance(job, link)
+        # A worker must take the code as promptly as a client must send it, or be
+        # dropped (the job goes back to the queue): READY, then silence, held it for ever.
+        link.conn.settimeout(self.client_timeout)
+        try:
+            link.send(job.upload)
+            self._notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
+                         link.name, job.dispatched_at - job.queued_at)
+            line = link.conn.next_event()
+        except TimeoutError:
+            raise WorkerLost(f"it did not accept the job within {self.client_timeout:g} s") from None
+        link.conn.settimeout(None)
+        self._await_acceptance(job, link, line)
 
-    def _await_acceptance(self, job, link):
-        line = link.conn.next_event()
+    def _await_acceptance(self, job, link, line):
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it accepted the job")
         link.state.advance(protocol.WORKER, line.word)

@@ -240,3 +240,18 @@ def test_retries_also_make_another_pass_when_no_master_took_the_job(fake_masters
     with pytest.raises(client.NotAccepted, match="refused the job: busy"):
         run(refusing.address, retries=1)
     assert refusing.uploads == 2
+
+
+def test_a_worker_silent_after_ready_loses_the_job_to_another(cluster, peers):
+    master = cluster.master(client_timeout=0.5)
+    silent = peers(master.workers_address)
+    assert master.wait_for_workers(1, WAIT)
+    events = JobEvents(master)
+    job = gevent.spawn(run, client_address(master))
+    assert silent.line() == b"AVAILABLE\n"
+    silent.send(b"READY\n")
+    events.wait_for("dispatched")
+    cluster.worker(master)  # the job comes back to the queue, and this one takes it
+    status, output = job.get(timeout=WAIT)
+    assert (status, output.stdout) == (0, b"ok\n")
+    assert events.seen.count("dispatched") == 2 and "requeued" in events.seen

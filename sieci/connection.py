@@ -12,6 +12,7 @@ from . import protocol
 
 RECV_SIZE = 256 * 1024
 IOV_MAX = 1024  # pieces per sendmsg
+TLS_HANDSHAKE = b"\x16\x03"  # how every TLS connection's first record starts
 _DROPPED = bytearray(64 << 10)  # what finish_sending reads goes here, for every connection: no memory per read
 HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced past Python
 # A peer that has vanished (no FIN, no RST) is given up on after about this
@@ -31,9 +32,15 @@ def tune_socket(sock, seconds=DEFAULT_KEEPALIVE):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
+class SpeaksTLS(OSError):
+    """The peer opened with a TLS handshake on a connection without TLS."""
+
+
 class Connection:
     def __init__(self, sock, max_line=protocol.DEFAULT_MAX_LINE):
         self.sock = sock
+        self.plaintext_only = False  # a peer that opens with a TLS handshake raises SpeaksTLS
+        self._nothing_yet = True
         self.receiver = protocol.Receiver(max_line)
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
@@ -58,6 +65,10 @@ class Connection:
             if not self.hung_up:
                 raise
             data = b""  # gevent wakes a blocked read with EBADF on shutdown
+        if self._nothing_yet and data:
+            self._nothing_yet = False
+            if self.plaintext_only and data.startswith(TLS_HANDSHAKE):
+                raise SpeaksTLS("it opened with a TLS handshake")
         self.receiver.receive_data(data)
         return bool(data)
 

@@ -21,7 +21,7 @@ from gevent.server import StreamServer
 
 from . import auth, protocol, status
 from .address import format_address
-from .connection import DEFAULT_KEEPALIVE, HEADER_READ, RECV_SIZE, Connection, tune_socket
+from .connection import DEFAULT_KEEPALIVE, HEADER_READ, RECV_SIZE, TLS_HANDSHAKE, Connection, SpeaksTLS, tune_socket
 from . import relay
 from .results import Status
 from .tls import describe_failure
@@ -38,6 +38,7 @@ DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32  # client connections from one address 
 # back while it might still end in the terminator (a classic client's glued one included).
 # Each client connection may buffer this much beyond what UnverifiedUploads counts.
 UPLOAD_LINE_LIMIT = 64 << 10
+PLAINTEXT_AFTER = 2.0  # seconds without a TLS handshake from a new peer of a TLS master: it speaks plain text
 FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
 WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker asked
 QUEUED_AFTER = 0.2  # seconds; then a sieci client whose job still waits is told QUEUED (well within its
@@ -202,6 +203,8 @@ class Master:
 
         def handshake_then_handle(sock, address):
             try:
+                if not self._opens_with_tls(sock, peer, address):
+                    return
                 sock.settimeout(self.client_timeout)
                 sock = self.tls.wrap_socket(sock, server_side=True)
                 sock.settimeout(None)
@@ -212,6 +215,31 @@ class Master:
             handle(sock, address)
 
         return handshake_then_handle
+
+    @staticmethod
+    def _opens_with_tls(sock, peer, address):
+        """Whether a new peer of a TLS master starts a handshake; one that speaks plain text
+        (or, as a plain worker does, waits for the master to speak first) is told so, in
+        plain text, and the connection closed."""
+        sock.settimeout(PLAINTEXT_AFTER)
+        try:
+            first = sock.recv(len(TLS_HANDSHAKE), socket.MSG_PEEK)
+        except TimeoutError:
+            first = None
+        if first and TLS_HANDSHAKE.startswith(first):
+            return True
+        if first != b"":
+            log.info("%s %s speaks plain text, not TLS: told so", peer, format_address(address))
+            conn = Connection(sock)
+            conn.send(protocol.encode_command(protocol.ERROR, b"this port speaks TLS (--tls)"))
+            conn.finish_sending()
+        sock.close()
+        return False
+
+    def _speaks_tls(self, conn, peer, name):
+        log.info("%s %s speaks TLS, and this master does not (give it --tls-cert, or the %s no --tls)",
+                 peer, name, peer)
+        conn.send(protocol.encode_command(protocol.ERROR, b"this master does not speak TLS"))
 
     @property
     def workers_address(self):
@@ -282,6 +310,7 @@ class Master:
         tune_socket(sock, self.keepalive)
         conn = Connection(sock, max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
+        conn.plaintext_only = self.tls is None
         self.client_connections[address[0]] += 1
         try:
             if self.client_connections[address[0]] > self.max_connections_per_address:
@@ -291,6 +320,8 @@ class Master:
             if job is not None:
                 self._enqueue(job)
                 self._wait_while_watching(job)
+        except SpeaksTLS:
+            self._speaks_tls(conn, "client", name)
         except OSError as error:
             log.debug("client %s: %s", name, error)
         except Exception:
@@ -575,6 +606,7 @@ class Master:
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
         link = WorkerLink(Connection(sock), format_address(address))
+        link.conn.plaintext_only = self.tls is None
         try:
             if self.verifier is not None:
                 self._challenge(link)  # before it counts, or shows in the status, as a worker
@@ -592,6 +624,8 @@ class Master:
         except auth.Unauthorized as why:
             log.warning("worker %s refused: unauthorized (%s)", link.name, why)
             link.send_quietly(protocol.encode_command(protocol.ERROR, auth.UNAUTHORIZED))
+        except SpeaksTLS:
+            self._speaks_tls(link.conn, "worker", link.name)
         except OSError as error:
             log.warning("worker %s lost: %s", link.name, error)
         except Exception:

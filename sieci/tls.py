@@ -50,6 +50,8 @@ def describe_failure(error):
     if isinstance(error, ssl.SSLCertVerificationError):
         return f"certificate refused: {error.verify_message} (make certificates as sieci's README shows)"
     reason = getattr(error, "reason", None)  # OpenSSL's, e.g. TLSV1_ALERT_UNKNOWN_CA
+    if reason == "WRONG_VERSION_NUMBER":
+        return "the other side is not serving TLS (it answered in plain text)"
     if reason:
         return reason.lower().replace("_", " ")
     return getattr(error, "strerror", None) or str(error)

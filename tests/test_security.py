@@ -292,13 +292,14 @@ def test_a_refused_handshake_is_a_log_line_on_both_sides_and_redialled_with_back
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_a_peer_that_never_starts_its_handshake_is_dropped(cluster, certificates, peers, log_lines):
+def test_a_peer_that_stalls_in_its_handshake_is_dropped(cluster, certificates, peers, log_lines):
     certs = certificates
     master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]), client_timeout=0.5)
     master_log = log_lines("sieci.master")
-    silent = peers(master.workers_address)
-    assert silent.rest() == b""  # the master hung up
-    line = master_log.wait_for(f"worker 127.0.0.1:{silent.sock.getsockname()[1]}: TLS handshake failed")[0]
+    stalled = peers(master.workers_address)
+    stalled.send(b"\x16\x03\x01")  # the start of a ClientHello, and no more
+    assert stalled.rest() == b""  # the master hung up
+    line = master_log.wait_for(f"worker 127.0.0.1:{stalled.sock.getsockname()[1]}: TLS handshake failed")[0]
     assert line.endswith("timed out")
 
 
@@ -336,3 +337,29 @@ def test_a_worker_with_the_wrong_secret_is_told_backs_off_and_never_counts(clust
     assert_backing_off(lines)
     assert not master.links and not any("joined" in line for line in master_log.messages), master_log.messages
     assert sum("refused: unauthorized" in line for line in master_log.messages) >= 5
+
+
+def test_a_plaintext_peer_on_a_tls_master_is_told_in_one_line_within_seconds(cluster, certificates, log_lines):
+    certs = certificates
+    master = cluster.master(tls=tls.server_context(certs["master.pem"], certs["master.key"]))
+    master_log, worker_log = log_lines("sieci.master"), log_lines("sieci.worker")
+    with gevent.Timeout(WAIT / 2):
+        with pytest.raises(client.NotAccepted, match=r"refused the job: this port speaks TLS \(--tls\)"):
+            run(master)
+        cluster.worker(master)
+        line = worker_log.wait_for("redialling")[0]
+    assert "the master refused this worker: this port speaks TLS (--tls)" in line
+    assert len(master_log.wait_for("speaks plain text, not TLS", count=2)) == 2
+
+
+def test_a_tls_peer_on_a_plaintext_master_is_told_in_one_line_within_seconds(cluster, certificates, log_lines):
+    certs = certificates
+    master = cluster.master()
+    master_log, worker_log = log_lines("sieci.master"), log_lines("sieci.worker")
+    with gevent.Timeout(WAIT / 2):
+        with pytest.raises(client.NotAccepted, match="TLS with master .* failed: .*not serving TLS"):
+            run(master, tls=tls.client_context(certs["ca.pem"]))
+        cluster.worker(master, tls=tls.client_context(certs["ca.pem"]))
+        line = worker_log.wait_for("redialling")[0]
+    assert "not serving TLS" in line
+    assert len(master_log.wait_for("speaks TLS, and this master does not", count=2)) == 2

@@ -6,6 +6,7 @@ either way a read that would block waits (and, under gevent, yields).
 
 import _socket as socket  # the C module: the client need not load the socket package
 import os
+import struct
 import time
 
 from . import protocol
@@ -20,16 +21,39 @@ HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced pas
 DEFAULT_KEEPALIVE = 45
 
 
-def tune_socket(sock, seconds=DEFAULT_KEEPALIVE):
-    """No Nagle delay for our small messages; keepalive, so that a silent, vanished peer is noticed."""
+def tune_socket(sock, seconds=DEFAULT_KEEPALIVE, user_timeout=True):
+    """No Nagle delay for our small messages; keepalive, so that a silent, vanished peer is noticed.
+
+    ``user_timeout``: also give up on the connection when what we sent stays
+    unacknowledged for ``seconds``. Not for a socket whose peer may rightly
+    stop reading for longer (the kernel counts a zero window too, however
+    promptly the peer answers its probes): see stopped_acknowledging.
+    """
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     idle = max(1, round(seconds / 3))
     interval = max(1, round((seconds - idle) / 4))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 4),
-                          ("TCP_USER_TIMEOUT", int(seconds * 1000))):
+    options = [("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 4)]
+    if user_timeout:
+        options.append(("TCP_USER_TIMEOUT", int(seconds * 1000)))
+    for option, value in options:
         if hasattr(socket, option):  # Linux has them all; others, some
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def stopped_acknowledging(sock, seconds):
+    """Whether the peer has acknowledged nothing for ``seconds`` while we wait for it to:
+    data we sent, or a probe of its zero window. (A live peer that has stopped reading
+    answers every probe at once, which sets the kernel's count of unanswered ones back
+    to 0, though the probes come ever further apart.) False where the kernel cannot say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (AttributeError, OSError):
+        return False
+    retransmits, probes = info[2], info[3]  # struct tcp_info's tcpi_retransmits, tcpi_probes
+    unacked, = struct.unpack_from("I", info, 24)
+    last_ack_received, = struct.unpack_from("I", info, 56)  # milliseconds ago
+    return (probes > 0 or (unacked > 0 and retransmits > 0)) and last_ack_received > seconds * 1000
 
 
 class SpeaksTLS(OSError):
@@ -124,6 +148,24 @@ class Connection:
                 sent -= len(views.pop(0))
             if sent:
                 views[0] = views[0][sent:]
+
+    def readable_while_acknowledged(self, seconds):
+        """Wait until there is something to read (True), or until the peer has acknowledged
+        nothing for ``seconds`` at two looks in a row (False: it has vanished). A peer
+        that only reads slowly, and so holds up what we send it, is waited for."""
+        from gevent.socket import wait_read  # only the daemons watch their peers so
+
+        vanished_before = False
+        while True:
+            try:
+                wait_read(self.sock.fileno(), timeout=seconds / 3)
+                return True
+            except TimeoutError:
+                pass
+            vanished = stopped_acknowledging(self.sock, seconds)
+            if vanished and vanished_before:
+                return False
+            vanished_before = vanished
 
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)

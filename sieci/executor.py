@@ -277,6 +277,8 @@ class JobRun:
         ]
         if self.limits.disk and self._workdir:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
+        if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
+            self._greenlets.append(gevent.spawn_later(self.limits.timeout, self._time_is_up))
 
     def __exit__(self, *exc_info):
         self._torn_down = True
@@ -341,6 +343,10 @@ class JobRun:
                 return
             except gevent.queue.Full:
                 pass
+
+    def _time_is_up(self):
+        if not self._limit_hit and not self._ended:
+            self._stop("time")
 
     def _watch_disk(self):
         while workdir.size(self._workdir) <= self.limits.disk:

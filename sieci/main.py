@@ -31,8 +31,10 @@ def _fail(prog, message):
     return EXIT_CANNOT_START
 
 
-def _serve_until_signalled(stop, log):
-    """Block until a signal has stopped the daemon through ``stop()``."""
+def _stop_on_signals(stop, log):
+    """From now on, SIGTERM or SIGINT stops the daemon through ``stop()`` (a second one at
+    once); returns an event set once it has stopped. Called before the daemon listens, so
+    that no signal finds it without its handler."""
     import os
     import signal
 
@@ -52,8 +54,7 @@ def _serve_until_signalled(stop, log):
 
     for number in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(number, on_signal)
-    stopped.wait()
-    return 0
+    return stopped
 
 
 def master_main(argv=None):
@@ -73,6 +74,7 @@ def master_main(argv=None):
                     max_connections_per_address=args.max_connections_per_address, **args.security)
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
                     logging.getLogger("sieci.master"), "listening")
+    stopped = _stop_on_signals(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
     try:
         master.start()
         if args.metrics:
@@ -82,7 +84,8 @@ def master_main(argv=None):
     except OSError as error:
         where = f"{format_address(args.workers_addr)}, {format_address(args.clients_addr)} or the metrics address"
         return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")
-    return _serve_until_signalled(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
+    stopped.wait()
+    return 0
 
 
 def worker_main(argv=None):
@@ -110,8 +113,10 @@ def worker_main(argv=None):
         except OSError as error:
             return _fail("sieci-worker", f"cannot serve metrics on {format_address(args.metrics)} "
                                          f"({(error.strerror or str(error)).lower()})")
+    stopped = _stop_on_signals(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
     worker.start()
-    return _serve_until_signalled(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
+    stopped.wait()
+    return 0
 
 
 def cluster_main(argv=None):
@@ -148,7 +153,8 @@ def cluster_main(argv=None):
         print(f"sieci cluster: {args.workers} worker(s); master on {clients_address} for clients, "
               f"{format_address(master.workers_address)} for workers", flush=True)
         print(f"run a job with: sieci-client {clients_address} FILE", flush=True)
-        return _serve_until_signalled(stop, logging.getLogger("sieci.cluster"))
+        _stop_on_signals(stop, logging.getLogger("sieci.cluster")).wait()
+        return 0
     try:
         return run_file(Client(clients_address), args.file, prog="sieci-cluster")
     finally:

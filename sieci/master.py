@@ -307,7 +307,7 @@ class Master:
 
     def handle_client(self, sock, address):
         name = format_address(address)
-        tune_socket(sock, self.keepalive)
+        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
         conn = Connection(sock, max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
         conn.plaintext_only = self.tls is None
@@ -412,12 +412,20 @@ class Master:
 
     def _watch_client(self, job):
         try:
-            while job.client.next_event() is not protocol.CONNECTION_CLOSED:
-                pass  # nothing more is expected; what comes anyway is ignored
+            while self._readable_while_alive(job):
+                if job.client.next_event() is protocol.CONNECTION_CLOSED:
+                    break  # nothing more is expected; what comes anyway is ignored
         except (OSError, protocol.ProtocolError):
             pass
         if not job.finished.is_set():
             self._cancel(job)
+
+    def _readable_while_alive(self, job):
+        """Whether the client's socket became readable, not its client vanished."""
+        if job.client.readable_while_acknowledged(self.keepalive):
+            return True
+        log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
+        return False
 
     def _cancel(self, job):
         job.cancelled = True

@@ -138,7 +138,7 @@ class MasterLink:
 
     def _serve(self, sock):
         sock.settimeout(None)
-        tune_socket(sock, self.worker.keepalive)
+        tune_socket(sock, self.worker.keepalive, user_timeout=False)  # a master held up by a slow client is alive
         self.conn = Connection(sock)
         log.info("linked to master %s", self.name)
         try:
@@ -260,13 +260,13 @@ class MasterLink:
         return b"worker=" + b"_".join(self.worker.name.encode("utf-8", "replace").split())
 
     def _watch_master(self):
-        """Returns when the master hangs up while a job runs.
+        """Returns when the master hangs up, or vanishes, while a job runs.
 
         What the master says meanwhile (a classic master may send the next
         AVAILABLE) is kept for after the job, as a classic worker would.
         """
         try:
-            while self.conn.receive_more():
+            while self.conn.readable_while_acknowledged(self.worker.keepalive) and self.conn.receive_more():
                 if self.conn.receiver.buffered > protocol.DEFAULT_MAX_LINE:
                     return  # a flood, not a protocol
         except OSError:

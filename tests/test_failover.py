@@ -255,3 +255,27 @@ def test_a_worker_silent_after_ready_loses_the_job_to_another(cluster, peers):
     status, output = job.get(timeout=WAIT)
     assert (status, output.stdout) == (0, b"ok\n")
     assert events.seen.count("dispatched") == 2 and "requeued" in events.seen
+
+
+def test_a_reader_that_pauses_is_backpressure_not_death(cluster):
+    """It stops reading for three keepalive periods, then gets every byte and the status."""
+    master = cluster.master(keepalive=2)
+    cluster.worker(master, keepalive=2)
+    assert master.wait_for_workers(1, WAIT)
+    size = 20 << 20
+    upload = protocol.encode_block(b"import sys\nsys.stdout.buffer.write(b'y' * %d)\n" % size, [protocol.EXTENDED])
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # a zero window soon
+    reader.settimeout(WAIT)
+    reader.connect(master.clients_address)
+    try:
+        reader.sendall(upload)
+        received = reader.recv(1 << 10)
+        gevent.sleep(6)  # the pause under test: longer than the keepalive of master and worker
+        while b"x exit 0\n" not in received[-200:]:
+            data = reader.recv(1 << 20)
+            assert data, f"the master hung up after {len(received)} bytes"
+            received += data
+    finally:
+        reader.close()
+    assert received.count(b"y") == size

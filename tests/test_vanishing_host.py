@@ -16,7 +16,7 @@ import time
 import gevent
 import pytest
 
-from sieci import client
+from sieci import client, protocol
 from sieci.master import Master
 
 from conftest import REPO, WAIT, Captured, JobEvents, client_address
@@ -123,3 +123,30 @@ def test_an_idle_worker_that_vanishes_is_dropped_and_relinks_once_back(vanishing
           f"(keepalive {KEEPALIVE} s)")
     namespace.mend()
     assert job.get(timeout=WAIT) == 0  # the worker came back, relinked, and ran the queued job
+
+
+def test_a_client_that_vanishes_while_its_output_waits_is_taken_for_gone(namespace, cluster):
+    """It stops reading (a zero window), then its host drops off: the master stops the job
+    within a few keepalive periods, though it waits for a client that only reads slowly."""
+    master = Master((HOST_IP, 0), (HOST_IP, 0), keepalive=KEEPALIVE)
+    master.start()
+    cluster.masters.append(master)
+    cluster.worker(master)
+    assert master.wait_for_workers(1, WAIT)
+    events = JobEvents(master)
+    upload = protocol.encode_block(b"import sys\nwhile True:\n    sys.stdout.write('z' * 65536)\n", [protocol.EXTENDED])
+    script = ("import socket, sys, time\nsock = socket.create_connection((%r, %d))\nsock.sendall(%r)\n"
+              "print(sock.recv(9), flush=True)\ntime.sleep(60)\n" % (HOST_IP, master.clients_address[1], upload))
+    reader = subprocess.Popen(["ip", "netns", "exec", namespace.name, sys.executable, "-c", script],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert reader.stdout.readline().startswith(b"b'RECEIVED")  # and it reads no more
+        events.wait_for("dispatched")
+        namespace.cut()
+        cut_at = time.monotonic()
+        events.wait_for("stopping")
+        print(f"master took the vanished client for gone after {time.monotonic() - cut_at:.1f} s "
+              f"(keepalive {KEEPALIVE} s)")
+    finally:
+        reader.kill()
+        reader.wait()

@@ -353,16 +353,21 @@ class JobRun:
             gevent.sleep(DISK_CHECK_EVERY)
         self._stop("disk")
 
-    def output(self):
-        """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end."""
+    def output(self, quiet_every=None):
+        """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end. With
+        ``quiet_every``, also ``(None, b"")`` each time the job has been quiet that many seconds."""
         self._deadline = self.started_at + self.limits.timeout
         open_pipes, returncode, written = 2, None, 0
         while open_pipes or returncode is None:
             if not self._limit_hit and returncode is None and time.monotonic() >= self._deadline:
                 self._stop("time")
+            wait = max(0.0, self._deadline - time.monotonic())
             try:
-                kind, data = self._events.get(timeout=max(0.0, self._deadline - time.monotonic()))
+                kind, data = self._events.get(timeout=min(wait, quiet_every) if quiet_every else wait)
             except gevent.queue.Empty:
+                if quiet_every and time.monotonic() < self._deadline:
+                    yield None, b""
+                    continue
                 if self._limit_hit or returncode is not None:
                     break  # the job is over, yet something holds a pipe
                 continue

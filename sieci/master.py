@@ -141,6 +141,7 @@ class WorkerLink:
         # A sieci worker (READY v=2) stops its job when its link closes; a
         # classic one would never come back, so its job is run out instead.
         self.stoppable = False
+        self.silence_allowed = None  # seconds it may say nothing while its job runs (see _silence_allowed)
         self.greenlet = gevent.getcurrent()
 
     def send(self, data):
@@ -152,6 +153,20 @@ class WorkerLink:
             self.conn.send(data)
         except OSError:
             self.conn.shutdown()
+
+
+def _silence_allowed(results_header):
+    """How long a worker may say nothing in its results: three of the heartbeats its
+    header declares (``beat=``); None (for ever) for a worker that declares none."""
+    try:
+        beat = float(results_header.field(protocol.BEAT_FIELD, b""))
+    except ValueError:
+        return None
+    return 3 * max(beat, 0.1) if beat == beat and beat > 0 else None  # (not NaN)
+
+
+def _silent(link):
+    return f"it said nothing for {link.silence_allowed:g} s while its job ran (stopped?)"
 
 
 class Master:
@@ -532,6 +547,7 @@ class Master:
             raise WorkerLost("closed before it sent the results")
         job.results_header = link.conn.start_block(line.raw, results=True)
         job.queue_for_client(line.raw)
+        link.silence_allowed = _silence_allowed(job.results_header)
         while True:
             event = self._next_from_worker(job, link)
             if event is protocol.CONNECTION_CLOSED:
@@ -559,7 +575,10 @@ class Master:
         receiver, pipe = link.conn.receiver, self.splice_pipes.take()
         try:
             while receiver.raw_pending:
-                taken = pipe.fill(link.conn.sock.fileno(), receiver.raw_pending)
+                try:
+                    taken = pipe.fill(link.conn.sock.fileno(), receiver.raw_pending, link.silence_allowed)
+                except TimeoutError:
+                    raise WorkerLost(_silent(link)) from None
                 if not taken:
                     receiver.receive_data(b"")  # the worker closed: the next event says so
                     return
@@ -575,10 +594,21 @@ class Master:
 
     @staticmethod
     def _next_from_worker(job, link):
+        """The next event of the results; a worker that declared a heartbeat and has been
+        silent for three of them (stopped, say: its kernel still answers) is lost."""
         event = link.conn.receiver.next_event()
         if event is protocol.NEED_DATA:
             job.flush()  # nothing more yet: what has come goes to the client before we wait
-            event = link.conn.next_event()
+            if link.silence_allowed is None:
+                return link.conn.next_event()
+            link.conn.deadline = time.monotonic() + link.silence_allowed
+            try:
+                event = link.conn.next_event()
+            except TimeoutError:
+                raise WorkerLost(_silent(link)) from None
+            finally:
+                link.conn.deadline = None
+                link.conn.settimeout(None)
         return event
 
     def _finish(self, job, outcome, detail=""):

@@ -483,6 +483,10 @@ STDERR = "stderr"
 LINE_TAGS = (b"o ", b"O ", b"e ", b"E ", b"x ")
 RAW_TAGS = {STDOUT: b"1 ", STDERR: b"2 "}
 STREAM_BY_RAW_TAG = {tag: stream for stream, tag in RAW_TAGS.items()}
+# An empty raw chunk: what a worker sends while its job is quiet, every ``beat=`` seconds
+# (a field of its results header), so that a master can tell a stopped worker from a quiet job.
+HEARTBEAT_ITEM = b"1 0\n"
+BEAT_FIELD = b"beat"
 
 
 def parse_raw_header(line):

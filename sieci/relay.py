@@ -25,13 +25,14 @@ class SplicePipe:
         self.held = 0  # bytes taken from a source and not yet given to a destination
         pipes.widen(self.write_end)
 
-    def fill(self, source_fd, size):
-        """Take up to ``size`` bytes from a socket, once it has some; 0 means it closed."""
+    def fill(self, source_fd, size, timeout=None):
+        """Take up to ``size`` bytes from a socket, once it has some; 0 means it closed.
+        TimeoutError if it has had none for ``timeout`` seconds."""
         while True:
             try:
                 taken = os.splice(source_fd, self.write_end, size, flags=FLAGS)
             except BlockingIOError:  # the pipe is empty, so it is the socket that has nothing yet
-                wait_read(source_fd)
+                wait_read(source_fd, timeout=timeout, timeout_exc=TimeoutError("nothing to read"))
                 continue
             except ConnectionResetError:
                 return 0

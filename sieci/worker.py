@@ -26,6 +26,7 @@ DEFAULT_MAX_UPLOAD = 16 << 20
 DEFAULT_GRACE = 30.0
 DEFAULT_RECONNECT_MIN = 0.1
 DEFAULT_RECONNECT_MAX = 5.0
+HEARTBEAT = 5.0  # seconds: the longest a running job's results stay silent (a quiet job: see protocol.HEARTBEAT_ITEM)
 CONNECT_TIMEOUT = 10.0
 # Classic results are spooled to disk past this size: their terminator can
 # only be chosen once every line of the output is known.
@@ -275,9 +276,14 @@ class MasterLink:
     def _send_extended_results(self, run):
         """Stream the results; what is ready together (the header and the first output, say) goes in one send."""
         terminator = protocol.choose_terminator()
-        unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field])]
-        for stream, data in run.output():
-            unsent += output_pieces(stream, data, terminator)
+        beat = min(HEARTBEAT, self.worker.keepalive / 3)
+        unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field,
+                                                      protocol.BEAT_FIELD + b"=%g" % beat])]
+        for stream, data in run.output(quiet_every=beat):
+            if stream is None:
+                unsent.append(protocol.HEARTBEAT_ITEM)
+            else:
+                unsent += output_pieces(stream, data, terminator)
             if not run.more_output_ready():
                 self.conn.send_pieces(unsent)
                 unsent = []

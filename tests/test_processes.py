@@ -592,3 +592,20 @@ def test_200_unverified_16_mib_uploads_at_once_leave_the_master_small_and_others
     assert peak < 150 << 10, f"the master's peak RSS was {peak >> 10} MiB"
     assert "too many connections from 127.0.0.1" in master.stderr()
     assert "too many unverified uploads at once" in master.stderr()
+
+
+def test_a_stopped_worker_loses_its_job_after_a_bounded_silence(procs):
+    """SIGSTOP: its kernel still answers keepalives, but its heartbeats stop."""
+    procs.master()
+    worker = procs.worker(args=["--keepalive", "3"])  # a heartbeat every second: lost after 3 s of silence
+    procs.wait_for_log(worker, "linked")
+    code = procs.code_file(b"import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    client = procs.client(f"127.0.0.1:{procs.clients_port}", code)
+    try:
+        assert client.popen.stdout.readline() == b"started\n"
+        worker.popen.send_signal(signal.SIGSTOP)
+        result = procs.finish(client)
+    finally:
+        worker.popen.send_signal(signal.SIGCONT)
+    assert result.returncode == 255 and b"worker lost" in result.stderr, result.stderr
+    assert "said nothing for 3 s while its job ran (stopped?)" in procs.logs()

@@ -40,7 +40,9 @@ class Daemon:
     """A master or worker process that can be killed and started again."""
 
     def __init__(self, role, args, log_level="warning"):
-        self.command = [sys.executable, os.path.join(BIN, role), "--log-level", log_level, *args]
+        # Every load generator here is one address, with up to thousands of clients at once.
+        per_address = ["--max-connections-per-address", "1000000"] if role == "master" else []
+        self.command = [sys.executable, os.path.join(BIN, role), "--log-level", log_level, *per_address, *args]
         self.process = None
 
     def start(self):

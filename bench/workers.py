@@ -150,7 +150,7 @@ def read_answer(number, sock, deadline, answers):
     received = b""
     try:
         sock.settimeout(max(0.1, deadline - time.monotonic()))
-        while len(received) < len(expected):
+        while len(received.removeprefix(b"QUEUED\n")) < len(expected):
             data = sock.recv(4096)
             if not data:
                 break
@@ -158,7 +158,7 @@ def read_answer(number, sock, deadline, answers):
     except OSError:
         answers["unfinished"] += 1
         return
-    answers["right" if received == expected else "wrong"] += 1
+    answers["right" if received.removeprefix(b"QUEUED\n") == expected else "wrong"] += 1
 
 
 def part_two(args):
@@ -194,10 +194,11 @@ def part_two(args):
             samples.append(rss_mb(pid))
         rss_queued, fds_queued = max(samples), fd_count(pid)
         refused = 0
-        for sock in sockets.values():  # a queued client has heard nothing yet
+        for sock in sockets.values():  # a queued client has heard nothing yet, or QUEUED
             sock.settimeout(0)  # gevent's sockets wait for data unless non-blocking
             try:
-                if sock.recv(1, socket.MSG_PEEK):
+                heard = sock.recv(16, socket.MSG_PEEK)
+                if heard and heard != b"QUEUED\n":
                     refused += 1
             except BlockingIOError:
                 pass

@@ -33,7 +33,7 @@ DEFAULT_CLIENT_TIMEOUT = 60.0
 DEFAULT_GRACE = 30.0
 DEFAULT_MAX_QUEUE = 100_000
 DEFAULT_MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
-DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32  # client connections from one address at once
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256  # client connections from one address at once
 # Bytes: a longer first line is refused, and a longer line of code is passed on, not held
 # back while it might still end in the terminator (a classic client's glued one included).
 # Each client connection may buffer this much beyond what UnverifiedUploads counts.

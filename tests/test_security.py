@@ -363,3 +363,11 @@ def test_a_tls_peer_on_a_plaintext_master_is_told_in_one_line_within_seconds(clu
         line = worker_log.wait_for("redialling")[0]
     assert "not serving TLS" in line
     assert len(master_log.wait_for("speaks TLS, and this master does not", count=2)) == 2
+
+
+def test_one_address_may_hold_only_so_many_client_connections(cluster, peers):
+    master = cluster.master(max_connections_per_address=2)
+    for _ in range(2):
+        peers(master.clients_address).send(b"ENDSEQ T v=2\n")  # uploads under way
+    third = peers(master.clients_address)
+    assert third.rest() == b"ERROR too many connections from 127.0.0.1 (at most 2 at once)\n"

@@ -181,6 +181,12 @@ class RawPeer:
         """The next line (b"" at EOF); fails the test after the timeout."""
         return self.file.readline()
 
+    def answer(self):
+        """A master's answer to an extended upload: its first line past a QUEUED (sent when
+        the job waits, as it may on a loaded machine)."""
+        line = self.line()
+        return self.line() if line == b"QUEUED\n" else line
+
     def rest(self):
         """Everything until the peer closes."""
         return self.file.read()

@@ -159,7 +159,7 @@ def test_a_client_that_leaves_while_its_job_runs_stops_the_job(cluster, peers):
     leaver = peers(master.clients_address)
     code = b"import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
     leaver.send(protocol.encode_block(code, [protocol.EXTENDED]))
-    assert leaver.line() == b"RECEIVED\n"
+    assert leaver.answer() == b"RECEIVED\n"
     assert b" v=2 worker=" in leaver.line()
     assert leaver.line().startswith(b"1 ")  # raw stdout: the job's first line follows
     pid = int(leaver.line())
@@ -221,7 +221,7 @@ def test_a_client_that_leaves_in_the_middle_of_a_big_raw_chunk(cluster, peers, r
     fake.send(ready)
     read_block(fake)
     fake.send(b"RECEIVED\nENDSEQ T v=2\n" + raw_chunk_header(BIG) + b"y" * (1 << 20))
-    assert leaver.line() == b"RECEIVED\n"
+    assert leaver.answer() == b"RECEIVED\n"
     assert leaver.line() == b"ENDSEQ T v=2\n"
     leaver.close()
     if stops:
@@ -249,7 +249,7 @@ def test_a_client_that_leaves_while_its_job_floods_output_leaves_the_worker_free
     for round_number in range(1, 6):
         leaver = peers(master.clients_address)
         leaver.send(protocol.encode_block(flood, [protocol.EXTENDED]))
-        assert leaver.line() == b"RECEIVED\n"
+        assert leaver.answer() == b"RECEIVED\n"
         leaver.file.read(100_000 * round_number)
         leaver.close()
         events.wait_for("cancelled", round_number)

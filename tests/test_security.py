@@ -51,7 +51,7 @@ def test_a_replayed_upload_is_refused(guarded, peers):
     upload = signed_upload(guarded)
     first = peers(guarded.clients_address)
     first.send(upload)
-    assert first.line() == b"RECEIVED\n"
+    assert first.answer() == b"RECEIVED\n"
     replay = peers(guarded.clients_address)
     replay.send(upload)
     assert replay.rest() == b"ERROR unauthorized\n"
@@ -89,7 +89,7 @@ def test_an_upload_signed_for_one_master_is_refused_by_another(cluster, peers):
     assert replay.rest() == b"ERROR unauthorized\n"
     honest = peers(first.clients_address)
     honest.send(captured)
-    assert honest.line() == b"RECEIVED\n"
+    assert honest.answer() == b"RECEIVED\n"
 
 
 def test_a_master_takes_uploads_signed_for_its_other_names(cluster, peers):
@@ -103,7 +103,7 @@ def test_a_master_takes_uploads_signed_for_its_other_names(cluster, peers):
         to = auth.audience(name)
         peer = peers(master.clients_address)
         peer.send(protocol.encode_block(CODE, [to, auth.sign_upload(SECRET, [to], CODE)]))
-        assert peer.line() == (b"RECEIVED\n" if accepted else b"ERROR unauthorized\n"), name
+        assert peer.answer() == (b"RECEIVED\n" if accepted else b"ERROR unauthorized\n"), name
         peer.close()
 
 

@@ -251,7 +251,8 @@ class Master:
         sock.close()
         return False
 
-    def _speaks_tls(self, conn, peer, name):
+    @staticmethod
+    def _speaks_tls(conn, peer, name):
         log.info("%s %s speaks TLS, and this master does not (give it --tls-cert, or the %s no --tls)",
                  peer, name, peer)
         conn.send(protocol.encode_command(protocol.ERROR, b"this master does not speak TLS"))

@@ -97,11 +97,11 @@ class Identity:
         self.names = {_host(name): None for name in host_names}
         for name in names:
             try:
-                host, port = parse_address(name, "")
+                host, its_port = parse_address(name, "")
             except AddressError:
-                host, port = name, None  # a host alone
+                host, its_port = name, None  # a host alone
             if host:
-                self.names[_host(host)] = port
+                self.names[_host(host)] = its_port
 
     def check(self, fields, local_ip):
         """Raise Unauthorized unless ``fields`` hold a ``to=`` naming this master, reached at ``local_ip``."""

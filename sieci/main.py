@@ -138,22 +138,24 @@ def cluster_main(argv=None):
         return _fail("sieci-cluster", problem)
     _raise_fd_limit()
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
-    master.start()
-    workers = [Worker([master.workers_address], **args.job_options) for _ in range(args.workers)]
-    for worker in workers:
-        worker.start()
-    clients_address = format_address(master.clients_address)
+    workers = []
 
     def stop():
         for worker in workers:
             worker.stop(grace=1)
         master.stop(grace=1)
 
-    if args.file is None:
+    stopped = _stop_on_signals(stop, logging.getLogger("sieci.cluster")) if args.file is None else None
+    master.start()
+    workers += [Worker([master.workers_address], **args.job_options) for _ in range(args.workers)]
+    for worker in workers:
+        worker.start()
+    clients_address = format_address(master.clients_address)
+    if stopped is not None:
         print(f"sieci cluster: {args.workers} worker(s); master on {clients_address} for clients, "
               f"{format_address(master.workers_address)} for workers", flush=True)
         print(f"run a job with: sieci-client {clients_address} FILE", flush=True)
-        _stop_on_signals(stop, logging.getLogger("sieci.cluster")).wait()
+        stopped.wait()
         return 0
     try:
         return run_file(Client(clients_address), args.file, prog="sieci-cluster")

@@ -41,8 +41,9 @@ UPLOAD_LINE_LIMIT = 64 << 10
 PLAINTEXT_AFTER = 2.0  # seconds without a TLS handshake from a new peer of a TLS master: it speaks plain text
 FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
 WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker asked
-QUEUED_AFTER = 0.2  # seconds; then a sieci client whose job still waits is told QUEUED (well within its
-# --connect-timeout, 10 s by default; a client that waits less may pass over a master with a queue)
+# Seconds; then a sieci client whose job still waits is told QUEUED: well within its --connect-timeout
+# (10 s by default), since a client that waits less may pass over a master with a queue.
+QUEUED_AFTER = 0.2
 SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
 
 AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
@@ -157,12 +158,8 @@ class WorkerLink:
 
 def _silence_allowed(results_header):
     """How long a worker may say nothing in its results: three of the heartbeats its
-    header declares (``beat=``); None (for ever) for a worker that declares none."""
-    try:
-        beat = float(results_header.field(protocol.BEAT_FIELD, b""))
-    except ValueError:
-        return None
-    return 3 * max(beat, 0.1) if beat == beat and beat > 0 else None  # (not NaN)
+    header declares; None (for ever) for a worker that declares none."""
+    return None if results_header.beat is None else 3 * max(results_header.beat, 0.1)
 
 
 def _silent(link):

@@ -8,6 +8,7 @@ decoded in results.py. Master, worker and client all use this module, so they ca
 about the wire. See docs/protocol.md for the contract this implements.
 """
 
+import math
 import os
 
 AVAILABLE = b"AVAILABLE"
@@ -84,6 +85,15 @@ class BlockHeader:
             if field.startswith(prefix):
                 return field[len(prefix):]
         return default
+
+    @property
+    def beat(self):
+        """The seconds between heartbeats a worker's results declare (``beat=``), or None."""
+        try:
+            beat = float(self.field(BEAT_FIELD, b""))
+        except ValueError:
+            return None
+        return beat if 0 < beat < math.inf else None  # (NaN compares false)
 
 
 def parse_header(line):
@@ -487,6 +497,10 @@ STREAM_BY_RAW_TAG = {tag: stream for stream, tag in RAW_TAGS.items()}
 # (a field of its results header), so that a master can tell a stopped worker from a quiet job.
 HEARTBEAT_ITEM = b"1 0\n"
 BEAT_FIELD = b"beat"
+
+
+def beat_field(seconds):
+    return BEAT_FIELD + b"=%g" % seconds
 
 
 def parse_raw_header(line):

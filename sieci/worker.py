@@ -278,7 +278,7 @@ class MasterLink:
         terminator = protocol.choose_terminator()
         beat = min(HEARTBEAT, self.worker.keepalive / 3)
         unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field,
-                                                      protocol.BEAT_FIELD + b"=%g" % beat])]
+                                                      protocol.beat_field(beat)])]
         for stream, data in run.output(quiet_every=beat):
             if stream is None:
                 unsent.append(protocol.HEARTBEAT_ITEM)

@@ -571,18 +571,16 @@ def test_200_unverified_16_mib_uploads_at_once_leave_the_master_small_and_others
 
     strangers = [gevent.spawn(stranger) for _ in range(200)]
     try:
-        honest = socket.create_connection(address, timeout=WAIT, source_address=("127.0.0.2", 0))
-        code = b"print('served')\n"
-        to = auth.audience(address)
-        honest.sendall(protocol.encode_block(code, [protocol.EXTENDED, to, auth.sign_upload(
-            secret.read_bytes().strip(), [protocol.EXTENDED, to], code)]))
+        code, to = b"print('served')\n", auth.audience(address)
         answer = b""
-        while b"x exit 0\n" not in answer and len(answer) < 1000:
-            data = honest.recv(1000)
-            if not data:
-                break
-            answer += data
-        honest.close()
+        with socket.create_connection(address, timeout=WAIT, source_address=("127.0.0.2", 0)) as honest:
+            honest.sendall(protocol.encode_block(code, [protocol.EXTENDED, to, auth.sign_upload(
+                secret.read_bytes().strip(), [protocol.EXTENDED, to], code)]))
+            while b"x exit 0\n" not in answer and len(answer) < 1000:
+                data = honest.recv(1000)
+                if not data:
+                    break
+                answer += data
         gevent.joinall(strangers, timeout=WAIT)
     finally:
         gevent.killall(strangers)

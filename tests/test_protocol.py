@@ -1116,3 +1116,9 @@ def test_a_16_mib_line_in_1_kib_reads_is_searched_in_linear_time(where, piece):
     assert CountingBuffer.looked_at <= 2 * len(fed)  # was about 1,000 times that when each read searched it all
     if where in ("line", "upload of a classic client", "extended results"):
         assert events == []  # held: the line has not ended yet
+
+
+@pytest.mark.parametrize("field, beat", [(b"beat=5", 5.0), (b"beat=0.667", 0.667), (b"beat=0", None), (b"beat=-1", None),
+                                         (b"beat=nan", None), (b"beat=inf", None), (b"beat=x", None), (b"", None)])
+def test_a_results_header_declares_its_heartbeat(field, beat):
+    assert parse_header(b"ENDSEQ T v=2 worker=w " + field + b"\n").beat == beat

@@ -21,9 +21,8 @@ import threading
 import time
 
 from .client import ClientError, FdOutput, read_code
+from . import defaults
 
-EXIT_CANNOT_RUN = 255
-MOST_FAILURES_COUNTED = 100
 COLUMNS = ("Seq", "File", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
 HEADER = "\t".join(COLUMNS)
 NOTHING = "-"  # a joblog field with no value
@@ -71,7 +70,7 @@ class Job:
 
     @property
     def exit_status(self):
-        return EXIT_CANNOT_RUN if self.result is None else self.result.exit_status
+        return defaults.EXIT_FAILED if self.result is None else self.result.exit_status
 
     @property
     def reason(self):
@@ -98,7 +97,7 @@ class Job:
 
 def exit_status(failures):
     """GNU parallel's: the number of failed jobs, at most 101."""
-    return min(failures, MOST_FAILURES_COUNTED + 1)
+    return min(failures, defaults.MOST_FAILURES_COUNTED + 1)
 
 
 # The joblog.
@@ -320,4 +319,4 @@ def run(client, args, prog="sieci-client"):
         return Batch(client, jobs, args.jobs, args.ungroup, log, prog).run()
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
-        return EXIT_CANNOT_RUN
+        return defaults.EXIT_FAILED

@@ -11,22 +11,20 @@ import os
 import sys
 import time
 
-from . import protocol
+from . import defaults, protocol
 from .address import AddressError, format_address, parse_address
 from .connection import HEADER_READ, Connection, tune_socket
-from .results import ResultDecoder, Status
+from .results import ResultDecoder
 
-DEFAULT_CONNECT_TIMEOUT = 10.0
 STATUS_TIMEOUT = 3.0
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
-EXIT_FAILED = Status.EXIT_CODE_FAILED
 
 
 class ClientError(Exception):
     """sieci could not get a result; the message says why."""
 
-    exit_code = EXIT_FAILED
+    exit_code = defaults.EXIT_FAILED
 
 
 class NotAccepted(ClientError):
@@ -202,7 +200,7 @@ class Client:
     TLS on too.
     """
 
-    def __init__(self, masters, connect_timeout=DEFAULT_CONNECT_TIMEOUT, timeout=None, retries=0,
+    def __init__(self, masters, connect_timeout=defaults.CONNECT_TIMEOUT, timeout=None, retries=0,
                  shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None):
         self.addresses = parse_masters(masters)
         self.connect_timeout = connect_timeout

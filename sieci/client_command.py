@@ -10,7 +10,8 @@ or to explain a mistake. Given many files (or ``--files-from``, ``--joblog``,
 import os
 import sys
 
-from .client import DEFAULT_CONNECT_TIMEOUT, EXIT_FAILED, Client, ClientError, FdOutput, read_code
+from . import defaults
+from .client import Client, ClientError, FdOutput, read_code
 from .protocol import STDOUT
 
 PROG = "sieci-client"
@@ -60,7 +61,7 @@ _positive_int.__name__ = "whole number (1 or more)"
 
 
 OPTIONS = [
-    Option("--connect-timeout", float, DEFAULT_CONNECT_TIMEOUT,
+    Option("--connect-timeout", float, defaults.CONNECT_TIMEOUT,
            "pass over a master that does not answer within this time (default: %(default)g)", "SECONDS"),
     Option("--timeout", float, None,
            "give up if the job has no result within this time, queue wait included (default: none)", "SECONDS"),
@@ -252,7 +253,7 @@ def show_status(client, as_json):
     failures = [state for _, state in answers if not isinstance(state, dict)]
     for failure in failures:
         sys.stderr.write(f"{PROG}: error: {failure}\n")
-    return EXIT_FAILED if failures else 0
+    return defaults.EXIT_FAILED if failures else 0
 
 
 def run_file(client, path, prog=PROG):

@@ -13,9 +13,8 @@ import shlex
 
 import configargparse
 
-from . import executor, master, worker
+from . import defaults, executor
 from .address import AddressError, parse_address
-from .connection import DEFAULT_KEEPALIVE
 from .isolation import Isolation, Unavailable
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -90,23 +89,23 @@ def _address(parser, args, name, default_host=""):
 
 def _add_job_options(parser):
     """How a worker runs jobs: limits, user, sandbox. Every limit is per job."""
-    parser.add_argument("--timeout", type=positive_seconds, default=executor.DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=positive_seconds, default=defaults.JOB_TIMEOUT,
                         help="wall-clock time limit of each job, in seconds (the client exits 124)")
-    parser.add_argument("--max-output", type=size, default=executor.DEFAULT_MAX_OUTPUT,
+    parser.add_argument("--max-output", type=size, default=defaults.MAX_OUTPUT,
                         help="stop a job whose stdout and stderr pass this many bytes")
-    parser.add_argument("--max-cpu", type=positive_seconds, default=executor.DEFAULT_CPU,
+    parser.add_argument("--max-cpu", type=positive_seconds, default=defaults.MAX_CPU,
                         help="CPU seconds a job may use")
-    parser.add_argument("--max-memory", type=size, default=executor.DEFAULT_MEMORY,
+    parser.add_argument("--max-memory", type=size, default=defaults.MAX_MEMORY,
                         help="memory a job may use, all its processes together (with --job-cgroups off: "
                              "address space each process may map)")
-    parser.add_argument("--max-file-size", type=size, default=executor.DEFAULT_FILE_SIZE,
+    parser.add_argument("--max-file-size", type=size, default=defaults.MAX_FILE_SIZE,
                         help="largest file a job may write")
-    parser.add_argument("--max-disk", type=size, default=executor.DEFAULT_DISK,
+    parser.add_argument("--max-disk", type=size, default=defaults.MAX_DISK,
                         help="size of a job's /tmp, where its working directory is (with --job-namespaces "
                              "off: stop a job whose working directory grows past this)")
-    parser.add_argument("--max-open-files", type=int, default=executor.DEFAULT_OPEN_FILES,
+    parser.add_argument("--max-open-files", type=int, default=defaults.MAX_OPEN_FILES,
                         help="files a job's process may hold open")
-    parser.add_argument("--max-processes", type=int, default=executor.DEFAULT_PROCESSES,
+    parser.add_argument("--max-processes", type=int, default=defaults.MAX_PROCESSES,
                         help="processes a job may have at once (with --job-cgroups off: processes the job "
                              "user may have)")
     parser.add_argument("--job-user", default=None, metavar="USER",
@@ -250,7 +249,7 @@ def _add_common_daemon_options(parser, grace, what):
                         help=f"on SIGTERM, how long {what} may take to finish")
     parser.add_argument("--metrics", type=_listen_address, default=None, metavar="ADDR",
                         help="serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT); off by default")
-    parser.add_argument("--keepalive", type=positive_seconds, default=DEFAULT_KEEPALIVE,
+    parser.add_argument("--keepalive", type=positive_seconds, default=defaults.KEEPALIVE,
                         help="give up on a peer that has vanished without a word after about this many seconds")
 
 
@@ -258,24 +257,24 @@ def master_parser():
     parser = _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.")
     _add_address(parser, "workers_addr", "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT")
     _add_address(parser, "clients_addr", "where clients connect")
-    parser.add_argument("--max-upload", type=size, default=master.DEFAULT_MAX_UPLOAD,
+    parser.add_argument("--max-upload", type=size, default=defaults.MAX_UPLOAD,
                         help="refuse a job whose code is larger than this")
-    parser.add_argument("--client-timeout", type=positive_seconds, default=master.DEFAULT_CLIENT_TIMEOUT,
+    parser.add_argument("--client-timeout", type=positive_seconds, default=defaults.CLIENT_TIMEOUT,
                         help="drop a client that sends nothing for this long while it uploads")
-    parser.add_argument("--max-queue", type=int, default=master.DEFAULT_MAX_QUEUE,
+    parser.add_argument("--max-queue", type=int, default=defaults.MAX_QUEUE,
                         help="answer 'ERROR queue full' once this many jobs wait")
-    parser.add_argument("--max-unverified", type=size, default=master.DEFAULT_MAX_UNVERIFIED,
+    parser.add_argument("--max-unverified", type=size, default=defaults.MAX_UNVERIFIED,
                         help="bytes of uploads read and not yet checked, all clients together (one address: "
                              "a quarter); an upload that would pass it is refused")
     parser.add_argument("--max-connections-per-address", type=int,
-                        default=master.DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+                        default=defaults.MAX_CONNECTIONS_PER_ADDRESS,
                         help="client connections one address may have open at once")
     _add_security_options(parser, "master")
     parser.add_argument("--names", type=_names, default=[], metavar="NAME[,NAME...]",
                         help="with --secret-file: other names clients and workers reach this master by "
                              "(HOST, or HOST:PORT where a NAT changes the port), beyond its own addresses "
                              "and host name; a signature meant for another master is refused")
-    _add_common_daemon_options(parser, master.DEFAULT_GRACE, "running jobs")
+    _add_common_daemon_options(parser, defaults.GRACE, "running jobs")
     return parser
 
 
@@ -303,12 +302,12 @@ def worker_parser():
     parser.add_argument("--name", default=None,
                         help="the name clients are told ran their job (default: HOST:PID:N)")
     _add_job_options(parser)
-    parser.add_argument("--max-upload", type=size, default=worker.DEFAULT_MAX_UPLOAD,
+    parser.add_argument("--max-upload", type=size, default=defaults.MAX_UPLOAD,
                         help="refuse a job whose code is larger than this")
-    parser.add_argument("--reconnect-max", type=positive_seconds, default=worker.DEFAULT_RECONNECT_MAX,
+    parser.add_argument("--reconnect-max", type=positive_seconds, default=defaults.RECONNECT_MAX,
                         help="longest wait between attempts to redial a lost master, in seconds")
     _add_security_options(parser, "worker")
-    _add_common_daemon_options(parser, worker.DEFAULT_GRACE, "a running job")
+    _add_common_daemon_options(parser, defaults.GRACE, "a running job")
     return parser
 
 

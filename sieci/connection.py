@@ -9,7 +9,7 @@ import os
 import struct
 import time
 
-from . import protocol
+from . import defaults, protocol
 
 RECV_SIZE = 256 * 1024
 IOV_MAX = 1024  # pieces per sendmsg
@@ -18,10 +18,9 @@ _DROPPED = bytearray(64 << 10)  # what finish_sending reads goes here, for every
 HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced past Python
 # A peer that has vanished (no FIN, no RST) is given up on after about this
 # many seconds, whether the link was idle or had data in flight.
-DEFAULT_KEEPALIVE = 45
 
 
-def tune_socket(sock, seconds=DEFAULT_KEEPALIVE, user_timeout=True):
+def tune_socket(sock, seconds=defaults.KEEPALIVE, user_timeout=True):
     """No Nagle delay for our small messages; keepalive, so that a silent, vanished peer is noticed.
 
     ``user_timeout``: also give up on the connection when what we sent stays

@@ -24,21 +24,12 @@ import gevent.os
 import gevent.queue
 import gevent.socket
 
-from . import pipes, sandbox, workdir
+from . import defaults, pipes, sandbox, workdir
 from .isolation import Isolation
 from .protocol import STDERR, STDOUT
 from .results import Status
 from .spawn import SpawnedProcess
 
-DEFAULT_TIMEOUT = 3600.0
-DEFAULT_MAX_OUTPUT = 1 << 30
-DEFAULT_CPU = 3600
-DEFAULT_MEMORY = 8 << 30
-DEFAULT_FILE_SIZE = 1 << 30
-DEFAULT_DISK = 2 << 30
-DEFAULT_OPEN_FILES = 1024
-DEFAULT_PROCESSES = 256
-DEFAULT_FILENAME = "job.py"
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
 FIRST_READ = 64 * 1024
@@ -60,9 +51,9 @@ _FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
 class Limits:
     """What one job may use. ``None`` for a limit means none."""
 
-    def __init__(self, timeout=DEFAULT_TIMEOUT, max_output=DEFAULT_MAX_OUTPUT, cpu=DEFAULT_CPU,
-                 memory=DEFAULT_MEMORY, file_size=DEFAULT_FILE_SIZE, disk=DEFAULT_DISK,
-                 open_files=DEFAULT_OPEN_FILES, processes=DEFAULT_PROCESSES):
+    def __init__(self, timeout=defaults.JOB_TIMEOUT, max_output=defaults.MAX_OUTPUT, cpu=defaults.MAX_CPU,
+                 memory=defaults.MAX_MEMORY, file_size=defaults.MAX_FILE_SIZE, disk=defaults.MAX_DISK,
+                 open_files=defaults.MAX_OPEN_FILES, processes=defaults.MAX_PROCESSES):
         self.timeout = timeout
         self.max_output = max_output
         self.cpu = cpu
@@ -92,7 +83,7 @@ def safe_filename(name):
     """The client's file name if it is a plain, harmless one, else the default."""
     if name and set(name) <= _FILENAME_CHARACTERS and not name.startswith("."):
         return name
-    return DEFAULT_FILENAME
+    return defaults.JOB_FILENAME
 
 
 def unreadable_for(user, python=None):
@@ -219,7 +210,7 @@ class JobRun:
     job in namespaces and a cgroup of its own (see sandbox.py, cgroups.py).
     """
 
-    def __init__(self, code, limits=None, python=None, filename=DEFAULT_FILENAME, fork_server=None,
+    def __init__(self, code, limits=None, python=None, filename=defaults.JOB_FILENAME, fork_server=None,
                  job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None):
         self.code = code
         self.limits = limits or Limits()
@@ -448,7 +439,7 @@ class JobRunner:
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
-    def run(self, code, filename=DEFAULT_FILENAME):
+    def run(self, code, filename=defaults.JOB_FILENAME):
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
                       self.command_prefix, self.fresh_interpreter, self.isolation)
 

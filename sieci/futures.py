@@ -2,9 +2,8 @@
 
 import concurrent.futures
 
+from . import defaults
 from .client import Client
-
-DEFAULT_MAX_WORKERS = 8
 
 
 class Executor(concurrent.futures.Executor):
@@ -19,7 +18,7 @@ class Executor(concurrent.futures.Executor):
                 print(result.stdout.decode(), end="")
     """
 
-    def __init__(self, masters, max_workers=DEFAULT_MAX_WORKERS, **client_settings):
+    def __init__(self, masters, max_workers=defaults.JOBS_AT_ONCE, **client_settings):
         self.client = Client(masters, **client_settings)
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="sieci")
 

@@ -7,8 +7,7 @@ a second one stops at once (exit 1).
 
 import sys
 
-EXIT_STOPPED_AT_ONCE = 1
-EXIT_CANNOT_START = 1
+from . import defaults
 
 
 def _patch():
@@ -28,7 +27,7 @@ def _raise_fd_limit():
 
 def _fail(prog, message):
     sys.stderr.write(f"{prog}: error: {message}\n")
-    return EXIT_CANNOT_START
+    return defaults.EXIT_CANNOT_START
 
 
 def _stop_on_signals(stop, log):
@@ -48,7 +47,7 @@ def _stop_on_signals(stop, log):
         signals.append(True)
         if len(signals) > 1:
             log.warning("second signal: stopping at once")
-            os._exit(EXIT_STOPPED_AT_ONCE)
+            os._exit(defaults.EXIT_STOPPED_AT_ONCE)
         log.info("stopping (send the signal again to stop at once)")
         gevent.spawn(lambda: (stop(), stopped.set()))
 

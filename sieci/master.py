@@ -19,21 +19,14 @@ import gevent
 import gevent.event
 from gevent.server import StreamServer
 
-from . import auth, protocol, status
+from . import auth, defaults, protocol, relay, status
 from .address import format_address
-from .connection import DEFAULT_KEEPALIVE, HEADER_READ, RECV_SIZE, TLS_HANDSHAKE, Connection, SpeaksTLS, tune_socket
-from . import relay
+from .connection import HEADER_READ, RECV_SIZE, TLS_HANDSHAKE, Connection, SpeaksTLS, tune_socket
 from .results import Status
 from .tls import describe_failure
 
 log = logging.getLogger("sieci.master")
 
-DEFAULT_MAX_UPLOAD = 16 << 20
-DEFAULT_CLIENT_TIMEOUT = 60.0
-DEFAULT_GRACE = 30.0
-DEFAULT_MAX_QUEUE = 100_000
-DEFAULT_MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
-DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256  # client connections from one address at once
 # Bytes: a longer first line is refused, and a longer line of code is passed on, not held
 # back while it might still end in the terminator (a classic client's glued one included).
 # Each client connection may buffer this much beyond what UnverifiedUploads counts.
@@ -167,10 +160,10 @@ def _silent(link):
 
 
 class Master:
-    def __init__(self, workers_address, clients_address, max_upload=DEFAULT_MAX_UPLOAD,
-                 client_timeout=DEFAULT_CLIENT_TIMEOUT, max_queue=DEFAULT_MAX_QUEUE, keepalive=DEFAULT_KEEPALIVE,
-                 secret=None, tls=None, names=(), max_unverified=DEFAULT_MAX_UNVERIFIED,
-                 max_connections_per_address=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS):
+    def __init__(self, workers_address, clients_address, max_upload=defaults.MAX_UPLOAD,
+                 client_timeout=defaults.CLIENT_TIMEOUT, max_queue=defaults.MAX_QUEUE, keepalive=defaults.KEEPALIVE,
+                 secret=None, tls=None, names=(), max_unverified=defaults.MAX_UNVERIFIED,
+                 max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
@@ -296,7 +289,7 @@ class Master:
         log.info("master listening for workers on %s and for clients on %s",
                  format_address(self.workers_address), format_address(self.clients_address))
 
-    def stop(self, grace=DEFAULT_GRACE):
+    def stop(self, grace=defaults.GRACE):
         """Stop taking jobs, fail the queued ones, let running ones finish."""
         self.stopping = True
         self.client_server.close()

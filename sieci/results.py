@@ -6,6 +6,7 @@ items' framing (tags, raw chunk headers) is in protocol.py, which masters
 and clients use to pass raw chunks on by their length.
 """
 
+from . import defaults
 from .protocol import (DEFAULT_MAX_LINE, RAW_TAGS, STDERR, STDOUT, STREAM_BY_RAW_TAG,
                        RemoteProtocolError, parse_raw_header)
 
@@ -61,8 +62,6 @@ class Status:
     a short reason word). ``message`` is free text for the user.
     """
 
-    EXIT_CODE_FOR_LIMIT = {b"time": 124}
-    EXIT_CODE_FAILED = 255
 
     def __init__(self, kind, value, message=b""):
         self.kind = kind
@@ -84,8 +83,8 @@ class Status:
         if self.kind == b"signal":
             return 128 + int(self.value)
         if self.kind == b"limit":
-            return self.EXIT_CODE_FOR_LIMIT.get(self.value, 128 + 9)
-        return self.EXIT_CODE_FAILED
+            return defaults.EXIT_TIME_LIMIT if self.value == b"time" else defaults.EXIT_OTHER_LIMIT
+        return defaults.EXIT_FAILED
 
     def encode(self):
         line = b" ".join([STATUS_TAG, self.kind, self.value])

@@ -13,19 +13,15 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import auth, protocol
+from . import auth, defaults, protocol
 from .address import format_address
-from .connection import DEFAULT_KEEPALIVE, Connection, tune_socket
+from .connection import Connection, tune_socket
 from .executor import JobRunner
 from .results import OUTPUT_CHUNK, output_pieces
 from .tls import describe_failure
 
 log = logging.getLogger("sieci.worker")
 
-DEFAULT_MAX_UPLOAD = 16 << 20
-DEFAULT_GRACE = 30.0
-DEFAULT_RECONNECT_MIN = 0.1
-DEFAULT_RECONNECT_MAX = 5.0
 HEARTBEAT = 5.0  # seconds: the longest a running job's results stay silent (a quiet job: see protocol.HEARTBEAT_ITEM)
 CONNECT_TIMEOUT = 10.0
 # Classic results are spooled to disk past this size: their terminator can
@@ -46,9 +42,9 @@ class LinkLost(Exception):
 
 
 class Worker:
-    def __init__(self, masters, limits=None, python=None, max_upload=DEFAULT_MAX_UPLOAD,
-                 reconnect_min=DEFAULT_RECONNECT_MIN, reconnect_max=DEFAULT_RECONNECT_MAX,
-                 keepalive=DEFAULT_KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
+    def __init__(self, masters, limits=None, python=None, max_upload=defaults.MAX_UPLOAD,
+                 reconnect_min=defaults.RECONNECT_MIN, reconnect_max=defaults.RECONNECT_MAX,
+                 keepalive=defaults.KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
                  isolation=None, secret=None, tls=None, name=None):
         """``secret`` (bytes): answer masters' challenges, and run only jobs
         their clients signed with it. ``tls``: an ssl.SSLContext for clients.
@@ -75,7 +71,7 @@ class Worker:
         self.start()
         gevent.joinall(self._greenlets)
 
-    def stop(self, grace=DEFAULT_GRACE):
+    def stop(self, grace=defaults.GRACE):
         """Take no new job; let a running one finish within ``grace`` seconds."""
         self.stopping.set()
         for link in self.links:

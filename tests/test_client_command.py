@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sieci import client
+from sieci import client, defaults
 from sieci.client_command import parse_args
 
 from conftest import REPO, WAIT, client_address
@@ -29,7 +29,7 @@ def test_defaults_come_from_the_environment_and_the_command_line_wins():
     args = parse_args(["-"], environ=environ)
     assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ("m:9", "-", 7.0, 1, True)
     assert parse_args(["--timeout", "3", "x:1", "f.py"], environ=environ).timeout == 3.0
-    assert parse_args(["x:1", "f.py"], environ={}).connect_timeout == client.DEFAULT_CONNECT_TIMEOUT
+    assert parse_args(["x:1", "f.py"], environ={}).connect_timeout == defaults.CONNECT_TIMEOUT
 
 
 @pytest.mark.parametrize("argv, environ, complaint", [

@@ -6,7 +6,7 @@ import re
 import configargparse
 import pytest
 
-from sieci import config, executor, master, worker
+from sieci import config, defaults
 from sieci.address import AddressError, format_address, parse_address
 from sieci.config import parse_cluster, parse_master, parse_worker, positive_seconds, size
 
@@ -169,14 +169,14 @@ def test_master_address_precedence(tmp_path):
 
 def test_master_defaults():
     args = parse_master([":1", ":2"], env={})
-    assert args.grace == master.DEFAULT_GRACE
-    assert args.max_upload == master.DEFAULT_MAX_UPLOAD
-    assert args.client_timeout == master.DEFAULT_CLIENT_TIMEOUT
+    assert args.grace == defaults.GRACE
+    assert args.max_upload == defaults.MAX_UPLOAD
+    assert args.client_timeout == defaults.CLIENT_TIMEOUT
     assert args.log_level == "info"
 
 
 @pytest.mark.parametrize("layers, grace, max_upload", [
-    ((), master.DEFAULT_GRACE, master.DEFAULT_MAX_UPLOAD),
+    ((), defaults.GRACE, defaults.MAX_UPLOAD),
     (("file",), 5.0, 1 << 20),
     (("env",), 7.0, 2 << 20),
     (("file", "env"), 7.0, 2 << 20),
@@ -201,7 +201,7 @@ def test_master_env_argument_replaces_os_environ(monkeypatch):
     monkeypatch.setenv("SIECI_GRACE", "99")
     monkeypatch.setenv("SIECI_WORKERS_ADDR", ":5")
     args = parse_master([":1", ":2"], env={})
-    assert args.grace == master.DEFAULT_GRACE
+    assert args.grace == defaults.GRACE
     assert args.workers_addr == ("", 1)
 
 
@@ -287,15 +287,15 @@ def test_worker_masters_precedence(tmp_path):
 def test_worker_defaults():
     args = parse_worker([":7000"], env={})
     assert args.python is None
-    assert args.timeout == executor.DEFAULT_TIMEOUT
-    assert args.max_output == executor.DEFAULT_MAX_OUTPUT
-    assert args.max_upload == worker.DEFAULT_MAX_UPLOAD
-    assert args.reconnect_max == worker.DEFAULT_RECONNECT_MAX
-    assert args.grace == worker.DEFAULT_GRACE
+    assert args.timeout == defaults.JOB_TIMEOUT
+    assert args.max_output == defaults.MAX_OUTPUT
+    assert args.max_upload == defaults.MAX_UPLOAD
+    assert args.reconnect_max == defaults.RECONNECT_MAX
+    assert args.grace == defaults.GRACE
 
 
 @pytest.mark.parametrize("layers, grace, max_upload, timeout", [
-    ((), worker.DEFAULT_GRACE, worker.DEFAULT_MAX_UPLOAD, executor.DEFAULT_TIMEOUT),
+    ((), defaults.GRACE, defaults.MAX_UPLOAD, defaults.JOB_TIMEOUT),
     (("file",), 5.0, 1 << 20, 50.0),
     (("file", "env"), 7.0, 2 << 20, 70.0),
     (("env", "cli"), 8.0, 3 << 20, 80.0),
@@ -336,8 +336,8 @@ def test_cluster_defaults():
     args = parse_cluster([], env={})
     assert args.file is None
     assert args.workers == (os.cpu_count() or 1)
-    assert args.timeout == executor.DEFAULT_TIMEOUT
-    assert args.max_output == executor.DEFAULT_MAX_OUTPUT
+    assert args.timeout == defaults.JOB_TIMEOUT
+    assert args.max_output == defaults.MAX_OUTPUT
     assert args.log_level == "warning"
 
 
@@ -347,7 +347,7 @@ def test_cluster_file(argv, file):
 
 
 @pytest.mark.parametrize("layers, workers, max_output", [
-    ((), os.cpu_count() or 1, executor.DEFAULT_MAX_OUTPUT),
+    ((), os.cpu_count() or 1, defaults.MAX_OUTPUT),
     (("file",), 3, 1 << 20),
     (("file", "env"), 5, 2 << 20),
     (("file", "env", "cli"), 7, 3 << 20),

@@ -13,8 +13,9 @@ import gevent
 import gevent.socket
 import pytest
 
-from sieci import executor
-from sieci.executor import DEFAULT_FILENAME, JobRun, Limits, safe_filename
+from sieci import defaults, executor
+from sieci.defaults import JOB_FILENAME
+from sieci.executor import JobRun, Limits, safe_filename
 from sieci.protocol import STDERR, STDOUT
 from sieci.results import Status
 
@@ -33,7 +34,7 @@ class Result:
         self.stderr = b"".join(data for stream, data in events if stream == STDERR)
 
 
-def run(code, timeout=30.0, max_output=executor.DEFAULT_MAX_OUTPUT, **options):
+def run(code, timeout=30.0, max_output=defaults.MAX_OUTPUT, **options):
     if isinstance(code, str):
         code = code.encode()
     started = time.monotonic()
@@ -91,7 +92,7 @@ def test_argv0_is_the_client_given_file_name():
 @pytest.mark.parametrize("name", ["a/b.py", "../evil.py", "/tmp/evil.py", ".hidden.py", "..", "", None,
                                   "with space.py", "caf\u00e9.py", "x;rm.py"])
 def test_an_unsafe_file_name_falls_back_to_job_py(name):
-    assert safe_filename(name) == DEFAULT_FILENAME
+    assert safe_filename(name) == JOB_FILENAME
     result = run('import sys\nprint(sys.argv[0])\n', filename=name)
     assert result.stdout == b"job.py\n"
 

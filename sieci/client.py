@@ -152,20 +152,25 @@ def read_code(path):
         raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-def _read_secret(path):
+def load_secret(path):
+    """The secret in the file at ``path``; a file other users can read is warned about on stderr."""
     from .auth import SecretError, read_secret
 
     try:
-        return read_secret(path)[0]
+        secret, warning = read_secret(path)
     except SecretError as error:
         raise ClientError(str(error)) from None
+    if warning:
+        sys.stderr.write(f"sieci: warning: {warning}\n")
+    return secret
 
 
 def parse_masters(masters):
-    """``"a:1,b:2"`` or a list of such texts, as a list of addresses."""
+    """``"a:1,b:2"``, or a list of such texts or of (host, port) addresses, as a list of addresses."""
     texts = masters.split(",") if isinstance(masters, str) else list(masters)
     try:
-        addresses = [parse_address(text, "127.0.0.1") for text in texts if text.strip()]
+        addresses = [text if isinstance(text, tuple) else parse_address(text, "127.0.0.1")
+                     for text in texts if isinstance(text, tuple) or text.strip()]
     except AddressError as error:
         raise ClientError(str(error)) from None
     if not addresses:
@@ -207,13 +212,13 @@ class Client:
         self.timeout = timeout
         self.retries = retries
         self.shuffle = shuffle
-        self.secret = secret if secret_file is None else _read_secret(secret_file)
-        if tls is True or tls_ca or tls_cert:
-            from .tls import TLSError, client_context
+        self.secret = secret if secret_file is None else load_secret(secret_file)
+        if tls is True or tls_ca or tls_cert:  # else no need to load ssl, slow to import
+            from . import tls as tls_module
 
             try:
-                tls = client_context(tls_ca, tls_cert, tls_key)
-            except TLSError as error:
+                tls = tls_module.context("peer", tls_ca, tls_cert, tls_key, on=True)
+            except tls_module.TLSError as error:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
 

@@ -1,8 +1,8 @@
 """The sieci-client command: run a Python file on the cluster, like ``python3 FILE``.
 
 It is started once per job from shell loops, so its start-up is kept short:
-the usual command line is parsed here directly, from the one table of
-options below, and argparse (slow to import) is loaded only to print help
+the usual command line is parsed here directly, from the declarations in
+options.py, and argparse (slow to import) is loaded only to print help
 or to explain a mistake. Given many files (or ``--files-from``, ``--joblog``,
 ``--retry-failed``) it runs them as a batch: see batch.py.
 """
@@ -10,87 +10,13 @@ or to explain a mistake. Given many files (or ``--files-from``, ``--joblog``,
 import os
 import sys
 
-from . import defaults
-from .client import Client, ClientError, FdOutput, read_code
+from . import defaults, options
+from .client import Client, ClientError, FdOutput, parse_masters, read_code
 from .protocol import STDOUT
 
 PROG = "sieci-client"
 USAGE = f"{PROG} [options] MASTER[,MASTER...] FILE [FILE...]"
-EXIT_USAGE = 2
-
-
-class Option:
-    """One option: its flag, how its value is read, its default and help.
-
-    Its environment variable is ``SIECI_`` and the flag in upper case.
-    """
-
-    def __init__(self, flag, kind, default, help, metavar=None):
-        self.flag = flag
-        self.kind = kind
-        self.default = default
-        self.help = help
-        self.metavar = metavar
-        self.dest = flag[2:].replace("-", "_")
-        self.env = "SIECI_" + self.dest.upper()
-
-    def convert(self, text):
-        if self.kind is bool:
-            return text.strip().lower() not in ("", "0", "no", "false", "off")
-        return self.kind(text)
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-_non_negative_int.__name__ = "whole number (0 or more)"  # how argparse names it in errors
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-_positive_int.__name__ = "whole number (1 or more)"
-
-
-OPTIONS = [
-    Option("--connect-timeout", float, defaults.CONNECT_TIMEOUT,
-           "pass over a master that does not answer within this time (default: %(default)g)", "SECONDS"),
-    Option("--timeout", float, None,
-           "give up if the job has no result within this time, queue wait included (default: none)", "SECONDS"),
-    Option("--retries", _non_negative_int, 0,
-           "when no master took the job, or one took it and then lost it, try again, up to N times; a lost "
-           "job may have run partly, so only for jobs that may safely run twice (default: 0)", "N"),
-    Option("--shuffle", bool, False, "try the masters in random order"),
-    Option("--secret-file", str, None, "sign the job with the cluster's shared secret, read from this file",
-           "PATH"),
-    Option("--tls", bool, False, "talk to the masters over TLS (implied by --tls-ca and --tls-cert)"),
-    Option("--tls-ca", str, None, "verify the master's certificate against this CA (default: the system's)",
-           "PATH"),
-    Option("--tls-cert", str, None, "present this certificate to masters that ask for one", "PATH"),
-    Option("--tls-key", str, None, "the private key of --tls-cert", "PATH"),
-    Option("--jobs", _positive_int, 8, "batches: run up to N jobs at once (default: 8)", "N"),
-    Option("--files-from", str, None,
-           "batches: also run the files named in this file, one a line (- for stdin; blank lines ignored)",
-           "PATH"),
-    Option("--ungroup", bool, False,
-           "batches: show each job's output as soon as it ends, not in the order of the files"),
-    Option("--joblog", str, None, "batches: write a line per job to this file (tab-separated, with a header)",
-           "PATH"),
-    Option("--retry-failed", bool, False,
-           "batches: run again only the files whose jobs failed in --joblog, and rewrite it "
-           "(FILEs and --files-from are then ignored)"),
-    Option("--status", bool, False, "show each master's queue, workers and totals instead of running a file"),
-    Option("--json", bool, False, "with --status: print the statuses as JSON"),
-]
-_BY_FLAG = {option.flag: option for option in OPTIONS}
+_BY_FLAG = {option.flag: option for option in options.CLIENT}
 
 
 class Arguments:
@@ -109,29 +35,36 @@ def parse_args(argv, environ=None):
         values, positionals = _parse_quickly(argv)
     except _AskArgparse:
         values, positionals = _parse_with_argparse(argv)
-    for option in OPTIONS:
+    for option in options.CLIENT:
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
     args = Arguments(values, positionals)
+    if args.json and not args.status:
+        _usage_error("--json goes with --status")
     if args.status:
-        return _status_arguments(args, environ)
-    listed = bool(args.files_from or args.retry_failed)
-    args.masters, args.files = _masters_and_files(positionals, environ.get("SIECI_MASTERS"), listed)
-    args.batch = bool(len(args.files) != 1 or listed or args.joblog)
-    args.file = None if args.batch else args.files[0]
-    if args.retry_failed and not args.joblog:
-        _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
-    if args.batch and "-" in args.files:
-        _usage_error("- (stdin) can only be the one FILE, not one of a batch")
+        args = _status_arguments(args, environ)
+    else:
+        listed = bool(args.files_from or args.retry_failed)
+        args.masters, args.files = _masters_and_files(positionals, environ.get(options.CLIENT_MASTERS.env), listed)
+        args.batch = bool(len(args.files) != 1 or listed or args.joblog)
+        args.file = None if args.batch else args.files[0]
+        if args.retry_failed and not args.joblog:
+            _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
+        if args.batch and "-" in args.files:
+            _usage_error("- (stdin) can only be the one FILE, not one of a batch")
+    try:
+        args.masters = parse_masters(args.masters)
+    except ClientError as error:
+        _usage_error(str(error))
     return args
 
 
 def _status_arguments(args, environ):
     if len(args.positionals) > 1:
         _usage_error("--status takes the masters only: MASTER[,MASTER...]")
-    args.masters = args.positionals[0] if args.positionals else environ.get("SIECI_MASTERS")
+    args.masters = args.positionals[0] if args.positionals else environ.get(options.CLIENT_MASTERS.env)
     if not args.masters:
-        _usage_error("--status needs MASTER[,MASTER...] (or SIECI_MASTERS)")
+        _usage_error(f"--status needs MASTER[,MASTER...] (or {options.CLIENT_MASTERS.env})")
     args.batch, args.file = False, None
     return args
 
@@ -162,7 +95,7 @@ def _parse_quickly(argv):
             continue
         flag, has_value, value = token.partition("=")
         option = _BY_FLAG.get(flag)
-        if option is None or (option.kind is bool and has_value):
+        if option is None or (option.kind is bool and has_value):  # also --help and --version
             raise _AskArgparse
         if option.kind is bool:
             values[option.dest] = True
@@ -181,6 +114,8 @@ def _parse_quickly(argv):
 def _parse_with_argparse(argv):
     import argparse
 
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog=PROG, usage=USAGE,
         description="Run a Python file on a sieci cluster; print its output and exit with its status. "
@@ -193,16 +128,12 @@ def _parse_with_argparse(argv):
     parser.add_argument("positionals", nargs="*", metavar="MASTER[,MASTER...] FILE [FILE...]",
                         help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), "
                              "then the Python file(s) to run; a single FILE may be - for stdin")
-    for option in OPTIONS:
-        help_text = f"{option.help} [{option.env}]"
-        if option.kind is bool:
-            parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
-        else:
-            parser.add_argument(option.flag, type=option.kind, default=None, metavar=option.metavar,
-                                help=help_text.replace("%(default)g", f"{option.default:g}")
-                                if isinstance(option.default, float) else help_text)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    for option in options.CLIENT:
+        options.add_option(parser, option)
+        parser.set_defaults(**{option.dest: None})
     namespace = parser.parse_args(argv)
-    values = {option.dest: getattr(namespace, option.dest) for option in OPTIONS
+    values = {option.dest: getattr(namespace, option.dest) for option in options.CLIENT
               if getattr(namespace, option.dest) is not None}
     return values, namespace.positionals
 
@@ -213,28 +144,13 @@ def _from_environment(option, environ):
         return option.default
     try:
         return option.convert(text)
-    except ValueError:
-        _usage_error(f"{option.env}={text!r} is not a valid value for {option.flag}")
+    except ValueError as error:
+        _usage_error(f"{option.env} (for {option.flag}): {error}")
 
 
 def _usage_error(message):
     sys.stderr.write(f"usage: {USAGE}\n{PROG}: error: {message}\n")
-    sys.exit(EXIT_USAGE)
-
-
-def security_settings(args):
-    """The secret and TLS options, as Client takes them; a warning if the secret file is not private."""
-    settings = {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
-    if args.secret_file:
-        from .auth import SecretError, read_secret
-
-        try:
-            settings["secret"], warning = read_secret(args.secret_file)
-        except SecretError as error:
-            raise ClientError(str(error)) from None
-        if warning:
-            sys.stderr.write(f"{PROG}: warning: {warning}\n")
-    return settings
+    sys.exit(defaults.EXIT_USAGE)
 
 
 def show_status(client, as_json):
@@ -281,7 +197,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
-                        retries=args.retries, shuffle=args.shuffle, **security_settings(args))
+                        retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,
+                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
         if args.status:
             return show_status(client, args.json)
         if args.batch:
@@ -293,7 +210,7 @@ def main(argv=None):
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code
     except KeyboardInterrupt:
-        return 130
+        return defaults.EXIT_INTERRUPTED
 
 
 def run_and_exit():

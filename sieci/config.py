@@ -1,132 +1,102 @@
-"""Configuration of the daemons: each option declared once, here.
+"""Configuration of the daemons, from the declarations in options.py.
 
-Every option can be given on the command line, in a config file
-(``-c FILE``, ``key = value`` lines) or as an environment variable
-``SIECI_<OPTION>``; that is also the order of precedence.
+Every option can be given on the command line, as an environment variable
+(options.py names it), or in a config file (``-c FILE``, or the program's
+own ``SIECI_<PROGRAM>_CONFIG``; ``key = value`` lines); that is also the
+order of precedence, then the built-in default.
 """
 
 import json
 import logging
-import math
 import os
 import shlex
 
 import configargparse
 
-from . import defaults, executor
+from . import executor, options
 from .address import AddressError, parse_address
 from .isolation import Isolation, Unavailable
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
-LOG_FORMATS = ["text", "json"]
-_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
-
-def size(text):
-    """A byte count such as ``65536``, ``64K``, ``16M`` or ``1G``."""
-    text = text.strip().lower().removesuffix("b")
-    factor = _SIZE_SUFFIXES.get(text[-1:], 1)
-    number = text[:-1] if factor > 1 else text
-    try:
-        value = int(float(number) * factor)
-    except (ValueError, OverflowError):
-        raise configargparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K, 16M or 1G)") from None
-    if value <= 0:
-        raise configargparse.ArgumentTypeError("a size must be positive")
-    return value
-
-
-def _listen_address(text):
-    try:
-        return parse_address(text, "")
-    except AddressError as error:
-        raise configargparse.ArgumentTypeError(str(error)) from None
-
-
-def positive_seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise configargparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value):
-        raise configargparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
-    if value <= 0:
-        raise configargparse.ArgumentTypeError("a time must be positive")
-    return value
-
-
-def _parser(prog, description):
+def _parser(prog, description, declared, positionals=()):
+    """A parser for ``prog`` with the options ``declared``; ``positionals`` are
+    options that may also be given bare on the command line (the addresses)."""
     parser = configargparse.ArgParser(
         prog=prog,
         description=description,
-        auto_env_var_prefix="SIECI_",
         args_for_setting_config_path=["-c", "--config"],
-        config_arg_help_message="read options from this file (key = value lines; see conf/)",
-        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
+        add_config_file_help=False,
+        add_env_var_help=False,
+        config_arg_help_message=f"read options from this file (key = value lines; see conf/) "
+                                f"[{options.CONFIG_ENV[prog]}]",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="how much to log on stderr")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
-                        help="text for people; json for log collectors (one object per line)")
+    parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
+    for option in declared:
+        if option.flag in positionals:
+            name = option.dest
+            nargs, metavar = ("*", "MASTER_ADDR") if name == "masters" else ("?", name.upper())
+            parser.add_argument(name, nargs=nargs, metavar=metavar,
+                                help=f"{option.help} (or {option.flag})")
+            options.add_option(parser, option, dest=f"{name}_option", with_env=True)
+        else:
+            options.add_option(parser, option, with_env=True)
     return parser
 
 
-def _add_address(parser, name, help_text):
-    """An address given as a positional argument or, in config and env, as an option."""
-    parser.add_argument(name, nargs="?", metavar=name.upper(), help=f"{help_text} (or --{name.replace('_', '-')})")
-    parser.add_argument(f"--{name.replace('_', '-')}", dest=f"{name}_option", metavar="ADDR", help=help_text)
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+def parse(parser, argv, env):
+    """``parser.parse_args``, with the program's config file from its environment variable,
+    and a config file's unknown keys named as such."""
+    env = os.environ if env is None else env
+    argv = list(argv)
+    path = _config_path(argv)
+    if path is None and env.get(options.CONFIG_ENV[parser.prog]):
+        path = env[options.CONFIG_ENV[parser.prog]]
+        argv = ["--config", path] + argv
+    if path is not None:
+        _check_config_keys(parser, path)
+    return parser.parse_args(argv, env_vars=env)
+
+
+def _config_path(argv):
+    for index, token in enumerate(argv):
+        if token in ("-c", "--config") and index + 1 < len(argv):
+            return argv[index + 1]
+        if token.startswith("--config="):
+            return token.partition("=")[2]
+        if token == "--":
+            break
+    return None
+
+
+def _check_config_keys(parser, path):
+    try:
+        with open(path, encoding="utf-8") as stream:
+            items = configargparse.DefaultConfigFileParser().parse(stream)
+    except (OSError, UnicodeDecodeError, configargparse.ConfigFileParserException) as error:
+        parser.error(f"cannot read the config file {path}: {getattr(error, 'strerror', None) or error}")
+    known = {key for action in parser._actions for key in parser.get_possible_config_keys(action)}
+    unknown = [key for key in items if key not in known]
+    if unknown:
+        parser.error(f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                     f"(see {parser.prog} --help)")
 
 
 def _address(parser, args, name, default_host=""):
     text = getattr(args, name) or getattr(args, f"{name}_option")
     if not text:
+        env = next(option.env for option in options.MASTER if option.dest == name)
         parser.error(f"{name.upper()} is missing: give it as an argument, with --{name.replace('_', '-')}, "
-                     f"or in SIECI_{name.upper()}")
+                     f"or in {env}")
     try:
         return parse_address(text, default_host)
     except AddressError as error:
         parser.error(str(error))
-
-
-def _add_job_options(parser):
-    """How a worker runs jobs: limits, user, sandbox. Every limit is per job."""
-    parser.add_argument("--timeout", type=positive_seconds, default=defaults.JOB_TIMEOUT,
-                        help="wall-clock time limit of each job, in seconds (the client exits 124)")
-    parser.add_argument("--max-output", type=size, default=defaults.MAX_OUTPUT,
-                        help="stop a job whose stdout and stderr pass this many bytes")
-    parser.add_argument("--max-cpu", type=positive_seconds, default=defaults.MAX_CPU,
-                        help="CPU seconds a job may use")
-    parser.add_argument("--max-memory", type=size, default=defaults.MAX_MEMORY,
-                        help="memory a job may use, all its processes together (with --job-cgroups off: "
-                             "address space each process may map)")
-    parser.add_argument("--max-file-size", type=size, default=defaults.MAX_FILE_SIZE,
-                        help="largest file a job may write")
-    parser.add_argument("--max-disk", type=size, default=defaults.MAX_DISK,
-                        help="size of a job's /tmp, where its working directory is (with --job-namespaces "
-                             "off: stop a job whose working directory grows past this)")
-    parser.add_argument("--max-open-files", type=int, default=defaults.MAX_OPEN_FILES,
-                        help="files a job's process may hold open")
-    parser.add_argument("--max-processes", type=int, default=defaults.MAX_PROCESSES,
-                        help="processes a job may have at once (with --job-cgroups off: processes the job "
-                             "user may have)")
-    parser.add_argument("--job-user", default=None, metavar="USER",
-                        help="run jobs as this user; default: 'nobody' when the worker runs as root, "
-                             "else the worker's own user ('' names it; a root worker never runs jobs as root)")
-    parser.add_argument("--job-namespaces", choices=["on", "off"], default="on",
-                        help="run each job in PID, mount, IPC and UTS namespaces of its own: a read-only "
-                             "tree, a private /tmp on a tmpfs of --max-disk, its own /proc, the worker's "
-                             "secrets hidden; nothing it starts outlives it (off: a host folder, rlimits)")
-    parser.add_argument("--job-cgroups", choices=["on", "off"], default="on",
-                        help="hold each job's memory and processes to --max-memory and --max-processes as a "
-                             "whole, in a cgroup of its own (off: per process, with rlimits)")
-    parser.add_argument("--job-network", choices=["on", "off"], default="on",
-                        help="off: jobs get a network namespace with only loopback (needs --job-namespaces on)")
-    parser.add_argument("--sandbox-command", default="", metavar="COMMAND",
-                        help="a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev "
-                             "--bind \"$PWD\" \"$PWD\" --unshare-all --die-with-parent'; the job's "
-                             "'python FILE' is appended")
-    parser.add_argument("--fresh-interpreter", action="store_true",
-                        help="start a new interpreter for every job instead of forking a pre-started one "
-                             "(slower; for jobs that need a fresh hash seed or interpreter flags)")
 
 
 def job_options(parser, args):
@@ -182,22 +152,6 @@ def settle_isolation(job_options, optional=()):
     return None
 
 
-def _add_security_options(parser, role):
-    parser.add_argument("--secret-file", metavar="PATH",
-                        help="the cluster's shared secret: every worker link and every client upload must "
-                             "prove it holds it (never give a secret on the command line)")
-    parser.add_argument("--tls-ca", metavar="PATH",
-                        help="with --tls-cert: accept only peers with a certificate signed by this CA"
-                        if role == "master" else "verify the masters' certificates against this CA")
-    parser.add_argument("--tls-cert", metavar="PATH",
-                        help="serve TLS on both ports with this certificate" if role == "master"
-                        else "present this certificate to masters that ask for one")
-    parser.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert")
-    if role == "worker":
-        parser.add_argument("--tls", action="store_true",
-                            help="talk to the masters over TLS (implied by --tls-ca and --tls-cert)")
-
-
 def security_options(parser, args, role, log):
     """``secret`` and ``tls`` for Master or Worker, from the options; warnings logged."""
     from . import auth, tls
@@ -211,12 +165,7 @@ def security_options(parser, args, role, log):
         if warning:
             log.warning(warning)
     try:
-        if role == "master" and args.tls_cert:
-            options["tls"] = tls.server_context(args.tls_cert, args.tls_key, args.tls_ca)
-        elif role == "master" and (args.tls_ca or args.tls_key):
-            parser.error("--tls-ca and --tls-key need --tls-cert")
-        elif role == "worker" and (args.tls or args.tls_ca or args.tls_cert):
-            options["tls"] = tls.client_context(args.tls_ca, args.tls_cert, args.tls_key)
+        options["tls"] = tls.context(role, args.tls_ca, args.tls_cert, args.tls_key, getattr(args, "tls", False))
     except tls.TLSError as error:
         parser.error(str(error))
     return options
@@ -244,106 +193,63 @@ def _is_loopback(host):
         return False
 
 
-def _add_common_daemon_options(parser, grace, what):
-    parser.add_argument("--grace", type=positive_seconds, default=grace,
-                        help=f"on SIGTERM, how long {what} may take to finish")
-    parser.add_argument("--metrics", type=_listen_address, default=None, metavar="ADDR",
-                        help="serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT); off by default")
-    parser.add_argument("--keepalive", type=positive_seconds, default=defaults.KEEPALIVE,
-                        help="give up on a peer that has vanished without a word after about this many seconds")
-
-
 def master_parser():
-    parser = _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.")
-    _add_address(parser, "workers_addr", "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT")
-    _add_address(parser, "clients_addr", "where clients connect")
-    parser.add_argument("--max-upload", type=size, default=defaults.MAX_UPLOAD,
-                        help="refuse a job whose code is larger than this")
-    parser.add_argument("--client-timeout", type=positive_seconds, default=defaults.CLIENT_TIMEOUT,
-                        help="drop a client that sends nothing for this long while it uploads")
-    parser.add_argument("--max-queue", type=int, default=defaults.MAX_QUEUE,
-                        help="answer 'ERROR queue full' once this many jobs wait")
-    parser.add_argument("--max-unverified", type=size, default=defaults.MAX_UNVERIFIED,
-                        help="bytes of uploads read and not yet checked, all clients together (one address: "
-                             "a quarter); an upload that would pass it is refused")
-    parser.add_argument("--max-connections-per-address", type=int,
-                        default=defaults.MAX_CONNECTIONS_PER_ADDRESS,
-                        help="client connections one address may have open at once")
-    _add_security_options(parser, "master")
-    parser.add_argument("--names", type=_names, default=[], metavar="NAME[,NAME...]",
-                        help="with --secret-file: other names clients and workers reach this master by "
-                             "(HOST, or HOST:PORT where a NAT changes the port), beyond its own addresses "
-                             "and host name; a signature meant for another master is refused")
-    _add_common_daemon_options(parser, defaults.GRACE, "running jobs")
-    return parser
-
-
-def _names(text):
-    return [name.strip() for name in text.split(",") if name.strip()]
+    return _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.", options.MASTER,
+                   positionals=("--workers-addr", "--clients-addr"))
 
 
 def parse_master(argv, env=None):
     parser = master_parser()
-    args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
+    args = parse(parser, argv, env)
     args.workers_addr = _address(parser, args, "workers_addr")
     args.clients_addr = _address(parser, args, "clients_addr")
-    args.security = security_options(parser, args, "master", logging.getLogger("sieci.master"))
+    args.names = [name.strip() for name in (args.names or "").split(",") if name.strip()]
+    _daemon_options(parser, args, "master")
     return args
 
 
 def worker_parser():
-    parser = _parser("sieci-worker", "Run jobs for one or more sieci masters.")
-    parser.add_argument("masters", nargs="*", metavar="MASTER_ADDR",
-                        help="the masters' worker addresses (or --masters A,B)")
-    parser.add_argument("--masters", dest="masters_option", metavar="ADDR[,ADDR...]",
-                        help="the masters' worker addresses, comma-separated")
-    parser.add_argument("--python", default=None, metavar="PATH",
-                        help="the interpreter that runs jobs (default: the worker's own)")
-    parser.add_argument("--name", default=None,
-                        help="the name clients are told ran their job (default: HOST:PID:N)")
-    _add_job_options(parser)
-    parser.add_argument("--max-upload", type=size, default=defaults.MAX_UPLOAD,
-                        help="refuse a job whose code is larger than this")
-    parser.add_argument("--reconnect-max", type=positive_seconds, default=defaults.RECONNECT_MAX,
-                        help="longest wait between attempts to redial a lost master, in seconds")
-    _add_security_options(parser, "worker")
-    _add_common_daemon_options(parser, defaults.GRACE, "a running job")
-    return parser
+    return _parser("sieci-worker", "Run jobs for one or more sieci masters.", options.WORKER,
+                   positionals=("--masters",))
 
 
 def parse_worker(argv, env=None):
     parser = worker_parser()
-    args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
+    args = parse(parser, argv, env)
     texts = args.masters or [text for text in (args.masters_option or "").split(",") if text.strip()]
     if not texts:
-        parser.error("no master given: name at least one MASTER_ADDR, or set --masters or SIECI_MASTERS")
+        parser.error("no master given: name at least one MASTER_ADDR, or set --masters or SIECI_WORKER_MASTERS")
     try:
         args.masters = [parse_address(text, "127.0.0.1") for text in texts]
     except AddressError as error:
         parser.error(str(error))
     args.job_options = job_options(parser, args)
-    args.security = security_options(parser, args, "worker", logging.getLogger("sieci.worker"))
+    _daemon_options(parser, args, "worker")
     return args
 
 
+def _daemon_options(parser, args, role):
+    if args.metrics is not None:
+        try:
+            args.metrics = parse_address(args.metrics, "")
+        except AddressError as error:
+            parser.error(f"--metrics: {error}")
+    args.security = security_options(parser, args, role, logging.getLogger(f"sieci.{role}"))
+
+
 def cluster_parser():
-    parser = _parser("sieci-cluster", "Start a master and workers on loopback; run FILE on them, or serve.")
+    parser = _parser("sieci-cluster", "Start a master and workers on loopback; run FILE on them, or serve.",
+                     options.CLUSTER)
     parser.add_argument("file", nargs="?", metavar="FILE",
                         help="run this Python file (- for stdin), print its output and exit with its status; "
                              "without it, serve until Ctrl-C")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                        help="how many workers to start (default: the number of CPUs)")
-    _add_job_options(parser)
-    # A local tool: jobs run as you (as nobody when you are root), each wall where this host has it.
-    parser.set_defaults(log_level="warning", job_namespaces="auto", job_cgroups="auto")
     return parser
 
 
 def parse_cluster(argv, env=None):
     parser = cluster_parser()
-    args = parser.parse_args(argv, env_vars=os.environ if env is None else env)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    args = parse(parser, argv, env)
+    args.workers = args.workers or os.cpu_count() or 1
     args.job_options = job_options(parser, args)
     return args
 

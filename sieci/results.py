@@ -62,7 +62,6 @@ class Status:
     a short reason word). ``message`` is free text for the user.
     """
 
-
     def __init__(self, kind, value, message=b""):
         self.kind = kind
         self.value = value
@@ -85,6 +84,17 @@ class Status:
         if self.kind == b"limit":
             return defaults.EXIT_TIME_LIMIT if self.value == b"time" else defaults.EXIT_OTHER_LIMIT
         return defaults.EXIT_FAILED
+
+    def describe(self):
+        """For people and logs: ``exited 0``, ``killed by signal 9``, ``hit its time limit``."""
+        value = self.value.decode("ascii", "replace")
+        if self.kind == b"exit":
+            return f"exited {value}"
+        if self.kind == b"signal":
+            return f"killed by signal {value}"
+        if self.kind == b"limit":
+            return f"hit its {value} limit"
+        return f"could not run ({value})"
 
     def encode(self):
         line = b" ".join([STATUS_TAG, self.kind, self.value])

@@ -16,6 +16,19 @@ class TLSError(Exception):
     """A certificate, key or CA file cannot be used."""
 
 
+def context(role, ca=None, cert=None, key=None, on=False):
+    """The TLS context of a ``"master"`` (serving) or of a peer dialing masters, or None for plain TCP.
+
+    A master serves TLS when it has a certificate; a peer talks TLS when
+    ``on``, or when it is given a CA or a certificate.
+    """
+    if role == "master":
+        if not cert and (ca or key):
+            raise TLSError("--tls-ca and --tls-key need --tls-cert")
+        return server_context(cert, key, ca) if cert else None
+    return client_context(ca, cert, key) if on or ca or cert else None
+
+
 def server_context(cert, key, ca=None):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2

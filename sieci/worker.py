@@ -249,8 +249,7 @@ class MasterLink:
             listener(run.status, seconds)
         if master_gone:
             raise LinkLost("the master hung up while its job ran; the job was stopped")
-        log.info("job for %s ended (%s) after %.3f s", self.name,
-                 run.status.encode().decode("ascii", "replace").strip(), seconds)
+        log.info("job for %s %s after %.3f s", self.name, run.status.describe(), seconds)
 
     @property
     def _name_field(self):

@@ -298,14 +298,14 @@ def _read_everything(fd):
 # The command line and the joblog, without a cluster.
 
 @pytest.mark.parametrize("argv, environ, masters, files, batch_mode", [
-    (["m", "a.py"], {}, "m", ["a.py"], False),
-    (["m", "a.py", "b.py"], {}, "m", ["a.py", "b.py"], True),
-    (["a.py"], {"SIECI_MASTERS": "e"}, "e", ["a.py"], False),
-    (["--files-from", "-", "m"], {}, "m", [], True),
-    (["--files-from", "-"], {"SIECI_MASTERS": "e"}, "e", [], True),
-    (["--joblog", "j", "m", "a.py"], {}, "m", ["a.py"], True),
-    (["--joblog", "j", "--retry-failed", "m"], {}, "m", [], True),
-    (["m", "a.py"], {"SIECI_FILES_FROM": "list"}, "m", ["a.py"], True),
+    (["m:1", "a.py"], {}, [("m", 1)], ["a.py"], False),
+    (["m:1", "a.py", "b.py"], {}, [("m", 1)], ["a.py", "b.py"], True),
+    (["a.py"], {"SIECI_MASTERS": "e:1"}, [("e", 1)], ["a.py"], False),
+    (["--files-from", "-", "m:1"], {}, [("m", 1)], [], True),
+    (["--files-from", "-"], {"SIECI_MASTERS": "e:1"}, [("e", 1)], [], True),
+    (["--joblog", "j", "m:1", "a.py"], {}, [("m", 1)], ["a.py"], True),
+    (["--joblog", "j", "--retry-failed", "m:1"], {}, [("m", 1)], [], True),
+    (["m:1", "a.py"], {"SIECI_FILES_FROM": "list"}, [("m", 1)], ["a.py"], True),
 ])
 def test_which_arguments_are_masters_and_files(argv, environ, masters, files, batch_mode):
     args = parse_args(argv, environ=environ)
@@ -316,9 +316,9 @@ def test_which_arguments_are_masters_and_files(argv, environ, masters, files, ba
 @pytest.mark.parametrize("argv, complaint", [
     ([], "expected MASTER[,MASTER...] FILE"),
     (["--files-from", "-"], "expected MASTER[,MASTER...] FILE"),
-    (["m", "a.py", "-"], "- (stdin) can only be the one FILE"),
-    (["--retry-failed", "m"], "--retry-failed needs --joblog"),
-    (["--jobs", "0", "m", "a.py", "b.py"], "argument --jobs: invalid whole number (1 or more) value: '0'"),
+    (["m:1", "a.py", "-"], "- (stdin) can only be the one FILE"),
+    (["--retry-failed", "m:1"], "--retry-failed needs --joblog"),
+    (["--jobs", "0", "m:1", "a.py", "b.py"], "argument --jobs: must be 1 or more, not '0'"),
 ])
 def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
     with pytest.raises(SystemExit) as exit:
@@ -328,9 +328,9 @@ def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
 
 def test_batch_options_come_from_the_environment():
     environ = {"SIECI_JOBS": "3", "SIECI_UNGROUP": "1", "SIECI_JOBLOG": "j"}
-    args = parse_args(["m", "a.py", "b.py"], environ=environ)
+    args = parse_args(["m:1", "a.py", "b.py"], environ=environ)
     assert (args.jobs, args.ungroup, args.joblog, args.retry_failed) == (3, True, "j", False)
-    assert parse_args(["m", "a.py", "b.py"], environ={}).jobs == 8
+    assert parse_args(["m:1", "a.py", "b.py"], environ={}).jobs == 8
 
 
 def test_a_batch_command_line_loads_neither_argparse_nor_gevent():

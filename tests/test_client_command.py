@@ -21,13 +21,13 @@ CLIENT = os.path.join(REPO, "bin", "client")
 ])
 def test_options_and_arguments_in_any_order(argv):
     args = parse_args(argv, environ={})
-    assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ("a:1,b:2", "job.py", 5.0, 2, True)
+    assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ([("a", 1), ("b", 2)], "job.py", 5.0, 2, True)
 
 
 def test_defaults_come_from_the_environment_and_the_command_line_wins():
     environ = {"SIECI_TIMEOUT": "7", "SIECI_RETRIES": "1", "SIECI_SHUFFLE": "1", "SIECI_MASTERS": "m:9"}
     args = parse_args(["-"], environ=environ)
-    assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ("m:9", "-", 7.0, 1, True)
+    assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ([("m", 9)], "-", 7.0, 1, True)
     assert parse_args(["--timeout", "3", "x:1", "f.py"], environ=environ).timeout == 3.0
     assert parse_args(["x:1", "f.py"], environ={}).connect_timeout == defaults.CONNECT_TIMEOUT
 
@@ -35,10 +35,10 @@ def test_defaults_come_from_the_environment_and_the_command_line_wins():
 @pytest.mark.parametrize("argv, environ, complaint", [
     (["only-a-file.py"], {}, "expected MASTER[,MASTER...] FILE"),
     ([], {}, "expected MASTER[,MASTER...] FILE"),
-    (["--retries", "-1", "m", "f"], {}, "argument --retries: invalid whole number (0 or more) value: '-1'"),
-    (["--timeout", "soon", "m", "f"], {}, "argument --timeout: invalid float value: 'soon'"),
-    (["--bogus", "m", "f"], {}, "unrecognized arguments: --bogus"),
-    (["m", "f"], {"SIECI_RETRIES": "many"}, "SIECI_RETRIES='many' is not a valid value for --retries"),
+    (["--retries", "-1", "m:1", "f"], {}, "argument --retries: must be 0 or more, not '-1'"),
+    (["--timeout", "soon", "m:1", "f"], {}, "argument --timeout: not a number of seconds: 'soon'"),
+    (["--bogus", "m:1", "f"], {}, "unrecognized arguments: --bogus"),
+    (["m:1", "f"], {"SIECI_RETRIES": "many"}, "SIECI_RETRIES (for --retries): not a whole number: 'many'"),
 ])
 def test_mistakes_are_usage_errors(capsys, argv, environ, complaint):
     with pytest.raises(SystemExit) as exit:

@@ -194,3 +194,12 @@ def waiting_for(path):
     """Job code that waits, at most 20 s, until the test creates ``path``."""
     return (b"import os, time\ndeadline = time.monotonic() + 20\n"
             b"while not os.path.exists(%r) and time.monotonic() < deadline:\n    time.sleep(0.01)\n") % str(path).encode()
+
+
+def test_the_workers_log_says_how_a_job_ended_in_words(cluster, log_lines):
+    lines = log_lines("sieci.worker")
+    master = cluster.master()
+    cluster.worker(master)
+    assert run(master, b"raise SystemExit(3)\n")[0] == 3
+    (line,) = lines.wait_for("job for ")
+    assert " exited 3 after " in line, line

@@ -502,16 +502,16 @@ def test_a_master_configured_by_file_alone(procs):
     assert_hello(procs.run_job(JOB), procs)
 
 
-def test_a_worker_finds_its_master_in_sieci_masters(procs):
+def test_a_worker_finds_its_master_in_sieci_worker_masters(procs):
     procs.master()
     procs.start("worker", [PYTHON, WORKER, *FAST_WORKER],
-                env=clean_env(SIECI_MASTERS=f"127.0.0.1:{procs.workers_port}"))
+                env=clean_env(SIECI_WORKER_MASTERS=f"127.0.0.1:{procs.workers_port}"))
     assert_hello(procs.run_job(JOB), procs)
 
 
 @pytest.mark.parametrize("script, names", [
     (MASTER, ["SIECI_GRACE", "SIECI_WORKERS_ADDR", "SIECI_CLIENTS_ADDR", "SIECI_LOG_LEVEL", "SIECI_MAX_UPLOAD"]),
-    (WORKER, ["SIECI_GRACE", "SIECI_MASTERS", "SIECI_TIMEOUT", "SIECI_RECONNECT_MAX", "SIECI_PYTHON"]),
+    (WORKER, ["SIECI_GRACE", "SIECI_WORKER_MASTERS", "SIECI_JOB_TIMEOUT", "SIECI_RECONNECT_MAX", "SIECI_PYTHON"]),
 ])
 def test_help_exits_0_and_names_the_environment_variables(procs, script, names):
     proc = procs.start(os.path.basename(script), [PYTHON, script, "--help"], capture_stdout=True,

@@ -1,0 +1,292 @@
+"""Every option of every sieci program, declared once: flag, environment variable, type, default, help.
+
+The daemons' parsers (config.py, on configargparse) and the client's quick
+parser (client_command.py) are both built from these declarations. An
+environment variable names one option: where programs share a flag with
+different meanings (the worker's ``--timeout`` limits a job, the client's
+bounds its wait), their variables differ. This module imports nothing heavy,
+as the client loads it on every start.
+"""
+
+import math
+
+from . import defaults
+
+_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+# Value types: each reads a text and returns the value, or raises ValueError with a message for people.
+
+def size(text):
+    """A byte count such as ``65536``, ``64K``, ``16M`` or ``1G``."""
+    cleaned = text.strip().lower().removesuffix("b")
+    factor = _SIZE_SUFFIXES.get(cleaned[-1:], 1)
+    number = cleaned[:-1] if factor > 1 else cleaned
+    try:
+        value = int(float(number) * factor)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a size: {text!r} (try 65536, 64K, 16M or 1G)") from None
+    if value <= 0:
+        raise ValueError(f"a size must be positive, not {text!r}")
+    return value
+
+
+def seconds(text):
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a time must be positive and finite, not {text!r}")
+    return value
+
+
+def count(text):
+    """A whole number, 0 or more."""
+    return _whole_number(text, 0)
+
+
+def positive_count(text):
+    """A whole number, 1 or more."""
+    return _whole_number(text, 1)
+
+
+def _whole_number(text, least):
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+    if value < least:
+        raise ValueError(f"must be {least} or more, not {text!r}")
+    return value
+
+
+def text(value):
+    return value
+
+
+def switch(text):
+    """An on/off option's value in the environment or a config file."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"not on or off: {text!r} (use one of {', '.join(TRUE_WORDS + FALSE_WORDS)})")
+
+
+def format_size(value):
+    for suffix, factor in sorted(_SIZE_SUFFIXES.items(), key=lambda item: -item[1]):
+        if value % factor == 0:
+            return f"{value // factor}{suffix.upper()}"
+    return str(value)
+
+
+class Option:
+    """One option: ``--flag``, its environment variable, how its value is read, its default and help.
+
+    ``kind`` is a value type above, or ``bool`` for a switch (``--flag``
+    alone; ``1``/``0``, ``yes``/``no``... in the environment). ``shown`` is
+    the default as help prints it, when the value itself would not say it.
+    """
+
+    def __init__(self, flag, kind, default, help, metavar=None, env=None, choices=None, shown=None):
+        self.flag = flag
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.metavar = metavar
+        self.dest = flag[2:].replace("-", "_")
+        self.env = env or "SIECI_" + self.dest.upper()
+        self.choices = choices
+        self.shown = shown
+
+    def with_default(self, default, shown=None):
+        """The same option (same meaning, same variable) with another program's default."""
+        return Option(self.flag, self.kind, default, self.help, self.metavar, self.env, self.choices, shown)
+
+    def convert(self, value):
+        value = switch(value) if self.kind is bool else self.kind(value)
+        if self.choices and value not in self.choices and value != self.default:
+            raise ValueError(f"invalid choice: {value!r} (choose from {', '.join(self.choices)})")
+        return value
+
+    def help_text(self):
+        """The help line: what it does, its default, and its environment variable."""
+        default = self.shown or self._default_text()
+        shown = f" (default: {default})" if default else ""
+        return f"{self.help}{shown} [{self.env}]".replace("%", "%%")
+
+    def _default_text(self):
+        if self.default is None or self.kind is bool:
+            return ""
+        if self.kind is size:
+            return format_size(self.default)
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
+
+
+def add_option(parser, option, dest=None, with_env=False):
+    """Declare ``option`` on an argparse parser (on a configargparse one, ``with_env``: with its variable)."""
+    settings = {"dest": dest or option.dest, "help": option.help_text()}
+    if with_env:
+        settings["env_var"] = option.env
+    if option.kind is bool:
+        parser.add_argument(option.flag, action="store_true", **settings)
+        return
+    metavar = option.metavar or ("{" + ",".join(option.choices) + "}" if option.choices else None)
+    parser.add_argument(option.flag, type=_argparse_type(option), default=option.default, metavar=metavar,
+                        **settings)
+
+
+def _argparse_type(option):
+    import argparse
+
+    def convert(text):
+        try:
+            return option.convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+# Shared by the daemons (one meaning wherever they appear).
+LOG_LEVEL = Option("--log-level", text, "info", "how much to log on stderr",
+                   choices=("debug", "info", "warning", "error"))
+LOG_FORMAT = Option("--log-format", text, "text", "text for people; json for log collectors (one object per line)",
+                    choices=("text", "json"))
+GRACE = Option("--grace", seconds, defaults.GRACE, "on SIGTERM, how long running jobs may take to finish, in seconds")
+METRICS = Option("--metrics", text, None, "serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT); "
+                 "off by default", "ADDR")
+KEEPALIVE = Option("--keepalive", seconds, defaults.KEEPALIVE,
+                   "give up on a peer that has vanished without a word after about this many seconds")
+MAX_UPLOAD = Option("--max-upload", size, defaults.MAX_UPLOAD, "refuse a job whose code is larger than this")
+SECRET_FILE = Option("--secret-file", text, None,
+                     "the cluster's shared secret, read from this file: every worker link and every client upload "
+                     "must prove it holds it (never give a secret on the command line)", "PATH")
+# TLS as a peer of masters: workers and clients.
+TLS = Option("--tls", bool, False, "talk to the masters over TLS (implied by --tls-ca and --tls-cert)")
+TLS_CA = Option("--tls-ca", text, None, "verify the masters' certificates against this CA (default: the system's)",
+                "PATH")
+TLS_CERT = Option("--tls-cert", text, None, "present this certificate to masters that ask for one", "PATH")
+TLS_KEY = Option("--tls-key", text, None, "the private key of --tls-cert", "PATH")
+
+MASTER = [
+    Option("--workers-addr", text, None, "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT", "ADDR"),
+    Option("--clients-addr", text, None, "where clients connect: HOST:PORT, :PORT or [IPV6]:PORT", "ADDR"),
+    MAX_UPLOAD,
+    Option("--client-timeout", seconds, defaults.CLIENT_TIMEOUT,
+           "drop a client that sends nothing for this long while it uploads, and take back a job from a "
+           "worker that has not accepted it this long after it was sent"),
+    Option("--max-queue", positive_count, defaults.MAX_QUEUE, "answer 'ERROR queue full' once this many jobs wait"),
+    Option("--max-unverified", size, defaults.MAX_UNVERIFIED,
+           "bytes of uploads read and not yet checked, all clients together (one address: a quarter); an "
+           "upload that would pass it is refused"),
+    Option("--max-connections-per-address", positive_count, defaults.MAX_CONNECTIONS_PER_ADDRESS,
+           "client connections one address may have open at once"),
+    SECRET_FILE,
+    Option("--tls-ca", text, None, "with --tls-cert: accept only peers with a certificate signed by this CA",
+           "PATH", env="SIECI_MASTER_TLS_CA"),
+    Option("--tls-cert", text, None, "serve TLS on both ports with this certificate", "PATH",
+           env="SIECI_MASTER_TLS_CERT"),
+    Option("--tls-key", text, None, "the private key of the master's --tls-cert", "PATH", env="SIECI_MASTER_TLS_KEY"),
+    Option("--names", text, None,
+           "with --secret-file: other names clients and workers reach this master by (HOST, or HOST:PORT "
+           "where a NAT changes the port), beyond its own addresses and host name; a signature meant for "
+           "another master is refused", "NAME[,NAME...]"),
+    GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+]
+
+JOB = [
+    Option("--timeout", seconds, defaults.JOB_TIMEOUT,
+           "wall-clock time limit of each job, in seconds (the client exits 124)", env="SIECI_JOB_TIMEOUT"),
+    Option("--max-output", size, defaults.MAX_OUTPUT, "stop a job whose stdout and stderr pass this many bytes"),
+    Option("--max-cpu", seconds, defaults.MAX_CPU, "CPU seconds a job may use"),
+    Option("--max-memory", size, defaults.MAX_MEMORY,
+           "memory a job may use, all its processes together (with --job-cgroups off: address space each "
+           "process may map)"),
+    Option("--max-file-size", size, defaults.MAX_FILE_SIZE, "largest file a job may write"),
+    Option("--max-disk", size, defaults.MAX_DISK,
+           "size of a job's /tmp, where its working directory is (with --job-namespaces off: stop a job whose "
+           "working directory grows past this)"),
+    Option("--max-open-files", positive_count, defaults.MAX_OPEN_FILES, "files a job's process may hold open"),
+    Option("--max-processes", positive_count, defaults.MAX_PROCESSES,
+           "processes a job may have at once (with --job-cgroups off: processes the job user may have)"),
+    Option("--job-user", text, None,
+           "run jobs as this user ('' names the worker's own user; a worker running as root never runs jobs "
+           "as root)", "USER", shown="nobody when running as root, else your own user"),
+    Option("--job-namespaces", text, "on",
+           "run each job in PID, mount, IPC and UTS namespaces of its own: a read-only tree, a private /tmp on "
+           "a tmpfs of --max-disk, its own /proc, the worker's secrets hidden; nothing it starts outlives it "
+           "(off: a host folder, rlimits)", choices=("on", "off")),
+    Option("--job-cgroups", text, "on",
+           "hold each job's memory and processes to --max-memory and --max-processes as a whole, in a cgroup "
+           "of its own (off: per process, with rlimits)", choices=("on", "off")),
+    Option("--job-network", text, "on",
+           "off: jobs get a network namespace with only loopback (needs --job-namespaces on)", choices=("on", "off")),
+    Option("--sandbox-command", text, "",
+           "a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev --bind \"$PWD\" \"$PWD\" "
+           "--unshare-all --die-with-parent'; the job's 'python FILE' is appended", "COMMAND"),
+    Option("--fresh-interpreter", bool, False,
+           "start a new interpreter for every job instead of forking a pre-started one (slower; for jobs that "
+           "need a fresh hash seed or interpreter flags)"),
+]
+
+WORKER = [
+    Option("--masters", text, None, "the masters' worker addresses, comma-separated", "ADDR[,ADDR...]",
+           env="SIECI_WORKER_MASTERS"),
+    Option("--python", text, None, "the interpreter that runs jobs", "PATH", shown="the worker's own"),
+    Option("--name", text, None, "the name clients are told ran their job", shown="HOST:PID:N"),
+    *JOB,
+    MAX_UPLOAD,
+    Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
+           "longest wait between attempts to redial a lost master, in seconds"),
+    SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
+    GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+]
+
+CLUSTER = [
+    Option("--workers", positive_count, None, "how many workers to start", "N", shown="the number of CPUs"),
+    *[option.with_default("auto", "on where this host can build it") if option.flag in ("--job-namespaces",
+                                                                                       "--job-cgroups")
+      else option for option in JOB],
+    LOG_LEVEL.with_default("warning"), LOG_FORMAT,
+]
+
+CLIENT = [
+    Option("--connect-timeout", seconds, defaults.CONNECT_TIMEOUT,
+           "pass over a master that does not answer within this many seconds", "SECONDS"),
+    Option("--timeout", seconds, None,
+           "give up if the job has no result within this many seconds, queue wait included", "SECONDS",
+           shown="none"),
+    Option("--retries", count, 0,
+           "when no master took the job, or one took it and then lost it, try again, up to N times; a lost job "
+           "may have run partly, so only for jobs that may safely run twice", "N"),
+    Option("--shuffle", bool, False, "try the masters in random order"),
+    SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
+    Option("--jobs", positive_count, defaults.JOBS_AT_ONCE, "batches: run up to N jobs at once", "N"),
+    Option("--files-from", text, None,
+           "batches: also run the files named in this file, one a line (- for stdin; blank lines ignored)", "PATH"),
+    Option("--ungroup", bool, False,
+           "batches: show each job's output as soon as it ends, not in the order of the files"),
+    Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",
+           "PATH"),
+    Option("--retry-failed", bool, False,
+           "batches: run again only the files whose jobs failed in --joblog, and rewrite it (FILEs and "
+           "--files-from are then ignored)"),
+    Option("--status", bool, False, "show each master's queue, workers and totals instead of running a file"),
+    Option("--json", bool, False, "with --status: print the statuses as JSON"),
+]
+CLIENT_MASTERS = Option("--masters", text, None, "the masters' client addresses", "MASTER[,MASTER...]",
+                        env="SIECI_MASTERS")
+
+# Which config file a daemon reads when no -c is given; each program has its own.
+CONFIG_ENV = {"sieci-master": "SIECI_MASTER_CONFIG", "sieci-worker": "SIECI_WORKER_CONFIG",
+              "sieci-cluster": "SIECI_CLUSTER_CONFIG"}
+PROGRAMS = {"sieci-master": MASTER, "sieci-worker": WORKER, "sieci-cluster": CLUSTER,
+            "sieci-client": CLIENT + [CLIENT_MASTERS]}

@@ -21,6 +21,7 @@ from conftest import REPO
 
 CONF = Path(REPO) / "conf"
 README = Path(REPO) / "README.md"
+DEPLOYMENT_GUIDE = Path(REPO) / "docs" / "deployment.md"
 ROLES = ["master", "worker"]
 INSTALLED_BIN = "/opt/sieci/venv/bin"
 PARSE = {"master": parse_master, "worker": parse_worker}
@@ -121,8 +122,8 @@ def test_the_worker_runs_as_root_to_run_jobs_as_another_user(tmp_path):
     assert parse_worker(["-c", config_copy(tmp_path, "worker")], env={}).job_user is None
 
 
-def test_the_readme_installs_where_the_units_look():
-    section = README.read_text().split("## Run it on several machines", 1)[1].split("\n## ", 1)[0]
+def test_the_deployment_guide_installs_where_the_units_look():
+    section = DEPLOYMENT_GUIDE.read_text().split("## Run it on several machines", 1)[1].split("\n## ", 1)[0]
     assert f"{INSTALLED_BIN}/pip install" in section
     for role in ROLES:
         assert f"systemctl enable --now sieci-{role}" in section

@@ -18,7 +18,7 @@ from sieci.config import warn_if_exposed
 
 from conftest import REPO, WAIT, Captured, Stdout, assert_backing_off, client_address
 
-README = Path(REPO) / "README.md"
+SECURITY_GUIDE = Path(REPO) / "docs" / "security.md"
 
 SECRET = b"correct horse battery staple, 2026"
 CODE = b'print("in")\n'
@@ -216,8 +216,8 @@ def make_certificates(folder, commands):
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
-    """Made by the README's own commands, for this host's loopback address."""
-    section = README.read_text().split("**Certificates.**", 1)[1]
+    """Made by the security guide's own commands, for this host's loopback address."""
+    section = SECURITY_GUIDE.read_text().split("**Certificates.**", 1)[1]
     commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
     names = '"DNS:master.example,IP:10.0.0.1"'
     assert names in commands

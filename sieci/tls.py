@@ -5,7 +5,7 @@ CA as well, it asks every peer for a certificate signed by it (mutual TLS).
 Workers and clients verify the master's certificate against the CA they are
 given (or the system's), and present a certificate of their own if they
 have one. They verify strictly (RFC 5280, as Python 3.13 does by default) on
-every Python, so a certificate that works on one works on all; the README
+every Python, so a certificate that works on one works on all; docs/security.md
 shows how to make such certificates.
 """
 
@@ -61,7 +61,7 @@ def _load(method, *paths):
 def describe_failure(error):
     """Why a handshake failed, in one line; a refused certificate is named with what it lacks."""
     if isinstance(error, ssl.SSLCertVerificationError):
-        return f"certificate refused: {error.verify_message} (make certificates as sieci's README shows)"
+        return f"certificate refused: {error.verify_message} (make certificates as sieci's docs/security.md shows)"
     reason = getattr(error, "reason", None)  # OpenSSL's, e.g. TLSV1_ALERT_UNKNOWN_CA
     if reason == "WRONG_VERSION_NUMBER":
         return "the other side is not serving TLS (it answered in plain text)"

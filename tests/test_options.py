@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sieci import __version__, config, options
+from sieci import __version__, config, defaults, options
 from sieci.client_command import parse_args
 from sieci.results import Status
 
@@ -159,3 +159,12 @@ def test_the_clusters_help_says_who_runs_jobs_and_how_many_workers(monkeypatch, 
 ])
 def test_a_status_in_words_for_logs(status, words):
     assert status.describe() == words
+
+
+def test_the_readmes_exit_statuses_are_the_programs():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as readme:
+        rows = {line.split("|")[2].strip(): line for line in readme if line.startswith("| ") and line.count("|") >= 4}
+    assert "other than time" in rows[str(defaults.EXIT_OTHER_LIMIT)]
+    assert "time limit" in rows[str(defaults.EXIT_TIME_LIMIT)]
+    assert "could not get a result" in rows[str(defaults.EXIT_FAILED)]
+    assert "bad command line" in rows[str(defaults.EXIT_USAGE)]

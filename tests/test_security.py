@@ -276,7 +276,7 @@ def test_a_certificate_strict_checking_refuses_is_named_in_one_line(cluster, lax
     with pytest.raises(client.NotAccepted) as refused:
         run(master, tls=tls.client_context(certs["ca.pem"]))
     assert f"TLS with master {client_address(master)} failed: {STRICTLY_REFUSED} (make certificates as " \
-           "sieci's README shows)" in str(refused.value)
+           "sieci's docs/security.md shows)" in str(refused.value)
 
 
 def test_a_refused_handshake_is_a_log_line_on_both_sides_and_redialled_with_backoff(

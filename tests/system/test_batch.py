@@ -17,7 +17,7 @@ import pytest
 from sieci import batch
 from sieci.client_command import parse_args
 
-from conftest import REPO, WAIT, client_address
+from tests.helpers import REPO, WAIT, client_address
 
 CLIENT = os.path.join(REPO, "bin", "client")
 HEADER = "Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sieci import client
 from sieci.metrics import MasterMetrics, WorkerMetrics, serve
 
-from conftest import REPO, WAIT, Captured, client_address
+from tests.helpers import REPO, WAIT, Captured, client_address
 
 
 def scrape(server):

@@ -14,7 +14,7 @@ from sieci.address import format_address
 from sieci.connection import tune_socket
 from sieci.master import Master
 
-from conftest import WAIT, Captured, JobEvents, client_address
+from tests.helpers import WAIT, Captured, JobEvents, client_address
 
 
 def free_port():

@@ -10,7 +10,7 @@ from sieci import config, defaults
 from sieci.address import AddressError, format_address, parse_address
 from sieci.config import parse_cluster, parse_master, parse_worker, positive_seconds, size
 
-from conftest import REPO
+from tests.helpers import REPO
 
 CONF_DIR = os.path.join(REPO, "conf")
 

@@ -16,7 +16,7 @@ import time
 import gevent
 import pytest
 
-from conftest import PYTHON, REPO, WAIT, unavailable_walls
+from tests.helpers import PYTHON, REPO, WAIT, unavailable_walls
 
 MASTER = os.path.join(REPO, "bin", "master")
 WORKER = os.path.join(REPO, "bin", "worker")

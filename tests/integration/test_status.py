@@ -4,7 +4,7 @@ import gevent
 
 from sieci import client, status
 
-from conftest import WAIT, Captured, JobEvents, client_address
+from tests.helpers import WAIT, Captured, JobEvents, client_address
 
 SECRET = b"a secret long enough for the test"
 
@@ -85,7 +85,7 @@ def run_command(*args):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from tests.helpers import REPO
 
     return subprocess.run([sys.executable, os.path.join(REPO, "bin", "client"), *args], capture_output=True,
                           text=True, timeout=WAIT)

@@ -6,7 +6,7 @@ import pytest
 
 import sieci
 
-from conftest import WAIT, client_address
+from tests.helpers import WAIT, client_address
 
 SECRET = b"the api test secret, long enough"
 

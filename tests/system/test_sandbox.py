@@ -22,7 +22,7 @@ from sieci import client, executor
 from sieci.executor import Limits
 from sieci.protocol import STDOUT
 
-from conftest import Captured, client_address, isolation, processes_of
+from tests.helpers import Captured, client_address, isolation, processes_of
 
 # A user of this test run's own (no passwd entry is needed to switch to it).
 JOB_USER = (61000 + os.getpid() % 4000,) * 2

@@ -6,7 +6,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import WAIT, Captured, JobEvents, Stdout, client_address
+from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address
 
 
 def run(master, code, **options):

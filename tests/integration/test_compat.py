@@ -18,8 +18,8 @@ from gevent.server import StreamServer
 from sieci import client, protocol
 from sieci.address import format_address
 
-from classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
-from conftest import WAIT, Captured, client_address
+from tests.helpers.classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
+from tests.helpers import WAIT, Captured, client_address
 
 # A job that tells its streams apart, ends in a line without "\n", writes
 # bytes that are not UTF-8, and exits with a status of its own.

@@ -17,7 +17,7 @@ import pytest
 
 from sieci.config import parse_master, parse_worker
 
-from conftest import REPO
+from tests.helpers import REPO
 
 CONF = Path(REPO) / "conf"
 README = Path(REPO) / "README.md"

@@ -16,7 +16,7 @@ import pytest
 from sieci import auth, client, protocol, tls
 from sieci.config import warn_if_exposed
 
-from conftest import REPO, WAIT, Captured, Stdout, assert_backing_off, client_address
+from tests.helpers import REPO, WAIT, Captured, Stdout, assert_backing_off, client_address
 
 README = Path(REPO) / "README.md"
 

@@ -9,7 +9,7 @@ import pytest
 from sieci.connection import IOV_MAX, Connection
 from sieci.relay import SplicePipe, SplicePipes
 
-from conftest import WAIT
+from tests.helpers import WAIT
 
 
 @pytest.fixture

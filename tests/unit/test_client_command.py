@@ -9,7 +9,7 @@ import pytest
 from sieci import client, defaults
 from sieci.client_command import parse_args
 
-from conftest import REPO, WAIT, client_address
+from tests.helpers import REPO, WAIT, client_address
 
 CLIENT = os.path.join(REPO, "bin", "client")
 

@@ -12,7 +12,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import Captured, Stdout, client_address, isolation, processes_of
+from tests.helpers import Captured, Stdout, client_address, isolation, processes_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
 

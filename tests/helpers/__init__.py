@@ -23,6 +23,7 @@ LOOPBACK = ("127.0.0.1", 0)
 WAIT = 20.0
 PYTHON = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+JOBLOG_HEADER = "Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"
 
 
 def processes_of(uid):
@@ -213,6 +214,13 @@ class LogLines(logging.Handler):
                 if len(matching) >= count:
                     return matching[:count]
                 self._changed.wait()
+
+
+def read_joblog(path):
+    """A batch's joblog: its rows, each a list of fields, below the header."""
+    lines = path.read_text().split("\n")
+    assert lines[0] == JOBLOG_HEADER and lines[-1] == ""
+    return [line.split("\t") for line in lines[1:-1]]
 
 
 def assert_backing_off(lines):

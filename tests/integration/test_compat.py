@@ -431,12 +431,8 @@ def test_classic_client_reads_as_observed(reply, close, expected):
         assert canned.uploads == [b"ENDSEQ " + CLASSIC_TERMINATOR + b"\nprint(1)\n" + CLASSIC_TERMINATOR + b"\n"]
 
 
-def test_classic_worker_that_cannot_reach_a_master_exits_1(classic):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    address = probe.getsockname()
-    probe.close()  # nothing listens there now
-    worker = classic.worker(address)
+def test_classic_worker_that_cannot_reach_a_master_exits_1(classic, reserved_port):
+    worker = classic.worker(reserved_port().address)
     assert worker.exited.is_set() and worker.exit_code == 1
 
 

@@ -5,7 +5,6 @@ import os
 import pty
 import re
 import select
-import socket
 import struct
 import subprocess
 import sys
@@ -67,12 +66,6 @@ def job(directory, name, status=0, waits_for=None, marks=None, needs=None):
 
 def by_file(rows):
     return {os.path.basename(row[1]): row for row in rows}
-
-
-def unused_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_path):
@@ -156,8 +149,8 @@ def test_a_job_sieci_could_not_run_is_counted_with_its_reason(master, tmp_path):
     assert row[1:4] + row[6:] == [str(files[1]), "-", "-", "255", "0", reason]
 
 
-def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path):
-    where = f"127.0.0.1:{unused_port()}"
+def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path, reserved_port):
+    where = reserved_port().address
     files = [job(tmp_path, "a"), job(tmp_path, "b")]
     joblog = tmp_path / "joblog"
     done = sieci_client("--joblog", joblog, where, *files)
@@ -167,11 +160,12 @@ def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path):
     assert [(row[6], row[8]) for row in read_joblog(joblog)] == [("255", reason)] * 2
 
 
-def test_more_than_100_failures_exit_101(tmp_path):
+def test_more_than_100_failures_exit_101(tmp_path, reserved_port):
     files = [tmp_path / f"missing{i}.py" for i in range(101)]
-    done = sieci_client(f"127.0.0.1:{unused_port()}", *files[:100])
+    nowhere = reserved_port().address
+    done = sieci_client(nowhere, *files[:100])
     assert done.returncode == 100
-    done = sieci_client(f"127.0.0.1:{unused_port()}", *files)
+    done = sieci_client(nowhere, *files)
     assert done.returncode == 101 and done.stderr.count(b"sieci-client: error: ") == 101
 
 

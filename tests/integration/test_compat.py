@@ -365,7 +365,7 @@ def test_classic_master_and_worker_hang_on_a_glued_terminator(classic):
     master = classic.master()
     worker = classic.worker(master)
     master.wait_for_workers(1)
-    exit_code, stdout, stderr = classic_job(master, b"print(1)", timeout=1.0)
+    exit_code, stdout, stderr = classic_job(master, b"print(1)", timeout=0.5)
     assert (exit_code, stdout) == (None, b"")
     assert stderr.startswith("hung")
     assert worker.uploads == []

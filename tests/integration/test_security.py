@@ -138,7 +138,7 @@ def test_a_sieci_worker_without_the_secret_gets_no_job(cluster, caplog):
     cluster.worker(master)
     with caplog.at_level(logging.WARNING, logger="sieci.worker"):
         with pytest.raises(client.ClientError, match="no result within"):
-            run(master, secret=SECRET, timeout=1)
+            run(master, secret=SECRET, timeout=0.5)
     assert "give this worker --secret-file" in caplog.text
 
 

@@ -1,7 +1,7 @@
-"""The compatibility matrix of PROTOCOL.md, end to end over real loopback TCP.
+"""The compatibility matrix, end to end over real loopback TCP.
 
-Each test puts sieci peers and classic peers (tests/classic.py, doubles of
-the Go implementation) in the client, master and worker positions of a job
+Each test puts sieci peers and classic peers (tests/helpers/classic.py, doubles
+of the Go implementation) in the client, master and worker positions of a job
 and checks what the client gets, and where it matters the bytes each peer
 saw on the wire.
 """
@@ -341,7 +341,7 @@ def test_a_long_blank_output_line_reaches_a_classic_client_through_sieci(cluster
     assert classic_client(client_address(master), code) == (0, BLANK_LINE + b"\nend\n", "")
 
 
-# --- the classic doubles behave as PROTOCOL.md observed; the sieci client on canned replies ---
+# --- the classic doubles behave as the Go programs were observed to; the sieci client on canned replies ---
 
 
 def test_classic_transcript_client_master_worker(classic):

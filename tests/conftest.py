@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.helpers import WAIT, Cluster, LogLines, RawPeer, ReservedPort  # noqa: E402
+from tests.helpers import Cluster, LogLines, RawPeer, ReservedPort  # noqa: E402
 
 TIERS = ("unit", "integration", "system")
 TESTS = Path(__file__).parent
@@ -69,33 +69,29 @@ def cluster():
         cluster.stop()
 
 
+def closed_at_the_end(make):
+    """For a fixture that makes things (``make(...)``) and closes them all at the end of the test."""
+    made = []
+
+    def make_one(*args, **options):
+        made.append(make(*args, **options))
+        return made[-1]
+
+    yield make_one
+    for thing in made:
+        thing.close()
+
+
 @pytest.fixture
 def reserved_port():
-    """``reserved_port()``: a new ReservedPort, released at the end of the test."""
-    reserved = []
-
-    def reserve():
-        reserved.append(ReservedPort())
-        return reserved[-1]
-
-    yield reserve
-    for port in reserved:
-        port.release()
+    """``reserved_port()``: a new ReservedPort."""
+    yield from closed_at_the_end(ReservedPort)
 
 
 @pytest.fixture
 def peers():
-    """Opens RawPeers and closes them all at the end of the test."""
-    opened = []
-
-    def connect(address, timeout=WAIT):
-        peer = RawPeer(address, timeout)
-        opened.append(peer)
-        return peer
-
-    yield connect
-    for peer in opened:
-        peer.close()
+    """``peers(address)``: a new RawPeer connected to it."""
+    yield from closed_at_the_end(RawPeer)
 
 
 @pytest.fixture

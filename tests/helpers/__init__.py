@@ -141,7 +141,7 @@ class ReservedPort:
         self.number = self._sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.number}"
 
-    def release(self):
+    def close(self):
         self._sock.close()
 
 

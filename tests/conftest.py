@@ -33,7 +33,7 @@ TESTS = Path(__file__).parent
 def pytest_collection_modifyitems(items):
     """Marks each test with its folder's tier (before ``-m`` selects)."""
     for item in items:
-        tier = item.path.relative_to(TESTS).parts[0]
+        tier = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else None
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test belongs in tests/unit, tests/integration "
                                     "or tests/system (see tests/conftest.py)")

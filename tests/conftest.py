@@ -1,9 +1,10 @@
 """Test set-up: gevent first, then each test's tier, then the fixtures every tier may use.
 
 The tiers are the folders: ``unit`` (our code alone in this process: no sockets, no
-processes; seconds), ``integration`` (masters, workers and clients in this process, over
-real loopback sockets, and the job processes they run) and ``system`` (our programs as
-processes, jobs behind namespaces and cgroups, chaos). ``pytest -m unit`` runs one tier.
+processes; seconds), ``integration`` (masters, workers, clients and the executor in this
+process, over real loopback sockets, with the job processes they start; a fixture may run
+a tool such as openssl) and ``system`` (our programs as processes, jobs behind namespaces
+and cgroups, chaos). ``pytest -m unit`` runs one tier; plain ``pytest`` runs all three.
 Shared helpers are in tests/helpers. Everything a fixture starts it also stops, whether
 the test passed or not.
 """

@@ -169,8 +169,8 @@ class Processes:
             if found:
                 return found
             if exited or time.monotonic() > end:
-                pytest.fail(f"{proc.name} never logged {pattern!r} ({'it exited' if exited else f'in {deadline} s'})\n"
-                            + self.logs())
+                why = "it exited" if exited else f"in {deadline} s"
+                pytest.fail(f"{proc.name} never logged {pattern!r} ({why})\n" + self.logs())
             gevent.sleep(POLL)
 
     # --- clients --------------------------------------------------------------

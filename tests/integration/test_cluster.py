@@ -6,7 +6,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import WAIT, Captured, JobEvents, Stdout, client_address
+from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address
 
 
 def run(master, code, **options):
@@ -44,10 +44,13 @@ def test_a_job_waits_in_the_queue_until_a_worker_joins(cluster):
 def test_a_worker_serves_two_masters_one_job_at_a_time(cluster):
     first, second = cluster.master(), cluster.master()
     cluster.worker(first, second)
-    code = b"import time\ntime.sleep(0.2)\nprint('done')\n"
+    # Each job prints when it ran, on the clock all processes share.
+    code = b"import time\nstarted = time.monotonic()\ntime.sleep(0.2)\nprint(started, time.monotonic())\n"
     jobs = [gevent.spawn(run, master, code) for master in (first, second)]
     gevent.joinall(jobs, timeout=WAIT, raise_error=True)
-    assert [job.value[1].stdout for job in jobs] == [b"done\n", b"done\n"]
+    assert [job.value[0] for job in jobs] == [0, 0]
+    (_, earlier_end), (later_start, _) = sorted(tuple(map(float, job.value[1].stdout.split())) for job in jobs)
+    assert earlier_end <= later_start, "the worker ran both masters' jobs at once"
 
 
 def test_the_time_limit_ends_a_job_with_124(cluster):

@@ -19,7 +19,7 @@ import pytest
 from sieci import client, protocol
 from sieci.master import Master
 
-from conftest import REPO, WAIT, Captured, JobEvents, client_address
+from tests.helpers import REPO, WAIT, Captured, JobEvents, client_address
 
 KEEPALIVE = 2  # seconds; detection takes a few of them
 HOST_IP, WORKER_IP = "169.254.213.1", "169.254.213.2"  # link-local, on our own veth pair only

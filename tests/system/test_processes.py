@@ -1,244 +1,17 @@
-"""The real scripts as real processes on 127.0.0.1, speaking real TCP.
-
-Every process a test starts is stopped in the fixture's ``finally`` (SIGTERM,
-a bounded wait, then SIGKILL), whether the test passed or not. Every wait is
-bounded by a deadline; readiness is found by polling, never by fixed sleeps.
-"""
+"""The real scripts as real processes on 127.0.0.1, speaking real TCP (see tests/helpers/processes.py)."""
 
 import os
 import random
 import signal
 import socket
-import subprocess  # gevent's: conftest patched the standard library first
-import tempfile
 import time
 
 import gevent
 import pytest
 
-from conftest import PYTHON, REPO, WAIT, unavailable_walls
-
-MASTER = os.path.join(REPO, "bin", "master")
-WORKER = os.path.join(REPO, "bin", "worker")
-CLIENT = os.path.join(REPO, "bin", "client")
-# Every wait below is bounded by one of these; none is a sleep.
-DEADLINE = 15.0
-STOP_TIMEOUT = 5.0
-POLL = 0.02
-# The daemons' own waits, kept short so a failing test still ends quickly.
-# Every wall this host can build; the tests of the walls themselves are in test_sandbox.py.
-FAST_WORKER = ["--reconnect-max", "0.3", "--grace", "3", "--log-level", "info", *unavailable_walls()]
-FAST_MASTER = ["--grace", "3", "--log-level", "info"]
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(**extra):
-    """This environment without any SIECI_* variable, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
-    env.update(extra)
-    return env
-
-
-class Proc:
-    """One started process; its stderr goes to a temporary file for diagnostics."""
-
-    def __init__(self, name, argv, env=None, stdin=None, capture_stdout=False, stdout=None):
-        self.name = name
-        self.argv = argv
-        self.input = stdin
-        # The child appends (O_APPEND) to its own descriptor; reads use another,
-        # so reading never moves the offset the child writes at.
-        fd, self.stderr_path = tempfile.mkstemp(prefix=f"sieci-{name}-", suffix=".log")
-        os.close(fd)
-        with open(self.stderr_path, "ab") as stderr_file:
-            self.popen = subprocess.Popen(
-                argv, cwd=REPO, env=env if env is not None else clean_env(),
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=stdout or (subprocess.PIPE if capture_stdout else subprocess.DEVNULL),
-                stderr=stderr_file,
-            )
-
-    @property
-    def pid(self):
-        return self.popen.pid
-
-    def stderr_bytes(self):
-        try:
-            with open(self.stderr_path, "rb") as file:
-                return file.read()
-        except FileNotFoundError:
-            return b"(log removed)"
-
-    def stderr(self):
-        return self.stderr_bytes().decode("utf-8", "replace")
-
-    def exited(self):
-        return self.popen.poll() is not None
-
-    def terminate_and_wait(self, timeout=STOP_TIMEOUT):
-        """SIGTERM and wait; the exit status, or None if it had to be killed."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def kill(self):
-        if self.popen.poll() is None:
-            self.popen.kill()
-        try:
-            self.popen.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def stop(self):
-        try:
-            self.terminate_and_wait()
-        finally:
-            self.kill()
-            for pipe in (self.popen.stdin, self.popen.stdout):
-                if pipe is not None:
-                    pipe.close()
-            os.unlink(self.stderr_path)
-
-
-class Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def __repr__(self):
-        return f"Result({self.returncode!r}, stdout={self.stdout!r}, stderr={self.stderr!r})"
-
-
-class Processes:
-    """Starts masters, workers and clients; ``stop_all`` ends whatever is left."""
-
-    def __init__(self, tmp_path):
-        self.tmp_path = tmp_path
-        self.procs = []
-        self._files = 0
-
-    def start(self, name, argv, **options):
-        proc = Proc(name, argv, **options)
-        self.procs.append(proc)
-        return proc
-
-    def logs(self):
-        """Everything the processes wrote on stderr, for assertion messages."""
-        parts = []
-        for proc in self.procs:
-            parts.append(f"--- {proc.name} (pid {proc.pid}, exit {proc.popen.returncode}) {proc.argv[1:]}\n"
-                         + proc.stderr())
-        return "\n".join(parts)
-
-    def stop_all(self):
-        errors = []
-        for proc in reversed(self.procs):
-            try:
-                proc.stop()
-            except Exception as error:  # keep stopping the others
-                errors.append(error)
-        if errors:
-            raise errors[0]
-
-    # --- the daemons ----------------------------------------------------------
-
-    def master(self, workers_port=None, clients_port=None, args=None, extra=(), wait=True, **options):
-        """Start bin/master on loopback; by default on two fresh ephemeral ports.
-
-        A fresh port may be taken by someone else between our probe and the
-        master's bind: then the master exits at once, and new ports are tried.
-        """
-        for attempt in range(3):
-            self.workers_port = workers_port or free_port()
-            self.clients_port = clients_port or free_port()
-            argv = [PYTHON, MASTER] + (args if args is not None else [
-                f"127.0.0.1:{self.workers_port}", f"127.0.0.1:{self.clients_port}", *FAST_MASTER, *extra])
-            proc = self.start("master", argv, **options)
-            if not wait:
-                return proc
-            retry = attempt < 2 and args is None and not (workers_port or clients_port)
-            if self.wait_for_port(self.clients_port, proc, fail_on_exit=not retry):
-                return proc
-        pytest.fail("could not start a master\n" + self.logs())
-
-    def worker(self, *masters, args=(), **options):
-        masters = masters or (f"127.0.0.1:{self.workers_port}",)
-        return self.start("worker", [PYTHON, WORKER, *masters, *FAST_WORKER, *args], **options)
-
-    def wait_for_port(self, port, proc=None, deadline=DEADLINE, fail_on_exit=True):
-        """Poll a TCP connect to ``port`` until it is accepted.
-
-        Only the clients' port is probed: the master starts listening for
-        workers first, and a probe on the workers' port would join as a worker.
-        """
-        end = time.monotonic() + deadline
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                pass
-            if proc is not None and proc.exited():
-                if not fail_on_exit and "cannot listen" in proc.stderr():
-                    return False
-                pytest.fail(f"{proc.name} exited with {proc.popen.returncode} before it listened on {port}\n"
-                            + self.logs())
-            if time.monotonic() > end:
-                pytest.fail(f"nothing listens on 127.0.0.1:{port} after {deadline} s\n" + self.logs())
-            gevent.sleep(POLL)
-
-    def wait_for_log(self, proc, text, deadline=DEADLINE):
-        end = time.monotonic() + deadline
-        while text not in proc.stderr():
-            if time.monotonic() > end:
-                pytest.fail(f"{proc.name} never logged {text!r} within {deadline} s\n" + self.logs())
-            gevent.sleep(POLL)
-
-    # --- clients --------------------------------------------------------------
-
-    def code_file(self, code, name=None):
-        self._files += 1
-        path = self.tmp_path / (name or f"job{self._files}.py")
-        path.write_bytes(code)
-        return str(path)
-
-    def client(self, *args, stdin=None, env=None):
-        """Start a client; ``finish`` collects what it printed."""
-        return self.start("client", [PYTHON, CLIENT, *args], stdin=stdin, capture_stdout=True, env=env)
-
-    def finish(self, proc, deadline=DEADLINE):
-        try:
-            stdout, _ = proc.popen.communicate(proc.input, timeout=deadline)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail(f"{proc.name} {proc.argv[1:]} did not end within {deadline} s\n" + self.logs())
-        return Result(proc.popen.returncode, stdout, proc.stderr_bytes())
-
-    def run_client(self, *args, stdin=None, deadline=DEADLINE):
-        return self.finish(self.client(*args, stdin=stdin), deadline)
-
-    def run_job(self, code, address=None, deadline=DEADLINE):
-        return self.run_client(address or f"127.0.0.1:{self.clients_port}", self.code_file(code), deadline=deadline)
-
-
-@pytest.fixture
-def procs(tmp_path):
-    processes = Processes(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.stop_all()
-
+from tests.helpers import PYTHON, WAIT
+from tests.helpers.processes import (CLIENT, DEADLINE, FAST_WORKER, MASTER, STOP_TIMEOUT, WORKER, Result,
+                                     clean_env)
 
 JOB = b'import sys\nprint("hello from the cluster")\nprint("oops", file=sys.stderr)\nsys.exit(3)\n'
 
@@ -372,9 +145,8 @@ def test_sieci_cluster_stderr_is_only_the_jobs(procs):
 # --- errors -----------------------------------------------------------------------
 
 
-def test_an_unreachable_master_is_one_error_line_and_255(procs):
-    port = free_port()  # nothing listens there
-    result = procs.run_client(f"127.0.0.1:{port}", procs.code_file(b"print(1)\n"))
+def test_an_unreachable_master_is_one_error_line_and_255(procs, reserved_port):
+    result = procs.run_client(reserved_port().address, procs.code_file(b"print(1)\n"))
     assert_one_error_line(result, "sieci-client: error: cannot reach master")
 
 
@@ -493,12 +265,10 @@ def test_the_master_logs_each_job_as_lines_of_the_chosen_format(procs, log_forma
 
 
 def test_a_master_configured_by_file_alone(procs):
-    workers_port, clients_port = free_port(), free_port()
     config = procs.tmp_path / "master.conf"
-    config.write_text(f"# test configuration\nworkers-addr = 127.0.0.1:{workers_port}\n"
-                      f"clients-addr = 127.0.0.1:{clients_port}\ngrace = 3\n")
-    procs.master(workers_port, clients_port, args=["-c", str(config)])
-    procs.worker(f"127.0.0.1:{workers_port}")
+    config.write_text("# test configuration\nworkers-addr = 127.0.0.1:0\nclients-addr = 127.0.0.1:0\ngrace = 3\n")
+    procs.master(args=["-c", str(config)])
+    procs.worker()
     assert_hello(procs.run_job(JOB), procs)
 
 
@@ -526,16 +296,16 @@ def test_help_exits_0_and_names_the_environment_variables(procs, script, names):
 # --- reconnection -----------------------------------------------------------------
 
 
-def test_a_worker_started_before_its_master_connects_once_it_is_up(procs):
-    workers_port, clients_port = free_port(), free_port()
-    worker = procs.worker(f"127.0.0.1:{workers_port}")
+def test_a_worker_started_before_its_master_connects_once_it_is_up(procs, reserved_port):
+    workers_port = reserved_port()
+    worker = procs.worker(workers_port.address)
     procs.wait_for_log(worker, "cannot reach master")  # it really did try, and failed
-    procs.master(workers_port, clients_port)
+    procs.master(workers_port.number)
     assert_hello(procs.run_job(JOB), procs)
 
 
-def test_a_worker_survives_its_master_restarting(procs):
-    first = procs.master()
+def test_a_worker_survives_its_master_restarting(procs, reserved_port):
+    first = procs.master(reserved_port().number, reserved_port().number)
     worker = procs.worker()
     assert_hello(procs.run_job(JOB), procs)
     assert first.terminate_and_wait() == 0, procs.logs()

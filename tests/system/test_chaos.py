@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.helpers import REPO
 
 CHAOS = os.path.join(REPO, "bench", "chaos.py")
 

@@ -1,4 +1,4 @@
-"""The sieci-client command line: its quick parser, its environment, its help, and what it prints."""
+"""The sieci-client command as a process: what it loads, its help, and what it prints."""
 
 import os
 import subprocess
@@ -6,45 +6,11 @@ import sys
 
 import pytest
 
-from sieci import client, defaults
-from sieci.client_command import parse_args
+from sieci import __version__
 
-from conftest import REPO, WAIT, client_address
+from tests.helpers import REPO, WAIT, client_address
 
 CLIENT = os.path.join(REPO, "bin", "client")
-
-
-@pytest.mark.parametrize("argv", [
-    ["--timeout", "5", "--retries=2", "--shuffle", "a:1,b:2", "job.py"],
-    ["a:1,b:2", "--retries", "2", "job.py", "--timeout=5", "--shuffle"],
-    ["--shuffle", "--timeout", "5", "--retries", "2", "--", "a:1,b:2", "job.py"],
-])
-def test_options_and_arguments_in_any_order(argv):
-    args = parse_args(argv, environ={})
-    assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ([("a", 1), ("b", 2)], "job.py", 5.0, 2, True)
-
-
-def test_defaults_come_from_the_environment_and_the_command_line_wins():
-    environ = {"SIECI_TIMEOUT": "7", "SIECI_RETRIES": "1", "SIECI_SHUFFLE": "1", "SIECI_MASTERS": "m:9"}
-    args = parse_args(["-"], environ=environ)
-    assert (args.masters, args.file, args.timeout, args.retries, args.shuffle) == ([("m", 9)], "-", 7.0, 1, True)
-    assert parse_args(["--timeout", "3", "x:1", "f.py"], environ=environ).timeout == 3.0
-    assert parse_args(["x:1", "f.py"], environ={}).connect_timeout == defaults.CONNECT_TIMEOUT
-
-
-@pytest.mark.parametrize("argv, environ, complaint", [
-    (["only-a-file.py"], {}, "expected MASTER[,MASTER...] FILE"),
-    ([], {}, "expected MASTER[,MASTER...] FILE"),
-    (["--retries", "-1", "m:1", "f"], {}, "argument --retries: must be 0 or more, not '-1'"),
-    (["--timeout", "soon", "m:1", "f"], {}, "argument --timeout: not a number of seconds: 'soon'"),
-    (["--bogus", "m:1", "f"], {}, "unrecognized arguments: --bogus"),
-    (["m:1", "f"], {"SIECI_RETRIES": "many"}, "SIECI_RETRIES (for --retries): not a whole number: 'many'"),
-])
-def test_mistakes_are_usage_errors(capsys, argv, environ, complaint):
-    with pytest.raises(SystemExit) as exit:
-        parse_args(argv, environ=environ)
-    assert exit.value.code == 2
-    assert complaint in capsys.readouterr().err
 
 
 def test_the_usual_command_line_does_not_load_argparse():
@@ -75,14 +41,6 @@ def test_the_command_says_which_limit_a_job_hit(cluster, tmp_path):
     assert done.stderr == b"sieci-client: the job ran past its time limit of 0.5 s\n"
 
 
-def test_results_name_the_worker_that_ran_the_job(cluster):
-    master = cluster.master()
-    cluster.worker(master, name="blue")
-    result = client.Client(client_address(master)).run("print('hi')")
-    assert (result.exit_status, result.stdout, result.worker) == (0, b"hi\n", "blue")
-    assert result.master == client_address(master) and result.seconds > 0
-
-
 @pytest.mark.parametrize("arguments", [["JOB"], ["--status"], ["--status", "--json"]])
 def test_an_output_that_cannot_be_written_is_one_line_and_exit_255(cluster, tmp_path, arguments):
     master = cluster.master()
@@ -99,3 +57,30 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_255(cluster, tmp_
                               timeout=WAIT)
     assert (done.returncode, done.stderr) == (255, b"sieci-client: error: cannot write to stdout "
                                                    b"(no space left on device)\n")
+
+
+def run_client(*argv, **env):
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+    return subprocess.run([sys.executable, CLIENT, *argv], capture_output=True, text=True, timeout=WAIT,
+                          env={**environ, **env})
+
+
+def test_the_client_tells_its_version():
+    done = run_client("--version")
+    assert (done.returncode, done.stdout) == (0, f"sieci-client {__version__}\n")
+
+
+@pytest.mark.parametrize("argv, env, complaint", [
+    (["m:port", "f.py"], {}, "bad address 'm:port'"),
+    (["--timeout", "-1", "m:1", "f.py"], {}, "argument --timeout: a time must be positive"),
+    (["--timeout", "0", "m:1", "f.py"], {}, "argument --timeout: a time must be positive"),
+    (["--connect-timeout", "0", "m:1", "f.py"], {}, "argument --connect-timeout: a time must be positive"),
+    (["--json", "m:1", "f.py"], {}, "--json goes with --status"),
+    (["m:1", "f.py"], {"SIECI_SHUFFLE": "maybe"}, "SIECI_SHUFFLE (for --shuffle): not on or off: 'maybe'"),
+    (["m:1", "f.py"], {"SIECI_TIMEOUT": "0"}, "SIECI_TIMEOUT (for --timeout): a time must be positive"),
+])
+def test_client_mistakes_exit_2_and_say_what_is_wrong(tmp_path, argv, env, complaint):
+    done = run_client(*argv, **env)
+    assert done.returncode == 2, done
+    assert complaint in done.stderr
+    assert done.stdout == ""

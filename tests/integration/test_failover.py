@@ -14,13 +14,7 @@ from sieci.address import format_address
 from sieci.connection import tune_socket
 from sieci.master import Master
 
-from conftest import WAIT, Captured, JobEvents, client_address
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import WAIT, Captured, JobEvents, client_address
 
 
 class FakeMaster:
@@ -76,10 +70,10 @@ def run(masters, code=b'print("ok")\n', **options):
     return client.run(masters, code, output=output, **options), output
 
 
-def test_an_unreachable_master_is_passed_over(cluster):
+def test_an_unreachable_master_is_passed_over(cluster, reserved_port):
     master = cluster.master()
     cluster.worker(master)
-    status, output = run(f"127.0.0.1:{free_port()},{client_address(master)}")
+    status, output = run(f"{reserved_port().address},{client_address(master)}")
     assert (status, output.stdout) == (0, b"ok\n")
 
 
@@ -172,10 +166,10 @@ def test_the_timeout_bounds_the_queue_wait(cluster):
     assert not master.active_jobs
 
 
-def test_shuffled_masters_still_find_the_live_one(cluster):
+def test_shuffled_masters_still_find_the_live_one(cluster, reserved_port):
     master = cluster.master()
     cluster.worker(master)
-    dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    dead = [reserved_port().address for _ in range(3)]
     for _ in range(5):
         assert run(",".join(dead + [client_address(master)]), shuffle=True)[0] == 0
 
@@ -199,8 +193,8 @@ def test_links_have_keepalive_on_and_nagle_off():
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 9000
 
 
-def test_a_worker_started_before_its_master_links_once_it_is_up(cluster):
-    port = free_port()
+def test_a_worker_started_before_its_master_links_once_it_is_up(cluster, reserved_port):
+    port = reserved_port().number
     cluster.worker(("127.0.0.1", port))
     master = Master(("127.0.0.1", port), ("127.0.0.1", 0))
     master.start()

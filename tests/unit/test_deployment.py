@@ -1,42 +1,22 @@
-"""The systemd units in conf/ and the example configs they read.
-
-Pure checks (the units parse, restart on failure, stop gracefully, read the
-config with -c, keep secrets out; the configs parse as the daemons read them)
-run everywhere; ``systemd-analyze verify`` runs where it is installed.
+"""The systemd units in conf/ and the example configs they read: the units parse, restart
+on failure, stop gracefully, read the config with -c and keep secrets out; the configs
+parse as the daemons read them. (``systemd-analyze verify``: tests/system/test_deployment.py.)
 """
 
-import configparser
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sieci.config import parse_master, parse_worker
 
-from conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.units import CONF, INSTALLED_BIN, ROLES, read_unit, unit_path
 
-CONF = Path(REPO) / "conf"
 README = Path(REPO) / "README.md"
 DEPLOYMENT_GUIDE = Path(REPO) / "docs" / "deployment.md"
-ROLES = ["master", "worker"]
-INSTALLED_BIN = "/opt/sieci/venv/bin"
 PARSE = {"master": parse_master, "worker": parse_worker}
-
-
-def unit_path(role):
-    return CONF / f"sieci-{role}.service"
-
-
-def read_unit(path):
-    """A unit file as configparser sees it: case-sensitive keys, the last of repeated keys."""
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str
-    assert parser.read(path) == [str(path)]
-    return parser
 
 
 def exec_start(role):
@@ -151,53 +131,6 @@ def test_the_example_configs_read_the_secret_file_once_it_is_uncommented(role, t
     secret.chmod(0o600)
     args = PARSE[role](["-c", config_copy(tmp_path, role, secret_file=secret)], env={})
     assert args.security["secret"] == b"0123456789abcdef0123456789abcdef"
-
-
-# --- systemd-analyze verify -----------------------------------------------------------
-
-def verify(path):
-    """``systemd-analyze verify`` on one unit: its exit status and what it said about the unit."""
-    done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
-    said = [line for line in (done.stdout + done.stderr).splitlines() if path.name in line]
-    return done.returncode, said
-
-
-@pytest.fixture
-def systemd_analyze(tmp_path):
-    """Skips unless ``systemd-analyze verify`` is installed and passes a unit known to be good."""
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed (it comes with systemd)")
-    good = tmp_path / "sieci-known-good.service"
-    good.write_text(f"[Unit]\nDescription=x\n[Service]\nExecStart={sys.executable} -V\n"
-                    "[Install]\nWantedBy=multi-user.target\n")
-    status, said = verify(good)
-    if status != 0 or said:
-        pytest.skip(f"systemd-analyze verify does not work here: {said or status}")
-    return verify
-
-
-def local_copy(role, tmp_path, edit=lambda text: text):
-    """The unit with ExecStart on this venv's script (verify wants the program to exist)."""
-    script = Path(sys.executable).parent / f"sieci-{role}"
-    if not script.exists():
-        pytest.skip(f"{script} is not installed (pip install -e . in this venv)")
-    text = unit_path(role).read_text().replace(f"{INSTALLED_BIN}/sieci-{role}", str(script))
-    copy = tmp_path / unit_path(role).name
-    copy.write_text(edit(text))
-    assert shlex.split(read_unit(copy)["Service"]["ExecStart"])[0] == str(script)
-    return copy
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_systemd_analyze_verify_passes_the_unit(role, tmp_path, systemd_analyze):
-    status, said = systemd_analyze(local_copy(role, tmp_path))
-    assert (status, said) == (0, [])
-
-
-def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path, systemd_analyze):
-    copy = local_copy("master", tmp_path, lambda text: text.replace("KillMode=", "KilMode="))
-    status, said = systemd_analyze(copy)
-    assert any("KilMode" in line for line in said)
 
 
 def test_ci_runs_the_readmes_own_test_command():

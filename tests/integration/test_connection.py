@@ -7,9 +7,9 @@ import gevent
 import pytest
 
 from sieci.connection import IOV_MAX, Connection
-from sieci.relay import SplicePipe, SplicePipes
+from sieci.relay import SplicePipe
 
-from conftest import WAIT
+from tests.helpers import WAIT
 
 
 @pytest.fixture
@@ -99,17 +99,3 @@ def test_a_closed_source_gives_nothing_and_a_closed_destination_raises(pairs, sp
     with pytest.raises(OSError):
         splice_pipe.drain(dest.fileno())
     assert splice_pipe.held == 3
-
-
-def test_only_empty_pipes_are_reused():
-    pipes = SplicePipes()
-    clean, dirty = pipes.take(), pipes.take()
-    dirty.held = 1
-    pipes.give_back(clean)
-    pipes.give_back(dirty)  # closed, not kept
-    assert pipes.take() is clean
-    fresh = pipes.take()
-    assert fresh is not dirty and fresh.held == 0
-    pipes.give_back(clean)
-    pipes.give_back(fresh)
-    pipes.close()

@@ -6,7 +6,7 @@ import pytest
 
 import sieci
 
-from conftest import WAIT, client_address
+from tests.helpers import WAIT, client_address
 
 SECRET = b"the api test secret, long enough"
 
@@ -79,11 +79,3 @@ def test_executor_map_keeps_the_order_and_failures_surface(cluster):
             unreachable.submit("print(1)").result(timeout=WAIT)
     finally:
         unreachable.shutdown()
-
-
-def test_importing_sieci_is_light():
-    import subprocess
-    import sys
-
-    code = "import sys, sieci; print(sorted(m for m in ('gevent', 'sieci.client', 'socket') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT).stdout == "[]\n"

@@ -11,7 +11,7 @@ from sieci.config import parse_cluster, parse_master, parse_worker
 from sieci.options import seconds as positive_seconds
 from sieci.options import size
 
-from conftest import REPO
+from tests.helpers import REPO
 
 CONF_DIR = os.path.join(REPO, "conf")
 

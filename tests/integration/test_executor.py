@@ -97,11 +97,6 @@ def test_an_unsafe_file_name_falls_back_to_job_py(name):
     assert result.stdout == b"job.py\n"
 
 
-@pytest.mark.parametrize("name", ["hello.py", "my_job-2.py", "Main", "a.b.c"])
-def test_a_plain_file_name_is_kept(name):
-    assert safe_filename(name) == name
-
-
 # --- exit status ---------------------------------------------------------------
 
 @pytest.mark.parametrize("code", [0, 3, 255])
@@ -460,14 +455,3 @@ def test_the_fork_server_works_with_its_channel_past_fd_1024():
         for fd in fillers:
             posix.close(fd)  # gevent's os.close defers the close, past the lowered limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def test_who_can_read_the_interpreter_is_worked_out_from_the_mode_bits():
-    import stat as stat_module
-    import types
-
-    folder = types.SimpleNamespace(st_uid=0, st_gid=0, st_mode=stat_module.S_IFDIR | 0o750)
-    assert executor._permits(folder, (0, 0), stat_module.S_IXUSR)  # the owner
-    assert executor._permits(folder, (1000, 0), stat_module.S_IXUSR)  # the group may enter
-    assert not executor._permits(folder, (1000, 1000), stat_module.S_IXUSR)  # others may not
-    assert executor.unreadable_for((os.geteuid(), os.getegid())) is None  # we can read our own Python

@@ -22,7 +22,7 @@ from sieci import client, executor
 from sieci.executor import Limits
 from sieci.protocol import STDOUT
 
-from conftest import Captured, client_address, isolation, processes_of
+from tests.helpers import Captured, client_address, isolation, processes_of
 
 # A user of this test run's own (no passwd entry is needed to switch to it).
 JOB_USER = (61000 + os.getpid() % 4000,) * 2
@@ -256,22 +256,6 @@ def children_of(pid):
             return [int(child) for child in children.read().split()]
     except OSError:
         return []
-
-
-def test_a_wall_this_host_cannot_build_stops_the_worker_in_one_line_unless_optional(monkeypatch):
-    from sieci import cgroups
-    from sieci.config import settle_isolation
-    from sieci.isolation import Isolation
-
-    def unusable():
-        raise cgroups.Unusable("no cgroup tree here")
-
-    monkeypatch.setattr(cgroups, "discover", unusable)
-    options = {"isolation": Isolation(namespaces=False), "python": None, "job_user": None}
-    problem = settle_isolation(options)
-    assert problem.startswith("cannot give jobs cgroups of their own (no cgroup tree here)") and "\n" not in problem
-    assert "--job-cgroups off" in problem
-    assert settle_isolation(options, optional=["cgroups"]) is None and not options["isolation"].cgroups
 
 
 @needs_root

@@ -2,9 +2,9 @@
 
 import gevent
 
-from sieci import client, status
+from sieci import client
 
-from conftest import WAIT, Captured, JobEvents, client_address
+from tests.helpers import WAIT, Captured, JobEvents, client_address
 
 SECRET = b"a secret long enough for the test"
 
@@ -51,17 +51,6 @@ def test_the_json_status_shows_queue_workers_and_totals(cluster):
         gevent.killall([running, queued] if queued else [running])
 
 
-def test_the_text_table_is_built_from_the_json():
-    state = {"master": "m:1", "uptime": 3725.0, "queue": 2,
-             "workers": [{"address": "10.0.0.2:5", "state": "running", "job": 7, "running_for": 1.25, "jobs_done": 3}],
-             "totals": {"done": 3, "failed": 1, "cancelled": 0, "average_wait": 0.5, "average_run": 2.0}}
-    assert status.format_text(state) == (
-        "master m:1  up 1h02m  queue 2\n"
-        "workers 1\n"
-        "  10.0.0.2:5               running    job 7 for 1.2 s          done 3\n"
-        "jobs done 3  failed 1  cancelled 0  average wait 0.500 s  average run 2.000 s\n")
-
-
 def test_a_classic_master_does_not_answer_and_the_client_says_so(classic):
     classic_master = classic.master()
     [(_, error)] = client.Client(f"127.0.0.1:{classic_master.clients_address[1]}", connect_timeout=0.5).status()
@@ -78,33 +67,3 @@ def test_with_a_secret_the_request_must_be_signed(cluster, peers):
     assert state["queue"] == 0
     [(_, error)] = client.Client(client_address(master)).status()
     assert "refused the status request: unauthorized" in str(error)
-
-
-def run_command(*args):
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
-    return subprocess.run([sys.executable, os.path.join(REPO, "bin", "client"), *args], capture_output=True,
-                          text=True, timeout=WAIT)
-
-
-def test_the_client_command_shows_each_masters_status(cluster, classic):
-    first, second = cluster.master(), cluster.master()
-    cluster.worker(first)
-    done = run_command("--status", f"{client_address(first)},{client_address(second)}")
-    assert done.returncode == 0
-    assert f"master {client_address(first)}" in done.stdout and f"master {client_address(second)}" in done.stdout
-    assert "workers 1" in done.stdout and "workers 0" in done.stdout
-    classic_master = classic.master()
-    classic_address = f"127.0.0.1:{classic_master.clients_address[1]}"
-    done = run_command("--status", "--json", "--connect-timeout", "0.5", f"{client_address(first)},{classic_address}")
-    import json
-
-    answers = json.loads(done.stdout)
-    assert done.returncode == 255
-    assert answers[client_address(first)]["queue"] == 0
-    assert "a classic master does not support it" in answers[classic_address]["error"]
-    assert done.stderr.startswith(f"sieci-client: error: master {classic_address} did not answer")

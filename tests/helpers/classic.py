@@ -1,7 +1,8 @@
 """Test doubles of the classic Go peers (gswirski/sieci_projekt), on real loopback TCP.
 
-They speak exactly what /work/shared/PROTOCOL.md calls the classic protocol,
-quirks included, so the compatibility tests can put a classic peer in every
+They speak the classic protocol, the one the Go programs spoke and sieci's
+protocol extends (docs/protocol.md), with the Go programs' quirks as observed
+on loopback, so the compatibility tests can put a classic peer in every
 position of a job:
 
 - ``ClassicWorker``: dials its masters; answers any line with ``READY`` once

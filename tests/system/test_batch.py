@@ -5,7 +5,6 @@ import os
 import pty
 import re
 import select
-import socket
 import struct
 import subprocess
 import sys
@@ -14,13 +13,9 @@ import time
 
 import pytest
 
-from sieci import batch
-from sieci.client_command import parse_args
-
-from conftest import REPO, WAIT, client_address
+from tests.helpers import JOBLOG_HEADER, REPO, WAIT, client_address, read_joblog
 
 CLIENT = os.path.join(REPO, "bin", "client")
-HEADER = "Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"
 WORKERS = ("w1", "w2", "w3", "w4")
 
 
@@ -69,20 +64,8 @@ def job(directory, name, status=0, waits_for=None, marks=None, needs=None):
     return path
 
 
-def read_joblog(path):
-    lines = path.read_text().split("\n")
-    assert lines[0] == HEADER and lines[-1] == ""
-    return [line.split("\t") for line in lines[1:-1]]
-
-
 def by_file(rows):
     return {os.path.basename(row[1]): row for row in rows}
-
-
-def unused_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_path):
@@ -166,8 +149,8 @@ def test_a_job_sieci_could_not_run_is_counted_with_its_reason(master, tmp_path):
     assert row[1:4] + row[6:] == [str(files[1]), "-", "-", "255", "0", reason]
 
 
-def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path):
-    where = f"127.0.0.1:{unused_port()}"
+def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path, reserved_port):
+    where = reserved_port().address
     files = [job(tmp_path, "a"), job(tmp_path, "b")]
     joblog = tmp_path / "joblog"
     done = sieci_client("--joblog", joblog, where, *files)
@@ -177,11 +160,12 @@ def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path):
     assert [(row[6], row[8]) for row in read_joblog(joblog)] == [("255", reason)] * 2
 
 
-def test_more_than_100_failures_exit_101(tmp_path):
+def test_more_than_100_failures_exit_101(tmp_path, reserved_port):
     files = [tmp_path / f"missing{i}.py" for i in range(101)]
-    done = sieci_client(f"127.0.0.1:{unused_port()}", *files[:100])
+    nowhere = reserved_port().address
+    done = sieci_client(nowhere, *files[:100])
     assert done.returncode == 100
-    done = sieci_client(f"127.0.0.1:{unused_port()}", *files)
+    done = sieci_client(nowhere, *files)
     assert done.returncode == 101 and done.stderr.count(b"sieci-client: error: ") == 101
 
 
@@ -241,7 +225,7 @@ def test_the_joblog_format(master, tmp_path):
     done = sieci_client("--joblog", joblog, master, job(tmp_path, "a"), job(tmp_path, "b", status=4))
     after = time.time()
     assert done.returncode == 1
-    assert joblog.read_text().split("\n")[0] == HEADER
+    assert joblog.read_text().split("\n")[0] == JOBLOG_HEADER
     rows = read_joblog(joblog)
     assert sorted(row[0] for row in rows) == ["1", "2"]
     for row in rows:
@@ -295,44 +279,6 @@ def _read_everything(fd):
     return b"".join(chunks)
 
 
-# The command line and the joblog, without a cluster.
-
-@pytest.mark.parametrize("argv, environ, masters, files, batch_mode", [
-    (["m:1", "a.py"], {}, [("m", 1)], ["a.py"], False),
-    (["m:1", "a.py", "b.py"], {}, [("m", 1)], ["a.py", "b.py"], True),
-    (["a.py"], {"SIECI_MASTERS": "e:1"}, [("e", 1)], ["a.py"], False),
-    (["--files-from", "-", "m:1"], {}, [("m", 1)], [], True),
-    (["--files-from", "-"], {"SIECI_MASTERS": "e:1"}, [("e", 1)], [], True),
-    (["--joblog", "j", "m:1", "a.py"], {}, [("m", 1)], ["a.py"], True),
-    (["--joblog", "j", "--retry-failed", "m:1"], {}, [("m", 1)], [], True),
-    (["m:1", "a.py"], {"SIECI_FILES_FROM": "list"}, [("m", 1)], ["a.py"], True),
-])
-def test_which_arguments_are_masters_and_files(argv, environ, masters, files, batch_mode):
-    args = parse_args(argv, environ=environ)
-    assert (args.masters, args.files, args.batch) == (masters, files, batch_mode)
-    assert args.file == (None if batch_mode else files[0])
-
-
-@pytest.mark.parametrize("argv, complaint", [
-    ([], "expected MASTER[,MASTER...] FILE"),
-    (["--files-from", "-"], "expected MASTER[,MASTER...] FILE"),
-    (["m:1", "a.py", "-"], "- (stdin) can only be the one FILE"),
-    (["--retry-failed", "m:1"], "--retry-failed needs --joblog"),
-    (["--jobs", "0", "m:1", "a.py", "b.py"], "argument --jobs: must be 1 or more, not '0'"),
-])
-def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
-    with pytest.raises(SystemExit) as exit:
-        parse_args(argv, environ={})
-    assert exit.value.code == 2 and complaint in capsys.readouterr().err
-
-
-def test_batch_options_come_from_the_environment():
-    environ = {"SIECI_JOBS": "3", "SIECI_UNGROUP": "1", "SIECI_JOBLOG": "j"}
-    args = parse_args(["m:1", "a.py", "b.py"], environ=environ)
-    assert (args.jobs, args.ungroup, args.joblog, args.retry_failed) == (3, True, "j", False)
-    assert parse_args(["m:1", "a.py", "b.py"], environ={}).jobs == 8
-
-
 def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
     code = ("import sys; from sieci.client_command import parse_args; "
             "args = parse_args(['--jobs', '2', '--joblog', 'j', 'm:1', 'a.py', 'b.py']); import sieci.batch; "
@@ -346,22 +292,3 @@ def test_help_lists_the_batch_options():
     assert done.returncode == 0
     for variable in ("SIECI_JOBS", "SIECI_FILES_FROM", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED"):
         assert variable in done.stdout
-
-
-@pytest.mark.parametrize("failures, status", [(0, 0), (1, 1), (100, 100), (101, 101), (5000, 101)])
-def test_the_exit_status_of_a_batch(failures, status):
-    assert batch.exit_status(failures) == status
-
-
-def test_file_names_with_tabs_and_newlines_survive_the_joblog(tmp_path):
-    name = "odd\tname\\with\nbreaks\r.py"
-    assert batch.unescape(batch.escape(name)) == name and "\t" not in batch.escape(name)
-    failed = batch.Job(1, name)
-    failed.started, failed.runtime, failed.failure = time.time(), 0.5, "could not\tread it"
-    joblog = tmp_path / "joblog"
-    log = batch.JobLog(str(joblog))
-    log.add(failed)
-    log.close()
-    kept, again = batch.read_joblog(str(joblog))
-    assert (kept, [(job.seq, job.path) for job in again]) == ([], [(1, name)])
-    assert read_joblog(joblog)[0][8] == "could not read it"

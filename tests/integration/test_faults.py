@@ -11,7 +11,7 @@ import pytest
 from sieci import client, protocol
 from sieci.master import Master
 
-from conftest import WAIT, Captured, JobEvents, assert_backing_off, client_address
+from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address
 
 
 def spawn_job(master, code, output=None):

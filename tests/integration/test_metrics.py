@@ -1,19 +1,14 @@
 """Prometheus metrics of masters and workers, read back with prometheus_client's own parser."""
 
-import os
-import socket
-import subprocess
-import sys
 import urllib.request
 
-import gevent
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sieci import client
 from sieci.metrics import MasterMetrics, WorkerMetrics, serve
 
-from conftest import REPO, WAIT, Captured, client_address
+from tests.helpers import WAIT, Captured, client_address
 
 
 def scrape(server):
@@ -58,31 +53,3 @@ def test_master_and_worker_metrics(cluster, servers):
     assert seen[("sieci_worker_job_seconds_count", ())] == 2
     assert seen[("sieci_worker_busy", ())] == 0
     assert seen[("sieci_worker_masters_linked", ())] == 1
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_the_master_serves_metrics_when_asked(tmp_path):
-    workers, clients, metrics = free_port(), free_port(), free_port()
-    master = subprocess.Popen([sys.executable, os.path.join(REPO, "bin", "master"), f"127.0.0.1:{workers}",
-                               f"127.0.0.1:{clients}", "--metrics", f"127.0.0.1:{metrics}"],
-                              stderr=subprocess.DEVNULL)
-    try:
-        with gevent.Timeout(WAIT):
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=WAIT) as answer:
-                        text = answer.read().decode()
-                    break
-                except OSError:
-                    assert master.poll() is None, "the master died"
-                    gevent.sleep(0.05)
-        names = {family.name for family in text_string_to_metric_families(text)}
-        assert {"sieci_jobs", "sieci_queue_length", "sieci_workers"} <= names
-    finally:
-        master.terminate()
-        master.wait(WAIT)

@@ -1,7 +1,7 @@
-"""The compatibility matrix of PROTOCOL.md, end to end over real loopback TCP.
+"""The compatibility matrix, end to end over real loopback TCP.
 
-Each test puts sieci peers and classic peers (tests/classic.py, doubles of
-the Go implementation) in the client, master and worker positions of a job
+Each test puts sieci peers and classic peers (tests/helpers/classic.py, doubles
+of the Go implementation) in the client, master and worker positions of a job
 and checks what the client gets, and where it matters the bytes each peer
 saw on the wire.
 """
@@ -18,8 +18,8 @@ from gevent.server import StreamServer
 from sieci import client, protocol
 from sieci.address import format_address
 
-from classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
-from conftest import WAIT, Captured, client_address
+from tests.helpers.classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
+from tests.helpers import WAIT, Captured, client_address
 
 # A job that tells its streams apart, ends in a line without "\n", writes
 # bytes that are not UTF-8, and exits with a status of its own.
@@ -341,7 +341,7 @@ def test_a_long_blank_output_line_reaches_a_classic_client_through_sieci(cluster
     assert classic_client(client_address(master), code) == (0, BLANK_LINE + b"\nend\n", "")
 
 
-# --- the classic doubles behave as PROTOCOL.md observed; the sieci client on canned replies ---
+# --- the classic doubles behave as the Go programs were observed to; the sieci client on canned replies ---
 
 
 def test_classic_transcript_client_master_worker(classic):
@@ -365,7 +365,7 @@ def test_classic_master_and_worker_hang_on_a_glued_terminator(classic):
     master = classic.master()
     worker = classic.worker(master)
     master.wait_for_workers(1)
-    exit_code, stdout, stderr = classic_job(master, b"print(1)", timeout=1.0)
+    exit_code, stdout, stderr = classic_job(master, b"print(1)", timeout=0.5)
     assert (exit_code, stdout) == (None, b"")
     assert stderr.startswith("hung")
     assert worker.uploads == []
@@ -431,12 +431,8 @@ def test_classic_client_reads_as_observed(reply, close, expected):
         assert canned.uploads == [b"ENDSEQ " + CLASSIC_TERMINATOR + b"\nprint(1)\n" + CLASSIC_TERMINATOR + b"\n"]
 
 
-def test_classic_worker_that_cannot_reach_a_master_exits_1(classic):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    address = probe.getsockname()
-    probe.close()  # nothing listens there now
-    worker = classic.worker(address)
+def test_classic_worker_that_cannot_reach_a_master_exits_1(classic, reserved_port):
+    worker = classic.worker(reserved_port().address)
     assert worker.exited.is_set() and worker.exit_code == 1
 
 

@@ -1,8 +1,6 @@
 """The options of every program: one declaration each, one meaning per environment variable, honest help."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -10,9 +8,8 @@ from sieci import __version__, config, defaults, options
 from sieci.client_command import parse_args
 from sieci.results import Status
 
-from conftest import REPO, WAIT
+from tests.helpers import REPO
 
-CLIENT = os.path.join(REPO, "bin", "client")
 PARSERS = {"sieci-master": config.master_parser, "sieci-worker": config.worker_parser,
            "sieci-cluster": config.cluster_parser}
 PARSE = {"sieci-master": config.parse_master, "sieci-worker": config.parse_worker,
@@ -24,12 +21,6 @@ def usage_error(capsys, parse, argv, env):
         parse(argv, env)
     assert exit_info.value.code == 2
     return capsys.readouterr().err
-
-
-def run_client(*argv, **env):
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
-    return subprocess.run([sys.executable, CLIENT, *argv], capture_output=True, text=True, timeout=WAIT,
-                          env={**environ, **env})
 
 
 # --- one meaning per environment variable -------------------------------------
@@ -106,27 +97,6 @@ def test_every_daemon_tells_its_version(capsys, program):
         PARSE[program](["--version"], {})
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"{program} {__version__}\n"
-
-
-def test_the_client_tells_its_version():
-    done = run_client("--version")
-    assert (done.returncode, done.stdout) == (0, f"sieci-client {__version__}\n")
-
-
-@pytest.mark.parametrize("argv, env, complaint", [
-    (["m:port", "f.py"], {}, "bad address 'm:port'"),
-    (["--timeout", "-1", "m:1", "f.py"], {}, "argument --timeout: a time must be positive"),
-    (["--timeout", "0", "m:1", "f.py"], {}, "argument --timeout: a time must be positive"),
-    (["--connect-timeout", "0", "m:1", "f.py"], {}, "argument --connect-timeout: a time must be positive"),
-    (["--json", "m:1", "f.py"], {}, "--json goes with --status"),
-    (["m:1", "f.py"], {"SIECI_SHUFFLE": "maybe"}, "SIECI_SHUFFLE (for --shuffle): not on or off: 'maybe'"),
-    (["m:1", "f.py"], {"SIECI_TIMEOUT": "0"}, "SIECI_TIMEOUT (for --timeout): a time must be positive"),
-])
-def test_client_mistakes_exit_2_and_say_what_is_wrong(tmp_path, argv, env, complaint):
-    done = run_client(*argv, **env)
-    assert done.returncode == 2, done
-    assert complaint in done.stderr
-    assert done.stdout == ""
 
 
 @pytest.mark.parametrize("program", sorted(PARSERS))

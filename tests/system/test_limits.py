@@ -12,7 +12,7 @@ import pytest
 from sieci import client
 from sieci.executor import Limits
 
-from conftest import Captured, Stdout, client_address, isolation, processes_of
+from tests.helpers import Captured, Stdout, client_address, isolation, processes_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
 
@@ -50,6 +50,7 @@ def assert_serves_on(master):
     assert run(master, b"print('next job')\n") == (0, Stdout(b"next job\n"))
 
 
+HOLDS_300_MB = b"held = b'x' * (300 << 20)\nimport time\ntime.sleep(600)\n"
 HOSTILE = {
     "memory hog": (b"hog = []\nwhile True:\n    hog.append(bytearray(50 << 20))\n", "memory", 137),
     "CPU spin": (b"while True:\n    pass\n", "cpu", 137),
@@ -59,7 +60,7 @@ HOSTILE = {
     "one huge file": (b"with open('big', 'wb') as f:\n    while True:\n        f.write(b'z' * 65536)\n",
                       "file-size", 137),
     "sleeper holding 300 MB, which the kernel takes a while to free once it is killed": (
-        b"held = b'x' * (300 << 20)\nimport time\ntime.sleep(600)\n", "time", 124),
+        HOLDS_300_MB, "time", 124),
     "sleeper that ignores SIGTERM and closes its stdout": (
         b"import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nos.close(1)\ntime.sleep(600)\n",
         "time", 124),
@@ -68,7 +69,8 @@ HOSTILE = {
 
 @pytest.mark.parametrize("code, limit, exit_status", HOSTILE.values(), ids=HOSTILE.keys())
 def test_each_limit_stops_its_hostile_job(hardened, code, limit, exit_status):
-    master = hardened(timeout=3 if limit == "time" else 20)
+    time_limit = 3 if code == HOLDS_300_MB else 0.5  # 3 s: for it to take its 300 MB before it is stopped
+    master = hardened(timeout=time_limit if limit == "time" else 20)
     result = client.Client(client_address(master)).run(code)
     assert (result.exit_status, result.limit) == (exit_status, limit)
     assert f"{limit} limit" in result.message

@@ -1,0 +1,62 @@
+"""The secret file, the warning for exposed daemons, and which names a master takes for its own."""
+
+import logging
+
+import pytest
+
+from sieci import auth
+from sieci.config import warn_if_exposed
+
+SECRET = b"correct horse battery staple, 2026"
+
+
+def test_the_secret_file_must_be_real_and_private(tmp_path):
+    with pytest.raises(auth.SecretError, match="cannot read"):
+        auth.read_secret(tmp_path / "missing")
+    short = tmp_path / "short"
+    short.write_bytes(b"abc\n")
+    with pytest.raises(auth.SecretError, match="too short"):
+        auth.read_secret(short)
+    shared = tmp_path / "shared"
+    shared.write_bytes(SECRET + b"\n")
+    shared.chmod(0o644)
+    assert auth.read_secret(shared) == (SECRET, f"the secret file {shared} can be read by other users; "
+                                                f"`chmod 600 {shared}`")
+    shared.chmod(0o600)
+    assert auth.read_secret(shared) == (SECRET, None)
+
+
+def test_exposed_daemons_without_a_secret_warn_loudly(caplog):
+    log = logging.getLogger("sieci.test")
+    with caplog.at_level(logging.WARNING, logger="sieci.test"):
+        warn_if_exposed(["127.0.0.1", "::1", "localhost"], None, log, "listening")
+        assert caplog.text == ""
+        warn_if_exposed(["", "127.0.0.1"], SECRET, log, "listening")
+        assert caplog.text == ""
+        warn_if_exposed(["", "127.0.0.1"], None, log, "listening")
+    assert "listening on all interfaces WITHOUT A SECRET" in caplog.text
+
+
+@pytest.mark.parametrize("to, local_ip, accepted", [
+    (b"to=10.0.0.5:9000", "10.0.0.5", True),  # the address the peer reached
+    (b"to=10.0.0.5:9000", "::ffff:10.0.0.5", True),  # ... on a dual-stack socket
+    (b"to=[::1]:9000", "0:0::1", True),
+    (b"to=10.0.0.6:9000", "10.0.0.5", False),  # another master
+    (b"to=10.0.0.5:9001", "10.0.0.5", False),  # another port
+    (b"to=MASTER1:9000", "10.0.0.5", True),  # the host's name, in any case
+    (b"to=localhost:9000", "127.0.0.1", True),
+    (b"to=localhost:9000", "10.0.0.5", False),  # a stranger on the peer's own host
+    (b"to=alias:9000", "10.0.0.5", True),
+    (b"to=nat:443", "10.0.0.5", True),
+    (b"to=nat:9000", "10.0.0.5", False),
+    (b"to=junk", "10.0.0.5", False),
+    (None, "10.0.0.5", False),
+])
+def test_a_master_knows_which_names_are_its_own(to, local_ip, accepted):
+    identity = auth.Identity(9000, ["alias", "nat:443"], ["master1"])
+    fields = [b"v=2"] + ([to] if to else [])
+    if accepted:
+        identity.check(fields, local_ip)
+    else:
+        with pytest.raises(auth.Unauthorized):
+            identity.check(fields, local_ip)

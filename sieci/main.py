@@ -79,7 +79,7 @@ def master_main(argv=None):
         if args.metrics:
             from .metrics import MasterMetrics, serve
 
-            serve(MasterMetrics(master).registry, args.metrics)
+            serve(MasterMetrics(master).registry, args.metrics, logging.getLogger("sieci.master"))
     except OSError as error:
         where = f"{format_address(args.workers_addr)}, {format_address(args.clients_addr)} or the metrics address"
         return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")
@@ -108,7 +108,7 @@ def worker_main(argv=None):
         from .metrics import WorkerMetrics, serve
 
         try:
-            serve(WorkerMetrics(worker).registry, args.metrics)
+            serve(WorkerMetrics(worker).registry, args.metrics, logging.getLogger("sieci.worker"))
         except OSError as error:
             return _fail("sieci-worker", f"cannot serve metrics on {format_address(args.metrics)} "
                                          f"({(error.strerror or str(error)).lower()})")

@@ -9,6 +9,7 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from . import protocol
+from .address import format_address
 
 LINK_STATES = (protocol.CHALLENGED, protocol.IDLE, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
                protocol.RUNNING)
@@ -62,8 +63,10 @@ class WorkerMetrics:
         self.seconds.observe(seconds)
 
 
-def serve(registry, address):
-    """Start serving ``registry`` at ``address`` (/metrics, or any path); returns the server."""
+def serve(registry, address, log):
+    """Start serving ``registry`` at ``address`` (/metrics, or any path), and log where (port 0: the
+    one the system chose)."""
     server = WSGIServer(address, make_wsgi_app(registry), log=None, error_log=None)
     server.start()
+    log.info("serving metrics on http://%s/metrics", format_address(server.address))
     return server

@@ -1,5 +1,6 @@
 """Prometheus metrics of masters and workers, read back with prometheus_client's own parser."""
 
+import logging
 import urllib.request
 
 import pytest
@@ -24,7 +25,7 @@ def servers():
     started = []
 
     def start(registry):
-        server = serve(registry, ("127.0.0.1", 0))
+        server = serve(registry, ("127.0.0.1", 0), logging.getLogger("sieci.test"))
         started.append(server)
         return server
 

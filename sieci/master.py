@@ -40,7 +40,6 @@ QUEUED_AFTER = 0.2
 SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
 
 
-
 class TooMuchUnverified(Exception):
     """Taking more bytes of an upload would pass the share of unverified uploads."""
 

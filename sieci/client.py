@@ -295,7 +295,7 @@ class Client:
     def _status_of(self, address):
         import json
 
-        from .status import JSON, SIGNED_PAYLOAD, STATUS
+        from .status import JSON, SIGNED_PAYLOAD
 
         where = format_address(address)
         fields = [JSON]
@@ -306,9 +306,9 @@ class Client:
             fields.append(sign_upload(self.secret, fields, SIGNED_PAYLOAD))
         sock = self.connect(address, self.connect_timeout)
         try:
-            conn = Connection(sock)
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
-            conn.send(b" ".join([STATUS, *fields]) + b"\n")
+            conn.send_command(protocol.STATUS, b" ".join(fields))
             line = conn.next_event()
         except TimeoutError:
             raise ClientError(f"master {where} did not answer the status request "
@@ -367,10 +367,10 @@ class Client:
         where = format_address(address)
         accepted = False
         try:
-            conn = Connection(sock)
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
-            conn.send(block)
+            conn.send(block, completes=protocol.JOB)
             _await_acceptance(conn, where, deadline)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
@@ -441,8 +441,6 @@ def _await_acceptance(conn, where, deadline):
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         raise NotAccepted(f"master {where} refused the job: {reason}")
-    if line.word != protocol.RECEIVED:
-        raise protocol.RemoteProtocolError(f"expected RECEIVED, got {line.raw[:80]!r}")
 
 
 def _receive_results(conn, output, where, splice=False):

@@ -39,11 +39,6 @@ WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker as
 QUEUED_AFTER = 0.2
 SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
 
-AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
-ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
-RECEIVED_LINE = protocol.encode_command(protocol.RECEIVED)
-QUEUED_LINE = protocol.encode_command(protocol.QUEUED)
-
 
 class TooMuchUnverified(Exception):
     """Taking more bytes of an upload would pass the share of unverified uploads."""
@@ -100,8 +95,10 @@ class Job:
         self.finished_at = None
         self._unsent = []
 
-    def send_to_client(self, data):
-        """Relay to the client; once it has gone, the rest is dropped."""
+    def send_to_client(self, data, completes=None):
+        """Relay to the client; once it has gone, the rest is dropped. ``completes``: as Connection.send's."""
+        if completes is not None:
+            self.client.conversation.sending(completes)
         self._unsent.append(data)
         self.flush()
 
@@ -129,7 +126,7 @@ class WorkerLink:
     def __init__(self, conn, name):
         self.conn = conn
         self.name = name
-        self.state = protocol.LinkState(protocol.MASTER)
+        self.state = conn.conversation
         self.job = None
         self.jobs_done = 0
         # A sieci worker (READY v=2) stops its job when its link closes; a
@@ -137,9 +134,6 @@ class WorkerLink:
         self.stoppable = False
         self.silence_allowed = None  # seconds it may say nothing while its job runs (see _silence_allowed)
         self.greenlet = gevent.getcurrent()
-
-    def send(self, data):
-        self.conn.send(data)
 
     def send_quietly(self, data):
         """For the fan-out greenlets: a failed send shows up as a closed link."""
@@ -235,8 +229,9 @@ class Master:
             return True
         if first != b"":
             log.info("%s %s speaks plain text, not TLS: told so", peer, format_address(address))
-            conn = Connection(sock)
-            conn.send(protocol.encode_command(protocol.ERROR, b"this port speaks TLS (--tls)"))
+            conversation = protocol.client_conversation if peer == "client" else protocol.link_conversation
+            conn = Connection(sock, conversation(protocol.MASTER))
+            conn.refuse(b"this port speaks TLS (--tls)")
             conn.finish_sending()
         sock.close()
         return False
@@ -245,7 +240,7 @@ class Master:
     def _speaks_tls(conn, peer, name):
         log.info("%s %s speaks TLS, and this master does not (give it --tls-cert, or the %s no --tls)",
                  peer, name, peer)
-        conn.send(protocol.encode_command(protocol.ERROR, b"this master does not speak TLS"))
+        conn.refuse(b"this master does not speak TLS")
 
     @property
     def workers_address(self):
@@ -314,7 +309,8 @@ class Master:
     def handle_client(self, sock, address):
         name = format_address(address)
         tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
-        conn = Connection(sock, max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
+        conn = Connection(sock, protocol.client_conversation(protocol.MASTER),
+                          max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
         conn.plaintext_only = self.tls is None
         self.client_connections[address[0]] += 1
@@ -345,7 +341,7 @@ class Master:
             if line is protocol.CONNECTION_CLOSED:
                 log.debug("client %s left without sending a job", name)
                 return None
-            if line.word == status.STATUS:
+            if line.word == protocol.STATUS:
                 return self._answer_status(conn, name, line)
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
             if self.verifier is not None:  # before the payload: nothing unsigned is read whole
@@ -391,9 +387,9 @@ class Master:
                 return self._refuse(conn, name, "unauthorized", why)
         state = status.snapshot(self)
         if status.JSON in fields:
-            conn.send(status.encode_json(state))
+            conn.send(status.encode_json(state), completes=protocol.STATUS_REPLY)
         else:
-            conn.send(status.format_text(state).encode() + b".\n")
+            conn.send(status.format_text(state).encode() + b".\n", completes=protocol.STATUS_REPLY)
         log.debug("client %s: answered a status request", name)
         return None
 
@@ -403,7 +399,7 @@ class Master:
 
     def _refuse(self, conn, name, reason, detail=None):
         log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
-        conn.send(protocol.encode_command(protocol.ERROR, reason.encode()))
+        conn.refuse(reason.encode())
         conn.finish_sending()
         return None
 
@@ -465,8 +461,7 @@ class Master:
     def _ask(self, link):
         del self.idle_links[link]
         self.asked_links.add(link)
-        link.state.advance(protocol.MASTER, protocol.AVAILABLE)
-        gevent.spawn(link.send_quietly, AVAILABLE_LINE)
+        gevent.spawn(link.send_quietly, link.state.send(protocol.AVAILABLE))
 
     def _widen(self, job):
         """The job still waits: the workers asked may be busy for other masters, so ask all."""
@@ -478,7 +473,7 @@ class Master:
         """The job still waits: tell its sieci client, which then stops counting its
         --connect-timeout (the master is there, and the job waits for a worker)."""
         if job.worker is None and not job.finished.is_set():
-            job.send_to_client(QUEUED_LINE)
+            job.send_to_client(job.client.conversation.send(protocol.QUEUED))
 
     def _make_idle(self, link):
         self.idle_links[link] = None
@@ -487,20 +482,18 @@ class Master:
 
     def _on_ready(self, link):
         if not self.pending_jobs:
-            link.state.advance(protocol.MASTER, protocol.ROLLBACK)
-            link.send(ROLLBACK_LINE)
+            link.conn.send_command(protocol.ROLLBACK)
             self._make_idle(link)
             return
         job = self.pending_jobs.popleft()
         job.worker = link
         link.job = job
         job.dispatched_at = time.monotonic()
-        link.state.advance(protocol.MASTER, protocol.JOB)
         # A worker must take the code as promptly as a client must send it, or be
         # dropped (the job goes back to the queue): READY, then silence, held it for ever.
         link.conn.settimeout(self.client_timeout)
         try:
-            link.send(job.upload)
+            link.conn.send(job.upload, completes=protocol.JOB)
             self._notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
                          link.name, job.dispatched_at - job.queued_at)
             line = link.conn.next_event()
@@ -512,16 +505,14 @@ class Master:
     def _await_acceptance(self, job, link, line):
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it accepted the job")
-        link.state.advance(protocol.WORKER, line.word)
         if line.word == protocol.ERROR:
             link.job = None
             self._fail(job, b"the worker refused the job: " + line.reason)
             self._make_idle(link)
             return
         job.accepted = True
-        job.queue_for_client(RECEIVED_LINE)
+        job.queue_for_client(job.client.conversation.send(protocol.RECEIVED))
         self._relay_results(job, link)
-        link.state.advance(protocol.WORKER, protocol.JOB)
         link.job = None
         link.jobs_done += 1
         self._finish(job, "cancelled" if job.cancelled else "done")
@@ -545,7 +536,7 @@ class Master:
                 raise WorkerLost("closed in the middle of the results")
             if isinstance(event, protocol.BlockEnd):
                 link.conn.recv_size = RECV_SIZE
-                job.send_to_client(event.raw)
+                job.send_to_client(event.raw, completes=protocol.JOB)
                 return
             job.queue_for_client(event.data)
             job.bytes_relayed += len(event.data)
@@ -587,7 +578,7 @@ class Master:
     def _next_from_worker(job, link):
         """The next event of the results; a worker that declared a heartbeat and has been
         silent for three of them (stopped, say: its kernel still answers) is lost."""
-        event = link.conn.receiver.next_event()
+        event = link.conn.next_buffered_event()
         if event is protocol.NEED_DATA:
             job.flush()  # nothing more yet: what has come goes to the client before we wait
             if link.silence_allowed is None:
@@ -619,13 +610,14 @@ class Master:
         """End the job for its client with ``reason``, in whatever form still fits."""
         try:
             if job.results_header is None:
-                job.send_to_client(protocol.encode_command(protocol.ERROR, reason))
+                job.send_to_client(job.client.conversation.refuse(reason))
             elif job.worker.conn.receiver.in_raw_chunk:
                 pass  # the client counts the chunk's bytes: a status now would be taken for output
             elif job.results_header.extended:
                 lost = Status(b"error", b"lost", reason)
                 ending = b"\n" if job.relayed_mid_line else b""
-                job.send_to_client(ending + lost.encode() + job.results_header.terminator + b"\n")
+                job.send_to_client(ending + lost.encode() + job.results_header.terminator + b"\n",
+                                   completes=protocol.JOB)
         except ClientGone:
             pass
         self._finish(job, "failed", reason.decode("utf-8", "replace"))
@@ -634,7 +626,7 @@ class Master:
 
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
-        link = WorkerLink(Connection(sock), format_address(address))
+        link = WorkerLink(Connection(sock, protocol.link_conversation(protocol.MASTER)), format_address(address))
         link.conn.plaintext_only = self.tls is None
         try:
             if self.verifier is not None:
@@ -652,7 +644,7 @@ class Master:
             log.warning("worker %s dropped: %s", link.name, error)
         except auth.Unauthorized as why:
             log.warning("worker %s refused: unauthorized (%s)", link.name, why)
-            link.send_quietly(protocol.encode_command(protocol.ERROR, auth.UNAUTHORIZED))
+            link.send_quietly(link.state.refuse(auth.UNAUTHORIZED))
         except SpeaksTLS:
             self._speaks_tls(link.conn, "worker", link.name)
         except OSError as error:
@@ -671,26 +663,23 @@ class Master:
     def _challenge(self, link):
         """Make a new link prove it holds the secret before it is given anything."""
         nonce = self.verifier.new_challenge()
-        link.state.advance(protocol.MASTER, protocol.CHALLENGE)
-        link.send(protocol.encode_command(protocol.CHALLENGE, nonce))
+        link.conn.send_command(protocol.CHALLENGE, nonce)
         link.conn.settimeout(self.client_timeout)
         try:
-            line = link.conn.next_event()
-        except TimeoutError:
+            line = link.conn.next_event()  # only AUTH is legal
+        except (TimeoutError, protocol.RemoteProtocolError):
             raise auth.Unauthorized("no answer to the challenge") from None
         link.conn.settimeout(None)
-        if line is protocol.CONNECTION_CLOSED or line.word != protocol.AUTH:
+        if line is protocol.CONNECTION_CLOSED:
             raise auth.Unauthorized("no answer to the challenge")
         self.verifier.verify_answer(nonce, line.reason, self.identities["worker"], link.conn.sock.getsockname()[0])
-        link.state.advance(protocol.WORKER, protocol.AUTH)
 
     def _serve_worker(self, link):
         while True:
-            line = link.conn.next_event()
+            line = link.conn.next_event()  # only READY is legal here
             if line is protocol.CONNECTION_CLOSED:
                 log.info("worker %s left", link.name)
                 return
-            link.state.advance(protocol.WORKER, line.word)  # only READY is legal here
             self.asked_links.discard(link)
             link.stoppable = protocol.EXTENDED in line.raw.split()[1:]
             self._on_ready(link)

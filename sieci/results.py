@@ -2,8 +2,8 @@
 
 No I/O. The worker encodes what its job writes with ``encode_output`` and
 ends with a ``Status`` line; the client decodes with ``ResultDecoder``. The
-items' framing (tags, raw chunk headers) is in protocol.py, which masters
-and clients use to pass raw chunks on by their length.
+items' tags and raw chunk headers are in protocol.py, and framing.py reads
+them, so that masters and clients can pass raw chunks on by their length.
 """
 
 from . import defaults

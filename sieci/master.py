@@ -21,7 +21,7 @@ from gevent.server import StreamServer
 
 from . import auth, defaults, protocol, relay, status
 from .address import format_address
-from .connection import HEADER_READ, RECV_SIZE, TLS_HANDSHAKE, Connection, SpeaksTLS, tune_socket
+from .connection import RECV_SIZE, TLS_HANDSHAKE, Connection, SpeaksTLS, tune_socket
 from .results import Status
 from .tls import describe_failure
 
@@ -562,24 +562,17 @@ class Master:
         job.flush()
         if job.cancelled:
             return  # the bytes are read and dropped as usual
-        link.conn.recv_size = HEADER_READ
-        receiver, pipe = link.conn.receiver, self.splice_pipes.take()
+        pipe = self.splice_pipes.take()
         try:
-            while receiver.raw_pending:
-                try:
-                    taken = pipe.fill(link.conn.sock.fileno(), receiver.raw_pending, link.silence_allowed)
-                except TimeoutError:
-                    raise WorkerLost(_silent(link)) from None
-                if not taken:
-                    receiver.receive_data(b"")  # the worker closed: the next event says so
-                    return
-                receiver.took_raw(taken)
+            for taken in link.conn.splice_raw(pipe, link.silence_allowed):
                 job.bytes_relayed += taken
                 try:
                     pipe.drain(job.client.sock.fileno())
                 except OSError as error:
                     job.client_failed(error)
                     return
+        except TimeoutError:
+            raise WorkerLost(_silent(link)) from None
         finally:
             self.splice_pipes.give_back(pipe)
 

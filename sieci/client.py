@@ -1,6 +1,6 @@
 """The client library: runs jobs on a sieci cluster, through any of its masters.
 
-Client fails over between masters; client_link.MasterLink makes one attempt
+Client fails over between masters; client_link.ClientLink makes one attempt
 through one master and reads its results.
 
 The sieci-client command (client_command.py) is built on it. It is loaded
@@ -15,7 +15,7 @@ import time
 
 from . import defaults, protocol
 from .address import AddressError, parse_address
-from .client_link import ClientError, JobLost, MasterLink, NotAccepted
+from .client_link import ClientError, ClientLink, JobLost, NotAccepted
 
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
@@ -238,7 +238,7 @@ class Client:
         return answers
 
     def _masters(self):
-        return [MasterLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
+        return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
 
 
 def run(masters, code, filename="job.py", output=None, **settings):

@@ -67,7 +67,7 @@ class Result:
                 f"worker={self.worker!r}, seconds={self.seconds!r})")
 
 
-class MasterLink:
+class ClientLink:
     """One master, as a client talks to it: at ``address``, dialled within
     ``connect_timeout``, through ``tls`` (an ssl.SSLContext) if given, with
     every request signed with ``secret`` if given."""

@@ -59,7 +59,7 @@ def test_a_replayed_upload_is_refused(guarded, peers):
 
 def signed_upload(master, code=CODE, fields=(protocol.EXTENDED, b"name=job.py")):
     """What a sieci client with the secret sends ``master``."""
-    return client_link.MasterLink(master.clients_address, WAIT, secret=SECRET).upload(code, list(fields))
+    return client_link.ClientLink(master.clients_address, WAIT, secret=SECRET).upload(code, list(fields))
 
 
 @pytest.mark.parametrize("tamper", ["other code", "old signature", "v=2 removed", "name= changed", "field added"])

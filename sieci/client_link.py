@@ -90,10 +90,10 @@ class ClientLink:
         sock = self.dial(connect_timeout)
         accepted = False
         try:
-            conn = Connection(sock)
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
-            conn.send(self.upload(payload, fields))
+            conn.send(self.upload(payload, fields), completes=protocol.JOB)
             _await_acceptance(conn, self.where, deadline)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
@@ -117,13 +117,13 @@ class ClientLink:
         """The master's status, as a dict; ClientError if it gives none."""
         import json
 
-        from .status import JSON, SIGNED_PAYLOAD, STATUS
+        from .status import JSON, SIGNED_PAYLOAD
 
         sock = self.dial(self.connect_timeout)
         try:
-            conn = Connection(sock)
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
-            conn.send(b" ".join([STATUS, *self._signed([JSON], SIGNED_PAYLOAD)]) + b"\n")
+            conn.send_command(protocol.STATUS, b" ".join(self._signed([JSON], SIGNED_PAYLOAD)))
             line = conn.next_event()
         except TimeoutError:
             raise ClientError(f"master {self.where} did not answer the status request "
@@ -225,8 +225,6 @@ def _await_acceptance(conn, where, deadline):
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         raise NotAccepted(f"master {where} refused the job: {reason}")
-    if line.word != protocol.RECEIVED:
-        raise protocol.RemoteProtocolError(f"expected RECEIVED, got {line.raw[:80]!r}")
 
 
 def _read_results(conn, output, where, splice=False):

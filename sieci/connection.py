@@ -59,8 +59,11 @@ class SpeaksTLS(OSError):
 
 
 class Connection:
-    def __init__(self, sock, max_line=protocol.DEFAULT_MAX_LINE):
+    """``conversation`` (a protocol.Conversation) is moved on by every message sent and received."""
+
+    def __init__(self, sock, conversation, max_line=protocol.DEFAULT_MAX_LINE):
         self.sock = sock
+        self.conversation = conversation
         self.plaintext_only = False  # a peer that opens with a TLS handshake raises SpeaksTLS
         self._nothing_yet = True
         self.receiver = protocol.Receiver(max_line)
@@ -71,10 +74,19 @@ class Connection:
     def next_event(self):
         """The next protocol event; a reset by the peer counts as closed."""
         while True:
-            event = self.receiver.next_event()
+            event = self.next_buffered_event()
             if event is not protocol.NEED_DATA:
                 return event
             self.receive_more()
+
+    def next_buffered_event(self):
+        """The next event from what has been read already, or NEED_DATA."""
+        event = self.receiver.next_event()
+        if isinstance(event, protocol.Line):
+            self.conversation.receive_line(event.raw)
+        elif isinstance(event, protocol.BlockEnd):
+            self.conversation.receive_block_end()
+        return event
 
     def receive_more(self):
         """One read into the receiver; False once the peer has closed."""
@@ -128,11 +140,23 @@ class Connection:
         self.receiver.start_block(header, **limits)
         return header
 
-    def send(self, data):
+    def send_command(self, word, reason=b""):
+        self.sock.sendall(self.conversation.send(word, reason))
+
+    def refuse(self, reason):
+        """Send ``ERROR reason``, our last words on this connection."""
+        self.sock.sendall(self.conversation.refuse(reason))
+
+    def send(self, data, completes=None):
+        """Send ``data``; ``completes``: the message it ends (a block's last bytes end JOB)."""
+        if completes is not None:
+            self.conversation.sending(completes)
         self.sock.sendall(data)
 
-    def send_pieces(self, pieces):
+    def send_pieces(self, pieces, completes=None):
         """Send byte strings in order, gathered by the system (``sendmsg``) rather than joined: no copy of big ones."""
+        if completes is not None:
+            self.conversation.sending(completes)
         views = [memoryview(piece) for piece in pieces if piece]
         while views:
             try:

@@ -27,11 +27,6 @@ WIDEN_AFTER = 0.05  # seconds; then a job still waiting has every idle worker as
 # (10 s by default), since a client that waits less may pass over a master with a queue.
 QUEUED_AFTER = 0.2
 
-AVAILABLE_LINE = protocol.encode_command(protocol.AVAILABLE)
-ROLLBACK_LINE = protocol.encode_command(protocol.ROLLBACK)
-QUEUED_LINE = protocol.encode_command(protocol.QUEUED)
-
-
 class ClientGone(Exception):
     """The client's connection failed while we wrote to it."""
 
@@ -55,10 +50,16 @@ class Job:
         self.finished_at = None
         self._unsent = []
 
-    def send_to_client(self, data):
-        """Relay to the client; once it has gone, the rest is dropped."""
+    def send_to_client(self, data, completes=None):
+        """Relay to the client; once it has gone, the rest is dropped. ``completes``: as Connection.send's."""
+        if completes is not None:
+            self.client.conversation.sending(completes)
         self._unsent.append(data)
         self.flush()
+
+    def command_for_client(self, word):
+        """The bytes of command ``word`` to the client, once it is legal to send it."""
+        return self.client.conversation.send(word)
 
     def queue_for_client(self, data):
         """Relay to the client with the next flush: what arrived together goes in one send."""
@@ -79,17 +80,17 @@ class Job:
         if self.worker is not None and self.worker.stoppable:
             raise ClientGone(str(error))
 
-    def failure_notice(self, reason):
-        """What tells the client the job failed, in whatever form still fits; None if nothing does."""
+    def tell_failed(self, reason):
+        """Tell the client the job failed, in whatever form still fits."""
         if self.results_header is None:
-            return protocol.encode_command(protocol.ERROR, reason)
-        if self.worker.in_raw_chunk:
-            return None  # the client counts the chunk's bytes: a status now would be taken for output
-        if self.results_header.extended:
+            self.send_to_client(self.client.conversation.refuse(reason))
+        elif self.worker.in_raw_chunk:
+            pass  # the client counts the chunk's bytes: a status now would be taken for output
+        elif self.results_header.extended:
             lost = Status(b"error", b"lost", reason)
             ending = b"\n" if self.relayed_mid_line else b""
-            return ending + lost.encode() + self.results_header.terminator + b"\n"
-        return None
+            self.send_to_client(ending + lost.encode() + self.results_header.terminator + b"\n",
+                                completes=protocol.JOB)
 
 
 class Dispatcher:
@@ -136,8 +137,7 @@ class Dispatcher:
         for link in list(itertools.islice(self.idle_links, max(0, wanted))):
             del self.idle_links[link]
             self.asked_links.add(link)
-            link.state.advance(protocol.MASTER, protocol.AVAILABLE)
-            gevent.spawn(link.send_quietly, AVAILABLE_LINE)
+            gevent.spawn(link.send_quietly, link.state.send(protocol.AVAILABLE))
 
     def _offer_widely(self, job):
         """The job still waits: the workers asked may be busy for other masters, so ask all."""
@@ -149,7 +149,7 @@ class Dispatcher:
         """The job still waits: tell its sieci client, which then stops counting its
         --connect-timeout (the master is there, and the job waits for a worker)."""
         if job.worker is None and not job.finished.is_set():
-            job.send_to_client(QUEUED_LINE)
+            job.send_to_client(job.command_for_client(protocol.QUEUED))
 
     def make_idle(self, link):
         self.idle_links[link] = None
@@ -161,8 +161,7 @@ class Dispatcher:
         with none, it is rolled back and idle again (None)."""
         self.asked_links.discard(link)
         if not self.pending_jobs:
-            link.state.advance(protocol.MASTER, protocol.ROLLBACK)
-            link.send(ROLLBACK_LINE)
+            link.conn.send_command(protocol.ROLLBACK)
             self.make_idle(link)
             return None
         job = self.pending_jobs.popleft()
@@ -242,12 +241,10 @@ class Dispatcher:
 
     def fail(self, job, reason):
         """End the job for its client with ``reason``, in whatever form still fits."""
-        notice = job.failure_notice(reason)
-        if notice is not None:
-            try:
-                job.send_to_client(notice)
-            except ClientGone:
-                pass
+        try:
+            job.tell_failed(reason)
+        except ClientGone:
+            pass
         self.finish(job, "failed", reason.decode("utf-8", "replace"))
 
     def notify(self, event, job, message, *args):

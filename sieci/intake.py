@@ -72,7 +72,8 @@ class Intake:
     def handle_client(self, sock, address):
         name = format_address(address)
         tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
-        conn = Connection(sock, max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
+        conn = Connection(sock, protocol.client_conversation(protocol.MASTER),
+                          max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
         conn.plaintext_only = self.plaintext_only
         self.connections[address[0]] += 1
@@ -104,7 +105,7 @@ class Intake:
             if line is protocol.CONNECTION_CLOSED:
                 log.debug("client %s left without sending a job", name)
                 return None
-            if line.word == status.STATUS:
+            if line.word == protocol.STATUS:
                 return self._answer_status(conn, name, line)
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
             if self.verifier is not None:  # before the payload: nothing unsigned is read whole
@@ -153,9 +154,9 @@ class Intake:
                 return self._refuse(conn, name, "unauthorized", why)
         state = self.describe()
         if status.JSON in fields:
-            conn.send(status.encode_json(state))
+            conn.send(status.encode_json(state), completes=protocol.STATUS_REPLY)
         else:
-            conn.send(status.format_text(state).encode() + b".\n")
+            conn.send(status.format_text(state).encode() + b".\n", completes=protocol.STATUS_REPLY)
         log.debug("client %s: answered a status request", name)
         return None
 
@@ -166,7 +167,7 @@ class Intake:
     @staticmethod
     def _refuse(conn, name, reason, detail=None):
         log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
-        conn.send(protocol.encode_command(protocol.ERROR, reason.encode()))
+        conn.refuse(reason.encode())
         conn.finish_sending()
         return None
 

@@ -23,9 +23,6 @@ from .worker_link import WorkerLink, WorkerLost
 
 log = logging.getLogger("sieci.master")
 
-RECEIVED_LINE = protocol.encode_command(protocol.RECEIVED)
-
-
 class Master:
     def __init__(self, workers_address, clients_address, max_upload=defaults.MAX_UPLOAD,
                  client_timeout=defaults.CLIENT_TIMEOUT, max_queue=defaults.MAX_QUEUE, keepalive=defaults.KEEPALIVE,
@@ -108,7 +105,7 @@ class Master:
 
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
-        link = WorkerLink(Connection(sock), format_address(address))
+        link = WorkerLink(Connection(sock, protocol.link_conversation(protocol.MASTER)), format_address(address))
         link.conn.plaintext_only = self.tls is None
         try:
             if self.verifier is not None:
@@ -126,7 +123,7 @@ class Master:
             log.warning("worker %s dropped: %s", link.name, error)
         except auth.Unauthorized as why:
             log.warning("worker %s refused: unauthorized (%s)", link.name, why)
-            link.send_quietly(protocol.encode_command(protocol.ERROR, auth.UNAUTHORIZED))
+            link.send_quietly(link.state.refuse(auth.UNAUTHORIZED))
         except SpeaksTLS:
             ports.tell_speaks_tls(link.conn, "worker", link.name)
         except OSError as error:
@@ -143,18 +140,16 @@ class Master:
     def _challenge(self, link):
         """Make a new link prove it holds the secret before it is given anything."""
         nonce = self.verifier.new_challenge()
-        link.state.advance(protocol.MASTER, protocol.CHALLENGE)
-        link.send(protocol.encode_command(protocol.CHALLENGE, nonce))
+        link.conn.send_command(protocol.CHALLENGE, nonce)
         link.conn.settimeout(self.client_timeout)
         try:
-            line = link.conn.next_event()
-        except TimeoutError:
+            line = link.conn.next_event()  # only AUTH is legal
+        except (TimeoutError, protocol.RemoteProtocolError):
             raise auth.Unauthorized("no answer to the challenge") from None
         link.conn.settimeout(None)
-        if line is protocol.CONNECTION_CLOSED or line.word != protocol.AUTH:
+        if line is protocol.CONNECTION_CLOSED:
             raise auth.Unauthorized("no answer to the challenge")
         self.verifier.verify_answer(nonce, line.reason, self._worker_identity, link.conn.sock.getsockname()[0])
-        link.state.advance(protocol.WORKER, protocol.AUTH)
 
     def _serve(self, link):
         """Each READY takes the job at the head of the queue, which is handed over, its
@@ -168,22 +163,20 @@ class Master:
     @staticmethod
     def _ready(link):
         """The worker's next READY (False once it has left)."""
-        line = link.conn.next_event()
+        line = link.conn.next_event()  # only READY is legal here
         if line is protocol.CONNECTION_CLOSED:
             log.info("worker %s left", link.name)
             return False
-        link.state.advance(protocol.WORKER, line.word)  # only READY is legal here
         link.stoppable = protocol.EXTENDED in line.raw.split()[1:]
         return True
 
     def _hand_over(self, job, link):
         """Send the job to the worker that took it; True once it has accepted it (RECEIVED)."""
-        link.state.advance(protocol.MASTER, protocol.JOB)
         # A worker must take the code as promptly as a client must send it, or be
         # dropped (the job goes back to the queue): READY, then silence, held it for ever.
         link.conn.settimeout(self.client_timeout)
         try:
-            link.send(job.upload)
+            link.conn.send(job.upload, completes=protocol.JOB)
             self.dispatcher.notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
                                    link.name, job.dispatched_at - job.queued_at)
             line = link.conn.next_event()
@@ -192,10 +185,9 @@ class Master:
         link.conn.settimeout(None)
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it accepted the job")
-        link.state.advance(protocol.WORKER, line.word)
         if line.word == protocol.ERROR:
             self.dispatcher.refused(job, link, line.reason)
             return False
         job.accepted = True
-        job.queue_for_client(RECEIVED_LINE)
+        job.queue_for_client(job.command_for_client(protocol.RECEIVED))
         return True

@@ -50,8 +50,9 @@ def _opens_with_tls(sock, peer, address):
         return True
     if first != b"":
         log.info("%s %s speaks plain text, not TLS: told so", peer, format_address(address))
-        conn = Connection(sock)
-        conn.send(protocol.encode_command(protocol.ERROR, b"this port speaks TLS (--tls)"))
+        conversation = protocol.client_conversation if peer == "client" else protocol.link_conversation
+        conn = Connection(sock, conversation(protocol.MASTER))
+        conn.refuse(b"this port speaks TLS (--tls)")
         conn.finish_sending()
     sock.close()
     return False
@@ -61,4 +62,4 @@ def tell_speaks_tls(conn, peer, name):
     """The peer opened with a TLS handshake (connection.SpeaksTLS), and this master has no TLS."""
     log.info("%s %s speaks TLS, and this master does not (give it --tls-cert, or the %s no --tls)",
              peer, name, peer)
-    conn.send(protocol.encode_command(protocol.ERROR, b"this master does not speak TLS"))
+    conn.refuse(b"this master does not speak TLS")

@@ -2,10 +2,13 @@
 
 Bytes go in (``Receiver.receive_data``), events come out
 (``Receiver.next_event``); the ``encode_*`` functions return the bytes to
-send. ``LinkState`` holds the legal order of messages on a master-worker
-link. What extended results carry (output and exit status) is encoded and
-decoded in results.py. Master, worker and client all use this module, so they cannot disagree
-about the wire. See docs/protocol.md for the contract this implements.
+send. A ``Conversation`` holds the legal order of messages on a
+master-worker link (``LINK_TRANSITIONS``) or a client's connection to a
+master (``CLIENT_TRANSITIONS``), moved on by every message sent and
+received. What extended results carry (output and exit status) is encoded
+and decoded in results.py. Master, worker and client all use this module,
+so they cannot disagree about the wire. See docs/protocol.md for the
+contract this implements.
 """
 
 import math
@@ -514,10 +517,13 @@ def parse_raw_header(line):
     return stream, int(length)
 
 
-# --- the master-worker link ---------------------------------------------------
+# --- conversations: the legal order of messages -------------------------------
 
 MASTER = "master"
 WORKER = "worker"
+CLIENT = "client"
+
+STATUS = b"STATUS"  # a client's status request (see status.py for what it shows)
 
 IDLE = "idle"  # nothing outstanding
 CHALLENGED = "challenged"  # a master with a secret asked the new link to prove itself
@@ -525,11 +531,17 @@ ASKED = "asked"  # AVAILABLE sent, no answer yet
 READY_HELD = "ready"  # the worker said READY and is locked to this master
 SENT = "sent"  # the code went to the worker
 RUNNING = "running"  # the worker said RECEIVED; results follow
+UPLOADED = "uploaded"  # the client's code reached the master
+WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
+ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
+STATUS_ASKED = "status asked"  # the client sent STATUS
 CLOSED = "closed"
 
-JOB = "block"  # a block on the link: the code, or the results
+JOB = "block"  # a block: the code, or the results; it counts once its terminator has passed
+STATUS_REPLY = "status reply"  # the master's answer to STATUS: one JSON line, or a table ended by "."
 
-# (state, who sends, what) -> next state. Anything else breaks the protocol.
+# (state, who sends, what) -> next state. Anything else breaks the protocol,
+# but for the master's ERROR: its refusal, legal in any state, after which it closes.
 LINK_TRANSITIONS = {
     (IDLE, MASTER, CHALLENGE): CHALLENGED,
     (CHALLENGED, WORKER, AUTH): IDLE,
@@ -544,26 +556,94 @@ LINK_TRANSITIONS = {
     (RUNNING, WORKER, JOB): IDLE,
 }
 
+CLIENT_TRANSITIONS = {
+    (IDLE, CLIENT, JOB): UPLOADED,
+    (UPLOADED, MASTER, QUEUED): WAITING,
+    (UPLOADED, MASTER, RECEIVED): ACCEPTED,
+    (WAITING, MASTER, RECEIVED): ACCEPTED,
+    (ACCEPTED, MASTER, JOB): CLOSED,
+    (IDLE, CLIENT, STATUS): STATUS_ASKED,
+    (STATUS_ASKED, MASTER, STATUS_REPLY): CLOSED,
+}
+# What a client says once it has sent its request is ignored: the master only watches for it leaving.
+CLIENT_IGNORED = {(state, CLIENT) for state in (UPLOADED, WAITING, ACCEPTED, STATUS_ASKED, CLOSED)}
 
-class LinkState:
-    """Where a master-worker link stands, shared by both ends' code.
 
-    ``advance(sender, message)`` moves it on, or raises the error that says
-    whose fault the illegal message is.
+class Conversation:
+    """Where one connection's conversation stands, as one end (``role``) sees it.
+
+    Every message we send (``send``, ``sending``, ``refuse``) and every one
+    we receive (``receive_line``, ``receive_block_end``) moves it on through
+    its table, or raises the error that says whose fault the illegal
+    message is. A received line whose first word is no message legal here
+    is the status reply where one is due, else the header of a block: legal
+    where the peer may send a block (which counts at its end).
     """
 
-    def __init__(self, role):
+    def __init__(self, transitions, role, peer, ignored=()):
+        self.transitions = transitions
         self.role = role
+        self.peer = peer
+        self.ignored = ignored
         self.state = IDLE
 
-    def advance(self, sender, message):
-        following = LINK_TRANSITIONS.get((self.state, sender, message))
-        if following is None:
-            text = f"{message.decode() if isinstance(message, bytes) else message} from the {sender} while {self.state}"
-            error = LocalProtocolError if sender == self.role else RemoteProtocolError
-            raise error(text)
-        self.state = following
-        return following
+    def send(self, word, reason=b""):
+        """The bytes of command ``word``, once it is legal to send it."""
+        self.sending(word)
+        return encode_command(word, reason)
+
+    def sending(self, message):
+        """We are about to send ``message`` (the end of a block, say)."""
+        self.advance(self.role, message)
+
+    def refuse(self, reason):
+        """The bytes of an ``ERROR`` that ends the conversation, whatever its state: our last words."""
+        self.state = CLOSED
+        return encode_command(ERROR, reason)
+
+    def receive_line(self, line):
+        if (self.state, self.peer) in self.ignored:
+            return
+        word = first_word(line)
+        if self._following(self.peer, word) is not None:
+            self.advance(self.peer, word)
+        elif self._following(self.peer, STATUS_REPLY) is not None:
+            self.advance(self.peer, STATUS_REPLY)
+        elif self._following(self.peer, JOB) is None:
+            self._illegal(self.peer, word)
+
+    def receive_block_end(self):
+        if (self.state, self.peer) not in self.ignored:
+            self.advance(self.peer, JOB)
 
     def close(self):
         self.state = CLOSED
+
+    def advance(self, sender, message):
+        following = self._following(sender, message)
+        if following is None:
+            self._illegal(sender, message)
+        self.state = following
+        return following
+
+    def _following(self, sender, message):
+        following = self.transitions.get((self.state, sender, message))
+        if following is None and (sender, message) == (MASTER, ERROR) and self.state != CLOSED:
+            return CLOSED  # the master's refusal
+        return following
+
+    def _illegal(self, sender, message):
+        if isinstance(message, bytes):
+            message = message[:80].decode("ascii", "replace")
+        error = LocalProtocolError if sender == self.role else RemoteProtocolError
+        raise error(f"{message} from the {sender} while {self.state}")
+
+
+def link_conversation(role):
+    """A master-worker link, at the ``role`` end."""
+    return Conversation(LINK_TRANSITIONS, role, WORKER if role == MASTER else MASTER)
+
+
+def client_conversation(role):
+    """A client's connection to a master's client port, at the ``role`` end."""
+    return Conversation(CLIENT_TRANSITIONS, role, MASTER if role == CLIENT else CLIENT, CLIENT_IGNORED)

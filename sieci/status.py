@@ -10,7 +10,8 @@ signed over the payload ``STATUS``.
 import json
 import time
 
-STATUS = b"STATUS"
+from .protocol import STATUS
+
 JSON = b"json"
 SIGNED_PAYLOAD = STATUS
 

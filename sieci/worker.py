@@ -29,11 +29,6 @@ CONNECT_TIMEOUT = 10.0
 SPOOL_IN_MEMORY = 1 << 20
 
 
-# A sieci worker says READY with the extension flag: a classic master reads
-# only the first word, a sieci master learns it may stop a job by hanging up.
-READY_LINE = protocol.encode_command(protocol.READY, protocol.EXTENDED)
-
-
 _worker_numbers = itertools.count(1)
 
 
@@ -136,7 +131,7 @@ class MasterLink:
     def _serve(self, sock):
         sock.settimeout(None)
         tune_socket(sock, self.worker.keepalive, user_timeout=False)  # a master held up by a slow client is alive
-        self.conn = Connection(sock)
+        self.conn = Connection(sock, protocol.link_conversation(protocol.WORKER))
         log.info("linked to master %s", self.name)
         try:
             self._serve_jobs()
@@ -153,26 +148,23 @@ class MasterLink:
         return f"lost master {self.name}"
 
     def _serve_jobs(self):
-        state = protocol.LinkState(protocol.WORKER)
         while not self.worker.stopping.is_set():
             line = self._next_line("waiting for AVAILABLE")
             if line.word == protocol.ERROR:
                 raise LinkLost(self._refusal(line.reason))
-            state.advance(protocol.MASTER, line.word)
             if line.word == protocol.CHALLENGE:
-                self._answer_challenge(line.reason, state)
+                self._answer_challenge(line.reason)
                 continue
             with self.worker.job_slot:
                 if self.worker.stopping.is_set():
                     raise LinkLost("the worker is stopping")
-                self.conn.send(READY_LINE)
-                state.advance(protocol.WORKER, protocol.READY)
+                # With the extension flag: a classic master reads only the first
+                # word, a sieci master learns it may stop a job by hanging up.
+                self.conn.send_command(protocol.READY, protocol.EXTENDED)
                 line = self._next_line("holding READY")
                 if line.word in (protocol.ROLLBACK, protocol.ERROR):
-                    state.advance(protocol.MASTER, line.word)
                     continue
-                state.advance(protocol.MASTER, protocol.JOB)
-                self._take_job(line.raw, state)
+                self._take_job(line.raw)
 
     @staticmethod
     def _refusal(reason):
@@ -181,12 +173,11 @@ class MasterLink:
             why += " (check --secret-file: it must hold the masters' secret)"
         return why
 
-    def _answer_challenge(self, nonce, state):
+    def _answer_challenge(self, nonce):
         if self.worker.secret is None:
             raise LinkLost("the master asks for a secret; give this worker --secret-file")
         answer = auth.answer_challenge(self.worker.secret, nonce, self.address)
-        self.conn.send(protocol.encode_command(protocol.AUTH, answer))
-        state.advance(protocol.WORKER, protocol.AUTH)
+        self.conn.send_command(protocol.AUTH, answer)
 
     def _next_line(self, doing):
         event = self.conn.next_event()
@@ -194,29 +185,26 @@ class MasterLink:
             raise LinkLost(f"the master closed the link while {doing}")
         return event
 
-    def _take_job(self, raw_header, state):
+    def _take_job(self, raw_header):
         try:
             header = self.conn.start_block(raw_header, max_size=self.worker.max_upload)
             code = self._read_code()
         except protocol.RemoteProtocolError as error:
-            self.conn.send(protocol.encode_command(protocol.ERROR, str(error).encode()))
+            self.conn.refuse(str(error).encode())
             raise
         if self.worker.verifier is not None:
             try:
                 self.worker.verifier.verify_upload(header.fields, code)
             except auth.Unauthorized as why:
                 log.warning("refused a job from master %s: unauthorized (%s)", self.name, why)
-                self.conn.send(protocol.encode_command(protocol.ERROR, auth.UNAUTHORIZED))
-                state.advance(protocol.WORKER, protocol.ERROR)
+                self.conn.send_command(protocol.ERROR, auth.UNAUTHORIZED)
                 return
-        self.conn.send(protocol.encode_command(protocol.RECEIVED))
-        state.advance(protocol.WORKER, protocol.RECEIVED)
+        self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
             self._run_job(code, header)
         finally:
             self.running_job = False
-        state.advance(protocol.WORKER, protocol.JOB)
 
     def _read_code(self):
         parts = []
@@ -284,7 +272,7 @@ class MasterLink:
                 self.conn.send_pieces(unsent)
                 unsent = []
         unsent.append(run.status.encode() + terminator + b"\n")
-        self.conn.send_pieces(unsent)
+        self.conn.send_pieces(unsent, completes=protocol.JOB)
 
     def _send_classic_results(self, run):
         """The job's stdout alone, as the classic results block."""
@@ -301,7 +289,7 @@ class MasterLink:
             spool.seek(0)
             while chunk := spool.read(OUTPUT_CHUNK * 8):
                 self.conn.send(chunk)
-            self.conn.send(terminator + b"\n")
+            self.conn.send(terminator + b"\n", completes=protocol.JOB)
 
     @staticmethod
     def _terminator_absent_from(spool):

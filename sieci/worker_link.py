@@ -23,7 +23,7 @@ class WorkerLink:
     def __init__(self, conn, name):
         self.conn = conn
         self.name = name
-        self.state = protocol.LinkState(protocol.MASTER)
+        self.state = conn.conversation
         self.job = None
         self.jobs_done = 0
         # A sieci worker (READY v=2) stops its job when its link closes; a
@@ -31,9 +31,6 @@ class WorkerLink:
         self.stoppable = False
         self.silence_allowed = None  # seconds it may say nothing while its job runs (see _allow_silence)
         self.greenlet = gevent.getcurrent()
-
-    def send(self, data):
-        self.conn.send(data)
 
     def send_quietly(self, data):
         """For the fan-out greenlets: a failed send shows up as a closed link."""
@@ -65,8 +62,7 @@ class WorkerLink:
                 raise WorkerLost("closed in the middle of the results")
             if isinstance(event, protocol.BlockEnd):
                 self.conn.recv_size = RECV_SIZE
-                job.send_to_client(event.raw)
-                self.state.advance(protocol.WORKER, protocol.JOB)
+                job.send_to_client(event.raw, completes=protocol.JOB)
                 return
             job.queue_for_client(event.data)
             job.bytes_relayed += len(event.data)
@@ -83,7 +79,7 @@ class WorkerLink:
     def _next_result_event(self, job):
         """The next event of the results; a worker that declared a heartbeat and has been
         silent for three of them (stopped, say: its kernel still answers) is lost."""
-        event = self.conn.receiver.next_event()
+        event = self.conn.next_buffered_event()
         if event is protocol.NEED_DATA:
             job.flush()  # nothing more yet: what has come goes to the client before we wait
             if self.silence_allowed is None:

@@ -6,6 +6,7 @@ import socket
 import gevent
 import pytest
 
+from sieci import protocol
 from sieci.connection import IOV_MAX, Connection
 from sieci.relay import SplicePipe, SplicePipes
 
@@ -47,14 +48,14 @@ def test_pieces_arrive_in_order_and_whole(pair):
     sender, receiver = pair
     pieces = [b"1 3000000\n", os.urandom(3_000_000), b"", b"x exit 0\n"] + [b"%d\n" % i for i in range(IOV_MAX + 5)]
     reader = gevent.spawn(read_all, receiver)
-    Connection(sender).send_pieces(pieces)
+    Connection(sender, protocol.link_conversation(protocol.WORKER)).send_pieces(pieces)
     sender.shutdown(socket.SHUT_WR)
     assert reader.get(timeout=WAIT) == b"".join(pieces)
 
 
 def test_nothing_to_send_sends_nothing(pair):
     sender, receiver = pair
-    Connection(sender).send_pieces([b"", b""])
+    Connection(sender, protocol.link_conversation(protocol.WORKER)).send_pieces([b"", b""])
     sender.shutdown(socket.SHUT_WR)
     assert receiver.recv(10) == b""
 
@@ -113,3 +114,44 @@ def test_only_empty_pipes_are_reused():
     pipes.give_back(clean)
     pipes.give_back(fresh)
     pipes.close()
+
+
+class RecordingSocket:
+    """Stands in for a socket: keeps what is sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+    sendmsg = None
+
+
+def test_a_send_not_allowed_now_is_refused_before_any_byte_goes_out():
+    sock = RecordingSocket()
+    conn = Connection(sock, protocol.link_conversation(protocol.MASTER))
+    conn.send_command(protocol.AVAILABLE)
+    with pytest.raises(protocol.LocalProtocolError):
+        conn.send_command(protocol.AVAILABLE)  # one AVAILABLE outstanding at most
+    with pytest.raises(protocol.LocalProtocolError):
+        conn.send(b"ENDSEQ T\ncode\nT\n", completes=protocol.JOB)  # no READY yet
+    with pytest.raises(protocol.LocalProtocolError):
+        conn.send_pieces([b"ENDSEQ T\n", b"T\n"], completes=protocol.JOB)
+    assert sock.sent == [b"AVAILABLE\n"]
+    assert conn.conversation.state == protocol.ASKED
+
+
+def test_every_event_received_moves_the_conversation_on():
+    conn = Connection(RecordingSocket(), protocol.client_conversation(protocol.CLIENT))
+    conn.send(b"ENDSEQ T\ncode\nT\n", completes=protocol.JOB)
+    conn.receiver.receive_data(b"QUEUED\nRECEIVED\nENDSEQ U\n")
+    states = []
+    while conn.next_buffered_event() is not protocol.NEED_DATA:
+        states.append(conn.conversation.state)
+    assert states == [protocol.WAITING, protocol.ACCEPTED, protocol.ACCEPTED]
+    conn.start_block(b"ENDSEQ U\n")
+    conn.receiver.receive_data(b"result\nU\n")
+    assert isinstance(conn.next_buffered_event(), protocol.BlockData)
+    assert isinstance(conn.next_buffered_event(), protocol.BlockEnd)
+    assert conn.conversation.state == protocol.CLOSED

@@ -17,7 +17,6 @@ from sieci.protocol import (
     ERROR,
     EXTENDED,
     JOB,
-    LINK_TRANSITIONS,
     MASTER,
     NEED_DATA,
     READY,
@@ -28,7 +27,6 @@ from sieci.protocol import (
     WORKER,
     BlockData,
     BlockEnd,
-    LinkState,
     LocalProtocolError,
     Line,
     ProtocolError,
@@ -948,24 +946,40 @@ def test_parse_status_rejects_malformed(line):
         parse_status(line)
 
 
-# --- the master-worker link ----------------------------------------------------------------
+# --- conversations: the master-worker link and the client's connection ----------------------
 
-STATES = [protocol.IDLE, protocol.CHALLENGED, protocol.ASKED, protocol.READY_HELD, protocol.SENT, protocol.RUNNING]
-MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE, protocol.AUTH, b"BOGUS"]
+CLIENT = protocol.CLIENT
+LINK_STATES = [protocol.IDLE, protocol.CHALLENGED, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
+               protocol.RUNNING, protocol.CLOSED]
+CLIENT_STATES = [protocol.IDLE, protocol.UPLOADED, protocol.WAITING, protocol.ACCEPTED, protocol.STATUS_ASKED,
+                 protocol.CLOSED]
+MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE, protocol.AUTH, protocol.QUEUED,
+            protocol.STATUS, protocol.STATUS_REPLY, b"BOGUS"]
+TABLES = {  # table: (its conversation's maker, its two ends, its states)
+    "link": (protocol.LINK_TRANSITIONS, protocol.link_conversation, (MASTER, WORKER), LINK_STATES),
+    "client": (protocol.CLIENT_TRANSITIONS, protocol.client_conversation, (MASTER, CLIENT), CLIENT_STATES),
+}
+LEGAL = [(name, role, transition) for name, (table, _, roles, _) in TABLES.items()
+         for role in roles for transition in sorted(table, key=repr)]
 
 
-@pytest.mark.parametrize("role", [MASTER, WORKER])
-@pytest.mark.parametrize("transition", sorted(LINK_TRANSITIONS, key=repr), ids=repr)
-def test_every_transition(role, transition):
+def conversation_in(name, role, state):
+    conversation = TABLES[name][1](role)
+    conversation.state = state
+    return conversation
+
+
+@pytest.mark.parametrize("name, role, transition", LEGAL, ids=repr)
+def test_every_transition(name, role, transition):
     state, sender, message = transition
-    link = LinkState(role)
-    link.state = state
-    assert link.advance(sender, message) == LINK_TRANSITIONS[transition]
-    assert link.state == LINK_TRANSITIONS[transition]
+    conversation = conversation_in(name, role, state)
+    following = TABLES[name][0][transition]
+    assert conversation.advance(sender, message) == following
+    assert conversation.state == following
 
 
-def test_transition_table_matches_the_contract():
-    assert LINK_TRANSITIONS == {
+def test_the_link_table_matches_the_contract():
+    assert protocol.LINK_TRANSITIONS == {
         (protocol.IDLE, MASTER, protocol.CHALLENGE): protocol.CHALLENGED,
         (protocol.CHALLENGED, WORKER, protocol.AUTH): protocol.IDLE,
         (protocol.IDLE, MASTER, AVAILABLE): protocol.ASKED,
@@ -979,54 +993,150 @@ def test_transition_table_matches_the_contract():
     }
 
 
-ILLEGAL = [(state, sender, message) for state in STATES + [protocol.CLOSED] for sender in (MASTER, WORKER)
-           for message in MESSAGES if (state, sender, message) not in LINK_TRANSITIONS]
+def test_the_client_table_matches_the_contract():
+    assert protocol.CLIENT_TRANSITIONS == {
+        (protocol.IDLE, CLIENT, JOB): protocol.UPLOADED,
+        (protocol.UPLOADED, MASTER, protocol.QUEUED): protocol.WAITING,
+        (protocol.UPLOADED, MASTER, RECEIVED): protocol.ACCEPTED,
+        (protocol.WAITING, MASTER, RECEIVED): protocol.ACCEPTED,
+        (protocol.ACCEPTED, MASTER, JOB): protocol.CLOSED,
+        (protocol.IDLE, CLIENT, protocol.STATUS): protocol.STATUS_ASKED,
+        (protocol.STATUS_ASKED, MASTER, protocol.STATUS_REPLY): protocol.CLOSED,
+    }
 
 
-@pytest.mark.parametrize("role", [MASTER, WORKER])
-@pytest.mark.parametrize("state, sender, message", ILLEGAL, ids=repr)
-def test_illegal_messages(role, state, sender, message):
-    link = LinkState(role)
-    link.state = state
+def _is_refusal(state, sender, message):
+    """The master's ERROR, legal in any state but CLOSED (then it closes)."""
+    return (sender, message) == (MASTER, ERROR) and state != protocol.CLOSED
+
+
+ILLEGAL = [(name, role, (state, sender, message))
+           for name, (table, _, roles, states) in TABLES.items() for role in roles
+           for state in states for sender in roles for message in MESSAGES
+           if (state, sender, message) not in table and not _is_refusal(state, sender, message)]
+
+
+@pytest.mark.parametrize("name, role, transition", ILLEGAL, ids=repr)
+def test_illegal_messages(name, role, transition):
+    state, sender, message = transition
+    conversation = conversation_in(name, role, state)
     expected = LocalProtocolError if sender == role else RemoteProtocolError
     with pytest.raises(expected) as info:
-        link.advance(sender, message)
+        conversation.advance(sender, message)
     assert type(info.value) is expected
-    assert link.state == state  # an illegal message moves nothing
+    assert conversation.state == state  # an illegal message moves nothing
 
 
-def test_link_full_job_cycle():
-    master, worker = LinkState(MASTER), LinkState(WORKER)
-    script = [(MASTER, AVAILABLE), (WORKER, READY), (MASTER, ROLLBACK),
+@pytest.mark.parametrize("name, state", [(name, state) for name, (_, _, _, states) in TABLES.items()
+                                         for state in states if state != protocol.CLOSED])
+def test_the_masters_error_ends_any_conversation(name, state):
+    master = conversation_in(name, MASTER, state)
+    assert master.send(ERROR, b"no") == b"ERROR no\n"
+    peer = conversation_in(name, TABLES[name][2][1], state)
+    peer.receive_line(b"ERROR no\n")
+    following = TABLES[name][0].get((state, MASTER, ERROR), protocol.CLOSED)
+    assert master.state == peer.state == following
+
+
+def test_a_refusal_is_our_last_word_whatever_the_state():
+    worker = conversation_in("link", WORKER, protocol.READY_HELD)  # in the middle of a bad upload, say
+    assert worker.refuse(b"bad header") == b"ERROR bad header\n"
+    assert worker.state == protocol.CLOSED
+    with pytest.raises(LocalProtocolError):
+        worker.send(RECEIVED)
+
+
+def _drive(sender_end, receiver_end, message):
+    """``message`` from one end to the other, as the connections do it: bytes for a command,
+    a header line and then the block's end for a block."""
+    if message == JOB:
+        receiver_end.receive_line(b"ENDSEQ T\n")
+        sender_end.sending(JOB)
+        receiver_end.receive_block_end()
+    elif message == protocol.STATUS_REPLY:
+        sender_end.sending(message)
+        receiver_end.receive_line(b'{"master": "m"}\n')
+    else:
+        receiver_end.receive_line(sender_end.send(message))
+
+
+def test_both_ends_of_a_link_move_together():
+    ends = {MASTER: protocol.link_conversation(MASTER), WORKER: protocol.link_conversation(WORKER)}
+    script = [(MASTER, protocol.CHALLENGE), (WORKER, protocol.AUTH),
+              (MASTER, AVAILABLE), (WORKER, READY), (MASTER, ROLLBACK),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, JOB), (WORKER, RECEIVED), (WORKER, JOB),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, JOB), (WORKER, ERROR),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, ERROR)]
     for sender, message in script:
-        assert master.advance(sender, message) == worker.advance(sender, message)
-    assert master.state == worker.state == protocol.IDLE
+        _drive(ends[sender], ends[WORKER if sender == MASTER else MASTER], message)
+        assert ends[MASTER].state == ends[WORKER].state
+    assert ends[MASTER].state == protocol.IDLE
 
 
-def test_link_examples_of_blame():
-    master = LinkState(MASTER)
-    with pytest.raises(RemoteProtocolError):
-        master.advance(WORKER, READY)  # READY without AVAILABLE: the worker's fault
-    worker = LinkState(WORKER)
+@pytest.mark.parametrize("script, last", [
+    ([(CLIENT, JOB), (MASTER, protocol.QUEUED), (MASTER, RECEIVED), (MASTER, JOB)], protocol.CLOSED),
+    ([(CLIENT, JOB), (MASTER, RECEIVED), (MASTER, JOB)], protocol.CLOSED),
+    ([(CLIENT, JOB), (MASTER, ERROR)], protocol.CLOSED),
+    ([(CLIENT, protocol.STATUS), (MASTER, protocol.STATUS_REPLY)], protocol.CLOSED),
+])
+def test_both_ends_of_a_client_connection_move_together(script, last):
+    ends = {MASTER: protocol.client_conversation(MASTER), CLIENT: protocol.client_conversation(CLIENT)}
+    for sender, message in script:
+        _drive(ends[sender], ends[CLIENT if sender == MASTER else MASTER], message)
+        assert ends[MASTER].state == ends[CLIENT].state
+    assert ends[CLIENT].state == last
+
+
+def test_examples_of_blame():
+    master = protocol.link_conversation(MASTER)
+    with pytest.raises(RemoteProtocolError, match="READY from the worker while idle"):
+        master.receive_line(b"READY v=2\n")  # READY without AVAILABLE: the worker's fault
+    worker = protocol.link_conversation(WORKER)
     with pytest.raises(LocalProtocolError):
-        worker.advance(WORKER, READY)  # the same from the worker's side: our bug
-    master.advance(MASTER, AVAILABLE)
+        worker.send(READY)  # the same from the worker's side: our bug
+    master.send(AVAILABLE)
     with pytest.raises(LocalProtocolError):
-        master.advance(MASTER, AVAILABLE)  # a second AVAILABLE outstanding
+        master.send(AVAILABLE)  # a second AVAILABLE outstanding
 
 
-def test_closed_link_accepts_nothing():
-    link = LinkState(MASTER)
-    link.advance(MASTER, AVAILABLE)
+def test_a_line_that_is_no_legal_message_is_a_block_header_where_one_may_come():
+    worker = conversation_in("link", WORKER, protocol.READY_HELD)
+    worker.receive_line(b"AVAILABLE\n")  # to be read as a header (and refused as one: parse_header)
+    assert worker.state == protocol.READY_HELD  # the block counts at its end
+    worker.receive_block_end()
+    assert worker.state == protocol.SENT
+    master = conversation_in("link", MASTER, protocol.SENT)
+    with pytest.raises(RemoteProtocolError, match="ENDSEQ from the worker while sent"):
+        master.receive_line(b"ENDSEQ T\n")
+    client = conversation_in("client", CLIENT, protocol.UPLOADED)
+    with pytest.raises(RemoteProtocolError, match="garbage from the master while uploaded"):
+        client.receive_line(b"garbage\n")
+
+
+def test_what_a_client_says_after_its_request_is_ignored():
+    master = protocol.client_conversation(MASTER)
+    master.receive_line(b"ENDSEQ T\n")
+    master.receive_block_end()
+    for line in (b"STATUS\n", b"ENDSEQ U\n", b"garbage\n"):
+        master.receive_line(line)
+    assert master.state == protocol.UPLOADED
+    master.send(RECEIVED)
+    master.sending(JOB)
+    master.receive_line(b"more\n")
+    assert master.state == protocol.CLOSED
+
+
+def test_closed_conversation_accepts_nothing():
+    link = protocol.link_conversation(MASTER)
+    link.send(AVAILABLE)
     link.close()
     assert link.state == protocol.CLOSED
     with pytest.raises(RemoteProtocolError):
-        link.advance(WORKER, READY)
+        link.receive_line(b"READY\n")
     with pytest.raises(LocalProtocolError):
-        link.advance(MASTER, AVAILABLE)
+        link.send(AVAILABLE)
+    with pytest.raises(LocalProtocolError):
+        link.send(ERROR)
 
 
 def test_raw_chunks_go_as_they_are_when_the_terminator_is_not_in_them():

@@ -74,6 +74,15 @@ class Job:
         except OSError as error:
             self.client_failed(error)
 
+    def send_spliced(self, pipe):
+        """Relay to the client what ``pipe`` (a relay.SplicePipe) holds; False if the client has gone."""
+        try:
+            pipe.drain(self.client.sock.fileno())
+        except OSError as error:
+            self.client_failed(error)
+            return False
+        return True
+
     def client_failed(self, error):
         """A send to the client failed: the rest of the results has nowhere to go."""
         self.cancelled = True
@@ -161,7 +170,7 @@ class Dispatcher:
         with none, it is rolled back and idle again (None)."""
         self.asked_links.discard(link)
         if not self.pending_jobs:
-            link.conn.send_command(protocol.ROLLBACK)
+            link.roll_back()
             self.make_idle(link)
             return None
         job = self.pending_jobs.popleft()

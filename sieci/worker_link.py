@@ -32,6 +32,10 @@ class WorkerLink:
         self.silence_allowed = None  # seconds it may say nothing while its job runs (see _allow_silence)
         self.greenlet = gevent.getcurrent()
 
+    def roll_back(self):
+        """Answer its READY with ROLLBACK: there is no job for it after all."""
+        self.conn.send_command(protocol.ROLLBACK)
+
     def send_quietly(self, data):
         """For the fan-out greenlets: a failed send shows up as a closed link."""
         try:
@@ -103,10 +107,7 @@ class WorkerLink:
         try:
             for taken in self.conn.splice_raw(pipe, self.silence_allowed):
                 job.bytes_relayed += taken
-                try:
-                    pipe.drain(job.client.sock.fileno())
-                except OSError as error:
-                    job.client_failed(error)
+                if not job.send_spliced(pipe):
                     return
         except TimeoutError:
             raise self._silent() from None

@@ -9,6 +9,7 @@ import struct
 import time
 
 from . import defaults, protocol
+from .framing import Receiver
 
 RECV_SIZE = 256 * 1024
 IOV_MAX = 1024  # pieces per sendmsg
@@ -66,7 +67,7 @@ class Connection:
         self.conversation = conversation
         self.plaintext_only = False  # a peer that opens with a TLS handshake raises SpeaksTLS
         self._nothing_yet = True
-        self.receiver = protocol.Receiver(max_line)
+        self.receiver = Receiver(max_line)
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
         self.recv_size = RECV_SIZE

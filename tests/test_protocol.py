@@ -30,7 +30,6 @@ from sieci.protocol import (
     LocalProtocolError,
     Line,
     ProtocolError,
-    Receiver,
     RemoteProtocolError,
     encode_block,
     encode_command,
@@ -39,6 +38,7 @@ from sieci.protocol import (
     parse_header,
     rest_of_line,
 )
+from sieci.framing import Receiver
 from sieci.results import ResultDecoder, Status, encode_output, parse_status
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1208,7 +1208,7 @@ SIXTEEN_MIB = 16 << 20
 ])
 def test_a_16_mib_line_in_1_kib_reads_is_searched_in_linear_time(where, piece):
     receiver = Receiver(max_line=SIXTEEN_MIB)
-    receiver._buffer = CountingBuffer()
+    receiver.buffer.data = CountingBuffer()
     if where != "line":
         header = b"ENDSEQ %s v=2\n" % (b"T" if where != "upload of a classic client" else CLASSIC_TERMINATOR)
         receiver.start_block(parse_header(header), accept_glued=where.startswith("upload"),

@@ -12,7 +12,10 @@ from .protocol import (
     Line, LocalProtocolError, RemoteProtocolError, parse_raw_header,
 )
 
-RAW_HEADER_STARTS = tuple(RAW_TAGS.values())
+SPACE = ord(" ")
+# The letters that start items (before a space), as ints: indexing bytes is the quickest test.
+TAGGED_LINE_LETTERS = frozenset(tag[0] for tag in LINE_TAGS)
+RAW_HEADER_LETTERS = frozenset(tag[0] for tag in RAW_TAGS.values())
 
 
 class ReceiveBuffer:
@@ -139,6 +142,8 @@ class TerminatedBlockReader(BlockReader):
                 self.mid_line = not read.endswith(b"\n")
                 return BlockData(read)
             self.buffer.append(read)
+        elif not self.buffer.data:
+            return NEED_DATA
         return self._next_from_buffer()
 
     def _payload_whole(self, read):
@@ -255,6 +260,8 @@ class ResultsReader(BlockReader):
             if size:
                 self.count(size)
                 return BlockData(read if size == len(read) else read[:size])
+        elif not self.buffer.data:
+            return NEED_DATA
         size, stop = self._walk(self.buffer.data, self.buffer.scanned)
         if size:
             return self.release(size)
@@ -274,27 +281,31 @@ class ResultsReader(BlockReader):
         what has come of the last one, if it is a raw chunk or a tagged line); ``stop`` is
         where the terminator line that follows them ends, or -1. Moves ``raw_left`` and
         ``mid_line`` past those bytes. ``newline_from``: the front bytes hold no newline."""
-        size = len(data)
+        size, find, terminator = len(data), data.find, self.terminator
         position = min(self.raw_left, size)
         self.raw_left -= position
         if self.raw_left:
             return size, -1
         if self.mid_line:  # the rest of a tagged line already begun
-            end = data.find(b"\n", position)
+            end = find(b"\n", position)
             if end < 0:
                 return size, -1
             position, self.mid_line = end + 1, False
         while position < size:
-            end = data.find(b"\n", max(position, newline_from))
-            if end < 0:
-                if data[position:position + 2] in LINE_TAGS:  # a tagged line can never be the terminator: on with it
-                    self.mid_line = True
+            end = find(b"\n", position if position >= newline_from else newline_from)
+            tag = data[position] if position + 1 < size and data[position + 1] == SPACE else None
+            if tag in TAGGED_LINE_LETTERS and (end < 0 or len(terminator) > 1):
+                # A tagged line is never a terminator of more than one letter.
+                if end < 0:
+                    self.mid_line = True  # on with it
                     return size, -1
+                position = end + 1
+            elif end < 0:
                 return position, -1  # a raw chunk's header, or the terminator, may still come
-            if data[position:position + 2] in RAW_HEADER_STARTS:
+            elif tag in RAW_HEADER_LETTERS:
                 _, length = parse_raw_header(bytes(data[position:end + 1]))
                 position = end + 1 + length
-            elif data[position:end].strip() == self.terminator:
+            elif data[position:end].strip() == terminator:
                 return position, (end if position == 0 else -1)
             else:
                 position = end + 1
@@ -364,7 +375,7 @@ class Receiver:
             event = self._lines.next_event()
         else:
             event = self._block.next_event()
-            if isinstance(event, BlockEnd):
+            if type(event) is BlockEnd:
                 self._block = None
         if event is NEED_DATA and self.buffer.closed:
             return CONNECTION_CLOSED

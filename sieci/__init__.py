@@ -18,8 +18,8 @@ Names are loaded on first use, so that ``import sieci.client_command``
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Client": "client", "Result": "client", "ClientError": "client", "NotAccepted": "client",
-    "JobLost": "client", "OutputFailed": "client", "Executor": "futures",
+    "Client": "client", "Result": "client_link", "ClientError": "client_link", "NotAccepted": "client_link",
+    "JobLost": "client_link", "OutputFailed": "client", "Executor": "futures",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,38 +1,24 @@
 """The client library: runs jobs on a sieci cluster, through any of its masters.
 
+Client fails over between masters; client_link.ClientLink makes one attempt
+through one master and reads its results.
+
 The sieci-client command (client_command.py) is built on it. It is loaded
 once per job from shell loops, so it imports no gevent and little else: the
 bare ``_socket`` module rather than ``socket`` (unless something, such as
 gevent's patching or TLS, has loaded ``socket`` already).
 """
 
-import _socket
 import os
 import sys
 import time
 
 from . import defaults, protocol
-from .address import AddressError, format_address, parse_address
-from .connection import HEADER_READ, Connection, tune_socket
-from .results import ResultDecoder
+from .address import AddressError, parse_address
+from .client_link import ClientError, ClientLink, JobLost, NotAccepted
 
-STATUS_TIMEOUT = 3.0
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
-
-
-class ClientError(Exception):
-    """sieci could not get a result; the message says why."""
-
-    exit_code = defaults.EXIT_FAILED
-
-
-class NotAccepted(ClientError):
-    """No worker accepted the job through this master: another may be tried."""
-
-
-class JobLost(ClientError):
-    """The job was accepted, then lost: it may have run, or run partly."""
 
 
 class OutputFailed(ClientError):
@@ -50,12 +36,12 @@ class FdOutput:
         self._pipes = {}
 
     def pipe_for(self, stream):
-        """The stream's fd if it is a blocking pipe, which a socket can splice into; else None."""
+        """The stream's relay.OutputPipe if its fd is a blocking pipe, which a socket can splice into; else None."""
         if stream not in self._pipes:
-            from . import pipes
+            from . import pipes, relay
 
             fd = self.fds[stream]
-            self._pipes[stream] = fd if pipes.is_blocking_pipe(fd) else None
+            self._pipes[stream] = relay.OutputPipe(fd) if pipes.is_blocking_pipe(fd) else None
             self._widen(fd)
         return self._pipes[stream]
 
@@ -104,42 +90,6 @@ class CollectedOutput:
 
     def bytes(self, stream):
         return b"".join(self.parts[stream])
-
-
-class Result:
-    """What became of one job.
-
-    ``exit_status`` is the number the command-line client exits with (the
-    job's own code, 128+N for signal N, 124 for the time limit, 137 for
-    another limit). ``limit`` names the limit the job hit, if any, and
-    ``message`` says so for people. ``stdout`` and ``stderr`` are the job's
-    output (bytes) when the client collected it, else None. ``master`` is
-    the address that ran it, ``worker`` the worker's name (None from a
-    classic worker), ``seconds`` the wall time from upload to result.
-    """
-
-    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
-        self.exit_status = exit_status
-        self.status = status
-        self.master = master
-        self.worker = worker
-        self.seconds = seconds
-        self.stdout = stdout
-        self.stderr = stderr
-
-    @property
-    def limit(self):
-        if self.status is not None and self.status.kind == b"limit":
-            return self.status.value.decode()
-        return None
-
-    @property
-    def message(self):
-        return self.status.message.decode("utf-8", "replace") if self.status is not None else ""
-
-    def __repr__(self):
-        return (f"Result(exit_status={self.exit_status}, limit={self.limit!r}, master={self.master!r}, "
-                f"worker={self.worker!r}, seconds={self.seconds!r})")
 
 
 def read_code(path):
@@ -241,27 +191,27 @@ class Client:
 
     def _run(self, code, filename, output):
         started = time.monotonic()
-        addresses = list(self.addresses)
+        masters = self._masters()
         if self.shuffle:
             import random
 
-            random.shuffle(addresses)
+            random.shuffle(masters)
         payload, fields = protocol.as_payload(code), job_fields(filename)
         deadline = time.monotonic() + self.timeout if self.timeout else None
         failures, retries_left, position, passed_over = [], self.retries, 0, 0
         pause = FIRST_RETRY_PAUSE
         while True:
-            address = addresses[position % len(addresses)]
+            master = masters[position % len(masters)]
             position += 1
             attempt_output = HeldOutput() if self.retries else output
             try:
-                result = self._run_on(address, self._block(payload, fields, address), attempt_output, deadline)
+                result = master.run_job(payload, fields, attempt_output, deadline)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NotAccepted as error:
                 failures.append(str(error))
                 passed_over += 1
-                if passed_over < len(addresses):
+                if passed_over < len(masters):
                     continue
                 if retries_left == 0:
                     if len(failures) == 1:
@@ -285,217 +235,17 @@ class Client:
     def status(self):
         """Ask every master for its status: a list of (address, dict or ClientError)."""
         answers = []
-        for address in self.addresses:
+        for master in self._masters():
             try:
-                answers.append((format_address(address), self._status_of(address)))
+                answers.append((master.where, master.status()))
             except ClientError as error:
-                answers.append((format_address(address), error))
+                answers.append((master.where, error))
         return answers
 
-    def _status_of(self, address):
-        import json
-
-        from .status import JSON, SIGNED_PAYLOAD
-
-        where = format_address(address)
-        fields = [JSON]
-        if self.secret is not None:
-            from .auth import audience, sign_upload
-
-            fields.append(audience(address))
-            fields.append(sign_upload(self.secret, fields, SIGNED_PAYLOAD))
-        sock = self.connect(address, self.connect_timeout)
-        try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
-            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
-            conn.send_command(protocol.STATUS, b" ".join(fields))
-            line = conn.next_event()
-        except TimeoutError:
-            raise ClientError(f"master {where} did not answer the status request "
-                              "(a classic master does not support it)") from None
-        except OSError as error:
-            raise ClientError(f"lost the connection to master {where} ({error})") from None
-        finally:
-            sock.close()
-        if line is protocol.CONNECTION_CLOSED:
-            raise ClientError(f"master {where} closed the connection without answering the status request")
-        if line.word == protocol.ERROR:
-            raise ClientError(f"master {where} refused the status request: {line.reason.decode('utf-8', 'replace')}")
-        try:
-            return json.loads(line.raw)
-        except ValueError:
-            raise ClientError(f"master {where} answered the status request with something other than JSON") from None
-
-    def _block(self, payload, fields, address):
-        """The upload to the master at ``address``; signed afresh for every attempt, since
-        a signature is good once, and at the master it names only."""
-        if self.secret is not None:
-            from .auth import audience, sign_upload
-
-            fields = [*fields, audience(address)]
-            fields.append(sign_upload(self.secret, fields, payload))
-        return protocol.encode_block(payload, fields)
-
-    def connect(self, address, timeout):
-        where = format_address(address)
-        try:
-            sock = _dial(address, timeout)
-        except TimeoutError:
-            raise NotAccepted(f"cannot reach master {where} (timed out after {timeout:g} s)") from None
-        except OSError as error:
-            raise NotAccepted(f"cannot reach master {where} ({(error.strerror or str(error)).lower()})") from None
-        tune_socket(sock)
-        if self.tls is not None:
-            try:
-                sock = self.tls.wrap_socket(sock, server_hostname=address[0])
-            except OSError as error:
-                from .tls import describe_failure
-
-                sock.close()
-                raise NotAccepted(f"TLS with master {where} failed: {describe_failure(error)}") from None
-        sock.settimeout(None)
-        return sock
-
-    def _run_on(self, address, block, output, deadline):
-        """One attempt through the master at ``address``."""
-        connect_timeout = self.connect_timeout
-        if deadline is not None:
-            connect_timeout = min(connect_timeout, deadline - time.monotonic())
-            if connect_timeout <= 0:
-                raise TimeoutError
-        sock = self.connect(address, connect_timeout)
-        where = format_address(address)
-        accepted = False
-        try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
-            # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
-            conn.deadline = time.monotonic() + connect_timeout
-            conn.send(block, completes=protocol.JOB)
-            _await_acceptance(conn, where, deadline)
-            accepted = True
-            splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
-            return _receive_results(conn, output, where, splice)
-        except protocol.RemoteProtocolError as error:
-            lost = JobLost if accepted else NotAccepted
-            raise lost(f"master {where} broke the protocol: {error}") from None
-        except OSError as error:
-            if isinstance(error, TimeoutError):
-                if accepted or (deadline is not None and time.monotonic() >= deadline):
-                    raise
-                raise NotAccepted(f"master {where} did not answer within the --connect-timeout of "
-                                  f"{connect_timeout:g} s") from None
-            lost = JobLost if accepted else NotAccepted
-            raise lost(f"lost the connection to master {where} ({(error.strerror or str(error)).lower()})") from None
-        finally:
-            sock.close()
-
-
-def _dial(address, timeout):
-    # The socket module, once loaded, may be gevent's: then its sockets and
-    # its resolver must be used, or the whole process would wait.
-    sockets = sys.modules.get("socket", _socket)
-    error = OSError(f"no address for {address[0]}")
-    for family, kind, proto, _, where in _addresses(*address, sockets.getaddrinfo):
-        sock = sockets.socket(family, kind, proto)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(where)
-            return sock
-        except OSError as failure:
-            sock.close()
-            error = failure
-    raise error
-
-
-def _addresses(host, port, getaddrinfo):
-    """getaddrinfo's answers; for an IP address, without getaddrinfo (which loads NSS: ~15 ms)."""
-    for family in (_socket.AF_INET, _socket.AF_INET6):
-        try:
-            _socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return [(family, _socket.SOCK_STREAM, 0, "", (host, port))]
-    return getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
+    def _masters(self):
+        return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
 
 
 def run(masters, code, filename="job.py", output=None, **settings):
     """Run ``code`` through ``masters``, output to ``output``; returns the exit status."""
     return Client(masters, **settings).run(code, filename, output or FdOutput()).exit_status
-
-
-def _next(conn, failure, doing):
-    event = conn.next_event()
-    if event is protocol.CONNECTION_CLOSED:
-        raise failure(f"the master closed the connection {doing}")
-    return event
-
-
-def _await_acceptance(conn, where, deadline):
-    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts."""
-    line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
-    conn.deadline = deadline
-    if deadline is None:
-        conn.settimeout(None)
-    if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
-        line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
-    if line.word == protocol.ERROR:
-        reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        raise NotAccepted(f"master {where} refused the job: {reason}")
-
-
-def _receive_results(conn, output, where, splice=False):
-    line = _next(conn, JobLost, f"before the job's results came (master {where})")
-    if line.word == protocol.ERROR:
-        reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        raise JobLost(f"the job failed: {reason} (master {where})")
-    header = conn.start_block(line.raw, results=True)
-    worker = header.field(b"worker")
-    worker = worker.decode("utf-8", "replace") if worker else None
-    if header.extended:
-        status = _receive_extended(conn, output, where, splice)
-        return Result(status.exit_code, status, where, worker)
-    _receive_classic(conn, output, where)
-    return Result(0, None, where, worker)
-
-
-def _splice_raw(conn, decoder, pipe_fd):
-    """The rest of a raw chunk, from the socket straight into the output pipe.
-
-    From then on reads are small, so that they take little more than the
-    next chunk's header and leave its bytes to ``splice``.
-    """
-    if pipe_fd is None:
-        return
-    conn.recv_size = HEADER_READ
-    moved = conn.splice_into(pipe_fd, conn.receiver.raw_pending)
-    if moved == 0:
-        conn.receiver.receive_data(b"")  # the peer closed: the next event says so
-    conn.receiver.took_raw(moved)
-    decoder.took_raw(moved)
-
-
-def _receive_classic(conn, output, where):
-    """A plain block is the job's stdout; written once whole, like the classic client."""
-    parts = []
-    doing = f"in the middle of the results (master {where})"
-    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
-        parts.append(event.data)
-    output.write(protocol.STDOUT, b"".join(parts))
-
-
-def _receive_extended(conn, output, where, splice):
-    decoder = ResultDecoder()
-    doing = f"in the middle of the results (master {where})"
-    pipe_for = getattr(output, "pipe_for", None) if splice else None
-    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
-        for stream, data in decoder.feed(event.data):
-            output.write(stream, data)
-        if pipe_for is not None and conn.receiver.raw_pending:
-            _splice_raw(conn, decoder, pipe_for(decoder.raw_stream))
-    status = decoder.status
-    if status is None or not decoder.complete:
-        raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
-    if status.kind == b"error":
-        message = status.message.decode("utf-8", "replace")
-        raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")
-    return status

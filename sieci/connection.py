@@ -5,7 +5,6 @@ either way a read that would block waits (and, under gevent, yields).
 """
 
 import _socket as socket  # the C module: the client need not load the socket package
-import os
 import struct
 import time
 
@@ -117,26 +116,24 @@ class Connection:
             return remaining
         return None
 
-    def splice_into(self, pipe_fd, size):
-        """Move up to ``size`` bytes from the socket straight into a pipe, never through Python.
+    def splice_raw(self, pipe, patience=None):
+        """Move the rest of the raw chunk being read from the socket into ``pipe`` (a
+        relay.OutputPipe or SplicePipe), never through Python; yields each count moved,
+        already reported to the receiver. Each wait for the peer lasts until the deadline,
+        or without one ``patience`` seconds (for ever if None): then TimeoutError.
 
-        Only for a plain blocking socket (the command-line client's) and a
-        blocking pipe. Returns how many bytes moved: 0 once the peer has
-        closed. The caller reports them to the receiver (``took_raw``).
+        Reads stay small from then on, so that they take little more than each next
+        chunk's header and leave its bytes to ``splice``.
         """
-        while True:
-            remaining = self._apply_deadline()
-            try:
-                return os.splice(self.sock.fileno(), pipe_fd, size)
-            except BlockingIOError:  # with a deadline the socket has a timeout, so it does not block
-                import select
-
-                poll = select.poll()
-                poll.register(self.sock, select.POLLIN)
-                if not poll.poll(None if remaining is None else remaining * 1000):
-                    raise TimeoutError("deadline passed") from None
-            except ConnectionResetError:
-                return 0
+        self.recv_size = HEADER_READ
+        while self.receiver.raw_pending:
+            timeout = patience if self.deadline is None else self._apply_deadline()
+            moved = pipe.fill(self.sock.fileno(), self.receiver.raw_pending, timeout)
+            if not moved:
+                self.receiver.receive_data(b"")  # the peer closed: the next event says so
+                return
+            self.receiver.took_raw(moved)
+            yield moved
 
     def start_block(self, raw_header, **limits):
         """Parse ``raw_header`` and read that block's payload next."""

@@ -25,7 +25,7 @@ class MasterMetrics:
                              registry=self.registry)
         self.relayed = Counter("sieci_bytes_relayed", "Bytes of results relayed to clients", registry=self.registry)
         Gauge("sieci_queue_length", "Jobs waiting for a worker",
-              registry=self.registry).set_function(lambda: len(master.pending_jobs))
+              registry=self.registry).set_function(lambda: len(master.dispatcher.pending_jobs))
         workers = Gauge("sieci_workers", "Linked workers, by the state of their link", ["state"],
                         registry=self.registry)
         for state in LINK_STATES:
@@ -33,7 +33,7 @@ class MasterMetrics:
                 lambda state=state: sum(link.state.state == state for link in master.links))
         for outcome in FINISHED:
             self.jobs.labels(outcome)
-        master.listeners.append(self.on_event)
+        master.dispatcher.listeners.append(self.on_event)
 
     def on_event(self, event, job):
         if event not in FINISHED:

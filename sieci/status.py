@@ -19,12 +19,12 @@ SIGNED_PAYLOAD = STATUS
 def snapshot(master, now=None):
     """The master's state as plain data (what ``STATUS json`` sends)."""
     now = time.monotonic() if now is None else now
-    totals = master.totals
+    totals = master.dispatcher.totals
     finished = totals["done"] or 1
     return {
         "master": master.name,
         "uptime": round(now - master.started_at, 3),
-        "queue": len(master.pending_jobs),
+        "queue": len(master.dispatcher.pending_jobs),
         "workers": [_worker(link, now) for link in sorted(master.links, key=lambda link: link.name)],
         "totals": {
             "done": totals["done"],

@@ -180,7 +180,7 @@ class JobEvents:
     def __init__(self, master):
         self.seen = []
         self._changed = gevent.event.Event()
-        master.listeners.append(self)
+        master.dispatcher.listeners.append(self)
 
     def __call__(self, event, job):
         self.seen.append(event)

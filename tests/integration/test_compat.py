@@ -291,7 +291,7 @@ def test_a_client_hanging_up_mid_job_does_not_cost_a_classic_worker_its_link(clu
         impatient.sendall(b"ENDSEQ " + CLASSIC_TERMINATOR + b"\nprint(1)\n" + CLASSIC_TERMINATOR + b"\n")
         with impatient.makefile("rb") as answers:
             assert answers.readline() == b"RECEIVED\n"
-        (job,) = master.active_jobs
+        (job,) = master.dispatcher.active_jobs
     finally:
         impatient.close()  # the user gives up (Ctrl-C) while the job runs
     with gevent.Timeout(WAIT, AssertionError("the master never noticed the client leave")):

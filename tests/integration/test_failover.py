@@ -108,7 +108,7 @@ def test_a_job_lost_after_acceptance_is_not_run_again_by_default(cluster, fake_m
     cluster.worker(master)
     with pytest.raises(client.JobLost, match="closed the connection before the job's results came"):
         run(f"{lost.address},{client_address(master)}")
-    assert not master.active_jobs and lost.uploads == 1
+    assert not master.dispatcher.active_jobs and lost.uploads == 1
 
 
 def test_retries_run_a_lost_job_again_on_the_next_master_and_show_its_output_once(cluster, fake_masters):
@@ -163,7 +163,7 @@ def test_the_timeout_bounds_the_queue_wait(cluster):
     with pytest.raises(client.ClientError, match="no result within the --timeout of 0.3 s"):
         run(client_address(master), timeout=0.3)
     events.wait_for("cancelled")  # the master noticed the client leave
-    assert not master.active_jobs
+    assert not master.dispatcher.active_jobs
 
 
 def test_shuffled_masters_still_find_the_live_one(cluster, reserved_port):

@@ -144,7 +144,7 @@ def test_a_client_that_leaves_while_queued_leaves_the_queue(cluster, peers):
     events.wait_for("queued")
     leaver.close()
     events.wait_for("cancelled")
-    assert not master.pending_jobs and not master.active_jobs
+    assert not master.dispatcher.pending_jobs and not master.dispatcher.active_jobs
     [fake] = linked_fake_workers(master, peers, 1)
     job, _ = spawn_job(master, b'print("wanted")\n')
     assert take_job(fake) == b'print("wanted")\n'
@@ -173,7 +173,7 @@ def test_a_client_that_leaves_while_its_job_runs_stops_the_job(cluster, peers):
 
 # --- big raw chunks, which the master splices from worker to client ----------------------
 
-BIG = 3 << 20  # far above master.SPLICE_AT_LEAST
+BIG = 3 << 20  # far above worker_link.SPLICE_AT_LEAST
 
 
 def raw_chunk_header(size, stream=b"1"):

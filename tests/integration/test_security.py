@@ -11,7 +11,7 @@ import gevent.event
 import gevent.server
 import pytest
 
-from sieci import auth, client, protocol, tls
+from sieci import auth, client, client_link, protocol, tls
 
 from tests.helpers import REPO, WAIT, Captured, Stdout, assert_backing_off, client_address
 
@@ -56,7 +56,7 @@ def test_a_replayed_upload_is_refused(guarded, peers):
 
 def signed_upload(master, code=CODE, fields=(protocol.EXTENDED, b"name=job.py")):
     """What a sieci client with the secret sends ``master``."""
-    return client.Client([client_address(master)], secret=SECRET)._block(code, list(fields), master.clients_address)
+    return client_link.ClientLink(master.clients_address, WAIT, secret=SECRET).upload(code, list(fields))
 
 
 @pytest.mark.parametrize("tamper", ["other code", "old signature", "v=2 removed", "name= changed", "field added"])

@@ -1,0 +1,272 @@
+"""The client's side of one master: dial it, run one attempt at a job through it, ask its status.
+
+Like client.py, which fails over between masters with it, it imports no
+gevent and little else.
+"""
+
+import _socket
+import os
+import sys
+import time
+
+from . import defaults, protocol
+from .address import format_address
+from .connection import Connection, tune_socket
+from .results import ResultDecoder
+
+STATUS_TIMEOUT = 3.0
+
+
+class ClientError(Exception):
+    """sieci could not get a result; the message says why."""
+
+    exit_code = defaults.EXIT_FAILED
+
+
+class NotAccepted(ClientError):
+    """No worker accepted the job through this master: another may be tried."""
+
+
+class JobLost(ClientError):
+    """The job was accepted, then lost: it may have run, or run partly."""
+
+
+class Result:
+    """What became of one job.
+
+    ``exit_status`` is the number the command-line client exits with (the
+    job's own code, 128+N for signal N, 124 for the time limit, 137 for
+    another limit). ``limit`` names the limit the job hit, if any, and
+    ``message`` says so for people. ``stdout`` and ``stderr`` are the job's
+    output (bytes) when the client collected it, else None. ``master`` is
+    the address that ran it, ``worker`` the worker's name (None from a
+    classic worker), ``seconds`` the wall time from upload to result.
+    """
+
+    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
+        self.exit_status = exit_status
+        self.status = status
+        self.master = master
+        self.worker = worker
+        self.seconds = seconds
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def limit(self):
+        if self.status is not None and self.status.kind == b"limit":
+            return self.status.value.decode()
+        return None
+
+    @property
+    def message(self):
+        return self.status.message.decode("utf-8", "replace") if self.status is not None else ""
+
+    def __repr__(self):
+        return (f"Result(exit_status={self.exit_status}, limit={self.limit!r}, master={self.master!r}, "
+                f"worker={self.worker!r}, seconds={self.seconds!r})")
+
+
+class ClientLink:
+    """One master, as a client talks to it: at ``address``, dialled within
+    ``connect_timeout``, through ``tls`` (an ssl.SSLContext) if given, with
+    every request signed with ``secret`` if given."""
+
+    def __init__(self, address, connect_timeout, tls=None, secret=None):
+        self.address = address
+        self.where = format_address(address)
+        self.connect_timeout = connect_timeout
+        self.tls = tls
+        self.secret = secret
+
+    def run_job(self, payload, fields, output, deadline):
+        """One attempt at a job; NotAccepted if no worker took it here, JobLost if
+        it was lost after, TimeoutError once ``deadline`` (the job's) has passed."""
+        connect_timeout = self.connect_timeout
+        if deadline is not None:
+            connect_timeout = min(connect_timeout, deadline - time.monotonic())
+            if connect_timeout <= 0:
+                raise TimeoutError
+        sock = self.dial(connect_timeout)
+        accepted = False
+        try:
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
+            conn.deadline = time.monotonic() + connect_timeout
+            conn.send(self.upload(payload, fields), completes=protocol.JOB)
+            _await_acceptance(conn, self.where, deadline)
+            accepted = True
+            splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
+            return _read_results(conn, output, self.where, splice)
+        except protocol.RemoteProtocolError as error:
+            lost = JobLost if accepted else NotAccepted
+            raise lost(f"master {self.where} broke the protocol: {error}") from None
+        except OSError as error:
+            if isinstance(error, TimeoutError):
+                if accepted or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                raise NotAccepted(f"master {self.where} did not answer within the --connect-timeout of "
+                                  f"{connect_timeout:g} s") from None
+            lost = JobLost if accepted else NotAccepted
+            raise lost(f"lost the connection to master {self.where} "
+                       f"({(error.strerror or str(error)).lower()})") from None
+        finally:
+            sock.close()
+
+    def status(self):
+        """The master's status, as a dict; ClientError if it gives none."""
+        import json
+
+        from .status import JSON, SIGNED_PAYLOAD
+
+        sock = self.dial(self.connect_timeout)
+        try:
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
+            conn.send_command(protocol.STATUS, b" ".join(self._signed([JSON], SIGNED_PAYLOAD)))
+            line = conn.next_event()
+        except TimeoutError:
+            raise ClientError(f"master {self.where} did not answer the status request "
+                              "(a classic master does not support it)") from None
+        except OSError as error:
+            raise ClientError(f"lost the connection to master {self.where} ({error})") from None
+        finally:
+            sock.close()
+        if line is protocol.CONNECTION_CLOSED:
+            raise ClientError(f"master {self.where} closed the connection without answering the status request")
+        if line.word == protocol.ERROR:
+            raise ClientError(f"master {self.where} refused the status request: "
+                              f"{line.reason.decode('utf-8', 'replace')}")
+        try:
+            return json.loads(line.raw)
+        except ValueError:
+            raise ClientError(f"master {self.where} answered the status request with something "
+                              "other than JSON") from None
+
+    def upload(self, payload, fields):
+        """The job's upload, signed afresh for every attempt: a signature is good once,
+        and at this master only."""
+        return protocol.encode_block(payload, self._signed(fields, payload))
+
+    def _signed(self, fields, payload):
+        """A request's header fields, signed with the secret if there is one."""
+        if self.secret is None:
+            return fields
+        from .auth import audience, sign_upload
+
+        fields = [*fields, audience(self.address)]
+        return [*fields, sign_upload(self.secret, fields, payload)]
+
+    def dial(self, timeout):
+        """A connected socket (TLS-wrapped with ``tls``), blocking; NotAccepted if there is none."""
+        try:
+            sock = _dial(self.address, timeout)
+        except TimeoutError:
+            raise NotAccepted(f"cannot reach master {self.where} (timed out after {timeout:g} s)") from None
+        except OSError as error:
+            raise NotAccepted(f"cannot reach master {self.where} "
+                              f"({(error.strerror or str(error)).lower()})") from None
+        tune_socket(sock)
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
+            except OSError as error:
+                from .tls import describe_failure
+
+                sock.close()
+                raise NotAccepted(f"TLS with master {self.where} failed: {describe_failure(error)}") from None
+        sock.settimeout(None)
+        return sock
+
+
+def _dial(address, timeout):
+    # The socket module, once loaded, may be gevent's: then its sockets and
+    # its resolver must be used, or the whole process would wait.
+    sockets = sys.modules.get("socket", _socket)
+    error = OSError(f"no address for {address[0]}")
+    for family, kind, proto, _, where in _addresses(*address, sockets.getaddrinfo):
+        sock = sockets.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(where)
+            return sock
+        except OSError as failure:
+            sock.close()
+            error = failure
+    raise error
+
+
+def _addresses(host, port, getaddrinfo):
+    """getaddrinfo's answers; for an IP address, without getaddrinfo (which loads NSS: ~15 ms)."""
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, _socket.SOCK_STREAM, 0, "", (host, port))]
+    return getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
+
+
+def _next(conn, failure, doing):
+    event = conn.next_event()
+    if event is protocol.CONNECTION_CLOSED:
+        raise failure(f"the master closed the connection {doing}")
+    return event
+
+
+def _await_acceptance(conn, where, deadline):
+    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts."""
+    line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
+    conn.deadline = deadline
+    if deadline is None:
+        conn.settimeout(None)
+    if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
+        line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
+    if line.word == protocol.ERROR:
+        reason = line.reason.decode("utf-8", "replace") or "no reason given"
+        raise NotAccepted(f"master {where} refused the job: {reason}")
+
+
+def _read_results(conn, output, where, splice=False):
+    line = _next(conn, JobLost, f"before the job's results came (master {where})")
+    if line.word == protocol.ERROR:
+        reason = line.reason.decode("utf-8", "replace") or "no reason given"
+        raise JobLost(f"the job failed: {reason} (master {where})")
+    header = conn.start_block(line.raw, results=True)
+    worker = header.field(b"worker")
+    worker = worker.decode("utf-8", "replace") if worker else None
+    if header.extended:
+        status = _read_extended(conn, output, where, splice)
+        return Result(status.exit_code, status, where, worker)
+    _read_classic(conn, output, where)
+    return Result(0, None, where, worker)
+
+
+def _read_classic(conn, output, where):
+    """A plain block is the job's stdout; written once whole, like the classic client."""
+    parts = []
+    doing = f"in the middle of the results (master {where})"
+    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
+        parts.append(event.data)
+    output.write(protocol.STDOUT, b"".join(parts))
+
+
+def _read_extended(conn, output, where, splice):
+    """Extended results, written as they come; with ``splice``, a raw chunk bound for a
+    blocking pipe goes there past Python (see relay.py)."""
+    decoder = ResultDecoder()
+    doing = f"in the middle of the results (master {where})"
+    pipe_for = getattr(output, "pipe_for", None) if splice else None
+    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
+        for stream, data in decoder.feed(event.data):
+            output.write(stream, data)
+        if pipe_for is not None and conn.receiver.raw_pending and (pipe := pipe_for(decoder.raw_stream)):
+            for moved in conn.splice_raw(pipe):
+                decoder.took_raw(moved)
+    status = decoder.status
+    if status is None or not decoder.complete:
+        raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
+    if status.kind == b"error":
+        message = status.message.decode("utf-8", "replace")
+        raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")
+    return status

@@ -1,0 +1,198 @@
+"""The master's client port: uploads taken and verified, status requests answered, clients watched.
+
+Until an upload is verified it is held in bounded memory (UnverifiedUploads);
+once taken, its job goes to the dispatcher, and its client is watched until
+the job ends: a client that leaves cancels its job.
+"""
+
+import collections
+import logging
+
+import gevent
+
+from . import auth, ports, protocol, status
+from .address import format_address
+from .connection import Connection, SpeaksTLS, tune_socket
+
+log = logging.getLogger("sieci.master")
+
+# Bytes: a longer first line is refused, and a longer line of code is passed on, not held
+# back while it might still end in the terminator (a classic client's glued one included).
+# Each client connection may buffer this much beyond what UnverifiedUploads counts.
+UPLOAD_LINE_LIMIT = 64 << 10
+
+
+class TooMuchUnverified(Exception):
+    """Taking more bytes of an upload would pass the share of unverified uploads."""
+
+
+class UnverifiedUploads:
+    """Bytes of uploads read but not yet verified, in all and per peer address. An
+    upload that would take more than ``limit`` in all, or a quarter of it from one
+    address, is refused: strangers cannot fill the master's memory, and one address
+    alone cannot keep out the rest."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.total = 0
+        self.by_address = collections.Counter()
+
+    def resize(self, address, before, after):
+        """One upload from ``address`` now holds ``after`` bytes, not ``before``."""
+        grow = after - before
+        if grow > 0 and (self.total + grow > self.limit or self.by_address[address] + grow > self.limit // 4):
+            raise TooMuchUnverified(f"too many unverified uploads at once (over {self.limit >> 20} MiB); "
+                                    "try again later")
+        self.total += grow
+        self.by_address[address] += grow
+        if not self.by_address[address]:
+            del self.by_address[address]
+        return after
+
+
+class Intake:
+    """Serves the master's client port for ``dispatcher``. ``describe`` gives the
+    master's status (see status.py); ``verifier`` (an auth.Verifier) checks signed
+    requests, at this port's ``identity`` (set once the port is bound)."""
+
+    def __init__(self, dispatcher, describe, max_upload, max_unverified, max_connections_per_address,
+                 client_timeout, keepalive, verifier=None, plaintext_only=True):
+        self.dispatcher = dispatcher
+        self.describe = describe
+        self.max_upload = max_upload
+        self.unverified = UnverifiedUploads(max_unverified)
+        self.max_connections_per_address = max_connections_per_address
+        self.connections = collections.Counter()  # open ones, per address
+        self.client_timeout = client_timeout
+        self.keepalive = keepalive
+        self.verifier = verifier
+        self.identity = None
+        self.plaintext_only = plaintext_only
+
+    def handle_client(self, sock, address):
+        name = format_address(address)
+        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
+        conn = Connection(sock, protocol.client_conversation(protocol.MASTER),
+                          max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
+        conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
+        conn.plaintext_only = self.plaintext_only
+        self.connections[address[0]] += 1
+        try:
+            if self.connections[address[0]] > self.max_connections_per_address:
+                return self._refuse(conn, name, f"too many connections from {address[0]} "
+                                                f"(at most {self.max_connections_per_address} at once)")
+            job = self._receive_job(conn, name, address[0])
+            if job is not None:
+                self.dispatcher.enqueue(job)
+                self._wait_while_watching(job)
+        except SpeaksTLS:
+            ports.tell_speaks_tls(conn, "client", name)
+        except OSError as error:
+            log.debug("client %s: %s", name, error)
+        except Exception:
+            log.exception("client %s: unexpected error", name)
+        finally:
+            self.connections[address[0]] -= 1
+            if not self.connections[address[0]]:
+                del self.connections[address[0]]
+            sock.close()
+
+    def _receive_job(self, conn, name, peer):
+        """The job uploaded, verified and admitted; or None, once the client is answered."""
+        conn.settimeout(self.client_timeout)
+        try:
+            line = conn.next_event()
+            if line is protocol.CONNECTION_CLOSED:
+                log.debug("client %s left without sending a job", name)
+                return None
+            if line.word == protocol.STATUS:
+                return self._answer_status(conn, name, line)
+            header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
+            if self.verifier is not None:  # before the payload: nothing unsigned is read whole
+                self._check_signed_header(conn, header.fields)
+            code, end = self._receive_code(conn, peer)
+        except (protocol.RemoteProtocolError, TooMuchUnverified) as error:
+            return self._refuse(conn, name, str(error))
+        except TimeoutError:
+            return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        except auth.Unauthorized as why:
+            return self._refuse(conn, name, "unauthorized", why)
+        if self.verifier is not None:
+            try:
+                self.verifier.verify_upload(header.fields, b"".join(code))
+            except auth.Unauthorized as why:
+                return self._refuse(conn, name, "unauthorized", why)
+        refusal = self.dispatcher.refusal()
+        if refusal is not None:
+            return self._refuse(conn, name, refusal)
+        return self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header.extended)
+
+    def _receive_code(self, conn, peer):
+        """The upload's payload, in pieces, and its end; what is held counts as unverified."""
+        code, size, held = [], 0, 0
+        try:
+            while not isinstance(event := conn.next_event(), protocol.BlockEnd):
+                if event is protocol.CONNECTION_CLOSED:
+                    raise protocol.RemoteProtocolError("the upload ended before its terminator line")
+                code.append(event.data)
+                size += len(event.data)
+                held = self.unverified.resize(peer, held, size + conn.receiver.buffered)
+        except BaseException:
+            code.clear()  # before the refusal, which may take a second to send: its bytes no longer count
+            raise
+        finally:
+            self.unverified.resize(peer, held, 0)
+        return code, event
+
+    def _answer_status(self, conn, name, line):
+        fields = line.raw.split()[1:]
+        if self.verifier is not None:
+            try:
+                self._check_signed_header(conn, fields)
+                self.verifier.verify_upload(fields, status.SIGNED_PAYLOAD)
+            except auth.Unauthorized as why:
+                return self._refuse(conn, name, "unauthorized", why)
+        state = self.describe()
+        if status.JSON in fields:
+            conn.send(status.encode_json(state), completes=protocol.STATUS_REPLY)
+        else:
+            conn.send(status.format_text(state).encode() + b".\n", completes=protocol.STATUS_REPLY)
+        log.debug("client %s: answered a status request", name)
+        return None
+
+    def _check_signed_header(self, conn, fields):
+        self.identity.check(fields, conn.sock.getsockname()[0])
+        self.verifier.check_header(fields)
+
+    @staticmethod
+    def _refuse(conn, name, reason, detail=None):
+        log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
+        conn.refuse(reason.encode())
+        conn.finish_sending()
+        return None
+
+    def _wait_while_watching(self, job):
+        """Wait for the job to end; cancel it if its client hangs up first."""
+        job.client.settimeout(None)
+        watcher = gevent.spawn(self._watch_client, job)
+        try:
+            job.finished.wait()
+        finally:
+            watcher.kill()
+
+    def _watch_client(self, job):
+        try:
+            while self._readable_while_alive(job):
+                if job.client.next_event() is protocol.CONNECTION_CLOSED:
+                    break  # nothing more is expected; what comes anyway is ignored
+        except (OSError, protocol.ProtocolError):
+            pass
+        if not job.finished.is_set():
+            self.dispatcher.cancel(job)
+
+    def _readable_while_alive(self, job):
+        """Whether the client's socket became readable, not its client vanished."""
+        if job.client.readable_while_acknowledged(self.keepalive):
+            return True
+        log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
+        return False

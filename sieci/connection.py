@@ -191,6 +191,11 @@ class Connection:
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)
 
+    @property
+    def local_host(self):
+        """The address of this end, as the peer dialed it: a signature names it."""
+        return self.sock.getsockname()[0]
+
     def shutdown(self):
         """Make blocked reads on this socket return, from any greenlet."""
         self.hung_up = True

@@ -161,7 +161,7 @@ class Intake:
         return None
 
     def _check_signed_header(self, conn, fields):
-        self.identity.check(fields, conn.sock.getsockname()[0])
+        self.identity.check(fields, conn.local_host)
         self.verifier.check_header(fields)
 
     @staticmethod

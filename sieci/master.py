@@ -149,7 +149,7 @@ class Master:
         link.conn.settimeout(None)
         if line is protocol.CONNECTION_CLOSED:
             raise auth.Unauthorized("no answer to the challenge")
-        self.verifier.verify_answer(nonce, line.reason, self._worker_identity, link.conn.sock.getsockname()[0])
+        self.verifier.verify_answer(nonce, line.reason, self._worker_identity, link.conn.local_host)
 
     def _serve(self, link):
         """Each READY takes the job at the head of the queue, which is handed over, its

@@ -5,7 +5,6 @@ import logging
 import os
 import random
 import socket
-import tempfile
 import time
 
 import gevent
@@ -17,16 +16,13 @@ from . import auth, defaults, protocol
 from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import JobRunner
-from .results import OUTPUT_CHUNK, output_pieces
+from .job_results import send_classic, send_extended
 from .tls import describe_failure
 
 log = logging.getLogger("sieci.worker")
 
 HEARTBEAT = 5.0  # seconds: the longest a running job's results stay silent (a quiet job: see protocol.HEARTBEAT_ITEM)
 CONNECT_TIMEOUT = 10.0
-# Classic results are spooled to disk past this size: their terminator can
-# only be chosen once every line of the output is known.
-SPOOL_IN_MEMORY = 1 << 20
 
 
 _worker_numbers = itertools.count(1)
@@ -225,9 +221,9 @@ class MasterLink:
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:
-                    self._send_extended_results(run)
+                    send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3))
                 else:
-                    self._send_classic_results(run)
+                    send_classic(self.conn, run, self.worker.name)
             finally:
                 watcher.unlink_all()
                 master_gone = watcher.ready()
@@ -238,10 +234,6 @@ class MasterLink:
         if master_gone:
             raise LinkLost("the master hung up while its job ran; the job was stopped")
         log.info("job for %s %s after %.3f s", self.name, run.status.describe(), seconds)
-
-    @property
-    def _name_field(self):
-        return b"worker=" + b"_".join(self.worker.name.encode("utf-8", "replace").split())
 
     def _watch_master(self):
         """Returns when the master hangs up, or vanishes, while a job runs.
@@ -255,50 +247,3 @@ class MasterLink:
                     return  # a flood, not a protocol
         except OSError:
             pass
-
-    def _send_extended_results(self, run):
-        """Stream the results; what is ready together (the header and the first output, say) goes in one send."""
-        terminator = protocol.choose_terminator()
-        beat = min(HEARTBEAT, self.worker.keepalive / 3)
-        unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, self._name_field,
-                                                      protocol.beat_field(beat)])]
-        for stream, data in run.output(quiet_every=beat):
-            if stream is None:
-                unsent.append(protocol.HEARTBEAT_ITEM)
-            else:
-                unsent += output_pieces(stream, data, terminator)
-            if not run.more_output_ready():
-                self.conn.send_pieces(unsent)
-                unsent = []
-        unsent.append(run.status.encode() + terminator + b"\n")
-        self.conn.send_pieces(unsent, completes=protocol.JOB)
-
-    def _send_classic_results(self, run):
-        """The job's stdout alone, as the classic results block."""
-        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
-            last = b"\n"
-            for stream, data in run.output():
-                if stream == protocol.STDOUT:
-                    spool.write(data)
-                    last = data[-1:]
-            if last != b"\n":
-                spool.write(b"\n")
-            terminator = self._terminator_absent_from(spool)
-            self.conn.send(protocol.encode_header(terminator, [self._name_field]))
-            spool.seek(0)
-            while chunk := spool.read(OUTPUT_CHUNK * 8):
-                self.conn.send(chunk)
-            self.conn.send(terminator + b"\n", completes=protocol.JOB)
-
-    @staticmethod
-    def _terminator_absent_from(spool):
-        while True:
-            terminator = protocol.choose_terminator()
-            spool.seek(0)
-            overlap = b""
-            while chunk := spool.read(1 << 20):
-                if terminator in overlap + chunk:
-                    break
-                overlap = chunk[-len(terminator):]
-            else:
-                return terminator

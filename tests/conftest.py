@@ -20,7 +20,7 @@ import gevent.event  # noqa: E402
 import pytest  # noqa: E402
 
 from sieci.address import format_address  # noqa: E402
-from sieci.executor import Limits  # noqa: E402
+from sieci.limits import Limits  # noqa: E402
 from sieci.master import Master  # noqa: E402
 from sieci.worker import Worker  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Runs one job's code as ``python FILE`` would, in a process of its own.
 
 Knows nothing of the network: code goes in, ``(stream, bytes)`` output and
-a ``results.Status`` come out. Jobs are forked by a fork server (see
-``zygote.py``) that has already started Python, so a job costs a fork, not
-an interpreter start. Waiting is done the gevent way, so a running job
-never blocks the worker's other links.
+a ``results.Status`` come out (see limits.py). Jobs are forked by a fork
+server (fork_server.py, zygote.py) that has already started Python, so a job
+costs a fork, not an interpreter start. Waiting is done the gevent way, so a
+running job never blocks the worker's other links.
 """
 
 import os

@@ -160,7 +160,8 @@ def main(argv=None):
 
 def job_interpreter():
     """None, or for a root bench whose Python nobody cannot read: a python3 on the jobs' PATH."""
-    from sieci.executor import JOB_PATH, unreadable_for
+    from sieci.executor import unreadable_for
+    from sieci.fork_server import JOB_PATH
 
     if os.geteuid() != 0 or not unreadable_for((65534, 65534)):
         return None

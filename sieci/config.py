@@ -16,6 +16,7 @@ import configargparse
 from . import executor, options
 from .address import AddressError, parse_address
 from .isolation import Isolation, Unavailable
+from .limits import Limits
 
 
 def _parser(prog, description, declared, positionals=()):
@@ -101,9 +102,9 @@ def _address(parser, args, name, default_host=""):
 
 def job_options(parser, args):
     """The keyword arguments of Worker that say how it runs jobs."""
-    limits = executor.Limits(timeout=args.timeout, max_output=args.max_output, cpu=args.max_cpu,
-                             memory=args.max_memory, file_size=args.max_file_size, disk=args.max_disk,
-                             open_files=args.max_open_files, processes=args.max_processes)
+    limits = Limits(timeout=args.timeout, max_output=args.max_output, cpu=args.max_cpu,
+                    memory=args.max_memory, file_size=args.max_file_size, disk=args.max_disk,
+                    open_files=args.max_open_files, processes=args.max_processes)
     python = getattr(args, "python", None)
     if args.job_network == "off" and args.job_namespaces == "off":
         parser.error("--job-network off needs --job-namespaces on")

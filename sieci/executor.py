@@ -1,17 +1,15 @@
 """Runs one job's code as ``python FILE`` would, in a process of its own.
 
 Knows nothing of the network: code goes in, ``(stream, bytes)`` output and
-a ``results.Status`` come out. Jobs are forked by a fork server (see
-``zygote.py``) that has already started Python, so a job costs a fork, not
-an interpreter start. Waiting is done the gevent way, so a running job
-never blocks the worker's other links.
+a ``results.Status`` come out (see limits.py). Jobs are forked by a fork
+server (fork_server.py, zygote.py) that has already started Python, so a job
+costs a fork, not an interpreter start. Waiting is done the gevent way, so a
+running job never blocks the worker's other links.
 """
 
-import json
 import os
 import posix
 import signal
-import socket
 import stat
 import string
 import subprocess
@@ -19,16 +17,15 @@ import sys
 import time
 
 import gevent
-import gevent.lock
 import gevent.os
 import gevent.queue
-import gevent.socket
 
 from . import defaults, pipes, sandbox, workdir
+from .fork_channel import Request
+from .fork_server import ForkServer, ForkServerError, job_environment
 from .isolation import Isolation
+from .limits import Limits, job_status
 from .protocol import STDERR, STDOUT
-from .results import Status
-from .spawn import SpawnedProcess
 
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
@@ -38,45 +35,12 @@ HAND_OVER_POLL = 0.1  # seconds; how often a reader waiting on a full queue chec
 # How long the pipes may stay open once the job has ended or been killed.
 DRAIN_AFTER_KILL = 2.0
 DISK_CHECK_EVERY = 0.25
-CLOSE_GRACE = 1.0  # seconds a fork server gets to end on its own
-JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
-ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
 # The real close: gevent's (under monkey patching) puts it off until its loop
 # next wakes, and a job's pipe must not wait for that to reach end of file.
 _close = posix.close
 
 _FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
-
-class Limits:
-    """What one job may use. ``None`` for a limit means none."""
-
-    def __init__(self, timeout=defaults.JOB_TIMEOUT, max_output=defaults.MAX_OUTPUT, cpu=defaults.MAX_CPU,
-                 memory=defaults.MAX_MEMORY, file_size=defaults.MAX_FILE_SIZE, disk=defaults.MAX_DISK,
-                 open_files=defaults.MAX_OPEN_FILES, processes=defaults.MAX_PROCESSES):
-        self.timeout = timeout
-        self.max_output = max_output
-        self.cpu = cpu
-        self.memory = memory
-        self.file_size = file_size
-        self.disk = disk
-        self.open_files = open_files
-        self.processes = processes
-
-    def rlimits(self, in_cgroup=False):
-        """The per-process limits the kernel enforces, as the fork server takes them;
-        in a cgroup, memory and processes are limited for the whole job there instead."""
-        per_process = {"cpu": self.cpu and int(self.cpu), "file_size": self.file_size, "open_files": self.open_files}
-        if not in_cgroup:
-            per_process.update(memory=self.memory, processes=self.processes)
-        return per_process
-
-    def describe(self, name):
-        values = {"time": f"{self.timeout:g} s", "cpu": f"{self.cpu} s of CPU", "output": f"{self.max_output} bytes",
-                  "memory": f"{self.memory} bytes", "file-size": f"{self.file_size} bytes",
-                  "disk": f"{self.disk} bytes", "open-files": f"{self.open_files} open files",
-                  "processes": f"{self.processes} processes"}
-        return values[name]
 
 
 def safe_filename(name):
@@ -114,82 +78,6 @@ def _permits(status, user, user_bit):
     return bool(status.st_mode & (user_bit >> shift))
 
 
-def job_environment(workdir):
-    """A minimal environment: nothing of the worker's own leaks into a job."""
-    return {
-        "PATH": JOB_PATH,
-        "HOME": workdir,
-        "TMPDIR": workdir,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-    }
-
-
-class ForkServerError(Exception):
-    """The fork server died or answered nonsense; it is started afresh next time."""
-
-
-class ForkServer:
-    """A worker's zygote process: one job at a time, started when first needed."""
-
-    def __init__(self, python=None, walls=None):
-        """``walls``: the namespaces and cgroup to run jobs in (Isolation.walls)."""
-        self.python = python or sys.executable
-        self.walls = walls or {}
-        self._process = None
-        self._channel = None
-        self._lock = gevent.lock.Semaphore()
-
-    def _start(self):
-        ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self._process = SpawnedProcess([self.python, ZYGOTE, str(theirs.fileno()), json.dumps(self.walls)],
-                                           job_environment("/"), pass_fds=(theirs.fileno(),))
-        finally:
-            theirs.close()
-        self._channel = ours
-
-    def start_job(self, request, fds):
-        """Fork a job; returns its pid. Pair every call with ``wait_job``."""
-        self._lock.acquire()
-        try:
-            if self._channel is None:
-                self._start()
-            socket.send_fds(self._channel, [json.dumps(request).encode()], fds)
-            return self._receive()["pid"]
-        except BaseException:
-            self._lock.release()
-            raise
-
-    def wait_job(self):
-        """How the job ended, once all it left is gone: a dict with its raw wait
-        ``status``, ``cpu`` seconds and the limits it ``hit``, or an ``error``."""
-        try:
-            return self._receive()
-        finally:
-            self._lock.release()
-
-    def _receive(self):
-        try:
-            message = self._channel.recv(1 << 16)
-            if message:
-                return json.loads(message)
-        except (OSError, ValueError):
-            pass
-        self.close(grace=0)
-        raise ForkServerError("the fork server died")
-
-    def close(self, grace=CLOSE_GRACE):
-        """Stop the fork server: it ends on its own once its channel closes (and removes
-        its jobs' cgroup), or is killed after ``grace`` seconds."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-        if self._process is not None:
-            self._process.kill(grace)
-            self._process = None
-
-
 class JobRun:
     """One run of a job's code.
 
@@ -220,14 +108,13 @@ class JobRun:
         self.command = [*command_prefix, self.python, self.filename] if command_prefix or fresh_interpreter else None
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.status = None
-        self.cpu_seconds = None
         self._own_fork_server = fork_server is None
         self._fork_server = fork_server or ForkServer(self.python, self.isolation.walls(self.limits, job_user))
         self._events = gevent.queue.Queue(maxsize=EVENTS_HELD)
         self._torn_down = False
         self._greenlets = []
         self._limit_hit = None
-        self._ended = {}
+        self._ended = None  # the fork server's word on how the job ended
         self._workdir = None
         self._pid = None
 
@@ -243,15 +130,13 @@ class JobRun:
         stdout_read, stdout_write = _pipe()
         stderr_read, stderr_write = _pipe()
         fds = [os.open(os.devnull, os.O_RDONLY), stdout_write, stderr_write]
-        request = {"filename": self.filename, "limits": self.limits.rlimits(self.isolation.cgroups),
-                   "user": self.job_user, "command": self.command}
         try:
             if self.isolation.namespaces:
                 fds.append(_code_file(self.code))
-                request.update(env=job_environment(sandbox.WORKDIR))
             else:
                 self._workdir = workdir.make(self.code, self.filename, self.job_user)
-                request.update(env=job_environment(self._workdir), workdir=self._workdir)
+            request = Request(self.filename, job_environment(self._workdir or sandbox.WORKDIR),
+                              self.limits.rlimits(self.isolation.cgroups), self.job_user, self.command, self._workdir)
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
@@ -316,8 +201,7 @@ class JobRun:
     def _wait_for_exit(self):
         try:
             self._ended = self._fork_server.wait_job()
-            self.cpu_seconds = self._ended.get("cpu")
-            returncode = os.waitstatus_to_exitcode(self._ended["status"]) if "status" in self._ended else None
+            returncode = os.waitstatus_to_exitcode(self._ended.status) if self._ended.status is not None else None
         except ForkServerError:
             returncode = None
         self._hand_over(("exit", returncode))
@@ -336,7 +220,7 @@ class JobRun:
                 pass
 
     def _time_is_up(self):
-        if not self._limit_hit and not self._ended:
+        if not self._limit_hit and self._ended is None:
             self._stop("time")
 
     def _watch_disk(self):
@@ -375,7 +259,7 @@ class JobRun:
                 written += len(data)
                 if data:
                     yield kind, data
-        self.status = self._status(returncode)
+        self.status = job_status(self.limits, self._limit_hit, returncode, self._ended)
 
     def more_output_ready(self):
         """Whether output() has more of the job's output to give at once, without waiting."""
@@ -394,36 +278,6 @@ class JobRun:
 
     def _allow_draining(self):
         self._deadline = min(self._deadline, time.monotonic() + DRAIN_AFTER_KILL)
-
-    def _status(self, returncode):
-        limit = self._limit_hit or self._rlimit_hit(returncode)
-        if limit:
-            return Status(b"limit", limit.encode(), self._limit_message(limit).encode())
-        if "error" in self._ended:
-            return Status(b"error", b"start", self._ended["error"].encode())
-        if returncode is None:
-            return Status(b"error", b"lost", b"the job's process could not be waited for")
-        if returncode < 0:
-            return Status(b"signal", str(-returncode).encode())
-        return Status(b"exit", str(returncode).encode())
-
-    def _rlimit_hit(self, returncode):
-        """Which kernel-enforced limit ended the job, if one did."""
-        if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and self.limits.cpu
-                                             and (self.cpu_seconds or 0) >= self.limits.cpu):
-            return "cpu"
-        if returncode == -signal.SIGXFSZ:
-            return "file-size"
-        if returncode:  # the counters of its cgroup and tmpfs; a job that exited 0 coped with its limits
-            return next(iter(self._ended.get("hit", ())), None)
-        return None
-
-    def _limit_message(self, limit):
-        if limit == "output":
-            return f"the job hit its output limit ({self.limits.describe(limit)}); its output was cut there"
-        if limit == "time":
-            return f"the job ran past its time limit of {self.limits.describe(limit)}"
-        return f"the job hit its {limit} limit ({self.limits.describe(limit)})"
 
 
 class JobRunner:

@@ -1,33 +1,27 @@
 """The fork server: a Python that has started once, and forks one child per job.
 
 A worker starts this file as a script with the job interpreter
-(``python zygote.py FD``); it imports nothing of sieci's, so any Python 3
-can run it. Each request on the socket FD (a SOCK_SEQPACKET socketpair)
-is a JSON object and three file descriptors (the job's stdin, stdout and
-stderr). The zygote keeps one child forked ahead of time (the standby),
-which has rehearsed a job's start and waits; it hands the request to that
-child (or, when none is ready, to one forked then), which becomes the job
-exactly as ``python FILE`` would run it (a fresh ``__main__``,
-``sys.argv``, its own session and process group, the limits and user it
-was given), or execs a command when one is given. The zygote answers
-``{"pid": N}`` at once, and ``{"pid": N, "status": WAIT_STATUS, "cpu":
-SECONDS}`` once the job has ended and every process it left behind has
-been killed: the zygote is a child subreaper, so orphans of the job become
-its children.
+(``python zygote.py FD WALLS``); it imports nothing of sieci's as a package,
+only loads the few stdlib-only files it needs by path (see helper), so any
+Python 3 can run it. Each request on the socket FD (a SOCK_SEQPACKET
+socketpair; the messages are fork_channel.py's) comes with the job's
+stdin, stdout and stderr. The zygote keeps one child forked ahead of time
+(the standby), which has rehearsed a job's start and waits; it hands the
+request to that child (or, when none is ready, to one forked then), which
+becomes the job (see job_process.py) in its own session and process group.
+The zygote answers with the job's pid at once, and with how it ended once
+the job has ended and every process it left behind has been killed: the
+zygote is a child subreaper, so orphans of the job become its children.
 
 Nothing of one job survives into the next: each is forked from the same
 pristine zygote. The zygote dies with its worker (PR_SET_PDEATHSIG), and
 its jobs with it.
 """
 
-import _signal  # signal's C functions, without its enum wrapping
-import atexit
 import ctypes
 import gc
 import io
-import json
 import os
-import resource
 import select
 import signal
 import socket
@@ -37,25 +31,36 @@ import types
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-MAX_REQUEST = 1 << 20
 # After a job, the next job's process is forked once the zygote has been quiet this long
 # (seconds): the fork then does not slow the results on their way out. A request that comes
 # first is forked for at once, and while requests keep coming that soon (under load, where
 # a fork costs throughput, not latency), the next process is forked straight after each job.
 STANDBY_AFTER = 0.002
-LIMITS = {
-    "cpu": resource.RLIMIT_CPU,
-    "memory": resource.RLIMIT_AS,
-    "file_size": resource.RLIMIT_FSIZE,
-    "open_files": resource.RLIMIT_NOFILE,
-    "processes": resource.RLIMIT_NPROC,
-}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def prctl(option, value):
     _libc.prctl(option, value, 0, 0, 0)
+
+
+_helpers = {}
+
+
+def helper(name):
+    """One of sieci's stdlib-only files, loaded by path once, and kept out of sys.modules."""
+    if name not in _helpers:
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"_sieci_{name}", path)
+        _helpers[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_helpers[name])
+    return _helpers[name]
+
+
+fork_channel = helper("fork_channel")
+job_process = helper("job_process")
 
 
 def main():
@@ -66,7 +71,7 @@ def main():
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
     warm_up()
-    build_walls(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
+    build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
     try:
         serve(channel)
     finally:
@@ -78,7 +83,7 @@ def serve(channel):
     standby, last_ended = fork_standby(channel), None
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 4)
+            message, fds, _, _ = socket.recv_fds(channel, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
         except OSError:
             return
         if not message:
@@ -88,7 +93,7 @@ def serve(channel):
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
-        channel.send(b'{"pid": %d}' % job)  # JSON, formatted by hand: the encoder touches more memory
+        channel.send(fork_channel.encode_started(job))
         channel.send(wait_for_job(job, job_line, namespaces))
         for fd in namespaces[2:] if namespaces else ():
             os.close(fd)  # only now: a mount namespace's end waits for RCU, and the answer need not
@@ -154,9 +159,8 @@ def wait_for_job(job, job_line, namespaces):
         hit += [limit for limit in ("memory", "processes") if used[limit] > before[limit]]
         WALLS["used"] = used
     if "error" in report:
-        return json.dumps({"pid": job, "error": report["error"]}).encode()
-    status = report.get("status", status)
-    return b'{"pid": %d, "status": %d, "cpu": %r, "hit": %s}' % (job, status, cpu, json.dumps(hit).encode())
+        return fork_channel.encode_failed(job, report["error"])
+    return fork_channel.encode_ended(job, report.get("status", status), cpu, hit)
 
 
 def _receive_quietly(line):
@@ -165,10 +169,10 @@ def _receive_quietly(line):
     line.setblocking(False)
     while True:
         try:
-            message = line.recv(MAX_REQUEST)
+            message = line.recv(fork_channel.MAX_REQUEST)
             if not message:
                 return report
-            report.update(json.loads(message))
+            report.update(fork_channel.decode_report(message))
         except (OSError, ValueError):
             return report
 
@@ -212,9 +216,10 @@ def fork_standby(channel, rehearsed=True):
                 standby_in_sandbox(theirs, rehearsed)
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
-            message, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 4)
+            message, fds, _, _ = socket.recv_fds(theirs, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
             if message:
-                start_job(json.loads(message), fds, None)
+                request = fork_channel.decode_request(message)
+                job_process.start_job(request, fds, request.workdir)
         finally:
             os._exit(127)  # whatever happened, the child never goes back to serving
     if WALLS.get("sandbox") and os.geteuid() == 0:
@@ -281,24 +286,25 @@ def standby_in_sandbox(job_line, rehearsed):
         if pid == job:
             break
     if not walls_failed:
-        job_line.send(json.dumps({"status": status, "disk_full": sandbox.disk_full("/tmp")}).encode())
+        job_line.send(fork_channel.encode_report_ended(status, sandbox.disk_full("/tmp")))
     os._exit(0)  # and the kernel kills all the job left behind
 
 
 def start_sandboxed_job(job_line, workdir, walls_failed):
     """Take the request, put the job's file in its folder, and become the job; never returns."""
-    message, fds, _, _ = socket.recv_fds(job_line, MAX_REQUEST, 4)
+    message, fds, _, _ = socket.recv_fds(job_line, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
     if not message:
         os._exit(127)
-    request = json.loads(message)
+    request = fork_channel.decode_request(message)
+    sandbox = helper("sandbox")
     try:
         if walls_failed:
             raise walls_failed
-        helper("sandbox").place_code(request["filename"], workdir, fds.pop(), WALLS["sandbox"].get("user"))
+        sandbox.place_code(request.filename, workdir, fds.pop(), WALLS["sandbox"].get("user"))
     except BaseException as error:
-        job_line.send(json.dumps({"error": f"cannot start the job: {error}"}).encode())
+        job_line.send(fork_channel.encode_report_failed(f"cannot start the job: {error}"))
         os._exit(127)
-    start_job(request, fds, workdir)
+    job_process.start_job(request, fds, workdir, sandbox)
 
 
 WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 starts after 8 calls)
@@ -321,13 +327,12 @@ def warm_up():
     gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
 
 
-REHEARSAL = json.dumps({"workdir": "/", "filename": "x.py", "env": dict(os.environ), "limits": {"cpu": 1},
-                        "user": None, "command": None})
+REHEARSAL = fork_channel.encode_request(fork_channel.Request("x.py", dict(os.environ), {"cpu": 1}, workdir="/"))
 
 
 def rehearse():
     """Run the library code a job's start runs, changing nothing."""
-    _set_environment(json.loads(REHEARSAL)["env"])
+    job_process.set_environment(fork_channel.decode_request(REHEARSAL).env)
     os.environ["SIECI_WARM_UP"] = "1"
     del os.environ["SIECI_WARM_UP"]
     null = os.open(os.devnull, os.O_RDWR)
@@ -372,141 +377,6 @@ def list_children():
             os.close(fd)
     except OSError:
         return []
-
-
-_helpers = {}
-
-
-def helper(name):
-    """sieci's sandbox.py or cgroups.py, loaded by path once, and kept out of sys.modules."""
-    if name not in _helpers:
-        import importlib.util
-
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-        spec = importlib.util.spec_from_file_location(f"_sieci_{name}", path)
-        _helpers[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_helpers[name])
-    return _helpers[name]
-
-
-def start_job(request, fds, workdir):
-    """Become the job: its streams, limits, user, folder (``workdir``, or the
-    request's) and environment; never returns."""
-    workdir = workdir or request["workdir"]
-    try:
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        os.closerange(3, 1 << 16)
-        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # a file past the size limit ends the job
-        for name, value in request.get("limits", {}).items():
-            if value:
-                resource.setrlimit(LIMITS[name], (value, value + 1 if name == "cpu" else value))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.umask(0o077)
-        user = request.get("user")
-        if WALLS.get("sandbox"):
-            helper("sandbox").drop_privileges(user)
-        elif user:
-            os.setgroups([])
-            os.setgid(user[1])
-            os.setuid(user[0])
-        os.chdir(workdir)
-        _set_environment(request["env"])
-    except BaseException as error:
-        os.write(2, f"sieci: cannot start the job: {error}\n".encode())
-        os._exit(127)
-    if request.get("command"):
-        try:
-            os.execvp(request["command"][0], request["command"])
-        except OSError as error:
-            os.write(2, f"sieci: cannot run {request['command'][0]}: {error}\n".encode())
-            os._exit(127)
-    os._exit(run_as_main(os.path.join(workdir, request["filename"])))
-
-
-def _set_environment(env):
-    """Make os.environ exactly ``env``, touching only what differs (the zygote's own is nearly it)."""
-    for key in [key for key in os.environ if key not in env]:
-        del os.environ[key]
-    for key, value in env.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
-
-
-def run_as_main(path):
-    """Run the file at ``path`` as ``python path`` would; returns the exit code."""
-    atexit._clear()
-    sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
-    sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", errors="strict", closefd=False)
-    sys.stderr = sys.__stderr__ = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                                          closefd=False)
-    sys.argv = [os.path.basename(path)]
-    sys.orig_argv = [sys.executable, sys.argv[0]]
-    sys.path.insert(0, os.path.dirname(path))
-    main = types.ModuleType("__main__")
-    main.__file__ = path
-    main.__builtins__ = __builtins__
-    main.__cached__ = None
-    sys.modules["__main__"] = main
-    try:
-        with open(path, "rb") as file:
-            code = compile(file.read(), path, "exec", dont_inherit=True)
-        exec(code, main.__dict__)
-        status = 0
-    except SystemExit as exit:
-        status = _exit_status(exit)
-    except KeyboardInterrupt as interrupt:
-        _report(interrupt)
-        _finish()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python ends on SIGINT itself, for the shell
-        os.kill(os.getpid(), signal.SIGINT)
-        status = 130
-    except BaseException as error:
-        _report(error)
-        status = 1
-    return _finish(status)
-
-
-def _report(error):
-    if error.__traceback__ is not None:
-        error.__traceback__ = error.__traceback__.tb_next  # our own frame is not the job's
-    sys.excepthook(type(error), error, error.__traceback__)
-
-
-def _exit_status(exit):
-    code = exit.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        print(code, file=sys.stderr)
-    except Exception:
-        pass
-    return 1
-
-
-def _finish(status=0):
-    """Python's own ending: threads, atexit, flushing (exit 120 if stdout cannot be flushed)."""
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
-            threading._shutdown()
-        except BaseException:
-            pass
-    try:
-        atexit._run_exitfuncs()
-    except SystemExit as exit:
-        status = _exit_status(exit)
-    try:
-        sys.stdout.flush()
-    except Exception:
-        status = 120
-    try:
-        sys.stderr.flush()
-    except Exception:
-        pass
-    return status
 
 
 if __name__ == "__main__":

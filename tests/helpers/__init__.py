@@ -14,7 +14,7 @@ import gevent.event
 import pytest
 
 from sieci.address import format_address
-from sieci.executor import Limits
+from sieci.limits import Limits
 from sieci.master import Master
 from sieci.worker import Worker
 

@@ -4,7 +4,7 @@ import gevent
 import pytest
 
 from sieci import client
-from sieci.executor import Limits
+from sieci.limits import Limits
 
 from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address
 

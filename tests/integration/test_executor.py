@@ -13,9 +13,10 @@ import gevent
 import gevent.socket
 import pytest
 
-from sieci import defaults, executor
+from sieci import defaults, executor, fork_server
 from sieci.defaults import JOB_FILENAME
-from sieci.executor import JobRun, Limits, safe_filename
+from sieci.executor import JobRun, safe_filename
+from sieci.limits import Limits
 from sieci.protocol import STDERR, STDOUT
 from sieci.results import Status
 
@@ -352,7 +353,7 @@ def test_the_environment_is_minimal(monkeypatch):
     assert "PYTHONPATH" not in env
     assert "PYTEST_CURRENT_TEST" not in env
     assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE"}
-    assert env["PATH"] == executor.JOB_PATH
+    assert env["PATH"] == fork_server.JOB_PATH
 
 
 def test_stdin_is_empty():

@@ -170,7 +170,7 @@ def test_more_than_100_failures_exit_101(tmp_path, reserved_port):
 
 
 def test_a_job_over_a_limit_says_so_in_stderr_and_the_joblog(cluster, tmp_path):
-    from sieci.executor import Limits
+    from sieci.limits import Limits
 
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=0.5))

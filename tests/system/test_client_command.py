@@ -29,7 +29,7 @@ def test_help_lists_every_option_with_its_variable():
 
 
 def test_the_command_says_which_limit_a_job_hit(cluster, tmp_path):
-    from sieci.executor import Limits
+    from sieci.limits import Limits
 
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=0.5))

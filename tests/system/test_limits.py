@@ -10,7 +10,7 @@ import os
 import pytest
 
 from sieci import client
-from sieci.executor import Limits
+from sieci.limits import Limits
 
 from tests.helpers import Captured, Stdout, client_address, isolation, processes_of
 

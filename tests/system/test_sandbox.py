@@ -19,7 +19,7 @@ import gevent.socket
 import pytest
 
 from sieci import client, executor
-from sieci.executor import Limits
+from sieci.limits import Limits
 from sieci.protocol import STDOUT
 
 from tests.helpers import Captured, client_address, isolation, processes_of

@@ -1,0 +1,118 @@
+"""The messages between a worker and its fork server (zygote.py), made and read here only.
+
+The worker starts the fork server with its walls (``encode_walls``) and a
+SOCK_SEQPACKET socketpair; each message is one packet holding one JSON object:
+
+- a request (worker to fork server, and on to the job's process): what the job
+  is, with its stdin, stdout and stderr (and, sandboxed, its code) passed as
+  file descriptors beside it;
+- started (fork server to worker): the job's pid, at once;
+- ended (fork server to worker): how the job ended, once all it left is gone,
+  or why it could not start;
+- a report (a sandboxed job's init or process to the fork server): how the job
+  ended, or why it could not start.
+
+No I/O, and the standard library only: the fork server loads this file by
+path (see zygote.helper), so any Python 3 can run it.
+"""
+
+import json
+
+MAX_FDS = 4  # a request's: stdin, stdout, stderr and, sandboxed, the code
+MAX_REQUEST = 1 << 20
+MAX_ANSWER = 1 << 16
+
+
+class MalformedMessage(ValueError):
+    """A message that is not one of this channel's."""
+
+
+class Request:
+    """What the job's process needs to become the job: its file's name, environment, the
+    rlimits it takes, the user ``[uid, gid]`` it runs as, a command to exec instead of the
+    file, and its working directory (none when the sandbox makes it)."""
+
+    def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None):
+        self.filename = filename
+        self.env = env
+        self.limits = limits or {}
+        self.user = user
+        self.command = command
+        self.workdir = workdir
+
+
+class Ended:
+    """How a job ended: its raw wait ``status``, the ``cpu`` seconds it used and the
+    limits it ``hit``; or, for a job that could not start, the ``error``."""
+
+    def __init__(self, status=None, cpu=None, hit=(), error=None):
+        self.status = status
+        self.cpu = cpu
+        self.hit = hit
+        self.error = error
+
+
+def encode_walls(walls):
+    """The fork server's argument: the namespaces and cgroup its jobs run in (Isolation.walls)."""
+    return json.dumps(walls)
+
+
+def decode_walls(argument):
+    return json.loads(argument)
+
+
+def encode_request(request):
+    return json.dumps(vars(request)).encode()
+
+
+def decode_request(message):
+    try:
+        return Request(**json.loads(message))
+    except TypeError as error:
+        raise MalformedMessage(f"not a request: {error}") from None
+
+
+# The fork server's answers are formatted by hand: its JSON encoder would touch more
+# memory, and every page the fork server writes is copied again into each job it forks.
+def encode_started(pid):
+    return b'{"pid": %d}' % pid
+
+
+def decode_started(message):
+    answer = json.loads(message)
+    if not isinstance(answer, dict) or "pid" not in answer:
+        raise MalformedMessage(f"not a job's start: {message!r}")
+    return answer["pid"]
+
+
+def encode_ended(pid, status, cpu, hit):
+    return b'{"pid": %d, "status": %d, "cpu": %r, "hit": %s}' % (pid, status, cpu, json.dumps(hit).encode())
+
+
+def encode_failed(pid, error):
+    return json.dumps({"pid": pid, "error": error}).encode()
+
+
+def decode_ended(message):
+    answer = json.loads(message)
+    if not isinstance(answer, dict):
+        raise MalformedMessage(f"not a job's end: {message!r}")
+    return Ended(answer.get("status"), answer.get("cpu"), answer.get("hit", ()), answer.get("error"))
+
+
+def encode_report_ended(status, disk_full):
+    """From a sandboxed job's init: the job's raw wait status, and whether its /tmp filled up."""
+    return json.dumps({"status": status, "disk_full": disk_full}).encode()
+
+
+def encode_report_failed(error):
+    """From a sandboxed job's process that could not become the job."""
+    return json.dumps({"error": error}).encode()
+
+
+def decode_report(message):
+    """A report as a dict with any of ``status``, ``disk_full`` and ``error``."""
+    report = json.loads(message)
+    if not isinstance(report, dict):
+        raise MalformedMessage(f"not a job's report: {message!r}")
+    return report

@@ -1,0 +1,92 @@
+"""The worker's end of its fork server (zygote.py), which forks its jobs one at a time."""
+
+import os
+import socket
+import sys
+
+import gevent.lock
+import gevent.socket
+
+from . import fork_channel
+from .spawn import SpawnedProcess
+
+CLOSE_GRACE = 1.0  # seconds a fork server gets to end on its own
+JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+
+
+def job_environment(workdir):
+    """A minimal environment: nothing of the worker's own leaks into a job. The fork
+    server runs in it too, so that setting a job's changes little."""
+    return {
+        "PATH": JOB_PATH,
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+class ForkServerError(Exception):
+    """The fork server died or answered nonsense; it is started afresh next time."""
+
+
+class ForkServer:
+    """A worker's zygote process: one job at a time, started when first needed."""
+
+    def __init__(self, python=None, walls=None):
+        """``walls``: the namespaces and cgroup to run jobs in (Isolation.walls)."""
+        self.python = python or sys.executable
+        self.walls = walls or {}
+        self._process = None
+        self._channel = None
+        self._lock = gevent.lock.Semaphore()
+
+    def _start(self):
+        ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            argv = [self.python, ZYGOTE, str(theirs.fileno()), fork_channel.encode_walls(self.walls)]
+            self._process = SpawnedProcess(argv, job_environment("/"), pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self._channel = ours
+
+    def start_job(self, request, fds):
+        """Fork a job for a ``fork_channel.Request``, with its stdin, stdout and stderr (and,
+        sandboxed, its code) in ``fds``; returns its pid. Pair every call with ``wait_job``."""
+        self._lock.acquire()
+        try:
+            if self._channel is None:
+                self._start()
+            socket.send_fds(self._channel, [fork_channel.encode_request(request)], fds)
+            return self._receive(fork_channel.decode_started)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def wait_job(self):
+        """How the job ended, once all it left is gone: a ``fork_channel.Ended``."""
+        try:
+            return self._receive(fork_channel.decode_ended)
+        finally:
+            self._lock.release()
+
+    def _receive(self, decode):
+        try:
+            message = self._channel.recv(fork_channel.MAX_ANSWER)
+            if message:
+                return decode(message)
+        except (OSError, ValueError):
+            pass
+        self.close(grace=0)
+        raise ForkServerError("the fork server died")
+
+    def close(self, grace=CLOSE_GRACE):
+        """Stop the fork server: it ends on its own once its channel closes (and removes
+        its jobs' cgroup), or is killed after ``grace`` seconds."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._process is not None:
+            self._process.kill(grace)
+            self._process = None

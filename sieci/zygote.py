@@ -3,7 +3,7 @@
 A worker starts this file as a script with the job interpreter
 (``python zygote.py FD WALLS``); it imports nothing of sieci's as a package,
 only loads the few stdlib-only files it needs by path (see helper), so any
-Python 3 can run it. Each request on the socket FD (a SOCK_SEQPACKET
+Python from 3.9 (socket.send_fds) can run it. Each request on the socket FD (a SOCK_SEQPACKET
 socketpair; the messages are fork_channel.py's) comes with the job's
 stdin, stdout and stderr. The zygote keeps one child forked ahead of time
 (the standby), which has rehearsed a job's start and waits; it hands the

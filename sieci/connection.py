@@ -16,8 +16,6 @@ IOV_MAX = 1024  # pieces per sendmsg
 TLS_HANDSHAKE = b"\x16\x03"  # how every TLS connection's first record starts
 _DROPPED = bytearray(64 << 10)  # what finish_sending reads goes here, for every connection: no memory per read
 HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced past Python
-# A peer that has vanished (no FIN, no RST) is given up on after about this
-# many seconds, whether the link was idle or had data in flight.
 
 
 def tune_socket(sock, seconds=defaults.KEEPALIVE, user_timeout=True):

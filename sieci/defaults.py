@@ -23,7 +23,7 @@ GRACE = 30.0
 MAX_QUEUE = 100_000
 MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
 MAX_CONNECTIONS_PER_ADDRESS = 256  # client connections from one address at once
-KEEPALIVE = 45.0  # seconds a silent peer is given before it is taken for gone
+KEEPALIVE = 45.0  # seconds before a peer that vanished (no FIN, no RST), idle or not, is taken for gone
 
 # Worker, and each job it runs.
 RECONNECT_MIN = 0.1

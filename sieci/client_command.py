@@ -120,10 +120,12 @@ def _parse_with_argparse(argv):
         prog=PROG, usage=USAGE,
         description="Run a Python file on a sieci cluster; print its output and exit with its status. "
                     "Given several files (or --files-from), run them as a batch, --jobs at a time.",
-        epilog="Exit status: the job's own; 128+N if signal N ended it; 124 if it ran past its time limit; "
-               "137 if it hit another limit; 255 if sieci could not get a result (the reason is on stderr). "
-               "A batch exits 0 if every job exited 0, else with the number of jobs that did not (101 for "
-               "more than 100), or 255 if sieci could not run it at all. "
+        epilog=f"Exit status: the job's own; 128+N if signal N ended it; {defaults.EXIT_TIME_LIMIT} if it ran "
+               f"past its time limit; {defaults.EXIT_OTHER_LIMIT} if it hit another limit; {defaults.EXIT_FAILED} "
+               f"if sieci could not get a result (the reason is on stderr); {defaults.EXIT_USAGE} for a bad "
+               "command line. A batch exits 0 if every job exited 0, else with the number of jobs that did not "
+               f"({defaults.MOST_FAILURES_COUNTED + 1} for more than {defaults.MOST_FAILURES_COUNTED}), or "
+               f"{defaults.EXIT_FAILED} if sieci could not run it at all. "
                "Each option can also be set in the environment variable named in brackets.")
     parser.add_argument("positionals", nargs="*", metavar="MASTER[,MASTER...] FILE [FILE...]",
                         help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), "

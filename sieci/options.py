@@ -236,8 +236,8 @@ JOB = [
 ]
 
 WORKER = [
-    Option("--masters", text, None, "the masters' worker addresses, comma-separated", "ADDR[,ADDR...]",
-           env="SIECI_WORKER_MASTERS"),
+    Option("--masters", text, None, "the masters' worker addresses (in --masters, comma-separated)",
+           "ADDR[,ADDR...]", env="SIECI_WORKER_MASTERS"),
     Option("--python", text, None, "the interpreter that runs jobs", "PATH", shown="the worker's own"),
     Option("--name", text, None, "the name clients are told ran their job", shown="HOST:PID:N"),
     *JOB,

@@ -91,7 +91,7 @@ def _check_config_keys(parser, path):
 def _address(parser, args, name, default_host=""):
     text = getattr(args, name) or getattr(args, f"{name}_option")
     if not text:
-        env = next(option.env for option in options.MASTER if option.dest == name)
+        env = next(option.env for option in options.master_options() if option.dest == name)
         parser.error(f"{name.upper()} is missing: give it as an argument, with --{name.replace('_', '-')}, "
                      f"or in {env}")
     try:
@@ -195,7 +195,8 @@ def _is_loopback(host):
 
 
 def master_parser():
-    return _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.", options.MASTER,
+    return _parser("sieci-master", "Queue jobs from sieci clients and hand them to workers.",
+                   options.master_options(),
                    positionals=("--workers-addr", "--clients-addr"))
 
 
@@ -210,7 +211,7 @@ def parse_master(argv, env=None):
 
 
 def worker_parser():
-    return _parser("sieci-worker", "Run jobs for one or more sieci masters.", options.WORKER,
+    return _parser("sieci-worker", "Run jobs for one or more sieci masters.", options.worker_options(),
                    positionals=("--masters",))
 
 
@@ -240,7 +241,7 @@ def _daemon_options(parser, args, role):
 
 def cluster_parser():
     parser = _parser("sieci-cluster", "Start a master and workers on loopback; run FILE on them, or serve.",
-                     options.CLUSTER)
+                     options.cluster_options())
     parser.add_argument("file", nargs="?", metavar="FILE",
                         help="run this Python file (- for stdin), print its output and exit with its status; "
                              "without it, serve until Ctrl-C")

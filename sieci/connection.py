@@ -5,7 +5,7 @@ either way a read that would block waits (and, under gevent, yields).
 """
 
 import _socket as socket  # the C module: the client need not load the socket package
-import struct
+import sys
 import time
 
 from . import defaults, protocol
@@ -48,8 +48,8 @@ def stopped_acknowledging(sock, seconds):
     except (AttributeError, OSError):
         return False
     retransmits, probes = info[2], info[3]  # struct tcp_info's tcpi_retransmits, tcpi_probes
-    unacked, = struct.unpack_from("I", info, 24)
-    last_ack_received, = struct.unpack_from("I", info, 56)  # milliseconds ago
+    unacked = int.from_bytes(info[24:28], sys.byteorder)  # (not struct: the client would pay to import it)
+    last_ack_received = int.from_bytes(info[56:60], sys.byteorder)  # milliseconds ago
     return (probes > 0 or (unacked > 0 and retransmits > 0)) and last_ack_received > seconds * 1000
 
 

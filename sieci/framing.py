@@ -236,7 +236,8 @@ class TerminatedBlockReader(BlockReader):
         if len(buffer) - start <= len(terminator):
             return terminator.startswith(buffer[start:])
         # Past the terminator's length: the terminator, then only spaces.
-        return buffer[start:start + len(terminator)] == terminator and not buffer[max(new, start + len(terminator)):].strip()
+        end = start + len(terminator)
+        return buffer[start:end] == terminator and not buffer[max(new, end):].strip()
 
     def _may_become_terminator(self, partial):
         if self.accept_glued:

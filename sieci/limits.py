@@ -61,7 +61,8 @@ def _kernel_limit_hit(limits, returncode, ended):
         return "cpu"
     if returncode == -signal.SIGXFSZ:
         return "file-size"
-    if returncode and ended is not None:  # the counters of its cgroup and tmpfs; a job that exited 0 coped with its limits
+    # The counters of its cgroup and tmpfs; a job that exited 0 coped with its limits.
+    if returncode and ended is not None:
         return next(iter(ended.hit), None)
     return None
 

@@ -174,87 +174,102 @@ TLS_CA = Option("--tls-ca", text, None, "verify the masters' certificates agains
 TLS_CERT = Option("--tls-cert", text, None, "present this certificate to masters that ask for one", "PATH")
 TLS_KEY = Option("--tls-key", text, None, "the private key of --tls-cert", "PATH")
 
-MASTER = [
-    Option("--workers-addr", text, None, "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT", "ADDR"),
-    Option("--clients-addr", text, None, "where clients connect: HOST:PORT, :PORT or [IPV6]:PORT", "ADDR"),
-    MAX_UPLOAD,
-    Option("--client-timeout", seconds, defaults.CLIENT_TIMEOUT,
-           "drop a client that sends nothing for this long while it uploads, and take back a job from a "
-           "worker that has not accepted it this long after it was sent"),
-    Option("--max-queue", positive_count, defaults.MAX_QUEUE, "answer 'ERROR queue full' once this many jobs wait"),
-    Option("--max-unverified", size, defaults.MAX_UNVERIFIED,
-           "bytes of uploads read and not yet checked, all clients together (one address: a quarter); an "
-           "upload that would pass it is refused"),
-    Option("--max-connections-per-address", positive_count, defaults.MAX_CONNECTIONS_PER_ADDRESS,
-           "client connections one address may have open at once"),
-    SECRET_FILE,
-    Option("--tls-ca", text, None, "with --tls-cert: accept only peers with a certificate signed by this CA",
-           "PATH", env="SIECI_MASTER_TLS_CA"),
-    Option("--tls-cert", text, None, "serve TLS on both ports with this certificate", "PATH",
-           env="SIECI_MASTER_TLS_CERT"),
-    Option("--tls-key", text, None, "the private key of the master's --tls-cert", "PATH", env="SIECI_MASTER_TLS_KEY"),
-    Option("--names", text, None,
-           "with --secret-file: other names clients and workers reach this master by (HOST, or HOST:PORT "
-           "where a NAT changes the port), beyond its own addresses and host name; a signature meant for "
-           "another master is refused", "NAME[,NAME...]"),
-    GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
-]
+# The daemons' options are built only when asked: the client, which starts often, builds only its own.
 
-JOB = [
-    Option("--timeout", seconds, defaults.JOB_TIMEOUT,
-           "wall-clock time limit of each job, in seconds (the client exits 124)", env="SIECI_JOB_TIMEOUT"),
-    Option("--max-output", size, defaults.MAX_OUTPUT, "stop a job whose stdout and stderr pass this many bytes"),
-    Option("--max-cpu", seconds, defaults.MAX_CPU, "CPU seconds a job may use"),
-    Option("--max-memory", size, defaults.MAX_MEMORY,
-           "memory a job may use, all its processes together (with --job-cgroups off: address space each "
-           "process may map)"),
-    Option("--max-file-size", size, defaults.MAX_FILE_SIZE, "largest file a job may write"),
-    Option("--max-disk", size, defaults.MAX_DISK,
-           "size of a job's /tmp, where its working directory is (with --job-namespaces off: stop a job whose "
-           "working directory grows past this)"),
-    Option("--max-open-files", positive_count, defaults.MAX_OPEN_FILES, "files a job's process may hold open"),
-    Option("--max-processes", positive_count, defaults.MAX_PROCESSES,
-           "processes a job may have at once (with --job-cgroups off: processes the job user may have)"),
-    Option("--job-user", text, None,
-           "run jobs as this user ('' names the worker's own user; a worker running as root never runs jobs "
-           "as root)", "USER", shown="nobody when running as root, else your own user"),
-    Option("--job-namespaces", text, "on",
-           "run each job in PID, mount, IPC and UTS namespaces of its own: a read-only tree, a private /tmp on "
-           "a tmpfs of --max-disk, its own /proc, the worker's secrets hidden; nothing it starts outlives it "
-           "(off: a host folder, rlimits)", choices=("on", "off")),
-    Option("--job-cgroups", text, "on",
-           "hold each job's memory and processes to --max-memory and --max-processes as a whole, in a cgroup "
-           "of its own (off: per process, with rlimits)", choices=("on", "off")),
-    Option("--job-network", text, "on",
-           "off: jobs get a network namespace with only loopback (needs --job-namespaces on)", choices=("on", "off")),
-    Option("--sandbox-command", text, "",
-           "a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev --bind \"$PWD\" \"$PWD\" "
-           "--unshare-all --die-with-parent'; the job's 'python FILE' is appended", "COMMAND"),
-    Option("--fresh-interpreter", bool, False,
-           "start a new interpreter for every job instead of forking a pre-started one (slower; for jobs that "
-           "need a fresh hash seed or interpreter flags)"),
-]
+def master_options():
+    """sieci-master's options."""
+    return [
+        Option("--workers-addr", text, None, "where workers connect: HOST:PORT, :PORT or [IPV6]:PORT", "ADDR"),
+        Option("--clients-addr", text, None, "where clients connect: HOST:PORT, :PORT or [IPV6]:PORT", "ADDR"),
+        MAX_UPLOAD,
+        Option("--client-timeout", seconds, defaults.CLIENT_TIMEOUT,
+               "drop a client that sends nothing for this long while it uploads, and take back a job from a "
+               "worker that has not accepted it this long after it was sent"),
+        Option("--max-queue", positive_count, defaults.MAX_QUEUE, "answer 'ERROR queue full' once this many jobs wait"),
+        Option("--max-unverified", size, defaults.MAX_UNVERIFIED,
+               "bytes of uploads read and not yet checked, all clients together (one address: a quarter); an "
+               "upload that would pass it is refused"),
+        Option("--max-connections-per-address", positive_count, defaults.MAX_CONNECTIONS_PER_ADDRESS,
+               "client connections one address may have open at once"),
+        SECRET_FILE,
+        Option("--tls-ca", text, None, "with --tls-cert: accept only peers with a certificate signed by this CA",
+               "PATH", env="SIECI_MASTER_TLS_CA"),
+        Option("--tls-cert", text, None, "serve TLS on both ports with this certificate", "PATH",
+               env="SIECI_MASTER_TLS_CERT"),
+        Option("--tls-key", text, None, "the private key of the master's --tls-cert", "PATH",
+               env="SIECI_MASTER_TLS_KEY"),
+        Option("--names", text, None,
+               "with --secret-file: other names clients and workers reach this master by (HOST, or HOST:PORT "
+               "where a NAT changes the port), beyond its own addresses and host name; a signature meant for "
+               "another master is refused", "NAME[,NAME...]"),
+        GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+    ]
 
-WORKER = [
-    Option("--masters", text, None, "the masters' worker addresses (in --masters, comma-separated)",
-           "ADDR[,ADDR...]", env="SIECI_WORKER_MASTERS"),
-    Option("--python", text, None, "the interpreter that runs jobs", "PATH", shown="the worker's own"),
-    Option("--name", text, None, "the name clients are told ran their job", shown="HOST:PID:N"),
-    *JOB,
-    MAX_UPLOAD,
-    Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
-           "longest wait between attempts to redial a lost master, in seconds"),
-    SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
-    GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
-]
 
-CLUSTER = [
-    Option("--workers", positive_count, None, "how many workers to start", "N", shown="the number of CPUs"),
-    *[option.with_default("auto", "on where this host can build it") if option.flag in ("--job-namespaces",
-                                                                                       "--job-cgroups")
-      else option for option in JOB],
-    LOG_LEVEL.with_default("warning"), LOG_FORMAT,
-]
+def _job_options():
+    """How a worker runs jobs: sieci-worker's and sieci-cluster's."""
+    return [
+        Option("--timeout", seconds, defaults.JOB_TIMEOUT,
+               "wall-clock time limit of each job, in seconds (the client exits 124)", env="SIECI_JOB_TIMEOUT"),
+        Option("--max-output", size, defaults.MAX_OUTPUT, "stop a job whose stdout and stderr pass this many bytes"),
+        Option("--max-cpu", seconds, defaults.MAX_CPU, "CPU seconds a job may use"),
+        Option("--max-memory", size, defaults.MAX_MEMORY,
+               "memory a job may use, all its processes together (with --job-cgroups off: address space each "
+               "process may map)"),
+        Option("--max-file-size", size, defaults.MAX_FILE_SIZE, "largest file a job may write"),
+        Option("--max-disk", size, defaults.MAX_DISK,
+               "size of a job's /tmp, where its working directory is (with --job-namespaces off: stop a job whose "
+               "working directory grows past this)"),
+        Option("--max-open-files", positive_count, defaults.MAX_OPEN_FILES, "files a job's process may hold open"),
+        Option("--max-processes", positive_count, defaults.MAX_PROCESSES,
+               "processes a job may have at once (with --job-cgroups off: processes the job user may have)"),
+        Option("--job-user", text, None,
+               "run jobs as this user ('' names the worker's own user; a worker running as root never runs jobs "
+               "as root)", "USER", shown="nobody when running as root, else your own user"),
+        Option("--job-namespaces", text, "on",
+               "run each job in PID, mount, IPC and UTS namespaces of its own: a read-only tree, a private /tmp on "
+               "a tmpfs of --max-disk, its own /proc, the worker's secrets hidden; nothing it starts outlives it "
+               "(off: a host folder, rlimits)", choices=("on", "off")),
+        Option("--job-cgroups", text, "on",
+               "hold each job's memory and processes to --max-memory and --max-processes as a whole, in a cgroup "
+               "of its own (off: per process, with rlimits)", choices=("on", "off")),
+        Option("--job-network", text, "on",
+               "off: jobs get a network namespace with only loopback (needs --job-namespaces on)",
+               choices=("on", "off")),
+        Option("--sandbox-command", text, "",
+               "a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev --bind \"$PWD\" \"$PWD\" "
+               "--unshare-all --die-with-parent'; the job's 'python FILE' is appended", "COMMAND"),
+        Option("--fresh-interpreter", bool, False,
+               "start a new interpreter for every job instead of forking a pre-started one (slower; for jobs that "
+               "need a fresh hash seed or interpreter flags)"),
+    ]
+
+
+def worker_options():
+    """sieci-worker's options."""
+    return [
+        Option("--masters", text, None, "the masters' worker addresses (in --masters, comma-separated)",
+               "ADDR[,ADDR...]", env="SIECI_WORKER_MASTERS"),
+        Option("--python", text, None, "the interpreter that runs jobs", "PATH", shown="the worker's own"),
+        Option("--name", text, None, "the name clients are told ran their job", shown="HOST:PID:N"),
+        *_job_options(),
+        MAX_UPLOAD,
+        Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
+               "longest wait between attempts to redial a lost master, in seconds"),
+        SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
+        GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+    ]
+
+
+def cluster_options():
+    """sieci-cluster's options."""
+    return [
+        Option("--workers", positive_count, None, "how many workers to start", "N", shown="the number of CPUs"),
+        *[option.with_default("auto", "on where this host can build it")
+          if option.flag in ("--job-namespaces", "--job-cgroups") else option for option in _job_options()],
+        LOG_LEVEL.with_default("warning"), LOG_FORMAT,
+    ]
+
 
 CLIENT = [
     Option("--connect-timeout", seconds, defaults.CONNECT_TIMEOUT,
@@ -286,5 +301,5 @@ CLIENT_MASTERS = Option("--masters", text, None, "the masters' client addresses"
 # Which config file a daemon reads when no -c is given; each program has its own.
 CONFIG_ENV = {"sieci-master": "SIECI_MASTER_CONFIG", "sieci-worker": "SIECI_WORKER_CONFIG",
               "sieci-cluster": "SIECI_CLUSTER_CONFIG"}
-PROGRAMS = {"sieci-master": MASTER, "sieci-worker": WORKER, "sieci-cluster": CLUSTER,
-            "sieci-client": CLIENT + [CLIENT_MASTERS]}
+PROGRAMS = {"sieci-master": master_options, "sieci-worker": worker_options, "sieci-cluster": cluster_options,
+            "sieci-client": lambda: CLIENT + [CLIENT_MASTERS]}

@@ -11,7 +11,6 @@ so they cannot disagree about the wire. See docs/protocol.md for the
 contract this implements.
 """
 
-import math
 import os
 
 AVAILABLE = b"AVAILABLE"
@@ -96,7 +95,7 @@ class BlockHeader:
             beat = float(self.field(BEAT_FIELD, b""))
         except ValueError:
             return None
-        return beat if 0 < beat < math.inf else None  # (NaN compares false)
+        return beat if 0 < beat < float("inf") else None  # (NaN compares false)
 
 
 def parse_header(line):

@@ -28,7 +28,7 @@ def usage_error(capsys, parse, argv, env):
 def test_no_environment_variable_means_two_things():
     meanings = {}
     for program, declared in options.PROGRAMS.items():
-        for option in declared:
+        for option in declared():
             meaning = (option.flag, option.kind, option.help)
             assert meanings.setdefault(option.env, meaning) == meaning, (program, option.env)
     assert len(set(options.CONFIG_ENV.values()) | set(meanings)) == len(options.CONFIG_ENV) + len(meanings)
@@ -38,7 +38,7 @@ def test_no_environment_variable_means_two_things():
 def test_each_daemon_reads_exactly_the_variables_declared_for_it(program):
     parser = PARSERS[program]()
     read = {action.env_var for action in parser._actions if getattr(action, "env_var", None)}
-    assert read == {option.env for option in options.PROGRAMS[program]}
+    assert read == {option.env for option in options.PROGRAMS[program]()}
 
 
 def test_a_worker_does_not_take_the_clients_masters(capsys):

@@ -51,7 +51,10 @@ class Job:
         self._unsent = []
 
     def send_to_client(self, data, completes=None):
-        """Relay to the client; once it has gone, the rest is dropped. ``completes``: as Connection.send's."""
+        """Relay to the client; once it has gone, or the job has ended for it (failed while its
+        results came), the rest is dropped. ``completes``: as Connection.send's."""
+        if self.finished.is_set():
+            return
         if completes is not None:
             self.client.conversation.sending(completes)
         self._unsent.append(data)
@@ -67,7 +70,7 @@ class Job:
 
     def flush(self):
         data, self._unsent = b"".join(self._unsent), []
-        if self.cancelled or not data:
+        if self.cancelled or self.finished.is_set() or not data:
             return
         try:
             self.client.send(data)
@@ -189,7 +192,8 @@ class Dispatcher:
         """The job's results have all been relayed: the worker is idle again."""
         link.job = None
         link.jobs_done += 1
-        self.finish(job, "cancelled" if job.cancelled else "done")
+        if not job.finished.is_set():  # else it was failed (the master stopping) while its results came
+            self.finish(job, "cancelled" if job.cancelled else "done")
         self.make_idle(link)
 
     def cancel(self, job):

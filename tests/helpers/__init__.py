@@ -228,3 +228,15 @@ def assert_backing_off(lines):
     reconnect_max of 0.16 s or more) show each pause up to twice the one before."""
     delays = [float(line.rsplit("redialling in ", 1)[1].split()[0]) for line in lines]
     assert delays == sorted(delays) and delays[4] >= 0.08, delays
+
+
+class RecordingSocket:
+    """Stands in for a socket: keeps what is sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+    sendmsg = None

@@ -6,6 +6,8 @@ from sieci import protocol
 from sieci.connection import Connection
 from sieci.relay import SplicePipes
 
+from tests.helpers import RecordingSocket
+
 
 def test_only_empty_pipes_are_reused():
     pipes = SplicePipes()
@@ -19,18 +21,6 @@ def test_only_empty_pipes_are_reused():
     pipes.give_back(clean)
     pipes.give_back(fresh)
     pipes.close()
-
-
-class RecordingSocket:
-    """Stands in for a socket: keeps what is sent."""
-
-    def __init__(self):
-        self.sent = []
-
-    def sendall(self, data):
-        self.sent.append(bytes(data))
-
-    sendmsg = None
 
 
 def test_a_send_not_allowed_now_is_refused_before_any_byte_goes_out():

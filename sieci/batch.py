@@ -1,7 +1,9 @@
-"""Batches: many Python files through the cluster at once, like GNU parallel.
+"""Batches: many Python programs through the cluster at once, like GNU parallel.
 
-sieci-client comes here when it is given more than one FILE, or
-``--files-from``, ``--joblog`` or ``--retry-failed``. Up to ``--jobs`` jobs
+sieci-client comes here when it is given ``::: VALUE...``, ``-a FILE``,
+``--joblog`` or ``--retry-failed``. Each value makes one job: the command
+line's PROG and ARGs with ``{}`` replaced by the value, or with the value
+added at the end (with no PROG, the value is the PROG). Up to ``--jobs`` jobs
 are in flight at once, each in a thread of its own that runs the blocking
 client library (no gevent here). Each job's stdout and stderr are collected
 whole and written in input order (``--ungroup``: as each job ends); a
@@ -16,14 +18,16 @@ could not run the batch at all.
 import contextlib
 import os
 import queue
+import shlex
 import sys
 import threading
 import time
 
-from .client import ClientError, FdOutput, read_code
 from . import defaults
+from .client import ClientError, FdOutput, read_code
 
-COLUMNS = ("Seq", "File", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
+COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
+PLACEHOLDER = "{}"
 HEADER = "\t".join(COLUMNS)
 NOTHING = "-"  # a joblog field with no value
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -35,15 +39,16 @@ class BatchError(Exception):
 
 
 class Job:
-    """One file of the batch, and what became of it.
+    """One job of the batch (``command``: PROG and its ARGs), and what became of it.
 
     ``seq`` is its number in the joblog (its place in the input, kept when
     it is retried); ``previous`` is its line in the joblog being retried.
     """
 
-    def __init__(self, seq, path, previous=None):
+    def __init__(self, seq, command, previous=None):
         self.seq = seq
-        self.path = path
+        self.command = command
+        self.path = command[0]
         self.previous = previous
         self.index = None  # its place in this run's output order
         self.result = None
@@ -52,10 +57,10 @@ class Job:
         self.runtime = None
         self.bytes = 0
 
-    def run(self, client):
+    def run(self, client, env=None):
         self.started, clock = time.time(), time.monotonic()
         try:
-            self.result = client.run(read_code(self.path), self.path)
+            self.result = client.run(read_code(self.path), self.path, None, self.command[1:], env)
         except ClientError as error:
             self.failure = str(error) or type(error).__name__
         except Exception as error:  # noqa: BLE001 - a bug must fail this job, not hang the batch
@@ -103,7 +108,7 @@ def exit_status(failures):
 # The joblog.
 
 def escape(text):
-    """A file name as one joblog field: backslash, tab, CR and newline escaped."""
+    """A command as one joblog field: backslash, tab, CR and newline escaped."""
     return "".join(_ESCAPES.get(char, char) for char in text)
 
 
@@ -123,7 +128,7 @@ def _one_line(text):
 
 def joblog_line(job):
     result = job.result
-    fields = [str(job.seq), escape(job.path),
+    fields = [str(job.seq), escape(shlex.join(job.command)),
               _one_line(result.master if result else NOTHING), _one_line(result.worker if result else NOTHING),
               f"{job.started:.3f}", f"{job.runtime:.3f}", str(job.exit_status), str(job.bytes),
               _one_line(job.reason or NOTHING)]
@@ -175,11 +180,11 @@ def read_joblog(path):
     kept, again = [], []
     for number, line in enumerate(lines[1:], 2):
         if line.strip():
-            seq, name, exitval = _parse_line(line, f"{path}:{number}")
+            seq, command, exitval = _parse_line(line, f"{path}:{number}")
             if exitval == 0:
                 kept.append(line)
             else:
-                again.append(Job(seq, name, previous=line))
+                again.append(Job(seq, command, previous=line))
     return kept, sorted(again, key=lambda job: job.seq)
 
 
@@ -188,15 +193,18 @@ def _parse_line(line, where):
     try:
         if len(fields) != len(COLUMNS):
             raise ValueError
-        return int(fields[0]), unescape(fields[1]), int(fields[6])
+        command = shlex.split(unescape(fields[1]))
+        if not command:
+            raise ValueError
+        return int(fields[0]), command, int(fields[6])
     except ValueError:
         raise BatchError(f"{where}: not a joblog line ({len(COLUMNS)} tab-separated columns)") from None
 
 
 # What to run.
 
-def read_file_names(path):
-    """--files-from: one file name a line (``-``: stdin); blank lines ignored."""
+def read_values(path):
+    """-a: one value a line (``-``: stdin); blank lines ignored."""
     try:
         if path == "-":
             data = sys.stdin.buffer.read()
@@ -204,7 +212,7 @@ def read_file_names(path):
             with open(path, "rb") as file:
                 data = file.read()
     except OSError as error:
-        raise BatchError(f"cannot read --files-from {path}: {error.strerror or error}") from None
+        raise BatchError(f"cannot read the -a file {path}: {error.strerror or error}") from None
     return [os.fsdecode(line) for line in data.split(b"\n") if line.strip()]
 
 
@@ -212,10 +220,20 @@ def plan(args):
     """The joblog lines to keep and the jobs to run, as the command line asks."""
     if args.retry_failed:
         return read_joblog(args.joblog)
-    paths = list(args.files) + (read_file_names(args.files_from) if args.files_from else [])
-    if "-" in paths:
-        raise BatchError("- (stdin) cannot be one of a batch's files")
-    return [], [Job(seq, path) for seq, path in enumerate(paths, 1)]
+    if args.batch_values is None and not args.arg_file:  # --joblog alone: the one job of the command line
+        return [], [Job(1, args.command)]
+    values = list(args.batch_values or []) + (read_values(args.arg_file) if args.arg_file else [])
+    commands = [command_for(args.command, value) for value in values]
+    if any(command[0] == "-" for command in commands):
+        raise BatchError("- (stdin) cannot be the PROG of a batch's job")
+    return [], [Job(seq, command) for seq, command in enumerate(commands, 1)]
+
+
+def command_for(template, value):
+    """GNU parallel's rule: ``{}`` in PROG or its ARGs is the value; with none, the value comes last."""
+    if any(PLACEHOLDER in word for word in template):
+        return [word.replace(PLACEHOLDER, value) for word in template]
+    return [*template, value]
 
 
 # Running.
@@ -231,21 +249,22 @@ def progress_bar(total):
     return tqdm(total=total, file=sys.stderr, unit="job", dynamic_ncols=True, smoothing=0)
 
 
-def _work(client, todo, finished):
+def _work(client, env, todo, finished):
     while True:
         try:
             job = todo.get_nowait()
         except queue.Empty:
             return
-        job.run(client)
+        job.run(client, env)
         finished.put(job)
 
 
 class Batch:
     """Runs jobs ``parallel`` at a time; shows each one's output whole, and logs it."""
 
-    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client"):
+    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None):
         self.client = client
+        self.env = env
         self.jobs = jobs
         self.parallel = parallel
         self.ungroup = ungroup
@@ -273,7 +292,7 @@ class Batch:
             job.index = index
             todo.put(job)
         for _ in range(min(self.parallel, len(self.jobs))):
-            threading.Thread(target=_work, args=(self.client, todo, finished), daemon=True).start()
+            threading.Thread(target=_work, args=(self.client, self.env, todo, finished), daemon=True).start()
         return finished
 
     def _finish(self, job):
@@ -316,7 +335,7 @@ def run(client, args, prog="sieci-client"):
     try:
         kept, jobs = plan(args)
         log = JobLog(args.joblog, kept) if args.joblog else None
-        return Batch(client, jobs, args.jobs, args.ungroup, log, prog).run()
+        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env).run()
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return defaults.EXIT_FAILED

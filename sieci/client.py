@@ -128,13 +128,25 @@ def parse_masters(masters):
     return addresses
 
 
-def job_fields(filename):
-    """The upload header's fields: extended results, and the file's name."""
+def job_fields(filename, args=(), env=None):
+    """The upload header's fields: extended results, the file's name, its arguments and environment."""
     fields = [protocol.EXTENDED]
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
         fields.append(b"name=" + name)
+    fields += [protocol.ARG_FIELD + b"=" + protocol.quote(arg) for arg in args]
+    for variable, value in (env or {}).items():
+        if not variable or "=" in variable or "\0" in variable + value:
+            raise ClientError(f"not an environment variable: {variable!r}")
+        fields.append(protocol.ENV_FIELD + b"=" + protocol.quote(f"{variable}={value}"))
+    if sum(len(field) + 1 for field in fields) > MAX_HEADER_FIELDS:
+        raise ClientError(f"the arguments and environment are too long: at most {MAX_HEADER_FIELDS >> 10} KiB "
+                          "travel with a job (each byte not a letter or digit counts three)")
     return fields
+
+
+# Room for the fields in an upload's first line, which a master takes up to 64 KiB long.
+MAX_HEADER_FIELDS = 60 << 10
 
 
 class Client:
@@ -172,8 +184,9 @@ class Client:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
 
-    def run(self, code, filename="job.py", output=None):
-        """Run ``code`` (bytes or str); returns its Result.
+    def run(self, code, filename="job.py", output=None, args=(), env=None):
+        """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
+        ``env`` (a dict) added to the job's environment; returns its Result.
 
         Without ``output`` the job's stdout and stderr are collected into the
         Result. With one (anything with ``write(stream, data)``, such as
@@ -184,19 +197,19 @@ class Client:
         if isinstance(code, str):
             code = code.encode()
         collected = CollectedOutput() if output is None else None
-        result = self._run(code, filename, output or collected)
+        result = self._run(code, job_fields(filename, args, env), output or collected)
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
 
-    def _run(self, code, filename, output):
+    def _run(self, code, fields, output):
         started = time.monotonic()
         masters = self._masters()
         if self.shuffle:
             import random
 
             random.shuffle(masters)
-        payload, fields = protocol.as_payload(code), job_fields(filename)
+        payload = protocol.as_payload(code)
         deadline = time.monotonic() + self.timeout if self.timeout else None
         failures, retries_left, position, passed_over = [], self.retries, 0, 0
         pause = FIRST_RETRY_PAUSE
@@ -246,6 +259,6 @@ class Client:
         return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
 
 
-def run(masters, code, filename="job.py", output=None, **settings):
+def run(masters, code, filename="job.py", output=None, args=(), env=None, **settings):
     """Run ``code`` through ``masters``, output to ``output``; returns the exit status."""
-    return Client(masters, **settings).run(code, filename, output or FdOutput()).exit_status
+    return Client(masters, **settings).run(code, filename, output or FdOutput(), args, env).exit_status

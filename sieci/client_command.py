@@ -1,10 +1,10 @@
-"""The sieci-client command: run a Python file on the cluster, like ``python3 FILE``.
+"""The sieci-client command: run a Python program on the cluster, like ``python3 PROG ARG...``.
 
 It is started once per job from shell loops, so its start-up is kept short:
 the usual command line is parsed here directly, from the declarations in
 options.py, and argparse (slow to import) is loaded only to print help
-or to explain a mistake. Given many files (or ``--files-from``, ``--joblog``,
-``--retry-failed``) it runs them as a batch: see batch.py.
+or to explain a mistake. With ``:::`` (GNU parallel's), ``-a FILE``,
+``--joblog`` or ``--retry-failed`` it runs a batch: see batch.py.
 """
 
 import os
@@ -15,43 +15,53 @@ from .client import Client, ClientError, FdOutput, parse_masters, read_code
 from .protocol import STDOUT
 
 PROG = "sieci-client"
-USAGE = f"{PROG} [options] MASTER[,MASTER...] FILE [FILE...]"
-_BY_FLAG = {option.flag: option for option in options.CLIENT}
+USAGE = f"{PROG} [options] MASTER[,MASTER...] PROG [ARG...] [::: VALUE...]"
+
+
+BATCH_SEPARATOR = ":::"  # GNU parallel's: the values after it make one job each
+_BY_FLAG = {flag: option for option in options.CLIENT for flag in (option.flag, option.short) if flag}
 
 
 class Arguments:
-    def __init__(self, values, positionals):
+    def __init__(self, values, positionals, batch_values):
         self.__dict__.update(values)
         self.positionals = positionals
+        self.batch_values = batch_values  # after ':::', or None
 
 
 class _AskArgparse(Exception):
-    """Help, or a mistake: argparse knows best how to say it."""
+    """Help, or a mistake: argparse knows best how to say it, from ``tokens`` (the options)."""
+
+    def __init__(self, tokens):
+        super().__init__()
+        self.tokens = tokens
 
 
 def parse_args(argv, environ=None):
+    """The command line, as ``python3`` reads its own: options, MASTER, then PROG and its ARGs
+    (everything after PROG is the job's), then, for a batch, ``:::`` and one value per job."""
     environ = os.environ if environ is None else environ
+    masters_from_environment = environ.get(options.CLIENT_MASTERS.env)
     try:
-        values, positionals = _parse_quickly(argv)
-    except _AskArgparse:
-        values, positionals = _parse_with_argparse(argv)
+        values, positionals, batch_values = _parse_quickly(argv, masters_from_environment)
+    except _AskArgparse as mistake:
+        _explain_with_argparse(mistake.tokens)
     for option in options.CLIENT:
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
-    args = Arguments(values, positionals)
+    args = Arguments(values, positionals, batch_values)
     if args.json and not args.status:
         _usage_error("--json goes with --status")
+    args.env = _job_environment(args.env or [], environ)
     if args.status:
-        args = _status_arguments(args, environ)
+        args = _status_arguments(args, masters_from_environment)
     else:
-        listed = bool(args.files_from or args.retry_failed)
-        args.masters, args.files = _masters_and_files(positionals, environ.get(options.CLIENT_MASTERS.env), listed)
-        args.batch = bool(len(args.files) != 1 or listed or args.joblog)
-        args.file = None if args.batch else args.files[0]
+        args.masters, args.command = _masters_and_command(args, masters_from_environment)
+        args.batch = bool(batch_values is not None or args.arg_file or args.retry_failed or args.joblog)
         if args.retry_failed and not args.joblog:
             _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
-        if args.batch and "-" in args.files:
-            _usage_error("- (stdin) can only be the one FILE, not one of a batch")
+        if args.batch and "-" in args.command[:1]:
+            _usage_error("- (stdin) can only be the PROG of one job, not a batch's")
     try:
         args.masters = parse_masters(args.masters)
     except ClientError as error:
@@ -59,67 +69,102 @@ def parse_args(argv, environ=None):
     return args
 
 
-def _status_arguments(args, environ):
-    if len(args.positionals) > 1:
+def _status_arguments(args, masters_from_environment):
+    if len(args.positionals) > 1 or args.batch_values is not None:
         _usage_error("--status takes the masters only: MASTER[,MASTER...]")
-    args.masters = args.positionals[0] if args.positionals else environ.get(options.CLIENT_MASTERS.env)
+    args.masters = args.positionals[0] if args.positionals else masters_from_environment
     if not args.masters:
         _usage_error(f"--status needs MASTER[,MASTER...] (or {options.CLIENT_MASTERS.env})")
-    args.batch, args.file = False, None
+    args.batch, args.command = False, []
     return args
 
 
-def _masters_and_files(positionals, masters_from_environment, listed):
-    """The masters, then the files: MASTER comes first when the command line has room for it.
+def _masters_and_command(args, masters_from_environment):
+    """MASTER, then the job's command line: PROG and its ARGs."""
+    positionals = args.positionals
+    if positionals and not _is_program(positionals[0], masters_from_environment, len(positionals)):
+        masters, command = positionals[0], positionals[1:]
+    elif masters_from_environment:
+        masters, command = masters_from_environment, positionals
+    else:
+        masters, command = None, []
+    listed = args.batch_values is not None or args.arg_file or args.retry_failed
+    if masters is None or not (command or listed):
+        _usage_error("expected MASTER[,MASTER...] PROG [ARG...] (or PROG alone with SIECI_MASTERS set; "
+                     "a batch: ... ::: VALUE... or -a FILE)")
+    return masters, command
 
-    That is with two or more arguments, or one when the files come from
-    elsewhere (--files-from, --retry-failed); else SIECI_MASTERS names them.
-    """
-    if len(positionals) >= 2 or (listed and positionals):
-        return positionals[0], positionals[1:]
-    if masters_from_environment and (positionals or listed):
-        return masters_from_environment, positionals
-    _usage_error("expected MASTER[,MASTER...] FILE [FILE...] (or SIECI_MASTERS and FILE...; "
-                 "or MASTER and --files-from)")
+
+def _is_program(first, masters_from_environment, count):
+    """Whether the first argument is PROG rather than MASTER: only where SIECI_MASTERS names
+    the masters, and then when it is - (stdin), names a file or folder, or stands alone."""
+    return bool(masters_from_environment) and (first == "-" or count == 1 or os.path.exists(first))
 
 
-def _parse_quickly(argv):
-    values, positionals, rest = {}, [], list(argv)
+def _parse_quickly(argv, masters_from_environment):
+    """Options up to PROG; from PROG on, the job's arguments; after ':::', a batch's values."""
+    values, positionals, tokens, rest = {}, [], [], list(argv)
+    options_ended = False
     while rest:
         token = rest.pop(0)
-        if token == "--":
-            positionals.extend(rest)
-            break
-        if token == "-" or not token.startswith("-"):
+        if token == BATCH_SEPARATOR:
+            return values, positionals, rest
+        if _program_reached(positionals, masters_from_environment):
             positionals.append(token)
             continue
-        flag, has_value, value = token.partition("=")
+        if options_ended or token == "-" or not token.startswith("-"):
+            positionals.append(token)
+            continue
+        if token == "--":
+            options_ended = True
+            continue
+        tokens.append(token)
+        if token[1] != "-" and token[:2] in _BY_FLAG:  # a short option and its value: -eNAME=VALUE
+            flag, has_value, value = token[:2], len(token) > 2, token[2:]
+        else:
+            flag, has_value, value = token.partition("=")
         option = _BY_FLAG.get(flag)
         if option is None or (option.kind is bool and has_value):  # also --help and --version
-            raise _AskArgparse
+            raise _AskArgparse(tokens)
         if option.kind is bool:
             values[option.dest] = True
             continue
         if not has_value:
             if not rest:
-                raise _AskArgparse
+                raise _AskArgparse(tokens)
             value = rest.pop(0)
+            tokens.append(value)
         try:
-            values[option.dest] = option.convert(value)
+            converted = option.convert(value)
         except ValueError:
-            raise _AskArgparse from None
-    return values, positionals
+            raise _AskArgparse(tokens) from None
+        if option.repeat:
+            values.setdefault(option.dest, []).append(converted)
+        else:
+            values[option.dest] = converted
+    return values, positionals, None
 
 
-def _parse_with_argparse(argv):
+def _program_reached(positionals, masters_from_environment):
+    """Whether PROG has been read: what follows it is the job's, options or not."""
+    if len(positionals) >= 2:
+        return True
+    return len(positionals) == 1 and bool(masters_from_environment) and (
+        positionals[0] == "-" or os.path.exists(positionals[0]))
+
+
+def _explain_with_argparse(tokens):
+    """Print the help, the version, or what is wrong with the options; exit."""
     import argparse
 
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog=PROG, usage=USAGE,
-        description="Run a Python file on a sieci cluster; print its output and exit with its status. "
-                    "Given several files (or --files-from), run them as a batch, --jobs at a time.",
+        prog=PROG, usage=USAGE, allow_abbrev=False,
+        description="Run a Python program on a sieci cluster as python3 would run it here: print its output "
+                    "and exit with its status. With ':::' VALUE... (or -a FILE), run a batch: one job per "
+                    "value, --jobs at a time, {} in PROG and its ARGs replaced by the value (or the value "
+                    "added at the end).",
         epilog=f"Exit status: the job's own; 128+N if signal N ended it; {defaults.EXIT_TIME_LIMIT} if it ran "
                f"past its time limit; {defaults.EXIT_OTHER_LIMIT} if it hit another limit; {defaults.EXIT_FAILED} "
                f"if sieci could not get a result (the reason is on stderr); {defaults.EXIT_USAGE} for a bad "
@@ -127,21 +172,34 @@ def _parse_with_argparse(argv):
                f"({defaults.MOST_FAILURES_COUNTED + 1} for more than {defaults.MOST_FAILURES_COUNTED}), or "
                f"{defaults.EXIT_FAILED} if sieci could not run it at all. "
                "Each option can also be set in the environment variable named in brackets.")
-    parser.add_argument("positionals", nargs="*", metavar="MASTER[,MASTER...] FILE [FILE...]",
-                        help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), "
-                             "then the Python file(s) to run; a single FILE may be - for stdin")
+    parser.add_argument("positionals", nargs="*", metavar="MASTER[,MASTER...] PROG [ARG...]",
+                        help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), then "
+                             "the Python program (a file; - for stdin) and its arguments; options go before PROG")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     for option in options.CLIENT:
         options.add_option(parser, option)
         parser.set_defaults(**{option.dest: None})
-    namespace = parser.parse_args(argv)
-    values = {option.dest: getattr(namespace, option.dest) for option in options.CLIENT
-              if getattr(namespace, option.dest) is not None}
-    return values, namespace.positionals
+    parser.parse_args(tokens)  # help, or a mistake: it exits
+    _usage_error(f"cannot read the options {' '.join(tokens)!r}")
+
+
+def _job_environment(assignments, environ):
+    """``-e NAME=VALUE`` and ``-e NAME`` (this shell's value) as a dict."""
+    env = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not name or "\0" in assignment:
+            _usage_error(f"-e {assignment!r}: expected NAME=VALUE or NAME")
+        if not equals:
+            if name not in environ:
+                _usage_error(f"-e {name}: {name} is not set here (give NAME=VALUE)")
+            value = environ[name]
+        env[name] = value
+    return env
 
 
 def _from_environment(option, environ):
-    text = environ.get(option.env)
+    text = environ.get(option.env) if option.env else None
     if text is None:
         return option.default
     try:
@@ -174,16 +232,18 @@ def show_status(client, as_json):
     return defaults.EXIT_FAILED if failures else 0
 
 
-def run_file(client, path, prog=PROG):
-    """Run the file at ``path`` (``-``: stdin) as ``python3 FILE`` would; returns the exit status.
+def run_program(client, command, env=None, prog=PROG):
+    """Run ``command`` (PROG, a file or ``-`` for stdin, and its ARGs) as ``python3 PROG ARG...``
+    would; returns the exit status.
 
     The job's output goes to this process's stdout and stderr as it comes;
     sieci's own failures are one line on stderr and exit status 255.
     """
+    path, args = command[0], command[1:]
     output = FdOutput()
     try:
         code = read_code(path)
-        result = client.run(code, path if path != "-" else "stdin.py", output)
+        result = client.run(code, path if path != "-" else "stdin.py", output, args, env)
     except ClientError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code
@@ -207,7 +267,7 @@ def main(argv=None):
             from . import batch
 
             return batch.run(client, args, PROG)
-        return run_file(client, args.file)
+        return run_program(client, args.command, args.env)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

@@ -6,6 +6,7 @@ own ``SIECI_<PROGRAM>_CONFIG``; ``key = value`` lines); that is also the
 order of precedence, then the built-in default.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -242,15 +243,16 @@ def _daemon_options(parser, args, role):
 def cluster_parser():
     parser = _parser("sieci-cluster", "Start a master and workers on loopback; run FILE on them, or serve.",
                      options.cluster_options())
-    parser.add_argument("file", nargs="?", metavar="FILE",
-                        help="run this Python file (- for stdin), print its output and exit with its status; "
-                             "without it, serve until Ctrl-C")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="PROG [ARG...]",
+                        help="run this Python program (a file; - for stdin) with its arguments as python3 would, "
+                             "print its output and exit with its status; without it, serve until Ctrl-C")
     return parser
 
 
 def parse_cluster(argv, env=None):
     parser = cluster_parser()
     args = parse(parser, argv, env)
+    args.command = args.command[1:] if args.command[:1] == ["--"] else args.command  # argparse keeps a first --
     args.workers = args.workers or os.cpu_count() or 1
     args.job_options = job_options(parser, args)
     return args

@@ -99,13 +99,16 @@ class JobRun:
     """
 
     def __init__(self, code, limits=None, python=None, filename=defaults.JOB_FILENAME, fork_server=None,
-                 job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None):
+                 job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None, args=(), env=None):
         self.code = code
         self.limits = limits or Limits()
         self.filename = safe_filename(filename)
+        self.args = list(args)
+        self.env = env or {}
         self.job_user = job_user
         self.python = python or sys.executable
-        self.command = [*command_prefix, self.python, self.filename] if command_prefix or fresh_interpreter else None
+        self.command = ([*command_prefix, self.python, self.filename, *self.args]
+                        if command_prefix or fresh_interpreter else None)
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.status = None
         self._own_fork_server = fork_server is None
@@ -135,8 +138,9 @@ class JobRun:
                 fds.append(_code_file(self.code))
             else:
                 self._workdir = workdir.make(self.code, self.filename, self.job_user)
-            request = Request(self.filename, job_environment(self._workdir or sandbox.WORKDIR),
-                              self.limits.rlimits(self.isolation.cgroups), self.job_user, self.command, self._workdir)
+            env = {**job_environment(self._workdir or sandbox.WORKDIR, self.python), **self.env}
+            request = Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
+                              self.command, self._workdir, self.args)
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
@@ -293,9 +297,9 @@ class JobRunner:
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
-    def run(self, code, filename=defaults.JOB_FILENAME):
+    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None):
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
-                      self.command_prefix, self.fresh_interpreter, self.isolation)
+                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env)
 
     def close(self):
         self.fork_server.close()

@@ -30,15 +30,16 @@ class MalformedMessage(ValueError):
 class Request:
     """What the job's process needs to become the job: its file's name, environment, the
     rlimits it takes, the user ``[uid, gid]`` it runs as, a command to exec instead of the
-    file, and its working directory (none when the sandbox makes it)."""
+    file, its working directory (none when the sandbox makes it), and its arguments."""
 
-    def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None):
+    def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=()):
         self.filename = filename
         self.env = env
         self.limits = limits or {}
         self.user = user
         self.command = command
         self.workdir = workdir
+        self.args = list(args)
 
 
 class Ended:

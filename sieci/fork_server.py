@@ -15,11 +15,12 @@ JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
 
-def job_environment(workdir):
+def job_environment(workdir, python):
     """A minimal environment: nothing of the worker's own leaks into a job. The fork
-    server runs in it too, so that setting a job's changes little."""
+    server runs in it too, so that setting a job's changes little. ``python``'s folder
+    comes first in PATH, so that a job's ``python3`` is the interpreter running it."""
     return {
-        "PATH": JOB_PATH,
+        "PATH": f"{os.path.dirname(python)}:{JOB_PATH}" if os.path.isabs(python) else JOB_PATH,
         "HOME": workdir,
         "TMPDIR": workdir,
         "LANG": "C.UTF-8",
@@ -46,7 +47,7 @@ class ForkServer:
         ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             argv = [self.python, ZYGOTE, str(theirs.fileno()), fork_channel.encode_walls(self.walls)]
-            self._process = SpawnedProcess(argv, job_environment("/"), pass_fds=(theirs.fileno(),))
+            self._process = SpawnedProcess(argv, job_environment("/", self.python), pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
         self._channel = ours

@@ -58,7 +58,7 @@ def start_job(request, fds, workdir, sandbox=None):
         except OSError as error:
             os.write(2, f"sieci: cannot run {request.command[0]}: {error}\n".encode())
             os._exit(127)
-    os._exit(run_as_main(os.path.join(workdir, request.filename)))
+    os._exit(run_as_main(os.path.join(workdir, request.filename), request.args))
 
 
 def set_environment(env):
@@ -70,15 +70,15 @@ def set_environment(env):
             os.environ[key] = value
 
 
-def run_as_main(path):
-    """Run the file at ``path`` as ``python path`` would; returns the exit code."""
+def run_as_main(path, args=()):
+    """Run the file at ``path`` as ``python path ARGS...`` would; returns the exit code."""
     atexit._clear()
     sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
     sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", errors="strict", closefd=False)
     sys.stderr = sys.__stderr__ = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
                                           closefd=False)
-    sys.argv = [os.path.basename(path)]
-    sys.orig_argv = [sys.executable, sys.argv[0]]
+    sys.argv = [os.path.basename(path), *args]
+    sys.orig_argv = [sys.executable, *sys.argv]
     sys.path.insert(0, os.path.dirname(path))
     main = types.ModuleType("__main__")
     main.__file__ = path

@@ -124,7 +124,7 @@ def cluster_main(argv=None):
 
     from .address import format_address
     from .client import Client
-    from .client_command import run_file
+    from .client_command import run_program
     from .config import parse_cluster, settle_isolation, setup_logging
     from .master import Master
     from .worker import Worker
@@ -144,7 +144,7 @@ def cluster_main(argv=None):
             worker.stop(grace=1)
         master.stop(grace=1)
 
-    stopped = _stop_on_signals(stop, logging.getLogger("sieci.cluster")) if args.file is None else None
+    stopped = _stop_on_signals(stop, logging.getLogger("sieci.cluster")) if not args.command else None
     master.start()
     workers += [Worker([master.workers_address], **args.job_options) for _ in range(args.workers)]
     for worker in workers:
@@ -157,6 +157,6 @@ def cluster_main(argv=None):
         stopped.wait()
         return 0
     try:
-        return run_file(Client(clients_address), args.file, prog="sieci-cluster")
+        return run_program(Client(clients_address), args.command, prog="sieci-cluster")
     finally:
         stop()

@@ -91,20 +91,24 @@ class Option:
     the default as help prints it, when the value itself would not say it.
     """
 
-    def __init__(self, flag, kind, default, help, metavar=None, env=None, choices=None, shown=None):
+    def __init__(self, flag, kind, default, help, metavar=None, env=None, choices=None, shown=None, short=None,
+                 repeat=False):
         self.flag = flag
         self.kind = kind
         self.default = default
         self.help = help
         self.metavar = metavar
         self.dest = flag[2:].replace("-", "_")
-        self.env = env or "SIECI_" + self.dest.upper()
+        self.env = "SIECI_" + self.dest.upper() if env is None else env  # False: none
         self.choices = choices
         self.shown = shown
+        self.short = short
+        self.repeat = repeat  # given again, it adds a value: the values are a list
 
     def with_default(self, default, shown=None):
         """The same option (same meaning, same variable) with another program's default."""
-        return Option(self.flag, self.kind, default, self.help, self.metavar, self.env, self.choices, shown)
+        return Option(self.flag, self.kind, default, self.help, self.metavar, self.env, self.choices, shown,
+                      self.short, self.repeat)
 
     def convert(self, value):
         value = switch(value) if self.kind is bool else self.kind(value)
@@ -116,7 +120,8 @@ class Option:
         """The help line: what it does, its default, and its environment variable."""
         default = self.shown or self._default_text()
         shown = f" (default: {default})" if default else ""
-        return f"{self.help}{shown} [{self.env}]".replace("%", "%%")
+        variable = f" [{self.env}]" if self.env else ""
+        return f"{self.help}{shown}{variable}".replace("%", "%%")
 
     def _default_text(self):
         if self.default is None or self.kind is bool:
@@ -131,14 +136,15 @@ class Option:
 def add_option(parser, option, dest=None, with_env=False):
     """Declare ``option`` on an argparse parser (on a configargparse one, ``with_env``: with its variable)."""
     settings = {"dest": dest or option.dest, "help": option.help_text()}
-    if with_env:
+    if with_env and option.env:
         settings["env_var"] = option.env
+    flags = [option.short, option.flag] if option.short else [option.flag]
     if option.kind is bool:
-        parser.add_argument(option.flag, action="store_true", **settings)
+        parser.add_argument(*flags, action="store_true", **settings)
         return
     metavar = option.metavar or ("{" + ",".join(option.choices) + "}" if option.choices else None)
-    parser.add_argument(option.flag, type=_argparse_type(option), default=option.default, metavar=metavar,
-                        **settings)
+    parser.add_argument(*flags, type=_argparse_type(option), default=option.default, metavar=metavar,
+                        action="append" if option.repeat else "store", **settings)
 
 
 def _argparse_type(option):
@@ -283,8 +289,12 @@ CLIENT = [
     Option("--shuffle", bool, False, "try the masters in random order"),
     SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
     Option("--jobs", positive_count, defaults.JOBS_AT_ONCE, "batches: run up to N jobs at once", "N"),
-    Option("--files-from", text, None,
-           "batches: also run the files named in this file, one a line (- for stdin; blank lines ignored)", "PATH"),
+    Option("--arg-file", text, None,
+           "batches: one job per line of this file (- for stdin; blank lines ignored), as after ':::'", "PATH",
+           short="-a"),
+    Option("--env", text, None,
+           "set NAME to VALUE in the job's environment; NAME alone passes this shell's own value (repeatable)",
+           "NAME[=VALUE]", env=False, short="-e", repeat=True),
     Option("--ungroup", bool, False,
            "batches: show each job's output as soon as it ends, not in the order of the files"),
     Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",

@@ -69,6 +69,31 @@ def rest_of_line(line):
 # --- blocks -----------------------------------------------------------------
 
 
+# A job's arguments and environment travel as header fields, ``arg=`` and ``env=``, each a
+# text percent-encoded (its bytes as the job's system would give them: os.fsencode).
+ARG_FIELD = b"arg"
+ENV_FIELD = b"env"
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/:,@+=")
+_HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
+
+
+def quote(text):
+    """``text`` as a header field's value: no space, no control character, nothing but ASCII."""
+    return b"".join(bytes((byte,)) if byte in _UNRESERVED else b"%%%02X" % byte for byte in os.fsencode(text))
+
+
+def unquote(value):
+    """The text a quoted field's value holds; RemoteProtocolError if it is not one."""
+    pieces = value.split(b"%")
+    data = bytearray(pieces[0])
+    for piece in pieces[1:]:
+        if len(piece) < 2 or not all(byte in _HEX_DIGITS for byte in piece[:2]):
+            raise RemoteProtocolError(f"a malformed %-escape in {value[:80]!r}")
+        data.append(int(piece[:2], 16))
+        data += piece[2:]
+    return os.fsdecode(bytes(data))
+
+
 class BlockHeader:
     """``ENDSEQ <terminator> [fields...]``, kept byte for byte in ``raw``."""
 
@@ -87,6 +112,11 @@ class BlockHeader:
             if field.startswith(prefix):
                 return field[len(prefix):]
         return default
+
+    def fields_named(self, name):
+        """Every ``name=`` field's value, in order (``arg=`` and ``env=`` come many times)."""
+        prefix = name + b"="
+        return [field[len(prefix):] for field in self.fields if field.startswith(prefix)]
 
     @property
     def beat(self):

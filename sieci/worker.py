@@ -32,6 +32,20 @@ class LinkLost(Exception):
     """The master went away, or broke the protocol; the link is redialled."""
 
 
+def job_arguments(header):
+    """The job's arguments (a list) and the variables its client adds to its environment (a dict)."""
+    args = [protocol.unquote(value) for value in header.fields_named(protocol.ARG_FIELD)]
+    env = {}
+    for value in header.fields_named(protocol.ENV_FIELD):
+        variable, equals, text = protocol.unquote(value).partition("=")
+        if not variable or not equals or "\0" in variable + text:
+            raise protocol.RemoteProtocolError(f"not an environment variable: {value[:80]!r}")
+        env[variable] = text
+    if any("\0" in arg for arg in args):
+        raise protocol.RemoteProtocolError("an argument with a NUL byte")
+    return args, env
+
+
 class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=defaults.MAX_UPLOAD,
                  reconnect_min=defaults.RECONNECT_MIN, reconnect_max=defaults.RECONNECT_MAX,
@@ -195,10 +209,16 @@ class MasterLink:
                 log.warning("refused a job from master %s: unauthorized (%s)", self.name, why)
                 self.conn.send_command(protocol.ERROR, auth.UNAUTHORIZED)
                 return
+        try:
+            args, env = job_arguments(header)
+        except protocol.RemoteProtocolError as why:
+            log.warning("refused a job from master %s: %s", self.name, why)
+            self.conn.send_command(protocol.ERROR, b"bad arguments or environment")
+            return
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
-            self._run_job(code, header)
+            self._run_job(code, header, args, env)
         finally:
             self.running_job = False
 
@@ -213,11 +233,11 @@ class MasterLink:
             else:
                 raise LinkLost("the master closed the link in the middle of the code")
 
-    def _run_job(self, code, header):
+    def _run_job(self, code, header, args, env):
         filename = header.field(b"name", b"").decode("ascii", "replace")
         started = time.monotonic()
         watcher = gevent.spawn(self._watch_master)
-        with self.worker.runner.run(code, filename) as run:
+        with self.worker.runner.run(code, filename, args, env) as run:
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:

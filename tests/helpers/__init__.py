@@ -23,7 +23,7 @@ LOOPBACK = ("127.0.0.1", 0)
 WAIT = 20.0
 PYTHON = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-JOBLOG_HEADER = "Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"
+JOBLOG_HEADER = "Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"
 
 
 def processes_of(uid):

@@ -206,3 +206,30 @@ def test_the_workers_log_says_how_a_job_ended_in_words(cluster, log_lines):
     assert run(master, b"raise SystemExit(3)\n")[0] == 3
     (line,) = lines.wait_for("job for ")
     assert " exited 3 after " in line, line
+
+
+ARGV_AND_ENV = b"import os, sys\nprint(sys.argv)\nprint(os.environ.get('GREETING'))\n"
+
+
+@pytest.mark.parametrize("fresh_interpreter", [False, True], ids=["forked", "fresh interpreter"])
+def test_a_jobs_arguments_and_environment_reach_it_as_python3_gives_them(cluster, fresh_interpreter):
+    master = cluster.master()
+    cluster.worker(master, fresh_interpreter=fresh_interpreter)
+    status, output = run(master, ARGV_AND_ENV, filename="show.py", args=["a b", "zażółć", "", "--flag=1"],
+                         env={"GREETING": "hi there"})
+    assert (status, output.stdout) == (0, "['show.py', 'a b', 'zażółć', '', '--flag=1']\nhi there\n".encode())
+
+
+def test_a_job_with_a_broken_environment_field_is_refused_by_its_worker(cluster, peers):
+    master = cluster.master()
+    cluster.worker(master)
+    client = peers(master.clients_address)
+    client.send(b"ENDSEQ T v=2 env=A%3D%00 \nprint(1)\nT\n")
+    assert client.answer() == b"ERROR the worker refused the job: bad arguments or environment\n"
+    assert run(master, b"print('the worker goes on')\n") == (0, Stdout(b"the worker goes on\n"))
+
+
+def test_arguments_too_long_for_one_header_are_refused_before_anything_is_sent(cluster):
+    master = cluster.master()
+    with pytest.raises(client.ClientError, match="the arguments and environment are too long"):
+        run(master, b"pass\n", args=["é" * 20_000])

@@ -5,6 +5,7 @@ sleeps; timing checks are generous upper bounds only.
 """
 
 import os
+import sys
 import posix
 import signal
 import time
@@ -353,7 +354,13 @@ def test_the_environment_is_minimal(monkeypatch):
     assert "PYTHONPATH" not in env
     assert "PYTEST_CURRENT_TEST" not in env
     assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE"}
-    assert env["PATH"] == fork_server.JOB_PATH
+    assert env["PATH"] == f"{os.path.dirname(sys.executable)}:{fork_server.JOB_PATH}"  # its python3 comes first
+
+
+def test_a_jobs_arguments_and_environment_reach_it():
+    code = "import os, sys\nprint(sys.argv, os.environ['GREETING'], os.environ['HOME'])\n"
+    result = run(code, args=["a b", "zażółć", ""], env={"GREETING": "hi there", "HOME": "/elsewhere"})
+    assert result.stdout == "['job.py', 'a b', 'zażółć', ''] hi there /elsewhere\n".encode()
 
 
 def test_stdin_is_empty():

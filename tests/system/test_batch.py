@@ -71,7 +71,7 @@ def by_file(rows):
 def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_path):
     joblog = tmp_path / "joblog"  # a job's line is there as soon as it has ended: a ends after c
     files = [job(tmp_path, "a", waits_for=(joblog, "c.py")), job(tmp_path, "b"), job(tmp_path, "c")]
-    done = sieci_client("--jobs", 3, "--joblog", joblog, master, *files, stderr=subprocess.STDOUT)
+    done = sieci_client("--jobs", 3, "--joblog", joblog, master, ":::", *files, stderr=subprocess.STDOUT)
     assert done.returncode == 0
     assert done.stdout == b"a out\na err\nb out\nb err\nc out\nc err\n"
     ended = [os.path.basename(row[1]) for row in read_joblog(joblog)]
@@ -81,7 +81,7 @@ def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_pa
 def test_ungroup_shows_each_job_as_it_ends(master, tmp_path):
     joblog = tmp_path / "joblog"
     files = [job(tmp_path, "a", waits_for=(joblog, "c.py")), job(tmp_path, "b"), job(tmp_path, "c")]
-    done = sieci_client("--ungroup", "--jobs", 3, "--joblog", joblog, master, *files, stderr=subprocess.STDOUT)
+    done = sieci_client("--ungroup", "--jobs", 3, "--joblog", joblog, master, ":::", *files, stderr=subprocess.STDOUT)
     assert done.returncode == 0
     groups = re.findall(rb"(\w) out\n\1 err\n", done.stdout)
     assert b"".join(group + b" out\n" + group + b" err\n" for group in groups) == done.stdout
@@ -89,26 +89,26 @@ def test_ungroup_shows_each_job_as_it_ends(master, tmp_path):
 
 
 def test_stdout_and_stderr_go_to_their_own_streams(master, tmp_path):
-    done = sieci_client(master, job(tmp_path, "a"), job(tmp_path, "b"))
+    done = sieci_client(master, ":::", job(tmp_path, "a"), job(tmp_path, "b"))
     assert (done.returncode, done.stdout, done.stderr) == (0, b"a out\nb out\n", b"a err\nb err\n")
 
 
-def test_files_from_a_file_with_blank_lines_after_the_file_arguments(master, tmp_path):
+def test_values_from_a_file_with_blank_lines_after_the_command_lines_values(master, tmp_path):
     names = tmp_path / "names"
     names.write_text(f"{job(tmp_path, 'b')}\n\n   \n{job(tmp_path, 'c')}\n")
-    done = sieci_client(master, job(tmp_path, "a"), "--files-from", names)
+    done = sieci_client("-a", names, master, ":::", job(tmp_path, "a"))
     assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\n")
 
 
-def test_files_from_stdin_with_relative_names(master, tmp_path):
+def test_values_from_stdin_with_relative_names(master, tmp_path):
     job(tmp_path, "a"), job(tmp_path, "b")
-    done = sieci_client("--files-from", "-", master, input=b"a.py\n\nb.py\n", cwd=tmp_path)
+    done = sieci_client("-a", "-", master, input=b"a.py\n\nb.py\n", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, b"a out\nb out\n")
 
 
 def test_an_empty_list_is_an_empty_batch(master, tmp_path):
     joblog = tmp_path / "joblog"
-    done = sieci_client("--files-from", "-", "--joblog", joblog, master, input=b"\n")
+    done = sieci_client("-a", "-", "--joblog", joblog, master, input=b"\n")
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert read_joblog(joblog) == []
 
@@ -116,7 +116,7 @@ def test_an_empty_list_is_an_empty_batch(master, tmp_path):
 def test_jobs_1_runs_one_at_a_time_and_jobs_4_all_at_once(master, tmp_path):
     files = [job(tmp_path, name) for name in "abcd"]
     joblog = tmp_path / "joblog"
-    done = sieci_client("--jobs", 1, "--joblog", joblog, master, *files)
+    done = sieci_client("--jobs", 1, "--joblog", joblog, master, ":::", *files)
     assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\nd out\n")
     spans = sorted((float(row[4]), float(row[4]) + float(row[5])) for row in read_joblog(joblog))
     assert all(later[0] >= earlier[1] - 0.002 for earlier, later in zip(spans, spans[1:]))
@@ -124,14 +124,14 @@ def test_jobs_1_runs_one_at_a_time_and_jobs_4_all_at_once(master, tmp_path):
     mark = tmp_path / "d-ran"
     files = [job(tmp_path, "a", waits_for=mark), job(tmp_path, "b"), job(tmp_path, "c"),
              job(tmp_path, "d", marks=mark)]
-    done = sieci_client("--jobs", 4, master, *files)
+    done = sieci_client("--jobs", 4, master, ":::", *files)
     assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\nd out\n")
 
 
 def test_the_exit_status_counts_the_failed_jobs_and_the_joblog_has_their_exitval(master, tmp_path):
     files = [job(tmp_path, "a"), job(tmp_path, "b", status=3), job(tmp_path, "c"), job(tmp_path, "d", status=1)]
     joblog = tmp_path / "joblog"
-    done = sieci_client("--joblog", joblog, master, *files)
+    done = sieci_client("--joblog", joblog, master, ":::", *files)
     assert (done.returncode, done.stdout) == (2, b"a out\nb out\nc out\nd out\n")
     rows = by_file(read_joblog(joblog))
     assert {name: row[6] for name, row in rows.items()} == {"a.py": "0", "b.py": "3", "c.py": "0", "d.py": "1"}
@@ -141,7 +141,7 @@ def test_the_exit_status_counts_the_failed_jobs_and_the_joblog_has_their_exitval
 def test_a_job_sieci_could_not_run_is_counted_with_its_reason(master, tmp_path):
     files = [job(tmp_path, "a"), tmp_path / "missing.py", job(tmp_path, "b")]
     joblog = tmp_path / "joblog"
-    done = sieci_client("--joblog", joblog, master, *files)
+    done = sieci_client("--joblog", joblog, master, ":::", *files)
     assert (done.returncode, done.stdout) == (1, b"a out\nb out\n")
     reason = "cannot read " + str(files[1]) + ": No such file or directory"
     assert done.stderr == f"a err\nsieci-client: error: {files[1]}: {reason}\nb err\n".encode()
@@ -153,7 +153,7 @@ def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path, reserve
     where = reserved_port().address
     files = [job(tmp_path, "a"), job(tmp_path, "b")]
     joblog = tmp_path / "joblog"
-    done = sieci_client("--joblog", joblog, where, *files)
+    done = sieci_client("--joblog", joblog, where, ":::", *files)
     assert (done.returncode, done.stdout) == (2, b"")
     reason = f"cannot reach master {where} (connection refused)"
     assert done.stderr.decode().splitlines() == [f"sieci-client: error: {path}: {reason}" for path in files]
@@ -163,9 +163,9 @@ def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path, reserve
 def test_more_than_100_failures_exit_101(tmp_path, reserved_port):
     files = [tmp_path / f"missing{i}.py" for i in range(101)]
     nowhere = reserved_port().address
-    done = sieci_client(nowhere, *files[:100])
+    done = sieci_client(nowhere, ":::", *files[:100])
     assert done.returncode == 100
-    done = sieci_client(nowhere, *files)
+    done = sieci_client(nowhere, ":::", *files)
     assert done.returncode == 101 and done.stderr.count(b"sieci-client: error: ") == 101
 
 
@@ -177,7 +177,7 @@ def test_a_job_over_a_limit_says_so_in_stderr_and_the_joblog(cluster, tmp_path):
     slow = tmp_path / "slow.py"
     slow.write_text("import time\nprint('before', flush=True)\ntime.sleep(30)\n")
     joblog = tmp_path / "joblog"
-    done = sieci_client("--joblog", joblog, client_address(master), slow, job(tmp_path, "a"))
+    done = sieci_client("--joblog", joblog, client_address(master), ":::", slow, job(tmp_path, "a"))
     assert (done.returncode, done.stdout) == (1, b"before\na out\n")
     message = "the job ran past its time limit of 0.5 s"
     assert done.stderr == f"sieci-client: {slow}: {message}\na err\n".encode()
@@ -189,7 +189,7 @@ def test_retry_failed_runs_only_the_failed_jobs_and_rewrites_the_joblog(master, 
     marker = tmp_path / "ready"
     files = [job(tmp_path, "a"), job(tmp_path, "b", needs=marker), job(tmp_path, "c"), job(tmp_path, "d", needs=marker)]
     joblog = tmp_path / "joblog"
-    done = sieci_client("--joblog", joblog, master, *files)
+    done = sieci_client("--joblog", joblog, master, ":::", *files)
     assert done.returncode == 2
     first = by_file(read_joblog(joblog))
     assert {name: row[6] for name, row in first.items()} == {"a.py": "0", "b.py": "5", "c.py": "0", "d.py": "5"}
@@ -222,7 +222,7 @@ def test_retry_failed_needs_a_readable_joblog(master, tmp_path):
 def test_the_joblog_format(master, tmp_path):
     joblog = tmp_path / "joblog"
     before = time.time()
-    done = sieci_client("--joblog", joblog, master, job(tmp_path, "a"), job(tmp_path, "b", status=4))
+    done = sieci_client("--joblog", joblog, master, ":::", job(tmp_path, "a"), job(tmp_path, "b", status=4))
     after = time.time()
     assert done.returncode == 1
     assert joblog.read_text().split("\n")[0] == JOBLOG_HEADER
@@ -237,16 +237,16 @@ def test_the_joblog_format(master, tmp_path):
         assert before - 0.001 <= float(start) <= float(start) + float(runtime) <= after + 0.002
 
 
-def test_an_unreadable_files_from_runs_nothing(master, tmp_path):
+def test_an_unreadable_arg_file_runs_nothing(master, tmp_path):
     joblog = tmp_path / "joblog"
-    done = sieci_client("--files-from", tmp_path / "none", "--joblog", joblog, master)
+    done = sieci_client("-a", tmp_path / "none", "--joblog", joblog, master)
     assert (done.returncode, done.stdout) == (255, b"")
-    assert done.stderr.startswith(b"sieci-client: error: cannot read --files-from ")
+    assert done.stderr.startswith(b"sieci-client: error: cannot read the -a file ")
     assert not joblog.exists()
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(master, tmp_path):
-    done = sieci_client(master, job(tmp_path, "a"), job(tmp_path, "b"))
+    done = sieci_client(master, ":::", job(tmp_path, "a"), job(tmp_path, "b"))
     assert (done.returncode, done.stderr) == (0, b"a err\nb err\n")
 
 
@@ -254,7 +254,7 @@ def test_a_progress_bar_when_stderr_is_a_terminal(master, tmp_path):
     controller, terminal = pty.openpty()
     try:
         fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        done = sieci_client(master, job(tmp_path, "a"), job(tmp_path, "b"), stderr=terminal)
+        done = sieci_client(master, ":::", job(tmp_path, "a"), job(tmp_path, "b"), stderr=terminal)
         os.close(terminal)
         terminal = None
         shown = _read_everything(controller).decode("utf-8", "replace")
@@ -290,5 +290,5 @@ def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
 def test_help_lists_the_batch_options():
     done = subprocess.run([sys.executable, CLIENT, "--help"], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 0
-    for variable in ("SIECI_JOBS", "SIECI_FILES_FROM", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED"):
+    for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED"):
         assert variable in done.stdout

@@ -123,10 +123,15 @@ def cluster_command():
     return [PYTHON, "-c", "import sys; from sieci.main import cluster_main; sys.exit(cluster_main())"]
 
 
-def run_sieci_cluster(procs, code):
-    proc = procs.start("sieci-cluster", [*cluster_command(), "--workers", "2", procs.code_file(code)],
+def run_sieci_cluster(procs, code, *args):
+    proc = procs.start("sieci-cluster", [*cluster_command(), "--workers", "2", procs.code_file(code), *args],
                        capture_stdout=True)
     return procs.finish(proc)
+
+
+def test_sieci_cluster_passes_the_programs_arguments(procs):
+    result = run_sieci_cluster(procs, b"import sys\nprint(sys.argv[1:])\n", "a b", "--workers", "9")
+    assert (result.returncode, result.stdout) == (0, b"['a b', '--workers', '9']\n"), procs.logs()
 
 
 def test_sieci_cluster_runs_a_file_and_exits_with_its_status(procs):

@@ -304,3 +304,12 @@ print(os.waitpid(pid, 0)[1])
 """
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
     assert finished.stdout == b"S 1\n0\n", finished.stderr
+
+
+def test_a_walled_jobs_arguments_and_environment_reach_it(prison):
+    master = prison()
+    output = Captured()
+    code = b"import os, sys\nprint(sys.argv, os.environ['GREETING'], os.environ['PATH'].split(':')[0])\n"
+    result = client.Client(client_address(master)).run(code, "show.py", output, ["a b", "zażółć"], {"GREETING": "hi"})
+    expected = f"['show.py', 'a b', 'zażółć'] hi {os.path.dirname(sys.executable)}\n"
+    assert (result.exit_status, output.stdout) == (0, expected.encode())

@@ -335,16 +335,21 @@ def test_worker_with_a_bad_master_says_so(capsys):
 
 def test_cluster_defaults():
     args = parse_cluster([], env={})
-    assert args.file is None
+    assert args.command == []
     assert args.workers == (os.cpu_count() or 1)
     assert args.timeout == defaults.JOB_TIMEOUT
     assert args.max_output == defaults.MAX_OUTPUT
     assert args.log_level == "warning"
 
 
-@pytest.mark.parametrize("argv, file", [(["job.py"], "job.py"), (["-"], "-"), (["--", "-x.py"], "-x.py")])
-def test_cluster_file(argv, file):
-    assert parse_cluster(argv, env={}).file == file
+@pytest.mark.parametrize("argv, command", [
+    (["job.py"], ["job.py"]),
+    (["-"], ["-"]),
+    (["--", "-x.py"], ["-x.py"]),
+    (["--workers", "2", "job.py", "--workers", "a b"], ["job.py", "--workers", "a b"]),
+])
+def test_cluster_program_and_its_arguments(argv, command):
+    assert parse_cluster(argv, env={}).command == command
 
 
 @pytest.mark.parametrize("layers, workers, max_output", [

@@ -29,6 +29,7 @@ from .client import ClientError, FdOutput, read_code
 COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
 PLACEHOLDER = "{}"
 HEADER = "\t".join(COLUMNS)
+FILE_HEADER = HEADER.replace("Command", "File")  # older sieci's: one file, no arguments
 NOTHING = "-"  # a joblog field with no value
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
@@ -175,12 +176,15 @@ def read_joblog(path):
             lines = file.read().split("\n")
     except OSError as error:
         raise BatchError(f"cannot read the joblog {path}: {error.strerror or error}") from None
-    if lines[0] != HEADER:
+    if lines[0] not in (HEADER, FILE_HEADER):
         raise BatchError(f"{path} is not a sieci joblog (its first line is not the header)")
-    kept, again = [], []
+    kept, again, of_files = [], [], lines[0] == FILE_HEADER
     for number, line in enumerate(lines[1:], 2):
         if line.strip():
-            seq, command, exitval = _parse_line(line, f"{path}:{number}")
+            seq, command, exitval = _parse_line(line, f"{path}:{number}", of_files)
+            if of_files:  # rewritten under the new header: the file as a command
+                fields = line.split("\t")
+                line = "\t".join([fields[0], escape(shlex.join(command)), *fields[2:]])
             if exitval == 0:
                 kept.append(line)
             else:
@@ -188,12 +192,12 @@ def read_joblog(path):
     return kept, sorted(again, key=lambda job: job.seq)
 
 
-def _parse_line(line, where):
+def _parse_line(line, where, of_files=False):
     fields = line.split("\t")
     try:
         if len(fields) != len(COLUMNS):
             raise ValueError
-        command = shlex.split(unescape(fields[1]))
+        command = [unescape(fields[1])] if of_files else shlex.split(unescape(fields[1]))
         if not command:
             raise ValueError
         return int(fields[0]), command, int(fields[6])

@@ -79,6 +79,15 @@ def test_sieci_client_classic_master_sieci_worker(cluster, classic):
     assert master.jobs_done == 1
 
 
+def test_a_jobs_arguments_and_environment_pass_a_classic_master_untouched(cluster, classic):
+    master = classic.master()
+    cluster.worker(master.workers_address)
+    master.wait_for_workers(1)
+    code = b"import os, sys\nprint(sys.argv[1:], os.environ['GREETING'])\n"
+    status, output = sieci_client(master, code, args=["a b", "zażółć"], env={"GREETING": "hi"})
+    assert (status, output.stdout) == (0, "['a b', 'zażółć'] hi\n".encode())
+
+
 def test_sieci_client_sieci_master_classic_worker(cluster, classic):
     master = cluster.master()
     worker = classic.worker(master.workers_address)

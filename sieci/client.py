@@ -25,6 +25,19 @@ class OutputFailed(ClientError):
     """The job's output could not be written where it goes (a full disk, say)."""
 
 
+def shown_on_terminal(fd=1):
+    return os.isatty(fd)
+
+
+def streams_merged(stdout_fd=1, stderr_fd=2):
+    """Whether stdout and stderr go to one place (``2>&1``, one terminal), where their order shows."""
+    try:
+        out, err = os.fstat(stdout_fd), os.fstat(stderr_fd)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
+
+
 class FdOutput:
     """Writes the job's streams to file descriptors, whole, as they arrive."""
 
@@ -128,9 +141,12 @@ def parse_masters(masters):
     return addresses
 
 
-def job_fields(filename, args=(), env=None):
-    """The upload header's fields: extended results, the file's name, its arguments and environment."""
+def job_fields(filename, args=(), env=None, terminal=False, merged=False):
+    """The upload header's fields: extended results, the file's name, its arguments and environment,
+    and whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``."""
     fields = [protocol.EXTENDED]
+    fields += [protocol.STDOUT_ON_TERMINAL] if terminal else []
+    fields += [protocol.STDERR_WITH_STDOUT] if merged else []
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
         fields.append(b"name=" + name)
@@ -184,9 +200,11 @@ class Client:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
 
-    def run(self, code, filename="job.py", output=None, args=(), env=None):
+    def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False):
         """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
-        ``env`` (a dict) added to the job's environment; returns its Result.
+        ``env`` (a dict) added to the job's environment; returns its Result. ``terminal``: its
+        stdout is line-buffered, as on a terminal; ``merged``: its stdout and stderr are one pipe,
+        whose writes keep their order (then all its output comes as stdout).
 
         Without ``output`` the job's stdout and stderr are collected into the
         Result. With one (anything with ``write(stream, data)``, such as
@@ -197,7 +215,7 @@ class Client:
         if isinstance(code, str):
             code = code.encode()
         collected = CollectedOutput() if output is None else None
-        result = self._run(code, job_fields(filename, args, env), output or collected)
+        result = self._run(code, job_fields(filename, args, env, terminal, merged), output or collected)
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result

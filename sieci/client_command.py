@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import defaults, options
-from .client import Client, ClientError, FdOutput, parse_masters, read_code
+from .client import Client, ClientError, FdOutput, parse_masters, read_code, shown_on_terminal, streams_merged
 from .protocol import STDOUT
 
 PROG = "sieci-client"
@@ -243,7 +243,8 @@ def run_program(client, command, env=None, prog=PROG):
     output = FdOutput()
     try:
         code = read_code(path)
-        result = client.run(code, path if path != "-" else "stdin.py", output, args, env)
+        result = client.run(code, path if path != "-" else "stdin.py", output, args, env, shown_on_terminal(),
+                            streams_merged())
     except ClientError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code

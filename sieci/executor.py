@@ -99,12 +99,15 @@ class JobRun:
     """
 
     def __init__(self, code, limits=None, python=None, filename=defaults.JOB_FILENAME, fork_server=None,
-                 job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None, args=(), env=None):
+                 job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None, args=(), env=None,
+                 line_buffered=False, merged=False):
         self.code = code
         self.limits = limits or Limits()
         self.filename = safe_filename(filename)
         self.args = list(args)
         self.env = env or {}
+        self.line_buffered = line_buffered  # its stdout, as Python has it on a terminal
+        self.merged = merged  # its stdout and stderr one pipe, so that their writes keep their order
         self.job_user = job_user
         self.python = python or sys.executable
         self.command = ([*command_prefix, self.python, self.filename, *self.args]
@@ -131,7 +134,7 @@ class JobRun:
 
     def _start(self):
         stdout_read, stdout_write = _pipe()
-        stderr_read, stderr_write = _pipe()
+        stderr_read, stderr_write = _pipe() if not self.merged else (None, os.dup(stdout_write))
         fds = [os.open(os.devnull, os.O_RDONLY), stdout_write, stderr_write]
         try:
             if self.isolation.namespaces:
@@ -139,22 +142,25 @@ class JobRun:
             else:
                 self._workdir = workdir.make(self.code, self.filename, self.job_user)
             env = {**job_environment(self._workdir or sandbox.WORKDIR, self.python), **self.env}
+            if self.line_buffered and self.command:
+                env["PYTHONUNBUFFERED"] = "1"  # a command's Python can only be told to buffer nothing
             request = Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
-                              self.command, self._workdir, self.args)
+                              self.command, self._workdir, self.args, self.line_buffered)
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
             _close(stdout_read)
-            _close(stderr_read)
+            if stderr_read is not None:
+                _close(stderr_read)
             raise
         finally:
             for fd in fds:
                 _close(fd)
-        self._greenlets = [
-            gevent.spawn(self._read_pipe, STDOUT, stdout_read),
-            gevent.spawn(self._read_pipe, STDERR, stderr_read),
-            gevent.spawn(self._wait_for_exit),
-        ]
+        self._waiter = gevent.spawn(self._wait_for_exit)
+        self._readers = [gevent.spawn(self._read_pipe, STDOUT, stdout_read)]
+        if stderr_read is not None:
+            self._readers.append(gevent.spawn(self._read_pipe, STDERR, stderr_read))
+        self._greenlets = [self._waiter, *self._readers]
         if self.limits.disk and self._workdir:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
         if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
@@ -163,9 +169,8 @@ class JobRun:
     def __exit__(self, *exc_info):
         self._torn_down = True
         self.kill()
-        waiter = self._greenlets[2]
-        waiter.join(DRAIN_AFTER_KILL * 5)
-        if not waiter.ready():
+        self._waiter.join(DRAIN_AFTER_KILL * 5)
+        if not self._waiter.ready():
             self._fork_server.close(grace=0)  # wedged: it is started afresh for the next job
         gevent.killall(self._greenlets)
         self._clean_up()
@@ -236,7 +241,7 @@ class JobRun:
         """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end. With
         ``quiet_every``, also ``(None, b"")`` each time the job has been quiet that many seconds."""
         self._deadline = self.started_at + self.limits.timeout
-        open_pipes, returncode, written = 2, None, 0
+        open_pipes, returncode, written = len(self._readers), None, 0
         while open_pipes or returncode is None:
             if not self._limit_hit and returncode is None and time.monotonic() >= self._deadline:
                 self._stop("time")
@@ -297,9 +302,9 @@ class JobRunner:
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
-    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None):
+    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False):
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
-                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env)
+                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env, line_buffered, merged)
 
     def close(self):
         self.fork_server.close()

@@ -30,9 +30,11 @@ class MalformedMessage(ValueError):
 class Request:
     """What the job's process needs to become the job: its file's name, environment, the
     rlimits it takes, the user ``[uid, gid]`` it runs as, a command to exec instead of the
-    file, its working directory (none when the sandbox makes it), and its arguments."""
+    file, its working directory (none when the sandbox makes it), its arguments, and whether
+    its stdout is line-buffered (as on a terminal)."""
 
-    def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=()):
+    def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=(),
+                 line_buffered=False):
         self.filename = filename
         self.env = env
         self.limits = limits or {}
@@ -40,6 +42,7 @@ class Request:
         self.command = command
         self.workdir = workdir
         self.args = list(args)
+        self.line_buffered = line_buffered
 
 
 class Ended:

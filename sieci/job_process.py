@@ -58,7 +58,7 @@ def start_job(request, fds, workdir, sandbox=None):
         except OSError as error:
             os.write(2, f"sieci: cannot run {request.command[0]}: {error}\n".encode())
             os._exit(127)
-    os._exit(run_as_main(os.path.join(workdir, request.filename), request.args))
+    os._exit(run_as_main(os.path.join(workdir, request.filename), request.args, request.line_buffered))
 
 
 def set_environment(env):
@@ -70,11 +70,13 @@ def set_environment(env):
             os.environ[key] = value
 
 
-def run_as_main(path, args=()):
-    """Run the file at ``path`` as ``python path ARGS...`` would; returns the exit code."""
+def run_as_main(path, args=(), line_buffered=False):
+    """Run the file at ``path`` as ``python path ARGS...`` would; returns the exit code.
+    ``line_buffered``: its stdout is, as Python has it on a terminal."""
     atexit._clear()
     sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
-    sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", errors="strict", closefd=False)
+    sys.stdout = sys.__stdout__ = io.open(1, "w", buffering=1 if line_buffered else -1, encoding="utf-8",
+                                          errors="strict", closefd=False)
     sys.stderr = sys.__stderr__ = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
                                           closefd=False)
     sys.argv = [os.path.basename(path), *args]

@@ -73,6 +73,10 @@ def rest_of_line(line):
 # text percent-encoded (its bytes as the job's system would give them: os.fsencode).
 ARG_FIELD = b"arg"
 ENV_FIELD = b"env"
+# Where the client shows the job's output: on a terminal (the job's stdout is then line-buffered,
+# as Python has it there), and in one file for both streams (the job gets one pipe for both).
+STDOUT_ON_TERMINAL = b"stdout=tty"
+STDERR_WITH_STDOUT = b"stderr=stdout"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/:,@+=")
 _HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
 

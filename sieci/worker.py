@@ -237,7 +237,9 @@ class MasterLink:
         filename = header.field(b"name", b"").decode("ascii", "replace")
         started = time.monotonic()
         watcher = gevent.spawn(self._watch_master)
-        with self.worker.runner.run(code, filename, args, env) as run:
+        line_buffered = protocol.STDOUT_ON_TERMINAL in header.fields
+        merged = protocol.STDERR_WITH_STDOUT in header.fields
+        with self.worker.runner.run(code, filename, args, env, line_buffered, merged) as run:
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:

@@ -463,3 +463,17 @@ def test_the_fork_server_works_with_its_channel_past_fd_1024():
         for fd in fillers:
             posix.close(fd)  # gevent's os.close defers the close, past the lowered limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("fresh_interpreter", [False, True], ids=["forked", "fresh interpreter"])
+def test_a_job_shown_on_a_terminal_flushes_each_line(fresh_interpreter):
+    code = "import sys\nprint(sys.stdout.line_buffering or sys.stdout.write_through)\n"
+    assert run(code, fresh_interpreter=fresh_interpreter).stdout == b"False\n"
+    assert run(code, fresh_interpreter=fresh_interpreter, line_buffered=True).stdout == b"True\n"
+
+
+def test_merged_streams_are_one_pipe_whose_writes_keep_their_order():
+    code = "import sys\nfor n in range(50):\n    print(n, flush=True)\n    print(-n, file=sys.stderr, flush=True)\n"
+    result = run(code, merged=True)
+    expected = "".join(f"{n}\n{-n}\n" for n in range(50)).encode()
+    assert (result.stdout, result.stderr) == (expected, b"")

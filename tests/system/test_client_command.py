@@ -107,3 +107,60 @@ def test_a_batch_runs_one_program_with_each_value_in_its_arguments(cluster, tmp_
     done = run_client("-e", "GREETING", client_address(master), str(show), "--n={}", ":::", "1", "two words",
                       GREETING="from the shell")
     assert (done.returncode, done.stdout) == (0, "['--n=1'] from the shell\n['--n=two words'] from the shell\n")
+
+
+TAKING_TURNS = ("import sys\n"
+                "for n in range(200):\n"
+                "    print('out', n, flush=True)\n"
+                "    print('err', n, file=sys.stderr, flush=True)\n")
+
+
+def test_stdout_and_stderr_keep_their_order_under_2_and_1_as_locally(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "turns.py"
+    job.write_text(TAKING_TURNS)
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+    local = subprocess.run([sys.executable, str(job)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=WAIT)
+    remote = subprocess.run([sys.executable, CLIENT, client_address(master), str(job)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=WAIT, env=environ)
+    assert (remote.returncode, remote.stdout) == (0, local.stdout)
+
+
+def test_on_a_terminal_unflushed_lines_arrive_as_they_are_printed(cluster, tmp_path):
+    import pty
+    import select
+
+    master = cluster.master()
+    cluster.worker(master)
+    go_on = tmp_path / "go-on"
+    job = tmp_path / "live.py"
+    job.write_text("import os, sys, time\n"
+                   "print('first', sys.stdout.isatty())\n"  # no flush: line-buffered, as on a terminal
+                   f"deadline = time.monotonic() + {WAIT}\n"
+                   f"while not os.path.exists({str(go_on)!r}) and time.monotonic() < deadline:\n"
+                   "    time.sleep(0.01)\n"
+                   "print('second')\n")
+    controller, terminal = pty.openpty()
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+    client = subprocess.Popen([sys.executable, CLIENT, client_address(master), str(job)], stdout=terminal,
+                              stderr=terminal, env=environ)
+    os.close(terminal)
+    try:
+        seen = b""
+        while b"first" not in seen:
+            assert select.select([controller], [], [], WAIT)[0], f"nothing live within {WAIT} s: {seen!r}"
+            seen += os.read(controller, 4096)
+        go_on.touch()
+        assert client.wait(WAIT) == 0
+        while select.select([controller], [], [], 0)[0]:
+            try:
+                seen += os.read(controller, 4096)
+            except OSError:  # the terminal's other end has closed
+                break
+    finally:
+        client.kill()
+        client.wait()
+        os.close(controller)
+    assert seen.replace(b"\r\n", b"\n") == b"first False\nsecond\n"

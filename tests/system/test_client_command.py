@@ -86,26 +86,25 @@ def test_client_mistakes_exit_2_and_say_what_is_wrong(tmp_path, argv, env, compl
     assert done.stdout == ""
 
 
-SHOW = "import os, sys\nprint(sys.argv[1:], os.environ.get('GREETING'))\n"
-
-
-def test_the_command_line_reads_like_python3s(cluster, tmp_path):
+@pytest.fixture
+def show(cluster, tmp_path):
+    """A master with a worker, and a program that shows its arguments and $GREETING."""
     master = cluster.master()
     cluster.worker(master)
-    show = tmp_path / "show.py"
-    show.write_text(SHOW)
-    done = run_client("-e", "GREETING=hi there", client_address(master), str(show), "a b", "zażółć", "", "--timeout",
-                      "5")
+    program = tmp_path / "show.py"
+    program.write_text("import os, sys\nprint(sys.argv[1:], os.environ.get('GREETING'))\n")
+    return client_address(master), str(program)
+
+
+def test_the_command_line_reads_like_python3s(show):
+    master, program = show
+    done = run_client("-e", "GREETING=hi there", master, program, "a b", "zażółć", "", "--timeout", "5")
     assert (done.returncode, done.stdout) == (0, "['a b', 'zażółć', '', '--timeout', '5'] hi there\n")
 
 
-def test_a_batch_runs_one_program_with_each_value_in_its_arguments(cluster, tmp_path):
-    master = cluster.master()
-    cluster.worker(master)
-    show = tmp_path / "show.py"
-    show.write_text(SHOW)
-    done = run_client("-e", "GREETING", client_address(master), str(show), "--n={}", ":::", "1", "two words",
-                      GREETING="from the shell")
+def test_a_batch_runs_one_program_with_each_value_in_its_arguments(show):
+    master, program = show
+    done = run_client("-e", "GREETING", master, program, "--n={}", ":::", "1", "two words", GREETING="from the shell")
     assert (done.returncode, done.stdout) == (0, "['--n=1'] from the shell\n['--n=two words'] from the shell\n")
 
 

@@ -81,16 +81,22 @@ def run_as_main(path, args=(), line_buffered=False):
                                           closefd=False)
     sys.argv = [os.path.basename(path), *args]
     sys.orig_argv = [sys.executable, *sys.argv]
-    sys.path.insert(0, os.path.dirname(path))
+    with open(path, "rb") as file:
+        source = file.read()
+    zipapp = b"\0" in source and _is_zip(path)  # no Python source holds a NUL byte
+    sys.path.insert(0, path if zipapp else os.path.dirname(path))
     main = types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = builtins
     main.__cached__ = None
     sys.modules["__main__"] = main
     try:
-        with open(path, "rb") as file:
-            code = compile(file.read(), path, "exec", dont_inherit=True)
-        exec(code, main.__dict__)
+        if zipapp:  # as python3 runs one: the archive's __main__ module, through runpy
+            import runpy
+
+            runpy._run_module_as_main("__main__", alter_argv=False)
+        else:
+            exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
         status = 0
     except SystemExit as exit:
         status = _exit_status(exit)
@@ -104,6 +110,16 @@ def run_as_main(path, args=(), line_buffered=False):
         _report(error)
         status = 1
     return _finish(status)
+
+
+def _is_zip(path):
+    import zipimport
+
+    try:
+        zipimport.zipimporter(path)
+    except zipimport.ZipImportError:
+        return False
+    return True
 
 
 def _report(error):

@@ -233,3 +233,25 @@ def test_arguments_too_long_for_one_header_are_refused_before_anything_is_sent(c
     master = cluster.master()
     with pytest.raises(client.ClientError, match="the arguments and environment are too long"):
         run(master, b"pass\n", args=["é" * 20_000])
+
+
+def zipapp(tmp_path):
+    """A zipapp with a shebang line, as `python3 -m zipapp -p` makes it: a __main__ that imports a module beside it."""
+    import zipapp as make
+
+    source = tmp_path / "app"
+    source.mkdir()
+    main = "import sys, helper\nprint(sys.argv, helper.VALUE, sys.path[0] == __file__[:-12])\nraise SystemExit(4)\n"
+    (source / "__main__.py").write_text(main)
+    (source / "helper.py").write_text("VALUE = 42\n")
+    target = tmp_path / "app.pyz"
+    make.create_archive(source, target, interpreter="/usr/bin/env python3")
+    return target.read_bytes()
+
+
+@pytest.mark.parametrize("fresh_interpreter", [False, True], ids=["forked", "fresh interpreter"])
+def test_a_zipapp_runs_as_python3_runs_it(cluster, tmp_path, fresh_interpreter):
+    master = cluster.master()
+    cluster.worker(master, fresh_interpreter=fresh_interpreter)
+    status, output = run(master, zipapp(tmp_path), filename="app.pyz", args=["x"])
+    assert (status, output.stdout, output.stderr) == (4, b"['app.pyz', 'x'] 42 True\n", b"")

@@ -141,6 +141,10 @@ def parse_masters(masters):
     return addresses
 
 
+# Room for the fields in an upload's first line, which a master takes up to 64 KiB long.
+MAX_HEADER_FIELDS = 60 << 10
+
+
 def job_fields(filename, args=(), env=None, terminal=False, merged=False):
     """The upload header's fields: extended results, the file's name, its arguments and environment,
     and whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``."""
@@ -150,19 +154,14 @@ def job_fields(filename, args=(), env=None, terminal=False, merged=False):
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
         fields.append(b"name=" + name)
-    fields += [protocol.ARG_FIELD + b"=" + protocol.quote(arg) for arg in args]
-    for variable, value in (env or {}).items():
-        if not variable or "=" in variable or "\0" in variable + value:
-            raise ClientError(f"not an environment variable: {variable!r}")
-        fields.append(protocol.ENV_FIELD + b"=" + protocol.quote(f"{variable}={value}"))
+    try:
+        fields += protocol.encode_arguments(args, env or {})
+    except protocol.LocalProtocolError as error:
+        raise ClientError(str(error)) from None
     if sum(len(field) + 1 for field in fields) > MAX_HEADER_FIELDS:
         raise ClientError(f"the arguments and environment are too long: at most {MAX_HEADER_FIELDS >> 10} KiB "
                           "travel with a job (each byte not a letter or digit counts three)")
     return fields
-
-
-# Room for the fields in an upload's first line, which a master takes up to 64 KiB long.
-MAX_HEADER_FIELDS = 60 << 10
 
 
 class Client:

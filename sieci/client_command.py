@@ -82,7 +82,8 @@ def _status_arguments(args, masters_from_environment):
 def _masters_and_command(args, masters_from_environment):
     """MASTER, then the job's command line: PROG and its ARGs."""
     positionals = args.positionals
-    if positionals and not _is_program(positionals[0], masters_from_environment, len(positionals)):
+    alone = len(positionals) == 1 and bool(masters_from_environment)
+    if positionals and not (alone or _names_program(positionals[0], masters_from_environment)):
         masters, command = positionals[0], positionals[1:]
     elif masters_from_environment:
         masters, command = masters_from_environment, positionals
@@ -95,10 +96,10 @@ def _masters_and_command(args, masters_from_environment):
     return masters, command
 
 
-def _is_program(first, masters_from_environment, count):
+def _names_program(first, masters_from_environment):
     """Whether the first argument is PROG rather than MASTER: only where SIECI_MASTERS names
-    the masters, and then when it is - (stdin), names a file or folder, or stands alone."""
-    return bool(masters_from_environment) and (first == "-" or count == 1 or os.path.exists(first))
+    the masters, and then when it is - (stdin) or names a file or folder (or, see above, stands alone)."""
+    return bool(masters_from_environment) and (first == "-" or os.path.exists(first))
 
 
 def _parse_quickly(argv, masters_from_environment):
@@ -147,10 +148,7 @@ def _parse_quickly(argv, masters_from_environment):
 
 def _program_reached(positionals, masters_from_environment):
     """Whether PROG has been read: what follows it is the job's, options or not."""
-    if len(positionals) >= 2:
-        return True
-    return len(positionals) == 1 and bool(masters_from_environment) and (
-        positionals[0] == "-" or os.path.exists(positionals[0]))
+    return len(positionals) >= 2 or (len(positionals) == 1 and _names_program(positionals[0], masters_from_environment))
 
 
 def _explain_with_argparse(tokens):

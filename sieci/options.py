@@ -300,8 +300,8 @@ CLIENT = [
     Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",
            "PATH"),
     Option("--retry-failed", bool, False,
-           "batches: run again only the files whose jobs failed in --joblog, and rewrite it (FILEs and "
-           "--files-from are then ignored)"),
+           "batches: run again only the jobs that failed in --joblog, and rewrite it (the command line's "
+           "PROG, ':::' and -a are then ignored)"),
     Option("--status", bool, False, "show each master's queue, workers and totals instead of running a file"),
     Option("--json", bool, False, "with --status: print the statuses as JSON"),
 ]

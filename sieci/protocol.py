@@ -98,6 +98,36 @@ def unquote(value):
     return os.fsdecode(bytes(data))
 
 
+def encode_arguments(args, env):
+    """The ``arg=`` and ``env=`` fields of a job's arguments and environment (a dict);
+    LocalProtocolError for what no process could be given."""
+    fields = [ARG_FIELD + b"=" + quote(arg) for arg in args]
+    fields += [ENV_FIELD + b"=" + quote(f"{variable}={value}") for variable, value in env.items()]
+    _check_arguments(args, env, LocalProtocolError)
+    return fields
+
+
+def decode_arguments(header):
+    """The job's arguments (a list) and the variables its client adds to its environment (a dict)."""
+    args = [unquote(value) for value in header.fields_named(ARG_FIELD)]
+    env = {}
+    for value in header.fields_named(ENV_FIELD):
+        variable, equals, text = unquote(value).partition("=")
+        if not equals:
+            raise RemoteProtocolError(f"not an environment variable: {value[:80]!r}")
+        env[variable] = text
+    _check_arguments(args, env, RemoteProtocolError)
+    return args, env
+
+
+def _check_arguments(args, env, error):
+    if any("\0" in arg for arg in args):
+        raise error("an argument with a NUL byte")
+    for variable, value in env.items():
+        if not variable or "=" in variable or "\0" in variable + value:
+            raise error(f"not an environment variable: {variable[:80]!r}")
+
+
 class BlockHeader:
     """``ENDSEQ <terminator> [fields...]``, kept byte for byte in ``raw``."""
 

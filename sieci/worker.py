@@ -32,20 +32,6 @@ class LinkLost(Exception):
     """The master went away, or broke the protocol; the link is redialled."""
 
 
-def job_arguments(header):
-    """The job's arguments (a list) and the variables its client adds to its environment (a dict)."""
-    args = [protocol.unquote(value) for value in header.fields_named(protocol.ARG_FIELD)]
-    env = {}
-    for value in header.fields_named(protocol.ENV_FIELD):
-        variable, equals, text = protocol.unquote(value).partition("=")
-        if not variable or not equals or "\0" in variable + text:
-            raise protocol.RemoteProtocolError(f"not an environment variable: {value[:80]!r}")
-        env[variable] = text
-    if any("\0" in arg for arg in args):
-        raise protocol.RemoteProtocolError("an argument with a NUL byte")
-    return args, env
-
-
 class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=defaults.MAX_UPLOAD,
                  reconnect_min=defaults.RECONNECT_MIN, reconnect_max=defaults.RECONNECT_MAX,
@@ -210,7 +196,7 @@ class MasterLink:
                 self.conn.send_command(protocol.ERROR, auth.UNAUTHORIZED)
                 return
         try:
-            args, env = job_arguments(header)
+            args, env = protocol.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
             log.warning("refused a job from master %s: %s", self.name, why)
             self.conn.send_command(protocol.ERROR, b"bad arguments or environment")

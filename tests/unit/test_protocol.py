@@ -1,5 +1,6 @@
 """Unit and property tests of the sans-IO protocol module (no sockets, no gevent)."""
 
+import os
 import random
 import re
 
@@ -1232,3 +1233,28 @@ def test_a_16_mib_line_in_1_kib_reads_is_searched_in_linear_time(where, piece):
                                          (b"beat=nan", None), (b"beat=inf", None), (b"beat=x", None), (b"", None)])
 def test_a_results_header_declares_its_heartbeat(field, beat):
     assert parse_header(b"ENDSEQ T v=2 worker=w " + field + b"\n").beat == beat
+
+
+ARGUMENT = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))) | st.builds(
+    os.fsdecode, st.binary().filter(lambda data: b"\0" not in data))
+
+
+@given(st.lists(ARGUMENT), st.dictionaries(ARGUMENT.filter(lambda name: name and "=" not in name), ARGUMENT))
+def test_a_jobs_arguments_and_environment_read_back_as_sent(args, env):
+    fields = protocol.encode_arguments(args, env)
+    assert all(field.isascii() and b" " not in field and b"\n" not in field for field in fields)
+    header = protocol.parse_header(b"ENDSEQ T " + b" ".join(fields) + b"\n")
+    assert protocol.decode_arguments(header) == (args, env)
+
+
+@pytest.mark.parametrize("fields", [b"arg=%4", b"arg=%zz", b"arg=%00", b"env=NOEQUALS", b"env=%3Dvalue",
+                                    b"env=A%00%3D1"])
+def test_malformed_arguments_and_environment_are_the_peers_fault(fields):
+    with pytest.raises(protocol.RemoteProtocolError):
+        protocol.decode_arguments(protocol.parse_header(b"ENDSEQ T " + fields + b"\n"))
+
+
+@pytest.mark.parametrize("args, env", [(["a\0b"], {}), ([], {"": "x"}), ([], {"A=B": "x"}), ([], {"A": "\0"})])
+def test_arguments_no_process_could_be_given_are_refused_before_sending(args, env):
+    with pytest.raises(protocol.LocalProtocolError):
+        protocol.encode_arguments(args, env)

@@ -32,10 +32,11 @@ class ClientGone(Exception):
 
 
 class Job:
-    def __init__(self, job_id, upload, client, client_name, extended=False):
+    def __init__(self, job_id, upload, client, client_name, header):
         self.id = job_id
         self.upload = upload  # the block to forward: header, code, terminator
-        self.extended = extended  # a sieci client's: it is told QUEUED while the job waits
+        self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
+        self.relayed = protocol.asks_relay(header)  # a sieci worker is told RELAY before its code
         self.client = client
         self.client_name = client_name
         self.worker = None
@@ -130,8 +131,8 @@ class Dispatcher:
             return f"queue full ({self.max_queue} jobs waiting)"
         return None
 
-    def new_job(self, upload, client, client_name, extended):
-        return Job(next(self._job_ids), upload, client, client_name, extended)
+    def new_job(self, upload, client, client_name, header):
+        return Job(next(self._job_ids), upload, client, client_name, header)
 
     def enqueue(self, job):
         self.pending_jobs.append(job)

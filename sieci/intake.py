@@ -125,7 +125,7 @@ class Intake:
         refusal = self.dispatcher.refusal()
         if refusal is not None:
             return self._refuse(conn, name, refusal)
-        return self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header.extended)
+        return self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
 
     def _receive_code(self, conn, peer):
         """The upload's payload, in pieces, and its end; what is held counts as unverified."""

@@ -176,7 +176,10 @@ class Master:
         # dropped (the job goes back to the queue): READY, then silence, held it for ever.
         link.conn.settimeout(self.client_timeout)
         try:
-            link.conn.send(job.upload, completes=protocol.JOB)
+            if job.relayed and link.stoppable:  # a sieci worker: it may take stdin and files from us
+                link.conn.send_pieces([link.state.send(protocol.RELAY), job.upload], completes=protocol.JOB)
+            else:
+                link.conn.send(job.upload, completes=protocol.JOB)
             self.dispatcher.notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
                                    link.name, job.dispatched_at - job.queued_at)
             line = link.conn.next_event()

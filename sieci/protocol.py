@@ -22,6 +22,7 @@ ERROR = b"ERROR"
 ENDSEQ = b"ENDSEQ"
 CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link
 AUTH = b"AUTH"  # the worker's answer
+RELAY = b"RELAY"  # a sieci master, to a sieci worker, before code that needs it: it streams stdin and sends files
 
 # The classic client's constant terminator; a sieci master accepts it glued
 # to the end of the last code line (a file without a final newline).
@@ -77,6 +78,12 @@ ENV_FIELD = b"env"
 # as Python has it there), and in one file for both streams (the job gets one pipe for both).
 STDOUT_ON_TERMINAL = b"stdout=tty"
 STDERR_WITH_STDOUT = b"stderr=stdout"
+# The client will stream the job's stdin once the job is accepted; the program's files (a bundle,
+# ``files=<sha256>.<size>``). A sieci worker needs a sieci master (RELAY) for either, unless the
+# upload carries them inline (``code=``: see encode_upload_payload).
+STDIN_STREAM = b"stdin=stream"
+FILES_FIELD = b"files"
+CODE_FIELD = b"code"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/:,@+=")
 _HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
 
@@ -126,6 +133,76 @@ def _check_arguments(args, env, error):
     for variable, value in env.items():
         if not variable or "=" in variable or "\0" in variable + value:
             raise error(f"not an environment variable: {variable[:80]!r}")
+
+
+def asks_relay(header):
+    """Whether an upload needs a sieci master to relay more than its block: stdin, or files."""
+    return STDIN_STREAM in header.fields or header.field(FILES_FIELD) is not None
+
+
+# Parts of an upload's payload after its code (with ``code=<length>``): ``<tag> <length>[ <more>]``,
+# then that many bytes. The payload ends with one newline more, so its last line is whole.
+STDIN_PART = b"i"
+FILES_PART = b"f"
+
+
+class UploadPayload:
+    """What an upload's payload holds: the code, and, inline, the job's stdin and its files' bundle."""
+
+    def __init__(self, code, stdin=None, bundle=None, bundle_digest=None):
+        self.code = code
+        self.stdin = stdin
+        self.bundle = bundle
+        self.bundle_digest = bundle_digest  # hex, as the part names it
+
+    def __eq__(self, other):
+        return isinstance(other, UploadPayload) and vars(self) == vars(other)
+
+    def __repr__(self):
+        return f"UploadPayload({vars(self)!r})"
+
+
+def encode_upload_payload(code, stdin=None, bundle=None, bundle_digest=None):
+    """``(fields, payload)``: an upload's ``code=`` field and payload, with ``stdin`` and ``bundle``
+    inline; with neither, no field and the code alone, as classic peers expect."""
+    if stdin is None and bundle is None:
+        return [], code
+    parts = [code]
+    if stdin is not None:
+        parts += [b"%s %d\n" % (STDIN_PART, len(stdin)), stdin]
+    if bundle is not None:
+        parts += [b"%s %d %s\n" % (FILES_PART, len(bundle), bundle_digest.encode("ascii")), bundle]
+    return [CODE_FIELD + b"=%d" % len(code)], b"".join(parts) + b"\n"
+
+
+def decode_upload_payload(header, payload):
+    """The UploadPayload of an upload with ``header``; RemoteProtocolError if the parts are malformed."""
+    length = header.field(CODE_FIELD)
+    if length is None:
+        return UploadPayload(payload)
+    if not length.isdigit() or int(length) > len(payload) or not payload.endswith(b"\n"):
+        raise RemoteProtocolError("the upload's parts do not add up")
+    at = int(length)
+    upload = UploadPayload(payload[:at])
+    while at < len(payload) - 1:
+        line_end = payload.find(b"\n", at)
+        words = payload[at:line_end].split(b" ")
+        if line_end < 0 or len(words) < 2 or not words[1].isdigit():
+            raise RemoteProtocolError(f"a malformed part of the upload: {payload[at:at + 80]!r}")
+        start, at = line_end + 1, line_end + 1 + int(words[1])
+        if at > len(payload) - 1:
+            raise RemoteProtocolError("a part of the upload runs past its end")
+        _take_part(upload, words, payload[start:at])
+    return upload
+
+
+def _take_part(upload, words, data):
+    if words[0] == STDIN_PART and len(words) == 2 and upload.stdin is None:
+        upload.stdin = data
+    elif words[0] == FILES_PART and len(words) == 3 and upload.bundle is None:
+        upload.bundle, upload.bundle_digest = data, words[2].decode("ascii", "replace")
+    else:
+        raise RemoteProtocolError(f"an unknown or repeated part of the upload: {b' '.join(words)[:80]!r}")
 
 
 class BlockHeader:
@@ -296,6 +373,7 @@ IDLE = "idle"  # nothing outstanding
 CHALLENGED = "challenged"  # a master with a secret asked the new link to prove itself
 ASKED = "asked"  # AVAILABLE sent, no answer yet
 READY_HELD = "ready"  # the worker said READY and is locked to this master
+RELAYED = "relayed"  # RELAY sent: the code follows
 SENT = "sent"  # the code went to the worker
 RUNNING = "running"  # the worker said RECEIVED; results follow
 UPLOADED = "uploaded"  # the client's code reached the master
@@ -318,6 +396,8 @@ LINK_TRANSITIONS = {
     # The classic master writes its ERROR for a bad upload to the worker.
     (READY_HELD, MASTER, ERROR): IDLE,
     (READY_HELD, MASTER, JOB): SENT,
+    (READY_HELD, MASTER, RELAY): RELAYED,
+    (RELAYED, MASTER, JOB): SENT,
     (SENT, WORKER, RECEIVED): RUNNING,
     (SENT, WORKER, ERROR): IDLE,
     (RUNNING, WORKER, JOB): IDLE,

@@ -160,7 +160,10 @@ class MasterLink:
                 line = self._next_line("holding READY")
                 if line.word in (protocol.ROLLBACK, protocol.ERROR):
                     continue
-                self._take_job(line.raw)
+                relayed = line.word == protocol.RELAY
+                if relayed:
+                    line = self._next_line("after RELAY")
+                self._take_job(line.raw, relayed)
 
     @staticmethod
     def _refusal(reason):
@@ -181,32 +184,40 @@ class MasterLink:
             raise LinkLost(f"the master closed the link while {doing}")
         return event
 
-    def _take_job(self, raw_header):
+    def _take_job(self, raw_header, relayed):
+        """``relayed``: a sieci master said RELAY before the code (it can stream stdin, send files)."""
         try:
             header = self.conn.start_block(raw_header, max_size=self.worker.max_upload)
-            code = self._read_code()
+            payload = self._read_code()
         except protocol.RemoteProtocolError as error:
             self.conn.refuse(str(error).encode())
             raise
         if self.worker.verifier is not None:
             try:
-                self.worker.verifier.verify_upload(header.fields, code)
+                self.worker.verifier.verify_upload(header.fields, payload)
             except auth.Unauthorized as why:
                 log.warning("refused a job from master %s: unauthorized (%s)", self.name, why)
                 self.conn.send_command(protocol.ERROR, auth.UNAUTHORIZED)
                 return
         try:
+            upload = protocol.decode_upload_payload(header, payload)
+        except protocol.RemoteProtocolError as why:
+            return self._decline(why, str(why).encode())
+        try:
             args, env = protocol.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
-            log.warning("refused a job from master %s: %s", self.name, why)
-            self.conn.send_command(protocol.ERROR, b"bad arguments or environment")
-            return
+            return self._decline(why, b"bad arguments or environment")
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
-            self._run_job(code, header, args, env)
+            self._run_job(upload.code, header, args, env)
         finally:
             self.running_job = False
+
+    def _decline(self, why, reason):
+        """Answer the code with ``ERROR reason`` and serve on."""
+        log.warning("refused a job from master %s: %s", self.name, why)
+        self.conn.send_command(protocol.ERROR, reason)
 
     def _read_code(self):
         parts = []

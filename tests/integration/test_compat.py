@@ -457,3 +457,21 @@ def test_sieci_client_reports_a_classic_error_reply():
     with CannedMaster(b"ERROR\n", close=True) as canned:
         with pytest.raises(client.ClientError, match="refused"):
             sieci_client(canned.server.address, b"print(1)\n")
+
+
+def test_a_sieci_master_says_relay_to_sieci_workers_only(cluster, classic):
+    """RELAY (stdin streams, files on request) goes before the code only to a worker that said
+    READY v=2: a classic worker would take the line for a block header."""
+    master = cluster.master()
+    worker = classic.worker(master.workers_address)
+    assert master.wait_for_workers(1, WAIT)
+    upload = b"ENDSEQ T v=2 stdin=stream\nprint(1)\nT\n"
+    with socket.create_connection(master.clients_address, timeout=WAIT) as sock:
+        sock.sendall(upload)
+        answer = b""
+        while not answer.endswith(b"dupa\n"):
+            data = sock.recv(4096)
+            assert data, f"the master closed after {answer!r}"
+            answer += data
+    assert answer.endswith(b"RECEIVED\n" + CLASSIC_RESULTS)
+    assert worker.received == [b"AVAILABLE\n", upload]

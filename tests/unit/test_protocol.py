@@ -988,6 +988,8 @@ def test_the_link_table_matches_the_contract():
         (protocol.READY_HELD, MASTER, ROLLBACK): protocol.IDLE,
         (protocol.READY_HELD, MASTER, ERROR): protocol.IDLE,
         (protocol.READY_HELD, MASTER, JOB): protocol.SENT,
+        (protocol.READY_HELD, MASTER, protocol.RELAY): protocol.RELAYED,
+        (protocol.RELAYED, MASTER, JOB): protocol.SENT,
         (protocol.SENT, WORKER, RECEIVED): protocol.RUNNING,
         (protocol.SENT, WORKER, ERROR): protocol.IDLE,
         (protocol.RUNNING, WORKER, JOB): protocol.IDLE,

@@ -7,13 +7,16 @@ costs a fork, not an interpreter start. Waiting is done the gevent way, so a
 running job never blocks the worker's other links.
 """
 
+import fcntl
 import os
 import posix
 import signal
 import stat
 import string
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import gevent
@@ -41,6 +44,13 @@ DISK_CHECK_EVERY = 0.25
 _close = posix.close
 
 _FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
+
+# A job's stdin: empty (None), these bytes, or STREAMED by the caller while the job runs (write_stdin).
+STREAMED = "streamed"
+
+
+class StdinClosed(Exception):
+    """The job's stdin was closed while a write to it waited."""
 
 
 def safe_filename(name):
@@ -96,11 +106,17 @@ class JobRun:
     ``fresh_interpreter``, the job is ``[*command_prefix, python, FILE]``,
     started afresh rather than forked. ``isolation`` (an Isolation) puts the
     job in namespaces and a cgroup of its own (see sandbox.py, cgroups.py).
+
+    ``stdin`` is the job's: empty (None), bytes, or STREAMED through
+    ``write_stdin`` and ``end_stdin``. With ``tty`` (columns, rows) the job
+    runs on a pseudo-terminal of that size, its controlling terminal: its
+    stdin, stdout and stderr; what it writes comes as stdout, and what is
+    written to its stdin is typed on it.
     """
 
     def __init__(self, code, limits=None, python=None, filename=defaults.JOB_FILENAME, fork_server=None,
                  job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None, args=(), env=None,
-                 line_buffered=False, merged=False):
+                 line_buffered=False, merged=False, stdin=None, tty=None):
         self.code = code
         self.limits = limits or Limits()
         self.filename = safe_filename(filename)
@@ -108,6 +124,10 @@ class JobRun:
         self.env = env or {}
         self.line_buffered = line_buffered  # its stdout, as Python has it on a terminal
         self.merged = merged  # its stdout and stderr one pipe, so that their writes keep their order
+        self.stdin = stdin
+        self.tty = tty
+        self._stdin_fd = None  # where the job's stdin is written: a pipe's end, or the terminal's (a dup)
+        self._stdin_wait = None  # the watcher a write to it waits on, while it waits
         self.job_user = job_user
         self.python = python or sys.executable
         self.command = ([*command_prefix, self.python, self.filename, *self.args]
@@ -133,9 +153,14 @@ class JobRun:
         return self
 
     def _start(self):
-        stdout_read, stdout_write = _pipe()
-        stderr_read, stderr_write = _pipe() if not self.merged else (None, os.dup(stdout_write))
-        fds = [os.open(os.devnull, os.O_RDONLY), stdout_write, stderr_write]
+        if self.tty:
+            stdout_read, slave = _terminal(*self.tty)
+            stderr_read, fds = None, [slave, os.dup(slave), os.dup(slave)]
+            self._stdin_fd = os.dup(stdout_read)  # its own fd: the reader closes the other at the end
+        else:
+            stdout_read, stdout_write = _pipe()
+            stderr_read, stderr_write = _pipe() if not self.merged else (None, os.dup(stdout_write))
+            fds = [self._stdin_for_job(), stdout_write, stderr_write]
         try:
             if self.isolation.namespaces:
                 fds.append(_code_file(self.code))
@@ -145,13 +170,14 @@ class JobRun:
             if self.line_buffered and self.command:
                 env["PYTHONUNBUFFERED"] = "1"  # a command's Python can only be told to buffer nothing
             request = Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
-                              self.command, self._workdir, self.args, self.line_buffered)
+                              self.command, self._workdir, self.args, self.line_buffered, bool(self.tty))
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
             _close(stdout_read)
             if stderr_read is not None:
                 _close(stderr_read)
+            self._close_stdin()
             raise
         finally:
             for fd in fds:
@@ -161,6 +187,8 @@ class JobRun:
         if stderr_read is not None:
             self._readers.append(gevent.spawn(self._read_pipe, STDERR, stderr_read))
         self._greenlets = [self._waiter, *self._readers]
+        if isinstance(self.stdin, bytes):
+            self._greenlets.append(gevent.spawn(self._write_all_stdin, self.stdin))
         if self.limits.disk and self._workdir:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
         if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
@@ -173,7 +201,61 @@ class JobRun:
         if not self._waiter.ready():
             self._fork_server.close(grace=0)  # wedged: it is started afresh for the next job
         gevent.killall(self._greenlets)
+        self._close_stdin()
         self._clean_up()
+
+    def _stdin_for_job(self):
+        """The job's end of its stdin; ours, when there is one, is kept non-blocking in ``_stdin_fd``."""
+        if self.stdin is None:
+            return os.open(os.devnull, os.O_RDONLY)
+        read_end, self._stdin_fd = os.pipe()
+        pipes.widen(read_end)
+        os.set_blocking(self._stdin_fd, False)
+        return read_end
+
+    def write_stdin(self, data):
+        """Write ``data`` to the job's stdin, waiting while it is full; False once the job takes no more
+        (it closed its stdin, or ended: the rest is to be dropped)."""
+        view = memoryview(data)
+        while view and self._stdin_fd is not None:
+            try:
+                view = view[os.write(self._stdin_fd, view):]
+            except BlockingIOError:
+                self._wait_for_room()
+            except OSError:  # EPIPE: nothing of the job holds its stdin open; EIO: its terminal is gone
+                self._close_stdin()
+        return self._stdin_fd is not None
+
+    def _wait_for_room(self):
+        self._stdin_wait = gevent.get_hub().loop.io(self._stdin_fd, 2)
+        try:
+            gevent.get_hub().wait(self._stdin_wait)
+        except StdinClosed:
+            pass
+        finally:
+            self._stdin_wait.close()
+            self._stdin_wait = None
+
+    def end_stdin(self):
+        """The job's stdin has ended: it reads end of file (on a terminal, a hang-up would end
+        the job, so its stdin is left open, as a terminal's is)."""
+        if not self.tty:
+            self._close_stdin()
+
+    def resize(self, columns, rows):
+        """Its terminal has this size now (the job gets SIGWINCH); nothing without one."""
+        if self.tty and self._stdin_fd is not None:
+            _set_size(self._stdin_fd, columns, rows)
+
+    def _write_all_stdin(self, data):
+        self.write_stdin(data)
+        self.end_stdin()
+
+    def _close_stdin(self):
+        """No more is written to the job's stdin; a write that waits for room gives up."""
+        fd, self._stdin_fd = self._stdin_fd, None
+        if fd is not None:
+            gevent.get_hub().cancel_waits_close_and_then([self._stdin_wait], StdinClosed(), _close, fd)
 
     def _clean_up(self):
         if self._own_fork_server:
@@ -258,6 +340,8 @@ class JobRun:
             if kind == "exit":
                 returncode = data
                 self._allow_draining()
+                if self.tty:
+                    self._close_stdin()  # a terminal nobody holds takes writes until it is full
             elif data is None:
                 open_pipes -= 1
             elif self._limit_hit != "output":
@@ -302,9 +386,11 @@ class JobRunner:
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
-    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False):
+    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False,
+            stdin=None, tty=None):
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
-                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env, line_buffered, merged)
+                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env, line_buffered, merged,
+                      stdin, tty)
 
     def close(self):
         self.fork_server.close()
@@ -314,6 +400,18 @@ def _pipe():
     read_end, write_end = os.pipe()
     pipes.widen(read_end)
     return read_end, write_end
+
+
+def _terminal(columns, rows):
+    """A new pseudo-terminal of that size: ``(master, slave)``, the master non-blocking."""
+    master, slave = os.openpty()
+    _set_size(master, columns, rows)
+    os.set_blocking(master, False)
+    return master, slave
+
+
+def _set_size(fd, columns, rows):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
 
 def _code_file(code):

@@ -31,10 +31,11 @@ class Request:
     """What the job's process needs to become the job: its file's name, environment, the
     rlimits it takes, the user ``[uid, gid]`` it runs as, a command to exec instead of the
     file, its working directory (none when the sandbox makes it), its arguments, and whether
-    its stdout is line-buffered (as on a terminal)."""
+    its stdout is line-buffered (as on a terminal), and whether its stdin is a terminal to make its
+    controlling one."""
 
     def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=(),
-                 line_buffered=False):
+                 line_buffered=False, tty=False):
         self.filename = filename
         self.env = env
         self.limits = limits or {}
@@ -43,6 +44,7 @@ class Request:
         self.workdir = workdir
         self.args = list(args)
         self.line_buffered = line_buffered
+        self.tty = tty
 
 
 class Ended:

@@ -360,13 +360,14 @@ class Receiver:
         if size:
             self._block.took_raw(size)
 
-    def start_block(self, header, max_size=None, accept_glued=False, results=False):
+    def start_block(self, header, max_size=None, accept_glued=False, results=False, items=False):
         """Read ``header``'s payload next; ``max_size`` bounds it in bytes.
 
         ``accept_glued``: see TerminatedBlockReader. ``results`` says the
         block holds results: if they are extended, ResultsReader reads them.
+        ``items``: the block holds items as extended results do (a job's stdin).
         """
-        if results and header.extended:
+        if (results and header.extended) or items:
             self._block = ResultsReader(self.buffer, header, self.max_line, max_size)
         else:
             self._block = TerminatedBlockReader(self.buffer, header, self.max_line, max_size, accept_glued)

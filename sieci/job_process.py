@@ -34,6 +34,11 @@ def start_job(request, fds, workdir, sandbox=None):
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         os.closerange(3, 1 << 16)
+        if request.tty:  # as a login does: the job leads its own session, and this is its terminal
+            import fcntl
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # a file past the size limit ends the job
         for name, value in request.limits.items():
             if value:

@@ -82,6 +82,10 @@ STDERR_WITH_STDOUT = b"stderr=stdout"
 # ``files=<sha256>.<size>``). A sieci worker needs a sieci master (RELAY) for either, unless the
 # upload carries them inline (``code=``: see encode_upload_payload).
 STDIN_STREAM = b"stdin=stream"
+# The job runs on a pseudo-terminal of ``tty=<cols>x<rows>`` (its stdin streams too: keystrokes).
+TTY_FIELD = b"tty"
+# A sieci worker's answer to stdin=stream code that came without RELAY: a classic master relays one block only.
+STDIN_NEEDS_RELAY = b"stdin cannot stream through a classic master"
 FILES_FIELD = b"files"
 CODE_FIELD = b"code"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/:,@+=")
@@ -376,6 +380,9 @@ READY_HELD = "ready"  # the worker said READY and is locked to this master
 RELAYED = "relayed"  # RELAY sent: the code follows
 SENT = "sent"  # the code went to the worker
 RUNNING = "running"  # the worker said RECEIVED; results follow
+FEEDING = "feeding"  # the job's stdin block has begun: stdin streams while the results come
+FED = "fed"  # the job's stdin block has ended; the results still come
+CUTTING_OFF = "cutting off"  # the results ended before the stdin block: the master ends it
 UPLOADED = "uploaded"  # the client's code reached the master
 WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
 ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
@@ -401,6 +408,12 @@ LINK_TRANSITIONS = {
     (SENT, WORKER, RECEIVED): RUNNING,
     (SENT, WORKER, ERROR): IDLE,
     (RUNNING, WORKER, JOB): IDLE,
+    # stdin=stream: the master opens the stdin block (its header, ENDSEQ <t> stdin) right after RECEIVED.
+    (RUNNING, MASTER, ENDSEQ): FEEDING,
+    (FEEDING, MASTER, JOB): FED,
+    (FED, WORKER, JOB): IDLE,
+    (FEEDING, WORKER, JOB): CUTTING_OFF,
+    (CUTTING_OFF, MASTER, JOB): IDLE,
 }
 
 CLIENT_TRANSITIONS = {
@@ -409,11 +422,18 @@ CLIENT_TRANSITIONS = {
     (UPLOADED, MASTER, RECEIVED): ACCEPTED,
     (WAITING, MASTER, RECEIVED): ACCEPTED,
     (ACCEPTED, MASTER, JOB): CLOSED,
+    # stdin=stream: once RECEIVED, the client sends the stdin block (its header line, ENDSEQ <t> stdin, opens it).
+    (ACCEPTED, CLIENT, ENDSEQ): FEEDING,
+    (FEEDING, CLIENT, JOB): FED,
+    (FED, MASTER, JOB): CLOSED,
+    (FEEDING, MASTER, JOB): CLOSED,
     (IDLE, CLIENT, STATUS): STATUS_ASKED,
     (STATUS_ASKED, MASTER, STATUS_REPLY): CLOSED,
 }
 # What a client says once it has sent its request is ignored: the master only watches for it leaving.
 CLIENT_IGNORED = {(state, CLIENT) for state in (UPLOADED, WAITING, ACCEPTED, STATUS_ASKED, CLOSED)}
+# With stdin=stream, the client's stdin block is read once RECEIVED has gone; after it, what it says is ignored.
+STREAMING_CLIENT_IGNORED = {(state, CLIENT) for state in (FED, CLOSED)}
 
 
 class Conversation:

@@ -15,7 +15,7 @@ import time
 
 from . import defaults, protocol
 from .address import AddressError, parse_address
-from .client_link import ClientError, ClientLink, JobLost, NotAccepted
+from .client_link import ClientError, ClientLink, JobLost, NotAccepted, StdinNeedsRelay
 
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
@@ -23,6 +23,12 @@ LAST_RETRY_PAUSE = 8.0
 
 class OutputFailed(ClientError):
     """The job's output could not be written where it goes (a full disk, say)."""
+
+
+class StdinCannotGo(ClientError):
+    """The job's stdin cannot reach it: a classic master stands in the way of a long or a terminal one."""
+
+    exit_code = defaults.EXIT_USAGE
 
 
 def shown_on_terminal(fd=1):
@@ -199,11 +205,17 @@ class Client:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
 
-    def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False):
+    def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False,
+            stdin=None):
         """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
         ``env`` (a dict) added to the job's environment; returns its Result. ``terminal``: its
         stdout is line-buffered, as on a terminal; ``merged``: its stdout and stderr are one pipe,
         whose writes keep their order (then all its output comes as stdout).
+
+        ``stdin`` (bytes, or a binary file object read as the job runs) is the job's stdin,
+        streamed while it runs; without it the job's stdin is empty. Through a classic master
+        it goes with the code, up to MAX_INLINE_STDIN bytes (StdinCannotGo beyond). A job
+        whose stdin has started to stream is not run again (``retries``) once it is lost.
 
         Without ``output`` the job's stdout and stderr are collected into the
         Result. With one (anything with ``write(stream, data)``, such as
@@ -214,12 +226,22 @@ class Client:
         if isinstance(code, str):
             code = code.encode()
         collected = CollectedOutput() if output is None else None
-        result = self._run(code, job_fields(filename, args, env, terminal, merged), output or collected)
+        fields = job_fields(filename, args, env, terminal, merged)
+        if stdin is None:
+            result = self._run(code, fields, output or collected)
+        else:
+            from .client_stdin import JobStdin
+
+            stdin = stdin if isinstance(stdin, JobStdin) else JobStdin(stdin)
+            try:
+                result = self._run(code, fields + stdin.fields(), output or collected, stdin)
+            finally:
+                stdin.close()
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
 
-    def _run(self, code, fields, output):
+    def _run(self, code, fields, output, stdin=None):
         started = time.monotonic()
         masters = self._masters()
         if self.shuffle:
@@ -235,9 +257,13 @@ class Client:
             position += 1
             attempt_output = HeldOutput() if self.retries else output
             try:
-                result = master.run_job(payload, fields, attempt_output, deadline)
+                result = master.run_job(payload, fields, attempt_output, deadline, stdin)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
+            except StdinNeedsRelay as error:
+                fields, payload = _with_inline_stdin(code, fields, stdin, error)
+                stdin, position = None, position - 1  # the same master again
+                continue
             except NotAccepted as error:
                 failures.append(str(error))
                 passed_over += 1
@@ -252,7 +278,7 @@ class Client:
                 pause = min(2 * pause, LAST_RETRY_PAUSE)
                 continue
             except JobLost as error:
-                if retries_left == 0:
+                if retries_left == 0 or (stdin is not None and stdin.started):
                     raise
                 retries_left, passed_over = retries_left - 1, 0
                 failures.append(str(error))
@@ -276,6 +302,19 @@ class Client:
         return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
 
 
-def run(masters, code, filename="job.py", output=None, args=(), env=None, **settings):
+def _with_inline_stdin(code, fields, stdin, refusal):
+    """The upload's fields and payload with ``stdin`` (a JobStdin) inline, for a classic master, which
+    relays one block only (``refusal`` says it stands in the way); StdinCannotGo if it cannot go so."""
+    if stdin.terminal:
+        raise StdinCannotGo(f"-t needs a sieci master all the way to the worker ({refusal})")
+    data = stdin.read_inline(defaults.MAX_INLINE_STDIN)
+    if data is None:
+        raise StdinCannotGo(f"stdin is longer than the {defaults.MAX_INLINE_STDIN >> 10} KiB that can go with the "
+                            f"code through a classic master ({refusal}); use a sieci master to stream it")
+    inline_fields, payload = protocol.encode_upload_payload(code, stdin=data)
+    return [field for field in fields if field != protocol.STDIN_STREAM] + inline_fields, payload
+
+
+def run(masters, code, filename="job.py", output=None, args=(), env=None, stdin=None, **settings):
     """Run ``code`` through ``masters``, output to ``output``; returns the exit status."""
-    return Client(masters, **settings).run(code, filename, output or FdOutput(), args, env).exit_status
+    return Client(masters, **settings).run(code, filename, output or FdOutput(), args, env, stdin=stdin).exit_status

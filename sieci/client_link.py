@@ -27,6 +27,10 @@ class NotAccepted(ClientError):
     """No worker accepted the job through this master: another may be tried."""
 
 
+class StdinNeedsRelay(NotAccepted):
+    """The worker cannot stream the job's stdin: a classic master stands in the way."""
+
+
 class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
 
@@ -79,9 +83,10 @@ class ClientLink:
         self.tls = tls
         self.secret = secret
 
-    def run_job(self, payload, fields, output, deadline):
+    def run_job(self, payload, fields, output, deadline, stdin=None):
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
-        it was lost after, TimeoutError once ``deadline`` (the job's) has passed."""
+        it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
+        ``stdin`` (a client_stdin.JobStdin) streams once the job is accepted."""
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -97,7 +102,15 @@ class ClientLink:
             _await_acceptance(conn, self.where, deadline)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
-            return _read_results(conn, output, self.where, splice)
+            if stdin is None:
+                return _read_results(conn, output, self.where, splice)
+            from .client_stdin import StdinPump
+
+            pump = StdinPump(conn, stdin).start()
+            try:
+                return _read_results(conn, output, self.where, splice)
+            finally:
+                pump.stop()
         except protocol.RemoteProtocolError as error:
             lost = JobLost if accepted else NotAccepted
             raise lost(f"master {self.where} broke the protocol: {error}") from None
@@ -224,7 +237,8 @@ def _await_acceptance(conn, where, deadline):
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        raise NotAccepted(f"master {where} refused the job: {reason}")
+        refused = StdinNeedsRelay if line.reason.endswith(protocol.STDIN_NEEDS_RELAY) else NotAccepted
+        raise refused(f"master {where} refused the job: {reason}")
 
 
 def _read_results(conn, output, where, splice=False):

@@ -40,4 +40,6 @@ JOB_FILENAME = "job.py"
 
 # Client.
 CONNECT_TIMEOUT = 10.0
+# Bytes of stdin a job may get through a classic master, which relays one block: it goes inline, with the code.
+MAX_INLINE_STDIN = 64 << 10
 JOBS_AT_ONCE = 8  # a batch's --jobs, and the Python API's max_workers

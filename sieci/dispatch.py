@@ -18,6 +18,7 @@ import gevent.event
 
 from . import protocol
 from .results import Status
+from .stdin_relay import StdinRelay
 
 log = logging.getLogger("sieci.master")
 
@@ -37,6 +38,7 @@ class Job:
         self.upload = upload  # the block to forward: header, code, terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
         self.relayed = protocol.asks_relay(header)  # a sieci worker is told RELAY before its code
+        self.stdin = StdinRelay() if protocol.STDIN_STREAM in header.fields else None
         self.client = client
         self.client_name = client_name
         self.worker = None

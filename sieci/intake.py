@@ -172,9 +172,9 @@ class Intake:
         return None
 
     def _wait_while_watching(self, job):
-        """Wait for the job to end; cancel it if its client hangs up first."""
+        """Wait for the job to end, relaying its stdin if it streams; cancel it if its client hangs up first."""
         job.client.settimeout(None)
-        watcher = gevent.spawn(self._watch_client, job)
+        watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
         try:
             job.finished.wait()
         finally:
@@ -188,6 +188,21 @@ class Intake:
         except (OSError, protocol.ProtocolError):
             pass
         if not job.finished.is_set():
+            self.dispatcher.cancel(job)
+
+    def _relay_stdin(self, job):
+        """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
+        job.client.conversation.ignored = protocol.STREAMING_CLIENT_IGNORED
+        try:
+            relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
+        except protocol.ProtocolError as error:
+            log.warning("client %s: its job's stdin is malformed (%s): the job is stopped", job.client_name, error)
+            relayed = False
+        except OSError:
+            relayed = False
+        if relayed:
+            self._watch_client(job)
+        elif not job.finished.is_set():
             self.dispatcher.cancel(job)
 
     def _readable_while_alive(self, job):

@@ -158,6 +158,8 @@ class Master:
             job = self.dispatcher.job_for(link)
             if job is not None and self._hand_over(job, link):
                 link.relay_results(job, self.splice_pipes)
+                if job.stdin is not None and not job.stdin.cut_off(self.client_timeout):
+                    raise WorkerLost(f"it took no stdin for {self.client_timeout:g} s after its job ended")
                 self.dispatcher.done(job, link)
 
     @staticmethod
@@ -192,5 +194,9 @@ class Master:
             self.dispatcher.refused(job, link, line.reason)
             return False
         job.accepted = True
+        if job.stdin is not None and job.relayed and link.stoppable:
+            job.stdin.open(link.conn)
+        elif job.stdin is not None:
+            job.stdin.drop()  # a classic worker: it would take the block for its next command
         job.queue_for_client(job.command_for_client(protocol.RECEIVED))
         return True

@@ -12,11 +12,12 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import auth, defaults, protocol
+from . import auth, defaults, protocol, stdin_stream
 from .address import format_address
 from .connection import Connection, tune_socket
-from .executor import JobRunner
+from .executor import STREAMED, JobRunner
 from .job_results import send_classic, send_extended
+from .job_stdin import StdinFeeder
 from .tls import describe_failure
 
 log = logging.getLogger("sieci.worker")
@@ -207,10 +208,17 @@ class MasterLink:
             args, env = protocol.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
             return self._decline(why, b"bad arguments or environment")
+        streamed = protocol.STDIN_STREAM in header.fields and upload.stdin is None
+        if streamed and not relayed:
+            return self._decline("stdin=stream without RELAY", protocol.STDIN_NEEDS_RELAY)
+        try:
+            tty = stdin_stream.terminal_size(header)
+        except protocol.RemoteProtocolError as why:
+            return self._decline(why, str(why).encode())
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
-            self._run_job(upload.code, header, args, env)
+            self._run_job(upload.code, header, args, env, STREAMED if streamed else upload.stdin, tty)
         finally:
             self.running_job = False
 
@@ -230,19 +238,25 @@ class MasterLink:
             else:
                 raise LinkLost("the master closed the link in the middle of the code")
 
-    def _run_job(self, code, header, args, env):
+    def _run_job(self, code, header, args, env, stdin=None, tty=None):
+        """``stdin``: None, bytes, or STREAMED (by the master, in a block after RECEIVED)."""
         filename = header.field(b"name", b"").decode("ascii", "replace")
         started = time.monotonic()
-        watcher = gevent.spawn(self._watch_master)
+        feeder = StdinFeeder(self.conn) if stdin is STREAMED else None
+        if feeder is not None:
+            feeder.open(self.worker.keepalive)
         line_buffered = protocol.STDOUT_ON_TERMINAL in header.fields
         merged = protocol.STDERR_WITH_STDOUT in header.fields
-        with self.worker.runner.run(code, filename, args, env, line_buffered, merged) as run:
+        with self.worker.runner.run(code, filename, args, env, line_buffered, merged, stdin, tty) as run:
+            watcher = gevent.spawn(self._watch_master) if feeder is None else gevent.spawn(self._feed, feeder, run)
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:
                     send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3))
                 else:
                     send_classic(self.conn, run, self.worker.name)
+                if feeder is not None:
+                    self._await_end_of_stdin(feeder, watcher)
             finally:
                 watcher.unlink_all()
                 master_gone = watcher.ready()
@@ -253,6 +267,23 @@ class MasterLink:
         if master_gone:
             raise LinkLost("the master hung up while its job ran; the job was stopped")
         log.info("job for %s %s after %.3f s", self.name, run.status.describe(), seconds)
+
+    def _feed(self, feeder, run):
+        """Feed the job its stdin, then watch the master as for any job; returns when the master has gone."""
+        try:
+            if feeder.feed(run):
+                self._watch_master()
+        except protocol.RemoteProtocolError as error:
+            log.warning("dropping master %s: the job's stdin is malformed: %s", self.name, error)
+        except OSError:
+            pass
+
+    def _await_end_of_stdin(self, feeder, watcher):
+        """The master ends the stdin block once the results have ended, if its client has not ended it
+        before: the next line of the link comes after it."""
+        gevent.wait([feeder.ended, watcher], count=1, timeout=self.worker.keepalive)
+        if not feeder.ended.is_set() and not watcher.ready():
+            raise LinkLost(f"the master did not end the job's stdin within {self.worker.keepalive:g} s")
 
     def _watch_master(self):
         """Returns when the master hangs up, or vanishes, while a job runs.

@@ -383,6 +383,7 @@ RUNNING = "running"  # the worker said RECEIVED; results follow
 FEEDING = "feeding"  # the job's stdin block has begun: stdin streams while the results come
 FED = "fed"  # the job's stdin block has ended; the results still come
 CUTTING_OFF = "cutting off"  # the results ended before the stdin block: the master ends it
+DECLINED = "declined"  # the worker refused stdin=stream code that came without RELAY: an empty block follows
 UPLOADED = "uploaded"  # the client's code reached the master
 WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
 ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
@@ -414,6 +415,10 @@ LINK_TRANSITIONS = {
     (FED, WORKER, JOB): IDLE,
     (FEEDING, WORKER, JOB): CUTTING_OFF,
     (CUTTING_OFF, MASTER, JOB): IDLE,
+    # stdin=stream code without RELAY (a classic master, which relays one block after the worker's answer):
+    # ERROR <STDIN_NEEDS_RELAY>, then an empty block, which keeps that master in step for the next job.
+    (SENT, WORKER, STDIN_NEEDS_RELAY): DECLINED,
+    (DECLINED, WORKER, JOB): IDLE,
 }
 
 CLIENT_TRANSITIONS = {

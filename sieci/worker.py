@@ -210,7 +210,7 @@ class MasterLink:
             return self._decline(why, b"bad arguments or environment")
         streamed = protocol.STDIN_STREAM in header.fields and upload.stdin is None
         if streamed and not relayed:
-            return self._decline("stdin=stream without RELAY", protocol.STDIN_NEEDS_RELAY)
+            return self._decline_stdin_stream()
         try:
             tty = stdin_stream.terminal_size(header)
         except protocol.RemoteProtocolError as why:
@@ -226,6 +226,14 @@ class MasterLink:
         """Answer the code with ``ERROR reason`` and serve on."""
         log.warning("refused a job from master %s: %s", self.name, why)
         self.conn.send_command(protocol.ERROR, reason)
+
+    def _decline_stdin_stream(self):
+        """A classic master (the code came without RELAY) cannot stream stdin: say so, and send the
+        empty block it relays after the answer, so that it is in step for the next job."""
+        log.info("refused a job from master %s: its stdin would stream, and the master cannot relay it", self.name)
+        self.conn.send(protocol.encode_command(protocol.ERROR, protocol.STDIN_NEEDS_RELAY),
+                       completes=protocol.STDIN_NEEDS_RELAY)
+        self.conn.send(protocol.encode_block(b""), completes=protocol.JOB)
 
     def _read_code(self):
         parts = []

@@ -45,3 +45,72 @@ def test_a_file_object_streams(sieci):
 def test_a_job_that_does_not_read_its_stdin_ends(sieci):
     status, output = run(sieci, b"print('done')\n", io.BytesIO(b"x" * (8 << 20)))
     assert (status, output.stdout) == (0, b"done\n")
+
+
+class Endless(io.RawIOBase):
+    """``yes``: a stdin that never ends. ``given`` counts the bytes read from it."""
+
+    def __init__(self):
+        self.given = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        buffer[:] = b"y\n" * (len(buffer) // 2) + b"y" * (len(buffer) % 2)
+        self.given += len(buffer)
+        return len(buffer)
+
+
+def test_an_endless_stdin_ends_with_the_job(sieci):
+    endless = Endless()
+    status, output = run(sieci, b"import sys\nfor _ in range(3):\n    print(sys.stdin.readline(), end='')\n",
+                         endless)
+    assert (status, output.stdout) == (0, b"y\ny\ny\n")
+    assert endless.given < 64 << 20  # bounded by the pipes and sockets on the way, not by the stdin
+
+
+def test_an_endless_stdin_into_a_job_that_closes_it(sieci):
+    code = b"import sys, os\nsys.stdin.buffer.read(10)\nos.close(0)\nprint('closed')\n"
+    status, output = run(sieci, code, Endless())
+    assert (status, output.stdout) == (0, b"closed\n")
+
+
+def test_the_worker_serves_on_after_a_job_whose_stdin_was_cut_off(sieci):
+    for _ in range(3):
+        assert run(sieci, b"print('next')\n", Endless())[1].stdout == b"next\n"
+    assert run(sieci, FILTER, b"a\nb\n")[1].stdout == b"A\nB\n"
+
+
+def test_stdin_inline_through_a_classic_master(cluster, classic):
+    master = classic.master()
+    cluster.worker(master.workers_address)
+    master.wait_for_workers(1)
+    data = b"small \xff stdin\n" * 1000
+    status, output = run(master, FILTER, data)
+    assert (status, output.stdout) == (0, data.upper())
+
+
+def test_a_long_stdin_through_a_classic_master_is_refused(cluster, classic):
+    master = classic.master()
+    cluster.worker(master.workers_address)
+    master.wait_for_workers(1)
+    with pytest.raises(client.ClientError, match="stdin is longer than the 64 KiB") as refused:
+        run(master, FILTER, b"x" * (defaults.MAX_INLINE_STDIN + 1))
+    assert refused.value.exit_code == defaults.EXIT_USAGE
+
+
+def test_a_classic_worker_ignores_stdin(cluster, classic):
+    master = cluster.master()
+    classic.worker(master.workers_address)
+    assert master.wait_for_workers(1, WAIT)
+    status, output = run(master, FILTER, Endless())
+    assert (status, output.stdout) == (0, b"result\n")
+
+
+def test_stdin_through_classic_master_and_classic_worker(classic):
+    master = classic.master()
+    classic.worker(master)
+    master.wait_for_workers(1)
+    status, output = run(master, FILTER, b"ignored\n")
+    assert (status, output.stdout) == (0, b"result\n")

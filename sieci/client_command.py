@@ -62,6 +62,10 @@ def parse_args(argv, environ=None):
             _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
         if args.batch and "-" in args.command[:1]:
             _usage_error("- (stdin) can only be the PROG of one job, not a batch's")
+        if args.tty and (args.batch or "-" in args.command[:1]):
+            _usage_error("-t is for one job, whose stdin is this terminal (not a batch, nor PROG -)")
+        if args.tty and not os.isatty(0):
+            _usage_error("-t needs a terminal, and stdin is not one")
     try:
         args.masters = parse_masters(args.masters)
     except ClientError as error:
@@ -230,25 +234,60 @@ def show_status(client, as_json):
     return defaults.EXIT_FAILED if failures else 0
 
 
-def run_program(client, command, env=None, prog=PROG):
+def run_program(client, command, env=None, prog=PROG, tty=False):
     """Run ``command`` (PROG, a file or ``-`` for stdin, and its ARGs) as ``python3 PROG ARG...``
     would; returns the exit status.
 
     The job's output goes to this process's stdout and stderr as it comes;
-    sieci's own failures are one line on stderr and exit status 255.
+    sieci's own failures are one line on stderr and exit status 255. Its
+    stdin is this process's, unless that is a terminal (then it is empty:
+    see docs/running-jobs.md) or PROG is ``-``; with ``tty`` (-t) the job
+    runs on a terminal of its own, typed on from this one (see terminal.py).
     """
     path, args = command[0], command[1:]
     output = FdOutput()
     try:
         code = read_code(path)
-        result = client.run(code, path if path != "-" else "stdin.py", output, args, env, shown_on_terminal(),
-                            streams_merged())
+        stdin = _job_stdin(path, tty)
+        def run():
+            return client.run(code, path if path != "-" else "stdin.py", output, args, env, shown_on_terminal(),
+                              streams_merged(), stdin)
+
+        if tty:
+            from .terminal import raw_while
+
+            result = raw_while(run, stdin)
+        else:
+            result = run()
     except ClientError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code
     if result.limit:
         output.write("stderr", f"{prog}: {result.message}\n".encode())
     return result.exit_status
+
+
+def _job_stdin(path, tty):
+    """The job's stdin (a client_stdin.JobStdin), or None for an empty one: when PROG came on
+    stdin, as python3's own stdin; when stdin is a terminal without -t, which a job that only
+    prints would otherwise wait on; and for /dev/null, which costs nothing to leave out."""
+    if tty:
+        from .client_stdin import JobStdin
+
+        return JobStdin(0, tuple(os.get_terminal_size(0)))
+    if path == "-" or os.isatty(0) or _is_null_device(0):
+        return None
+    from .client_stdin import JobStdin
+
+    return JobStdin(0)
+
+
+def _is_null_device(fd):
+    try:
+        status = os.fstat(fd)
+    except OSError:
+        return True  # no stdin at all (closed): as good as an empty one
+    return status.st_rdev != 0 and status.st_rdev == os.stat(os.devnull).st_rdev
 
 
 def main(argv=None):
@@ -266,7 +305,7 @@ def main(argv=None):
             from . import batch
 
             return batch.run(client, args, PROG)
-        return run_program(client, args.command, args.env)
+        return run_program(client, args.command, args.env, tty=args.tty)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

@@ -7,6 +7,7 @@ stdin_stream.py, once the job is accepted. Backpressure is TCP's: the pump
 reads no more than the master takes. Loaded only for jobs that have stdin.
 """
 
+import _signal
 import _socket
 import os
 import select
@@ -123,6 +124,8 @@ class StdinPump:
         self._thread.join(STOP_PATIENCE)
 
     def _pump(self):
+        if _signal.getsignal(_signal.SIGPIPE) == _signal.SIG_DFL:  # the command's (for its stdout), in a thread
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, [_signal.SIGPIPE])  # a master that has gone: EPIPE, no death
         try:
             while (data := self.stdin.read()) is not None:
                 pieces = self.stdin.take_resizes()

@@ -302,6 +302,9 @@ CLIENT = [
     Option("--retry-failed", bool, False,
            "batches: run again only the jobs that failed in --joblog, and rewrite it (the command line's "
            "PROG, ':::' and -a are then ignored)"),
+    Option("--tty", bool, False,
+           "run the job on a pseudo-terminal sized like this one, typed on from here (as ssh -t); stdin must be "
+           "a terminal", env=False, short="-t"),
     Option("--status", bool, False, "show each master's queue, workers and totals instead of running a file"),
     Option("--json", bool, False, "with --status: print the statuses as JSON"),
 ]

@@ -1,0 +1,185 @@
+"""The job's stdin and terminal (issue 15) through the sieci-client command, as processes."""
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+
+from sieci import defaults
+
+from tests.helpers import REPO, WAIT, client_address
+
+CLIENT = os.path.join(REPO, "bin", "client")
+ENVIRON = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+FILTER = "import sys\nfor line in sys.stdin.buffer:\n    sys.stdout.buffer.write(line.upper())\n"
+
+
+@pytest.fixture
+def master(cluster):
+    master = cluster.master()
+    cluster.worker(master)
+    assert master.wait_for_workers(1, WAIT)
+    return master
+
+
+def job_file(tmp_path, code, name="job.py"):
+    path = tmp_path / name
+    path.write_text(code)
+    return str(path)
+
+
+def client(address, *command, **options):
+    return subprocess.run([sys.executable, CLIENT, address, *command], capture_output=True, timeout=WAIT,
+                          env=ENVIRON, **options)
+
+
+def test_a_filter_in_a_pipeline(master, tmp_path):
+    data = b"one\n" + "zażółć".encode() + b" \xff\x00\r\nlast line without a newline"
+    done = client(client_address(master), job_file(tmp_path, FILTER), input=data)
+    assert (done.returncode, done.stdout, done.stderr) == (0, data.upper(), b"")
+
+
+def test_an_endless_producer_ends_with_the_job(master, tmp_path):
+    """``yes | sieci-client M head.py``: the client ends when the job does, as locally."""
+    head = job_file(tmp_path, "import sys\nfor _ in range(3):\n    sys.stdout.write(sys.stdin.readline())\n")
+    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    try:
+        done = client(client_address(master), head, stdin=yes.stdout)
+    finally:
+        yes.kill()
+        yes.wait()
+        yes.stdout.close()
+    assert (done.returncode, done.stdout) == (0, b"y\ny\ny\n")
+
+
+def test_a_job_that_does_not_read_its_stdin(master, tmp_path):
+    done = client(client_address(master), job_file(tmp_path, "print('done')\n"), input=b"x" * (4 << 20))
+    assert (done.returncode, done.stdout) == (0, b"done\n")
+
+
+def test_a_terminal_stdin_without_t_is_empty(master, tmp_path):
+    job = job_file(tmp_path, "import sys\nprint(repr(sys.stdin.read()))\n")
+    controller, terminal = pty.openpty()
+    try:
+        done = client(client_address(master), job, stdin=terminal)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert (done.returncode, done.stdout) == (0, b"''\n")
+
+
+def test_stdin_through_a_classic_master(cluster, classic, tmp_path):
+    master = classic.master()
+    cluster.worker(master.workers_address)
+    master.wait_for_workers(1)
+    address = client_address(master)
+    job = job_file(tmp_path, FILTER)
+    small = b"small\n" * 100
+    assert client(address, job, input=small).stdout == small.upper()
+    done = client(address, job, input=b"x" * (defaults.MAX_INLINE_STDIN + 1))
+    assert done.returncode == defaults.EXIT_USAGE
+    assert b"stdin is longer than the 64 KiB that can go with the code through a classic master" in done.stderr
+
+
+def test_t_without_a_terminal_is_refused(master, tmp_path):
+    done = client("-t", client_address(master), job_file(tmp_path, "print(1)\n"), input=b"")
+    assert done.returncode == defaults.EXIT_USAGE
+    assert done.stderr.endswith(b"error: -t needs a terminal, and stdin is not one\n")
+
+
+# --- -t: the client driven through a pseudo-terminal, as a person would --------------------------
+
+
+class Terminal:
+    """The client running with a pseudo-terminal of ``size`` as its stdin, stdout and stderr."""
+
+    def __init__(self, address, job, size=(91, 33), *options):
+        self.controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        self.mode = termios.tcgetattr(terminal)
+        self.terminal = terminal
+        self.process = subprocess.Popen([sys.executable, CLIENT, *options, "-t", address, job], stdin=terminal,
+                                        stdout=terminal, stderr=terminal, env=ENVIRON, start_new_session=True)
+        self.seen = b""
+
+    def read_until(self, text):
+        deadline = time.monotonic() + WAIT
+        while text not in self.seen:
+            assert select.select([self.controller], [], [], max(0, deadline - time.monotonic()))[0], \
+                f"{text!r} did not come within {WAIT} s: {self.seen!r}"
+            self.seen += os.read(self.controller, 4096)
+        return self.seen
+
+    def type(self, keys):
+        os.write(self.controller, keys)
+
+    def finish(self):
+        """The client's exit status, once it has ended; the terminal must have its mode back."""
+        status = self.process.wait(WAIT)
+        assert termios.tcgetattr(self.terminal) == self.mode
+        return status
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.controller)
+        os.close(self.terminal)
+
+
+@pytest.fixture
+def terminal(master, tmp_path):
+    opened = []
+
+    def open_terminal(code, *options, size=(91, 33)):
+        opened.append(Terminal(client_address(master), job_file(tmp_path, code), size, *options))
+        return opened[-1]
+
+    yield open_terminal
+    for each in opened:
+        each.close()
+
+
+def test_t_gives_the_job_a_terminal_of_the_clients_size(terminal):
+    session = terminal("import os, sys\nprint([s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr)], "
+                       "tuple(os.get_terminal_size()), os.getsid(0) == os.getpid())\n", size=(91, 33))
+    session.read_until(b"\n")
+    assert session.finish() == 0
+    assert session.seen == b"[True, True, True] (91, 33) True\r\n"
+
+
+def test_t_a_line_typed_reaches_the_job(terminal):
+    session = terminal("name = input('name? ')\nprint('hello', name[::-1])\n")
+    session.read_until(b"name? ")
+    session.type(b"abc\r")
+    session.read_until(b"hello cba")
+    assert session.finish() == 0
+    assert session.seen.replace(b"\r\n", b"\n") == b"name? abc\nhello cba\n"
+
+
+def test_t_ctrl_c_interrupts_the_job(terminal):
+    session = terminal("import time\nprint('ready', flush=True)\ntry:\n    time.sleep(60)\n"
+                       "except KeyboardInterrupt:\n    print('interrupted')\n    raise\n")
+    session.read_until(b"ready")
+    session.type(b"\x03")
+    session.read_until(b"KeyboardInterrupt")
+    assert session.finish() == 128 + signal.SIGINT
+    assert b"interrupted" in session.seen
+
+
+def test_t_a_resize_reaches_the_job(terminal):
+    session = terminal("import os, signal\nsignal.signal(signal.SIGWINCH, lambda *_: print(os.get_terminal_size()))\n"
+                       "print('ready', flush=True)\nsignal.pause()\n", size=(80, 24))
+    session.read_until(b"ready")
+    fcntl.ioctl(session.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    session.process.send_signal(signal.SIGWINCH)
+    session.read_until(b"columns=120, lines=50")
+    assert session.finish() == 0

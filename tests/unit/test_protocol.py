@@ -993,6 +993,13 @@ def test_the_link_table_matches_the_contract():
         (protocol.SENT, WORKER, RECEIVED): protocol.RUNNING,
         (protocol.SENT, WORKER, ERROR): protocol.IDLE,
         (protocol.RUNNING, WORKER, JOB): protocol.IDLE,
+        (protocol.RUNNING, MASTER, protocol.ENDSEQ): protocol.FEEDING,
+        (protocol.FEEDING, MASTER, JOB): protocol.FED,
+        (protocol.FED, WORKER, JOB): protocol.IDLE,
+        (protocol.FEEDING, WORKER, JOB): protocol.CUTTING_OFF,
+        (protocol.CUTTING_OFF, MASTER, JOB): protocol.IDLE,
+        (protocol.SENT, WORKER, protocol.STDIN_NEEDS_RELAY): protocol.DECLINED,
+        (protocol.DECLINED, WORKER, JOB): protocol.IDLE,
     }
 
 
@@ -1003,6 +1010,10 @@ def test_the_client_table_matches_the_contract():
         (protocol.UPLOADED, MASTER, RECEIVED): protocol.ACCEPTED,
         (protocol.WAITING, MASTER, RECEIVED): protocol.ACCEPTED,
         (protocol.ACCEPTED, MASTER, JOB): protocol.CLOSED,
+        (protocol.ACCEPTED, CLIENT, protocol.ENDSEQ): protocol.FEEDING,
+        (protocol.FEEDING, CLIENT, JOB): protocol.FED,
+        (protocol.FED, MASTER, JOB): protocol.CLOSED,
+        (protocol.FEEDING, MASTER, JOB): protocol.CLOSED,
         (protocol.IDLE, CLIENT, protocol.STATUS): protocol.STATUS_ASKED,
         (protocol.STATUS_ASKED, MASTER, protocol.STATUS_REPLY): protocol.CLOSED,
     }

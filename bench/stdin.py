@@ -116,7 +116,7 @@ def main(argv=None):
     results = {"local": [], "sieci": []}
     growth = {}
     all_right = True
-    with LocalCluster(masters=1, workers=2) as cluster:
+    with LocalCluster(masters=1, workers=2, worker_options=("--max-output", f"{2 * args.mib + 1}M")) as cluster:
         subprocess.run(client_command(cluster.client_addresses, "-"), input=b"pass\n", timeout=60, check=True)
         daemons = {"master": cluster.masters[0].process.pid,
                    **{f"worker {n + 1}": worker.process.pid for n, worker in enumerate(cluster.workers)}}

@@ -22,9 +22,10 @@ class Executor(concurrent.futures.Executor):
         self.client = Client(masters, **client_settings)
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="sieci")
 
-    def submit(self, code, filename="job.py", args=(), env=None):
-        """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment."""
-        return self._threads.submit(self.client.run, code, filename, None, args, env)
+    def submit(self, code, filename="job.py", args=(), env=None, stdin=None):
+        """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment
+        and ``stdin`` (bytes, or a binary file object) as its stdin."""
+        return self._threads.submit(self.client.run, code, filename, None, args, env, stdin=stdin)
 
     def map(self, codes, timeout=None):
         return self._threads.map(self.client.run, codes, timeout=timeout)

@@ -183,3 +183,53 @@ def test_t_a_resize_reaches_the_job(terminal):
     session.process.send_signal(signal.SIGWINCH)
     session.read_until(b"columns=120, lines=50")
     assert session.finish() == 0
+
+
+# --- hundreds of megabytes through a filter, in constant memory ---------------------------------------
+
+STREAMED_MIB = 256
+PRODUCER = ("import sys\nblock = (b'x' * 65535 + b'\\n') * 16\n"
+            f"for _ in range({STREAMED_MIB}):\n    sys.stdout.buffer.write(block)\n")
+COPY = "import sys\nread, write = sys.stdin.buffer.read1, sys.stdout.buffer.write\nwhile data := read(1 << 16):\n" \
+       "    write(data)\n"
+# Runs a command; once it has ended, writes its peak RSS (ru_maxrss, KiB) to the fd its first argument names.
+PEAK = ("import os, sys\nreport = int(sys.argv[1])\npid = os.fork()\nif pid == 0:\n    os.close(report)\n"
+        "    os.execv(sys.argv[2], sys.argv[2:])\n_, status, usage = os.wait4(pid, 0)\n"
+        "os.write(report, str(usage.ru_maxrss).encode())\nsys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
+def peak_mib(pid):
+    """A running process's peak resident memory so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def test_hundreds_of_megabytes_through_a_filter_in_constant_memory(procs, tmp_path):
+    """The issue's 2 GB run is bench/stdin.py; here a few hundred MB, with every process's peak RSS
+    bounded well below what holding any sizeable part of the stream would take."""
+    master, worker = procs.master(), procs.worker()
+    address = f"127.0.0.1:{procs.clients_port}"
+    copy = procs.code_file(COPY.encode())
+    assert procs.run_client(address, copy, stdin=b"warm\n").stdout == b"warm\n", procs.logs()
+    before = {"master": peak_mib(master.pid), "worker": peak_mib(worker.pid)}
+    producer = subprocess.Popen([sys.executable, "-c", PRODUCER], stdout=subprocess.PIPE)
+    report_read, report_write = os.pipe()
+    client = subprocess.Popen([sys.executable, "-c", PEAK, str(report_write), sys.executable, CLIENT, address, copy],
+                              stdin=producer.stdout, stdout=subprocess.PIPE, pass_fds=(report_write,), env=ENVIRON)
+    producer.stdout.close()
+    os.close(report_write)
+    try:
+        count, tail = 0, b""
+        while data := os.read(client.stdout.fileno(), 1 << 20):
+            count, tail = count + len(data), (tail + data)[-65536:]
+        assert client.wait(WAIT) == 0, procs.logs()
+        client_peak = int(os.read(report_read, 64)) / 1024
+    finally:
+        for process in (producer, client):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        os.close(report_read)
+    assert (count, tail) == (STREAMED_MIB << 20, b"x" * 65535 + b"\n")
+    growth = {"master": peak_mib(master.pid) - before["master"], "worker": peak_mib(worker.pid) - before["worker"]}
+    assert client_peak < 48 and max(growth.values()) < 48, (client_peak, growth)

@@ -22,6 +22,7 @@ import time
 import gevent
 import gevent.os
 import gevent.queue
+import gevent.socket
 
 from . import defaults, pipes, sandbox, workdir
 from .fork_channel import Request
@@ -273,16 +274,23 @@ class JobRun:
             pass
 
     def _read_pipe(self, stream, fd):
+        """Reads go into one buffer, and what they bring is copied out at its size: a read of a
+        pipe's size that brings less (a filter's output, paced by its input) would otherwise
+        leave the rest of its allocation as a hole in the heap, under bytes that live on."""
         gevent.os.make_nonblocking(fd)
         try:
-            size = FIRST_READ
+            buffer = memoryview(bytearray(FIRST_READ))
             while True:
-                data = gevent.os.nb_read(fd, size)
-                if not data:
+                try:
+                    size = os.readv(fd, [buffer])
+                except BlockingIOError:
+                    gevent.socket.wait_read(fd)
+                    continue
+                if not size:
                     break
-                if len(data) == size:
-                    size = min(2 * size, pipes.PIPE_SIZE)
-                self._hand_over((stream, data))
+                self._hand_over((stream, bytes(buffer[:size])))
+                if size == len(buffer) < pipes.PIPE_SIZE:
+                    buffer = memoryview(bytearray(min(2 * size, pipes.PIPE_SIZE)))
         except OSError:
             pass
         finally:

@@ -5,7 +5,11 @@ import time
 import gevent.event
 
 from . import protocol
+from .connection import HEADER_READ, RECV_SIZE
 from .stdin_stream import Resize, StdinDecoder, is_stdin_header
+
+
+RAW_READ = 256 << 10  # bytes of stdin read from the link at a time
 
 
 class StdinFeeder:
@@ -17,6 +21,7 @@ class StdinFeeder:
     def __init__(self, conn):
         self.conn = conn
         self.ended = gevent.event.Event()  # the block's terminator has come
+        self._buffer = memoryview(bytearray(RAW_READ))
 
     def open(self, patience):
         """Read the block's header, which the master sends right after RECEIVED, within ``patience`` seconds."""
@@ -34,16 +39,35 @@ class StdinFeeder:
     def feed(self, run):
         """Feed ``run`` (a JobRun) until the block ends (True), or the master's link closes (False)."""
         decoder, taking = StdinDecoder(), True
-        while True:
-            event = self.conn.next_event()
-            if event is protocol.CONNECTION_CLOSED:
-                return False
-            if isinstance(event, protocol.BlockEnd):
-                run.end_stdin()
-                self.ended.set()
-                return True
-            for item in decoder.feed(event.data):
-                if isinstance(item, Resize):
-                    run.resize(item.columns, item.rows)
-                elif taking:
-                    taking = run.write_stdin(item)
+        self.conn.recv_size = HEADER_READ  # the items' lines; their bytes come through _take_raw
+        try:
+            while True:
+                event = self.conn.next_event()
+                if event is protocol.CONNECTION_CLOSED:
+                    return False
+                if isinstance(event, protocol.BlockEnd):
+                    run.end_stdin()
+                    self.ended.set()
+                    return True
+                for item in decoder.feed(event.data):
+                    if isinstance(item, Resize):
+                        run.resize(item.columns, item.rows)
+                    elif taking:
+                        taking = run.write_stdin(item)
+                taking = self._take_raw(decoder, run, taking)
+        finally:
+            self.conn.recv_size = RECV_SIZE
+
+    def _take_raw(self, decoder, run, taking):
+        """The rest of a raw item, from the socket into the job through one buffer, used again and
+        again: a fresh one for every read, freed while others live on, would scatter the heap."""
+        while pending := self.conn.receiver.raw_pending:
+            size = self.conn.sock.recv_into(self._buffer, min(pending, len(self._buffer)))
+            if not size:
+                self.conn.receiver.receive_data(b"")  # the master closed: the next event says so
+                break
+            self.conn.receiver.took_raw(size)
+            decoder.took_raw(size)
+            if taking:
+                taking = run.write_stdin(self._buffer[:size])
+        return taking

@@ -107,6 +107,12 @@ class StdinDecoder:
     def between_items(self):
         return not self._raw_left and not self._partial
 
+    def took_raw(self, size):
+        """``size`` bytes of the current raw item were taken without passing through ``feed``."""
+        if not 0 <= size <= self._raw_left:
+            raise ValueError(f"took {size} raw bytes, {self._raw_left} were due")
+        self._raw_left -= size
+
     def feed(self, data):
         if self._partial:
             data, self._partial = self._partial + data, b""

@@ -220,7 +220,7 @@ def test_hundreds_of_megabytes_through_a_filter_in_constant_memory(procs, tmp_pa
     os.close(report_write)
     try:
         count, tail = 0, b""
-        while data := os.read(client.stdout.fileno(), 1 << 20):
+        while data := client.stdout.read(1 << 20):
             count, tail = count + len(data), (tail + data)[-65536:]
         assert client.wait(WAIT) == 0, procs.logs()
         client_peak = int(os.read(report_read, 64)) / 1024
@@ -232,4 +232,6 @@ def test_hundreds_of_megabytes_through_a_filter_in_constant_memory(procs, tmp_pa
         os.close(report_read)
     assert (count, tail) == (STREAMED_MIB << 20, b"x" * 65535 + b"\n")
     growth = {"master": peak_mib(master.pid) - before["master"], "worker": peak_mib(worker.pid) - before["worker"]}
-    assert client_peak < 48 and max(growth.values()) < 48, (client_peak, growth)
+    # Measured: the client's peak 13 MiB, the master's and worker's growth under 5 MiB (the worker's
+    # was 17 MiB, and growing with the stream, while its reads of the job's output left holes in its heap).
+    assert client_peak < 24 and max(growth.values()) < 12, (client_peak, growth)

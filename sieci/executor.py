@@ -198,11 +198,11 @@ class JobRun:
     def __exit__(self, *exc_info):
         self._torn_down = True
         self.kill()
+        self._close_stdin()  # a job the kill missed (it had not yet made its process group) ends at end of file
         self._waiter.join(DRAIN_AFTER_KILL * 5)
         if not self._waiter.ready():
             self._fork_server.close(grace=0)  # wedged: it is started afresh for the next job
         gevent.killall(self._greenlets)
-        self._close_stdin()
         self._clean_up()
 
     def _stdin_for_job(self):

@@ -5,10 +5,11 @@ import io
 import gevent
 import pytest
 
-from sieci import client, defaults
+from sieci.futures import Executor
+from sieci import client, defaults, protocol
 from sieci.address import format_address
 
-from tests.helpers import WAIT, Captured
+from tests.helpers import WAIT, Captured, JobEvents
 
 FILTER = b"import sys\nfor line in sys.stdin.buffer:\n    sys.stdout.buffer.write(line.upper())\n"
 
@@ -114,3 +115,56 @@ def test_stdin_through_classic_master_and_classic_worker(classic):
     master.wait_for_workers(1)
     status, output = run(master, FILTER, b"ignored\n")
     assert (status, output.stdout) == (0, b"result\n")
+
+
+# --- forged stdin: nothing hangs, nothing is held -----------------------------------------------------
+
+WAITS_FOR_STDIN = b"import sys\nprint(len(sys.stdin.buffer.read()))\n"
+
+
+def upload(peers, master, code=WAITS_FOR_STDIN):
+    """A raw client whose job (reading all its stdin) has been accepted."""
+    peer = peers(master.clients_address)
+    peer.send(protocol.encode_block(code, [protocol.EXTENDED, protocol.STDIN_STREAM]))
+    assert peer.answer() == b"RECEIVED\n"
+    return peer
+
+
+@pytest.mark.parametrize("garbage", [b"garbage\n", b"2 5\nhello", b"1 x\n", b"w 0 0\n", b"O 1\n"])
+def test_a_malformed_stdin_block_stops_the_job(sieci, peers, garbage):
+    events = JobEvents(sieci)
+    peer = upload(peers, sieci)
+    peer.send(b"ENDSEQ T stdin\n" + garbage)
+    events.wait_for("cancelled")
+    assert b"x exit" not in peer.rest()
+    assert run(sieci, FILTER, b"next\n")[1].stdout == b"NEXT\n"  # the worker serves on
+
+
+def test_stdin_before_received_is_a_protocol_error(sieci, peers):
+    events = JobEvents(sieci)
+    peer = peers(sieci.clients_address)
+    peer.send(protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED, protocol.STDIN_STREAM])
+              + b"ENDSEQ T stdin\n1 1\nx")
+    events.wait_for("cancelled")
+    peer.close()
+
+
+def test_a_forged_huge_item_streams_what_comes(sieci, peers):
+    peer = upload(peers, sieci)
+    peer.send(b"ENDSEQ T stdin\n1 99999999999999\n" + b"x" * (4 << 20))
+    peer.close()  # the client leaves in the middle of its item: the job is stopped
+    assert run(sieci, FILTER, b"next\n")[1].stdout == b"NEXT\n"
+
+
+def test_the_master_ends_the_stdin_of_a_job_that_has_ended(sieci, peers):
+    peer = upload(peers, sieci, b"print('early')\n")
+    peer.send(b"ENDSEQ T stdin\n1 3\nabc")  # and nothing more: the results end first
+    results = peer.rest()
+    assert b"early" in results and b"x exit 0\n" in results
+    assert run(sieci, FILTER, b"next\n")[1].stdout == b"NEXT\n"
+
+
+def test_the_executor_takes_stdin(sieci):
+    with Executor(format_address(sieci.clients_address)) as pool:
+        futures = [pool.submit(FILTER, stdin=b"job %d\n" % n) for n in range(4)]
+        assert [future.result(WAIT).stdout for future in futures] == [b"JOB %d\n" % n for n in range(4)]

@@ -121,11 +121,20 @@ def raise_fd_limit():
 
 
 def rss_mb(pid):
+    return _status_mb(pid, "VmRSS")
+
+
+def peak_mb(pid):
+    """The process's peak resident memory so far (VmHWM)."""
+    return _status_mb(pid, "VmHWM")
+
+
+def _status_mb(pid, field):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def fd_count(pid):

@@ -28,7 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import median, print_banner, write_job  # noqa: E402
+from benchlib import median, peak_mb, print_banner, write_job  # noqa: E402
 from processes import LocalCluster, client_command  # noqa: E402
 
 RSS_TARGET_MB = 30.0
@@ -59,15 +59,6 @@ _, status, usage = os.wait4(pid, 0)
 os.write(report, str(usage.ru_maxrss).encode())
 sys.exit(os.waitstatus_to_exitcode(status))
 """
-
-
-def peak_mb(pid):
-    """The process's peak resident memory so far (VmHWM), in MB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def pipeline(command, lines, read_size=256 << 10, deadline=300):

@@ -112,7 +112,35 @@ def parse_status(line):
     return Status(parts[1], parts[2], parts[3] if len(parts) > 3 else b"")
 
 
-class ResultDecoder:
+class ItemDecoder:
+    """What decoders of items (raw chunks by their length, lines) share: the raw chunk under way,
+    and a line begun, bounded by ``max_line`` (``what`` names such lines in the error)."""
+
+    what = "results line"
+
+    def __init__(self, max_line=DEFAULT_MAX_LINE):
+        self.max_line = max_line
+        self._partial = b""
+        self._raw_left = 0  # bytes of the current raw chunk still to come
+
+    @property
+    def complete(self):
+        """False while a raw chunk is cut short (the block ended in its middle)."""
+        return self._raw_left == 0
+
+    def took_raw(self, size):
+        """``size`` bytes of the current raw chunk went on without passing through ``feed``."""
+        if not 0 <= size <= self._raw_left:
+            raise ValueError(f"took {size} raw bytes, {self._raw_left} were due")
+        self._raw_left -= size
+
+    def _keep_partial(self, partial):
+        if len(partial) > self.max_line:
+            raise RemoteProtocolError(f"{self.what} longer than {self.max_line} bytes")
+        self._partial = bytes(partial)
+
+
+class ResultDecoder(ItemDecoder):
     """Turns extended results payload into ``(stream, bytes)`` and a Status.
 
     ``feed`` takes payload bytes as they come (any chunking) and returns the
@@ -121,27 +149,14 @@ class ResultDecoder:
     """
 
     def __init__(self, max_line=DEFAULT_MAX_LINE + 16):
-        self.max_line = max_line
+        super().__init__(max_line)
         self.status = None
-        self._partial = b""
-        self._raw_left = 0  # bytes of the current raw chunk still to come
         self._raw_stream = None
-
-    @property
-    def complete(self):
-        """False while a raw chunk is cut short (the block ended in its middle)."""
-        return self._raw_left == 0
 
     @property
     def raw_stream(self):
         """The stream the current raw chunk belongs to, while its bytes are still to come."""
         return self._raw_stream if self._raw_left else None
-
-    def took_raw(self, size):
-        """``size`` bytes of the current raw chunk went to its stream without passing through ``feed``."""
-        if not 0 <= size <= self._raw_left:
-            raise ValueError(f"took {size} raw bytes, {self._raw_left} were due")
-        self._raw_left -= size
 
     def feed(self, data):
         if self._partial:
@@ -160,11 +175,6 @@ class ResultDecoder:
                 break
             position = self._decode_lines(data, position, end, output, next_other)
         return [(stream, parts[0] if len(parts) == 1 else b"".join(parts)) for stream, parts in output]
-
-    def _keep_partial(self, partial):
-        if len(partial) > self.max_line:
-            raise RemoteProtocolError(f"results line longer than {self.max_line} bytes")
-        self._partial = partial
 
     def _decode_lines(self, data, start, end, output, next_other):
         """Decode complete lines from ``start``, up to ``end`` or a raw chunk; returns where it stopped."""

@@ -7,8 +7,9 @@ terminator follows when stdin ends. A sieci master relays it to the worker item 
 stdin_relay.py), and the worker feeds it to the job (job_stdin.py). See docs/protocol.md.
 """
 
-from .protocol import (DEFAULT_MAX_LINE, RAW_TAGS, STDOUT, TTY_FIELD, RemoteProtocolError, encode_header,
+from .protocol import (RAW_TAGS, STDOUT, TTY_FIELD, RemoteProtocolError, encode_header,
                        parse_raw_header)
+from .results import ItemDecoder
 
 STDIN_FIELD = b"stdin"  # the field that names a stdin block in its header
 RESIZE_TAG = b"w "
@@ -89,7 +90,7 @@ class Resize:
         return f"Resize({self.columns}, {self.rows})"
 
 
-class StdinDecoder:
+class StdinDecoder(ItemDecoder):
     """A stdin block's payload, in any chunking, into bytes of stdin and Resize events.
 
     A raw item's bytes pass through as they come, however long it says it
@@ -98,20 +99,11 @@ class StdinDecoder:
     lower-case tag (room for later additions, ignored).
     """
 
-    def __init__(self, max_line=DEFAULT_MAX_LINE):
-        self.max_line = max_line
-        self._partial = b""
-        self._raw_left = 0
+    what = "a stdin line"
 
     @property
     def between_items(self):
         return not self._raw_left and not self._partial
-
-    def took_raw(self, size):
-        """``size`` bytes of the current raw item were taken without passing through ``feed``."""
-        if not 0 <= size <= self._raw_left:
-            raise ValueError(f"took {size} raw bytes, {self._raw_left} were due")
-        self._raw_left -= size
 
     def feed(self, data):
         if self._partial:
@@ -131,11 +123,6 @@ class StdinDecoder:
             self._decode_line(bytes(data[position:end + 1]), events)
             position = end + 1
         return events
-
-    def _keep_partial(self, partial):
-        if len(partial) > self.max_line:
-            raise RemoteProtocolError(f"a stdin line longer than {self.max_line} bytes")
-        self._partial = bytes(partial)
 
     def _decode_line(self, line, events):
         if line.startswith(_DATA_TAG):

@@ -70,6 +70,17 @@ def cluster():
         cluster.stop()
 
 
+@pytest.fixture
+def master_with_a_worker(cluster):
+    """A master in this process with one worker linked."""
+    from tests.helpers import WAIT
+
+    master = cluster.master()
+    cluster.worker(master)
+    assert master.wait_for_workers(1, WAIT)
+    return master
+
+
 def closed_at_the_end(make):
     """For a fixture that makes things (``make(...)``) and closes them all at the end of the test."""
     made = []

@@ -24,11 +24,8 @@ def run(master, code, stdin, **options):
 
 
 @pytest.fixture
-def sieci(cluster):
-    master = cluster.master()
-    cluster.worker(master)
-    assert master.wait_for_workers(1, WAIT)
-    return master
+def sieci(master_with_a_worker):
+    return master_with_a_worker
 
 
 def test_a_filter_gets_its_stdin_byte_for_byte(sieci):

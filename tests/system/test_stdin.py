@@ -23,11 +23,8 @@ FILTER = "import sys\nfor line in sys.stdin.buffer:\n    sys.stdout.buffer.write
 
 
 @pytest.fixture
-def master(cluster):
-    master = cluster.master()
-    cluster.worker(master)
-    assert master.wait_for_workers(1, WAIT)
-    return master
+def master(master_with_a_worker):
+    return master_with_a_worker
 
 
 def job_file(tmp_path, code, name="job.py"):

@@ -232,3 +232,15 @@ def test_hundreds_of_megabytes_through_a_filter_in_constant_memory(procs, tmp_pa
     # Measured: the client's peak 13 MiB, the master's and worker's growth under 5 MiB (the worker's
     # was 17 MiB, and growing with the stream, while its reads of the job's output left holes in its heap).
     assert client_peak < 24 and max(growth.values()) < 12, (client_peak, growth)
+
+
+def test_t_through_a_classic_master_says_it_needs_a_sieci_master(cluster, classic, tmp_path):
+    master = classic.master()
+    cluster.worker(master.workers_address)
+    master.wait_for_workers(1)
+    session = Terminal(client_address(master), job_file(tmp_path, "print(1)\n"))
+    try:
+        session.read_until(b"-t needs a sieci master")
+        assert session.finish() == defaults.EXIT_USAGE
+    finally:
+        session.close()

@@ -145,12 +145,14 @@ def parse_masters(masters):
 MAX_HEADER_FIELDS = 60 << 10
 
 
-def job_fields(filename, args=(), env=None, terminal=False, merged=False):
+def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=False):
     """The upload header's fields: extended results, the file's name, its arguments and environment,
-    and whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``."""
+    whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``, and
+    whether it asks for a ``fresh`` interpreter."""
     fields = [protocol.EXTENDED]
     fields += [protocol.STDOUT_ON_TERMINAL] if terminal else []
     fields += [protocol.STDERR_WITH_STDOUT] if merged else []
+    fields += [protocol.FRESH_INTERPRETER] if fresh else []
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
         fields.append(b"name=" + name)
@@ -180,10 +182,13 @@ class Client:
     to the masters, or True to build one from ``tls_ca`` (default: the
     system's CAs), ``tls_cert`` and ``tls_key``; giving any of those turns
     TLS on too.
+
+    With ``fresh``, every job asks for an interpreter of its own (see ``run``).
     """
 
     def __init__(self, masters, connect_timeout=defaults.CONNECT_TIMEOUT, timeout=None, retries=0,
-                 shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None):
+                 shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None,
+                 fresh=False):
         self.addresses = parse_masters(masters)
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -198,12 +203,16 @@ class Client:
             except tls_module.TLSError as error:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
+        self.fresh = fresh
 
-    def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False):
+    def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False,
+            fresh=None):
         """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
         ``env`` (a dict) added to the job's environment; returns its Result. ``terminal``: its
         stdout is line-buffered, as on a terminal; ``merged``: its stdout and stderr are one pipe,
-        whose writes keep their order (then all its output comes as stdout).
+        whose writes keep their order (then all its output comes as stdout). ``fresh``: the job
+        runs in an interpreter started for it, not one forked from the worker's fork server
+        (slower to start; see docs/running-jobs.md for what differs); None: the Client's setting.
 
         Without ``output`` the job's stdout and stderr are collected into the
         Result. With one (anything with ``write(stream, data)``, such as
@@ -214,7 +223,8 @@ class Client:
         if isinstance(code, str):
             code = code.encode()
         collected = CollectedOutput() if output is None else None
-        result = self._run(code, job_fields(filename, args, env, terminal, merged), output or collected)
+        fresh = self.fresh if fresh is None else fresh
+        result = self._run(code, job_fields(filename, args, env, terminal, merged, fresh), output or collected)
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result

@@ -257,7 +257,7 @@ def main(argv=None):
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)  # `sieci-client ... | head` ends quietly, like cat
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
+        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh,
                         retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,
                         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
         if args.status:

@@ -24,7 +24,7 @@ from . import defaults, pipes, sandbox, workdir
 from .fork_channel import Request
 from .fork_server import ForkServer, ForkServerError, job_environment
 from .isolation import Isolation
-from .limits import Limits, job_status
+from .limits import FILE_TOO_LARGE, Limits, job_status
 from .protocol import STDERR, STDOUT
 
 # Reads from a job's pipes start small and double while they come back full,
@@ -48,6 +48,15 @@ def safe_filename(name):
     if name and set(name) <= _FILENAME_CHARACTERS and not name.startswith("."):
         return name
     return defaults.JOB_FILENAME
+
+
+# Variables read by Python as it starts (with every PYTHON* one): the fork server started with
+# the job environment's own, so a job that sets one of these gets an interpreter of its own.
+LOCALE_VARIABLES = frozenset(["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE"])
+
+
+def changes_how_python_starts(env):
+    return any(name.startswith("PYTHON") or name in LOCALE_VARIABLES for name in env)
 
 
 def unreadable_for(user, python=None):
@@ -111,7 +120,7 @@ class JobRun:
         self.job_user = job_user
         self.python = python or sys.executable
         self.command = ([*command_prefix, self.python, self.filename, *self.args]
-                        if command_prefix or fresh_interpreter else None)
+                        if command_prefix or fresh_interpreter or changes_how_python_starts(self.env) else None)
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.status = None
         self._own_fork_server = fork_server is None
@@ -120,6 +129,7 @@ class JobRun:
         self._torn_down = False
         self._greenlets = []
         self._limit_hit = None
+        self._file_too_large = False  # it reported a write past its file-size limit
         self._ended = None  # the fork server's word on how the job ended
         self._workdir = None
         self._pid = None
@@ -266,9 +276,10 @@ class JobRun:
                     data = data[:allowed]
                     self._stop("output")
                 written += len(data)
+                self._file_too_large = self._file_too_large or FILE_TOO_LARGE in data
                 if data:
                     yield kind, data
-        self.status = job_status(self.limits, self._limit_hit, returncode, self._ended)
+        self.status = job_status(self.limits, self._limit_hit, returncode, self._ended, self._file_too_large)
 
     def more_output_ready(self):
         """Whether output() has more of the job's output to give at once, without waiting."""
@@ -302,9 +313,11 @@ class JobRunner:
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
-    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False):
-        return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
-                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env, line_buffered, merged)
+    def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False,
+            fresh=False):
+        """``fresh``: this job asked for an interpreter of its own."""
+        return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user, self.command_prefix,
+                      self.fresh_interpreter or fresh, self.isolation, args, env, line_buffered, merged)
 
     def close(self):
         self.fork_server.close()

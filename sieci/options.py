@@ -295,6 +295,9 @@ CLIENT = [
     Option("--env", text, None,
            "set NAME to VALUE in the job's environment; NAME alone passes this shell's own value (repeatable)",
            "NAME[=VALUE]", env=False, short="-e", repeat=True),
+    Option("--fresh", bool, False,
+           "run the job in a Python started for it, not one forked from the worker's fork server: slower to start, "
+           "and nothing shared with the worker's other jobs (not even the hash seed)"),
     Option("--ungroup", bool, False,
            "batches: show each job's output as soon as it ends, not in the order of the files"),
     Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",

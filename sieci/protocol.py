@@ -78,6 +78,8 @@ ENV_FIELD = b"env"
 # as Python has it there), and in one file for both streams (the job gets one pipe for both).
 STDOUT_ON_TERMINAL = b"stdout=tty"
 STDERR_WITH_STDOUT = b"stderr=stdout"
+# The client asks for an interpreter started for this job alone, not forked from the worker's fork server.
+FRESH_INTERPRETER = b"fresh"
 # The client will stream the job's stdin once the job is accepted; the program's files (a bundle,
 # ``files=<sha256>.<size>``). A sieci worker needs a sieci master (RELAY) for either, unless the
 # upload carries them inline (``code=``: see encode_upload_payload).

@@ -236,7 +236,8 @@ class MasterLink:
         watcher = gevent.spawn(self._watch_master)
         line_buffered = protocol.STDOUT_ON_TERMINAL in header.fields
         merged = protocol.STDERR_WITH_STDOUT in header.fields
-        with self.worker.runner.run(code, filename, args, env, line_buffered, merged) as run:
+        fresh = protocol.FRESH_INTERPRETER in header.fields
+        with self.worker.runner.run(code, filename, args, env, line_buffered, merged, fresh) as run:
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:

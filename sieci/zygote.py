@@ -18,14 +18,19 @@ pristine zygote. The zygote dies with its worker (PR_SET_PDEATHSIG), and
 its jobs with it.
 """
 
-import ctypes
+import sys
+
+# The interpreter as ``python3 FILE`` has it at its start: each job gets it so (see the end).
+MODULES_AT_START = frozenset(sys.modules)
+PATH_AT_START = list(sys.path)
+PATH_IMPORTER_CACHE_AT_START = dict(sys.path_importer_cache)
+
+import ctypes  # noqa: E402
 import gc
-import io
 import os
 import select
 import signal
 import socket
-import sys
 import time
 import types
 
@@ -70,13 +75,19 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
-    warm_up()
+    frozen = warm_up()
     build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
+    zygote = os.getpid()
     try:
         serve(channel)
+    except job_process.MainProgram as program:  # only in a job's process: run it at the top level
+        program.__traceback__ = None
+        program.unfreeze = frozen
+        return program
     finally:
-        if WALLS.get("cgroup"):
+        if WALLS.get("cgroup") and os.getpid() == zygote:
             WALLS["cgroup"].remove()
+    return None
 
 
 def serve(channel):
@@ -202,6 +213,7 @@ def fork_standby(channel, rehearsed=True):
         namespaces, walls_failed = enter_job_namespaces()
     pid = os.fork()
     if pid == 0:
+        becomes_job = False
         try:
             channel.close()
             ours.close()
@@ -217,11 +229,16 @@ def fork_standby(channel, rehearsed=True):
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
             message, fds, _, _ = socket.recv_fds(theirs, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
+            theirs.close()
             if message:
                 request = fork_channel.decode_request(message)
                 job_process.start_job(request, fds, request.workdir)
+        except job_process.MainProgram:
+            becomes_job = True
+            raise
         finally:
-            os._exit(127)  # whatever happened, the child never goes back to serving
+            if not becomes_job:
+                os._exit(127)  # whatever happened, the child never goes back to serving
     if WALLS.get("sandbox") and os.geteuid() == 0:
         helper("sandbox").leave_job_namespaces()
     theirs.close()
@@ -304,6 +321,7 @@ def start_sandboxed_job(job_line, workdir, walls_failed):
     except BaseException as error:
         job_line.send(fork_channel.encode_report_failed(f"cannot start the job: {error}"))
         os._exit(127)
+    job_line.close()
     job_process.start_job(request, fds, workdir, sandbox)
 
 
@@ -311,20 +329,24 @@ WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 st
 
 
 def warm_up():
-    """Pay once, here, what every job would pay again after its fork.
+    """Pay once, here, what every job would pay again after its fork; whether it froze the
+    collector's objects (which each job's process then unfreezes).
 
     Python code run for the first time rewrites itself as it goes
     (specialisation), and each page it writes is then copied into every
     forked child. So the zygote first rehearses, harmlessly, the library
     code a job's start runs: parsing a request, setting the environment,
-    opening text streams, compiling and running a file.
+    compiling and running a file.
     """
     compile(b"pass\n", "<warm-up>", "exec", dont_inherit=True)  # the first compile costs milliseconds
     with open(__file__, "rb") as file:
         file.read(1)
     for _ in range(WARM_UP_ROUNDS):
         rehearse()
-    gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
+    if not gc.get_freeze_count():  # (Python 3.12 freezes some itself: then a job must find them so)
+        gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
+        return True
+    return False
 
 
 REHEARSAL = fork_channel.encode_request(fork_channel.Request("x.py", dict(os.environ), {"cpu": 1}, workdir="/"))
@@ -335,12 +357,6 @@ def rehearse():
     job_process.set_environment(fork_channel.decode_request(REHEARSAL).env)
     os.environ["SIECI_WARM_UP"] = "1"
     del os.environ["SIECI_WARM_UP"]
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for mode in ("r", "w"):
-            io.open(null, mode, encoding="utf-8", errors="strict", closefd=False).close()
-    finally:
-        os.close(null)
     path = os.path.join(os.path.dirname("/a/b.py"), os.path.basename("/a/b.py"))
     exec(compile(b"pass\n", path, "exec", dont_inherit=True), types.ModuleType("__main__").__dict__)
 
@@ -380,4 +396,18 @@ def list_children():
 
 
 if __name__ == "__main__":
-    main()
+    program = main()
+    if program is not None:  # a job's process: its program runs here, as python3 runs a main file
+        job_globals, path, source = job_process.take_interpreter(
+            program, MODULES_AT_START, PATH_AT_START, PATH_IMPORTER_CACHE_AT_START)
+        del program
+        try:
+            if source is None:  # a zipapp or a folder
+                import runpy
+
+                runpy._run_module_as_main("__main__", alter_argv=False)
+            else:
+                exec(compile(source, path, "exec", dont_inherit=True), job_globals)
+        except BaseException as error:
+            error.__traceback__ = error.__traceback__.tb_next  # this frame is the fork server's, not the job's
+            raise

@@ -145,10 +145,10 @@ def parse_masters(masters):
 MAX_HEADER_FIELDS = 60 << 10
 
 
-def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=False):
+def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=False, returns=()):
     """The upload header's fields: extended results, the file's name, its arguments and environment,
-    whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``, and
-    whether it asks for a ``fresh`` interpreter."""
+    whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``, whether it
+    asks for a ``fresh`` interpreter, and the fields that ask for files back (``returns``)."""
     fields = [protocol.EXTENDED]
     fields += [protocol.STDOUT_ON_TERMINAL] if terminal else []
     fields += [protocol.STDERR_WITH_STDOUT] if merged else []
@@ -160,6 +160,7 @@ def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=
         fields += protocol.encode_arguments(args, env or {})
     except protocol.LocalProtocolError as error:
         raise ClientError(str(error)) from None
+    fields += returns
     if sum(len(field) + 1 for field in fields) > MAX_HEADER_FIELDS:
         raise ClientError(f"the arguments and environment are too long: at most {MAX_HEADER_FIELDS >> 10} KiB "
                           "travel with a job (each byte not a letter or digit counts three)")
@@ -188,8 +189,9 @@ class Client:
 
     def __init__(self, masters, connect_timeout=defaults.CONNECT_TIMEOUT, timeout=None, retries=0,
                  shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None,
-                 fresh=False):
+                 max_return=defaults.MAX_RETURN, fresh=False):
         self.addresses = parse_masters(masters)
+        self.max_return = max_return
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.retries = retries
@@ -206,13 +208,17 @@ class Client:
         self.fresh = fresh
 
     def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False,
-            fresh=None):
+            returns=(), results=".", fresh=None):
         """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
         ``env`` (a dict) added to the job's environment; returns its Result. ``terminal``: its
         stdout is line-buffered, as on a terminal; ``merged``: its stdout and stderr are one pipe,
         whose writes keep their order (then all its output comes as stdout). ``fresh``: the job
         runs in an interpreter started for it, not one forked from the worker's fork server
         (slower to start; see docs/running-jobs.md for what differs); None: the Client's setting.
+
+        ``returns``: globs (``out/*.csv``, ``**/*.png``) of files the job writes in its folder
+        to bring back, under the folder ``results`` (made when the first file comes), at most
+        ``max_return`` bytes of them; Result.returned and Result.not_returned say how it went.
 
         Without ``output`` the job's stdout and stderr are collected into the
         Result. With one (anything with ``write(stream, data)``, such as
@@ -224,12 +230,23 @@ class Client:
             code = code.encode()
         collected = CollectedOutput() if output is None else None
         fresh = self.fresh if fresh is None else fresh
-        result = self._run(code, job_fields(filename, args, env, terminal, merged, fresh), output or collected)
+        fields = job_fields(filename, args, env, terminal, merged, fresh, self._return_fields(returns))
+        result = self._run(code, fields, output or collected, results if returns else None)
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
 
-    def _run(self, code, fields, output):
+    def _return_fields(self, globs):
+        if not globs:
+            return []
+        from .returns import encode_returns
+
+        try:
+            return encode_returns(globs, self.max_return)
+        except ValueError as error:
+            raise ClientError(str(error)) from None
+
+    def _run(self, code, fields, output, results=None):
         started = time.monotonic()
         masters = self._masters()
         if self.shuffle:
@@ -244,8 +261,9 @@ class Client:
             master = masters[position % len(masters)]
             position += 1
             attempt_output = HeldOutput() if self.retries else output
+            files = self._results_folder(results)
             try:
-                result = master.run_job(payload, fields, attempt_output, deadline)
+                result = master.run_job(payload, fields, attempt_output, deadline, files)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NotAccepted as error:
@@ -270,7 +288,17 @@ class Client:
             if self.retries:
                 attempt_output.replay(output)
             result.seconds = time.monotonic() - started
+            if files is not None:
+                _note_files(result, files)
             return result
+
+    def _results_folder(self, results):
+        """Where an attempt writes the files its job returns (each attempt afresh), or None."""
+        if results is None:
+            return None
+        from .results_folder import ResultsFolder
+
+        return ResultsFolder(results, self.max_return)
 
     def status(self):
         """Ask every master for its status: a list of (address, dict or ClientError)."""
@@ -284,6 +312,12 @@ class Client:
 
     def _masters(self):
         return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
+
+
+def _note_files(result, files):
+    result.returned, result.not_returned = files.written, files.failed
+    if result.status is None:
+        result.not_returned.append((None, "the job ran on a classic worker, which returns no files"))
 
 
 def run(masters, code, filename="job.py", output=None, args=(), env=None, **settings):

@@ -62,6 +62,7 @@ def parse_args(argv, environ=None):
             _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
         if args.batch and "-" in args.command[:1]:
             _usage_error("- (stdin) can only be the PROG of one job, not a batch's")
+        _check_globs(args.returns or [])
     try:
         args.masters = parse_masters(args.masters)
     except ClientError as error:
@@ -181,6 +182,17 @@ def _explain_with_argparse(tokens):
     _usage_error(f"cannot read the options {' '.join(tokens)!r}")
 
 
+def _check_globs(globs):
+    if globs:
+        from .returns import split_glob
+
+        try:
+            for glob in globs:
+                split_glob(glob)
+        except ValueError as error:
+            _usage_error(str(error))
+
+
 def _job_environment(assignments, environ):
     """``-e NAME=VALUE`` and ``-e NAME`` (this shell's value) as a dict."""
     env = {}
@@ -230,25 +242,40 @@ def show_status(client, as_json):
     return defaults.EXIT_FAILED if failures else 0
 
 
-def run_program(client, command, env=None, prog=PROG):
+def run_program(client, command, env=None, prog=PROG, returns=(), results="."):
     """Run ``command`` (PROG, a file or ``-`` for stdin, and its ARGs) as ``python3 PROG ARG...``
-    would; returns the exit status.
+    would; returns the exit status. The files it writes that match ``returns`` (globs) come back
+    into ``results``.
 
     The job's output goes to this process's stdout and stderr as it comes;
-    sieci's own failures are one line on stderr and exit status 255.
+    sieci's own failures are one line on stderr and exit status 255, as is
+    each returned file that could not be written.
     """
     path, args = command[0], command[1:]
     output = FdOutput()
     try:
         code = read_code(path)
         result = client.run(code, path if path != "-" else "stdin.py", output, args, env, shown_on_terminal(),
-                            streams_merged())
+                            streams_merged(), returns, results)
     except ClientError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code
     if result.limit:
         output.write("stderr", f"{prog}: {result.message}\n".encode())
-    return result.exit_status
+    output.write("stderr", os.fsencode("".join(not_returned_lines(result, prog))))
+    return defaults.EXIT_FAILED if result.not_returned else result.exit_status
+
+
+def not_returned_lines(result, prog=PROG, where=""):
+    """A line for people for each file the job returned that could not be written (``where``: before
+    its name, the job's in a batch)."""
+    return [f"{prog}: error: {where}{'' if name is None else _shown(name) + ': '}{why}\n"
+            for name, why in result.not_returned]
+
+
+def _shown(name):
+    """A name as one line can show it: a job chose it, control characters and all."""
+    return name if name.isprintable() else repr(name)
 
 
 def main(argv=None):
@@ -259,14 +286,14 @@ def main(argv=None):
     try:
         client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh,
                         retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,
-                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
         if args.status:
             return show_status(client, args.json)
         if args.batch:
             from . import batch
 
             return batch.run(client, args, PROG)
-        return run_program(client, args.command, args.env)
+        return run_program(client, args.command, args.env, PROG, args.returns or (), args.results)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

@@ -41,6 +41,8 @@ class Result:
     output (bytes) when the client collected it, else None. ``master`` is
     the address that ran it, ``worker`` the worker's name (None from a
     classic worker), ``seconds`` the wall time from upload to result.
+    ``returned`` lists the names of the files the job returned that were
+    written, ``not_returned`` ``(name, why)`` for each that could not be.
     """
 
     def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
@@ -51,6 +53,8 @@ class Result:
         self.seconds = seconds
         self.stdout = stdout
         self.stderr = stderr
+        self.returned = []
+        self.not_returned = []
 
     @property
     def limit(self):
@@ -79,9 +83,10 @@ class ClientLink:
         self.tls = tls
         self.secret = secret
 
-    def run_job(self, payload, fields, output, deadline):
+    def run_job(self, payload, fields, output, deadline, files=None):
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
-        it was lost after, TimeoutError once ``deadline`` (the job's) has passed."""
+        it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
+        ``files`` (a results_folder.ResultsFolder) takes the files the job returns."""
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -97,7 +102,7 @@ class ClientLink:
             _await_acceptance(conn, self.where, deadline)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
-            return _read_results(conn, output, self.where, splice)
+            return _read_results(conn, output, self.where, splice, files)
         except protocol.RemoteProtocolError as error:
             lost = JobLost if accepted else NotAccepted
             raise lost(f"master {self.where} broke the protocol: {error}") from None
@@ -227,7 +232,7 @@ def _await_acceptance(conn, where, deadline):
         raise NotAccepted(f"master {where} refused the job: {reason}")
 
 
-def _read_results(conn, output, where, splice=False):
+def _read_results(conn, output, where, splice=False, files=None):
     line = _next(conn, JobLost, f"before the job's results came (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
@@ -236,7 +241,7 @@ def _read_results(conn, output, where, splice=False):
     worker = header.field(b"worker")
     worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:
-        status = _read_extended(conn, output, where, splice)
+        status = _read_extended(conn, output, where, splice, files)
         return Result(status.exit_code, status, where, worker)
     _read_classic(conn, output, where)
     return Result(0, None, where, worker)
@@ -251,18 +256,27 @@ def _read_classic(conn, output, where):
     output.write(protocol.STDOUT, b"".join(parts))
 
 
-def _read_extended(conn, output, where, splice):
+def _read_extended(conn, output, where, splice, files=None):
     """Extended results, written as they come; with ``splice``, a raw chunk bound for a
-    blocking pipe goes there past Python (see relay.py)."""
+    blocking pipe goes there past Python (see relay.py). Returned files go to ``files``
+    (those not asked for, nowhere)."""
     decoder = ResultDecoder()
     doing = f"in the middle of the results (master {where})"
     pipe_for = getattr(output, "pipe_for", None) if splice else None
-    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
-        for stream, data in decoder.feed(event.data):
-            output.write(stream, data)
-        if pipe_for is not None and conn.receiver.raw_pending and (pipe := pipe_for(decoder.raw_stream)):
-            for moved in conn.splice_raw(pipe):
-                decoder.took_raw(moved)
+    try:
+        while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
+            for stream, data in decoder.feed(event.data):
+                if stream != protocol.RETURNED:
+                    output.write(stream, data)
+                elif files is not None:
+                    files.write(data)
+            if (pipe_for is not None and conn.receiver.raw_pending and decoder.raw_stream != protocol.RETURNED
+                    and (pipe := pipe_for(decoder.raw_stream))):
+                for moved in conn.splice_raw(pipe):
+                    decoder.took_raw(moved)
+    finally:
+        if files is not None:
+            files.close(complete=decoder.status is not None and decoder.complete)
     status = decoder.status
     if status is None or not decoder.complete:
         raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")

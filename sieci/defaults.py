@@ -13,7 +13,7 @@ EXIT_USAGE = 2  # a bad command line, config file or environment variable
 EXIT_TIME_LIMIT = 124  # as timeout(1)
 EXIT_OTHER_LIMIT = 128 + 9  # output, memory, CPU, disk: the job was killed (SIGKILL)
 EXIT_INTERRUPTED = 128 + 2  # Ctrl-C
-EXIT_FAILED = 255  # sieci could not get a result; the reason is on stderr
+EXIT_FAILED = 255  # sieci could not get a result (or a file the job returned); the reason is on stderr
 MOST_FAILURES_COUNTED = 100  # a batch exits with its failures' count, at most this plus one
 
 # Master.
@@ -40,4 +40,5 @@ JOB_FILENAME = "job.py"
 
 # Client.
 CONNECT_TIMEOUT = 10.0
+MAX_RETURN = 1 << 30  # bytes of the files a job returns (--return)
 JOBS_AT_ONCE = 8  # a batch's --jobs, and the Python API's max_workers

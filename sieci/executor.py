@@ -188,8 +188,22 @@ class JobRun:
     def _clean_up(self):
         if self._own_fork_server:
             self._fork_server.close()
+        if self._ended is not None and self._ended.folder_fd is not None:
+            _close(self._ended.folder_fd)
         if self._workdir:
             workdir.remove(self._workdir)
+
+    def open_folder(self):
+        """A directory fd of the job's folder, for the files it returns; the caller closes it.
+        Only once the job and all it left are gone (output() has ended), and before the run
+        is left; OSError, saying why, if there is none."""
+        if self._ended is None:
+            raise OSError("the job's end was not seen: its processes may still run")
+        if self._workdir:
+            return workdir.open_folder(self._workdir)
+        if self._ended.folder_fd is None:
+            raise OSError("the job's folder is gone")
+        return os.dup(self._ended.folder_fd)
 
     def kill(self):
         """Kill the job's process group; the fork server kills the rest of it."""

@@ -8,9 +8,9 @@ SOCK_SEQPACKET socketpair; each message is one packet holding one JSON object:
   file descriptors beside it;
 - started (fork server to worker): the job's pid, at once;
 - ended (fork server to worker): how the job ended, once all it left is gone,
-  or why it could not start;
+  or why it could not start; for a sandboxed job, with its folder's fd beside it;
 - a report (a sandboxed job's init or process to the fork server): how the job
-  ended, or why it could not start.
+  ended (and, from the init, its folder's fd), or why it could not start.
 
 No I/O, and the standard library only: the fork server loads this file by
 path (see zygote.helper), so any Python 3 can run it.
@@ -47,13 +47,16 @@ class Request:
 
 class Ended:
     """How a job ended: its raw wait ``status``, the ``cpu`` seconds it used and the
-    limits it ``hit``; or, for a job that could not start, the ``error``."""
+    limits it ``hit``; or, for a job that could not start, the ``error``. ``folder_fd``:
+    a sandboxed job's folder, which no path outside its namespaces reaches, as a
+    directory fd passed beside the answer (None: there is none)."""
 
-    def __init__(self, status=None, cpu=None, hit=(), error=None):
+    def __init__(self, status=None, cpu=None, hit=(), error=None, folder_fd=None):
         self.status = status
         self.cpu = cpu
         self.hit = hit
         self.error = error
+        self.folder_fd = folder_fd
 
 
 def encode_walls(walls):

@@ -92,13 +92,13 @@ class Option:
     """
 
     def __init__(self, flag, kind, default, help, metavar=None, env=None, choices=None, shown=None, short=None,
-                 repeat=False):
+                 repeat=False, dest=None):
         self.flag = flag
         self.kind = kind
         self.default = default
         self.help = help
         self.metavar = metavar
-        self.dest = flag[2:].replace("-", "_")
+        self.dest = dest or flag[2:].replace("-", "_")  # (--return's is not "return", a Python keyword)
         self.env = "SIECI_" + self.dest.upper() if env is None else env  # False: none
         self.choices = choices
         self.shown = shown
@@ -108,7 +108,7 @@ class Option:
     def with_default(self, default, shown=None):
         """The same option (same meaning, same variable) with another program's default."""
         return Option(self.flag, self.kind, default, self.help, self.metavar, self.env, self.choices, shown,
-                      self.short, self.repeat)
+                      self.short, self.repeat, self.dest)
 
     def convert(self, value):
         value = switch(value) if self.kind is bool else self.kind(value)
@@ -298,6 +298,14 @@ CLIENT = [
     Option("--fresh", bool, False,
            "run the job in a Python started for it, not one forked from the worker's fork server: slower to start, "
            "and nothing shared with the worker's other jobs (not even the hash seed)"),
+    Option("--return", text, None,
+           "bring back the files the job writes in its folder whose path matches GLOB (*, ?, [...] within a "
+           "name; ** for any folders: 'out/**/*.csv'), into --results (repeatable)", "GLOB", env=False,
+           repeat=True, dest="returns"),
+    Option("--results", text, ".",
+           "where the files of --return go (made if missing); a batch's job number N's go to DIR/N", "DIR"),
+    Option("--max-return", size, defaults.MAX_RETURN, "bytes of files --return may bring back, a job's all together",
+           "SIZE"),
     Option("--ungroup", bool, False,
            "batches: show each job's output as soon as it ends, not in the order of the files"),
     Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",

@@ -337,10 +337,12 @@ CONNECTION_CLOSED = ConnectionClosed()
 
 STDOUT = "stdout"
 STDERR = "stderr"
+RETURNED = "returned"  # a file the job wrote, brought back (see results.py)
 # Tagged lines start with one of these; raw data with ``1 <length>`` (stdout)
-# or ``2 <length>`` (stderr), then that many bytes.
+# or ``2 <length>`` (stderr), or a returned file's piece with ``r <length>[ <quoted path>]``,
+# then that many bytes.
 LINE_TAGS = (b"o ", b"O ", b"e ", b"E ", b"x ")
-RAW_TAGS = {STDOUT: b"1 ", STDERR: b"2 "}
+RAW_TAGS = {STDOUT: b"1 ", STDERR: b"2 ", RETURNED: b"r "}
 STREAM_BY_RAW_TAG = {tag: stream for stream, tag in RAW_TAGS.items()}
 # An empty raw chunk: what a worker sends while its job is quiet, every ``beat=`` seconds
 # (a field of its results header), so that a master can tell a stopped worker from a quiet job.
@@ -358,6 +360,8 @@ def parse_raw_header(line):
     if stream is None:
         return None
     length = line[2:].rstrip(b"\n")
+    if stream == RETURNED:
+        length = length.partition(b" ")[0]  # the file's name follows on a file's first piece
     if not length.isdigit():
         raise RemoteProtocolError(f"malformed raw chunk header {line[:80]!r}")
     return stream, int(length)

@@ -12,7 +12,7 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import auth, defaults, protocol
+from . import auth, defaults, protocol, returns
 from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import JobRunner
@@ -207,10 +207,14 @@ class MasterLink:
             args, env = protocol.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
             return self._decline(why, b"bad arguments or environment")
+        try:
+            wanted = returns.decode_returns(header)
+        except protocol.RemoteProtocolError as why:
+            return self._decline(why, b"bad --return")
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
-            self._run_job(upload.code, header, args, env)
+            self._run_job(upload.code, header, args, env, wanted)
         finally:
             self.running_job = False
 
@@ -230,7 +234,7 @@ class MasterLink:
             else:
                 raise LinkLost("the master closed the link in the middle of the code")
 
-    def _run_job(self, code, header, args, env):
+    def _run_job(self, code, header, args, env, wanted=None):
         filename = header.field(b"name", b"").decode("ascii", "replace")
         started = time.monotonic()
         watcher = gevent.spawn(self._watch_master)
@@ -241,7 +245,8 @@ class MasterLink:
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:
-                    send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3))
+                    send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3),
+                                  wanted)
                 else:
                     send_classic(self.conn, run, self.worker.name)
             finally:

@@ -105,7 +105,8 @@ def serve(channel):
         for fd in fds:
             os.close(fd)
         channel.send(fork_channel.encode_started(job))
-        channel.send(wait_for_job(job, job_line, namespaces))
+        answer, folder = wait_for_job(job, job_line, namespaces)
+        send_with_fd(channel, answer, folder)
         for fd in namespaces[2:] if namespaces else ():
             os.close(fd)  # only now: a mount namespace's end waits for RCU, and the answer need not
         last_ended = time.monotonic()
@@ -145,21 +146,24 @@ def set_oom_score_adj(value):
 
 
 def wait_for_job(job, job_line, namespaces):
-    """Wait until the job and all it left are gone; the answer that says how it ended.
+    """Wait until the job and all it left are gone; the answer that says how it ended, and
+    a sandboxed job's folder (a directory fd, or None), which only its namespaces reach.
 
     The job's process says if it could not start (or, without root, its
-    init says how the job ended and whether its /tmp was full); letting its
-    namespace's init go kills all the job left (``namespaces``: see
-    fork_standby); its cgroup says what it used and which limits it hit.
+    init says how the job ended and whether its /tmp was full, and passes
+    its folder); letting its namespace's init go kills all the job left
+    (``namespaces``: see fork_standby); its cgroup says what it used and
+    which limits it hit.
     """
     _, status, usage = os.wait4(job, 0)
-    report = _receive_quietly(job_line)
+    report, folder = _receive_quietly(job_line)
     job_line.close()
     tmp = None
     if namespaces:
         init, keep_alive, tmp, _ = namespaces
         os.close(keep_alive)  # its init goes, and the kernel kills all the job left
         os.waitpid(init, 0)
+        folder = open_job_folder(helper("sandbox").WORKDIR, tmp)
     kill_leftovers(job)
     cpu, hit = usage.ru_utime + usage.ru_stime, []
     if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
@@ -170,22 +174,49 @@ def wait_for_job(job, job_line, namespaces):
         hit += [limit for limit in ("memory", "processes") if used[limit] > before[limit]]
         WALLS["used"] = used
     if "error" in report:
-        return fork_channel.encode_failed(job, report["error"])
-    return fork_channel.encode_ended(job, report.get("status", status), cpu, hit)
+        if folder is not None:
+            os.close(folder)
+        return fork_channel.encode_failed(job, report["error"]), None
+    return fork_channel.encode_ended(job, report.get("status", status), cpu, hit), folder
+
+
+def open_job_folder(path, tmp=None):
+    """A directory fd of the sandboxed job's folder at ``path`` (reached from ``tmp``, an fd of
+    the job's /tmp, if given), or None if the job has put something else in its place."""
+    try:
+        return os.open(path if tmp is None else os.path.basename(path),
+                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp)
+    except OSError:
+        return None
+
+
+def send_with_fd(line, message, fd):
+    """Send ``message`` with ``fd`` beside it (if not None), which is closed here."""
+    if fd is None:
+        line.send(message)
+        return
+    try:
+        socket.send_fds(line, [message], [fd])
+    finally:
+        os.close(fd)
 
 
 def _receive_quietly(line):
-    """Every message waiting on ``line``, merged."""
-    report = {}
+    """Every message waiting on ``line``, merged, and the last fd that came with one (or None)."""
+    report, folder = {}, None
     line.setblocking(False)
     while True:
         try:
-            message = line.recv(fork_channel.MAX_REQUEST)
+            message, fds, _, _ = socket.recv_fds(line, fork_channel.MAX_REQUEST, 1)
+            for fd in fds:
+                if folder is not None:
+                    os.close(folder)
+                folder = fd
             if not message:
-                return report
+                return report, folder
             report.update(fork_channel.decode_report(message))
         except (OSError, ValueError):
-            return report
+            return report, folder
 
 
 def quiet_for(channel, seconds):
@@ -303,7 +334,8 @@ def standby_in_sandbox(job_line, rehearsed):
         if pid == job:
             break
     if not walls_failed:
-        job_line.send(fork_channel.encode_report_ended(status, sandbox.disk_full("/tmp")))
+        send_with_fd(job_line, fork_channel.encode_report_ended(status, sandbox.disk_full("/tmp")),
+                     open_job_folder(workdir))
     os._exit(0)  # and the kernel kills all the job left behind
 
 

@@ -31,6 +31,10 @@ class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
 
 
+class FilesMissing(NotAccepted):
+    """The worker lacks the job's files, and a classic master cannot send them: they must go inline."""
+
+
 class Result:
     """What became of one job.
 
@@ -79,9 +83,20 @@ class ClientLink:
         self.tls = tls
         self.secret = secret
 
-    def run_job(self, payload, fields, output, deadline):
+    def run_job(self, payload, fields, output, deadline, files=None):
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
-        it was lost after, TimeoutError once ``deadline`` (the job's) has passed."""
+        it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
+        ``files``: the job's bundle.Bundle, which the upload names (``files=``) and
+        the master asks for if it lacks it; a worker behind a classic master that
+        lacks it refuses the job, which is then uploaded again with it inline."""
+        try:
+            return self._attempt(payload, fields, output, deadline, files)
+        except FilesMissing:
+            fields_inline, payload = protocol.encode_upload_payload(payload, bundle=files.data,
+                                                                    bundle_digest=files.digest)
+            return self._attempt(payload, [*fields, *fields_inline], output, deadline)
+
+    def _attempt(self, payload, fields, output, deadline, files=None):
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -94,7 +109,7 @@ class ClientLink:
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             conn.send(self.upload(payload, fields), completes=protocol.JOB)
-            _await_acceptance(conn, self.where, deadline)
+            _await_acceptance(conn, self.where, deadline, files)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
             return _read_results(conn, output, self.where, splice)
@@ -214,17 +229,31 @@ def _next(conn, failure, doing):
     return event
 
 
-def _await_acceptance(conn, where, deadline):
-    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts."""
+def _await_acceptance(conn, where, deadline, files=None):
+    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts.
+    The master's first answer may be NEED, for the job's ``files``."""
     line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     conn.deadline = deadline
     if deadline is None:
         conn.settimeout(None)
+    if line.word == protocol.NEED:  # the master lacks the job's files
+        _send_files(conn, line, files)
+        line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
+        if files is not None and protocol.MISSING_FILES + b" " + files.digest.encode() in line.reason:
+            raise FilesMissing(f"master {where}: the worker lacks the job's files")
         raise NotAccepted(f"master {where} refused the job: {reason}")
+
+
+def _send_files(conn, need, files):
+    from .files_transfer import check_need, encode_bundle_block
+
+    wanted = None if files is None else protocol.FilesWanted(files.digest, files.size)
+    check_need(need, wanted)
+    conn.send(encode_bundle_block(wanted, files.data), completes=protocol.JOB)
 
 
 def _read_results(conn, output, where, splice=False):

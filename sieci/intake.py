@@ -10,9 +10,10 @@ import logging
 
 import gevent
 
-from . import auth, ports, protocol, status
+from . import auth, files_transfer, ports, protocol, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
+from .files_store import Mismatch, StoreFull
 
 log = logging.getLogger("sieci.master")
 
@@ -56,8 +57,9 @@ class Intake:
     requests, at this port's ``identity`` (set once the port is bound)."""
 
     def __init__(self, dispatcher, describe, max_upload, max_unverified, max_connections_per_address,
-                 client_timeout, keepalive, verifier=None, plaintext_only=True):
+                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None):
         self.dispatcher = dispatcher
+        self.files = files  # a FilesStore: the bundles of jobs
         self.describe = describe
         self.max_upload = max_upload
         self.unverified = UnverifiedUploads(max_unverified)
@@ -125,7 +127,28 @@ class Intake:
         refusal = self.dispatcher.refusal()
         if refusal is not None:
             return self._refuse(conn, name, refusal)
+        if not self._hold_files(conn, name, header):
+            return None
         return self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
+
+    def _hold_files(self, conn, name, header):
+        """The upload's files bundle, if it names one, held in the store for its job: asked of the
+        client first if the store lacks it. False once the client has been refused."""
+        try:
+            wanted = protocol.files_wanted(header)
+            if wanted is None:
+                return True
+            if wanted.size > self.max_upload:
+                raise protocol.RemoteProtocolError(f"a files bundle of {wanted.size} bytes is larger than this "
+                                                   f"master's --max-upload of {self.max_upload} bytes")
+            if not self.files.has(wanted.digest):
+                files_transfer.fetch(conn, self.files, wanted)
+        except (protocol.RemoteProtocolError, Mismatch, StoreFull) as error:
+            return self._refuse(conn, name, str(error))
+        except TimeoutError:
+            return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        self.files.hold(wanted.digest)
+        return True
 
     def _receive_code(self, conn, peer):
         """The upload's payload, in pieces, and its end; what is held counts as unverified."""

@@ -26,14 +26,21 @@ LIMITS = {
 }
 
 
-def start_job(request, fds, workdir, sandbox=None):
+FILES_FD = 3  # the job's files bundle, until it is unpacked
+
+
+def start_job(request, fds, workdir, sandbox=None, unpack=None):
     """Become the job of ``request`` (a fork_channel.Request): its streams (``fds``), limits,
     user, folder (``workdir``) and environment; never returns. ``sandbox``: sandbox.py, loaded,
-    when the job is in namespaces of its own, where it drops the job's privileges."""
+    when the job is in namespaces of its own, where it drops the job's privileges. ``fds[3]``,
+    when the request has files, is their bundle, which ``unpack(fd, folder_fd, max_size)``
+    (bundle.unpack) places in the folder, as the job user, before the job starts."""
     try:
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)
+        if request.files is not None:
+            os.dup2(fds[3], FILES_FD)
+        os.closerange(FILES_FD + (request.files is not None), 1 << 16)
         _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # a file past the size limit ends the job
         for name, value in request.limits.items():
             if value:
@@ -49,6 +56,8 @@ def start_job(request, fds, workdir, sandbox=None):
             os.setuid(user[0])
         os.chdir(workdir)
         set_environment(request.env)
+        if request.files is not None:
+            _unpack_files(unpack, request.files)
     except BaseException as error:
         os.write(2, f"sieci: cannot start the job: {error}\n".encode())
         os._exit(127)
@@ -59,6 +68,15 @@ def start_job(request, fds, workdir, sandbox=None):
             os.write(2, f"sieci: cannot run {request.command[0]}: {error}\n".encode())
             os._exit(127)
     os._exit(run_as_main(os.path.join(workdir, request.filename), request.args, request.line_buffered))
+
+
+def _unpack_files(unpack, max_size):
+    folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        unpack(FILES_FD, folder, max_size)
+    finally:
+        os.close(folder)
+        os.close(FILES_FD)
 
 
 def set_environment(env):
@@ -81,9 +99,11 @@ def run_as_main(path, args=(), line_buffered=False):
                                           closefd=False)
     sys.argv = [os.path.basename(path), *args]
     sys.orig_argv = [sys.executable, *sys.argv]
-    with open(path, "rb") as file:
-        source = file.read()
-    zipapp = b"\0" in source and _is_zip(path)  # no Python source holds a NUL byte
+    source = None
+    if not os.path.isdir(path):  # a folder's __main__ runs as a zipapp's does
+        with open(path, "rb") as file:
+            source = file.read()
+    zipapp = source is None or (b"\0" in source and _is_zip(path))  # no Python source holds a NUL byte
     sys.path.insert(0, path if zipapp else os.path.dirname(path))
     main = types.ModuleType("__main__")
     main.__file__ = path
@@ -91,7 +111,7 @@ def run_as_main(path, args=(), line_buffered=False):
     main.__cached__ = None
     sys.modules["__main__"] = main
     try:
-        if zipapp:  # as python3 runs one: the archive's __main__ module, through runpy
+        if zipapp:  # as python3 runs one (or a folder): the archive's __main__ module, through runpy
             import runpy
 
             runpy._run_module_as_main("__main__", alter_argv=False)

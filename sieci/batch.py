@@ -24,7 +24,7 @@ import threading
 import time
 
 from . import defaults
-from .client import ClientError, FdOutput, read_code
+from .client import ClientError, FdOutput, load_program
 
 COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
 PLACEHOLDER = "{}"
@@ -58,10 +58,11 @@ class Job:
         self.runtime = None
         self.bytes = 0
 
-    def run(self, client, env=None):
+    def run(self, client, env=None, programs=None):
         self.started, clock = time.time(), time.monotonic()
         try:
-            self.result = client.run(read_code(self.path), self.path, None, self.command[1:], env)
+            program = (programs or Programs()).load(self.path)
+            self.result = client.run_program(program, None, self.command[1:], env)
         except ClientError as error:
             self.failure = str(error) or type(error).__name__
         except Exception as error:  # noqa: BLE001 - a bug must fail this job, not hang the batch
@@ -99,6 +100,25 @@ class Job:
         """Drop its output once shown: a long batch need not keep it all."""
         if self.result is not None:
             self.result.stdout = self.result.stderr = b""
+
+
+class Programs:
+    """A batch's programs, each with the ``files`` (``--with``) beside it. One with files, or a
+    folder, is loaded once, so its bundle is packed once and travels to each worker once;
+    a plain file is read afresh for each job, as it always was."""
+
+    def __init__(self, files=()):
+        self.files = list(files)
+        self.loaded = {}
+        self.lock = threading.Lock()
+
+    def load(self, path):
+        if not self.files and not os.path.isdir(path):
+            return load_program(path)
+        with self.lock:
+            if path not in self.loaded:
+                self.loaded[path] = load_program(path, self.files)
+            return self.loaded[path]
 
 
 def exit_status(failures):
@@ -253,22 +273,23 @@ def progress_bar(total):
     return tqdm(total=total, file=sys.stderr, unit="job", dynamic_ncols=True, smoothing=0)
 
 
-def _work(client, env, todo, finished):
+def _work(client, env, programs, todo, finished):
     while True:
         try:
             job = todo.get_nowait()
         except queue.Empty:
             return
-        job.run(client, env)
+        job.run(client, env, programs)
         finished.put(job)
 
 
 class Batch:
     """Runs jobs ``parallel`` at a time; shows each one's output whole, and logs it."""
 
-    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None):
+    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None, files=()):
         self.client = client
         self.env = env
+        self.programs = Programs(files)
         self.jobs = jobs
         self.parallel = parallel
         self.ungroup = ungroup
@@ -296,7 +317,8 @@ class Batch:
             job.index = index
             todo.put(job)
         for _ in range(min(self.parallel, len(self.jobs))):
-            threading.Thread(target=_work, args=(self.client, self.env, todo, finished), daemon=True).start()
+            threading.Thread(target=_work, args=(self.client, self.env, self.programs, todo, finished),
+                             daemon=True).start()
         return finished
 
     def _finish(self, job):
@@ -339,7 +361,7 @@ def run(client, args, prog="sieci-client"):
     try:
         kept, jobs = plan(args)
         log = JobLog(args.joblog, kept) if args.joblog else None
-        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env).run()
+        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env, args.files or ()).run()
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return defaults.EXIT_FAILED

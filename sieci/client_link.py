@@ -243,8 +243,6 @@ def _await_acceptance(conn, where, deadline, files=None):
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        if files is not None and protocol.MISSING_FILES + b" " + files.digest.encode() in line.reason:
-            raise FilesMissing(f"master {where}: the worker lacks the job's files")
         raise NotAccepted(f"master {where} refused the job: {reason}")
 
 
@@ -295,6 +293,8 @@ def _read_extended(conn, output, where, splice):
     status = decoder.status
     if status is None or not decoder.complete:
         raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
+    if status.kind == b"error" and status.value == b"files":
+        raise FilesMissing(f"master {where}: the worker lacks the job's files (a classic master cannot send them)")
     if status.kind == b"error":
         message = status.message.decode("utf-8", "replace")
         raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")

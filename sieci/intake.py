@@ -9,6 +9,7 @@ import collections
 import logging
 
 import gevent
+import gevent.event
 
 from . import auth, files_transfer, ports, protocol, status
 from .address import format_address
@@ -60,6 +61,7 @@ class Intake:
                  client_timeout, keepalive, verifier=None, plaintext_only=True, files=None):
         self.dispatcher = dispatcher
         self.files = files  # a FilesStore: the bundles of jobs
+        self.files_arriving = {}  # digest: an Event set when a client has finished sending that bundle
         self.describe = describe
         self.max_upload = max_upload
         self.unverified = UnverifiedUploads(max_unverified)
@@ -141,8 +143,7 @@ class Intake:
             if wanted.size > self.max_upload:
                 raise protocol.RemoteProtocolError(f"a files bundle of {wanted.size} bytes is larger than this "
                                                    f"master's --max-upload of {self.max_upload} bytes")
-            if not self.files.has(wanted.digest):
-                files_transfer.fetch(conn, self.files, wanted)
+            self._obtain_files(conn, wanted)
         except (protocol.RemoteProtocolError, Mismatch, StoreFull) as error:
             return self._refuse(conn, name, str(error))
         except TimeoutError:
@@ -166,6 +167,21 @@ class Intake:
         finally:
             self.unverified.resize(peer, held, 0)
         return code, event
+
+    def _obtain_files(self, conn, wanted):
+        """The bundle in the store: asked of this client, unless another is sending it already (the
+        jobs of a batch come together), whose sending is waited for, as long as a client may take."""
+        while not self.files.has(wanted.digest):
+            arriving = self.files_arriving.get(wanted.digest)
+            if arriving is not None and arriving.wait(self.client_timeout):
+                continue
+            self.files_arriving[wanted.digest] = arriving = gevent.event.Event()
+            try:
+                files_transfer.fetch(conn, self.files, wanted)
+            finally:
+                if self.files_arriving.get(wanted.digest) is arriving:
+                    del self.files_arriving[wanted.digest]
+                arriving.set()
 
     def _answer_status(self, conn, name, line):
         fields = line.raw.split()[1:]

@@ -17,9 +17,10 @@ from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import JobRunner
 from .files_store import FilesStore
-from .job_results import send_classic, send_extended
+from .job_results import send_classic, send_extended, send_status
+from .results import Status
 from .tls import describe_failure
-from .worker_files import Refused, WorkerFiles
+from .worker_files import Missing, Refused, WorkerFiles
 
 log = logging.getLogger("sieci.worker")
 
@@ -217,6 +218,10 @@ class MasterLink:
             return self._decline(why, b"bad arguments or environment")
         try:
             files = self.worker.files.open_for(self.conn, header, upload, relayed)
+        except Missing as missing:  # as results, which a classic master relays and then serves on
+            log.info("job for %s: %s (a classic master: the client sends them again)", self.name, missing)
+            self.conn.send_command(protocol.RECEIVED)
+            return send_status(self.conn, self.worker.name, Status(b"error", b"files", missing.reason))
         except Refused as why:
             return self._decline(why, why.reason)
         self.conn.send_command(protocol.RECEIVED)

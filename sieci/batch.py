@@ -24,7 +24,7 @@ import threading
 import time
 
 from . import defaults
-from .client import ClientError, FdOutput, read_code
+from .client import ClientError, FdOutput, load_program
 
 COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
 PLACEHOLDER = "{}"
@@ -58,12 +58,13 @@ class Job:
         self.runtime = None
         self.bytes = 0
 
-    def run(self, client, env=None, returns=(), results="."):
+    def run(self, client, env=None, programs=None, returns=(), results="."):
         """Run it; the files it returns go to its own folder in ``results``, named by its number."""
         self.started, clock = time.time(), time.monotonic()
         try:
-            self.result = client.run(read_code(self.path), self.path, None, self.command[1:], env,
-                                     returns=returns, results=os.path.join(results, str(self.seq)))
+            program = (programs or Programs()).load(self.path)
+            self.result = client.run_program(program, None, self.command[1:], env, returns=returns,
+                                             results=os.path.join(results, str(self.seq)))
         except ClientError as error:
             self.failure = str(error) or type(error).__name__
         except Exception as error:  # noqa: BLE001 - a bug must fail this job, not hang the batch
@@ -110,6 +111,25 @@ class Job:
         """Drop its output once shown: a long batch need not keep it all."""
         if self.result is not None:
             self.result.stdout = self.result.stderr = b""
+
+
+class Programs:
+    """A batch's programs, each with the ``files`` (``--with``) beside it. One with files, or a
+    folder, is loaded once, so its bundle is packed once and travels to each worker once;
+    a plain file is read afresh for each job, as it always was."""
+
+    def __init__(self, files=()):
+        self.files = list(files)
+        self.loaded = {}
+        self.lock = threading.Lock()
+
+    def load(self, path):
+        if not self.files and not os.path.isdir(path):
+            return load_program(path)
+        with self.lock:
+            if path not in self.loaded:
+                self.loaded[path] = load_program(path, self.files)
+            return self.loaded[path]
 
 
 def exit_status(failures):
@@ -277,10 +297,10 @@ def _work(client, settings, todo, finished):
 class Batch:
     """Runs jobs ``parallel`` at a time; shows each one's output whole, and logs it."""
 
-    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None, returns=(),
-                 results="."):
+    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None, files=(),
+                 returns=(), results="."):
         self.client = client
-        self.job_settings = {"env": env, "returns": returns, "results": results}
+        self.job_settings = {"env": env, "programs": Programs(files), "returns": returns, "results": results}
         self.jobs = jobs
         self.parallel = parallel
         self.ungroup = ungroup
@@ -351,8 +371,8 @@ def run(client, args, prog="sieci-client"):
     try:
         kept, jobs = plan(args)
         log = JobLog(args.joblog, kept) if args.joblog else None
-        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env, args.returns or (),
-                     args.results).run()
+        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env, args.files or (),
+                     args.returns or (), args.results).run()
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return defaults.EXIT_FAILED

@@ -115,6 +115,64 @@ def read_code(path):
         raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
 
 
+class Program:
+    """What a job runs: the program's ``code`` and ``filename``, its ``files`` (a bundle.Bundle,
+    or None), and whether it is a folder of that bundle (``directory``), run as ``python3 FOLDER``."""
+
+    def __init__(self, code, filename, files=None, directory=False):
+        self.code = code
+        self.filename = filename
+        self.files = files
+        self.directory = directory
+
+    @property
+    def fields(self):
+        """The upload header's fields that name the files, and say the program is a folder."""
+        if self.files is None:
+            return []
+        wanted = protocol.FilesWanted(self.files.digest, self.files.size)
+        return [wanted.field] + ([protocol.RUN_DIRECTORY] if self.directory else [])
+
+
+def load_program(path, files=()):
+    """The Program at ``path`` (a file, a zipapp, a folder with __main__.py, or - for stdin), with the
+    files and folders at the paths ``files`` beside it, as ``--with`` places them (bundle.name_beside)."""
+    if path != "-" and os.path.isdir(path):
+        return _folder_program(path, files)
+    filename = path if path != "-" else "stdin.py"
+    return Program(read_code(path), filename, pack_files(files, filename) if files else None)
+
+
+def _folder_program(path, files):
+    """A folder with __main__.py: the bundle holds it, under its name, and ``files`` beside it."""
+    if not os.path.isfile(os.path.join(path, "__main__.py")):
+        raise ClientError(f"can't find '__main__' module in {path!r}")
+    folder = os.path.abspath(path)
+    name = os.path.basename(folder)
+    if not protocol.is_plain_name(name):
+        raise ClientError(f"{path}: a program folder travels under its name, which must be plain "
+                          "(letters, digits, '.', '_' and '-', not starting with '.')")
+    return Program(b"", name, _pack([folder, *files], os.path.dirname(folder)), directory=True)
+
+
+def pack_files(paths, filename):
+    """The bundle.Bundle of the files and folders at ``paths``, as they lie beside the program
+    ``filename`` (whose own file is left out)."""
+    return _pack(paths, os.path.dirname(filename) or ".", [os.path.basename(filename)])
+
+
+def _pack(paths, beside, leave_out=()):
+    from .bundle import PackError, pack
+
+    try:
+        files = pack(paths, beside, leave_out)
+    except PackError as error:
+        raise ClientError(f"--with: {error}") from None
+    for path, why in files.skipped:
+        sys.stderr.write(f"sieci: warning: --with: left out {path} ({why})\n")
+    return files
+
+
 def load_secret(path):
     """The secret in the file at ``path``; a file other users can read is warned about on stderr."""
     from .auth import SecretError, read_secret
@@ -208,13 +266,16 @@ class Client:
         self.fresh = fresh
 
     def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False,
-            returns=(), results=".", fresh=None):
+            files=None, returns=(), results=".", fresh=None):
         """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
         ``env`` (a dict) added to the job's environment; returns its Result. ``terminal``: its
         stdout is line-buffered, as on a terminal; ``merged``: its stdout and stderr are one pipe,
-        whose writes keep their order (then all its output comes as stdout). ``fresh``: the job
-        runs in an interpreter started for it, not one forked from the worker's fork server
-        (slower to start; see docs/running-jobs.md for what differs); None: the Client's setting.
+        whose writes keep their order (then all its output comes as stdout). ``files``: the
+        paths of files and folders to place beside the program, as ``--with`` does (from the
+        folder of ``filename``), or a bundle.Bundle packed once for many jobs (pack_files).
+        ``fresh``: the job runs in an interpreter started for it, not one forked from the worker's
+        fork server (slower to start; see docs/running-jobs.md for what differs); None: the
+        Client's setting.
 
         ``returns``: globs (``out/*.csv``, ``**/*.png``) of files the job writes in its folder
         to bring back, under the folder ``results`` (made when the first file comes), at most
@@ -228,10 +289,27 @@ class Client:
         """
         if isinstance(code, str):
             code = code.encode()
+        from .bundle import Bundle
+
+        if files is not None and not isinstance(files, Bundle):
+            files = pack_files(files, filename)
+        return self.run_program(Program(code, filename, files), output, args, env, terminal, merged,
+                                returns=returns, results=results, fresh=fresh)
+
+    def run_path(self, path, args=(), env=None, files=(), output=None, terminal=False, merged=False, **settings):
+        """Run the program at ``path`` as ``python3 PATH ARGS...`` would: a file, a zipapp, a folder
+        with __main__.py, or - for stdin; with the files and folders at ``files`` beside it; the
+        other ``settings`` as ``run``'s."""
+        return self.run_program(load_program(path, files), output, args, env, terminal, merged, **settings)
+
+    def run_program(self, program, output=None, args=(), env=None, terminal=False, merged=False, returns=(),
+                    results=".", fresh=None):
+        """Run a Program (load_program's); as ``run``."""
         collected = CollectedOutput() if output is None else None
         fresh = self.fresh if fresh is None else fresh
-        fields = job_fields(filename, args, env, terminal, merged, fresh, self._return_fields(returns))
-        result = self._run(code, fields, output or collected, results if returns else None)
+        fields = [*job_fields(program.filename, args, env, terminal, merged, fresh, self._return_fields(returns)),
+                  *program.fields]
+        result = self._run(program.code, fields, output or collected, program.files, results if returns else None)
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
@@ -246,7 +324,8 @@ class Client:
         except ValueError as error:
             raise ClientError(str(error)) from None
 
-    def _run(self, code, fields, output, results=None):
+    def _run(self, code, fields, output, files=None, results=None):
+        """``files``: the program's bundle.Bundle; ``results``: where the files it returns go."""
         started = time.monotonic()
         masters = self._masters()
         if self.shuffle:
@@ -261,9 +340,9 @@ class Client:
             master = masters[position % len(masters)]
             position += 1
             attempt_output = HeldOutput() if self.retries else output
-            files = self._results_folder(results)
+            returned = self._results_folder(results)
             try:
-                result = master.run_job(payload, fields, attempt_output, deadline, files)
+                result = master.run_job(payload, fields, attempt_output, deadline, files, returned)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NotAccepted as error:
@@ -288,8 +367,8 @@ class Client:
             if self.retries:
                 attempt_output.replay(output)
             result.seconds = time.monotonic() - started
-            if files is not None:
-                _note_files(result, files)
+            if returned is not None:
+                _note_files(result, returned)
             return result
 
     def _results_folder(self, results):

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import defaults, options
-from .client import Client, ClientError, FdOutput, parse_masters, read_code, shown_on_terminal, streams_merged
+from .client import Client, ClientError, FdOutput, load_program, parse_masters, shown_on_terminal, streams_merged
 from .protocol import STDOUT
 
 PROG = "sieci-client"
@@ -242,10 +242,11 @@ def show_status(client, as_json):
     return defaults.EXIT_FAILED if failures else 0
 
 
-def run_program(client, command, env=None, prog=PROG, returns=(), results="."):
-    """Run ``command`` (PROG, a file or ``-`` for stdin, and its ARGs) as ``python3 PROG ARG...``
-    would; returns the exit status. The files it writes that match ``returns`` (globs) come back
-    into ``results``.
+def run_program(client, command, env=None, prog=PROG, files=(), returns=(), results="."):
+    """Run ``command`` (PROG, a file, a zipapp, a folder with __main__.py or ``-`` for stdin, and
+    its ARGs) as ``python3 PROG ARG...`` would, with the files and folders at ``files`` beside
+    PROG (``--with``); returns the exit status. The files it writes that match ``returns``
+    (globs) come back into ``results``.
 
     The job's output goes to this process's stdout and stderr as it comes;
     sieci's own failures are one line on stderr and exit status 255, as is
@@ -254,9 +255,8 @@ def run_program(client, command, env=None, prog=PROG, returns=(), results="."):
     path, args = command[0], command[1:]
     output = FdOutput()
     try:
-        code = read_code(path)
-        result = client.run(code, path if path != "-" else "stdin.py", output, args, env, shown_on_terminal(),
-                            streams_merged(), returns, results)
+        result = client.run_program(load_program(path, files), output, args, env, shown_on_terminal(),
+                                    streams_merged(), returns=returns, results=results)
     except ClientError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code
@@ -293,7 +293,7 @@ def main(argv=None):
             from . import batch
 
             return batch.run(client, args, PROG)
-        return run_program(client, args.command, args.env, PROG, args.returns or (), args.results)
+        return run_program(client, args.command, args.env, PROG, args.files or (), args.returns or (), args.results)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

@@ -31,6 +31,10 @@ class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
 
 
+class FilesMissing(NotAccepted):
+    """The worker lacks the job's files, and a classic master cannot send them: they must go inline."""
+
+
 class Result:
     """What became of one job.
 
@@ -83,10 +87,21 @@ class ClientLink:
         self.tls = tls
         self.secret = secret
 
-    def run_job(self, payload, fields, output, deadline, files=None):
+    def run_job(self, payload, fields, output, deadline, files=None, returned=None):
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
         it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
-        ``files`` (a results_folder.ResultsFolder) takes the files the job returns."""
+        ``files``: the job's bundle.Bundle, which the upload names (``files=``) and
+        the master asks for if it lacks it; a worker behind a classic master that
+        lacks it refuses the job, which is then uploaded again with it inline.
+        ``returned`` (a results_folder.ResultsFolder) takes the files the job returns."""
+        try:
+            return self._attempt(payload, fields, output, deadline, files, returned)
+        except FilesMissing:
+            fields_inline, payload = protocol.encode_upload_payload(payload, bundle=files.data,
+                                                                    bundle_digest=files.digest)
+            return self._attempt(payload, [*fields, *fields_inline], output, deadline, returned=returned)
+
+    def _attempt(self, payload, fields, output, deadline, files=None, returned=None):
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -99,10 +114,10 @@ class ClientLink:
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             conn.send(self.upload(payload, fields), completes=protocol.JOB)
-            _await_acceptance(conn, self.where, deadline)
+            _await_acceptance(conn, self.where, deadline, files)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
-            return _read_results(conn, output, self.where, splice, files)
+            return _read_results(conn, output, self.where, splice, returned)
         except protocol.RemoteProtocolError as error:
             lost = JobLost if accepted else NotAccepted
             raise lost(f"master {self.where} broke the protocol: {error}") from None
@@ -219,12 +234,16 @@ def _next(conn, failure, doing):
     return event
 
 
-def _await_acceptance(conn, where, deadline):
-    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts."""
+def _await_acceptance(conn, where, deadline, files=None):
+    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts.
+    The master's first answer may be NEED, for the job's ``files``."""
     line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     conn.deadline = deadline
     if deadline is None:
         conn.settimeout(None)
+    if line.word == protocol.NEED:  # the master lacks the job's files
+        _send_files(conn, line, files)
+        line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
@@ -232,7 +251,15 @@ def _await_acceptance(conn, where, deadline):
         raise NotAccepted(f"master {where} refused the job: {reason}")
 
 
-def _read_results(conn, output, where, splice=False, files=None):
+def _send_files(conn, need, files):
+    from .files_transfer import check_need, encode_bundle_block
+
+    wanted = None if files is None else protocol.FilesWanted(files.digest, files.size)
+    check_need(need, wanted)
+    conn.send(encode_bundle_block(wanted, files.data), completes=protocol.JOB)
+
+
+def _read_results(conn, output, where, splice=False, returned=None):
     line = _next(conn, JobLost, f"before the job's results came (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
@@ -241,7 +268,7 @@ def _read_results(conn, output, where, splice=False, files=None):
     worker = header.field(b"worker")
     worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:
-        status = _read_extended(conn, output, where, splice, files)
+        status = _read_extended(conn, output, where, splice, returned)
         return Result(status.exit_code, status, where, worker)
     _read_classic(conn, output, where)
     return Result(0, None, where, worker)
@@ -256,9 +283,9 @@ def _read_classic(conn, output, where):
     output.write(protocol.STDOUT, b"".join(parts))
 
 
-def _read_extended(conn, output, where, splice, files=None):
+def _read_extended(conn, output, where, splice, returned=None):
     """Extended results, written as they come; with ``splice``, a raw chunk bound for a
-    blocking pipe goes there past Python (see relay.py). Returned files go to ``files``
+    blocking pipe goes there past Python (see relay.py). Returned files go to ``returned``
     (those not asked for, nowhere)."""
     decoder = ResultDecoder()
     doing = f"in the middle of the results (master {where})"
@@ -268,18 +295,20 @@ def _read_extended(conn, output, where, splice, files=None):
             for stream, data in decoder.feed(event.data):
                 if stream != protocol.RETURNED:
                     output.write(stream, data)
-                elif files is not None:
-                    files.write(data)
+                elif returned is not None:
+                    returned.write(data)
             if (pipe_for is not None and conn.receiver.raw_pending and decoder.raw_stream != protocol.RETURNED
                     and (pipe := pipe_for(decoder.raw_stream))):
                 for moved in conn.splice_raw(pipe):
                     decoder.took_raw(moved)
     finally:
-        if files is not None:
-            files.close(complete=decoder.status is not None and decoder.complete)
+        if returned is not None:
+            returned.close(complete=decoder.status is not None and decoder.complete)
     status = decoder.status
     if status is None or not decoder.complete:
         raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
+    if status.kind == b"error" and status.value == b"files":
+        raise FilesMissing(f"master {where}: the worker lacks the job's files (a classic master cannot send them)")
     if status.kind == b"error":
         message = status.message.decode("utf-8", "replace")
         raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")

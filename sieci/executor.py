@@ -11,7 +11,6 @@ import os
 import posix
 import signal
 import stat
-import string
 import subprocess
 import sys
 import time
@@ -20,12 +19,12 @@ import gevent
 import gevent.os
 import gevent.queue
 
-from . import defaults, pipes, sandbox, workdir
+from . import bundle, defaults, pipes, sandbox, workdir
 from .fork_channel import Request
 from .fork_server import ForkServer, ForkServerError, job_environment
 from .isolation import Isolation
 from .limits import FILE_TOO_LARGE, Limits, job_status
-from .protocol import STDERR, STDOUT
+from .protocol import STDERR, STDOUT, is_plain_name
 
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
@@ -40,14 +39,9 @@ DISK_CHECK_EVERY = 0.25
 # next wakes, and a job's pipe must not wait for that to reach end of file.
 _close = posix.close
 
-_FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
-
-
 def safe_filename(name):
     """The client's file name if it is a plain, harmless one, else the default."""
-    if name and set(name) <= _FILENAME_CHARACTERS and not name.startswith("."):
-        return name
-    return defaults.JOB_FILENAME
+    return name if is_plain_name(name) else defaults.JOB_FILENAME
 
 
 # Variables read by Python as it starts (with every PYTHON* one): the fork server started with
@@ -105,11 +99,15 @@ class JobRun:
     ``fresh_interpreter``, the job is ``[*command_prefix, python, FILE]``,
     started afresh rather than forked. ``isolation`` (an Isolation) puts the
     job in namespaces and a cgroup of its own (see sandbox.py, cgroups.py).
+    ``files``, an fd of the job's files bundle (see bundle.py; the run closes it),
+    is unpacked into the job's folder before the job starts; with ``directory``,
+    ``filename`` is a folder of the bundle's, run as ``python3 FOLDER``, and
+    ``code`` is not used.
     """
 
     def __init__(self, code, limits=None, python=None, filename=defaults.JOB_FILENAME, fork_server=None,
                  job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None, args=(), env=None,
-                 line_buffered=False, merged=False):
+                 line_buffered=False, merged=False, files=None, directory=False):
         self.code = code
         self.limits = limits or Limits()
         self.filename = safe_filename(filename)
@@ -117,6 +115,8 @@ class JobRun:
         self.env = env or {}
         self.line_buffered = line_buffered  # its stdout, as Python has it on a terminal
         self.merged = merged  # its stdout and stderr one pipe, so that their writes keep their order
+        self.files = files
+        self.directory = directory
         self.job_user = job_user
         self.python = python or sys.executable
         self.command = ([*command_prefix, self.python, self.filename, *self.args]
@@ -146,16 +146,18 @@ class JobRun:
         stdout_read, stdout_write = _pipe()
         stderr_read, stderr_write = _pipe() if not self.merged else (None, os.dup(stdout_write))
         fds = [os.open(os.devnull, os.O_RDONLY), stdout_write, stderr_write]
+        fds += [self.files] if self.files is not None else []  # before the code, which a sandbox takes last
         try:
             if self.isolation.namespaces:
-                fds.append(_code_file(self.code))
+                fds += [] if self.directory else [_code_file(self.code)]
             else:
-                self._workdir = workdir.make(self.code, self.filename, self.job_user)
+                self._workdir = workdir.make(None if self.directory else self.code, self.filename, self.job_user)
             env = {**job_environment(self._workdir or sandbox.WORKDIR, self.python), **self.env}
             if self.line_buffered and self.command:
                 env["PYTHONUNBUFFERED"] = "1"  # a command's Python can only be told to buffer nothing
             request = Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
-                              self.command, self._workdir, self.args, self.line_buffered)
+                              self.command, self._workdir, self.args, self.line_buffered,
+                              self._files_limit() if self.files is not None else None, self.directory)
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
@@ -175,6 +177,10 @@ class JobRun:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
         if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
             self._greenlets.append(gevent.spawn_later(self.limits.timeout, self._time_is_up))
+
+    def _files_limit(self):
+        """The most bytes the job's bundle may unpack to: its folder's limit."""
+        return self.limits.disk or bundle.DEFAULT_MAX_SIZE
 
     def __exit__(self, *exc_info):
         self._torn_down = True
@@ -328,10 +334,11 @@ class JobRunner:
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
     def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False,
-            fresh=False):
+            files=None, directory=False, fresh=False):
         """``fresh``: this job asked for an interpreter of its own."""
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user, self.command_prefix,
-                      self.fresh_interpreter or fresh, self.isolation, args, env, line_buffered, merged)
+                      self.fresh_interpreter or fresh, self.isolation, args, env, line_buffered, merged, files,
+                      directory)
 
     def close(self):
         self.fork_server.close()

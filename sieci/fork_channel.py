@@ -18,7 +18,7 @@ path (see zygote.helper), so any Python 3 can run it.
 
 import json
 
-MAX_FDS = 4  # a request's: stdin, stdout, stderr and, sandboxed, the code
+MAX_FDS = 5  # a request's: stdin, stdout, stderr, the files bundle if any and, sandboxed, the code
 MAX_REQUEST = 1 << 20
 MAX_ANSWER = 1 << 16
 
@@ -30,11 +30,12 @@ class MalformedMessage(ValueError):
 class Request:
     """What the job's process needs to become the job: its file's name, environment, the
     rlimits it takes, the user ``[uid, gid]`` it runs as, a command to exec instead of the
-    file, its working directory (none when the sandbox makes it), its arguments, and whether
-    its stdout is line-buffered (as on a terminal)."""
+    file, its working directory (none when the sandbox makes it), its arguments, whether
+    its stdout is line-buffered (as on a terminal), the most bytes its files bundle may unpack
+    to (None: it has none), and whether the program is a folder (in the bundle) rather than a file."""
 
     def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=(),
-                 line_buffered=False):
+                 line_buffered=False, files=None, directory=False):
         self.filename = filename
         self.env = env
         self.limits = limits or {}
@@ -43,6 +44,8 @@ class Request:
         self.workdir = workdir
         self.args = list(args)
         self.line_buffered = line_buffered
+        self.files = files
+        self.directory = directory
 
 
 class Ended:

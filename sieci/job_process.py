@@ -29,14 +29,21 @@ LIMITS = {
 }
 
 
-def start_job(request, fds, workdir, sandbox=None):
+FILES_FD = 3  # the job's files bundle, until it is unpacked
+
+
+def start_job(request, fds, workdir, sandbox=None, unpack=None):
     """Become the job of ``request`` (a fork_channel.Request): its streams (``fds``), limits,
     user, folder (``workdir``) and environment; never returns. ``sandbox``: sandbox.py, loaded,
-    when the job is in namespaces of its own, where it drops the job's privileges."""
+    when the job is in namespaces of its own, where it drops the job's privileges. ``fds[3]``,
+    when the request has files, is their bundle, which ``unpack(fd, folder_fd, max_size)``
+    (bundle.unpack) places in the folder, as the job user, before the job starts."""
     try:
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)
+        if request.files is not None:
+            os.dup2(fds[3], FILES_FD)
+        os.closerange(FILES_FD + (request.files is not None), 1 << 16)
         for name, value in request.limits.items():
             if value:
                 resource.setrlimit(LIMITS[name], (value, value + 1 if name == "cpu" else value))
@@ -51,6 +58,8 @@ def start_job(request, fds, workdir, sandbox=None):
             os.setuid(user[0])
         os.chdir(workdir)
         set_environment(request.env)
+        if request.files is not None:
+            _unpack_files(unpack, request.files)
     except BaseException as error:
         os.write(2, f"sieci: cannot start the job: {error}\n".encode())
         os._exit(127)
@@ -77,6 +86,15 @@ class MainProgram(BaseException):
         self.unfreeze = False  # the fork server froze the collector's objects
 
 
+def _unpack_files(unpack, max_size):
+    folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        unpack(FILES_FD, folder, max_size)
+    finally:
+        os.close(folder)
+        os.close(FILES_FD)
+
+
 def set_environment(env):
     """Make os.environ exactly ``env``, touching only what differs (the zygote's own is nearly it)."""
     for key in [key for key in os.environ if key not in env]:
@@ -89,8 +107,9 @@ def set_environment(env):
 def take_interpreter(program, modules, path, path_importer_cache):
     """Give the interpreter to ``program`` (a MainProgram) as it was at its start: with those
     ``modules`` loaded, that ``path`` (its first entry the fork server's folder) and
-    ``path_importer_cache``, and the collector's objects unfrozen if the fork server froze them. Returns the globals to run its code in, its path, and its
-    source: None for a zipapp or a folder, which runs through runpy as python3 runs them."""
+    ``path_importer_cache``, and the collector's objects unfrozen if the fork server froze them.
+    Returns the globals to run its code in, its path, and its source: None for a zipapp or a
+    folder, which runs through runpy as python3 runs them."""
     for name in set(sys.modules) - modules:
         del sys.modules[name]  # what the fork server imported; the job imports its own
     sys.path_importer_cache.clear()
@@ -102,9 +121,11 @@ def take_interpreter(program, modules, path, path_importer_cache):
     file = program.path
     sys.argv = [os.path.basename(file), *program.args]
     sys.orig_argv = [sys.orig_argv[0], *sys.argv]
-    with open(file, "rb") as opened:
-        source = opened.read()
-    runs_as_module = b"\0" in source and _is_zip(file)  # no Python source holds a NUL byte
+    source = None
+    if not os.path.isdir(file):  # a folder's __main__ runs as a zipapp's does
+        with open(file, "rb") as opened:
+            source = opened.read()
+    runs_as_module = source is None or (b"\0" in source and _is_zip(file))  # no Python source holds a NUL byte
     sys.path[:] = [file if runs_as_module else os.path.dirname(file), *path[1:]]
     main = _fresh_main_module()
     if runs_as_module:

@@ -26,23 +26,30 @@ _close = posix.close
 
 
 def make(code, filename, user=None):
-    """A fresh private folder in the system's temp folder holding the job's file; its path."""
+    """A fresh private folder in the system's temp folder holding the job's file (none for ``code``
+    None: a directory program, which comes in the job's files bundle); its path."""
     folder = tempfile.mkdtemp(prefix="sieci-job-")
     folder_fd = os.open(folder, _DIRECTORY)
     try:
-        file_fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=folder_fd)
-        try:
-            with open(file_fd, "wb", closefd=False) as file:
-                file.write(code)
-            if user:
-                os.fchown(file_fd, *user)
-                os.fchown(folder_fd, *user)
-        finally:
-            _close(file_fd)
+        if code is not None:
+            _write_file(folder_fd, filename, code, user)
+        if user:
+            os.fchown(folder_fd, *user)
     finally:
         _close(folder_fd)
     return folder
+
+
+def _write_file(folder_fd, filename, code, user):
+    file_fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=folder_fd)
+    try:
+        with open(file_fd, "wb", closefd=False) as file:
+            file.write(code)
+        if user:
+            os.fchown(file_fd, *user)
+    finally:
+        _close(file_fd)
 
 
 def _listing(folder_fd):

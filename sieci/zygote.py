@@ -263,7 +263,7 @@ def fork_standby(channel, rehearsed=True):
             theirs.close()
             if message:
                 request = fork_channel.decode_request(message)
-                job_process.start_job(request, fds, request.workdir)
+                job_process.start_job(request, fds, request.workdir, unpack=unpack_files)
         except job_process.MainProgram:
             becomes_job = True
             raise
@@ -349,12 +349,18 @@ def start_sandboxed_job(job_line, workdir, walls_failed):
     try:
         if walls_failed:
             raise walls_failed
-        sandbox.place_code(request.filename, workdir, fds.pop(), WALLS["sandbox"].get("user"))
+        if not request.directory:  # a directory program comes in the files bundle
+            sandbox.place_code(request.filename, workdir, fds.pop(), WALLS["sandbox"].get("user"))
     except BaseException as error:
         job_line.send(fork_channel.encode_report_failed(f"cannot start the job: {error}"))
         os._exit(127)
     job_line.close()
-    job_process.start_job(request, fds, workdir, sandbox)
+    job_process.start_job(request, fds, workdir, sandbox, unpack_files)
+
+
+def unpack_files(bundle_fd, folder_fd, max_size):
+    """In the job's process: its files, into its folder (loaded only by the jobs that have some)."""
+    helper("bundle").unpack(bundle_fd, folder_fd, max_size)
 
 
 WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 starts after 8 calls)

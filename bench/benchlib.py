@@ -277,8 +277,9 @@ def simulated_worker(port, counters=None, host="127.0.0.1"):
 # --- load ---------------------------------------------------------------------------
 
 
-def hello_jobs(address, in_flight, jobs, seconds, show_failures=5):
-    """Up to ``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once.
+def hello_jobs(address, in_flight, jobs, seconds, show_failures=5, fresh=False):
+    """Up to ``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once
+    (``fresh``: each in an interpreter of its own).
 
     Runs in greenlets of this (gevent-patched) process; every answer is
     checked. Returns the outcomes counted and the seconds it took.
@@ -287,7 +288,7 @@ def hello_jobs(address, in_flight, jobs, seconds, show_failures=5):
 
     from sieci import client
 
-    runner_client = client.Client(address, timeout=60)
+    runner_client = client.Client(address, timeout=60, fresh=fresh)
     outcomes = {"right": 0, "wrong": 0, "failed": 0}
     numbers = iter(range(jobs))
     deadline = time.monotonic() + seconds

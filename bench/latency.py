@@ -65,9 +65,9 @@ def timed_process(command, expected=None, env=None, timeout=30):
     return elapsed
 
 
-def timed_in_process(address):
+def timed_in_process(address, fresh=False):
     started = time.perf_counter()
-    result = client.Client(address, timeout=30).run(HELLO, "hello.py")
+    result = client.Client(address, timeout=30).run(HELLO, "hello.py", fresh=fresh)
     elapsed = time.perf_counter() - started
     if result.exit_status != 0 or result.stdout != EXPECTED:
         raise RuntimeError(f"client.run({address}) gave status {result.exit_status}, stdout {result.stdout!r}")
@@ -138,7 +138,9 @@ def main(argv=None):
                 "python hello.py (local)": ([sys.executable, hello], EXPECTED, None),
                 "bin/client, cluster": (client_command(address, hello), EXPECTED, None),
                 "bin/client, instant worker": (client_command(instant, hello), EXPECTED, None),
+                "bin/client --fresh, cluster": (client_command("--fresh", address, hello), EXPECTED, None),
                 "client.run in-process, cluster": (address, None, None),
+                "client.run in-process --fresh, cluster": ((address, "fresh"), None, None),
                 "client.run in-process, instant worker": (instant, None, None),
             }
             plain = plain_venv(os.path.join(workdir, "venv"))
@@ -161,6 +163,8 @@ def main(argv=None):
                 command, expected, env = measures[name]
                 if isinstance(command, str):
                     return timed_in_process(command)
+                if isinstance(command, tuple):
+                    return timed_in_process(command[0], fresh=True)
                 return timed_process(command, expected, env)
 
             timed_in_process(address)  # the workers have linked
@@ -206,7 +210,8 @@ def report(times, args, elapsed, console, bytecode_uncached):
     m = {name: median(values) * 1000 for name, values in times.items()}
     local = m["python hello.py (local)"]
     print()
-    ratios = [("bin/client, cluster", "python hello.py (local)")]
+    ratios = [("bin/client, cluster", "python hello.py (local)"),
+              ("bin/client --fresh, cluster", "python hello.py (local)")]
     if console:
         ratios.append((".venv/bin/sieci-client, cluster", "python hello.py (local)"))
     if bytecode_uncached:
@@ -237,6 +242,7 @@ def report(times, args, elapsed, console, bytecode_uncached):
          m["bin/client, cluster"] - m["bin/client, instant worker"]),
         ("whole job without a client process (client.run in-process, cluster)",
          m["client.run in-process, cluster"]),
+        ("  the same with a fresh interpreter for the job (--fresh)", m["client.run in-process --fresh, cluster"]),
     ]
     if bytecode_uncached:
         rows[4:4] = [(f"importing {CLIENT_MODULE}, bytecode cached (import [bytecode] - pass)",

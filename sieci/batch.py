@@ -24,7 +24,7 @@ import threading
 import time
 
 from . import defaults
-from .client import ClientError, FdOutput, read_code
+from .client import ClientError, FdOutput, load_program
 
 COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
 PLACEHOLDER = "{}"
@@ -58,10 +58,13 @@ class Job:
         self.runtime = None
         self.bytes = 0
 
-    def run(self, client, env=None):
+    def run(self, client, env=None, programs=None, returns=(), results="."):
+        """Run it; the files it returns go to its own folder in ``results``, named by its number."""
         self.started, clock = time.time(), time.monotonic()
         try:
-            self.result = client.run(read_code(self.path), self.path, None, self.command[1:], env)
+            program = (programs or Programs()).load(self.path)
+            self.result = client.run_program(program, None, self.command[1:], env, returns=returns,
+                                             results=os.path.join(results, str(self.seq)))
         except ClientError as error:
             self.failure = str(error) or type(error).__name__
         except Exception as error:  # noqa: BLE001 - a bug must fail this job, not hang the batch
@@ -76,13 +79,18 @@ class Job:
 
     @property
     def exit_status(self):
-        return defaults.EXIT_FAILED if self.result is None else self.result.exit_status
+        if self.result is None or self.result.not_returned:
+            return defaults.EXIT_FAILED
+        return self.result.exit_status
 
     @property
     def reason(self):
-        """Why sieci could not run it, or which limit it hit; None if neither."""
+        """Why sieci could not run it, which limit it hit, or that files it returned were not written;
+        None if none of these."""
         if self.failure is not None:
             return self.failure
+        if self.result.not_returned:
+            return f"{len(self.result.not_returned)} of the files it returned not written"
         return self.result.message if self.result.limit else None
 
     def streams(self, prog):
@@ -91,6 +99,10 @@ class Job:
         stderr = self.result.stderr if self.result is not None else b""
         if self.failure is not None:
             stderr += os.fsencode(f"{prog}: error: {self.path}: {self.failure}\n")
+        elif self.result.not_returned:
+            from .client_command import not_returned_lines
+
+            stderr += os.fsencode("".join(not_returned_lines(self.result, prog, f"{self.path}: ")))
         elif self.reason:
             stderr += os.fsencode(f"{prog}: {self.path}: {self.reason}\n")
         return stdout, stderr
@@ -99,6 +111,25 @@ class Job:
         """Drop its output once shown: a long batch need not keep it all."""
         if self.result is not None:
             self.result.stdout = self.result.stderr = b""
+
+
+class Programs:
+    """A batch's programs, each with the ``files`` (``--with``) beside it. One with files, or a
+    folder, is loaded once, so its bundle is packed once and travels to each worker once;
+    a plain file is read afresh for each job, as it always was."""
+
+    def __init__(self, files=()):
+        self.files = list(files)
+        self.loaded = {}
+        self.lock = threading.Lock()
+
+    def load(self, path):
+        if not self.files and not os.path.isdir(path):
+            return load_program(path)
+        with self.lock:
+            if path not in self.loaded:
+                self.loaded[path] = load_program(path, self.files)
+            return self.loaded[path]
 
 
 def exit_status(failures):
@@ -253,22 +284,23 @@ def progress_bar(total):
     return tqdm(total=total, file=sys.stderr, unit="job", dynamic_ncols=True, smoothing=0)
 
 
-def _work(client, env, todo, finished):
+def _work(client, settings, todo, finished):
     while True:
         try:
             job = todo.get_nowait()
         except queue.Empty:
             return
-        job.run(client, env)
+        job.run(client, **settings)
         finished.put(job)
 
 
 class Batch:
     """Runs jobs ``parallel`` at a time; shows each one's output whole, and logs it."""
 
-    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None):
+    def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None, files=(),
+                 returns=(), results="."):
         self.client = client
-        self.env = env
+        self.job_settings = {"env": env, "programs": Programs(files), "returns": returns, "results": results}
         self.jobs = jobs
         self.parallel = parallel
         self.ungroup = ungroup
@@ -296,7 +328,7 @@ class Batch:
             job.index = index
             todo.put(job)
         for _ in range(min(self.parallel, len(self.jobs))):
-            threading.Thread(target=_work, args=(self.client, self.env, todo, finished), daemon=True).start()
+            threading.Thread(target=_work, args=(self.client, self.job_settings, todo, finished), daemon=True).start()
         return finished
 
     def _finish(self, job):
@@ -339,7 +371,8 @@ def run(client, args, prog="sieci-client"):
     try:
         kept, jobs = plan(args)
         log = JobLog(args.joblog, kept) if args.joblog else None
-        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env).run()
+        return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env, args.files or (),
+                     args.returns or (), args.results).run()
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return defaults.EXIT_FAILED

@@ -121,6 +121,64 @@ def read_code(path):
         raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
 
 
+class Program:
+    """What a job runs: the program's ``code`` and ``filename``, its ``files`` (a bundle.Bundle,
+    or None), and whether it is a folder of that bundle (``directory``), run as ``python3 FOLDER``."""
+
+    def __init__(self, code, filename, files=None, directory=False):
+        self.code = code
+        self.filename = filename
+        self.files = files
+        self.directory = directory
+
+    @property
+    def fields(self):
+        """The upload header's fields that name the files, and say the program is a folder."""
+        if self.files is None:
+            return []
+        wanted = protocol.FilesWanted(self.files.digest, self.files.size)
+        return [wanted.field] + ([protocol.RUN_DIRECTORY] if self.directory else [])
+
+
+def load_program(path, files=()):
+    """The Program at ``path`` (a file, a zipapp, a folder with __main__.py, or - for stdin), with the
+    files and folders at the paths ``files`` beside it, as ``--with`` places them (bundle.name_beside)."""
+    if path != "-" and os.path.isdir(path):
+        return _folder_program(path, files)
+    filename = path if path != "-" else "stdin.py"
+    return Program(read_code(path), filename, pack_files(files, filename) if files else None)
+
+
+def _folder_program(path, files):
+    """A folder with __main__.py: the bundle holds it, under its name, and ``files`` beside it."""
+    if not os.path.isfile(os.path.join(path, "__main__.py")):
+        raise ClientError(f"can't find '__main__' module in {path!r}")
+    folder = os.path.abspath(path)
+    name = os.path.basename(folder)
+    if not protocol.is_plain_name(name):
+        raise ClientError(f"{path}: a program folder travels under its name, which must be plain "
+                          "(letters, digits, '.', '_' and '-', not starting with '.')")
+    return Program(b"", name, _pack([folder, *files], os.path.dirname(folder)), directory=True)
+
+
+def pack_files(paths, filename):
+    """The bundle.Bundle of the files and folders at ``paths``, as they lie beside the program
+    ``filename`` (whose own file is left out)."""
+    return _pack(paths, os.path.dirname(filename) or ".", [os.path.basename(filename)])
+
+
+def _pack(paths, beside, leave_out=()):
+    from .bundle import PackError, pack
+
+    try:
+        files = pack(paths, beside, leave_out)
+    except PackError as error:
+        raise ClientError(f"--with: {error}") from None
+    for path, why in files.skipped:
+        sys.stderr.write(f"sieci: warning: --with: left out {path} ({why})\n")
+    return files
+
+
 def load_secret(path):
     """The secret in the file at ``path``; a file other users can read is warned about on stderr."""
     from .auth import SecretError, read_secret
@@ -151,12 +209,14 @@ def parse_masters(masters):
 MAX_HEADER_FIELDS = 60 << 10
 
 
-def job_fields(filename, args=(), env=None, terminal=False, merged=False):
+def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=False, returns=()):
     """The upload header's fields: extended results, the file's name, its arguments and environment,
-    and whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``."""
+    whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``, whether it
+    asks for a ``fresh`` interpreter, and the fields that ask for files back (``returns``)."""
     fields = [protocol.EXTENDED]
     fields += [protocol.STDOUT_ON_TERMINAL] if terminal else []
     fields += [protocol.STDERR_WITH_STDOUT] if merged else []
+    fields += [protocol.FRESH_INTERPRETER] if fresh else []
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
         fields.append(b"name=" + name)
@@ -164,6 +224,7 @@ def job_fields(filename, args=(), env=None, terminal=False, merged=False):
         fields += protocol.encode_arguments(args, env or {})
     except protocol.LocalProtocolError as error:
         raise ClientError(str(error)) from None
+    fields += returns
     if sum(len(field) + 1 for field in fields) > MAX_HEADER_FIELDS:
         raise ClientError(f"the arguments and environment are too long: at most {MAX_HEADER_FIELDS >> 10} KiB "
                           "travel with a job (each byte not a letter or digit counts three)")
@@ -186,11 +247,15 @@ class Client:
     to the masters, or True to build one from ``tls_ca`` (default: the
     system's CAs), ``tls_cert`` and ``tls_key``; giving any of those turns
     TLS on too.
+
+    With ``fresh``, every job asks for an interpreter of its own (see ``run``).
     """
 
     def __init__(self, masters, connect_timeout=defaults.CONNECT_TIMEOUT, timeout=None, retries=0,
-                 shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None):
+                 shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None,
+                 max_return=defaults.MAX_RETURN, fresh=False):
         self.addresses = parse_masters(masters)
+        self.max_return = max_return
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.retries = retries
@@ -204,13 +269,23 @@ class Client:
             except tls_module.TLSError as error:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
+        self.fresh = fresh
 
     def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False,
-            stdin=None):
+            files=None, returns=(), results=".", fresh=None, stdin=None):
         """Run ``code`` (bytes or str) as ``python3 FILENAME ARGS...``, with the variables of
         ``env`` (a dict) added to the job's environment; returns its Result. ``terminal``: its
         stdout is line-buffered, as on a terminal; ``merged``: its stdout and stderr are one pipe,
-        whose writes keep their order (then all its output comes as stdout).
+        whose writes keep their order (then all its output comes as stdout). ``files``: the
+        paths of files and folders to place beside the program, as ``--with`` does (from the
+        folder of ``filename``), or a bundle.Bundle packed once for many jobs (pack_files).
+        ``fresh``: the job runs in an interpreter started for it, not one forked from the worker's
+        fork server (slower to start; see docs/running-jobs.md for what differs); None: the
+        Client's setting.
+
+        ``returns``: globs (``out/*.csv``, ``**/*.png``) of files the job writes in its folder
+        to bring back, under the folder ``results`` (made when the first file comes), at most
+        ``max_return`` bytes of them; Result.returned and Result.not_returned say how it went.
 
         ``stdin`` (bytes, or a binary file object read as the job runs) is the job's stdin,
         streamed while it runs; without it the job's stdin is empty. Through a classic master
@@ -225,23 +300,54 @@ class Client:
         """
         if isinstance(code, str):
             code = code.encode()
+        from .bundle import Bundle
+
+        if files is not None and not isinstance(files, Bundle):
+            files = pack_files(files, filename)
+        return self.run_program(Program(code, filename, files), output, args, env, terminal, merged,
+                                returns=returns, results=results, fresh=fresh, stdin=stdin)
+
+    def run_path(self, path, args=(), env=None, files=(), output=None, terminal=False, merged=False, **settings):
+        """Run the program at ``path`` as ``python3 PATH ARGS...`` would: a file, a zipapp, a folder
+        with __main__.py, or - for stdin; with the files and folders at ``files`` beside it; the
+        other ``settings`` as ``run``'s."""
+        return self.run_program(load_program(path, files), output, args, env, terminal, merged, **settings)
+
+    def run_program(self, program, output=None, args=(), env=None, terminal=False, merged=False, returns=(),
+                    results=".", fresh=None, stdin=None):
+        """Run a Program (load_program's); as ``run``."""
         collected = CollectedOutput() if output is None else None
-        fields = job_fields(filename, args, env, terminal, merged)
+        fresh = self.fresh if fresh is None else fresh
+        fields = [*job_fields(program.filename, args, env, terminal, merged, fresh, self._return_fields(returns)),
+                  *program.fields]
         if stdin is None:
-            result = self._run(code, fields, output or collected)
+            result = self._run(program.code, fields, output or collected, program.files, results if returns else None)
         else:
             from .client_stdin import JobStdin
 
             stdin = stdin if isinstance(stdin, JobStdin) else JobStdin(stdin)
             try:
-                result = self._run(code, fields + stdin.fields(), output or collected, stdin)
+                result = self._run(program.code, fields + stdin.fields(), output or collected, program.files,
+                                   results if returns else None, stdin)
             finally:
                 stdin.close()
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
 
-    def _run(self, code, fields, output, stdin=None):
+    def _return_fields(self, globs):
+        if not globs:
+            return []
+        from .returns import encode_returns
+
+        try:
+            return encode_returns(globs, self.max_return)
+        except ValueError as error:
+            raise ClientError(str(error)) from None
+
+    def _run(self, code, fields, output, files=None, results=None, stdin=None):
+        """``files``: the program's bundle.Bundle; ``results``: where the files it returns go;
+        ``stdin``: a client_stdin.JobStdin."""
         started = time.monotonic()
         masters = self._masters()
         if self.shuffle:
@@ -256,13 +362,14 @@ class Client:
             master = masters[position % len(masters)]
             position += 1
             attempt_output = HeldOutput() if self.retries else output
+            returned = self._results_folder(results)
             try:
-                result = master.run_job(payload, fields, attempt_output, deadline, stdin)
+                result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except StdinNeedsRelay as error:
-                fields, payload = _with_inline_stdin(code, fields, stdin, error)
-                stdin, position = None, position - 1  # the same master again
+                fields, payload = _with_inline_stdin(code, fields, stdin, files, error)
+                stdin, files, position = None, None, position - 1  # the same master again
                 continue
             except NotAccepted as error:
                 failures.append(str(error))
@@ -286,7 +393,17 @@ class Client:
             if self.retries:
                 attempt_output.replay(output)
             result.seconds = time.monotonic() - started
+            if returned is not None:
+                _note_files(result, returned)
             return result
+
+    def _results_folder(self, results):
+        """Where an attempt writes the files its job returns (each attempt afresh), or None."""
+        if results is None:
+            return None
+        from .results_folder import ResultsFolder
+
+        return ResultsFolder(results, self.max_return)
 
     def status(self):
         """Ask every master for its status: a list of (address, dict or ClientError)."""
@@ -302,17 +419,25 @@ class Client:
         return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
 
 
-def _with_inline_stdin(code, fields, stdin, refusal):
-    """The upload's fields and payload with ``stdin`` (a JobStdin) inline, for a classic master, which
-    relays one block only (``refusal`` says it stands in the way); StdinCannotGo if it cannot go so."""
+def _with_inline_stdin(code, fields, stdin, files, refusal):
+    """The upload's fields and payload with ``stdin`` (a JobStdin), and ``files`` (a bundle.Bundle, or
+    None), inline, for a classic master, which relays one block only (``refusal`` says it stands in
+    the way); StdinCannotGo if it cannot go so."""
     if stdin.terminal:
         raise StdinCannotGo(f"-t needs a sieci master all the way to the worker ({refusal})")
     data = stdin.read_inline(defaults.MAX_INLINE_STDIN)
     if data is None:
         raise StdinCannotGo(f"stdin is longer than the {defaults.MAX_INLINE_STDIN >> 10} KiB that can go with the "
                             f"code through a classic master ({refusal}); use a sieci master to stream it")
-    inline_fields, payload = protocol.encode_upload_payload(code, stdin=data)
+    bundle = {} if files is None else {"bundle": files.data, "bundle_digest": files.digest}
+    inline_fields, payload = protocol.encode_upload_payload(code, stdin=data, **bundle)
     return [field for field in fields if field != protocol.STDIN_STREAM] + inline_fields, payload
+
+
+def _note_files(result, files):
+    result.returned, result.not_returned = files.written, files.failed
+    if result.status is None:
+        result.not_returned.append((None, "the job ran on a classic worker, which returns no files"))
 
 
 def run(masters, code, filename="job.py", output=None, args=(), env=None, stdin=None, **settings):

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import defaults, options
-from .client import Client, ClientError, FdOutput, parse_masters, read_code, shown_on_terminal, streams_merged
+from .client import Client, ClientError, FdOutput, load_program, parse_masters, shown_on_terminal, streams_merged
 from .protocol import STDOUT
 
 PROG = "sieci-client"
@@ -66,6 +66,7 @@ def parse_args(argv, environ=None):
             _usage_error("-t is for one job, whose stdin is this terminal (not a batch, nor PROG -)")
         if args.tty and not os.isatty(0):
             _usage_error("-t needs a terminal, and stdin is not one")
+        _check_globs(args.returns or [])
     try:
         args.masters = parse_masters(args.masters)
     except ClientError as error:
@@ -185,6 +186,17 @@ def _explain_with_argparse(tokens):
     _usage_error(f"cannot read the options {' '.join(tokens)!r}")
 
 
+def _check_globs(globs):
+    if globs:
+        from .returns import split_glob
+
+        try:
+            for glob in globs:
+                split_glob(glob)
+        except ValueError as error:
+            _usage_error(str(error))
+
+
 def _job_environment(assignments, environ):
     """``-e NAME=VALUE`` and ``-e NAME`` (this shell's value) as a dict."""
     env = {}
@@ -234,24 +246,28 @@ def show_status(client, as_json):
     return defaults.EXIT_FAILED if failures else 0
 
 
-def run_program(client, command, env=None, prog=PROG, tty=False):
-    """Run ``command`` (PROG, a file or ``-`` for stdin, and its ARGs) as ``python3 PROG ARG...``
-    would; returns the exit status.
+def run_program(client, command, env=None, prog=PROG, files=(), returns=(), results=".", tty=False):
+    """Run ``command`` (PROG, a file, a zipapp, a folder with __main__.py or ``-`` for stdin, and
+    its ARGs) as ``python3 PROG ARG...`` would, with the files and folders at ``files`` beside
+    PROG (``--with``); returns the exit status. The files it writes that match ``returns``
+    (globs) come back into ``results``.
 
     The job's output goes to this process's stdout and stderr as it comes;
-    sieci's own failures are one line on stderr and exit status 255. Its
-    stdin is this process's, unless that is a terminal (then it is empty:
-    see docs/running-jobs.md) or PROG is ``-``; with ``tty`` (-t) the job
-    runs on a terminal of its own, typed on from this one (see terminal.py).
+    sieci's own failures are one line on stderr and exit status 255, as is
+    each returned file that could not be written. Its stdin is this
+    process's, unless that is a terminal (then it is empty: see
+    docs/running-jobs.md) or PROG is ``-``; with ``tty`` (-t) the job runs
+    on a terminal of its own, typed on from this one (see terminal.py).
     """
     path, args = command[0], command[1:]
     output = FdOutput()
     try:
-        code = read_code(path)
+        program = load_program(path, files)
         stdin = _job_stdin(path, tty)
+
         def run():
-            return client.run(code, path if path != "-" else "stdin.py", output, args, env, shown_on_terminal(),
-                              streams_merged(), stdin)
+            return client.run_program(program, output, args, env, shown_on_terminal(), streams_merged(),
+                                      returns=returns, results=results, stdin=stdin)
 
         if tty:
             from .terminal import raw_while
@@ -264,7 +280,20 @@ def run_program(client, command, env=None, prog=PROG, tty=False):
         return error.exit_code
     if result.limit:
         output.write("stderr", f"{prog}: {result.message}\n".encode())
-    return result.exit_status
+    output.write("stderr", os.fsencode("".join(not_returned_lines(result, prog))))
+    return defaults.EXIT_FAILED if result.not_returned else result.exit_status
+
+
+def not_returned_lines(result, prog=PROG, where=""):
+    """A line for people for each file the job returned that could not be written (``where``: before
+    its name, the job's in a batch)."""
+    return [f"{prog}: error: {where}{'' if name is None else _shown(name) + ': '}{why}\n"
+            for name, why in result.not_returned]
+
+
+def _shown(name):
+    """A name as one line can show it: a job chose it, control characters and all."""
+    return name if name.isprintable() else repr(name)
 
 
 def _job_stdin(path, tty):
@@ -296,16 +325,17 @@ def main(argv=None):
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)  # `sieci-client ... | head` ends quietly, like cat
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout,
+        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh,
                         retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,
-                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
         if args.status:
             return show_status(client, args.json)
         if args.batch:
             from . import batch
 
             return batch.run(client, args, PROG)
-        return run_program(client, args.command, args.env, tty=args.tty)
+        return run_program(client, args.command, args.env, PROG, args.files or (), args.returns or (), args.results,
+                           args.tty)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

@@ -35,6 +35,10 @@ class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
 
 
+class FilesMissing(NotAccepted):
+    """The worker lacks the job's files, and a classic master cannot send them: they must go inline."""
+
+
 class Result:
     """What became of one job.
 
@@ -45,6 +49,8 @@ class Result:
     output (bytes) when the client collected it, else None. ``master`` is
     the address that ran it, ``worker`` the worker's name (None from a
     classic worker), ``seconds`` the wall time from upload to result.
+    ``returned`` lists the names of the files the job returned that were
+    written, ``not_returned`` ``(name, why)`` for each that could not be.
     """
 
     def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
@@ -55,6 +61,8 @@ class Result:
         self.seconds = seconds
         self.stdout = stdout
         self.stderr = stderr
+        self.returned = []
+        self.not_returned = []
 
     @property
     def limit(self):
@@ -83,10 +91,22 @@ class ClientLink:
         self.tls = tls
         self.secret = secret
 
-    def run_job(self, payload, fields, output, deadline, stdin=None):
+    def run_job(self, payload, fields, output, deadline, files=None, returned=None, stdin=None):
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
         it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
+        ``files``: the job's bundle.Bundle, which the upload names (``files=``) and
+        the master asks for if it lacks it; a worker behind a classic master that
+        lacks it refuses the job, which is then uploaded again with it inline.
+        ``returned`` (a results_folder.ResultsFolder) takes the files the job returns.
         ``stdin`` (a client_stdin.JobStdin) streams once the job is accepted."""
+        try:
+            return self._attempt(payload, fields, output, deadline, files, returned, stdin)
+        except FilesMissing:
+            fields_inline, payload = protocol.encode_upload_payload(payload, bundle=files.data,
+                                                                    bundle_digest=files.digest)
+            return self._attempt(payload, [*fields, *fields_inline], output, deadline, returned=returned, stdin=stdin)
+
+    def _attempt(self, payload, fields, output, deadline, files=None, returned=None, stdin=None):
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -99,16 +119,16 @@ class ClientLink:
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             conn.send(self.upload(payload, fields), completes=protocol.JOB)
-            _await_acceptance(conn, self.where, deadline)
+            _await_acceptance(conn, self.where, deadline, files)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
             if stdin is None:
-                return _read_results(conn, output, self.where, splice)
+                return _read_results(conn, output, self.where, splice, returned)
             from .client_stdin import StdinPump
 
             pump = StdinPump(conn, stdin).start()
             try:
-                return _read_results(conn, output, self.where, splice)
+                return _read_results(conn, output, self.where, splice, returned)
             finally:
                 pump.stop()
         except protocol.RemoteProtocolError as error:
@@ -227,12 +247,16 @@ def _next(conn, failure, doing):
     return event
 
 
-def _await_acceptance(conn, where, deadline):
-    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts."""
+def _await_acceptance(conn, where, deadline, files=None):
+    """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts.
+    The master's first answer may be NEED, for the job's ``files``."""
     line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     conn.deadline = deadline
     if deadline is None:
         conn.settimeout(None)
+    if line.word == protocol.NEED:  # the master lacks the job's files
+        _send_files(conn, line, files)
+        line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
@@ -241,7 +265,15 @@ def _await_acceptance(conn, where, deadline):
         raise refused(f"master {where} refused the job: {reason}")
 
 
-def _read_results(conn, output, where, splice=False):
+def _send_files(conn, need, files):
+    from .files_transfer import check_need, encode_bundle_block
+
+    wanted = None if files is None else protocol.FilesWanted(files.digest, files.size)
+    check_need(need, wanted)
+    conn.send(encode_bundle_block(wanted, files.data), completes=protocol.JOB)
+
+
+def _read_results(conn, output, where, splice=False, returned=None):
     line = _next(conn, JobLost, f"before the job's results came (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
@@ -250,7 +282,7 @@ def _read_results(conn, output, where, splice=False):
     worker = header.field(b"worker")
     worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:
-        status = _read_extended(conn, output, where, splice)
+        status = _read_extended(conn, output, where, splice, returned)
         return Result(status.exit_code, status, where, worker)
     _read_classic(conn, output, where)
     return Result(0, None, where, worker)
@@ -265,21 +297,32 @@ def _read_classic(conn, output, where):
     output.write(protocol.STDOUT, b"".join(parts))
 
 
-def _read_extended(conn, output, where, splice):
+def _read_extended(conn, output, where, splice, returned=None):
     """Extended results, written as they come; with ``splice``, a raw chunk bound for a
-    blocking pipe goes there past Python (see relay.py)."""
+    blocking pipe goes there past Python (see relay.py). Returned files go to ``returned``
+    (those not asked for, nowhere)."""
     decoder = ResultDecoder()
     doing = f"in the middle of the results (master {where})"
     pipe_for = getattr(output, "pipe_for", None) if splice else None
-    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
-        for stream, data in decoder.feed(event.data):
-            output.write(stream, data)
-        if pipe_for is not None and conn.receiver.raw_pending and (pipe := pipe_for(decoder.raw_stream)):
-            for moved in conn.splice_raw(pipe):
-                decoder.took_raw(moved)
+    try:
+        while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
+            for stream, data in decoder.feed(event.data):
+                if stream != protocol.RETURNED:
+                    output.write(stream, data)
+                elif returned is not None:
+                    returned.write(data)
+            if (pipe_for is not None and conn.receiver.raw_pending and decoder.raw_stream != protocol.RETURNED
+                    and (pipe := pipe_for(decoder.raw_stream))):
+                for moved in conn.splice_raw(pipe):
+                    decoder.took_raw(moved)
+    finally:
+        if returned is not None:
+            returned.close(complete=decoder.status is not None and decoder.complete)
     status = decoder.status
     if status is None or not decoder.complete:
         raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
+    if status.kind == b"error" and status.value == b"files":
+        raise FilesMissing(f"master {where}: the worker lacks the job's files (a classic master cannot send them)")
     if status.kind == b"error":
         message = status.message.decode("utf-8", "replace")
         raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")

@@ -13,7 +13,7 @@ EXIT_USAGE = 2  # a bad command line, config file or environment variable
 EXIT_TIME_LIMIT = 124  # as timeout(1)
 EXIT_OTHER_LIMIT = 128 + 9  # output, memory, CPU, disk: the job was killed (SIGKILL)
 EXIT_INTERRUPTED = 128 + 2  # Ctrl-C
-EXIT_FAILED = 255  # sieci could not get a result; the reason is on stderr
+EXIT_FAILED = 255  # sieci could not get a result (or a file the job returned); the reason is on stderr
 MOST_FAILURES_COUNTED = 100  # a batch exits with its failures' count, at most this plus one
 
 # Master.
@@ -23,6 +23,7 @@ GRACE = 30.0
 MAX_QUEUE = 100_000
 MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
 MAX_CONNECTIONS_PER_ADDRESS = 256  # client connections from one address at once
+FILES_STORE = 1 << 30  # bytes of files bundles a master, or a worker, keeps
 KEEPALIVE = 45.0  # seconds before a peer that vanished (no FIN, no RST), idle or not, is taken for gone
 
 # Worker, and each job it runs.
@@ -40,6 +41,7 @@ JOB_FILENAME = "job.py"
 
 # Client.
 CONNECT_TIMEOUT = 10.0
+MAX_RETURN = 1 << 30  # bytes of the files a job returns (--return)
 # Bytes of stdin a job may get through a classic master, which relays one block: it goes inline, with the code.
 MAX_INLINE_STDIN = 64 << 10
 JOBS_AT_ONCE = 8  # a batch's --jobs, and the Python API's max_workers

@@ -12,7 +12,6 @@ import os
 import posix
 import signal
 import stat
-import string
 import struct
 import subprocess
 import sys
@@ -24,12 +23,12 @@ import gevent.os
 import gevent.queue
 import gevent.socket
 
-from . import defaults, pipes, sandbox, workdir
+from . import bundle, defaults, pipes, sandbox, workdir
 from .fork_channel import Request
 from .fork_server import ForkServer, ForkServerError, job_environment
 from .isolation import Isolation
-from .limits import Limits, job_status
-from .protocol import STDERR, STDOUT
+from .limits import FILE_TOO_LARGE, Limits, job_status
+from .protocol import STDERR, STDOUT, is_plain_name
 
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
@@ -44,8 +43,6 @@ DISK_CHECK_EVERY = 0.25
 # next wakes, and a job's pipe must not wait for that to reach end of file.
 _close = posix.close
 
-_FILENAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
-
 # A job's stdin: empty (None), these bytes, or STREAMED by the caller while the job runs (write_stdin).
 STREAMED = "streamed"
 
@@ -56,9 +53,16 @@ class StdinClosed(Exception):
 
 def safe_filename(name):
     """The client's file name if it is a plain, harmless one, else the default."""
-    if name and set(name) <= _FILENAME_CHARACTERS and not name.startswith("."):
-        return name
-    return defaults.JOB_FILENAME
+    return name if is_plain_name(name) else defaults.JOB_FILENAME
+
+
+# Variables read by Python as it starts (with every PYTHON* one): the fork server started with
+# the job environment's own, so a job that sets one of these gets an interpreter of its own.
+LOCALE_VARIABLES = frozenset(["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE"])
+
+
+def changes_how_python_starts(env):
+    return any(name.startswith("PYTHON") or name in LOCALE_VARIABLES for name in env)
 
 
 def unreadable_for(user, python=None):
@@ -107,6 +111,10 @@ class JobRun:
     ``fresh_interpreter``, the job is ``[*command_prefix, python, FILE]``,
     started afresh rather than forked. ``isolation`` (an Isolation) puts the
     job in namespaces and a cgroup of its own (see sandbox.py, cgroups.py).
+    ``files``, an fd of the job's files bundle (see bundle.py; the run closes it),
+    is unpacked into the job's folder before the job starts; with ``directory``,
+    ``filename`` is a folder of the bundle's, run as ``python3 FOLDER``, and
+    ``code`` is not used.
 
     ``stdin`` is the job's: empty (None), bytes, or STREAMED through
     ``write_stdin`` and ``end_stdin``. With ``tty`` (columns, rows) the job
@@ -117,7 +125,7 @@ class JobRun:
 
     def __init__(self, code, limits=None, python=None, filename=defaults.JOB_FILENAME, fork_server=None,
                  job_user=None, command_prefix=(), fresh_interpreter=False, isolation=None, args=(), env=None,
-                 line_buffered=False, merged=False, stdin=None, tty=None):
+                 line_buffered=False, merged=False, files=None, directory=False, stdin=None, tty=None):
         self.code = code
         self.limits = limits or Limits()
         self.filename = safe_filename(filename)
@@ -125,6 +133,8 @@ class JobRun:
         self.env = env or {}
         self.line_buffered = line_buffered  # its stdout, as Python has it on a terminal
         self.merged = merged  # its stdout and stderr one pipe, so that their writes keep their order
+        self.files = files
+        self.directory = directory
         self.stdin = stdin
         self.tty = tty
         self._stdin_fd = None  # where the job's stdin is written: a pipe's end, or the terminal's (a dup)
@@ -132,7 +142,7 @@ class JobRun:
         self.job_user = job_user
         self.python = python or sys.executable
         self.command = ([*command_prefix, self.python, self.filename, *self.args]
-                        if command_prefix or fresh_interpreter else None)
+                        if command_prefix or fresh_interpreter or changes_how_python_starts(self.env) else None)
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.status = None
         self._own_fork_server = fork_server is None
@@ -141,6 +151,7 @@ class JobRun:
         self._torn_down = False
         self._greenlets = []
         self._limit_hit = None
+        self._file_too_large = False  # it reported a write past its file-size limit
         self._ended = None  # the fork server's word on how the job ended
         self._workdir = None
         self._pid = None
@@ -162,16 +173,19 @@ class JobRun:
             stdout_read, stdout_write = _pipe()
             stderr_read, stderr_write = _pipe() if not self.merged else (None, os.dup(stdout_write))
             fds = [self._stdin_for_job(), stdout_write, stderr_write]
+        fds += [self.files] if self.files is not None else []  # before the code, which a sandbox takes last
         try:
             if self.isolation.namespaces:
-                fds.append(_code_file(self.code))
+                fds += [] if self.directory else [_code_file(self.code)]
             else:
-                self._workdir = workdir.make(self.code, self.filename, self.job_user)
+                self._workdir = workdir.make(None if self.directory else self.code, self.filename, self.job_user)
             env = {**job_environment(self._workdir or sandbox.WORKDIR, self.python), **self.env}
             if self.line_buffered and self.command:
                 env["PYTHONUNBUFFERED"] = "1"  # a command's Python can only be told to buffer nothing
             request = Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
-                              self.command, self._workdir, self.args, self.line_buffered, bool(self.tty))
+                              self.command, self._workdir, self.args, self.line_buffered,
+                              self._files_limit() if self.files is not None else None, self.directory,
+                              tty=bool(self.tty))
             self.started_at = time.monotonic()
             self._pid = self._fork_server.start_job(request, fds)
         except BaseException:
@@ -194,6 +208,10 @@ class JobRun:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
         if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
             self._greenlets.append(gevent.spawn_later(self.limits.timeout, self._time_is_up))
+
+    def _files_limit(self):
+        """The most bytes the job's bundle may unpack to: its folder's limit."""
+        return self.limits.disk or bundle.DEFAULT_MAX_SIZE
 
     def __exit__(self, *exc_info):
         self._torn_down = True
@@ -261,8 +279,22 @@ class JobRun:
     def _clean_up(self):
         if self._own_fork_server:
             self._fork_server.close()
+        if self._ended is not None and self._ended.folder_fd is not None:
+            _close(self._ended.folder_fd)
         if self._workdir:
             workdir.remove(self._workdir)
+
+    def open_folder(self):
+        """A directory fd of the job's folder, for the files it returns; the caller closes it.
+        Only once the job and all it left are gone (output() has ended), and before the run
+        is left; OSError, saying why, if there is none."""
+        if self._ended is None:
+            raise OSError("the job's end was not seen: its processes may still run")
+        if self._workdir:
+            return workdir.open_folder(self._workdir)
+        if self._ended.folder_fd is None:
+            raise OSError("the job's folder is gone")
+        return os.dup(self._ended.folder_fd)
 
     def kill(self):
         """Kill the job's process group; the fork server kills the rest of it."""
@@ -358,9 +390,10 @@ class JobRun:
                     data = data[:allowed]
                     self._stop("output")
                 written += len(data)
+                self._file_too_large = self._file_too_large or FILE_TOO_LARGE in data
                 if data:
                     yield kind, data
-        self.status = job_status(self.limits, self._limit_hit, returncode, self._ended)
+        self.status = job_status(self.limits, self._limit_hit, returncode, self._ended, self._file_too_large)
 
     def more_output_ready(self):
         """Whether output() has more of the job's output to give at once, without waiting."""
@@ -395,10 +428,11 @@ class JobRunner:
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
 
     def run(self, code, filename=defaults.JOB_FILENAME, args=(), env=None, line_buffered=False, merged=False,
-            stdin=None, tty=None):
-        return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user,
-                      self.command_prefix, self.fresh_interpreter, self.isolation, args, env, line_buffered, merged,
-                      stdin, tty)
+            files=None, directory=False, fresh=False, stdin=None, tty=None):
+        """``fresh``: this job asked for an interpreter of its own."""
+        return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user, self.command_prefix,
+                      self.fresh_interpreter or fresh, self.isolation, args, env, line_buffered, merged, files,
+                      directory, stdin, tty)
 
     def close(self):
         self.fork_server.close()

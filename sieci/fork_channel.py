@@ -8,9 +8,9 @@ SOCK_SEQPACKET socketpair; each message is one packet holding one JSON object:
   file descriptors beside it;
 - started (fork server to worker): the job's pid, at once;
 - ended (fork server to worker): how the job ended, once all it left is gone,
-  or why it could not start;
+  or why it could not start; for a sandboxed job, with its folder's fd beside it;
 - a report (a sandboxed job's init or process to the fork server): how the job
-  ended, or why it could not start.
+  ended (and, from the init, its folder's fd), or why it could not start.
 
 No I/O, and the standard library only: the fork server loads this file by
 path (see zygote.helper), so any Python 3 can run it.
@@ -18,7 +18,7 @@ path (see zygote.helper), so any Python 3 can run it.
 
 import json
 
-MAX_FDS = 4  # a request's: stdin, stdout, stderr and, sandboxed, the code
+MAX_FDS = 5  # a request's: stdin, stdout, stderr, the files bundle if any and, sandboxed, the code
 MAX_REQUEST = 1 << 20
 MAX_ANSWER = 1 << 16
 
@@ -30,12 +30,13 @@ class MalformedMessage(ValueError):
 class Request:
     """What the job's process needs to become the job: its file's name, environment, the
     rlimits it takes, the user ``[uid, gid]`` it runs as, a command to exec instead of the
-    file, its working directory (none when the sandbox makes it), its arguments, and whether
-    its stdout is line-buffered (as on a terminal), and whether its stdin is a terminal to make its
-    controlling one."""
+    file, its working directory (none when the sandbox makes it), its arguments, whether
+    its stdout is line-buffered (as on a terminal), the most bytes its files bundle may unpack
+    to (None: it has none), whether the program is a folder (in the bundle) rather than a file,
+    and whether its stdin is a terminal to make its controlling one."""
 
     def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=(),
-                 line_buffered=False, tty=False):
+                 line_buffered=False, files=None, directory=False, tty=False):
         self.filename = filename
         self.env = env
         self.limits = limits or {}
@@ -44,18 +45,23 @@ class Request:
         self.workdir = workdir
         self.args = list(args)
         self.line_buffered = line_buffered
+        self.files = files
+        self.directory = directory
         self.tty = tty
 
 
 class Ended:
     """How a job ended: its raw wait ``status``, the ``cpu`` seconds it used and the
-    limits it ``hit``; or, for a job that could not start, the ``error``."""
+    limits it ``hit``; or, for a job that could not start, the ``error``. ``folder_fd``:
+    a sandboxed job's folder, which no path outside its namespaces reaches, as a
+    directory fd passed beside the answer (None: there is none)."""
 
-    def __init__(self, status=None, cpu=None, hit=(), error=None):
+    def __init__(self, status=None, cpu=None, hit=(), error=None, folder_fd=None):
         self.status = status
         self.cpu = cpu
         self.hit = hit
         self.error = error
+        self.folder_fd = folder_fd
 
 
 def encode_walls(walls):

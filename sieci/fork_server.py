@@ -66,19 +66,27 @@ class ForkServer:
             raise
 
     def wait_job(self):
-        """How the job ended, once all it left is gone: a ``fork_channel.Ended``."""
+        """How the job ended, once all it left is gone: a ``fork_channel.Ended``, whose
+        ``folder_fd`` (if any) the caller closes."""
         try:
-            return self._receive(fork_channel.decode_ended)
+            return self._receive(fork_channel.decode_ended, with_fd=True)
         finally:
             self._lock.release()
 
-    def _receive(self, decode):
+    def _receive(self, decode, with_fd=False):
+        fds = []
         try:
-            message = self._channel.recv(fork_channel.MAX_ANSWER)
+            message, fds, _, _ = socket.recv_fds(self._channel, fork_channel.MAX_ANSWER, 1 if with_fd else 0)
             if message:
-                return decode(message)
+                answer = decode(message)
+                if fds:
+                    answer.folder_fd = fds.pop()
+                return answer
         except (OSError, ValueError):
             pass
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.close(grace=0)
         raise ForkServerError("the fork server died")
 

@@ -22,10 +22,12 @@ class Executor(concurrent.futures.Executor):
         self.client = Client(masters, **client_settings)
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="sieci")
 
-    def submit(self, code, filename="job.py", args=(), env=None, stdin=None):
-        """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment
+    def submit(self, code, filename="job.py", args=(), env=None, returns=(), results=".", stdin=None):
+        """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment,
+        the files it writes that match ``returns`` brought back into ``results`` (see Client.run),
         and ``stdin`` (bytes, or a binary file object) as its stdin."""
-        return self._threads.submit(self.client.run, code, filename, None, args, env, stdin=stdin)
+        return self._threads.submit(self.client.run, code, filename, None, args, env, returns=returns,
+                                    results=results, stdin=stdin)
 
     def map(self, codes, timeout=None):
         return self._threads.map(self.client.run, codes, timeout=timeout)

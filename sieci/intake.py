@@ -9,10 +9,12 @@ import collections
 import logging
 
 import gevent
+import gevent.event
 
-from . import auth, ports, protocol, status
+from . import auth, files_transfer, ports, protocol, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
+from .files_store import Mismatch, StoreFull
 
 log = logging.getLogger("sieci.master")
 
@@ -56,8 +58,10 @@ class Intake:
     requests, at this port's ``identity`` (set once the port is bound)."""
 
     def __init__(self, dispatcher, describe, max_upload, max_unverified, max_connections_per_address,
-                 client_timeout, keepalive, verifier=None, plaintext_only=True):
+                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None):
         self.dispatcher = dispatcher
+        self.files = files  # a FilesStore: the bundles of jobs
+        self.files_arriving = {}  # digest: an Event set when a client has finished sending that bundle
         self.describe = describe
         self.max_upload = max_upload
         self.unverified = UnverifiedUploads(max_unverified)
@@ -125,7 +129,27 @@ class Intake:
         refusal = self.dispatcher.refusal()
         if refusal is not None:
             return self._refuse(conn, name, refusal)
+        if not self._hold_files(conn, name, header):
+            return None
         return self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
+
+    def _hold_files(self, conn, name, header):
+        """The upload's files bundle, if it names one, held in the store for its job: asked of the
+        client first if the store lacks it. False once the client has been refused."""
+        try:
+            wanted = protocol.files_wanted(header)
+            if wanted is None:
+                return True
+            if wanted.size > self.max_upload:
+                raise protocol.RemoteProtocolError(f"a files bundle of {wanted.size} bytes is larger than this "
+                                                   f"master's --max-upload of {self.max_upload} bytes")
+            self._obtain_files(conn, wanted)
+        except (protocol.RemoteProtocolError, Mismatch, StoreFull) as error:
+            return self._refuse(conn, name, str(error))
+        except TimeoutError:
+            return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        self.files.hold(wanted.digest)
+        return True
 
     def _receive_code(self, conn, peer):
         """The upload's payload, in pieces, and its end; what is held counts as unverified."""
@@ -143,6 +167,21 @@ class Intake:
         finally:
             self.unverified.resize(peer, held, 0)
         return code, event
+
+    def _obtain_files(self, conn, wanted):
+        """The bundle in the store: asked of this client, unless another is sending it already (the
+        jobs of a batch come together), whose sending is waited for, as long as a client may take."""
+        while not self.files.has(wanted.digest):
+            arriving = self.files_arriving.get(wanted.digest)
+            if arriving is not None and arriving.wait(self.client_timeout):
+                continue
+            self.files_arriving[wanted.digest] = arriving = gevent.event.Event()
+            try:
+                files_transfer.fetch(conn, self.files, wanted)
+            finally:
+                if self.files_arriving.get(wanted.digest) is arriving:
+                    del self.files_arriving[wanted.digest]
+                arriving.set()
 
     def _answer_status(self, conn, name, line):
         fields = line.raw.split()[1:]

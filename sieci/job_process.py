@@ -1,21 +1,24 @@
 """How a fork server's child becomes the job, exactly as ``python FILE`` would run it.
 
-Its streams, limits, user, folder and environment, then a fresh ``__main__``
-and ``sys.argv``, Python's own ending (threads, atexit, flushing), or an exec
-of a command when the request gives one. The fork server (zygote.py) loads
-this file by path: the standard library only, and nothing here may be seen
-by a job as an importable module.
+Its streams, limits, user, folder and environment (``start_job``); then, for
+a Python file, the interpreter is handed back as ``python FILE`` would find
+it (``MainProgram``): the modules, ``sys.path``, ``sys.argv``, a fresh
+``__main__``, the standard streams Python made at its start, now on the
+job's pipes, and the collector unfrozen. The fork server runs the program at
+its top level, so that the job ends through the interpreter's own ending
+(threads, atexit, flushing, finalizers, exit status). Or it execs a command,
+when the request gives one. The fork server (zygote.py) loads this file by
+path: the standard library only, and nothing here may be seen by a job as an
+importable module.
 """
 
 import _signal  # signal's C functions, without its enum wrapping
 import atexit
 import builtins
-import io
+import gc
 import os
 import resource
-import signal
 import sys
-import types
 
 LIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -26,25 +29,31 @@ LIMITS = {
 }
 
 
-def start_job(request, fds, workdir, sandbox=None):
+FILES_FD = 3  # the job's files bundle, until it is unpacked
+
+
+def start_job(request, fds, workdir, sandbox=None, unpack=None):
     """Become the job of ``request`` (a fork_channel.Request): its streams (``fds``), limits,
     user, folder (``workdir``) and environment; never returns. ``sandbox``: sandbox.py, loaded,
-    when the job is in namespaces of its own, where it drops the job's privileges."""
+    when the job is in namespaces of its own, where it drops the job's privileges. ``fds[3]``,
+    when the request has files, is their bundle, which ``unpack(fd, folder_fd, max_size)``
+    (bundle.unpack) places in the folder, as the job user, before the job starts."""
     try:
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)
+        if request.files is not None:
+            os.dup2(fds[3], FILES_FD)
+        os.closerange(FILES_FD + (request.files is not None), 1 << 16)
         if request.tty:  # as a login does: the job leads its own session, and this is its terminal
             import fcntl
             import termios
 
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # a file past the size limit ends the job
         for name, value in request.limits.items():
             if value:
                 resource.setrlimit(LIMITS[name], (value, value + 1 if name == "cpu" else value))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.umask(0o077)
+        os.umask(0o022)  # as a login shell has it; the job's folder is its own (0700)
         user = request.user
         if sandbox:
             sandbox.drop_privileges(user)
@@ -54,16 +63,41 @@ def start_job(request, fds, workdir, sandbox=None):
             os.setuid(user[0])
         os.chdir(workdir)
         set_environment(request.env)
+        if request.files is not None:
+            _unpack_files(unpack, request.files)
     except BaseException as error:
         os.write(2, f"sieci: cannot start the job: {error}\n".encode())
         os._exit(127)
     if request.command:
+        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # as a shell leaves it for a program it starts
         try:
             os.execvp(request.command[0], request.command)
         except OSError as error:
             os.write(2, f"sieci: cannot run {request.command[0]}: {error}\n".encode())
             os._exit(127)
-    os._exit(run_as_main(os.path.join(workdir, request.filename), request.args, request.line_buffered))
+    raise MainProgram(os.path.join(workdir, request.filename), request.args, request.line_buffered)
+
+
+class MainProgram(BaseException):
+    """Raised in a job's process, up to the fork server's top level, which runs the program there
+    (see ``take_interpreter``): ``path`` with ``args``; ``line_buffered``: its stdout is, as
+    Python has it on a terminal. A BaseException, so that nothing on the way catches it."""
+
+    def __init__(self, path, args, line_buffered):
+        super().__init__(path)
+        self.path = path
+        self.args = args
+        self.line_buffered = line_buffered
+        self.unfreeze = False  # the fork server froze the collector's objects
+
+
+def _unpack_files(unpack, max_size):
+    folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        unpack(FILES_FD, folder, max_size)
+    finally:
+        os.close(folder)
+        os.close(FILES_FD)
 
 
 def set_environment(env):
@@ -75,46 +109,54 @@ def set_environment(env):
             os.environ[key] = value
 
 
-def run_as_main(path, args=(), line_buffered=False):
-    """Run the file at ``path`` as ``python path ARGS...`` would; returns the exit code.
-    ``line_buffered``: its stdout is, as Python has it on a terminal."""
+def take_interpreter(program, modules, path, path_importer_cache):
+    """Give the interpreter to ``program`` (a MainProgram) as it was at its start: with those
+    ``modules`` loaded, that ``path`` (its first entry the fork server's folder) and
+    ``path_importer_cache``, and the collector's objects unfrozen if the fork server froze them.
+    Returns the globals to run its code in, its path, and its source: None for a zipapp or a
+    folder, which runs through runpy as python3 runs them."""
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]  # what the fork server imported; the job imports its own
+    sys.path_importer_cache.clear()
+    sys.path_importer_cache.update(path_importer_cache)
     atexit._clear()
-    sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="strict", closefd=False)
-    sys.stdout = sys.__stdout__ = io.open(1, "w", buffering=1 if line_buffered else -1, encoding="utf-8",
-                                          errors="strict", closefd=False)
-    sys.stderr = sys.__stderr__ = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                                          closefd=False)
-    sys.argv = [os.path.basename(path), *args]
-    sys.orig_argv = [sys.executable, *sys.argv]
-    with open(path, "rb") as file:
-        source = file.read()
-    zipapp = b"\0" in source and _is_zip(path)  # no Python source holds a NUL byte
-    sys.path.insert(0, path if zipapp else os.path.dirname(path))
-    main = types.ModuleType("__main__")
-    main.__file__ = path
-    main.__builtins__ = builtins
+    if program.unfreeze:
+        gc.unfreeze()
+    _streams_on_job_pipes(program.line_buffered)
+    file = program.path
+    sys.argv = [os.path.basename(file), *program.args]
+    sys.orig_argv = [sys.orig_argv[0], *sys.argv]
+    source = None
+    if not os.path.isdir(file):  # a folder's __main__ runs as a zipapp's does
+        with open(file, "rb") as opened:
+            source = opened.read()
+    runs_as_module = source is None or (b"\0" in source and _is_zip(file))  # no Python source holds a NUL byte
+    sys.path[:] = [file if runs_as_module else os.path.dirname(file), *path[1:]]
+    main = _fresh_main_module()
+    if runs_as_module:
+        return main.__dict__, file, None
+    main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", file)
+    main.__file__ = file
     main.__cached__ = None
-    sys.modules["__main__"] = main
-    try:
-        if zipapp:  # as python3 runs one: the archive's __main__ module, through runpy
-            import runpy
+    return main.__dict__, file, source
 
-            runpy._run_module_as_main("__main__", alter_argv=False)
-        else:
-            exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
-        status = 0
-    except SystemExit as exit:
-        status = _exit_status(exit)
-    except KeyboardInterrupt as interrupt:
-        _report(interrupt)
-        _finish()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python ends on SIGINT itself, for the shell
-        os.kill(os.getpid(), signal.SIGINT)
-        status = 130
-    except BaseException as error:
-        _report(error)
-        status = 1
-    return _finish(status)
+
+def _streams_on_job_pipes(line_buffered):
+    """The streams Python made at the fork server's start (on /dev/null: see fork_server.py)
+    now write to the job's pipes, which are its fds 0 to 2; buffered as Python buffers them
+    there (line by line on a terminal, or when the client shows stdout on one)."""
+    sys.stdin.reconfigure(line_buffering=os.isatty(0))
+    sys.stdout.reconfigure(line_buffering=line_buffered or os.isatty(1))
+
+
+def _fresh_main_module():
+    """``__main__`` as Python makes it at its start, in the same order."""
+    main = type(sys)("__main__")
+    main.__loader__ = sys.modules["_frozen_importlib"].BuiltinImporter
+    main.__annotations__ = {}
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    return main
 
 
 def _is_zip(path):
@@ -125,45 +167,3 @@ def _is_zip(path):
     except zipimport.ZipImportError:
         return False
     return True
-
-
-def _report(error):
-    if error.__traceback__ is not None:
-        error.__traceback__ = error.__traceback__.tb_next  # our own frame is not the job's
-    sys.excepthook(type(error), error, error.__traceback__)
-
-
-def _exit_status(exit):
-    code = exit.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        print(code, file=sys.stderr)
-    except Exception:
-        pass
-    return 1
-
-
-def _finish(status=0):
-    """Python's own ending: threads, atexit, flushing (exit 120 if stdout cannot be flushed)."""
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
-            threading._shutdown()
-        except BaseException:
-            pass
-    try:
-        atexit._run_exitfuncs()
-    except SystemExit as exit:
-        status = _exit_status(exit)
-    try:
-        sys.stdout.flush()
-    except Exception:
-        status = 120
-    try:
-        sys.stderr.flush()
-    except Exception:
-        pass
-    return status

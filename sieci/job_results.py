@@ -1,9 +1,16 @@
-"""How a worker sends its master a job's results, as the job's output comes."""
+"""How a worker sends its master a job's results, as the job's output comes, and the files it returns."""
 
+import os
+import posix
 import tempfile
+import time
 
-from . import protocol
-from .results import OUTPUT_CHUNK, output_pieces
+from . import protocol, workdir
+from .results import OUTPUT_CHUNK, file_items, output_pieces
+from .returns import glob_matches
+
+FILE_CHUNK = 1 << 20  # bytes of a returned file read and sent at once
+_close = posix.close  # at once: gevent's os.close waits for its loop
 
 # Classic results are spooled to disk past this size: their terminator can
 # only be chosen once every line of the output is known.
@@ -14,9 +21,11 @@ def worker_field(name):
     return b"worker=" + b"_".join(name.encode("utf-8", "replace").split())
 
 
-def send_extended(conn, run, worker_name, beat):
+def send_extended(conn, run, worker_name, beat, returns=None):
     """Stream the results, with an empty item every ``beat`` seconds the job is quiet;
-    what is ready together (the header and the first output, say) goes in one send."""
+    what is ready together (the header and the first output, say) goes in one send.
+    ``returns``: the files the client asked for (returns.decode_returns), sent once the
+    job has ended, before its status."""
     terminator = protocol.choose_terminator()
     unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, worker_field(worker_name),
                                                   protocol.beat_field(beat)])]
@@ -28,8 +37,78 @@ def send_extended(conn, run, worker_name, beat):
         if not run.more_output_ready():
             conn.send_pieces(unsent)
             unsent = []
+    if returns is not None and returns[0]:
+        conn.send_pieces(unsent)
+        notes = ReturnedFiles(conn, terminator, returns[1], beat).send(run, returns[0])
+        unsent = output_pieces(protocol.STDERR, "".join(notes).encode("utf-8", "surrogateescape"), terminator)
     unsent.append(run.status.encode() + terminator + b"\n")
     conn.send_pieces(unsent, completes=protocol.JOB)
+
+
+class ReturnedFiles:
+    """Sends the files a job returns, as items of its results: at most ``max_bytes`` of them (None:
+    no bound), and one byte more if more would come, by which the client knows they did not fit;
+    an empty item every ``beat`` seconds a walk of the job's folder sends nothing."""
+
+    def __init__(self, conn, terminator, max_bytes, beat):
+        self.conn = conn
+        self.terminator = terminator
+        self.room = None if max_bytes is None else max_bytes + 1
+        self.max_bytes = max_bytes
+        self.beat = beat
+        self.last_sent = time.monotonic()
+
+    def send(self, run, globs):
+        """Send what matches ``globs`` in ``run``'s folder; returns lines for the job's stderr on
+        what was not returned."""
+        try:
+            folder_fd = run.open_folder()
+        except OSError as error:
+            return [f"sieci: --return: no file returned: {error}\n"]
+        notes, matched = [], set()
+        try:
+            for name, fd, why in workdir.returnable_files(folder_fd, globs, self.pulse):
+                matched.update(glob for glob in globs if glob_matches(glob, name.split("/")))
+                if why:
+                    notes.append(f"sieci: --return: {name} not returned: {why}\n")
+                elif not self._send_file(name, fd):
+                    notes.append(f"sieci: --return: {name} and the files after it (in name order) not returned: "
+                                 f"they pass the client's --max-return of {self.max_bytes} bytes\n")
+                    break
+        finally:
+            _close(folder_fd)
+        return notes + [f"sieci: --return {'/'.join(glob)!r} matched no file\n" for glob in globs
+                        if glob not in matched]
+
+    def _send_file(self, name, fd):
+        """Send the file open at ``fd`` (and close it); False if it did not fit whole."""
+        try:
+            first = name
+            while True:
+                chunk = os.read(fd, FILE_CHUNK if self.room is None else min(FILE_CHUNK, self.room))
+                if chunk or first is not None:
+                    self.conn.send_pieces(file_items(chunk, self.terminator, first))
+                    self.last_sent, first = time.monotonic(), None
+                if self.room is not None:
+                    self.room -= len(chunk)
+                    if self.room == 0:  # one byte past the bound has gone: the client refuses this file
+                        return False
+                if not chunk:
+                    return True
+        finally:
+            _close(fd)
+
+    def pulse(self):
+        if time.monotonic() - self.last_sent >= self.beat:
+            self.conn.send(protocol.HEARTBEAT_ITEM)
+            self.last_sent = time.monotonic()
+
+
+def send_status(conn, worker_name, status):
+    """Extended results that hold nothing but ``status``: a job that could not run."""
+    terminator = protocol.choose_terminator()
+    conn.send(protocol.encode_header(terminator, [protocol.EXTENDED, worker_field(worker_name)])
+              + status.encode() + terminator + b"\n", completes=protocol.JOB)
 
 
 def send_classic(conn, run, worker_name):

@@ -37,11 +37,15 @@ class Limits:
         return values[name]
 
 
-def job_status(limits, stopped_for, returncode, ended):
+# What Python reports for a write past RLIMIT_FSIZE: it ignores SIGXFSZ, so the write fails.
+FILE_TOO_LARGE = b"[Errno 27] File too large"
+
+
+def job_status(limits, stopped_for, returncode, ended, file_too_large=False):
     """The job's Status: the limit it was stopped for (``stopped_for``, by the run) or hit
     in the kernel, else how it ended (``returncode``, and the fork server's ``Ended``,
-    None when the job could not be waited for)."""
-    limit = stopped_for or _kernel_limit_hit(limits, returncode, ended)
+    None when the job could not be waited for). ``file_too_large``: it wrote FILE_TOO_LARGE."""
+    limit = stopped_for or _kernel_limit_hit(limits, returncode, ended, file_too_large)
     if limit:
         return Status(b"limit", limit.encode(), _limit_message(limits, limit).encode())
     if ended is not None and ended.error is not None:
@@ -53,13 +57,13 @@ def job_status(limits, stopped_for, returncode, ended):
     return Status(b"exit", str(returncode).encode())
 
 
-def _kernel_limit_hit(limits, returncode, ended):
+def _kernel_limit_hit(limits, returncode, ended, file_too_large):
     """Which kernel-enforced limit ended the job, if one did."""
     cpu_seconds = ended.cpu if ended is not None else None
     if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and limits.cpu
                                          and (cpu_seconds or 0) >= limits.cpu):
         return "cpu"
-    if returncode == -signal.SIGXFSZ:
+    if returncode == -signal.SIGXFSZ or (returncode and file_too_large and limits.file_size):
         return "file-size"
     # The counters of its cgroup and tmpfs; a job that exited 0 coped with its limits.
     if returncode and ended is not None:

@@ -70,7 +70,8 @@ def master_main(argv=None):
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
                     client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
                     names=args.names, max_unverified=args.max_unverified,
-                    max_connections_per_address=args.max_connections_per_address, **args.security)
+                    max_connections_per_address=args.max_connections_per_address, files_store=args.files_store,
+                    files_store_dir=args.files_store_dir, **args.security)
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
                     logging.getLogger("sieci.master"), "listening")
     stopped = _stop_on_signals(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
@@ -101,7 +102,8 @@ def worker_main(argv=None):
     if problem:
         return _fail("sieci-worker", problem)
     worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
-                    keepalive=args.keepalive, name=args.name, **args.job_options, **args.security)
+                    keepalive=args.keepalive, name=args.name, files_store=args.files_store,
+                    files_store_dir=args.files_store_dir, **args.job_options, **args.security)
     warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
                     logging.getLogger("sieci.worker"), "linking to masters")
     if args.metrics:

@@ -14,10 +14,11 @@ import gevent
 import gevent.event
 from gevent.server import StreamServer
 
-from . import auth, defaults, dispatch, ports, protocol, relay, status
+from . import auth, defaults, dispatch, files_transfer, ports, protocol, relay, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
 from .dispatch import ClientGone
+from .files_store import FilesStore
 from .intake import Intake
 from .worker_link import WorkerLink, WorkerLost
 
@@ -27,13 +28,16 @@ class Master:
     def __init__(self, workers_address, clients_address, max_upload=defaults.MAX_UPLOAD,
                  client_timeout=defaults.CLIENT_TIMEOUT, max_queue=defaults.MAX_QUEUE, keepalive=defaults.KEEPALIVE,
                  secret=None, tls=None, names=(), max_unverified=defaults.MAX_UNVERIFIED,
-                 max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS):
+                 max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS, files_store=defaults.FILES_STORE,
+                 files_store_dir=None):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
         servers) encrypts both ports. Uploads not yet verified may hold at most
         ``max_unverified`` bytes together, and one address may have at most
-        ``max_connections_per_address`` client connections open."""
+        ``max_connections_per_address`` client connections open. Jobs' files bundles
+        are kept, ``files_store`` bytes of them at most, in a private folder made in
+        ``files_store_dir`` (default: the system's temp folder)."""
         self.client_timeout = client_timeout
         self.keepalive = keepalive
         self.verifier = auth.Verifier(secret) if secret else None
@@ -43,9 +47,11 @@ class Master:
         self.links = set()
         self._links_changed = gevent.event.Event()
         self.dispatcher = dispatch.Dispatcher(max_queue)
+        self.files = FilesStore(files_store, files_store_dir)
+        self.dispatcher.listeners.append(self._release_files)
         self.intake = Intake(self.dispatcher, lambda: status.snapshot(self), max_upload, max_unverified,
                              max_connections_per_address, client_timeout, keepalive, self.verifier,
-                             plaintext_only=tls is None)
+                             plaintext_only=tls is None, files=self.files)
         self._worker_identity = None  # auth.Identity of the workers' port, once it is bound
         # TLS bytes are not ours to splice
         self.splice_pipes = relay.SplicePipes() if relay.AVAILABLE and not tls else None
@@ -100,6 +106,12 @@ class Master:
         gevent.joinall([link.greenlet for link in self.links], timeout=grace)
         if self.splice_pipes is not None:
             self.splice_pipes.close()
+        self.files.close()
+
+    def _release_files(self, event, job):
+        """A job that has ended no longer needs its files bundle kept."""
+        if event in ("done", "failed", "cancelled") and job.files is not None:
+            self.files.release(job.files.digest)
 
     # --- one worker's link: offered jobs (see dispatch.py), handed over, results relayed
 
@@ -185,6 +197,8 @@ class Master:
             self.dispatcher.notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
                                    link.name, job.dispatched_at - job.queued_at)
             line = link.conn.next_event()
+            if line is not protocol.CONNECTION_CLOSED and line.word == protocol.NEED:
+                line = self._send_files(job, link, line)
         except TimeoutError:
             raise WorkerLost(f"it did not accept the job within {self.client_timeout:g} s") from None
         link.conn.settimeout(None)
@@ -200,3 +214,9 @@ class Master:
             job.stdin.drop()  # a classic worker: it would take the block for its next command
         job.queue_for_client(job.command_for_client(protocol.RECEIVED))
         return True
+
+    def _send_files(self, job, link, need):
+        """The worker lacks the job's files bundle: send it from the store; the worker's next word."""
+        files_transfer.check_need(need, job.files)
+        files_transfer.send(link.conn, self.files, job.files)
+        return link.conn.next_event()

@@ -92,13 +92,13 @@ class Option:
     """
 
     def __init__(self, flag, kind, default, help, metavar=None, env=None, choices=None, shown=None, short=None,
-                 repeat=False):
+                 repeat=False, dest=None):
         self.flag = flag
         self.kind = kind
         self.default = default
         self.help = help
         self.metavar = metavar
-        self.dest = flag[2:].replace("-", "_")
+        self.dest = dest or flag[2:].replace("-", "_")  # --return's and --with's: Python's keywords
         self.env = "SIECI_" + self.dest.upper() if env is None else env  # False: none
         self.choices = choices
         self.shown = shown
@@ -108,7 +108,7 @@ class Option:
     def with_default(self, default, shown=None):
         """The same option (same meaning, same variable) with another program's default."""
         return Option(self.flag, self.kind, default, self.help, self.metavar, self.env, self.choices, shown,
-                      self.short, self.repeat)
+                      self.short, self.repeat, self.dest)
 
     def convert(self, value):
         value = switch(value) if self.kind is bool else self.kind(value)
@@ -167,6 +167,12 @@ LOG_FORMAT = Option("--log-format", text, "text", "text for people; json for log
 GRACE = Option("--grace", seconds, defaults.GRACE, "on SIGTERM, how long running jobs may take to finish, in seconds")
 METRICS = Option("--metrics", text, None, "serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT); "
                  "off by default", "ADDR")
+FILES_STORE = Option("--files-store", size, defaults.FILES_STORE,
+                     "keep at most this many bytes of jobs' files bundles (--with), so that jobs sharing files "
+                     "get them without their travelling again; those unused longest make room")
+FILES_STORE_DIR = Option("--files-store-dir", text, None,
+                         "make the private folder of the files bundles in this folder", "DIR",
+                         shown="the system's temp folder")
 KEEPALIVE = Option("--keepalive", seconds, defaults.KEEPALIVE,
                    "give up on a peer that has vanished without a word after about this many seconds")
 MAX_UPLOAD = Option("--max-upload", size, defaults.MAX_UPLOAD, "refuse a job whose code is larger than this")
@@ -208,6 +214,7 @@ def master_options():
                "with --secret-file: other names clients and workers reach this master by (HOST, or HOST:PORT "
                "where a NAT changes the port), beyond its own addresses and host name; a signature meant for "
                "another master is refused", "NAME[,NAME...]"),
+        FILES_STORE, FILES_STORE_DIR,
         GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
     ]
 
@@ -262,6 +269,7 @@ def worker_options():
         MAX_UPLOAD,
         Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
                "longest wait between attempts to redial a lost master, in seconds"),
+        FILES_STORE, FILES_STORE_DIR,
         SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
         GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
     ]
@@ -295,6 +303,21 @@ CLIENT = [
     Option("--env", text, None,
            "set NAME to VALUE in the job's environment; NAME alone passes this shell's own value (repeatable)",
            "NAME[=VALUE]", env=False, short="-e", repeat=True),
+    Option("--fresh", bool, False,
+           "run the job in a Python started for it, not one forked from the worker's fork server: slower to start, "
+           "and nothing shared with the worker's other jobs (not even the hash seed)"),
+    Option("--return", text, None,
+           "bring back the files the job writes in its folder whose path matches GLOB (*, ?, [...] within a "
+           "name; ** for any folders: 'out/**/*.csv'), into --results (repeatable)", "GLOB", env=False,
+           repeat=True, dest="returns"),
+    Option("--results", text, ".",
+           "where the files of --return go (made if missing); a batch's job number N's go to DIR/N", "DIR"),
+    Option("--max-return", size, defaults.MAX_RETURN, "bytes of files --return may bring back, a job's all together",
+           "SIZE"),
+    Option("--with", text, None,
+           "place this file or folder beside PROG in the job's folder: as its path from PROG's folder when it is "
+           "inside it, else by its base name (repeatable; in a batch, for every job)", "PATH", env=False,
+           repeat=True, dest="files"),
     Option("--ungroup", bool, False,
            "batches: show each job's output as soon as it ends, not in the order of the files"),
     Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",

@@ -23,6 +23,7 @@ ENDSEQ = b"ENDSEQ"
 CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link
 AUTH = b"AUTH"  # the worker's answer
 RELAY = b"RELAY"  # a sieci master, to a sieci worker, before code that needs it: it streams stdin and sends files
+NEED = b"NEED"  # a sieci master or worker that lacks an upload's files bundle: NEED <sha256>, and the bundle follows
 
 # The classic client's constant terminator; a sieci master accepts it glued
 # to the end of the last code line (a file without a final newline).
@@ -78,6 +79,8 @@ ENV_FIELD = b"env"
 # as Python has it there), and in one file for both streams (the job gets one pipe for both).
 STDOUT_ON_TERMINAL = b"stdout=tty"
 STDERR_WITH_STDOUT = b"stderr=stdout"
+# The client asks for an interpreter started for this job alone, not forked from the worker's fork server.
+FRESH_INTERPRETER = b"fresh"
 # The client will stream the job's stdin once the job is accepted; the program's files (a bundle,
 # ``files=<sha256>.<size>``). A sieci worker needs a sieci master (RELAY) for either, unless the
 # upload carries them inline (``code=``: see encode_upload_payload).
@@ -137,6 +140,68 @@ def _check_arguments(args, env, error):
     for variable, value in env.items():
         if not variable or "=" in variable or "\0" in variable + value:
             raise error(f"not an environment variable: {variable[:80]!r}")
+
+
+_PLAIN_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def is_plain_name(name):
+    """Whether ``name`` (text) is a plain, harmless file name, which a worker keeps for the job's file."""
+    return bool(name) and set(name) <= _PLAIN_NAME_CHARACTERS and not name.startswith(".")
+
+
+# A directory program: the bundle holds the folder (``name=``), whose __main__.py runs, as ``python3 DIR``.
+RUN_DIRECTORY = b"run=dir"
+MISSING_FILES = b"missing files"  # a worker's ERROR, behind a classic master, for a bundle it lacks: then inline
+_DIGEST_DIGITS = frozenset(b"0123456789abcdef")
+
+
+class FilesWanted:
+    """An upload's ``files=<sha256>.<size>``: the bundle's SHA-256 ``digest`` (64 lower-case hex digits,
+    as text) and its ``size`` in bytes."""
+
+    def __init__(self, digest, size):
+        self.digest = digest
+        self.size = size
+
+    @property
+    def field(self):
+        return FILES_FIELD + b"=%s.%d" % (self.digest.encode("ascii"), self.size)
+
+    def __eq__(self, other):
+        return isinstance(other, FilesWanted) and (self.digest, self.size) == (other.digest, other.size)
+
+    def __repr__(self):
+        return f"FilesWanted({self.digest!r}, {self.size})"
+
+
+def parse_files_value(value):
+    """The FilesWanted that a ``files=`` value names; RemoteProtocolError unless it is exactly
+    64 lower-case hex digits, a dot and a size (the digest names a file in a store: nothing else may)."""
+    digest, dot, size = value.partition(b".")
+    if len(digest) != 64 or not set(digest) <= _DIGEST_DIGITS or not dot or not size.isdigit() or len(size) > 15:
+        raise RemoteProtocolError(f"a malformed files= field: {value[:80]!r}")
+    return FilesWanted(digest.decode("ascii"), int(size))
+
+
+def files_wanted(header):
+    """The upload's FilesWanted, or None; RemoteProtocolError if its ``files=`` is malformed."""
+    value = header.field(FILES_FIELD)
+    return None if value is None else parse_files_value(value)
+
+
+def need_digest(line):
+    """The digest a ``NEED <sha256>`` line asks for (as text); RemoteProtocolError if it is no digest."""
+    digest = rest_of_line(line)
+    if len(digest) != 64 or not set(digest) <= _DIGEST_DIGITS:
+        raise RemoteProtocolError(f"a malformed NEED: {line[:80]!r}")
+    return digest.decode("ascii")
+
+
+def encode_files_header(wanted, bundle_terminator):
+    """The header of the block that carries a bundle: ``ENDSEQ <t> files=<sha256>.<size>``; its
+    payload is the bundle's bytes and one newline more (``bundle_terminator`` occurs in neither)."""
+    return encode_header(bundle_terminator, [wanted.field])
 
 
 def asks_relay(header):
@@ -339,10 +404,12 @@ CONNECTION_CLOSED = ConnectionClosed()
 
 STDOUT = "stdout"
 STDERR = "stderr"
+RETURNED = "returned"  # a file the job wrote, brought back (see results.py)
 # Tagged lines start with one of these; raw data with ``1 <length>`` (stdout)
-# or ``2 <length>`` (stderr), then that many bytes.
+# or ``2 <length>`` (stderr), or a returned file's piece with ``r <length>[ <quoted path>]``,
+# then that many bytes.
 LINE_TAGS = (b"o ", b"O ", b"e ", b"E ", b"x ")
-RAW_TAGS = {STDOUT: b"1 ", STDERR: b"2 "}
+RAW_TAGS = {STDOUT: b"1 ", STDERR: b"2 ", RETURNED: b"r "}
 STREAM_BY_RAW_TAG = {tag: stream for stream, tag in RAW_TAGS.items()}
 # An empty raw chunk: what a worker sends while its job is quiet, every ``beat=`` seconds
 # (a field of its results header), so that a master can tell a stopped worker from a quiet job.
@@ -360,6 +427,8 @@ def parse_raw_header(line):
     if stream is None:
         return None
     length = line[2:].rstrip(b"\n")
+    if stream == RETURNED:
+        length = length.partition(b" ")[0]  # the file's name follows on a file's first piece
     if not length.isdigit():
         raise RemoteProtocolError(f"malformed raw chunk header {line[:80]!r}")
     return stream, int(length)
@@ -385,6 +454,7 @@ FED = "fed"  # the job's stdin block has ended; the results still come
 CUTTING_OFF = "cutting off"  # the results ended before the stdin block: the master ends it
 DECLINED = "declined"  # the worker refused stdin=stream code that came without RELAY: an empty block follows
 UPLOADED = "uploaded"  # the client's code reached the master
+NEEDING = "needing"  # NEED sent: the files bundle follows
 WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
 ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
 STATUS_ASKED = "status asked"  # the client sent STATUS
@@ -406,6 +476,8 @@ LINK_TRANSITIONS = {
     (READY_HELD, MASTER, JOB): SENT,
     (READY_HELD, MASTER, RELAY): RELAYED,
     (RELAYED, MASTER, JOB): SENT,
+    (SENT, WORKER, NEED): NEEDING,
+    (NEEDING, MASTER, JOB): SENT,
     (SENT, WORKER, RECEIVED): RUNNING,
     (SENT, WORKER, ERROR): IDLE,
     (RUNNING, WORKER, JOB): IDLE,
@@ -423,6 +495,8 @@ LINK_TRANSITIONS = {
 
 CLIENT_TRANSITIONS = {
     (IDLE, CLIENT, JOB): UPLOADED,
+    (UPLOADED, MASTER, NEED): NEEDING,
+    (NEEDING, CLIENT, JOB): UPLOADED,
     (UPLOADED, MASTER, QUEUED): WAITING,
     (UPLOADED, MASTER, RECEIVED): ACCEPTED,
     (WAITING, MASTER, RECEIVED): ACCEPTED,

@@ -1,14 +1,15 @@
-"""Extended results (``v=2``): the job's output and exit status, encoded and decoded.
+"""Extended results (``v=2``): the job's output, the files it returns and its exit status, encoded and decoded.
 
-No I/O. The worker encodes what its job writes with ``encode_output`` and
-ends with a ``Status`` line; the client decodes with ``ResultDecoder``. The
-items' tags and raw chunk headers are in protocol.py, and framing.py reads
-them, so that masters and clients can pass raw chunks on by their length.
+No I/O. The worker encodes what its job writes with ``encode_output``, the
+files it returns with ``file_items``, and ends with a ``Status`` line; the
+client decodes with ``ResultDecoder``. The items' tags and raw chunk headers
+are in protocol.py, and framing.py reads them, so that masters and clients
+can pass raw chunks and files' pieces on by their length.
 """
 
 from . import defaults
-from .protocol import (DEFAULT_MAX_LINE, RAW_TAGS, STDERR, STDOUT, STREAM_BY_RAW_TAG,
-                       RemoteProtocolError, parse_raw_header)
+from .protocol import (DEFAULT_MAX_LINE, LINE_TAGS, RAW_TAGS, RETURNED, STDERR, STDOUT, STREAM_BY_RAW_TAG,
+                       RemoteProtocolError, parse_raw_header, quote, unquote)
 
 OUTPUT_CHUNK = 32 * 1024
 
@@ -18,7 +19,7 @@ _TAGS = {STDOUT: (b"o ", b"O "), STDERR: (b"e ", b"E ")}
 _STREAM_BY_TAG = {b"o": (STDOUT, b"\n"), b"O": (STDOUT, b""), b"e": (STDERR, b"\n"), b"E": (STDERR, b"")}
 STATUS_TAG = b"x"
 # For each tag that can repeat in a run: the line starts that end the run.
-_RUN_TAGS = {tag: [b"\n" + other for other in (b"o ", b"O ", b"e ", b"E ", b"x ", b"1 ", b"2 ") if other != tag]
+_RUN_TAGS = {tag: [b"\n" + other for other in (*LINE_TAGS, *RAW_TAGS.values()) if other != tag]
              for tag in (b"o ", b"e ")}
 
 
@@ -51,6 +52,52 @@ def _tagged_lines(stream, data):
         return body[: -len(newline_tag)]
     cut = body.rfind(b"\n") + 1
     return body[:cut] + open_tag + body[cut + len(newline_tag):] + b"\n"
+
+
+def file_items(data, terminator, name=None):
+    """Items carrying ``data``, bytes of a file the job returns: ``r <length> <quoted name>`` then the
+    bytes on the file's first item (``name``: its path relative to the job's folder, with ``/``),
+    ``r <length>`` on the items that go on with the file named last.
+
+    No item holds the block's ``terminator`` whole: ``data`` is cut just inside each place it occurs.
+    So no line of a piece can be the terminator line, and a piece's unfinished last line runs into
+    the next item's line, which holds a space: a master that reads line by line is never cut short.
+    """
+    items, start = [], 0
+    while True:
+        hit = data.find(terminator, start)
+        end = len(data) if hit < 0 else hit + 1
+        if end > start or name is not None:
+            header = RAW_TAGS[RETURNED] + b"%d" % (end - start) + (b" " + quote(name) if name is not None else b"")
+            items += [header + b"\n", data[start:end]]
+            name = None
+        if hit < 0:
+            return items
+        start = end
+
+
+def parse_file_name(line):
+    """The name on a returned file's first item (``r <length> <quoted name>``), or None on those that
+    go on with it."""
+    words = line.rstrip(b"\n").split(b" ")
+    if len(words) > 3:
+        raise RemoteProtocolError(f"malformed returned file's item {line[:80]!r}")
+    return unquote(words[2]) if len(words) == 3 else None
+
+
+class FilePiece:
+    """Bytes of a file the job returns, in order: ``name`` (its relative path) on the file's first
+    piece, None on the pieces that go on with it."""
+
+    def __init__(self, name, data):
+        self.name = name
+        self.data = data
+
+    def __eq__(self, other):
+        return isinstance(other, FilePiece) and (self.name, self.data) == (other.name, other.data)
+
+    def __repr__(self):
+        return f"FilePiece({self.name!r}, {self.data!r})"
 
 
 class Status:
@@ -144,14 +191,17 @@ class ResultDecoder(ItemDecoder):
     """Turns extended results payload into ``(stream, bytes)`` and a Status.
 
     ``feed`` takes payload bytes as they come (any chunking) and returns the
-    output they complete, in order. After the block has ended, ``status`` is
-    the job's Status, or None if the worker never sent one.
+    output they complete, in order, and the files the job returns as
+    ``(RETURNED, FilePiece)``. After the block has ended, ``status`` is the
+    job's Status, or None if the worker never sent one.
     """
 
     def __init__(self, max_line=DEFAULT_MAX_LINE + 16):
         super().__init__(max_line)
         self.status = None
         self._raw_stream = None
+        self._file_named = False  # a returned file has begun: pieces without a name go on with it
+        self._file_name = None  # the name for the next piece, the first of its file
 
     @property
     def raw_stream(self):
@@ -165,9 +215,11 @@ class ResultDecoder(ItemDecoder):
         while position < len(data):
             if self._raw_left:
                 piece = data[position:position + self._raw_left]
-                output.append((self._raw_stream, [piece]))  # not joined to its neighbours: one copy less
                 self._raw_left -= len(piece)
                 position += len(piece)
+                if self._raw_stream == RETURNED:
+                    piece, self._file_name = FilePiece(self._file_name, piece), None
+                output.append((self._raw_stream, [piece]))  # not joined to its neighbours: one copy less
                 continue
             end = data.rfind(b"\n", position) + 1
             if end == 0:
@@ -183,6 +235,8 @@ class ResultDecoder(ItemDecoder):
         if data[start:start + 2] in STREAM_BY_RAW_TAG:
             stop = data.index(b"\n", start) + 1
             self._raw_stream, self._raw_left = parse_raw_header(data[start:stop])
+            if self._raw_stream == RETURNED:
+                self._begin_file_piece(data[start:stop], output)
             return stop
         stop = self._end_of_run(data, start, end, next_other)
         if stop:
@@ -217,6 +271,15 @@ class ResultDecoder(ItemDecoder):
         if data.count(b"\n", start, stop) != data.count(b"\n" + tag, start, stop) + 1:
             return 0  # an unknown tag inside: line by line
         return stop
+
+    def _begin_file_piece(self, line, output):
+        name = parse_file_name(line)
+        if name is None and not self._file_named:
+            raise RemoteProtocolError("a returned file's piece came before its name")
+        self._file_named = True
+        self._file_name = name
+        if name is not None and not self._raw_left:
+            output.append((RETURNED, [FilePiece(name, b"")]))  # an empty file
 
     def _decode_line(self, line, output):
         if self.status is not None:

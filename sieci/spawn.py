@@ -17,7 +17,7 @@ import gevent.event
 
 
 class SpawnedProcess:
-    """``argv`` running with ``env``, in a session of its own, stdin on /dev/null."""
+    """``argv`` running with ``env``, in a session of its own, stdin and stdout on /dev/null."""
 
     def __init__(self, argv, env, pass_fds=()):
         program = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
@@ -25,7 +25,8 @@ class SpawnedProcess:
             os.set_inheritable(fd, True)  # the only ones: Python opens every fd non-inheritable
         try:
             self.pid = os.posix_spawn(program, argv, env, setsid=True,
-                                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+                                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
         finally:
             for fd in pass_fds:
                 os.set_inheritable(fd, False)

@@ -1,4 +1,5 @@
-"""A job's working directory on the host, for workers that run jobs without namespaces.
+"""A job's working directory: on the host, for workers that run jobs without namespaces; and the
+files a job returns, from its folder wherever it is.
 
 The job owns the folder while it runs, so it may have put anything there:
 symlinks, renamed folders, thousands of levels. Everything here that root
@@ -13,6 +14,8 @@ import posix
 import stat
 import tempfile
 
+from .returns import MAX_NAME, glob_matches, may_match_below
+
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Folders held open at once while walking a job's tree. Deeper folders are moved up
 # to the top before removal; a tree deeper than this counts as over the disk limit.
@@ -23,23 +26,30 @@ _close = posix.close
 
 
 def make(code, filename, user=None):
-    """A fresh private folder in the system's temp folder holding the job's file; its path."""
+    """A fresh private folder in the system's temp folder holding the job's file (none for ``code``
+    None: a directory program, which comes in the job's files bundle); its path."""
     folder = tempfile.mkdtemp(prefix="sieci-job-")
     folder_fd = os.open(folder, _DIRECTORY)
     try:
-        file_fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=folder_fd)
-        try:
-            with open(file_fd, "wb", closefd=False) as file:
-                file.write(code)
-            if user:
-                os.fchown(file_fd, *user)
-                os.fchown(folder_fd, *user)
-        finally:
-            _close(file_fd)
+        if code is not None:
+            _write_file(folder_fd, filename, code, user)
+        if user:
+            os.fchown(folder_fd, *user)
     finally:
         _close(folder_fd)
     return folder
+
+
+def _write_file(folder_fd, filename, code, user):
+    file_fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=folder_fd)
+    try:
+        with open(file_fd, "wb", closefd=False) as file:
+            file.write(code)
+        if user:
+            os.fchown(file_fd, *user)
+    finally:
+        _close(file_fd)
 
 
 def _listing(folder_fd):
@@ -148,3 +158,100 @@ def _rmdir_quietly(folder_fd, name):
         os.rmdir(name, dir_fd=folder_fd)
     except OSError:
         pass
+
+
+# A returned file is opened without following a symlink, and without waiting (a fifo would
+# wait for a writer); it is read only if it then proves a regular file.
+_RETURNED_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def open_folder(path):
+    """A directory fd of the job's folder at ``path``, reached from its parent without following a
+    symlink (the job may have put one in its place); OSError if there is none."""
+    parent, name = os.path.split(path.rstrip("/"))
+    parent_fd = os.open(parent, _DIRECTORY)
+    try:
+        return os.open(name, _DIRECTORY, dir_fd=parent_fd)
+    finally:
+        _close(parent_fd)
+
+
+def returnable_files(folder_fd, globs, pulse=lambda: None):
+    """What under the folder matches any of ``globs`` (returns.split_glob's), depth first in name
+    order: ``(name, fd, None)`` for a regular file of the job's own, open for reading (the caller
+    closes it), ``(name, None, why)`` for what is not returned. ``name`` is the path relative to the
+    folder, with ``/``. Folders no glob can match below are not entered; ``pulse`` is called after
+    each folder is listed (a walk of many may take a while). Nothing is followed: every folder is
+    opened from its parent's fd with ``O_NOFOLLOW``, at most MAX_DEPTH at once."""
+    owner = os.fstat(folder_fd).st_uid
+    stack = [((), folder_fd, iter(_sorted_entries(folder_fd)))]
+    try:
+        while stack:
+            path, fd, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                if stack:
+                    _close(fd)
+                continue
+            entry_name, mode = entry
+            entry_path = (*path, entry_name)
+            if stat.S_ISDIR(mode):
+                if any(may_match_below(glob, entry_path) for glob in globs):
+                    below, why = _folder_below(fd, entry_name, len(stack))
+                    if why:
+                        yield "/".join(entry_path), None, why
+                    else:
+                        stack.append((entry_path, below, iter(_sorted_entries(below))))
+                        pulse()
+            elif any(glob_matches(glob, entry_path) for glob in globs):
+                yield ("/".join(entry_path), *_returnable(fd, entry_name, entry_path, mode, owner))
+    finally:
+        for _, fd, _ in stack[1:]:
+            _close(fd)
+
+
+def _sorted_entries(folder_fd):
+    """[(name, mode)] for the folder's entries, in name order, never following a symlink."""
+    entries = []
+    with os.scandir(folder_fd) as scan:
+        for entry in scan:
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                mode = 0  # gone since: neither a folder nor a regular file
+            entries.append((entry.name, mode))
+    return sorted(entries)
+
+
+def _folder_below(folder_fd, name, depth):
+    """``(fd, None)`` for the folder ``name`` below ``folder_fd``, or ``(None, why)``."""
+    if depth >= MAX_DEPTH:
+        return None, f"more than {MAX_DEPTH} folders deep"
+    try:
+        return os.open(name, _DIRECTORY, dir_fd=folder_fd), None
+    except OSError as error:
+        return None, f"a folder that cannot be read ({(error.strerror or str(error)).lower()})"
+
+
+def _returnable(folder_fd, name, path, mode, owner):
+    """``(fd, None)`` for a regular file of the job's own, open for reading; else ``(None, why)``."""
+    if stat.S_ISLNK(mode):
+        return None, "a symbolic link"
+    if not stat.S_ISREG(mode):
+        return None, "not a regular file"
+    if len(os.fsencode("/".join(path))) > MAX_NAME:
+        return None, f"a name longer than {MAX_NAME} bytes"
+    try:
+        fd = os.open(name, _RETURNED_FILE, dir_fd=folder_fd)
+    except OSError as error:
+        return None, f"cannot be read ({(error.strerror or str(error)).lower()})"
+    status = os.fstat(fd)
+    why = ("not a regular file" if not stat.S_ISREG(status.st_mode)
+           # A hard link to another's file (the job user may make one where the kernel lets it):
+           # the worker, root, would read what the job could not.
+           else "not the job's own file" if status.st_uid != owner else None)
+    if why:
+        _close(fd)
+        return None, why
+    return fd, None

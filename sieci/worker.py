@@ -12,13 +12,16 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import auth, defaults, protocol, stdin_stream
+from . import auth, bundle, defaults, protocol, returns, stdin_stream
 from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import STREAMED, JobRunner
-from .job_results import send_classic, send_extended
+from .files_store import FilesStore
+from .job_results import send_classic, send_extended, send_status
 from .job_stdin import StdinFeeder
+from .results import Status
 from .tls import describe_failure
+from .worker_files import Missing, Refused, WorkerFiles
 
 log = logging.getLogger("sieci.worker")
 
@@ -37,16 +40,21 @@ class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=defaults.MAX_UPLOAD,
                  reconnect_min=defaults.RECONNECT_MIN, reconnect_max=defaults.RECONNECT_MAX,
                  keepalive=defaults.KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
-                 isolation=None, secret=None, tls=None, name=None):
+                 isolation=None, secret=None, tls=None, name=None, files_store=defaults.FILES_STORE,
+                 files_store_dir=None):
         """``secret`` (bytes): answer masters' challenges, and run only jobs
         their clients signed with it. ``tls``: an ssl.SSLContext for clients.
-        ``name`` tells clients which worker ran their job (default: host:pid:n)."""
+        ``name`` tells clients which worker ran their job (default: host:pid:n).
+        Jobs' files bundles are kept, ``files_store`` bytes of them at most, in a
+        private folder made in ``files_store_dir`` (default: the system's temp folder)."""
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{next(_worker_numbers)}"
         self.secret = secret
         self.verifier = auth.Verifier(secret) if secret else None
         self.tls = tls
         self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter, isolation)
         self.max_upload = max_upload
+        self.files = WorkerFiles(FilesStore(files_store, files_store_dir), max_upload,
+                                 self.runner.limits.disk or bundle.DEFAULT_MAX_SIZE)
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.keepalive = keepalive
@@ -72,6 +80,7 @@ class Worker:
         gevent.joinall(self._greenlets, timeout=grace)
         gevent.killall(self._greenlets)
         self.runner.close()
+        self.files.store.close()
 
 
 class MasterLink:
@@ -215,10 +224,23 @@ class MasterLink:
             tty = stdin_stream.terminal_size(header)
         except protocol.RemoteProtocolError as why:
             return self._decline(why, str(why).encode())
+        try:
+            wanted = returns.decode_returns(header)
+        except protocol.RemoteProtocolError as why:
+            return self._decline(why, b"bad --return")
+        try:
+            files = self.worker.files.open_for(self.conn, header, upload, relayed)
+        except Missing as missing:  # as results, which a classic master relays and then serves on
+            log.info("job for %s: %s (a classic master: the client sends them again)", self.name, missing)
+            self.conn.send_command(protocol.RECEIVED)
+            return send_status(self.conn, self.worker.name, Status(b"error", b"files", missing.reason))
+        except Refused as why:
+            return self._decline(why, why.reason)
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
-            self._run_job(upload.code, header, args, env, STREAMED if streamed else upload.stdin, tty)
+            self._run_job(upload.code, header, args, env, files, wanted, STREAMED if streamed else upload.stdin,
+                          tty)
         finally:
             self.running_job = False
 
@@ -246,8 +268,9 @@ class MasterLink:
             else:
                 raise LinkLost("the master closed the link in the middle of the code")
 
-    def _run_job(self, code, header, args, env, stdin=None, tty=None):
-        """``stdin``: None, bytes, or STREAMED (by the master, in a block after RECEIVED)."""
+    def _run_job(self, code, header, args, env, files=None, wanted=None, stdin=None, tty=None):
+        """``files``: an fd of the job's files bundle, or None; ``wanted``: the globs of --return;
+        ``stdin``: None, bytes, or STREAMED (by the master, in a block after RECEIVED)."""
         filename = header.field(b"name", b"").decode("ascii", "replace")
         started = time.monotonic()
         feeder = StdinFeeder(self.conn) if stdin is STREAMED else None
@@ -255,12 +278,16 @@ class MasterLink:
             feeder.open(self.worker.keepalive)
         line_buffered = protocol.STDOUT_ON_TERMINAL in header.fields
         merged = protocol.STDERR_WITH_STDOUT in header.fields
-        with self.worker.runner.run(code, filename, args, env, line_buffered, merged, stdin, tty) as run:
+        fresh = protocol.FRESH_INTERPRETER in header.fields
+        directory = protocol.RUN_DIRECTORY in header.fields
+        with self.worker.runner.run(code, filename, args, env, line_buffered, merged, files, directory,
+                                    fresh, stdin, tty) as run:
             watcher = gevent.spawn(self._watch_master) if feeder is None else gevent.spawn(self._feed, feeder, run)
             watcher.link(lambda _: run.kill())
             try:
                 if header.extended:
-                    send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3))
+                    send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3),
+                                  wanted)
                 else:
                     send_classic(self.conn, run, self.worker.name)
                 if feeder is not None:

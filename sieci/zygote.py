@@ -18,14 +18,19 @@ pristine zygote. The zygote dies with its worker (PR_SET_PDEATHSIG), and
 its jobs with it.
 """
 
-import ctypes
+import sys
+
+# The interpreter as ``python3 FILE`` has it at its start: each job gets it so (see the end).
+MODULES_AT_START = frozenset(sys.modules)
+PATH_AT_START = list(sys.path)
+PATH_IMPORTER_CACHE_AT_START = dict(sys.path_importer_cache)
+
+import ctypes  # noqa: E402
 import gc
-import io
 import os
 import select
 import signal
 import socket
-import sys
 import time
 import types
 
@@ -70,13 +75,19 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
-    warm_up()
+    frozen = warm_up()
     build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
+    zygote = os.getpid()
     try:
         serve(channel)
+    except job_process.MainProgram as program:  # only in a job's process: run it at the top level
+        program.__traceback__ = None
+        program.unfreeze = frozen
+        return program
     finally:
-        if WALLS.get("cgroup"):
+        if WALLS.get("cgroup") and os.getpid() == zygote:
             WALLS["cgroup"].remove()
+    return None
 
 
 def serve(channel):
@@ -94,7 +105,8 @@ def serve(channel):
         for fd in fds:
             os.close(fd)
         channel.send(fork_channel.encode_started(job))
-        channel.send(wait_for_job(job, job_line, namespaces))
+        answer, folder = wait_for_job(job, job_line, namespaces)
+        send_with_fd(channel, answer, folder)
         for fd in namespaces[2:] if namespaces else ():
             os.close(fd)  # only now: a mount namespace's end waits for RCU, and the answer need not
         last_ended = time.monotonic()
@@ -134,21 +146,24 @@ def set_oom_score_adj(value):
 
 
 def wait_for_job(job, job_line, namespaces):
-    """Wait until the job and all it left are gone; the answer that says how it ended.
+    """Wait until the job and all it left are gone; the answer that says how it ended, and
+    a sandboxed job's folder (a directory fd, or None), which only its namespaces reach.
 
     The job's process says if it could not start (or, without root, its
-    init says how the job ended and whether its /tmp was full); letting its
-    namespace's init go kills all the job left (``namespaces``: see
-    fork_standby); its cgroup says what it used and which limits it hit.
+    init says how the job ended and whether its /tmp was full, and passes
+    its folder); letting its namespace's init go kills all the job left
+    (``namespaces``: see fork_standby); its cgroup says what it used and
+    which limits it hit.
     """
     _, status, usage = os.wait4(job, 0)
-    report = _receive_quietly(job_line)
+    report, folder = _receive_quietly(job_line)
     job_line.close()
     tmp = None
     if namespaces:
         init, keep_alive, tmp, _ = namespaces
         os.close(keep_alive)  # its init goes, and the kernel kills all the job left
         os.waitpid(init, 0)
+        folder = open_job_folder(helper("sandbox").WORKDIR, tmp)
     kill_leftovers(job)
     cpu, hit = usage.ru_utime + usage.ru_stime, []
     if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
@@ -159,22 +174,49 @@ def wait_for_job(job, job_line, namespaces):
         hit += [limit for limit in ("memory", "processes") if used[limit] > before[limit]]
         WALLS["used"] = used
     if "error" in report:
-        return fork_channel.encode_failed(job, report["error"])
-    return fork_channel.encode_ended(job, report.get("status", status), cpu, hit)
+        if folder is not None:
+            os.close(folder)
+        return fork_channel.encode_failed(job, report["error"]), None
+    return fork_channel.encode_ended(job, report.get("status", status), cpu, hit), folder
+
+
+def open_job_folder(path, tmp=None):
+    """A directory fd of the sandboxed job's folder at ``path`` (reached from ``tmp``, an fd of
+    the job's /tmp, if given), or None if the job has put something else in its place."""
+    try:
+        return os.open(path if tmp is None else os.path.basename(path),
+                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp)
+    except OSError:
+        return None
+
+
+def send_with_fd(line, message, fd):
+    """Send ``message`` with ``fd`` beside it (if not None), which is closed here."""
+    if fd is None:
+        line.send(message)
+        return
+    try:
+        socket.send_fds(line, [message], [fd])
+    finally:
+        os.close(fd)
 
 
 def _receive_quietly(line):
-    """Every message waiting on ``line``, merged."""
-    report = {}
+    """Every message waiting on ``line``, merged, and the last fd that came with one (or None)."""
+    report, folder = {}, None
     line.setblocking(False)
     while True:
         try:
-            message = line.recv(fork_channel.MAX_REQUEST)
+            message, fds, _, _ = socket.recv_fds(line, fork_channel.MAX_REQUEST, 1)
+            for fd in fds:
+                if folder is not None:
+                    os.close(folder)
+                folder = fd
             if not message:
-                return report
+                return report, folder
             report.update(fork_channel.decode_report(message))
         except (OSError, ValueError):
-            return report
+            return report, folder
 
 
 def quiet_for(channel, seconds):
@@ -202,6 +244,7 @@ def fork_standby(channel, rehearsed=True):
         namespaces, walls_failed = enter_job_namespaces()
     pid = os.fork()
     if pid == 0:
+        becomes_job = False
         try:
             channel.close()
             ours.close()
@@ -217,11 +260,16 @@ def fork_standby(channel, rehearsed=True):
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
             message, fds, _, _ = socket.recv_fds(theirs, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
+            theirs.close()
             if message:
                 request = fork_channel.decode_request(message)
-                job_process.start_job(request, fds, request.workdir)
+                job_process.start_job(request, fds, request.workdir, unpack=unpack_files)
+        except job_process.MainProgram:
+            becomes_job = True
+            raise
         finally:
-            os._exit(127)  # whatever happened, the child never goes back to serving
+            if not becomes_job:
+                os._exit(127)  # whatever happened, the child never goes back to serving
     if WALLS.get("sandbox") and os.geteuid() == 0:
         helper("sandbox").leave_job_namespaces()
     theirs.close()
@@ -286,7 +334,8 @@ def standby_in_sandbox(job_line, rehearsed):
         if pid == job:
             break
     if not walls_failed:
-        job_line.send(fork_channel.encode_report_ended(status, sandbox.disk_full("/tmp")))
+        send_with_fd(job_line, fork_channel.encode_report_ended(status, sandbox.disk_full("/tmp")),
+                     open_job_folder(workdir))
     os._exit(0)  # and the kernel kills all the job left behind
 
 
@@ -300,31 +349,42 @@ def start_sandboxed_job(job_line, workdir, walls_failed):
     try:
         if walls_failed:
             raise walls_failed
-        sandbox.place_code(request.filename, workdir, fds.pop(), WALLS["sandbox"].get("user"))
+        if not request.directory:  # a directory program comes in the files bundle
+            sandbox.place_code(request.filename, workdir, fds.pop(), WALLS["sandbox"].get("user"))
     except BaseException as error:
         job_line.send(fork_channel.encode_report_failed(f"cannot start the job: {error}"))
         os._exit(127)
-    job_process.start_job(request, fds, workdir, sandbox)
+    job_line.close()
+    job_process.start_job(request, fds, workdir, sandbox, unpack_files)
+
+
+def unpack_files(bundle_fd, folder_fd, max_size):
+    """In the job's process: its files, into its folder (loaded only by the jobs that have some)."""
+    helper("bundle").unpack(bundle_fd, folder_fd, max_size)
 
 
 WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 starts after 8 calls)
 
 
 def warm_up():
-    """Pay once, here, what every job would pay again after its fork.
+    """Pay once, here, what every job would pay again after its fork; whether it froze the
+    collector's objects (which each job's process then unfreezes).
 
     Python code run for the first time rewrites itself as it goes
     (specialisation), and each page it writes is then copied into every
     forked child. So the zygote first rehearses, harmlessly, the library
     code a job's start runs: parsing a request, setting the environment,
-    opening text streams, compiling and running a file.
+    compiling and running a file.
     """
     compile(b"pass\n", "<warm-up>", "exec", dont_inherit=True)  # the first compile costs milliseconds
     with open(__file__, "rb") as file:
         file.read(1)
     for _ in range(WARM_UP_ROUNDS):
         rehearse()
-    gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
+    if not gc.get_freeze_count():  # (Python 3.12 freezes some itself: then a job must find them so)
+        gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
+        return True
+    return False
 
 
 REHEARSAL = fork_channel.encode_request(fork_channel.Request("x.py", dict(os.environ), {"cpu": 1}, workdir="/"))
@@ -335,12 +395,6 @@ def rehearse():
     job_process.set_environment(fork_channel.decode_request(REHEARSAL).env)
     os.environ["SIECI_WARM_UP"] = "1"
     del os.environ["SIECI_WARM_UP"]
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for mode in ("r", "w"):
-            io.open(null, mode, encoding="utf-8", errors="strict", closefd=False).close()
-    finally:
-        os.close(null)
     path = os.path.join(os.path.dirname("/a/b.py"), os.path.basename("/a/b.py"))
     exec(compile(b"pass\n", path, "exec", dont_inherit=True), types.ModuleType("__main__").__dict__)
 
@@ -380,4 +434,18 @@ def list_children():
 
 
 if __name__ == "__main__":
-    main()
+    program = main()
+    if program is not None:  # a job's process: its program runs here, as python3 runs a main file
+        job_globals, path, source = job_process.take_interpreter(
+            program, MODULES_AT_START, PATH_AT_START, PATH_IMPORTER_CACHE_AT_START)
+        del program
+        try:
+            if source is None:  # a zipapp or a folder
+                import runpy
+
+                runpy._run_module_as_main("__main__", alter_argv=False)
+            else:
+                exec(compile(source, path, "exec", dont_inherit=True), job_globals)
+        except BaseException as error:
+            error.__traceback__ = error.__traceback__.tb_next  # this frame is the fork server's, not the job's
+            raise

@@ -216,6 +216,20 @@ class LogLines(logging.Handler):
                 self._changed.wait()
 
 
+def files_under(folder):
+    """{relative path: bytes} of every file under ``folder``, and of each symlink ("->", its target)."""
+    found = {}
+    for root, folders, files in os.walk(folder):
+        for name in files + [name for name in folders if os.path.islink(os.path.join(root, name))]:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                found[os.path.relpath(path, folder)] = ("->", os.readlink(path))
+            else:
+                with open(path, "rb") as file:
+                    found[os.path.relpath(path, folder)] = file.read()
+    return found
+
+
 def read_joblog(path):
     """A batch's joblog: its rows, each a list of fields, below the header."""
     lines = path.read_text().split("\n")

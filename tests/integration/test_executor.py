@@ -390,12 +390,26 @@ def test_a_sandbox_command_prefixes_the_job():
     assert (out, run.status.kind) == (b"yes job.py\n", b"exit")
 
 
-def test_a_fresh_interpreter_carries_nothing_of_the_fork_server():
+def test_a_job_has_only_the_modules_python3_has_at_its_start_forked_or_fresh():
+    """The fork server imported these for itself; its jobs import their own (a json.py of theirs, say)."""
     code = b"import sys\nprint(sorted(m for m in ('ctypes', 'json', 'socket') if m in sys.modules))\n"
-    for fresh, expected in ((True, b"[]\n"), (False, b"['ctypes', 'json', 'socket']\n")):
+    for fresh in (True, False):
         with JobRun(code, Limits(timeout=20), fresh_interpreter=fresh) as run:
             out = b"".join(data for stream, data in run.output() if stream == "stdout")
-        assert out == expected
+        assert out == b"[]\n"
+
+
+def test_the_jobs_of_a_fork_server_share_its_hash_seed_and_fresh_ones_do_not():
+    """The one difference a fork cannot help (the README lists it): the seed is drawn as Python starts."""
+    runner = executor.JobRunner(Limits(timeout=20))
+    try:
+        seeds = {}
+        for fresh in (False, False, True, True):
+            with runner.run(b"print(hash('sieci'))\n", fresh=fresh) as run:
+                seeds.setdefault(fresh, set()).add(b"".join(data for _, data in run.output()))
+    finally:
+        runner.close()
+    assert (len(seeds[False]), len(seeds[True])) == (1, 2)
 
 
 def run_after_pauses(code, pauses):

@@ -56,3 +56,11 @@ def test_a_limits_status_message_names_the_limit_and_its_value():
         b"the job hit its output limit (100 bytes); its output was cut there")
     assert job_status(limits, None, KILLED, Ended(9, 0.1, ["memory"])).message == (
         b"the job hit its memory limit (1048576 bytes)")
+
+
+def test_a_job_that_failed_on_a_write_past_its_file_size_limit_hit_that_limit():
+    """Python ignores SIGXFSZ, as it does locally: the write fails with EFBIG, the job reports it."""
+    limits = Limits(timeout=1, file_size=1 << 20)
+    assert job_status(limits, None, 1, Ended(1 << 8, 0.1), file_too_large=True).value == b"file-size"
+    assert job_status(limits, None, 0, Ended(0, 0.1), file_too_large=True).kind == b"exit"  # it coped
+    assert job_status(limits, None, 1, Ended(1 << 8, 0.1)).kind == b"exit"

@@ -951,11 +951,11 @@ def test_parse_status_rejects_malformed(line):
 
 CLIENT = protocol.CLIENT
 LINK_STATES = [protocol.IDLE, protocol.CHALLENGED, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
-               protocol.RUNNING, protocol.CLOSED]
-CLIENT_STATES = [protocol.IDLE, protocol.UPLOADED, protocol.WAITING, protocol.ACCEPTED, protocol.STATUS_ASKED,
-                 protocol.CLOSED]
+               protocol.NEEDING, protocol.RUNNING, protocol.CLOSED]
+CLIENT_STATES = [protocol.IDLE, protocol.UPLOADED, protocol.NEEDING, protocol.WAITING, protocol.ACCEPTED,
+                 protocol.STATUS_ASKED, protocol.CLOSED]
 MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE, protocol.AUTH, protocol.QUEUED,
-            protocol.STATUS, protocol.STATUS_REPLY, b"BOGUS"]
+            protocol.STATUS, protocol.STATUS_REPLY, protocol.NEED, b"BOGUS"]
 TABLES = {  # table: (its conversation's maker, its two ends, its states)
     "link": (protocol.LINK_TRANSITIONS, protocol.link_conversation, (MASTER, WORKER), LINK_STATES),
     "client": (protocol.CLIENT_TRANSITIONS, protocol.client_conversation, (MASTER, CLIENT), CLIENT_STATES),
@@ -990,6 +990,8 @@ def test_the_link_table_matches_the_contract():
         (protocol.READY_HELD, MASTER, JOB): protocol.SENT,
         (protocol.READY_HELD, MASTER, protocol.RELAY): protocol.RELAYED,
         (protocol.RELAYED, MASTER, JOB): protocol.SENT,
+        (protocol.SENT, WORKER, protocol.NEED): protocol.NEEDING,
+        (protocol.NEEDING, MASTER, JOB): protocol.SENT,
         (protocol.SENT, WORKER, RECEIVED): protocol.RUNNING,
         (protocol.SENT, WORKER, ERROR): protocol.IDLE,
         (protocol.RUNNING, WORKER, JOB): protocol.IDLE,
@@ -1006,6 +1008,8 @@ def test_the_link_table_matches_the_contract():
 def test_the_client_table_matches_the_contract():
     assert protocol.CLIENT_TRANSITIONS == {
         (protocol.IDLE, CLIENT, JOB): protocol.UPLOADED,
+        (protocol.UPLOADED, MASTER, protocol.NEED): protocol.NEEDING,
+        (protocol.NEEDING, CLIENT, JOB): protocol.UPLOADED,
         (protocol.UPLOADED, MASTER, protocol.QUEUED): protocol.WAITING,
         (protocol.UPLOADED, MASTER, RECEIVED): protocol.ACCEPTED,
         (protocol.WAITING, MASTER, RECEIVED): protocol.ACCEPTED,

@@ -1,0 +1,2 @@
+print("\udcff")
+print("after")

@@ -1,0 +1,1 @@
+print("zażółć gęślą jaźń \N{SNAKE}")

@@ -249,6 +249,6 @@ def test_t_through_a_classic_master_says_it_needs_a_sieci_master(cluster, classi
 def test_t_an_unflushed_print_shows_at_once(terminal):
     session = terminal("import sys\nprint('first')\nsys.stdin.buffer.read(1)\nprint('second')\n")
     session.read_until(b"first")  # before the job goes on: its stdout is line-buffered, as on a terminal
-    session.type(b"x")
+    session.type(b"x\r")  # the terminal gives a line at a time, as a local one would
     session.read_until(b"second")
     assert session.finish() == 0

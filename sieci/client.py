@@ -15,7 +15,7 @@ import time
 
 from . import defaults, protocol
 from .address import AddressError, parse_address
-from .client_link import ClientError, ClientLink, JobLost, NotAccepted, StdinNeedsRelay
+from .client_link import ClientError, ClientLink, JobLost, NeedsInline, NotAccepted
 
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
@@ -367,8 +367,8 @@ class Client:
                 result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
-            except StdinNeedsRelay as error:
-                fields, payload = _with_inline_stdin(code, fields, stdin, files, error)
+            except NeedsInline as error:
+                fields, payload = _inline(code, fields, stdin, files, error)
                 stdin, files, position = None, None, position - 1  # the same master again
                 continue
             except NotAccepted as error:
@@ -419,19 +419,26 @@ class Client:
         return [ClientLink(address, self.connect_timeout, self.tls, self.secret) for address in self.addresses]
 
 
-def _with_inline_stdin(code, fields, stdin, files, refusal):
-    """The upload's fields and payload with ``stdin`` (a JobStdin), and ``files`` (a bundle.Bundle, or
-    None), inline, for a classic master, which relays one block only (``refusal`` says it stands in
-    the way); StdinCannotGo if it cannot go so."""
+def _inline(code, fields, stdin, files, refusal):
+    """The upload's fields and payload with ``stdin`` (a JobStdin, or None) and ``files`` (a
+    bundle.Bundle, or None) inline, for a classic master, which relays one block only (``refusal``
+    says it stands in the way); StdinCannotGo if stdin cannot go so."""
+    if stdin is None and files is None:
+        raise NotAccepted(str(refusal))  # they went inline already: the worker is not making sense
+    data = None if stdin is None else _inline_stdin(stdin, refusal)
+    bundle = {} if files is None else {"bundle": files.data, "bundle_digest": files.digest}
+    inline_fields, payload = protocol.encode_upload_payload(code, stdin=data, **bundle)
+    return [field for field in fields if field != protocol.STDIN_STREAM] + inline_fields, payload
+
+
+def _inline_stdin(stdin, refusal):
     if stdin.terminal:
         raise StdinCannotGo(f"-t needs a sieci master all the way to the worker ({refusal})")
     data = stdin.read_inline(defaults.MAX_INLINE_STDIN)
     if data is None:
         raise StdinCannotGo(f"stdin is longer than the {defaults.MAX_INLINE_STDIN >> 10} KiB that can go with the "
                             f"code through a classic master ({refusal}); use a sieci master to stream it")
-    bundle = {} if files is None else {"bundle": files.data, "bundle_digest": files.digest}
-    inline_fields, payload = protocol.encode_upload_payload(code, stdin=data, **bundle)
-    return [field for field in fields if field != protocol.STDIN_STREAM] + inline_fields, payload
+    return data
 
 
 def _note_files(result, files):

@@ -27,16 +27,12 @@ class NotAccepted(ClientError):
     """No worker accepted the job through this master: another may be tried."""
 
 
-class StdinNeedsRelay(NotAccepted):
-    """The worker cannot stream the job's stdin: a classic master stands in the way."""
+class NeedsInline(NotAccepted):
+    """A classic master stands in the way of the job's stdin or files: they must go in the upload."""
 
 
 class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
-
-
-class FilesMissing(NotAccepted):
-    """The worker lacks the job's files, and a classic master cannot send them: they must go inline."""
 
 
 class Result:
@@ -95,18 +91,9 @@ class ClientLink:
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
         it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
         ``files``: the job's bundle.Bundle, which the upload names (``files=``) and
-        the master asks for if it lacks it; a worker behind a classic master that
-        lacks it refuses the job, which is then uploaded again with it inline.
-        ``returned`` (a results_folder.ResultsFolder) takes the files the job returns.
-        ``stdin`` (a client_stdin.JobStdin) streams once the job is accepted."""
-        try:
-            return self._attempt(payload, fields, output, deadline, files, returned, stdin)
-        except FilesMissing:
-            fields_inline, payload = protocol.encode_upload_payload(payload, bundle=files.data,
-                                                                    bundle_digest=files.digest)
-            return self._attempt(payload, [*fields, *fields_inline], output, deadline, returned=returned, stdin=stdin)
-
-    def _attempt(self, payload, fields, output, deadline, files=None, returned=None, stdin=None):
+        the master asks for if it lacks it. ``returned`` (a results_folder.ResultsFolder)
+        takes the files the job returns. ``stdin`` (a client_stdin.JobStdin) streams once
+        the job is accepted. NeedsInline: a classic master stands in the way of either."""
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -261,7 +248,7 @@ def _await_acceptance(conn, where, deadline, files=None):
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        refused = StdinNeedsRelay if line.reason.endswith(protocol.STDIN_NEEDS_RELAY) else NotAccepted
+        refused = NeedsInline if protocol.needs_inline(line.reason) else NotAccepted
         raise refused(f"master {where} refused the job: {reason}")
 
 
@@ -321,8 +308,6 @@ def _read_extended(conn, output, where, splice, returned=None):
     status = decoder.status
     if status is None or not decoder.complete:
         raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
-    if status.kind == b"error" and status.value == b"files":
-        raise FilesMissing(f"master {where}: the worker lacks the job's files (a classic master cannot send them)")
     if status.kind == b"error":
         message = status.message.decode("utf-8", "replace")
         raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")

@@ -37,7 +37,6 @@ class Job:
         self.id = job_id
         self.upload = upload  # the block to forward: header, code, terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
-        self.relayed = protocol.asks_relay(header)  # a sieci worker is told RELAY before its code
         self.files = protocol.files_wanted(header)  # its files bundle, which the master holds for it
         self.stdin = StdinRelay() if protocol.STDIN_STREAM in header.fields else None
         self.client = client

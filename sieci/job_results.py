@@ -104,13 +104,6 @@ class ReturnedFiles:
             self.last_sent = time.monotonic()
 
 
-def send_status(conn, worker_name, status):
-    """Extended results that hold nothing but ``status``: a job that could not run."""
-    terminator = protocol.choose_terminator()
-    conn.send(protocol.encode_header(terminator, [protocol.EXTENDED, worker_field(worker_name)])
-              + status.encode() + terminator + b"\n", completes=protocol.JOB)
-
-
 def send_classic(conn, run, worker_name):
     """The job's stdout alone, as the classic results block."""
     with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:

@@ -190,7 +190,7 @@ class Master:
         # dropped (the job goes back to the queue): READY, then silence, held it for ever.
         link.conn.settimeout(self.client_timeout)
         try:
-            if job.relayed and link.stoppable:  # a sieci worker: it may take stdin and files from us
+            if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
                 link.conn.send_pieces([link.state.send(protocol.RELAY), job.upload], completes=protocol.JOB)
             else:
                 link.conn.send(job.upload, completes=protocol.JOB)
@@ -208,7 +208,7 @@ class Master:
             self.dispatcher.refused(job, link, line.reason)
             return False
         job.accepted = True
-        if job.stdin is not None and job.relayed and link.stoppable:
+        if job.stdin is not None and link.stoppable:
             job.stdin.open(link.conn)
         elif job.stdin is not None:
             job.stdin.drop()  # a classic worker: it would take the block for its next command

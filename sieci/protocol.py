@@ -83,11 +83,11 @@ STDERR_WITH_STDOUT = b"stderr=stdout"
 FRESH_INTERPRETER = b"fresh"
 # The client will stream the job's stdin once the job is accepted; the program's files (a bundle,
 # ``files=<sha256>.<size>``). A sieci worker needs a sieci master (RELAY) for either, unless the
-# upload carries them inline (``code=``: see encode_upload_payload).
+# upload carries them inline (``code=``: see encode_upload_payload). Its refusals when it lacks one
+# (ERROR <reason>, to a classic master) tell the client to upload again with them inline.
 STDIN_STREAM = b"stdin=stream"
 # The job runs on a pseudo-terminal of ``tty=<cols>x<rows>`` (its stdin streams too: keystrokes).
 TTY_FIELD = b"tty"
-# A sieci worker's answer to stdin=stream code that came without RELAY: a classic master relays one block only.
 STDIN_NEEDS_RELAY = b"stdin cannot stream through a classic master"
 FILES_FIELD = b"files"
 CODE_FIELD = b"code"
@@ -152,7 +152,7 @@ def is_plain_name(name):
 
 # A directory program: the bundle holds the folder (``name=``), whose __main__.py runs, as ``python3 DIR``.
 RUN_DIRECTORY = b"run=dir"
-MISSING_FILES = b"missing files"  # a worker's ERROR, behind a classic master, for a bundle it lacks: then inline
+MISSING_FILES = b"missing files"  # + the digest
 _DIGEST_DIGITS = frozenset(b"0123456789abcdef")
 
 
@@ -184,6 +184,11 @@ def parse_files_value(value):
     return FilesWanted(digest.decode("ascii"), int(size))
 
 
+def needs_inline(reason):
+    """Whether a worker's refusal asks for the upload again with its stdin and files inline."""
+    return reason.endswith(STDIN_NEEDS_RELAY) or MISSING_FILES + b" " in reason
+
+
 def files_wanted(header):
     """The upload's FilesWanted, or None; RemoteProtocolError if its ``files=`` is malformed."""
     value = header.field(FILES_FIELD)
@@ -202,11 +207,6 @@ def encode_files_header(wanted, bundle_terminator):
     """The header of the block that carries a bundle: ``ENDSEQ <t> files=<sha256>.<size>``; its
     payload is the bundle's bytes and one newline more (``bundle_terminator`` occurs in neither)."""
     return encode_header(bundle_terminator, [wanted.field])
-
-
-def asks_relay(header):
-    """Whether an upload needs a sieci master to relay more than its block: stdin, or files."""
-    return STDIN_STREAM in header.fields or header.field(FILES_FIELD) is not None
 
 
 # Parts of an upload's payload after its code (with ``code=<length>``): ``<tag> <length>[ <more>]``,
@@ -452,7 +452,7 @@ RUNNING = "running"  # the worker said RECEIVED; results follow
 FEEDING = "feeding"  # the job's stdin block has begun: stdin streams while the results come
 FED = "fed"  # the job's stdin block has ended; the results still come
 CUTTING_OFF = "cutting off"  # the results ended before the stdin block: the master ends it
-DECLINED = "declined"  # the worker refused stdin=stream code that came without RELAY: an empty block follows
+DECLINED = "declined"  # the worker refused code that came without RELAY: an empty block follows
 UPLOADED = "uploaded"  # the client's code reached the master
 NEEDING = "needing"  # NEED sent: the files bundle follows
 WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
@@ -461,6 +461,9 @@ STATUS_ASKED = "status asked"  # the client sent STATUS
 CLOSED = "closed"
 
 JOB = "block"  # a block: the code, or the results; it counts once its terminator has passed
+# A worker's ERROR to code that came without RELAY, which only a classic master sends: that master
+# relays one block after the worker's answer, whatever it was, so an empty one follows.
+REFUSAL_TO_CLASSIC = "refusal to a classic master"
 STATUS_REPLY = "status reply"  # the master's answer to STATUS: one JSON line, or a table ended by "."
 
 # (state, who sends, what) -> next state. Anything else breaks the protocol,
@@ -487,9 +490,7 @@ LINK_TRANSITIONS = {
     (FED, WORKER, JOB): IDLE,
     (FEEDING, WORKER, JOB): CUTTING_OFF,
     (CUTTING_OFF, MASTER, JOB): IDLE,
-    # stdin=stream code without RELAY (a classic master, which relays one block after the worker's answer):
-    # ERROR <STDIN_NEEDS_RELAY>, then an empty block, which keeps that master in step for the next job.
-    (SENT, WORKER, STDIN_NEEDS_RELAY): DECLINED,
+    (SENT, WORKER, REFUSAL_TO_CLASSIC): DECLINED,
     (DECLINED, WORKER, JOB): IDLE,
 }
 

@@ -17,11 +17,10 @@ from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import STREAMED, JobRunner
 from .files_store import FilesStore
-from .job_results import send_classic, send_extended, send_status
+from .job_results import send_classic, send_extended
 from .job_stdin import StdinFeeder
-from .results import Status
 from .tls import describe_failure
-from .worker_files import Missing, Refused, WorkerFiles
+from .worker_files import Refused, WorkerFiles
 
 log = logging.getLogger("sieci.worker")
 
@@ -202,60 +201,49 @@ class MasterLink:
         except protocol.RemoteProtocolError as error:
             self.conn.refuse(str(error).encode())
             raise
+        try:
+            job = self._job_of(header, payload, relayed)
+        except Refused as why:
+            log.warning("refused a job from master %s: %s", self.name, why)
+            if relayed:
+                self.conn.send_command(protocol.ERROR, why.reason)
+            else:  # a classic master: it relays one block after our answer, whatever it was
+                self.conn.send(protocol.encode_command(protocol.ERROR, why.reason),
+                               completes=protocol.REFUSAL_TO_CLASSIC)
+                self.conn.send(protocol.encode_block(b""), completes=protocol.JOB)
+            return
+        self.conn.send_command(protocol.RECEIVED)
+        self.running_job = True
+        try:
+            self._run_job(header, *job)
+        finally:
+            self.running_job = False
+
+    def _job_of(self, header, payload, relayed):
+        """What _run_job needs of an upload; Refused, with the reason to answer, if it cannot run."""
         if self.worker.verifier is not None:
             try:
                 self.worker.verifier.verify_upload(header.fields, payload)
             except auth.Unauthorized as why:
-                log.warning("refused a job from master %s: unauthorized (%s)", self.name, why)
-                self.conn.send_command(protocol.ERROR, auth.UNAUTHORIZED)
-                return
+                raise Refused(auth.UNAUTHORIZED, f"unauthorized ({why})") from None
         try:
             upload = protocol.decode_upload_payload(header, payload)
+            tty = stdin_stream.terminal_size(header)
         except protocol.RemoteProtocolError as why:
-            return self._decline(why, str(why).encode())
+            raise Refused(str(why).encode()) from None
         try:
             args, env = protocol.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
-            return self._decline(why, b"bad arguments or environment")
-        streamed = protocol.STDIN_STREAM in header.fields and upload.stdin is None
-        if streamed and not relayed:
-            return self._decline_stdin_stream()
-        try:
-            tty = stdin_stream.terminal_size(header)
-        except protocol.RemoteProtocolError as why:
-            return self._decline(why, str(why).encode())
+            raise Refused(b"bad arguments or environment", str(why)) from None
         try:
             wanted = returns.decode_returns(header)
         except protocol.RemoteProtocolError as why:
-            return self._decline(why, b"bad --return")
-        try:
-            files = self.worker.files.open_for(self.conn, header, upload, relayed)
-        except Missing as missing:  # as results, which a classic master relays and then serves on
-            log.info("job for %s: %s (a classic master: the client sends them again)", self.name, missing)
-            self.conn.send_command(protocol.RECEIVED)
-            return send_status(self.conn, self.worker.name, Status(b"error", b"files", missing.reason))
-        except Refused as why:
-            return self._decline(why, why.reason)
-        self.conn.send_command(protocol.RECEIVED)
-        self.running_job = True
-        try:
-            self._run_job(upload.code, header, args, env, files, wanted, STREAMED if streamed else upload.stdin,
-                          tty)
-        finally:
-            self.running_job = False
-
-    def _decline(self, why, reason):
-        """Answer the code with ``ERROR reason`` and serve on."""
-        log.warning("refused a job from master %s: %s", self.name, why)
-        self.conn.send_command(protocol.ERROR, reason)
-
-    def _decline_stdin_stream(self):
-        """A classic master (the code came without RELAY) cannot stream stdin: say so, and send the
-        empty block it relays after the answer, so that it is in step for the next job."""
-        log.info("refused a job from master %s: its stdin would stream, and the master cannot relay it", self.name)
-        self.conn.send(protocol.encode_command(protocol.ERROR, protocol.STDIN_NEEDS_RELAY),
-                       completes=protocol.STDIN_NEEDS_RELAY)
-        self.conn.send(protocol.encode_block(b""), completes=protocol.JOB)
+            raise Refused(b"bad --return", str(why)) from None
+        streamed = protocol.STDIN_STREAM in header.fields and upload.stdin is None
+        if streamed and not relayed:
+            raise Refused(protocol.STDIN_NEEDS_RELAY)
+        files = self.worker.files.open_for(self.conn, header, upload, relayed)
+        return upload.code, args, env, files, wanted, STREAMED if streamed else upload.stdin, tty
 
     def _read_code(self):
         parts = []
@@ -268,7 +256,7 @@ class MasterLink:
             else:
                 raise LinkLost("the master closed the link in the middle of the code")
 
-    def _run_job(self, code, header, args, env, files=None, wanted=None, stdin=None, tty=None):
+    def _run_job(self, header, code, args, env, files=None, wanted=None, stdin=None, tty=None):
         """``files``: an fd of the job's files bundle, or None; ``wanted``: the globs of --return;
         ``stdin``: None, bytes, or STREAMED (by the master, in a block after RECEIVED)."""
         filename = header.field(b"name", b"").decode("ascii", "replace")

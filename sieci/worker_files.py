@@ -3,10 +3,8 @@
 A bundle the worker lacks comes inline in the upload (part ``f``, from a
 client behind a classic master), or, when a sieci master said RELAY, is asked
 for with ``NEED``. Without either (a classic master, which can send nothing
-but the upload), the job ends at once with the status ``x error files
-missing files <sha256>``, and the client sends it again inline. (Not with
-``ERROR``: a classic master relays a worker's ERROR to the client and then
-waits for results, which would never come.) Each bundle is checked
+but the upload), the job is refused with ``ERROR missing files <sha256>``,
+and the client sends it again inline. Each bundle is checked
 once, when it arrives (bundle.check: names, entries, size); the job's process
 unpacks it (see job_process.py).
 """
@@ -21,15 +19,11 @@ MAX_CHECKED = 1024  # bundles whose check is remembered
 
 
 class Refused(Exception):
-    """The job cannot have its files; ``reason`` (bytes) is the ERROR's."""
+    """The job cannot run; ``reason`` (bytes) is the ERROR's, ``why`` what the log says."""
 
-    def __init__(self, reason):
-        super().__init__(reason.decode("utf-8", "replace"))
+    def __init__(self, reason, why=None):
+        super().__init__(why or reason.decode("utf-8", "replace"))
         self.reason = reason
-
-
-class Missing(Refused):
-    """The worker lacks the job's files, and its master (a classic one) cannot send them."""
 
 
 class WorkerFiles:
@@ -70,7 +64,7 @@ class WorkerFiles:
             self.store.put(wanted, upload.bundle)
         elif not self.store.has(wanted.digest):
             if not relayed:  # a classic master: it cannot send them; the client sends them again, inline
-                raise Missing(protocol.MISSING_FILES + b" " + wanted.digest.encode("ascii"))
+                raise Refused(protocol.MISSING_FILES + b" " + wanted.digest.encode("ascii"))
             files_transfer.fetch(conn, self.store, wanted)
 
     def _check_names(self, wanted, filename, directory):

@@ -475,3 +475,15 @@ def test_a_sieci_master_says_relay_to_sieci_workers_only(cluster, classic):
             answer += data
     assert answer.endswith(b"RECEIVED\n" + CLASSIC_RESULTS)
     assert worker.received == [b"AVAILABLE\n", upload]
+
+
+def test_a_sieci_worker_that_refuses_a_job_keeps_a_classic_master_in_step(cluster, classic):
+    """A classic master relays one block after the worker's answer, even after ERROR: so a worker
+    whose code came without RELAY follows its refusal with an empty block, and the next job runs."""
+    master = classic.master()
+    cluster.worker(master.workers_address, secret=b"our secret")
+    master.wait_for_workers(1)
+    with pytest.raises(client.NotAccepted, match="unauthorized"):
+        client.Client(format_address(master.clients_address), connect_timeout=WAIT).run(b"print('unsigned')\n")
+    status, output = sieci_client(master, b"print('signed')\n", secret=b"our secret")
+    assert (status, output.stdout) == (0, b"signed\n")

@@ -21,6 +21,8 @@ def spawn_job(master, code, output=None):
 
 def read_block(peer):
     header = peer.line()
+    if header == b"RELAY\n":  # what a sieci master says to a sieci worker before its code
+        header = peer.line()
     terminator = header.split()[1]
     payload = b""
     while (line := peer.line()).strip() != terminator:

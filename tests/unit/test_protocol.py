@@ -1000,7 +1000,7 @@ def test_the_link_table_matches_the_contract():
         (protocol.FED, WORKER, JOB): protocol.IDLE,
         (protocol.FEEDING, WORKER, JOB): protocol.CUTTING_OFF,
         (protocol.CUTTING_OFF, MASTER, JOB): protocol.IDLE,
-        (protocol.SENT, WORKER, protocol.STDIN_NEEDS_RELAY): protocol.DECLINED,
+        (protocol.SENT, WORKER, protocol.REFUSAL_TO_CLASSIC): protocol.DECLINED,
         (protocol.DECLINED, WORKER, JOB): protocol.IDLE,
     }
 

@@ -37,9 +37,3 @@ def test_without_parts_the_payload_is_the_code_as_classic_peers_send_it():
 def test_malformed_parts_are_the_peers_fault(fields, payload):
     with pytest.raises(protocol.RemoteProtocolError):
         protocol.decode_upload_payload(header(fields), payload)
-
-
-def test_relay_is_asked_for_stdin_streams_and_files_only():
-    assert protocol.asks_relay(header([b"v=2", protocol.STDIN_STREAM]))
-    assert protocol.asks_relay(header([b"v=2", b"files=" + b"ab" * 32 + b".10"]))
-    assert not protocol.asks_relay(header([b"v=2", b"name=job.py", b"arg=stdin"]))

@@ -4,7 +4,7 @@ Its streams, limits, user, folder and environment (``start_job``); then, for
 a Python file, the interpreter is handed back as ``python FILE`` would find
 it (``MainProgram``): the modules, ``sys.path``, ``sys.argv``, a fresh
 ``__main__``, the standard streams Python made at its start, now on the
-job's pipes, and the collector unfrozen. The fork server runs the program at
+job's pipes. The fork server runs the program at
 its top level, so that the job ends through the interpreter's own ending
 (threads, atexit, flushing, finalizers, exit status). Or it execs a command,
 when the request gives one. The fork server (zygote.py) loads this file by
@@ -15,7 +15,6 @@ importable module.
 import _signal  # signal's C functions, without its enum wrapping
 import atexit
 import builtins
-import gc
 import os
 import resource
 import sys
@@ -88,7 +87,6 @@ class MainProgram(BaseException):
         self.path = path
         self.args = args
         self.line_buffered = line_buffered
-        self.unfreeze = False  # the fork server froze the collector's objects
 
 
 def _unpack_files(unpack, max_size):
@@ -112,16 +110,13 @@ def set_environment(env):
 def take_interpreter(program, modules, path, path_importer_cache):
     """Give the interpreter to ``program`` (a MainProgram) as it was at its start: with those
     ``modules`` loaded, that ``path`` (its first entry the fork server's folder) and
-    ``path_importer_cache``, and the collector's objects unfrozen if the fork server froze them.
-    Returns the globals to run its code in, its path, and its source: None for a zipapp or a
+    ``path_importer_cache``. Returns the globals to run its code in, its path, and its source: None for a zipapp or a
     folder, which runs through runpy as python3 runs them."""
     for name in set(sys.modules) - modules:
         del sys.modules[name]  # what the fork server imported; the job imports its own
     sys.path_importer_cache.clear()
     sys.path_importer_cache.update(path_importer_cache)
     atexit._clear()
-    if program.unfreeze:
-        gc.unfreeze()
     _streams_on_job_pipes(program.line_buffered)
     file = program.path
     sys.argv = [os.path.basename(file), *program.args]

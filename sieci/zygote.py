@@ -75,14 +75,13 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
-    frozen = warm_up()
+    warm_up()
     build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
     zygote = os.getpid()
     try:
         serve(channel)
     except job_process.MainProgram as program:  # only in a job's process: run it at the top level
         program.__traceback__ = None
-        program.unfreeze = frozen
         return program
     finally:
         if WALLS.get("cgroup") and os.getpid() == zygote:
@@ -367,8 +366,7 @@ WARM_UP_ROUNDS = 20  # enough for Python to specialise the code it runs (3.11 st
 
 
 def warm_up():
-    """Pay once, here, what every job would pay again after its fork; whether it froze the
-    collector's objects (which each job's process then unfreezes).
+    """Pay once, here, what every job would pay again after its fork.
 
     Python code run for the first time rewrites itself as it goes
     (specialisation), and each page it writes is then copied into every
@@ -381,10 +379,9 @@ def warm_up():
         file.read(1)
     for _ in range(WARM_UP_ROUNDS):
         rehearse()
-    if not gc.get_freeze_count():  # (Python 3.12 freezes some itself: then a job must find them so)
-        gc.freeze()  # the collector leaves our objects alone, so children copy fewer pages
-        return True
-    return False
+    # The collector leaves our objects alone, so children copy fewer pages: a job that unfroze them
+    # would copy them all when it ends (its last collection visits them), ~4 ms a job (bench/README.md).
+    gc.freeze()
 
 
 REHEARSAL = fork_channel.encode_request(fork_channel.Request("x.py", dict(os.environ), {"cpu": 1}, workdir="/"))
@@ -449,3 +446,5 @@ if __name__ == "__main__":
         except BaseException as error:
             error.__traceback__ = error.__traceback__.tb_next  # this frame is the fork server's, not the job's
             raise
+        finally:  # our globals are frozen, never collected: they must not keep the job's alive past its end
+            del job_globals, path, source

@@ -16,15 +16,21 @@ import gevent
 import gevent.event
 
 
+# Reset to their defaults in the helper: a daemon started from a script in the background ignores
+# SIGINT (as shells have it), and what a fork server inherits, its jobs would (Ctrl-C under -t).
+CATCHABLE = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
 class SpawnedProcess:
-    """``argv`` running with ``env``, in a session of its own, stdin and stdout on /dev/null."""
+    """``argv`` running with ``env``, in a session of its own, stdin and stdout on /dev/null, every
+    signal at its default and none blocked."""
 
     def __init__(self, argv, env, pass_fds=()):
         program = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
         for fd in pass_fds:
             os.set_inheritable(fd, True)  # the only ones: Python opens every fd non-inheritable
         try:
-            self.pid = os.posix_spawn(program, argv, env, setsid=True,
+            self.pid = os.posix_spawn(program, argv, env, setsid=True, setsigmask=(), setsigdef=CATCHABLE,
                                       file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
         finally:

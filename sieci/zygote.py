@@ -75,6 +75,7 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
+    helper("bundle")  # here: a sandboxed job's view of the files may not hold this folder
     warm_up()
     build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
     zygote = os.getpid()
@@ -358,7 +359,7 @@ def start_sandboxed_job(job_line, workdir, walls_failed):
 
 
 def unpack_files(bundle_fd, folder_fd, max_size):
-    """In the job's process: its files, into its folder (loaded only by the jobs that have some)."""
+    """In the job's process: its files, into its folder."""
     helper("bundle").unpack(bundle_fd, folder_fd, max_size)
 
 

@@ -491,3 +491,16 @@ def test_merged_streams_are_one_pipe_whose_writes_keep_their_order():
     result = run(code, merged=True)
     expected = "".join(f"{n}\n{-n}\n" for n in range(50)).encode()
     assert (result.stdout, result.stderr) == (expected, b"")
+
+
+def test_a_job_does_not_inherit_the_signals_its_worker_ignores():
+    """A worker started from a script in the background ignores SIGINT, as shells leave it: its jobs
+    must still get Python's KeyboardInterrupt (Ctrl-C under -t), forked or fresh."""
+    code = b"import signal\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for fresh in (False, True):
+            with JobRun(code, Limits(timeout=20), fresh_interpreter=fresh) as run:
+                assert b"".join(data for _, data in run.output()) == b"True\n"
+    finally:
+        signal.signal(signal.SIGINT, ignored)

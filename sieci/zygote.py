@@ -8,7 +8,9 @@ socketpair; the messages are fork_channel.py's) comes with the job's
 stdin, stdout and stderr. The zygote keeps one child forked ahead of time
 (the standby), which has rehearsed a job's start and waits; it hands the
 request to that child (or, when none is ready, to one forked then), which
-becomes the job (see job_process.py) in its own session and process group.
+becomes the job (see job_process.py) in its own session and process group:
+it unwinds to this file's top level, as it stood when Python started it, and
+runs the program there, so that the job ends as Python ends a main file.
 The zygote answers with the job's pid at once, and with how it ended once
 the job has ended and every process it left behind has been killed: the
 zygote is a child subreaper, so orphans of the job become its children.

@@ -11,6 +11,7 @@ difference shows up too.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ import pytest
 from sieci import client
 from sieci.address import format_address
 from sieci.fork_server import job_environment
+from sieci.spawn import CATCHABLE
 
 from tests.helpers import WAIT, Captured, Cluster, isolation
 
@@ -78,11 +80,19 @@ def test_a_job_ends_as_it_does_locally(program, way, master, tmp_path, request):
 def locally(code, filename, folder):
     with open(folder / filename, "wb") as prog:
         prog.write(code)
-    done = subprocess.run([sys.executable, filename], cwd=folder, stdin=subprocess.DEVNULL,
-                          capture_output=True, env=job_environment(str(folder), sys.executable), timeout=WAIT)
+    done = subprocess.run([sys.executable, filename], cwd=folder, stdin=subprocess.DEVNULL, capture_output=True,
+                          env=job_environment(str(folder), sys.executable), preexec_fn=as_from_a_shell, timeout=WAIT)
     status = 128 - done.returncode if done.returncode < 0 else done.returncode
     shutil.rmtree(folder)
     return status, normalised(done.stdout, filename), normalised(done.stderr, filename)
+
+
+def as_from_a_shell():
+    """Every signal at its default, none blocked, as a shell at a terminal starts a program (this
+    test may run under one that ignores SIGINT, as a script's background job does)."""
+    for number in CATCHABLE:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def remotely(master, code, filename, fresh):
@@ -110,5 +120,5 @@ def test_a_job_that_sets_how_python_starts_gets_an_interpreter_of_its_own(env, m
     with open(tmp_path / "seed.py", "wb") as prog:
         prog.write(code)
     local = subprocess.run([sys.executable, "seed.py"], cwd=tmp_path, capture_output=True, timeout=WAIT,
-                           env={**job_environment(str(tmp_path), sys.executable), **env})
+                           env={**job_environment(str(tmp_path), sys.executable), **env}, preexec_fn=as_from_a_shell)
     assert (status, output.stdout) == (0, local.stdout)

@@ -163,7 +163,7 @@ def test_t_a_line_typed_reaches_the_job(terminal):
 
 
 def test_t_ctrl_c_interrupts_the_job(terminal):
-    session = terminal("import time\nprint('ready', flush=True)\ntry:\n    time.sleep(60)\n"
+    session = terminal("import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
                        "except KeyboardInterrupt:\n    print('interrupted')\n    raise\n")
     session.read_until(b"ready")
     session.type(b"\x03")

@@ -89,10 +89,9 @@ class Dashboard:
         if event not in FINISHED:
             return
         self.throughput.count(job.finished_at)
-        name = _worker_name(job)
-        if name:
-            self._worker_names[job.worker] = name
-        self.recent_jobs.append((job.finished_at, _ended(event, job)))
+        if _worker_name(job):
+            self._worker_names[job.worker] = _worker_name(job)
+        self.recent_jobs.append((job.finished_at, _ended(event, job, self._known_name(job.worker))))
 
     def state(self, now=None):
         """The snapshot of the status request, bounded, with what only the page shows."""
@@ -113,8 +112,11 @@ class Dashboard:
         return state
 
     def _name_of(self, link):
-        """The name its worker gives: in its running job's results, else in its last job's."""
-        return (_worker_name(link.job) if link.job is not None else None) or self._worker_names.get(link)
+        """The name its worker gives: in its running job's results, else in an earlier job's."""
+        return (_worker_name(link.job) if link.job is not None else None) or self._known_name(link)
+
+    def _known_name(self, link):
+        return self._worker_names.get(link) if link is not None else None
 
     def _running(self, link, now):
         job = link.job
@@ -123,7 +125,7 @@ class Dashboard:
             "worker": link.name,
             "name": self._name_of(link),
             "client": job.client_name,
-            "running_for": round(now - (job.dispatched_at or now), 3),
+            "running_for": round(now - job.dispatched_at, 3),
         }
 
     def __call__(self, environ, start_response):
@@ -146,14 +148,14 @@ def _worker_name(job):
     return _text(job.results_header.field(b"worker")) if job.results_header is not None else None
 
 
-def _ended(outcome, job):
+def _ended(outcome, job, worker_name):
     dispatched = job.dispatched_at
     return {
         "job": job.id,
         "outcome": outcome,
         "reason": job.end_reason[:MAX_TEXT],
         "worker": job.worker.name if job.worker is not None else None,
-        "name": _worker_name(job),
+        "name": worker_name,
         "client": job.client_name,
         "waited": round((dispatched or job.finished_at) - job.queued_at, 3),
         "ran": round(job.finished_at - dispatched, 3) if dispatched else None,

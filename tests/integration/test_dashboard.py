@@ -104,6 +104,27 @@ def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
         gevent.killall([running, queued])
 
 
+def test_a_failed_job_shows_why_and_the_name_its_worker_gave_before(cluster, served):
+    master = cluster.master()
+    events = JobEvents(master)
+    cluster.worker(master, name="w1")
+    server = served(master)
+    assert client.run(client_address(master), b"print(1)\n", output=Captured()) == 0
+    silent = gevent.spawn(client.run, client_address(master), b"import time\ntime.sleep(30)\n", output=Captured())
+    try:
+        [link] = master.links
+        with gevent.Timeout(WAIT, AssertionError("the worker never accepted the job")):
+            while link.job is None or not link.job.accepted:
+                gevent.sleep(0.01)
+        link.hang_up()
+        events.wait_for("failed")
+        failed, done = state_of(server)["recent"]
+        assert failed["job"] == 2 and failed["outcome"] == "failed" and failed["reason"] == "worker lost"
+        assert failed["name"] == done["name"] == "w1"  # its results never came: the name is the one given before
+    finally:
+        silent.kill()
+
+
 def test_recent_jobs_are_the_last_ones_only(cluster, served, monkeypatch):
     monkeypatch.setattr(dashboard, "RECENT_JOBS", 3)
     master = cluster.master()

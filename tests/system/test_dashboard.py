@@ -35,13 +35,14 @@ def test_the_dashboard_in_a_browser_shows_the_pool(procs, tmp_path):
     assert procs.run_job(b"print('done')\n").stdout == b"done\n"
     address = f"127.0.0.1:{procs.clients_port}"
     procs.client(address, procs.code_file(WAITS))
-    wait_for_state(url, lambda state: state["running"])
+    wait_for_state(url, lambda state: state["worker_states"] == {"running": 1})
     procs.client(address, procs.code_file(WAITS))
     wait_for_state(url, lambda state: state["queue"] == 1)
 
     # The page's script has filled every table from the JSON.
     page = Page(run_browser(browser, tmp_path / "profile", url, "--dump-dom").decode())
-    assert re.fullmatch(r"up .+ · [\d.]+ jobs/s · queue 1 · done 1 · failed 0 · cancelled 0 · .+", page.texts["summary"])
+    summary = page.texts["summary"]
+    assert re.fullmatch(r"up .+ · [\d.]+ jobs/s · queue 1 · done 1 · failed 0 · cancelled 0 · .+", summary), summary
     assert page.texts["note"].startswith("updated ")
     [worker] = page.tables["workers"]
     assert worker[1:4] == [HOSTILE_NAME, "running", "2"] and worker[-1] == "1"

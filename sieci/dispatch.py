@@ -51,6 +51,7 @@ class Job:
         self.queued_at = time.monotonic()
         self.dispatched_at = None
         self.finished_at = None
+        self.end_reason = ""  # why it failed or was cancelled, when the master knows
         self._unsent = []
 
     def send_to_client(self, data, completes=None):
@@ -246,6 +247,7 @@ class Dispatcher:
         now = time.monotonic()
         ran = now - job.dispatched_at if job.dispatched_at else 0.0
         job.finished_at = now
+        job.end_reason = detail
         self.totals[outcome] += 1
         if outcome == "done":
             self.totals["wait_seconds"] += job.dispatched_at - job.queued_at

@@ -80,7 +80,7 @@ def master_main(argv=None):
         if args.metrics:
             from .metrics import MasterMetrics, serve
 
-            serve(MasterMetrics(master).registry, args.metrics, logging.getLogger("sieci.master"))
+            serve(MasterMetrics(master).registry, args.metrics, logging.getLogger("sieci.master"), master=master)
     except OSError as error:
         where = f"{format_address(args.workers_addr)}, {format_address(args.clients_addr)} or the metrics address"
         return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 
 from . import protocol
 from .address import format_address
+from .dashboard import Dashboard
 
 LINK_STATES = (protocol.CHALLENGED, protocol.IDLE, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
                protocol.RUNNING)
@@ -63,10 +64,15 @@ class WorkerMetrics:
         self.seconds.observe(seconds)
 
 
-def serve(registry, address, log):
+def serve(registry, address, log, master=None):
     """Start serving ``registry`` at ``address`` (/metrics, or any path), and log where (port 0: the
-    one the system chose)."""
-    server = WSGIServer(address, make_wsgi_app(registry), log=None, error_log=None)
+    one the system chose); with ``master``, its dashboard at / too (see dashboard.py)."""
+    app = make_wsgi_app(registry)
+    if master is not None:
+        app = Dashboard(master, fallback=app)
+    server = WSGIServer(address, app, log=None, error_log=None)
     server.start()
     log.info("serving metrics on http://%s/metrics", format_address(server.address))
+    if master is not None:
+        log.info("serving the dashboard on http://%s/", format_address(server.address))
     return server

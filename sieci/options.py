@@ -165,8 +165,9 @@ LOG_LEVEL = Option("--log-level", text, "info", "how much to log on stderr",
 LOG_FORMAT = Option("--log-format", text, "text", "text for people; json for log collectors (one object per line)",
                     choices=("text", "json"))
 GRACE = Option("--grace", seconds, defaults.GRACE, "on SIGTERM, how long running jobs may take to finish, in seconds")
-METRICS = Option("--metrics", text, None, "serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT); "
-                 "off by default", "ADDR")
+METRICS = Option("--metrics", text, None, "serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT), "
+                 "and on a master a live dashboard at /; no login: bind it to a trusted address; off by default",
+                 "ADDR")
 FILES_STORE = Option("--files-store", size, defaults.FILES_STORE,
                      "keep at most this many bytes of jobs' files bundles (--with), so that jobs sharing files "
                      "get them without their travelling again; those unused longest make room")

@@ -1,0 +1,188 @@
+"""The master's dashboard over HTTP: the page, and the JSON it polls, after real jobs through a master
+and a worker. The page in a real browser is in tests/system/test_dashboard.py."""
+
+import json
+import logging
+import re
+import urllib.request
+
+import gevent
+import gevent.event
+import pytest
+
+from sieci import client, dashboard
+from sieci.metrics import MasterMetrics, serve
+
+from tests.helpers import WAIT, Captured, JobEvents, client_address
+
+HOSTILE_NAME = "<img/src=x/onerror=alert(1)>&amp;</script>"  # a worker's name has no whitespace
+WAITS = b"import time\nprint('go', flush=True)\ntime.sleep(30)\n"
+
+
+def fetch(server, path):
+    """(status, headers, body) of GET ``path``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.address[1]}{path}", timeout=WAIT) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+def state_of(server):
+    status, headers, body = fetch(server, dashboard.JSON_PATH)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    return json.loads(body)
+
+
+@pytest.fixture
+def served(cluster):
+    """``served(master)``: the HTTP server of its metrics and dashboard, stopped at the end."""
+    started = []
+
+    def start(master):
+        started.append(serve(MasterMetrics(master).registry, ("127.0.0.1", 0), logging.getLogger("sieci.test"),
+                             master=master))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop(timeout=1)
+
+
+class Started(Captured):
+    """Output that says when the job has written something: then it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = gevent.event.Event()
+
+    def write(self, stream, data):
+        super().write(stream, data)
+        self.started.set()
+
+
+def start_waiting_job(master):
+    output = Started()
+    job = gevent.spawn(client.run, client_address(master), WAITS, output=output)
+    assert output.started.wait(WAIT), "the job never started"
+    return job
+
+
+def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
+    master = cluster.master()
+    events = JobEvents(master)
+    cluster.worker(master, name=HOSTILE_NAME)
+    server = served(master)
+    assert client.run(client_address(master), b"print(1)\n", output=Captured()) == 0
+    assert client.run(client_address(master), b"raise SystemExit(3)\n", output=Captured()) == 3
+    running = start_waiting_job(master)
+    queued = gevent.spawn(client.run, client_address(master), b"print(4)\n", output=Captured())
+    try:
+        events.wait_for("queued", 4)
+        state = state_of(server)
+        [worker] = state["workers"]
+        assert worker["name"] == HOSTILE_NAME and worker["state"] == "running" and worker["job"] == 3
+        assert worker["jobs_done"] == 2 and state["workers_linked"] == 1 and state["worker_states"] == {"running": 1}
+        assert state["queue"] == 1
+        [waiting] = state["queued"]
+        assert waiting["job"] == 4 and waiting["waiting_for"] >= 0 and waiting["client"].startswith("127.0.0.1:")
+        [run] = state["running"]
+        assert run == {"job": 3, "worker": worker["address"], "name": HOSTILE_NAME, "client": run["client"],
+                       "running_for": run["running_for"]}
+        assert 0 <= run["running_for"] < WAIT
+        assert [job["job"] for job in state["recent"]] == [2, 1]  # the newest first
+        for job in state["recent"]:
+            assert job["outcome"] == "done" and job["reason"] == ""
+            assert job["worker"] == worker["address"] and job["name"] == HOSTILE_NAME
+            assert 0 <= job["waited"] < WAIT and 0 < job["ran"] < WAIT and 0 <= job["ended_ago"] < WAIT
+        assert state["totals"]["done"] == 2 and state["jobs_per_second"] > 0
+        assert state["master"] == client_address(master) and state["uptime"] > 0
+        queued.kill()  # its client leaves while the job waits
+        events.wait_for("cancelled")
+        [cancelled, *_] = state_of(server)["recent"]
+        assert cancelled["job"] == 4 and cancelled["outcome"] == "cancelled"
+        assert cancelled["reason"] == "the client left while it was queued"
+        assert cancelled["worker"] is None and cancelled["ran"] is None
+    finally:
+        gevent.killall([running, queued])
+
+
+def test_a_failed_job_shows_why_and_the_name_its_worker_gave_before(cluster, served):
+    master = cluster.master()
+    events = JobEvents(master)
+    cluster.worker(master, name="w1")
+    server = served(master)
+    assert client.run(client_address(master), b"print(1)\n", output=Captured()) == 0
+    silent = gevent.spawn(client.run, client_address(master), b"import time\ntime.sleep(30)\n", output=Captured())
+    try:
+        [link] = master.links
+        with gevent.Timeout(WAIT, AssertionError("the worker never accepted the job")):
+            while link.job is None or not link.job.accepted:
+                gevent.sleep(0.01)
+        link.hang_up()
+        events.wait_for("failed")
+        failed, done = state_of(server)["recent"]
+        assert failed["job"] == 2 and failed["outcome"] == "failed" and failed["reason"] == "worker lost"
+        assert failed["name"] == done["name"] == "w1"  # its results never came: the name is the one given before
+    finally:
+        silent.kill()
+
+
+def test_recent_jobs_are_the_last_ones_only(cluster, served, monkeypatch):
+    monkeypatch.setattr(dashboard, "RECENT_JOBS", 3)
+    master = cluster.master()
+    cluster.worker(master)
+    server = served(master)
+    for number in range(5):
+        assert client.run(client_address(master), f"print({number})\n".encode(), output=Captured()) == 0
+    assert [job["job"] for job in state_of(server)["recent"]] == [5, 4, 3]
+
+
+def test_the_lists_are_bounded(cluster, served, monkeypatch):
+    monkeypatch.setattr(dashboard, "MAX_ROWS", 1)
+    monkeypatch.setattr(dashboard, "MAX_QUEUED", 1)
+    master = cluster.master()
+    events = JobEvents(master)
+    for _ in range(2):
+        cluster.worker(master)
+    assert master.wait_for_workers(2, WAIT)
+    server = served(master)
+    jobs = [start_waiting_job(master) for _ in range(2)]
+    jobs += [gevent.spawn(client.run, client_address(master), b"print(1)\n", output=Captured()) for _ in range(2)]
+    try:
+        events.wait_for("queued", 4)
+        state = state_of(server)
+        assert state["workers_linked"] == 2 and len(state["workers"]) == 1
+        assert state["worker_states"] == {"running": 2} and len(state["running"]) == 1
+        assert state["queue"] == 2 and len(state["queued"]) == 1
+    finally:
+        gevent.killall(jobs)
+
+
+def test_the_page_is_whole_and_writes_only_text(cluster, served):
+    master = cluster.master()
+    cluster.worker(master, name=HOSTILE_NAME)
+    server = served(master)
+    assert client.run(client_address(master), b"print(1)\n", output=Captured()) == 0
+    status, headers, page = fetch(server, "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    text = page.decode()
+    assert "http://" not in text and "https://" not in text
+    assert not re.search(r"""(src|href|action)\s*=\s*["']?\s*//""", text), "a protocol-relative URL"
+    assert not re.search(r"<(link|img|iframe|object|embed)\b", text), "something fetched beside the script"
+    assert re.findall(r"""fetch\(\s*(["'][^"']*["'])""", text) == ['"status.json"']  # same origin
+    # Names from the network are shown as text: never parsed as HTML, never put in the page itself.
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", text)
+    assert "textContent" in text and "onerror" not in text
+    # And, should that ever slip, no script but the page's own runs.
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy
+    assert text.count("<script>") == 1 and text.count("<style>") == 1
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert state_of(server)["workers"][0]["name"] == HOSTILE_NAME
+
+
+def test_metrics_are_still_served_beside_it(cluster, served):
+    master = cluster.master()
+    server = served(master)
+    for path in ("/metrics", "/any/other/path"):
+        status, headers, body = fetch(server, path)
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert b"sieci_queue_length 0.0" in body

@@ -73,7 +73,7 @@ def test_commands_with_spaces_tabs_and_newlines_survive_the_joblog(tmp_path):
     log = batch.JobLog(str(joblog))
     log.add(failed)
     log.close()
-    kept, again = batch.read_joblog(str(joblog))
+    kept, again = batch.retried(batch.read_joblog(str(joblog))[0])
     assert (kept, [(job.seq, job.command) for job in again]) == ([], [(1, command)])
     assert read_joblog(joblog)[0][8] == "could not read it"
 
@@ -82,7 +82,7 @@ def test_an_older_joblog_of_files_is_retried_file_by_file(tmp_path):
     joblog = tmp_path / "joblog"
     joblog.write_text("Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\n"
                       "1\tmy job.py\tm:1\tw\t1.000\t0.100\t3\t0\t-\n2\tok.py\tm:1\tw\t1.000\t0.100\t0\t0\t-\n")
-    kept, again = batch.read_joblog(str(joblog))
+    kept, again = batch.retried(batch.read_joblog(str(joblog))[0])
     assert [(job.seq, job.command) for job in again] == [(1, ["my job.py"])]
     assert [line.split("\t")[1] for line in kept] == ["ok.py"]
     assert again[0].previous.split("\t")[1] == "'my job.py'"  # as the rewritten joblog will have it

@@ -1,0 +1,64 @@
+"""A batch's output is spooled to disk until its turn, never held whole: issue 16's 8 jobs printing
+300 MiB each through a real client, against a real master and 8 real workers (about 25 s here).
+bench/batchmemory.py measures the same with its figures."""
+
+import os
+import re
+
+from tests.helpers.processes import CLIENT, PYTHON, clean_env
+
+JOBS = 8
+MIB_EACH = 300
+PEAK_LIMIT_MB = 100
+LINE = 1 << 20
+JOB = (b"import sys\nline = sys.argv[1].encode() * (%d - 1) + b'\\n'\nwrite = sys.stdout.buffer.write\n"
+       b"print(sys.argv[1], 'starts', file=sys.stderr, flush=True)\n"
+       b"for _ in range(%d):\n    write(line)\n") % (LINE, MIB_EACH)
+DEADLINE = 180.0
+
+
+def vmhwm_mb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def read_checking(stdout, letters, client_pid):
+    """Reads the client's stdout to its end: each job's MIB_EACH lines of its letter, job after job.
+    Returns the bytes read and the highest VmHWM of the client seen while it ran."""
+    expected = [(letter.encode() * (LINE - 1) + b"\n") * 2 for letter in letters]
+    per_job, position, peak = MIB_EACH * LINE, 0, 0.0
+    while data := stdout.read(LINE):
+        view = memoryview(data)
+        while view:
+            job, offset = divmod(position, per_job)
+            assert job < len(letters), f"more output than {len(letters)} jobs printed"
+            size = min(len(view), per_job - offset)
+            start = offset % LINE
+            assert view[:size] == expected[job][start:start + size], f"wrong byte near {position}"
+            position, view = position + size, view[size:]
+        try:
+            peak = max(peak, vmhwm_mb(client_pid))
+        except (OSError, StopIteration):
+            pass  # it has ended: its peak was read before
+    return position, peak
+
+
+def test_eight_jobs_of_300_mib_keep_the_client_under_100_mb_in_order_byte_exact(procs, tmp_path):
+    procs.master()
+    workers = [procs.worker() for _ in range(JOBS)]
+    for worker in workers:
+        procs.wait_for_log(worker, "linked")
+    job = procs.code_file(JOB, "big.py")
+    letters = "abcdefgh"[:JOBS]
+    spool = tmp_path / "spool"  # the client's temp folder, where its spool folder goes
+    spool.mkdir()
+    client = procs.start("client", [PYTHON, CLIENT, "--jobs", str(JOBS), f"127.0.0.1:{procs.clients_port}", job,
+                                    ":::", *letters], capture_stdout=True, env=clean_env(TMPDIR=str(spool)))
+    read, peak = read_checking(client.popen.stdout, letters, client.pid)
+    assert client.popen.wait(DEADLINE) == 0, procs.logs()
+    assert read == JOBS * MIB_EACH * LINE
+    assert 0 < peak < PEAK_LIMIT_MB, f"the client's peak RSS was {peak:.1f} MB"
+    starts = re.findall(r"(\w) starts", client.stderr())
+    assert starts == list(letters), client.stderr()  # each job's stderr in its turn too
+    assert not os.listdir(spool)  # every spool file removed, and their folder
+

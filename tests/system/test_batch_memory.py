@@ -4,8 +4,13 @@ bench/batchmemory.py measures the same with its figures."""
 
 import os
 import re
+import subprocess
 
+import pytest
+
+from tests.helpers import WAIT, client_address, read_joblog
 from tests.helpers.processes import CLIENT, PYTHON, clean_env
+from tests.system.test_batch import job
 
 JOBS = 8
 MIB_EACH = 300
@@ -62,3 +67,39 @@ def test_eight_jobs_of_300_mib_keep_the_client_under_100_mb_in_order_byte_exact(
     assert starts == list(letters), client.stderr()  # each job's stderr in its turn too
     assert not os.listdir(spool)  # every spool file removed, and their folder
 
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a tmpfs of 256 KiB of its own (root only)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                                           stderr=subprocess.DEVNULL).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_fails_the_job_whose_output_could_not_be_spooled_and_the_batch(cluster, tmp_path, small_disk):
+    master = cluster.master()
+    cluster.worker(master, name="w1")
+    cluster.worker(master, name="w2")
+    joblog = tmp_path / "joblog"
+    first = job(tmp_path, "a", waits_for=(joblog, "big.py"))  # b's output is spooled while a runs
+    big = tmp_path / "big.py"
+    big.write_text("import sys\nsys.stdout.buffer.write(b'x' * (1 << 20))\n")
+    done = subprocess.run([PYTHON, CLIENT, "--joblog", joblog, client_address(master), ":::", first, big],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=WAIT * 2,
+                          env=clean_env(TMPDIR=str(small_disk)))
+    assert done.returncode == 255, done.stderr
+    kept = done.stdout.removeprefix(b"a out\n")  # then what of b's was spooled before the disk was full
+    assert kept == b"x" * len(kept) and 0 < len(kept) < 1 << 20
+    reason = "its output could not be kept for its turn: cannot write "
+    assert f"sieci-client: error: {big}: {reason}".encode() in done.stderr
+    assert b"(no space left on device)" in done.stderr
+    rows = {os.path.basename(row[1]): row for row in read_joblog(joblog)}
+    assert (rows["a.py"][6], rows["big.py"][6]) == ("0", "255") and rows["big.py"][8].startswith(reason)
+    assert os.listdir(small_disk) == []

@@ -17,6 +17,7 @@ number of jobs that did not (101 for more than 100), and 255 when sieci
 could not run the batch at all.
 """
 
+import _signal
 import contextlib
 import os
 import queue
@@ -220,6 +221,22 @@ def progress_bar(total):
     return tqdm(total=total, file=sys.stderr, unit="job", dynamic_ncols=True, smoothing=0)
 
 
+class Terminated(SystemExit):
+    """SIGTERM: the batch ends as after Ctrl-C (what ended shown, the spool removed), exit status 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(128 + signum)
+
+
+def _spool_folder():
+    try:
+        return tempfile.mkdtemp(prefix="sieci-batch-")
+    except OSError as error:
+        raise BatchError(f"cannot make a folder for the jobs' output in the temp folder (TMPDIR): "
+                         f"{error.strerror or error}") from None
+
+
 def _work(client, settings, todo, finished):
     while True:
         try:
@@ -252,18 +269,20 @@ class Batch:
 
     def run(self):
         """Runs every job; returns the exit status."""
+        self.spools = _spool_folder()
         self.bar = progress_bar(len(self.jobs))
-        self.spools = tempfile.mkdtemp(prefix="sieci-batch-")
+        before = _signal.signal(_signal.SIGTERM, _terminate)
         try:
             finished = self._start()
             try:
                 for _ in self.jobs:
                     self._finish(finished.get())
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Terminated):
                 self._show_what_finished(finished)
                 raise
         finally:
             self._close()
+            _signal.signal(_signal.SIGTERM, before)
         if any(isinstance(job.output.failure, SpoolFailed) for job in self.jobs):
             return defaults.EXIT_FAILED
         return exit_status(sum(job.exit_status != 0 for job in self.jobs))

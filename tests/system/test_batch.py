@@ -299,5 +299,6 @@ def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
 def test_help_lists_the_batch_options():
     done = subprocess.run([sys.executable, CLIENT, "--help"], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 0
-    for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED"):
+    for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED",
+                     "SIECI_RESUME", "SIECI_RESUME_FAILED"):
         assert variable in done.stdout

@@ -55,8 +55,8 @@ def runs(tmp_path):
     return {value: ended.count(value) for value in VALUES}
 
 
-def interrupted_after_two(batch, tmp_path):
-    """Runs the batch with the jobs past 2 held, and Ctrl-C once the joblog has jobs 1 and 2."""
+def interrupted_after_two(batch, tmp_path, signum=signal.SIGINT):
+    """Runs the batch with the jobs past 2 held, and Ctrl-C (or ``signum``) once the joblog has jobs 1 and 2."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("SIECI_")}
     environ["TMPDIR"] = str(tmp_path / "spool")
     client = subprocess.Popen([sys.executable, CLIENT, "--jobs", "6", "-e", "HOLD=1", *map(str, batch)],
@@ -65,14 +65,15 @@ def interrupted_after_two(batch, tmp_path):
     while not (joblog.exists() and joblog.read_text().count("\n") == 3):
         assert time.monotonic() < deadline and client.poll() is None, "jobs 1 and 2 never ended"
         gevent.sleep(0.02)
-    client.send_signal(signal.SIGINT)
+    client.send_signal(signum)
     stdout, stderr = client.communicate(timeout=WAIT)
     return client.returncode, stdout, stderr
 
 
-def test_ctrl_c_then_resume_runs_exactly_the_jobs_that_never_finished(batch, tmp_path):
-    status, stdout, stderr = interrupted_after_two(batch, tmp_path)
-    assert (status, stdout) == (130, b"job 1\njob 2\n"), stderr
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_then_resume_runs_exactly_the_jobs_that_never_finished(batch, tmp_path, signum, status):
+    ended, stdout, stderr = interrupted_after_two(batch, tmp_path, signum)
+    assert (ended, stdout) == (status, b"job 1\njob 2\n"), stderr
     assert b"interrupted: 4 of 6 jobs did not finish (the same command with --resume runs them)" in stderr
     first = read_joblog(tmp_path / "joblog")
     assert sorted(row[0] for row in first) == ["1", "2"]

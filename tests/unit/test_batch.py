@@ -134,3 +134,12 @@ def test_a_missing_joblog_is_empty_only_for_resume(tmp_path):
     assert batch.read_joblog(str(tmp_path / "none"), missing_ok=True) == ([], None)
     with pytest.raises(batch.BatchError, match="cannot read the joblog"):
         batch.read_joblog(str(tmp_path / "none"))
+
+
+def test_no_temp_folder_for_the_spool_runs_nothing(monkeypatch):
+    def refused(prefix):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batch.tempfile, "mkdtemp", refused)
+    with pytest.raises(batch.BatchError, match=r"cannot make a folder for the jobs' output .*Permission denied"):
+        batch.Batch(None, [batch.Job(1, ["a.py"])]).run()

@@ -70,6 +70,8 @@ class Job:
         except Exception as error:  # noqa: BLE001 - a bug must fail this job, not hang the batch
             self.failure = f"unexpected error: {error!r}"
         self.runtime = time.monotonic() - clock
+        if self.output is not None:
+            self.output.writes_ended()
 
     @property
     def bytes(self):

@@ -71,6 +71,14 @@ class JobOutput:
                 from None
         self.spooled += FRAME.size + len(data)
 
+    def writes_ended(self):
+        """The job has ended: the spool file's fd goes, as a batch may have thousands of jobs waiting for
+        their turn (each file is opened again to be shown)."""
+        with self.lock:
+            if self.spool is not None:
+                os.close(self.spool)
+                self.spool = None
+
     def show(self):
         """Its turn: writes what was spooled (while the job may still add to it), then lets the
         job write straight through. Resumable: a second call goes on where the first stopped."""

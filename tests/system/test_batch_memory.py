@@ -1,9 +1,11 @@
 """A batch's output is spooled to disk until its turn, never held whole: issue 16's 8 jobs printing
-300 MiB each through a real client, against a real master and 8 real workers (about 25 s here).
-bench/batchmemory.py measures the same with its figures."""
+300 MiB each through a real client, against a real master and 8 real workers (about 25 s here;
+bench/batchmemory.py measures the same with its figures); a full disk while spooling; hundreds of
+jobs waiting for their turn."""
 
 import os
 import re
+import resource
 import subprocess
 
 import pytest
@@ -103,3 +105,29 @@ def test_a_full_disk_fails_the_job_whose_output_could_not_be_spooled_and_the_bat
     rows = {os.path.basename(row[1]): row for row in read_joblog(joblog)}
     assert (rows["a.py"][6], rows["big.py"][6]) == ("0", "255") and rows["big.py"][8].startswith(reason)
     assert os.listdir(small_disk) == []
+
+
+def test_hundreds_of_jobs_waiting_for_their_turn_hold_no_fd_each(cluster, tmp_path):
+    """300 jobs end while the first waits for them, under a client limit of 64 open files."""
+    master = cluster.master()
+    for name in ("w1", "w2", "w3", "w4"):
+        cluster.worker(master, name=name)
+    joblog = tmp_path / "joblog"
+    program = tmp_path / "job.py"
+    program.write_text("import sys, time\n"
+                       "def ended():\n"
+                       f"    return open({str(joblog)!r}).read().count('\\n') - 1\n"
+                       f"deadline = time.monotonic() + {WAIT}\n"
+                       "while sys.argv[1] == '0' and ended() < 300 and time.monotonic() < deadline:\n"
+                       "    time.sleep(0.02)\n"
+                       "print('job', sys.argv[1])\n")
+    values = [str(number) for number in range(301)]
+    done = subprocess.run([PYTHON, CLIENT, "--joblog", joblog, client_address(master), program, ":::", *values],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=WAIT * 3, env=clean_env(),
+                          preexec_fn=_few_files)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout == b"".join(b"job %s\n" % value.encode() for value in values)
+
+
+def _few_files():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))

@@ -55,12 +55,18 @@ def runs(tmp_path):
     return {value: ended.count(value) for value in VALUES}
 
 
+def _as_from_a_terminal():
+    """SIGINT at its default, as a shell at a terminal starts a program (a background job's would ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupted_after_two(batch, tmp_path, signum=signal.SIGINT):
     """Runs the batch with the jobs past 2 held, and Ctrl-C (or ``signum``) once the joblog has jobs 1 and 2."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("SIECI_")}
     environ["TMPDIR"] = str(tmp_path / "spool")
     client = subprocess.Popen([sys.executable, CLIENT, "--jobs", "6", "-e", "HOLD=1", *map(str, batch)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ,
+                              preexec_fn=_as_from_a_terminal)
     joblog, deadline = tmp_path / "joblog", time.monotonic() + WAIT
     while not (joblog.exists() and joblog.read_text().count("\n") == 3):
         assert time.monotonic() < deadline and client.poll() is None, "jobs 1 and 2 never ended"

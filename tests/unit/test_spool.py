@@ -34,6 +34,7 @@ def test_the_spool_keeps_the_order_of_the_streams_and_the_job_goes_on_straight_t
     assert shown.writes == [] and os.path.exists(tmp_path / "1")
     output.show()
     output.write("stderr", b"four\n")
+    output.writes_ended()
     assert shown.writes == [("stdout", b"one\n"), ("stderr", b"two\n"), ("stdout", b"three\n"), ("stderr", b"four\n")]
     assert output.bytes == 19
     output.close()
@@ -97,3 +98,14 @@ def test_a_failure_to_write_where_the_output_goes_is_kept(tmp_path):
     with pytest.raises(OutputFailed):
         output.write("stdout", b"x")
     assert str(output.failure) == "cannot write to stdout (broken pipe)"
+
+
+def test_a_job_that_ended_holds_no_fd_until_its_turn(tmp_path):
+    shown = Shown()
+    output = spool.JobOutput(shown, str(tmp_path / "1"))
+    output.write("stdout", b"waits\n")
+    output.writes_ended()
+    assert output.spool is None and output.reader is None
+    output.show()
+    output.close()
+    assert shown.writes == [("stdout", b"waits\n")] and os.listdir(tmp_path) == []

@@ -196,6 +196,14 @@ def plan(args, prog="sieci-client"):
     return resumed(jobs, runs, args.joblog, rerun_failed=args.resume_failed or args.retry_failed)
 
 
+def _resumed_by(args):
+    """The option that runs what this batch leaves if it is interrupted: a retry from the joblog alone keeps
+    the old lines of the jobs it did not finish, so another retry runs them."""
+    if args.retry_failed and args.batch_values is None and not args.arg_file:
+        return "--retry-failed"
+    return "--resume"
+
+
 def _past_runs(path, prog, missing_ok=False):
     runs, cut = read_joblog(path, missing_ok)
     if cut is not None:
@@ -255,7 +263,7 @@ class Batch:
     whose turn it is writes straight through."""
 
     def __init__(self, client, jobs, parallel=8, ungroup=False, log=None, prog="sieci-client", env=None, files=(),
-                 returns=(), results="."):
+                 returns=(), results=".", resume_with="--resume"):
         self.client = client
         self.job_settings = {"env": env, "programs": Programs(files), "returns": returns, "results": results}
         self.jobs = jobs
@@ -263,6 +271,7 @@ class Batch:
         self.ungroup = ungroup
         self.log = log
         self.prog = prog
+        self.resume_with = resume_with  # the option that runs what an interrupted batch left
         self.output = FdOutput()
         self.waiting = {}  # finished jobs whose output waits for its turn, by index
         self.turn = 0  # the index of the job whose output is shown now (in input order)
@@ -352,7 +361,7 @@ class Batch:
         for job in sorted(self.waiting.values(), key=lambda job: job.index):
             self._show(job)
         left = sum(not job.logged for job in self.jobs)
-        again = " (the same command with --resume runs them)" if self.log is not None else ""
+        again = f" (the same command with {self.resume_with} runs them)" if self.log is not None else ""
         self.write("stderr", f"{self.prog}: interrupted: {left} of {len(self.jobs)} jobs did not finish{again}\n"
                    .encode())
 
@@ -378,7 +387,7 @@ def run(client, args, prog="sieci-client"):
         kept, jobs = plan(args, prog)
         log = JobLog(args.joblog, kept) if args.joblog else None
         return Batch(client, jobs, args.jobs, args.ungroup, log, prog, args.env, args.files or (),
-                     args.returns or (), args.results).run()
+                     args.returns or (), args.results, _resumed_by(args)).run()
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code

@@ -58,8 +58,7 @@ def parse_args(argv, environ=None):
     else:
         args.masters, args.command = _masters_and_command(args, masters_from_environment)
         args.batch = bool(batch_values is not None or args.arg_file or args.retry_failed or args.joblog)
-        if args.retry_failed and not args.joblog:
-            _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
+        _check_resuming(args)
         if args.batch and "-" in args.command[:1]:
             _usage_error("- (stdin) can only be the PROG of one job, not a batch's")
         if args.tty and (args.batch or "-" in args.command[:1]):
@@ -72,6 +71,17 @@ def parse_args(argv, environ=None):
     except ClientError as error:
         _usage_error(str(error))
     return args
+
+
+def _check_resuming(args):
+    if args.retry_failed and not args.joblog:
+        _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
+    for flag, given in (("--resume", args.resume), ("--resume-failed", args.resume_failed)):
+        if given and not args.joblog:
+            _usage_error(f"{flag} needs --joblog (the joblog of the run to resume)")
+        if given and args.batch_values is None and not args.arg_file:
+            _usage_error(f"{flag} needs the batch's values (':::' VALUE... or -a FILE), as the run it resumes had "
+                         "them")
 
 
 def _status_arguments(args, masters_from_environment):

@@ -323,9 +323,15 @@ CLIENT = [
            "batches: show each job's output as soon as it ends, not in the order of the files"),
     Option("--joblog", text, None, "batches: write a line per job to this file (tab-separated, with a header)",
            "PATH"),
+    Option("--resume", bool, False,
+           "batches: run only the jobs --joblog does not list (an interrupted batch's unfinished ones), with the "
+           "same PROG, ':::' values and -a file as the run it resumes, and rewrite the joblog"),
+    Option("--resume-failed", bool, False,
+           "batches: as --resume, and run again the jobs --joblog lists as failed (exit status not 0)"),
     Option("--retry-failed", bool, False,
-           "batches: run again only the jobs that failed in --joblog, and rewrite it (the command line's "
-           "PROG, ':::' and -a are then ignored)"),
+           "batches: run again the jobs that failed in --joblog, and rewrite it; with ':::' or -a, the same as "
+           "--resume-failed; without, only the joblog's jobs (those an interrupted batch never finished are "
+           "not in it: use --resume)"),
     Option("--tty", bool, False,
            "run the job on a pseudo-terminal sized like this one, typed on from here (as ssh -t); stdin must be "
            "a terminal", env=False, short="-t"),

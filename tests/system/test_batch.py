@@ -64,6 +64,16 @@ def job(directory, name, status=0, waits_for=None, marks=None, needs=None):
     return path
 
 
+def shown_whole(merged):
+    """The jobs (by name) whose two lines come together in ``merged`` (stdout and stderr, 2>&1), in the order
+    shown. Each job's lines are in the order the worker relayed them: its stderr line, written at once,
+    and its stdout, flushed at its end, are read from two pipes, either first."""
+    groups = re.findall(rb"((\w) (?:out|err)\n\2 (?:out|err)\n)", merged)
+    assert b"".join(whole for whole, _ in groups) == merged
+    assert all(whole.count(b"out") == whole.count(b"err") == 1 for whole, _ in groups)
+    return [name for _, name in groups]
+
+
 def by_file(rows):
     return {os.path.basename(row[1]): row for row in rows}
 
@@ -73,7 +83,7 @@ def test_several_files_show_their_output_whole_and_in_input_order(master, tmp_pa
     files = [job(tmp_path, "a", waits_for=(joblog, "c.py")), job(tmp_path, "b"), job(tmp_path, "c")]
     done = sieci_client("--jobs", 3, "--joblog", joblog, master, ":::", *files, stderr=subprocess.STDOUT)
     assert done.returncode == 0
-    assert done.stdout == b"a out\na err\nb out\nb err\nc out\nc err\n"
+    assert shown_whole(done.stdout) == [b"a", b"b", b"c"]
     ended = [os.path.basename(row[1]) for row in read_joblog(joblog)]
     assert ended.index("c.py") < ended.index("a.py")
 
@@ -83,8 +93,7 @@ def test_ungroup_shows_each_job_as_it_ends(master, tmp_path):
     files = [job(tmp_path, "a", waits_for=(joblog, "c.py")), job(tmp_path, "b"), job(tmp_path, "c")]
     done = sieci_client("--ungroup", "--jobs", 3, "--joblog", joblog, master, ":::", *files, stderr=subprocess.STDOUT)
     assert done.returncode == 0
-    groups = re.findall(rb"(\w) out\n\1 err\n", done.stdout)
-    assert b"".join(group + b" out\n" + group + b" err\n" for group in groups) == done.stdout
+    groups = shown_whole(done.stdout)
     assert sorted(groups) == [b"a", b"b", b"c"] and groups.index(b"c") < groups.index(b"a")
 
 
@@ -290,5 +299,6 @@ def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
 def test_help_lists_the_batch_options():
     done = subprocess.run([sys.executable, CLIENT, "--help"], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 0
-    for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED"):
+    for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED",
+                     "SIECI_RESUME", "SIECI_RESUME_FAILED"):
         assert variable in done.stdout

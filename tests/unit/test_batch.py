@@ -1,10 +1,11 @@
 """The batch command line and the joblog, without a cluster."""
 
+import re
 import time
 
 import pytest
 
-from sieci import batch
+from sieci import batch, joblog
 from sieci.client_command import parse_args
 
 from tests.helpers import read_joblog
@@ -65,24 +66,80 @@ def test_the_exit_status_of_a_batch(failures, status):
 
 def test_commands_with_spaces_tabs_and_newlines_survive_the_joblog(tmp_path):
     name = "odd\tname\\with\nbreaks\r.py"
-    assert batch.unescape(batch.escape(name)) == name and "\t" not in batch.escape(name)
+    assert joblog.unescape(joblog.escape(name)) == name and "\t" not in joblog.escape(name)
     command = [name, "an argument", "'quoted'", ""]
     failed = batch.Job(1, command)
     failed.started, failed.runtime, failed.failure = time.time(), 0.5, "could not\tread it"
-    joblog = tmp_path / "joblog"
-    log = batch.JobLog(str(joblog))
+    path = tmp_path / "joblog"
+    log = batch.JobLog(str(path))
     log.add(failed)
     log.close()
-    kept, again = batch.read_joblog(str(joblog))
+    kept, again = batch.retried(batch.read_joblog(str(path))[0])
     assert (kept, [(job.seq, job.command) for job in again]) == ([], [(1, command)])
-    assert read_joblog(joblog)[0][8] == "could not read it"
+    assert read_joblog(path)[0][8] == "could not read it"
 
 
 def test_an_older_joblog_of_files_is_retried_file_by_file(tmp_path):
     joblog = tmp_path / "joblog"
     joblog.write_text("Seq\tFile\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\n"
                       "1\tmy job.py\tm:1\tw\t1.000\t0.100\t3\t0\t-\n2\tok.py\tm:1\tw\t1.000\t0.100\t0\t0\t-\n")
-    kept, again = batch.read_joblog(str(joblog))
+    kept, again = batch.retried(batch.read_joblog(str(joblog))[0])
     assert [(job.seq, job.command) for job in again] == [(1, ["my job.py"])]
     assert [line.split("\t")[1] for line in kept] == ["ok.py"]
     assert again[0].previous.split("\t")[1] == "'my job.py'"  # as the rewritten joblog will have it
+
+
+def _joblog(tmp_path, *lines, end="\n"):
+    path = tmp_path / "joblog"
+    path.write_text("\n".join([joblog.HEADER, *lines]) + end)
+    return str(path)
+
+
+def _line(seq, command, exitval):
+    return f"{seq}\t{command}\tm:1\tw\t1.000\t0.100\t{exitval}\t0\t-"
+
+
+def test_resume_skips_what_the_joblog_lists_and_resume_failed_reruns_its_failures(tmp_path):
+    runs, cut = batch.read_joblog(_joblog(tmp_path, _line(2, "p.py 2", 0), _line(1, "p.py 1", 3)))
+    jobs = [batch.Job(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
+    kept, todo = batch.resumed(jobs, runs, "joblog", rerun_failed=False)
+    assert (cut, [line[0] for line in kept], [job.seq for job in todo]) == (None, ["2", "1"], [3])
+    jobs = [batch.Job(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
+    kept, todo = batch.resumed(jobs, runs, "joblog", rerun_failed=True)
+    assert ([line[0] for line in kept], [job.seq for job in todo]) == (["2"], [1, 3])
+    assert todo[0].previous == _line(1, "p.py 1", 3)  # put back if it does not end this time either
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([_line(1, "p.py 1", 0), _line(1, "p.py 1", 0)], "Seq 1 is on two lines (2 and 3)"),
+    ([_line(4, "p.py 4", 0)], "its Seq 4 is past this batch's 3 jobs"),
+    ([_line(2, "p.py 3", 0)], "its Seq 2 ran 'p.py 3', where this batch's job 2 is 'p.py 2'"),
+])
+def test_a_joblog_that_is_not_the_batchs_is_refused_as_a_usage_error(tmp_path, lines, message):
+    jobs = [batch.Job(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
+    with pytest.raises(batch.JoblogMismatch, match=re.escape(message)) as refused:
+        batch.resumed(jobs, batch.read_joblog(_joblog(tmp_path, *lines))[0], "joblog", rerun_failed=False)
+    assert refused.value.exit_code == 2
+
+
+def test_only_a_last_line_with_no_newline_may_be_cut_short(tmp_path):
+    runs, cut = batch.read_joblog(_joblog(tmp_path, _line(1, "p.py 1", 0), "2\tp.py 2\tm:1", end=""))
+    assert ([run.seq for run in runs], cut) == ([1], 3)
+    with pytest.raises(batch.BatchError, match=r"joblog:2: not a joblog line") as refused:
+        batch.read_joblog(_joblog(tmp_path, "2\tp.py 2\tm:1", _line(1, "p.py 1", 0)))
+    assert refused.value.exit_code == 255
+
+
+def test_a_missing_joblog_is_empty_only_for_resume(tmp_path):
+    assert batch.read_joblog(str(tmp_path / "none"), missing_ok=True) == ([], None)
+    with pytest.raises(batch.BatchError, match="cannot read the joblog"):
+        batch.read_joblog(str(tmp_path / "none"))
+
+
+def test_no_temp_folder_for_the_spool_runs_nothing(monkeypatch):
+    def refused(prefix):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batch.tempfile, "mkdtemp", refused)
+    with pytest.raises(batch.BatchError, match=r"cannot make a folder for the jobs' output .*Permission denied"):
+        batch.Batch(None, [batch.Job(1, ["a.py"])]).run()

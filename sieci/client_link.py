@@ -47,10 +47,14 @@ class Result:
     classic worker), ``seconds`` the wall time from upload to result.
     ``returned`` lists the names of the files the job returned that were
     written, ``not_returned`` ``(name, why)`` for each that could not be.
+    ``job_id`` is the id the master gave the job (16 hex digits; None from a
+    classic master).
     """
 
-    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
+    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None,
+                 job_id=None):
         self.exit_status = exit_status
+        self.job_id = job_id
         self.status = status
         self.master = master
         self.worker = worker
@@ -72,7 +76,7 @@ class Result:
 
     def __repr__(self):
         return (f"Result(exit_status={self.exit_status}, limit={self.limit!r}, master={self.master!r}, "
-                f"worker={self.worker!r}, seconds={self.seconds!r})")
+                f"worker={self.worker!r}, seconds={self.seconds!r}, job_id={self.job_id!r})")
 
 
 class ClientLink:
@@ -106,16 +110,16 @@ class ClientLink:
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             conn.send(self.upload(payload, fields), completes=protocol.JOB)
-            _await_acceptance(conn, self.where, deadline, files)
+            job_id = _await_acceptance(conn, self.where, deadline, files)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
             if stdin is None:
-                return _read_results(conn, output, self.where, splice, returned)
+                return _read_results(conn, output, self.where, splice, returned, job_id)
             from .client_stdin import StdinPump
 
             pump = StdinPump(conn, stdin).start()
             try:
-                return _read_results(conn, output, self.where, splice, returned)
+                return _read_results(conn, output, self.where, splice, returned, job_id)
             finally:
                 pump.stop()
         except protocol.RemoteProtocolError as error:
@@ -135,33 +139,95 @@ class ClientLink:
 
     def status(self):
         """The master's status, as a dict; ClientError if it gives none."""
-        import json
-
         from .status import JSON, SIGNED_PAYLOAD
 
+        return self._json_request(protocol.STATUS, [JSON], SIGNED_PAYLOAD, "the status request")
+
+    def jobs(self):
+        """The master's jobs, queued, running and kept, as a dict; ClientError if it gives none."""
+        return self._json_request(protocol.JOBS, [], protocol.JOBS, "--list")
+
+    def _json_request(self, word, fields, payload, what):
         sock = self.dial(self.connect_timeout)
         try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
-            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
-            conn.send_command(protocol.STATUS, b" ".join(self._signed([JSON], SIGNED_PAYLOAD)))
-            line = conn.next_event()
-        except TimeoutError:
-            raise ClientError(f"master {self.where} did not answer the status request "
-                              "(a classic master does not support it)") from None
-        except OSError as error:
-            raise ClientError(f"lost the connection to master {self.where} ({error})") from None
+            _, line = self._request(sock, word, fields, payload, what)
         finally:
             sock.close()
-        if line is protocol.CONNECTION_CLOSED:
-            raise ClientError(f"master {self.where} closed the connection without answering the status request")
-        if line.word == protocol.ERROR:
-            raise ClientError(f"master {self.where} refused the status request: "
-                              f"{line.reason.decode('utf-8', 'replace')}")
+        import json
+
         try:
             return json.loads(line.raw)
         except ValueError:
-            raise ClientError(f"master {self.where} answered the status request with something "
-                              "other than JSON") from None
+            raise ClientError(f"master {self.where} answered {what} with something other than JSON") from None
+
+    def _request(self, sock, word, fields, payload, what):
+        """Send a request's line, signed over ``payload`` when there is a secret; the connection
+        and the master's first answer, or ClientError (with ``what`` the request, for people)."""
+        try:
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
+            conn.send_command(word, b" ".join(self._signed(fields, payload)))
+            line = conn.next_event()
+        except TimeoutError:
+            raise ClientError(f"master {self.where} did not answer {what} "
+                              "(a classic master does not support it)") from None
+        except OSError as error:
+            raise ClientError(f"lost the connection to master {self.where} ({error})") from None
+        if line is protocol.CONNECTION_CLOSED:
+            raise ClientError(f"master {self.where} closed the connection without answering {what}")
+        if line.word == protocol.ERROR:
+            raise ClientError(f"master {self.where} refused {what}: {line.reason.decode('utf-8', 'replace')}")
+        return conn, line
+
+    def cancel(self, job_id):
+        """Cancel job ``job_id``; ClientError if this master cannot."""
+        sock = self.dial(self.connect_timeout)
+        try:
+            self._request(sock, protocol.CANCEL, [job_id.encode()], protocol.CANCEL + b" " + job_id.encode(),
+                          "--cancel")
+        finally:
+            sock.close()
+
+    def attach(self, job_id, output):
+        """The Result of kept job ``job_id``, its output written to ``output`` as it comes;
+        ClientError if this master does not keep it, JobLost if its results are cut short."""
+        sock = self.dial(self.connect_timeout)
+        try:
+            conn, _ = self._request(sock, protocol.ATTACH, [job_id.encode()],
+                                    protocol.ATTACH + b" " + job_id.encode(), "--attach")
+            conn.deadline = None
+            conn.settimeout(None)
+            return _read_results(conn, output, self.where, returned=None, job_id=job_id)
+        except OSError as error:
+            raise JobLost(f"lost the connection to master {self.where} "
+                          f"({(error.strerror or str(error)).lower()})") from None
+        finally:
+            sock.close()
+
+    def detach(self, payload, fields, files=None):
+        """Queue a job that runs with no client: its id, once the master has it; NotAccepted if it
+        has not (a classic master cannot detach a job: ClientError)."""
+        sock = self.dial(self.connect_timeout)
+        try:
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn.deadline = time.monotonic() + self.connect_timeout
+            conn.send(self.upload(payload, [*fields, protocol.DETACH_FIELD]), completes=protocol.JOB)
+            line = _next(conn, NotAccepted, f"before it took the job (master {self.where})")
+            if line.word == protocol.NEED:
+                _send_files(conn, line, files)
+                line = _next(conn, NotAccepted, f"before it took the job (master {self.where})")
+        except OSError as error:
+            raise NotAccepted(f"lost the connection to master {self.where} "
+                              f"({(error.strerror or str(error)).lower()})") from None
+        finally:
+            sock.close()
+        if line.word == protocol.ERROR:
+            raise NotAccepted(f"master {self.where} refused the job: {line.reason.decode('utf-8', 'replace')}")
+        job_id = protocol.job_id_of(line.raw)
+        if line.word != protocol.DETACHED or job_id is None:
+            raise ClientError(f"master {self.where} cannot detach a job (a classic master?); the job may run "
+                              "there all the same, with its output lost")
+        return job_id
 
     def upload(self, payload, fields):
         """The job's upload, signed afresh for every attempt: a signature is good once,
@@ -236,7 +302,8 @@ def _next(conn, failure, doing):
 
 def _await_acceptance(conn, where, deadline, files=None):
     """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts.
-    The master's first answer may be NEED, for the job's ``files``."""
+    The master's first answer may be NEED, for the job's ``files``. The job's id, if the master
+    said it (``job=`` on QUEUED or RECEIVED), else None."""
     line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     conn.deadline = deadline
     if deadline is None:
@@ -244,12 +311,14 @@ def _await_acceptance(conn, where, deadline, files=None):
     if line.word == protocol.NEED:  # the master lacks the job's files
         _send_files(conn, line, files)
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
+    job_id = protocol.job_id_of(line.raw)
     if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         refused = NeedsInline if protocol.needs_inline(line.reason) else NotAccepted
         raise refused(f"master {where} refused the job: {reason}")
+    return protocol.job_id_of(line.raw) or job_id
 
 
 def _send_files(conn, need, files):
@@ -260,7 +329,7 @@ def _send_files(conn, need, files):
     conn.send(encode_bundle_block(wanted, files.data), completes=protocol.JOB)
 
 
-def _read_results(conn, output, where, splice=False, returned=None):
+def _read_results(conn, output, where, splice=False, returned=None, job_id=None):
     line = _next(conn, JobLost, f"before the job's results came (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
@@ -270,9 +339,9 @@ def _read_results(conn, output, where, splice=False, returned=None):
     worker = worker.decode("utf-8", "replace") if worker else None
     if header.extended:
         status = _read_extended(conn, output, where, splice, returned)
-        return Result(status.exit_code, status, where, worker)
+        return Result(status.exit_code, status, where, worker, job_id=job_id)
     _read_classic(conn, output, where)
-    return Result(0, None, where, worker)
+    return Result(0, None, where, worker, job_id=job_id)
 
 
 def _read_classic(conn, output, where):

@@ -26,10 +26,11 @@ import time
 from . import defaults
 from .client import ClientError, FdOutput, load_program
 
-COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
+COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason", "JobId")
 PLACEHOLDER = "{}"
 HEADER = "\t".join(COLUMNS)
-FILE_HEADER = HEADER.replace("Command", "File")  # older sieci's: one file, no arguments
+NO_ID_HEADER = "\t".join(COLUMNS[:-1])  # older sieci's: no job ids (read with "-" for them)
+FILE_HEADER = NO_ID_HEADER.replace("Command", "File")  # older yet: one file, no arguments
 NOTHING = "-"  # a joblog field with no value
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
@@ -163,7 +164,7 @@ def joblog_line(job):
     fields = [str(job.seq), escape(shlex.join(job.command)),
               _one_line(result.master if result else NOTHING), _one_line(result.worker if result else NOTHING),
               f"{job.started:.3f}", f"{job.runtime:.3f}", str(job.exit_status), str(job.bytes),
-              _one_line(job.reason or NOTHING)]
+              _one_line(job.reason or NOTHING), _one_line(result.job_id or NOTHING if result else NOTHING)]
     return "\t".join(fields)
 
 
@@ -207,11 +208,12 @@ def read_joblog(path):
             lines = file.read().split("\n")
     except OSError as error:
         raise BatchError(f"cannot read the joblog {path}: {error.strerror or error}") from None
-    if lines[0] not in (HEADER, FILE_HEADER):
+    if lines[0] not in (HEADER, NO_ID_HEADER, FILE_HEADER):
         raise BatchError(f"{path} is not a sieci joblog (its first line is not the header)")
     kept, again, of_files = [], [], lines[0] == FILE_HEADER
     for number, line in enumerate(lines[1:], 2):
         if line.strip():
+            line += "" if lines[0] == HEADER else "\t" + NOTHING
             seq, command, exitval = _parse_line(line, f"{path}:{number}", of_files)
             if of_files:  # rewritten under the new header: the file as a command
                 fields = line.split("\t")

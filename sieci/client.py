@@ -15,7 +15,7 @@ import time
 
 from . import defaults, protocol
 from .address import AddressError, parse_address
-from .client_link import ClientError, ClientLink, JobLost, NeedsInline, NotAccepted
+from .client_link import ClientError, ClientLink, JobLost, NeedsInline, NotAccepted, ReattachFailed
 
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
@@ -398,6 +398,8 @@ class Client:
 
             random.shuffle(masters)
         payload = protocol.as_payload(code)
+        if self.retries and stdin is None:  # a broken connection attaches again to the job: see ClientLink.run_job
+            fields = [*fields, protocol.KEEP_FIELD]
         deadline = time.monotonic() + self.timeout if self.timeout else None
         failures, retries_left, position, passed_over = [], self.retries, 0, 0
         pause = FIRST_RETRY_PAUSE
@@ -407,7 +409,8 @@ class Client:
             attempt_output = HeldOutput() if self.retries else output
             returned = self._results_folder(results)
             try:
-                result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin)
+                result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin,
+                                        reattach=self.retries)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NeedsInline as error:
@@ -428,7 +431,7 @@ class Client:
                 pause = min(2 * pause, LAST_RETRY_PAUSE)
                 continue
             except JobLost as error:
-                if retries_left == 0 or (stdin is not None and stdin.started):
+                if retries_left == 0 or (stdin is not None and stdin.started) or isinstance(error, ReattachFailed):
                     raise
                 retries_left, passed_over = retries_left - 1, 0
                 failures.append(str(error))

@@ -46,6 +46,8 @@ class Job:
         self.cancelled = False
         self.withdrawn = False  # cancelled by request (CANCEL <id>)
         self.spool = None  # a kept_jobs.Spool: a detached job's results are kept for clients that attach
+        self.detaching = protocol.DETACH_FIELD in header.fields
+        self.kept = self.detaching or protocol.KEEP_FIELD in header.fields
         self.accepted = False  # the worker said RECEIVED: the code may have run
         self.results_header = None
         self.relayed_mid_line = False
@@ -108,7 +110,10 @@ class Job:
         return True
 
     def client_failed(self, error):
-        """A send to the client failed: the rest of the results has nowhere to go."""
+        """A send to the client failed: the rest of the results has nowhere to go (but to a kept job's spool)."""
+        if self.spool is not None:
+            self.detach()
+            return
         self.cancelled = True
         if self.worker is not None and self.worker.stoppable:
             raise ClientGone(str(error))

@@ -88,7 +88,7 @@ class Intake:
                 return self._refuse(conn, name, f"too many connections from {address[0]} "
                                                 f"(at most {self.max_connections_per_address} at once)")
             job = self._receive_job(conn, name, address[0])
-            if job is not None and job.spool is not None:
+            if job is not None and job.detaching:
                 self._detach(conn, name, job)
             elif job is not None:
                 self.dispatcher.enqueue(job)
@@ -138,7 +138,7 @@ class Intake:
         if not self._hold_files(conn, name, header):
             return None
         job = self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
-        if protocol.DETACH_FIELD in header.fields:
+        if job.kept:
             self.kept.keep(job)
         return job
 
@@ -252,7 +252,9 @@ class Intake:
         job.client.settimeout(None)
         watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
         try:
-            job.finished.wait()
+            gevent.wait([job.finished, watcher], count=1)
+            if job.client is not None:  # not left to run on: see _client_left
+                job.finished.wait()
         finally:
             watcher.kill()
 
@@ -264,7 +266,22 @@ class Intake:
         except (OSError, protocol.ProtocolError):
             pass
         if not job.finished.is_set():
+            self._client_left(job)
+
+    def _client_left(self, job):
+        """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
+        if job.spool is None:
             self.dispatcher.cancel(job)
+            return
+        log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
+                 self.client_timeout)
+        job.detach()
+        gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _cancel_unless_attached(self, job):
+        if not job.finished.is_set() and not job.spool.attached:
+            log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
+            self.dispatcher.withdraw(job)
 
     def _relay_stdin(self, job):
         """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""

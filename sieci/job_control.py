@@ -89,9 +89,17 @@ class JobControl:
         job = self.kept.find(job_id)
         if job is None:
             raise Refused(f"no job {job_id} is kept here (unknown, not detached, or its output expired)")
-        spool = job.spool
         conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
         log.info("client %s attached to job %s at byte %d", name, job_id, offset)
+        job.spool.attached += 1
+        try:
+            self._relay_spool(conn, job.spool, offset)
+        finally:
+            job.spool.attached -= 1
+
+    @staticmethod
+    def _relay_spool(conn, spool, offset):
+        """The spool's bytes from ``offset``, as they come, until the results end or were cut short."""
         while True:
             spool.wait_beyond(offset)
             if offset < spool.size:
@@ -115,7 +123,7 @@ def _described(job, now):
     else:
         state = "queued" if job.worker is None else "running"
     return {"id": job.id, "state": state, "age": round(now - job.queued_at, 3), "client": job.client_name,
-            "detached": spool is not None, "worker": job.worker.name if job.worker is not None else None}
+            "detached": job.client is None, "worker": job.worker.name if job.worker is not None else None}
 
 
 def _encode(listing):

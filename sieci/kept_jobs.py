@@ -44,6 +44,7 @@ class Spool:
         self.outcome = None
         self.reason = None  # why it failed, for a job whose results never began
         self.ended_at = None
+        self.attached = 0  # clients attached now
         self._grew = gevent.event.Event()
 
     def write(self, data, last=False):

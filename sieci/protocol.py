@@ -102,6 +102,9 @@ FILES_FIELD = b"files"
 CODE_FIELD = b"code"
 # An upload the client leaves at once: the master answers DETACHED job=<id>, runs it, and keeps its results.
 DETACH_FIELD = b"detach"
+# An upload whose client re-attaches if its connection breaks (sieci-client --retries): the master keeps its
+# results as for a detached job, and, if the client leaves, runs it on for --client-timeout seconds for it.
+KEEP_FIELD = b"keep"
 # job=<id>, on the master's QUEUED, RECEIVED, DETACHED, ATTACHED and CANCELLED to a sieci client: the job's id,
 # 16 lower-case hex digits (64 random bits: unique across masters, and not to be guessed).
 JOB_ID_FIELD = b"job"

@@ -9,6 +9,7 @@ from sieci.client_link import ClientError
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 from tests.helpers.classic import classic_client
+from tests.helpers.proxy import CuttingProxy
 
 SECRET = b"a secret long enough for the test"
 SLOW = b"import sys, time\nprint('first', flush=True)\nprint('err', file=sys.stderr, flush=True)\n" \
@@ -230,3 +231,57 @@ def test_through_a_classic_master_the_job_has_no_id_and_detach_says_so(classic, 
     assert (result.stdout, result.job_id) == (b"hi\n", None)
     with pytest.raises(ClientError, match="cannot detach a job"):
         api.detach(program(b"print('hi')\n"))
+
+
+COUNTING = b"for i in range(200000):\n    print(i)\n"
+COUNTED = b"".join(b"%d\n" % i for i in range(200000))
+
+
+@pytest.fixture
+def proxy():
+    made = []
+
+    def make(target, cuts):
+        made.append(CuttingProxy(target, cuts))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def test_a_cut_connection_attaches_again_and_every_byte_comes_once(cluster, proxy):
+    master = cluster.master()
+    cluster.worker(master)
+    events = JobEvents(master)
+    cutter = proxy(master.clients_address, [50_000, 300_000, 1])
+    result = client.Client(cutter.address, retries=3).run(COUNTING)
+    assert (result.exit_status, len(result.stdout), result.stdout == COUNTED) == (0, len(COUNTED), True)
+    assert len(cutter.passed) == 4 and cutter.passed[:3] == [50_000, 300_000, 1]
+    assert events.seen.count("dispatched") == 1 and events.seen.count("done") == 1
+
+
+def test_a_cut_connection_without_retries_loses_the_job_as_before(cluster, proxy):
+    master = cluster.master()
+    cluster.worker(master)
+    events = JobEvents(master)
+    cutter = proxy(master.clients_address, [50_000])
+    with pytest.raises(client.JobLost):
+        client.Client(cutter.address).run(COUNTING)
+    events.wait_for("cancelled")
+    assert master.kept.listed() == []
+
+
+def test_a_kept_job_runs_on_for_its_client_then_is_cancelled_if_none_attaches(cluster, peers):
+    master = cluster.master(client_timeout=0.5)
+    cluster.worker(master)
+    events = JobEvents(master)
+    leaver = peers(master.clients_address)
+    code = b"import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+    leaver.send(protocol.encode_block(code, [protocol.EXTENDED, protocol.KEEP_FIELD]))
+    assert leaver.answer() == b"RECEIVED\n"
+    leaver.close()
+    gevent.sleep(0.3)
+    [job] = master.dispatcher.active_jobs
+    assert job.client is None and not job.finished.is_set()
+    events.wait_for("cancelled")

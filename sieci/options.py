@@ -339,8 +339,8 @@ CLIENT = [
     Option("--detach", bool, False, "queue the job, print its id and exit 0: the master runs it and keeps its output "
            "(see --attach)"),
     Option("--attach", text, None, "print the output of the job with this id (so far, then as it comes) and exit "
-           "with its status", "ID"),
-    Option("--cancel", text, None, "cancel the queued or running job with this id", "ID"),
+           "with its status", "ID", env=False),
+    Option("--cancel", text, None, "cancel the queued or running job with this id", "ID", env=False),
     Option("--list", bool, False, "list each master's queued, running and kept jobs, with their ids and ages"),
 ]
 CLIENT_MASTERS = Option("--masters", text, None, "the masters' client addresses", "MASTER[,MASTER...]",

@@ -42,7 +42,12 @@ class ConnectionBroke(JobLost):
 
 
 class ReattachFailed(JobLost):
-    """The connection broke, and attaching again to the job the master keeps failed: it is not run again."""
+    """The connection broke, and the master could not be reached again to attach to the job, which may run
+    on there: it is not run again."""
+
+
+class Refused(ClientError):
+    """The master answered a request with ERROR."""
 
 
 class Result:
@@ -194,7 +199,7 @@ class ClientLink:
         if line is protocol.CONNECTION_CLOSED:
             raise ClientError(f"master {self.where} closed the connection without answering {what}")
         if line.word == protocol.ERROR:
-            raise ClientError(f"master {self.where} refused {what}: {line.reason.decode('utf-8', 'replace')}")
+            raise Refused(f"master {self.where} refused {what}: {line.reason.decode('utf-8', 'replace')}")
         return conn, line
 
     def cancel(self, job_id):
@@ -238,6 +243,9 @@ class ClientLink:
                 try:
                     reading.resume(self._attach_again(reading))
                     break
+                except Refused as error:  # it no longer has the job (it restarted, say): the job was lost there
+                    raise JobLost(f"lost the connection to master {self.where} ({why}), and then the job: "
+                                  f"{error}") from None
                 except ClientError as error:
                     if not tries:
                         raise ReattachFailed(f"lost the connection to master {self.where} ({why}), and could not "

@@ -86,3 +86,12 @@ def test_an_older_joblog_of_files_is_retried_file_by_file(tmp_path):
     assert [(job.seq, job.command) for job in again] == [(1, ["my job.py"])]
     assert [line.split("\t")[1] for line in kept] == ["ok.py"]
     assert again[0].previous.split("\t")[1] == "'my job.py'"  # as the rewritten joblog will have it
+
+
+def test_a_joblog_without_job_ids_is_read_with_none(tmp_path):
+    joblog = tmp_path / "joblog"
+    joblog.write_text("Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\n"
+                      "1\tjob.py\tm:1\tw\t1.000\t0.100\t3\t0\t-\n2\tok.py\tm:1\tw\t1.000\t0.100\t0\t0\t-\n")
+    kept, again = batch.read_joblog(str(joblog))
+    assert kept == ["2\tok.py\tm:1\tw\t1.000\t0.100\t0\t0\t-\t-"]
+    assert again[0].previous.split("\t")[9] == "-"

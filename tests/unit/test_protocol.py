@@ -1297,3 +1297,27 @@ def test_malformed_arguments_and_environment_are_the_peers_fault(fields):
 def test_arguments_no_process_could_be_given_are_refused_before_sending(args, env):
     with pytest.raises(protocol.LocalProtocolError):
         protocol.encode_arguments(args, env)
+
+
+def _data_until_stuck(receiver):
+    data = b""
+    while isinstance(event := receiver.next_event(), protocol.BlockData):
+        data += event.data
+    return data, event
+
+
+def test_a_receiver_goes_on_with_what_a_new_connection_brings_after_its_reply_line():
+    from sieci.framing import Receiver
+
+    old = Receiver()
+    old.start_block(protocol.parse_header(b"ENDSEQ T v=2\n"), results=True)
+    old.receive_data(b"1 4\nab")
+    old.receive_data(b"")  # the connection broke inside a raw chunk
+    before, event = _data_until_stuck(old)
+    assert event is protocol.CONNECTION_CLOSED
+    new = Receiver()
+    new.receive_data(b"ATTACHED job=0123456789abcdef\ncdx exit 0\nT\n")
+    assert new.next_event().raw == b"ATTACHED job=0123456789abcdef\n"
+    old.resume_from(new)
+    after, event = _data_until_stuck(old)
+    assert (before + after, type(event)) == (b"1 4\nabcdx exit 0\n", protocol.BlockEnd)

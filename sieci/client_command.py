@@ -245,35 +245,28 @@ def _usage_error(message):
 
 def show_status(client, as_json):
     """Print each master's status; exit status 255 if any did not give it."""
-    answers = client.status()
-    if as_json:
-        import json
+    from .status import format_text
 
-        text = json.dumps({address: state if isinstance(state, dict) else {"error": str(state)}
-                           for address, state in answers}, indent=2) + "\n"
-    else:
-        from .status import format_text
-
-        text = "\n".join(format_text(state) for _, state in answers if isinstance(state, dict))
-    FdOutput().write(STDOUT, text.encode())
-    failures = [state for _, state in answers if not isinstance(state, dict)]
-    for failure in failures:
-        sys.stderr.write(f"{PROG}: error: {failure}\n")
-    return defaults.EXIT_FAILED if failures else 0
+    return _show_each(client.status(), as_json, lambda states: "\n".join(map(format_text, states)))
 
 
 def show_jobs(client, as_json):
     """Print each master's jobs (queued, running, kept); exit status 255 if any did not list them."""
-    answers = client.jobs()
+    return _show_each(client.jobs(), as_json, lambda listings: "".join(map(format_jobs, listings)))
+
+
+def _show_each(answers, as_json, format_text):
+    """Print what each master answered (``(address, dict or ClientError)``), as JSON or through
+    ``format_text`` (of the dicts); each failure on stderr, and exit status 255 if any."""
     if as_json:
         import json
 
-        text = json.dumps({address: jobs if isinstance(jobs, dict) else {"error": str(jobs)}
-                           for address, jobs in answers}, indent=2) + "\n"
+        text = json.dumps({address: answer if isinstance(answer, dict) else {"error": str(answer)}
+                           for address, answer in answers}, indent=2) + "\n"
     else:
-        text = "".join(format_jobs(jobs) for _, jobs in answers if isinstance(jobs, dict))
+        text = format_text([answer for _, answer in answers if isinstance(answer, dict)])
     FdOutput().write(STDOUT, text.encode())
-    failures = [jobs for _, jobs in answers if not isinstance(jobs, dict)]
+    failures = [answer for _, answer in answers if not isinstance(answer, dict)]
     for failure in failures:
         sys.stderr.write(f"{PROG}: error: {failure}\n")
     return defaults.EXIT_FAILED if failures else 0

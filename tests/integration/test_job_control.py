@@ -16,6 +16,17 @@ SLOW = b"import sys, time\nprint('first', flush=True)\nprint('err', file=sys.std
        b"time.sleep(0.5)\nprint('second')\nsys.exit(3)\n"
 
 
+@pytest.fixture
+def serve(cluster):
+    """Makes a master (with ``options``) with a worker: the master, its job events, and a Client of it."""
+    def make(**options):
+        master = cluster.master(**options)
+        cluster.worker(master)
+        return master, JobEvents(master), client.Client(client_address(master))
+
+    return make
+
+
 def program(code):
     return client.Program(code, "job.py")
 
@@ -41,11 +52,8 @@ def test_the_status_shows_the_running_job_by_its_id(cluster):
     assert state["workers"][0]["job"] == job_id
 
 
-def test_a_detached_job_runs_and_is_attached_to_during_and_after(cluster):
-    master = cluster.master()
-    cluster.worker(master)
-    events = JobEvents(master)
-    api = client.Client(client_address(master))
+def test_a_detached_job_runs_and_is_attached_to_during_and_after(serve):
+    master, events, api = serve()
     job_id = api.detach(program(SLOW))
     assert protocol.parse_job_id(job_id) == job_id
     events.wait_for("dispatched")
@@ -81,11 +89,8 @@ def test_two_clients_attach_at_once_and_both_get_every_byte(cluster):
     assert second.get(timeout=WAIT).stdout == expected
 
 
-def test_cancel_stops_a_running_job_and_drops_a_queued_one(cluster):
-    master = cluster.master()
-    cluster.worker(master)
-    events = JobEvents(master)
-    api = client.Client(client_address(master))
+def test_cancel_stops_a_running_job_and_drops_a_queued_one(serve):
+    master, events, api = serve()
     running = api.detach(program(b"import time\nprint('up', flush=True)\ntime.sleep(60)\n"))
     queued = api.detach(program(b"print('never')\n"))
     events.wait_for("dispatched")
@@ -109,11 +114,8 @@ def test_cancel_tells_an_attached_client_of_a_queued_job(cluster):
         waiting.get(timeout=WAIT)
 
 
-def test_list_shows_queued_running_and_kept_jobs(cluster):
-    master = cluster.master()
-    cluster.worker(master)
-    events = JobEvents(master)
-    api = client.Client(client_address(master))
+def test_list_shows_queued_running_and_kept_jobs(serve):
+    master, events, api = serve()
     done = api.detach(program(b"print(1)\n"))
     events.wait_for("done")
     running = api.detach(program(b"import time\ntime.sleep(60)\n"))
@@ -149,11 +151,8 @@ def test_a_malformed_id_is_refused_before_anything_is_looked_up(cluster, peers, 
     assert asker.rest() == b"ERROR expected a job id (16 hex digits)\n"
 
 
-def test_the_spool_cap_forgets_the_oldest_finished_job(cluster):
-    master = cluster.master(max_kept_output=64 << 10)
-    cluster.worker(master)
-    events = JobEvents(master)
-    api = client.Client(client_address(master))
+def test_the_spool_cap_forgets_the_oldest_finished_job(serve):
+    _, events, api = serve(max_kept_output=64 << 10)
     first = api.detach(program(b"print('a' * 30000)\n"))
     events.wait_for("done")
     second = api.detach(program(b"print('b' * 30000)\n"))
@@ -163,11 +162,8 @@ def test_the_spool_cap_forgets_the_oldest_finished_job(cluster):
     assert api.attach(second).stdout == b"b" * 30000 + b"\n"
 
 
-def test_results_past_the_cap_are_cut_and_the_attacher_told(cluster):
-    master = cluster.master(max_kept_output=32 << 10)
-    cluster.worker(master)
-    events = JobEvents(master)
-    api = client.Client(client_address(master))
+def test_results_past_the_cap_are_cut_and_the_attacher_told(serve):
+    _, events, api = serve(max_kept_output=32 << 10)
     job_id = api.detach(program(b"print('a' * 100000)\n"))
     events.wait_for("done")
     with pytest.raises(client.JobLost, match="in the middle of the results"):

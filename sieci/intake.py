@@ -73,7 +73,7 @@ class Intake:
         self.identity = None
         self.plaintext_only = plaintext_only
         self.kept = kept  # a kept_jobs.KeptJobs: detached jobs
-        self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"])
+        self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"], self._attacher_left)
 
     def handle_client(self, sock, address):
         name = format_address(address)
@@ -277,6 +277,11 @@ class Intake:
                  self.client_timeout)
         job.detach()
         gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _attacher_left(self, job):
+        """The last client attached to a ``keep`` job (not a detached one) has left: as its first did."""
+        if not job.detaching and not job.finished.is_set():
+            gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
 
     def _cancel_unless_attached(self, job):
         if not job.finished.is_set() and not job.spool.attached:

@@ -14,6 +14,8 @@ import json
 import logging
 import time
 
+import gevent
+
 from . import protocol
 
 log = logging.getLogger("sieci.master")
@@ -51,12 +53,14 @@ def offset_of(line):
 
 
 class JobControl:
-    """Answers job control for the master's ``dispatcher`` and its ``kept`` jobs (a kept_jobs.KeptJobs)."""
+    """Answers job control for the master's ``dispatcher`` and its ``kept`` jobs (a kept_jobs.KeptJobs);
+    ``last_left(job)`` is called when the last client attached to a job that still runs has left."""
 
-    def __init__(self, dispatcher, kept, master_name):
+    def __init__(self, dispatcher, kept, master_name, last_left):
         self.dispatcher = dispatcher
         self.kept = kept
         self.master_name = master_name
+        self.last_left = last_left
 
     def answer(self, conn, name, line):
         """Answer the request ``line`` (a protocol.Line) on ``conn``; Refused if it cannot be."""
@@ -92,10 +96,14 @@ class JobControl:
         conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
         log.info("client %s attached to job %s at byte %d", name, job_id, offset)
         job.spool.attached += 1
+        watcher = gevent.spawn(_stop_when_gone, conn, gevent.getcurrent())
         try:
             self._relay_spool(conn, job.spool, offset)
         finally:
+            watcher.kill()
             job.spool.attached -= 1
+            if not job.spool.attached and not job.spool.ended:
+                self.last_left(job)
 
     @staticmethod
     def _relay_spool(conn, spool, offset):
@@ -114,6 +122,16 @@ class JobControl:
                 return
             else:
                 return  # the results were cut short: the client says so
+
+
+def _stop_when_gone(conn, attacher):
+    """Stop the ``attacher`` greenlet once its client has left (it may wait long for a queued job)."""
+    try:
+        while conn.next_event() is not protocol.CONNECTION_CLOSED:
+            pass  # whatever it says is ignored
+    except (OSError, protocol.ProtocolError):
+        pass
+    attacher.kill(block=False)
 
 
 def _described(job, now):

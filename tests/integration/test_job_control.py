@@ -281,3 +281,36 @@ def test_a_kept_job_runs_on_for_its_client_then_is_cancelled_if_none_attaches(cl
     [job] = master.dispatcher.active_jobs
     assert job.client is None and not job.finished.is_set()
     events.wait_for("cancelled")
+
+
+def test_a_client_that_leaves_while_attached_to_a_queued_job_is_let_go(cluster, peers):
+    master = cluster.master()
+    job_id = client.Client(client_address(master)).detach(program(b"print(1)\n"))
+    leaver = peers(master.clients_address)
+    leaver.send(b"ATTACH " + job_id.encode() + b"\n")
+    assert leaver.line() == b"ATTACHED job=" + job_id.encode() + b"\n"
+    [job] = master.dispatcher.active_jobs
+    assert job.spool.attached == 1
+    leaver.close()
+    with gevent.Timeout(WAIT):
+        while job.spool.attached or master.intake.connections:
+            gevent.sleep(0.01)
+    assert not job.finished.is_set()  # a detached job runs on, whoever leaves
+
+
+def test_a_kept_job_whose_reattached_client_leaves_again_is_cancelled_too(cluster, peers):
+    master = cluster.master(client_timeout=0.3)
+    cluster.worker(master)
+    events = JobEvents(master)
+    leaver = peers(master.clients_address)
+    leaver.send(protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED, protocol.KEEP_FIELD]))
+    assert leaver.answer() == b"RECEIVED\n"
+    [job] = master.dispatcher.active_jobs
+    leaver.close()
+    again = peers(master.clients_address)
+    again.send(b"ATTACH " + job.id.encode() + b"\n")
+    assert again.line().startswith(b"ATTACHED")
+    gevent.sleep(0.5)
+    assert not job.finished.is_set()  # attached: it runs on
+    again.close()
+    events.wait_for("cancelled")

@@ -204,6 +204,7 @@ class Intake:
         """ATTACH, CANCEL or JOBS (see job_control.py), once its signature, if needed, is checked."""
         if not self._signed(conn, name, line, job_control.signed_payload(line.raw)):
             return None
+        conn.settimeout(None)  # an attached client may wait as long as the job takes
         try:
             self.control.answer(conn, name, line)
         except job_control.Refused as why:

@@ -3,6 +3,7 @@
 import json
 
 from tests.helpers import JobEvents, client_address
+from tests.helpers.proxy import CuttingProxy
 from tests.system.test_status import run_command
 
 
@@ -46,3 +47,21 @@ def test_unknown_and_malformed_ids(cluster):
     assert malformed.returncode == 2 and "is not a job id" in malformed.stderr
     both = run_command("--attach", "0123456789abcdef", "--list", client_address(master))
     assert both.returncode == 2 and "do not go together" in both.stderr
+
+
+def test_the_client_command_attaches_again_through_a_cutting_proxy_every_byte_once(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    events = JobEvents(master)
+    prog = tmp_path / "job.py"
+    prog.write_text("import sys\nfor start in range(0, 300000, 50000):\n"
+                    "    sys.stdout.write(''.join('%d\\n' % i for i in range(start, start + 50000)))\n")
+    cutter = CuttingProxy(master.clients_address, [100_000, 1_000_000])
+    try:
+        done = run_command("--retries", "2", cutter.address, str(prog))  # stdout a pipe: raw chunks are spliced
+    finally:
+        cutter.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "".join(f"{i}\n" for i in range(300000))
+    assert cutter.passed[:2] == [100_000, 1_000_000] and len(cutter.passed) == 3
+    assert events.seen.count("dispatched") == 1

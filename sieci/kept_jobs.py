@@ -51,13 +51,21 @@ class Spool:
         if self.cut or not data:
             return
         if not self.store.make_room(len(data), self):
-            self.cut = True
-            log.warning("kept results cut at %d bytes: --max-kept-output is full", self.size)
+            self._cut_at("--max-kept-output is full")
         else:
-            os.write(self.file.fileno(), data)
-            self.size += len(data)
-            self.complete = last
+            try:
+                _write_all(self.file.fileno(), data)
+            except OSError as error:  # a full disk: the job runs on all the same
+                self.store.total -= len(data)
+                self._cut_at(error.strerror or str(error))
+            else:
+                self.size += len(data)
+                self.complete = last
         self._note_growth()
+
+    def _cut_at(self, why):
+        self.cut = True
+        log.warning("kept results cut at %d bytes: %s", self.size, why)
 
     def end(self, outcome, reason):
         self.ended, self.outcome, self.reason = True, outcome, reason
@@ -80,6 +88,12 @@ class Spool:
 
     def close(self):
         self.file.close()
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class KeptJobs:

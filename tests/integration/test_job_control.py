@@ -314,3 +314,11 @@ def test_a_kept_job_whose_reattached_client_leaves_again_is_cancelled_too(cluste
     assert not job.finished.is_set()  # attached: it runs on
     again.close()
     events.wait_for("cancelled")
+
+
+def test_a_detached_job_takes_its_files_along(serve, tmp_path):
+    _, _, api = serve()
+    (tmp_path / "data.txt").write_text("beside it\n")
+    (tmp_path / "job.py").write_text("print(open('data.txt').read(), end='')\n")
+    job_id = api.detach(client.load_program(str(tmp_path / "job.py"), [str(tmp_path / "data.txt")]))
+    assert api.attach(job_id).stdout == b"beside it\n"

@@ -1,5 +1,6 @@
 """The master's kept jobs, without sockets: ids, the spool, retention and the cap."""
 
+import os
 import time
 
 from sieci import kept_jobs, protocol
@@ -62,4 +63,14 @@ def test_the_oldest_finished_job_makes_room_and_results_past_the_cap_are_cut(tmp
     assert store.find("e" * 16) is None and store.find("f" * 16) is newer
     growing.spool.write(b"4" * 10000)
     assert store.find("f" * 16) is None and growing.spool.cut and growing.spool.size == 50
+    store.close()
+
+
+def test_results_that_cannot_be_written_are_cut_and_uncounted(tmp_path):
+    store = KeptJobs(1 << 20, 60, tmp_path)
+    job = kept(store, "1" * 16, b"kept\n", ended=False)
+    job.spool.file.close()
+    job.spool.file = open(os.devnull, "rb")  # writing fails, as on a full disk
+    job.spool.write(b"lost\n")
+    assert job.spool.cut and job.spool.size == 5 and store.total == JOB_OVERHEAD + 5
     store.close()

@@ -262,8 +262,9 @@ class ClientLink:
         except BaseException:
             sock.close()
             raise
-        conn.deadline = None
-        conn.settimeout(None)
+        conn.deadline = reading.conn.deadline  # the job's --timeout, if any, still counts
+        if conn.deadline is None:
+            conn.settimeout(None)
         return conn
 
     def detach(self, payload, fields, files=None):

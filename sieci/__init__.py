@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Client": "client", "Result": "client_link", "ClientError": "client_link", "NotAccepted": "client_link",
-    "JobLost": "client_link", "OutputFailed": "client", "StdinCannotGo": "client", "Executor": "futures",
+    "JobLost": "client_link", "ReattachFailed": "client_link", "OutputFailed": "client", "StdinCannotGo": "client",
+    "Executor": "futures", "load_program": "client",
 }
 __all__ = sorted(_EXPORTS)
 

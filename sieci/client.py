@@ -15,7 +15,7 @@ import time
 
 from . import defaults, protocol
 from .address import AddressError, parse_address
-from .client_link import ClientError, ClientLink, JobLost, NeedsInline, NotAccepted
+from .client_link import ClientError, ClientLink, JobLost, NeedsInline, NotAccepted, ReattachFailed
 
 FIRST_RETRY_PAUSE = 0.5
 LAST_RETRY_PAUSE = 8.0
@@ -335,6 +335,49 @@ class Client:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
 
+    def detach(self, program, args=(), env=None, fresh=None):
+        """Queue a Program (load_program's) to run with no client attached, its stdin empty; its
+        id (16 hex digits), with which ``attach`` gets its output later. ClientError if no
+        master took it."""
+        fresh = self.fresh if fresh is None else fresh
+        fields = [*job_fields(program.filename, args, env, fresh=fresh), *program.fields]
+        failures = []
+        for master in self._masters():
+            try:
+                return master.detach(protocol.as_payload(program.code), fields, program.files)
+            except NotAccepted as error:
+                failures.append(str(error))
+        raise NotAccepted("no master took the job: " + "; ".join(failures))
+
+    def attach(self, job_id, output=None):
+        """The Result of the detached job ``job_id``, from the master that keeps it; its output
+        goes to ``output`` as it comes (else into the Result). ClientError if no master keeps it."""
+        collected = CollectedOutput() if output is None else None
+        result = self._first_master(lambda master: master.attach(job_id, output or collected))
+        if collected is not None:
+            result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
+        return result
+
+    def cancel(self, job_id):
+        """Cancel the queued or running job ``job_id``, at whichever master has it."""
+        self._first_master(lambda master: master.cancel(job_id))
+
+    def jobs(self):
+        """Ask every master for its jobs: a list of (address, dict or ClientError)."""
+        return self._ask_each(ClientLink.jobs)
+
+    def _first_master(self, request):
+        """``request(master)`` at each master in turn, until one answers; ClientError if none does."""
+        failures = []
+        for master in self._masters():
+            try:
+                return request(master)
+            except JobLost:
+                raise
+            except ClientError as error:
+                failures.append(str(error))
+        raise ClientError("; ".join(failures))
+
     def _return_fields(self, globs):
         if not globs:
             return []
@@ -355,6 +398,8 @@ class Client:
 
             random.shuffle(masters)
         payload = protocol.as_payload(code)
+        if self.retries and stdin is None:  # a broken connection attaches again to the job: see ClientLink.run_job
+            fields = [*fields, protocol.KEEP_FIELD]
         deadline = time.monotonic() + self.timeout if self.timeout else None
         failures, retries_left, position, passed_over = [], self.retries, 0, 0
         pause = FIRST_RETRY_PAUSE
@@ -364,7 +409,8 @@ class Client:
             attempt_output = HeldOutput() if self.retries else output
             returned = self._results_folder(results)
             try:
-                result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin)
+                result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin,
+                                        reattach=self.retries)
             except TimeoutError:
                 raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
             except NeedsInline as error:
@@ -385,7 +431,7 @@ class Client:
                 pause = min(2 * pause, LAST_RETRY_PAUSE)
                 continue
             except JobLost as error:
-                if retries_left == 0 or (stdin is not None and stdin.started):
+                if retries_left == 0 or (stdin is not None and stdin.started) or isinstance(error, ReattachFailed):
                     raise
                 retries_left, passed_over = retries_left - 1, 0
                 failures.append(str(error))
@@ -407,10 +453,13 @@ class Client:
 
     def status(self):
         """Ask every master for its status: a list of (address, dict or ClientError)."""
+        return self._ask_each(ClientLink.status)
+
+    def _ask_each(self, request):
         answers = []
         for master in self._masters():
             try:
-                answers.append((master.where, master.status()))
+                answers.append((master.where, request(master)))
             except ClientError as error:
                 answers.append((master.where, error))
         return answers

@@ -12,7 +12,7 @@ import sys
 
 from . import defaults, options
 from .client import Client, ClientError, FdOutput, load_program, parse_masters, shown_on_terminal, streams_merged
-from .protocol import STDOUT
+from .protocol import STDOUT, parse_job_id
 
 PROG = "sieci-client"
 USAGE = f"{PROG} [options] MASTER[,MASTER...] PROG [ARG...] [::: VALUE...]"
@@ -50,10 +50,10 @@ def parse_args(argv, environ=None):
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
     args = Arguments(values, positionals, batch_values)
-    if args.json and not args.status:
-        _usage_error("--json goes with --status")
+    if args.json and not (args.status or args.list):
+        _usage_error("--json goes with --status or --list")
     args.env = _job_environment(args.env or [], environ)
-    if args.status:
+    if _asks_masters_only(args):
         args = _status_arguments(args, masters_from_environment)
     else:
         args.masters, args.command = _masters_and_command(args, masters_from_environment)
@@ -65,6 +65,8 @@ def parse_args(argv, environ=None):
             _usage_error("-t is for one job, whose stdin is this terminal (not a batch, nor PROG -)")
         if args.tty and not os.isatty(0):
             _usage_error("-t needs a terminal, and stdin is not one")
+        if args.detach and (args.batch or args.tty or args.returns or "-" in args.command[:1]):
+            _usage_error("--detach is for one job, whose stdin is empty (not a batch, -t, --return nor PROG -)")
         _check_globs(args.returns or [])
     try:
         args.masters = parse_masters(args.masters)
@@ -84,12 +86,26 @@ def _check_resuming(args):
                          "them")
 
 
+def _asks_masters_only(args):
+    """The request the command line makes that takes no PROG (--status, --list, --attach, --cancel), or None;
+    a usage error for more than one, or for an id that is not one."""
+    asked = [flag for flag, value in (("--status", args.status), ("--list", args.list), ("--attach", args.attach),
+                                      ("--cancel", args.cancel)) if value]
+    if len(asked) > 1 or (asked and args.detach):
+        _usage_error(f"{' and '.join(asked + ['--detach'] * args.detach)} do not go together")
+    for job_id in (args.attach, args.cancel):
+        if job_id is not None and parse_job_id(job_id) is None:
+            _usage_error(f"{job_id!r} is not a job id (16 hex digits, as --detach prints)")
+    return asked[0] if asked else None
+
+
 def _status_arguments(args, masters_from_environment):
+    asked = _asks_masters_only(args)
     if len(args.positionals) > 1 or args.batch_values is not None:
-        _usage_error("--status takes the masters only: MASTER[,MASTER...]")
+        _usage_error(f"{asked} takes the masters only: MASTER[,MASTER...]")
     args.masters = args.positionals[0] if args.positionals else masters_from_environment
     if not args.masters:
-        _usage_error(f"--status needs MASTER[,MASTER...] (or {options.CLIENT_MASTERS.env})")
+        _usage_error(f"{asked} needs MASTER[,MASTER...] (or {options.CLIENT_MASTERS.env})")
     args.batch, args.command = False, []
     return args
 
@@ -239,21 +255,59 @@ def _usage_error(message):
 
 def show_status(client, as_json):
     """Print each master's status; exit status 255 if any did not give it."""
-    answers = client.status()
+    from .status import format_text
+
+    return _show_each(client.status(), as_json, lambda states: "\n".join(map(format_text, states)))
+
+
+def show_jobs(client, as_json):
+    """Print each master's jobs (queued, running, kept); exit status 255 if any did not list them."""
+    return _show_each(client.jobs(), as_json, lambda listings: "".join(map(format_jobs, listings)))
+
+
+def _show_each(answers, as_json, format_text):
+    """Print what each master answered (``(address, dict or ClientError)``), as JSON or through
+    ``format_text`` (of the dicts); each failure on stderr, and exit status 255 if any."""
     if as_json:
         import json
 
-        text = json.dumps({address: state if isinstance(state, dict) else {"error": str(state)}
-                           for address, state in answers}, indent=2) + "\n"
+        text = json.dumps({address: answer if isinstance(answer, dict) else {"error": str(answer)}
+                           for address, answer in answers}, indent=2) + "\n"
     else:
-        from .status import format_text
-
-        text = "\n".join(format_text(state) for _, state in answers if isinstance(state, dict))
+        text = format_text([answer for _, answer in answers if isinstance(answer, dict)])
     FdOutput().write(STDOUT, text.encode())
-    failures = [state for _, state in answers if not isinstance(state, dict)]
+    failures = [answer for _, answer in answers if not isinstance(answer, dict)]
     for failure in failures:
         sys.stderr.write(f"{PROG}: error: {failure}\n")
     return defaults.EXIT_FAILED if failures else 0
+
+
+def format_jobs(listing):
+    """One master's jobs, a line each, for people."""
+    lines = [f"master {listing['master']}  jobs {len(listing['jobs'])}"]
+    lines += [f"  {job['id']}  {job['state']:<9} {job['age']:>10.1f} s  {'detached' if job['detached'] else 'attached'}"
+              f"  {job['worker'] or '-'}" for job in listing["jobs"]]
+    return "\n".join(lines) + "\n"
+
+
+def attach(client, job_id, prog=PROG):
+    """Print the detached job's output, so far and as it comes; its exit status (255 if sieci cannot get it)."""
+    output = FdOutput()
+    try:
+        result = client.attach(job_id, output)
+    except ClientError as error:
+        sys.stderr.write(f"{prog}: error: {error}\n")
+        return error.exit_code
+    if result.limit:
+        output.write("stderr", f"{prog}: {result.message}\n".encode())
+    return result.exit_status
+
+
+def detach(client, command, env=None, files=()):
+    """Queue the job of ``command`` and print its id; exit status 0 once a master has it."""
+    job_id = client.detach(load_program(command[0], files), command[1:], env)
+    FdOutput().write(STDOUT, job_id.encode() + b"\n")
+    return 0
 
 
 def run_program(client, command, env=None, prog=PROG, files=(), returns=(), results=".", tty=False):
@@ -340,6 +394,15 @@ def main(argv=None):
                         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
         if args.status:
             return show_status(client, args.json)
+        if args.list:
+            return show_jobs(client, args.json)
+        if args.attach:
+            return attach(client, args.attach)
+        if args.cancel:
+            client.cancel(args.cancel)
+            return 0
+        if args.detach:
+            return detach(client, args.command, args.env, args.files or ())
         if args.batch:
             from . import batch
 

@@ -15,6 +15,8 @@ from .connection import Connection, tune_socket
 from .results import ResultDecoder
 
 STATUS_TIMEOUT = 3.0
+REATTACH_PAUSE = 0.2  # seconds before attaching again to a job whose connection broke; doubled each time
+LAST_REATTACH_PAUSE = 4.0
 
 
 class ClientError(Exception):
@@ -35,6 +37,19 @@ class JobLost(ClientError):
     """The job was accepted, then lost: it may have run, or run partly."""
 
 
+class ConnectionBroke(JobLost):
+    """The connection to the master broke while the job's results came."""
+
+
+class ReattachFailed(JobLost):
+    """The connection broke, and the master could not be reached again to attach to the job, which may run
+    on there: it is not run again."""
+
+
+class Refused(ClientError):
+    """The master answered a request with ERROR."""
+
+
 class Result:
     """What became of one job.
 
@@ -47,10 +62,14 @@ class Result:
     classic worker), ``seconds`` the wall time from upload to result.
     ``returned`` lists the names of the files the job returned that were
     written, ``not_returned`` ``(name, why)`` for each that could not be.
+    ``job_id`` is the id the master gave the job (16 hex digits; None from a
+    classic master).
     """
 
-    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None):
+    def __init__(self, exit_status, status=None, master=None, worker=None, seconds=None, stdout=None, stderr=None,
+                 job_id=None):
         self.exit_status = exit_status
+        self.job_id = job_id
         self.status = status
         self.master = master
         self.worker = worker
@@ -72,7 +91,7 @@ class Result:
 
     def __repr__(self):
         return (f"Result(exit_status={self.exit_status}, limit={self.limit!r}, master={self.master!r}, "
-                f"worker={self.worker!r}, seconds={self.seconds!r})")
+                f"worker={self.worker!r}, seconds={self.seconds!r}, job_id={self.job_id!r})")
 
 
 class ClientLink:
@@ -87,13 +106,16 @@ class ClientLink:
         self.tls = tls
         self.secret = secret
 
-    def run_job(self, payload, fields, output, deadline, files=None, returned=None, stdin=None):
+    def run_job(self, payload, fields, output, deadline, files=None, returned=None, stdin=None, reattach=0):
         """One attempt at a job; NotAccepted if no worker took it here, JobLost if
         it was lost after, TimeoutError once ``deadline`` (the job's) has passed.
         ``files``: the job's bundle.Bundle, which the upload names (``files=``) and
         the master asks for if it lacks it. ``returned`` (a results_folder.ResultsFolder)
         takes the files the job returns. ``stdin`` (a client_stdin.JobStdin) streams once
-        the job is accepted. NeedsInline: a classic master stands in the way of either."""
+        the job is accepted. NeedsInline: a classic master stands in the way of either. A connection
+        that breaks while the results come is replaced up to ``reattach`` times, attaching again to
+        the job (an upload with ``keep``: the master keeps its results), from the byte where it broke;
+        ReattachFailed if that fails."""
         connect_timeout = self.connect_timeout
         if deadline is not None:
             connect_timeout = min(connect_timeout, deadline - time.monotonic())
@@ -106,18 +128,23 @@ class ClientLink:
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             conn.send(self.upload(payload, fields), completes=protocol.JOB)
-            _await_acceptance(conn, self.where, deadline, files)
+            job_id = _await_acceptance(conn, self.where, deadline, files)
             accepted = True
             splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
-            if stdin is None:
-                return _read_results(conn, output, self.where, splice, returned)
-            from .client_stdin import StdinPump
-
-            pump = StdinPump(conn, stdin).start()
+            reading = ResultsReading(conn, output, self.where, splice, returned, job_id)
             try:
-                return _read_results(conn, output, self.where, splice, returned)
+                if stdin is None:
+                    return self._read_reattaching(reading, reattach)
+                from .client_stdin import StdinPump
+
+                pump = StdinPump(conn, stdin).start()
+                try:
+                    return reading.read()
+                finally:
+                    pump.stop()
             finally:
-                pump.stop()
+                reading.close_returned()
+                reading.conn.close()
         except protocol.RemoteProtocolError as error:
             lost = JobLost if accepted else NotAccepted
             raise lost(f"master {self.where} broke the protocol: {error}") from None
@@ -135,33 +162,135 @@ class ClientLink:
 
     def status(self):
         """The master's status, as a dict; ClientError if it gives none."""
-        import json
-
         from .status import JSON, SIGNED_PAYLOAD
 
+        return self._json_request(protocol.STATUS, [JSON], SIGNED_PAYLOAD, "the status request")
+
+    def jobs(self):
+        """The master's jobs, queued, running and kept, as a dict; ClientError if it gives none."""
+        return self._json_request(protocol.JOBS, [], protocol.JOBS, "--list")
+
+    def _json_request(self, word, fields, payload, what):
         sock = self.dial(self.connect_timeout)
         try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
-            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
-            conn.send_command(protocol.STATUS, b" ".join(self._signed([JSON], SIGNED_PAYLOAD)))
-            line = conn.next_event()
-        except TimeoutError:
-            raise ClientError(f"master {self.where} did not answer the status request "
-                              "(a classic master does not support it)") from None
-        except OSError as error:
-            raise ClientError(f"lost the connection to master {self.where} ({error})") from None
+            _, line = self._request(sock, word, fields, payload, what)
         finally:
             sock.close()
-        if line is protocol.CONNECTION_CLOSED:
-            raise ClientError(f"master {self.where} closed the connection without answering the status request")
-        if line.word == protocol.ERROR:
-            raise ClientError(f"master {self.where} refused the status request: "
-                              f"{line.reason.decode('utf-8', 'replace')}")
+        import json
+
         try:
             return json.loads(line.raw)
         except ValueError:
-            raise ClientError(f"master {self.where} answered the status request with something "
-                              "other than JSON") from None
+            raise ClientError(f"master {self.where} answered {what} with something other than JSON") from None
+
+    def _request(self, sock, word, fields, payload, what):
+        """Send a request's line, signed over ``payload`` when there is a secret; the connection
+        and the master's first answer, or ClientError (with ``what`` the request, for people)."""
+        try:
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
+            conn.send_command(word, b" ".join(self._signed(fields, payload)))
+            line = conn.next_event()
+        except TimeoutError:
+            raise ClientError(f"master {self.where} did not answer {what} "
+                              "(a classic master does not support it)") from None
+        except OSError as error:
+            raise ClientError(f"lost the connection to master {self.where} ({error})") from None
+        if line is protocol.CONNECTION_CLOSED:
+            raise ClientError(f"master {self.where} closed the connection without answering {what}")
+        if line.word == protocol.ERROR:
+            raise Refused(f"master {self.where} refused {what}: {line.reason.decode('utf-8', 'replace')}")
+        return conn, line
+
+    def cancel(self, job_id):
+        """Cancel job ``job_id``; ClientError if this master cannot."""
+        sock = self.dial(self.connect_timeout)
+        try:
+            self._request(sock, protocol.CANCEL, [job_id.encode()], protocol.CANCEL + b" " + job_id.encode(),
+                          "--cancel")
+        finally:
+            sock.close()
+
+    def attach(self, job_id, output):
+        """The Result of kept job ``job_id``, its output written to ``output`` as it comes;
+        ClientError if this master does not keep it, JobLost if its results are cut short."""
+        sock = self.dial(self.connect_timeout)
+        try:
+            conn, _ = self._request(sock, protocol.ATTACH, [job_id.encode()],
+                                    protocol.ATTACH + b" " + job_id.encode(), "--attach")
+            conn.deadline = None
+            conn.settimeout(None)
+            return ResultsReading(conn, output, self.where, job_id=job_id).read()
+        except OSError as error:
+            raise JobLost(f"lost the connection to master {self.where} "
+                          f"({(error.strerror or str(error)).lower()})") from None
+        finally:
+            sock.close()
+
+    def _read_reattaching(self, reading, tries):
+        pause = REATTACH_PAUSE
+        while True:
+            try:
+                return reading.read()
+            except (ConnectionBroke, OSError) as error:
+                if isinstance(error, TimeoutError) or not tries or reading.job_id is None:
+                    raise
+                why = error
+            while True:
+                tries -= 1
+                time.sleep(pause)
+                pause = min(2 * pause, LAST_REATTACH_PAUSE)
+                try:
+                    reading.resume(self._attach_again(reading))
+                    break
+                except Refused as error:  # it no longer has the job (it restarted, say): the job was lost there
+                    raise JobLost(f"lost the connection to master {self.where} ({why}), and then the job: "
+                                  f"{error}") from None
+                except ClientError as error:
+                    if not tries:
+                        raise ReattachFailed(f"lost the connection to master {self.where} ({why}), and could not "
+                                             f"attach to job {reading.job_id} again: {error}") from None
+
+    def _attach_again(self, reading):
+        """A new connection to the job that ``reading`` reads, whose results the master sends again from
+        the byte where the old one broke; ClientError if it does not."""
+        sock = self.dial(self.connect_timeout)
+        job_id = reading.job_id.encode()
+        try:
+            conn, _ = self._request(sock, protocol.ATTACH, [job_id, b"at=%d" % reading.offset],
+                                    protocol.ATTACH + b" " + job_id, "the request to attach again")
+        except BaseException:
+            sock.close()
+            raise
+        conn.deadline = reading.conn.deadline  # the job's --timeout, if any, still counts
+        if conn.deadline is None:
+            conn.settimeout(None)
+        return conn
+
+    def detach(self, payload, fields, files=None):
+        """Queue a job that runs with no client: its id, once the master has it; NotAccepted if it
+        has not (a classic master cannot detach a job: ClientError)."""
+        sock = self.dial(self.connect_timeout)
+        try:
+            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn.deadline = time.monotonic() + self.connect_timeout
+            conn.send(self.upload(payload, [*fields, protocol.DETACH_FIELD]), completes=protocol.JOB)
+            line = _next(conn, NotAccepted, f"before it took the job (master {self.where})")
+            if line.word == protocol.NEED:
+                _send_files(conn, line, files)
+                line = _next(conn, NotAccepted, f"before it took the job (master {self.where})")
+        except OSError as error:
+            raise NotAccepted(f"lost the connection to master {self.where} "
+                              f"({(error.strerror or str(error)).lower()})") from None
+        finally:
+            sock.close()
+        if line.word == protocol.ERROR:
+            raise NotAccepted(f"master {self.where} refused the job: {line.reason.decode('utf-8', 'replace')}")
+        job_id = protocol.job_id_of(line.raw)
+        if line.word != protocol.DETACHED or job_id is None:
+            raise ClientError(f"master {self.where} cannot detach a job (a classic master?); the job may run "
+                              "there all the same, with its output lost")
+        return job_id
 
     def upload(self, payload, fields):
         """The job's upload, signed afresh for every attempt: a signature is good once,
@@ -236,7 +365,8 @@ def _next(conn, failure, doing):
 
 def _await_acceptance(conn, where, deadline, files=None):
     """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts.
-    The master's first answer may be NEED, for the job's ``files``."""
+    The master's first answer may be NEED, for the job's ``files``. The job's id, if the master
+    said it (``job=`` on QUEUED or RECEIVED), else None."""
     line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     conn.deadline = deadline
     if deadline is None:
@@ -244,12 +374,14 @@ def _await_acceptance(conn, where, deadline, files=None):
     if line.word == protocol.NEED:  # the master lacks the job's files
         _send_files(conn, line, files)
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
+    job_id = protocol.job_id_of(line.raw)
     if line.word == protocol.QUEUED:  # the master is there, and the job waits for a worker
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
         refused = NeedsInline if protocol.needs_inline(line.reason) else NotAccepted
         raise refused(f"master {where} refused the job: {reason}")
+    return protocol.job_id_of(line.raw) or job_id
 
 
 def _send_files(conn, need, files):
@@ -260,55 +392,85 @@ def _send_files(conn, need, files):
     conn.send(encode_bundle_block(wanted, files.data), completes=protocol.JOB)
 
 
-def _read_results(conn, output, where, splice=False, returned=None):
-    line = _next(conn, JobLost, f"before the job's results came (master {where})")
-    if line.word == protocol.ERROR:
-        reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        raise JobLost(f"the job failed: {reason} (master {where})")
-    header = conn.start_block(line.raw, results=True)
-    worker = header.field(b"worker")
-    worker = worker.decode("utf-8", "replace") if worker else None
-    if header.extended:
-        status = _read_extended(conn, output, where, splice, returned)
-        return Result(status.exit_code, status, where, worker)
-    _read_classic(conn, output, where)
-    return Result(0, None, where, worker)
+class ResultsReading:
+    """One job's results, read as they come from ``conn`` and written to ``output`` (with ``splice``,
+    a raw chunk bound for a blocking pipe goes there past Python: see relay.py; returned files go to
+    ``returned``, those not asked for nowhere). If the connection breaks (ConnectionBroke), ``resume``
+    goes on with a new one, where the master sends the results again from ``offset``: the bytes of
+    them read so far, whatever framing state they left, so every byte is taken once."""
 
+    def __init__(self, conn, output, where, splice=False, returned=None, job_id=None):
+        self.conn = conn
+        self.output = output
+        self.where = where
+        self.pipe_for = getattr(output, "pipe_for", None) if splice else None
+        self.returned = returned
+        self.job_id = job_id
+        self.header = None
+        self.decoder = ResultDecoder()
+        self.parts = []  # plain results: written once whole, like the classic client
+        self._read_before = 0  # bytes of the results read on earlier connections
+        self._start = conn.received - conn.receiver.buffered  # where they begin on this one
 
-def _read_classic(conn, output, where):
-    """A plain block is the job's stdout; written once whole, like the classic client."""
-    parts = []
-    doing = f"in the middle of the results (master {where})"
-    while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
-        parts.append(event.data)
-    output.write(protocol.STDOUT, b"".join(parts))
+    @property
+    def offset(self):
+        return self._read_before + self.conn.received - self._start
 
+    def resume(self, conn):
+        """Go on with ``conn``, on which the master has just said ATTACHED: what follows continues the results."""
+        self._read_before = self.offset
+        self._start = conn.received - conn.receiver.buffered
+        self.conn.receiver.resume_from(conn.receiver)
+        conn.receiver = self.conn.receiver
+        self.conn.close()
+        self.conn = conn
 
-def _read_extended(conn, output, where, splice, returned=None):
-    """Extended results, written as they come; with ``splice``, a raw chunk bound for a
-    blocking pipe goes there past Python (see relay.py). Returned files go to ``returned``
-    (those not asked for, nowhere)."""
-    decoder = ResultDecoder()
-    doing = f"in the middle of the results (master {where})"
-    pipe_for = getattr(output, "pipe_for", None) if splice else None
-    try:
-        while not isinstance(event := _next(conn, JobLost, doing), protocol.BlockEnd):
+    def read(self):
+        """The job's Result; ConnectionBroke if the connection breaks first."""
+        if self.header is None:
+            line = _next(self.conn, ConnectionBroke, f"before the job's results came (master {self.where})")
+            if line.word == protocol.ERROR:
+                reason = line.reason.decode("utf-8", "replace") or "no reason given"
+                raise JobLost(f"the job failed: {reason} (master {self.where})")
+            self.header = self.conn.start_block(line.raw, results=True)
+        worker = self.header.field(b"worker")
+        worker = worker.decode("utf-8", "replace") if worker else None
+        if self.header.extended:
+            status = self._read_extended()
+            return Result(status.exit_code, status, self.where, worker, job_id=self.job_id)
+        self._read_classic()
+        return Result(0, None, self.where, worker, job_id=self.job_id)
+
+    def _read_classic(self):
+        while not isinstance(event := self._next_event(), protocol.BlockEnd):
+            self.parts.append(event.data)
+        self.output.write(protocol.STDOUT, b"".join(self.parts))
+
+    def _next_event(self):
+        return _next(self.conn, ConnectionBroke, f"in the middle of the results (master {self.where})")
+
+    def _read_extended(self):
+        decoder = self.decoder
+        while not isinstance(event := self._next_event(), protocol.BlockEnd):
             for stream, data in decoder.feed(event.data):
                 if stream != protocol.RETURNED:
-                    output.write(stream, data)
-                elif returned is not None:
-                    returned.write(data)
-            if (pipe_for is not None and conn.receiver.raw_pending and decoder.raw_stream != protocol.RETURNED
-                    and (pipe := pipe_for(decoder.raw_stream))):
-                for moved in conn.splice_raw(pipe):
+                    self.output.write(stream, data)
+                elif self.returned is not None:
+                    self.returned.write(data)
+            if (self.pipe_for is not None and self.conn.receiver.raw_pending
+                    and decoder.raw_stream != protocol.RETURNED and (pipe := self.pipe_for(decoder.raw_stream))):
+                for moved in self.conn.splice_raw(pipe):
                     decoder.took_raw(moved)
-    finally:
-        if returned is not None:
-            returned.close(complete=decoder.status is not None and decoder.complete)
-    status = decoder.status
-    if status is None or not decoder.complete:
-        raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
-    if status.kind == b"error":
-        message = status.message.decode("utf-8", "replace")
-        raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")
-    return status
+        where = self.where
+        status = decoder.status
+        if status is None or not decoder.complete:
+            raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
+        if status.kind == b"error":
+            message = status.message.decode("utf-8", "replace")
+            raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")
+        return status
+
+    def close_returned(self):
+        """Done with the files the job returned: whole if the results ended well."""
+        if self.returned is not None:
+            self.returned.close(complete=self.decoder.status is not None and self.decoder.complete)

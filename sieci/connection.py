@@ -69,6 +69,7 @@ class Connection:
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
         self.recv_size = RECV_SIZE
+        self.received = 0  # bytes read from the peer, spliced ones included
 
     def next_event(self):
         """The next protocol event; a reset by the peer counts as closed."""
@@ -102,6 +103,7 @@ class Connection:
             self._nothing_yet = False
             if self.plaintext_only and data.startswith(TLS_HANDSHAKE):
                 raise SpeaksTLS("it opened with a TLS handshake")
+        self.received += len(data)
         self.receiver.receive_data(data)
         return bool(data)
 
@@ -131,6 +133,7 @@ class Connection:
                 self.receiver.receive_data(b"")  # the peer closed: the next event says so
                 return
             self.receiver.took_raw(moved)
+            self.received += moved
             yield moved
 
     def start_block(self, raw_header, **limits):

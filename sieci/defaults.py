@@ -24,6 +24,8 @@ MAX_QUEUE = 100_000
 MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
 MAX_CONNECTIONS_PER_ADDRESS = 256  # client connections from one address at once
 FILES_STORE = 1 << 30  # bytes of files bundles a master, or a worker, keeps
+KEEP_OUTPUT = 3600.0  # seconds a detached job's results are kept after it ended, for clients that attach
+MAX_KEPT_OUTPUT = 1 << 30  # bytes of detached jobs' results a master keeps, all together
 KEEPALIVE = 45.0  # seconds before a peer that vanished (no FIN, no RST), idle or not, is taken for gone
 
 # Worker, and each job it runs.

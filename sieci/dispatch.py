@@ -17,6 +17,7 @@ import gevent
 import gevent.event
 
 from . import protocol
+from .kept_jobs import new_job_id
 from .results import Status
 from .stdin_relay import StdinRelay
 
@@ -34,7 +35,7 @@ class ClientGone(Exception):
 
 class Job:
     def __init__(self, job_id, upload, client, client_name, header):
-        self.id = job_id
+        self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
         self.upload = upload  # the block to forward: header, code, terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
         self.files = protocol.files_wanted(header)  # its files bundle, which the master holds for it
@@ -43,6 +44,10 @@ class Job:
         self.client_name = client_name
         self.worker = None
         self.cancelled = False
+        self.withdrawn = False  # cancelled by request (CANCEL <id>)
+        self.spool = None  # a kept_jobs.Spool: a detached job's results are kept for clients that attach
+        self.detaching = protocol.DETACH_FIELD in header.fields
+        self.kept = self.detaching or protocol.KEEP_FIELD in header.fields
         self.accepted = False  # the worker said RECEIVED: the code may have run
         self.results_header = None
         self.relayed_mid_line = False
@@ -54,19 +59,34 @@ class Job:
         self.end_reason = ""  # why it failed or was cancelled, when the master knows
         self._unsent = []
 
+    def detach(self):
+        """Its client has left, told the job's id: the job runs on for clients that attach."""
+        self.client = None
+        self.extended = False
+
+    def relay(self, data, last=False):
+        """Bytes of the job's results (``last``: their end), to its client and its spool."""
+        if self.spool is not None:
+            self.spool.write(data, last)
+        if last:
+            self.send_to_client(data, completes=protocol.JOB)
+        else:
+            self.queue_for_client(data)
+
+    def command_with_id(self, word):
+        """Command ``word`` to a sieci client, which is told the job's id with it."""
+        reason = protocol.job_id_field(self.id) if self.extended else b""
+        return self.client.conversation.send(word, reason)
+
     def send_to_client(self, data, completes=None):
         """Relay to the client; once it has gone, or the job has ended for it (failed while its
         results came), the rest is dropped. ``completes``: as Connection.send's."""
-        if self.finished.is_set():
+        if self.finished.is_set() or self.client is None:
             return
         if completes is not None:
             self.client.conversation.sending(completes)
         self._unsent.append(data)
         self.flush()
-
-    def command_for_client(self, word):
-        """The bytes of command ``word`` to the client, once it is legal to send it."""
-        return self.client.conversation.send(word)
 
     def queue_for_client(self, data):
         """Relay to the client with the next flush: what arrived together goes in one send."""
@@ -74,7 +94,7 @@ class Job:
 
     def flush(self):
         data, self._unsent = b"".join(self._unsent), []
-        if self.cancelled or self.finished.is_set() or not data:
+        if self.cancelled or self.finished.is_set() or not data or self.client is None:
             return
         try:
             self.client.send(data)
@@ -91,7 +111,10 @@ class Job:
         return True
 
     def client_failed(self, error):
-        """A send to the client failed: the rest of the results has nowhere to go."""
+        """A send to the client failed: the rest of the results has nowhere to go (but to a kept job's spool)."""
+        if self.spool is not None:
+            self.detach()
+            return
         self.cancelled = True
         if self.worker is not None and self.worker.stoppable:
             raise ClientGone(str(error))
@@ -99,14 +122,14 @@ class Job:
     def tell_failed(self, reason):
         """Tell the client the job failed, in whatever form still fits."""
         if self.results_header is None:
-            self.send_to_client(self.client.conversation.refuse(reason))
+            if self.client is not None:
+                self.send_to_client(self.client.conversation.refuse(reason))
         elif self.worker.in_raw_chunk:
             pass  # the client counts the chunk's bytes: a status now would be taken for output
         elif self.results_header.extended:
             lost = Status(b"error", b"lost", reason)
             ending = b"\n" if self.relayed_mid_line else b""
-            self.send_to_client(ending + lost.encode() + self.results_header.terminator + b"\n",
-                                completes=protocol.JOB)
+            self.relay(ending + lost.encode() + self.results_header.terminator + b"\n", last=True)
 
 
 class Dispatcher:
@@ -119,12 +142,12 @@ class Dispatcher:
         self.max_queue = max_queue
         self.pending_jobs = collections.deque()
         self.active_jobs = set()
+        self.jobs_by_id = {}  # the active jobs
         self.idle_links = {}  # insertion-ordered set: the longest idle first
         self.asked_links = set()  # AVAILABLE sent, no answer yet
         self.stopping = False
         self.totals = {"done": 0, "failed": 0, "cancelled": 0, "wait_seconds": 0.0, "run_seconds": 0.0}
         self.listeners = []
-        self._job_ids = itertools.count(1)
 
     def refusal(self):
         """Why a new job cannot be taken now, or None."""
@@ -135,11 +158,12 @@ class Dispatcher:
         return None
 
     def new_job(self, upload, client, client_name, header):
-        return Job(next(self._job_ids), upload, client, client_name, header)
+        return Job(new_job_id(), upload, client, client_name, header)
 
     def enqueue(self, job):
         self.pending_jobs.append(job)
         self.active_jobs.add(job)
+        self.jobs_by_id[job.id] = job
         self.notify("queued", job, "queued from client %s (%d bytes, %d in queue)",
                     job.client_name, len(job.upload), len(self.pending_jobs))
         self._offer()
@@ -165,7 +189,7 @@ class Dispatcher:
         """The job still waits: tell its sieci client, which then stops counting its
         --connect-timeout (the master is there, and the job waits for a worker)."""
         if job.worker is None and not job.finished.is_set():
-            job.send_to_client(job.command_for_client(protocol.QUEUED))
+            job.send_to_client(job.command_with_id(protocol.QUEUED))
 
     def make_idle(self, link):
         self.idle_links[link] = None
@@ -212,6 +236,20 @@ class Dispatcher:
         else:
             self.notify("abandoned", job, "left to classic worker %s to run out: its client left", job.worker.name)
 
+    def withdraw(self, job):
+        """Cancelled by request: a queued job is dropped, a running one stopped; its client, if any,
+        is told. Why it cannot be (a classic worker runs it, which cannot be stopped), or None."""
+        if job.worker is None:
+            self.pending_jobs.remove(job)
+            self.fail(job, b"cancelled by request", "cancelled")
+        elif job.worker.stoppable:
+            job.withdrawn = True
+            self.notify("stopping", job, "stopping on worker %s: cancelled by request", job.worker.name)
+            job.worker.hang_up()
+        else:
+            return "it runs on a classic worker, which cannot be stopped"
+        return None
+
     def link_gone(self, link):
         """The link is gone: requeue its job if it never started, else fail it."""
         self.idle_links.pop(link, None)
@@ -228,6 +266,8 @@ class Dispatcher:
             self.notify("requeued", job, "back at the head of the queue: worker %s was lost before accepting it",
                         link.name)
             self._offer()
+        elif job.withdrawn:
+            self.fail(job, b"cancelled by request", "cancelled")
         else:
             self.fail(job, b"worker lost")
 
@@ -253,20 +293,23 @@ class Dispatcher:
             self.totals["wait_seconds"] += job.dispatched_at - job.queued_at
             self.totals["run_seconds"] += ran
         self.active_jobs.discard(job)
+        self.jobs_by_id.pop(job.id, None)
+        if job.spool is not None:
+            job.spool.end(outcome, detail)
         job.finished.set()
         self.notify(outcome, job, "%s%s after %.3f s (%.3f s on a worker, %d bytes of results)",
                     outcome, detail and f" ({detail})", now - job.queued_at, ran, job.bytes_relayed)
 
-    def fail(self, job, reason):
+    def fail(self, job, reason, outcome="failed"):
         """End the job for its client with ``reason``, in whatever form still fits."""
         try:
             job.tell_failed(reason)
         except ClientGone:
             pass
-        self.finish(job, "failed", reason.decode("utf-8", "replace"))
+        self.finish(job, outcome, reason.decode("utf-8", "replace"))
 
     def notify(self, event, job, message, *args):
         """Log one event in a job's life, as one line with the job's id, and tell the listeners."""
-        log.info("job %d " + message, job.id, *args, extra={"job": job.id, "event": event})
+        log.info("job %s " + message, job.id, *args, extra={"job": job.id, "event": event})
         for listener in self.listeners:
             listener(event, job)

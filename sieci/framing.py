@@ -353,6 +353,14 @@ class Receiver:
         """
         return 0 if self.buffered or self._block is None else self._block.raw_left
 
+    def resume_from(self, other):
+        """Go on, after this receiver's peer closed, with what ``other`` holds: a receiver that read a
+        line on a new connection (a master's ATTACHED), whose next bytes continue this one's block."""
+        self.buffer.closed = False
+        rest = bytes(other.buffer.data) + (other.buffer.take_whole_read() or b"")
+        if rest:
+            self.buffer.receive_data(rest, keep_whole=False)
+
     def took_raw(self, size):
         """``size`` bytes of the current raw chunk were read past the receiver."""
         if not 0 <= size <= self.raw_pending:

@@ -11,7 +11,7 @@ import logging
 import gevent
 import gevent.event
 
-from . import auth, files_transfer, ports, protocol, status
+from . import auth, files_transfer, job_control, ports, protocol, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
 from .files_store import Mismatch, StoreFull
@@ -58,7 +58,7 @@ class Intake:
     requests, at this port's ``identity`` (set once the port is bound)."""
 
     def __init__(self, dispatcher, describe, max_upload, max_unverified, max_connections_per_address,
-                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None):
+                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None, kept=None):
         self.dispatcher = dispatcher
         self.files = files  # a FilesStore: the bundles of jobs
         self.files_arriving = {}  # digest: an Event set when a client has finished sending that bundle
@@ -72,6 +72,8 @@ class Intake:
         self.verifier = verifier
         self.identity = None
         self.plaintext_only = plaintext_only
+        self.kept = kept  # a kept_jobs.KeptJobs: detached jobs
+        self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"], self._attacher_left)
 
     def handle_client(self, sock, address):
         name = format_address(address)
@@ -86,7 +88,9 @@ class Intake:
                 return self._refuse(conn, name, f"too many connections from {address[0]} "
                                                 f"(at most {self.max_connections_per_address} at once)")
             job = self._receive_job(conn, name, address[0])
-            if job is not None:
+            if job is not None and job.detaching:
+                self._detach(conn, name, job)
+            elif job is not None:
                 self.dispatcher.enqueue(job)
                 self._wait_while_watching(job)
         except SpeaksTLS:
@@ -111,6 +115,8 @@ class Intake:
                 return None
             if line.word == protocol.STATUS:
                 return self._answer_status(conn, name, line)
+            if line.word in job_control.REQUESTS:
+                return self._answer_control(conn, name, line)
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
             if self.verifier is not None:  # before the payload: nothing unsigned is read whole
                 self._check_signed_header(conn, header.fields)
@@ -131,7 +137,18 @@ class Intake:
             return self._refuse(conn, name, refusal)
         if not self._hold_files(conn, name, header):
             return None
-        return self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
+        job = self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
+        if job.kept:
+            self.kept.keep(job)
+        return job
+
+    def _detach(self, conn, name, job):
+        """Queue a detached job, and tell its client the job's id: it leaves, and may attach later."""
+        job.detach()
+        self.dispatcher.enqueue(job)
+        conn.send_command(protocol.DETACHED, protocol.job_id_field(job.id))
+        conn.finish_sending()
+        log.info("client %s detached from job %s", name, job.id)
 
     def _hold_files(self, conn, name, header):
         """The upload's files bundle, if it names one, held in the store for its job: asked of the
@@ -183,14 +200,35 @@ class Intake:
                     del self.files_arriving[wanted.digest]
                 arriving.set()
 
+    def _answer_control(self, conn, name, line):
+        """ATTACH, CANCEL or JOBS (see job_control.py), once its signature, if needed, is checked."""
+        if not self._signed(conn, name, line, job_control.signed_payload(line.raw)):
+            return None
+        conn.settimeout(None)  # an attached client may wait as long as the job takes
+        try:
+            self.control.answer(conn, name, line)
+        except job_control.Refused as why:
+            return self._refuse(conn, name, str(why))
+        conn.finish_sending()
+        return None
+
+    def _signed(self, conn, name, line, payload):
+        """Whether a request's line is signed as it must be; False once the client has been refused."""
+        if self.verifier is None:
+            return True
+        fields = line.raw.split()[1:]
+        try:
+            self._check_signed_header(conn, fields)
+            self.verifier.verify_upload(fields, payload)
+        except auth.Unauthorized as why:
+            self._refuse(conn, name, "unauthorized", why)
+            return False
+        return True
+
     def _answer_status(self, conn, name, line):
         fields = line.raw.split()[1:]
-        if self.verifier is not None:
-            try:
-                self._check_signed_header(conn, fields)
-                self.verifier.verify_upload(fields, status.SIGNED_PAYLOAD)
-            except auth.Unauthorized as why:
-                return self._refuse(conn, name, "unauthorized", why)
+        if not self._signed(conn, name, line, status.SIGNED_PAYLOAD):
+            return None
         state = self.describe()
         if status.JSON in fields:
             conn.send(status.encode_json(state), completes=protocol.STATUS_REPLY)
@@ -215,7 +253,9 @@ class Intake:
         job.client.settimeout(None)
         watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
         try:
-            job.finished.wait()
+            gevent.wait([job.finished, watcher], count=1)
+            if job.client is not None:  # not left to run on: see _client_left
+                job.finished.wait()
         finally:
             watcher.kill()
 
@@ -227,7 +267,27 @@ class Intake:
         except (OSError, protocol.ProtocolError):
             pass
         if not job.finished.is_set():
+            self._client_left(job)
+
+    def _client_left(self, job):
+        """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
+        if job.spool is None:
             self.dispatcher.cancel(job)
+            return
+        log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
+                 self.client_timeout)
+        job.detach()
+        gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _attacher_left(self, job):
+        """The last client attached to a ``keep`` job (not a detached one) has left: as its first did."""
+        if not job.detaching and not job.finished.is_set():
+            gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _cancel_unless_attached(self, job):
+        if not job.finished.is_set() and not job.spool.attached:
+            log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
+            self.dispatcher.withdraw(job)
 
     def _relay_stdin(self, job):
         """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""

@@ -6,9 +6,10 @@ import shlex
 
 from . import defaults
 
-COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason")
+COLUMNS = ("Seq", "Command", "Master", "Worker", "Starttime", "JobRuntime", "Exitval", "Bytes", "Reason", "JobId")
 HEADER = "\t".join(COLUMNS)
-FILE_HEADER = HEADER.replace("Command", "File")  # older sieci's: one file, no arguments
+NO_ID_HEADER = "\t".join(COLUMNS[:-1])  # older sieci's: no job ids (read with "-" for them)
+FILE_HEADER = NO_ID_HEADER.replace("Command", "File")  # older yet: one file, no arguments
 NOTHING = "-"  # a joblog field with no value
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
@@ -50,7 +51,7 @@ def joblog_line(job):
     fields = [str(job.seq), escape(shlex.join(job.command)),
               _one_line(result.master if result else NOTHING), _one_line(result.worker if result else NOTHING),
               f"{job.started:.3f}", f"{job.runtime:.3f}", str(job.exit_status), str(job.bytes),
-              _one_line(job.reason or NOTHING)]
+              _one_line(job.reason or NOTHING), _one_line(result.job_id or NOTHING if result else NOTHING)]
     return "\t".join(fields)
 
 
@@ -111,12 +112,13 @@ def read_joblog(path, missing_ok=False):
     except OSError as error:
         raise BatchError(f"cannot read the joblog {path}: {error.strerror or error}") from None
     lines = text.split("\n")
-    if lines[0] not in (HEADER, FILE_HEADER):
+    if lines[0] not in (HEADER, NO_ID_HEADER, FILE_HEADER):
         raise BatchError(f"{path} is not a sieci joblog (its first line is not the header)")
     runs, seen, cut = [], {}, None
     for number, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
+        line += "" if lines[0] == HEADER else "\t" + NOTHING
         try:
             run = _parse_line(line, f"{path}:{number}", lines[0] == FILE_HEADER)
         except BatchError:

@@ -71,7 +71,8 @@ def master_main(argv=None):
                     client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
                     names=args.names, max_unverified=args.max_unverified,
                     max_connections_per_address=args.max_connections_per_address, files_store=args.files_store,
-                    files_store_dir=args.files_store_dir, **args.security)
+                    files_store_dir=args.files_store_dir, keep_output=args.keep_output,
+                    max_kept_output=args.max_kept_output, **args.security)
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
                     logging.getLogger("sieci.master"), "listening")
     stopped = _stop_on_signals(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))

@@ -20,6 +20,7 @@ from .connection import Connection, SpeaksTLS, tune_socket
 from .dispatch import ClientGone
 from .files_store import FilesStore
 from .intake import Intake
+from .kept_jobs import KeptJobs
 from .worker_link import WorkerLink, WorkerLost
 
 log = logging.getLogger("sieci.master")
@@ -29,7 +30,7 @@ class Master:
                  client_timeout=defaults.CLIENT_TIMEOUT, max_queue=defaults.MAX_QUEUE, keepalive=defaults.KEEPALIVE,
                  secret=None, tls=None, names=(), max_unverified=defaults.MAX_UNVERIFIED,
                  max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS, files_store=defaults.FILES_STORE,
-                 files_store_dir=None):
+                 files_store_dir=None, keep_output=defaults.KEEP_OUTPUT, max_kept_output=defaults.MAX_KEPT_OUTPUT):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
@@ -37,7 +38,9 @@ class Master:
         ``max_unverified`` bytes together, and one address may have at most
         ``max_connections_per_address`` client connections open. Jobs' files bundles
         are kept, ``files_store`` bytes of them at most, in a private folder made in
-        ``files_store_dir`` (default: the system's temp folder)."""
+        ``files_store_dir`` (default: the system's temp folder). Detached jobs' results are kept
+        ``keep_output`` seconds after they end, ``max_kept_output`` bytes of them at most, in a
+        private folder made there too (see kept_jobs.py)."""
         self.client_timeout = client_timeout
         self.keepalive = keepalive
         self.verifier = auth.Verifier(secret) if secret else None
@@ -49,9 +52,10 @@ class Master:
         self.dispatcher = dispatch.Dispatcher(max_queue)
         self.files = FilesStore(files_store, files_store_dir)
         self.dispatcher.listeners.append(self._release_files)
+        self.kept = KeptJobs(max_kept_output, keep_output, files_store_dir)
         self.intake = Intake(self.dispatcher, lambda: status.snapshot(self), max_upload, max_unverified,
                              max_connections_per_address, client_timeout, keepalive, self.verifier,
-                             plaintext_only=tls is None, files=self.files)
+                             plaintext_only=tls is None, files=self.files, kept=self.kept)
         self._worker_identity = None  # auth.Identity of the workers' port, once it is bound
         # TLS bytes are not ours to splice
         self.splice_pipes = relay.SplicePipes() if relay.AVAILABLE and not tls else None
@@ -107,6 +111,7 @@ class Master:
         if self.splice_pipes is not None:
             self.splice_pipes.close()
         self.files.close()
+        self.kept.close()
 
     def _release_files(self, event, job):
         """A job that has ended no longer needs its files bundle kept."""
@@ -212,7 +217,8 @@ class Master:
             job.stdin.open(link.conn)
         elif job.stdin is not None:
             job.stdin.drop()  # a classic worker: it would take the block for its next command
-        job.queue_for_client(job.command_for_client(protocol.RECEIVED))
+        if job.client is not None:
+            job.queue_for_client(job.command_with_id(protocol.RECEIVED))
         return True
 
     def _send_files(self, job, link, need):

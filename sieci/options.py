@@ -216,6 +216,12 @@ def master_options():
                "where a NAT changes the port), beyond its own addresses and host name; a signature meant for "
                "another master is refused", "NAME[,NAME...]"),
         FILES_STORE, FILES_STORE_DIR,
+        Option("--keep-output", seconds, defaults.KEEP_OUTPUT,
+               "keep a detached job's results this many seconds after it ended, for sieci-client --attach",
+               "SECONDS"),
+        Option("--max-kept-output", size, defaults.MAX_KEPT_OUTPUT,
+               "keep at most this many bytes of detached jobs' results, all together, spooled in a private folder "
+               "made in --files-store-dir; the oldest finished make room, and results that find none are cut"),
         GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
     ]
 
@@ -336,7 +342,13 @@ CLIENT = [
            "run the job on a pseudo-terminal sized like this one, typed on from here (as ssh -t); stdin must be "
            "a terminal", env=False, short="-t"),
     Option("--status", bool, False, "show each master's queue, workers and totals instead of running a file"),
-    Option("--json", bool, False, "with --status: print the statuses as JSON"),
+    Option("--json", bool, False, "with --status or --list: print JSON"),
+    Option("--detach", bool, False, "queue the job, print its id and exit 0: the master runs it and keeps its output "
+           "(see --attach)"),
+    Option("--attach", text, None, "print the output of the job with this id (so far, then as it comes) and exit "
+           "with its status", "ID", env=False),
+    Option("--cancel", text, None, "cancel the queued or running job with this id", "ID", env=False),
+    Option("--list", bool, False, "list each master's queued, running and kept jobs, with their ids and ages"),
 ]
 CLIENT_MASTERS = Option("--masters", text, None, "the masters' client addresses", "MASTER[,MASTER...]",
                         env="SIECI_MASTERS")

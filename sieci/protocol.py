@@ -24,6 +24,15 @@ CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link
 AUTH = b"AUTH"  # the worker's answer
 RELAY = b"RELAY"  # a sieci master, to a sieci worker, before code that needs it: it streams stdin and sends files
 NEED = b"NEED"  # a sieci master or worker that lacks an upload's files bundle: NEED <sha256>, and the bundle follows
+# Job control, on a sieci master's client port (see job_control.py): a detached upload is answered
+# DETACHED job=<id>; ATTACH <id> with ATTACHED job=<id> and the job's results; CANCEL <id> with
+# CANCELLED job=<id>; JOBS with one line of JSON (the jobs queued, running and kept).
+DETACHED = b"DETACHED"
+ATTACH = b"ATTACH"
+ATTACHED = b"ATTACHED"
+CANCEL = b"CANCEL"
+CANCELLED = b"CANCELLED"
+JOBS = b"JOBS"
 
 # The classic client's constant terminator; a sieci master accepts it glued
 # to the end of the last code line (a file without a final newline).
@@ -91,6 +100,14 @@ TTY_FIELD = b"tty"
 STDIN_NEEDS_RELAY = b"stdin cannot stream through a classic master"
 FILES_FIELD = b"files"
 CODE_FIELD = b"code"
+# An upload the client leaves at once: the master answers DETACHED job=<id>, runs it, and keeps its results.
+DETACH_FIELD = b"detach"
+# An upload whose client re-attaches if its connection breaks (sieci-client --retries): the master keeps its
+# results as for a detached job, and, if the client leaves, runs it on for --client-timeout seconds for it.
+KEEP_FIELD = b"keep"
+# job=<id>, on the master's QUEUED, RECEIVED, DETACHED, ATTACHED and CANCELLED to a sieci client: the job's id,
+# 16 lower-case hex digits (64 random bits: unique across masters, and not to be guessed).
+JOB_ID_FIELD = b"job"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/:,@+=")
 _HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
 
@@ -182,6 +199,29 @@ def parse_files_value(value):
     if len(digest) != 64 or not set(digest) <= _DIGEST_DIGITS or not dot or not size.isdigit() or len(size) > 15:
         raise RemoteProtocolError(f"a malformed files= field: {value[:80]!r}")
     return FilesWanted(digest.decode("ascii"), int(size))
+
+
+def job_id_field(job_id):
+    return JOB_ID_FIELD + b"=" + job_id.encode("ascii")
+
+
+def parse_job_id(text):
+    """``text`` (str or bytes) as a job's id, or None unless it is exactly 16 lower-case hex digits:
+    an id names a spool and is printed, so nothing else may pass."""
+    if isinstance(text, str):
+        text = text.encode("ascii", "replace")
+    if len(text) != 16 or not set(text) <= _DIGEST_DIGITS:
+        return None
+    return text.decode("ascii")
+
+
+def job_id_of(line):
+    """The job's id a master's line (``RECEIVED job=<id>`` and the like) names, or None."""
+    prefix = JOB_ID_FIELD + b"="
+    for word in line.split()[1:]:
+        if word.startswith(prefix):
+            return parse_job_id(word[len(prefix):])
+    return None
 
 
 def needs_inline(reason):
@@ -458,6 +498,9 @@ NEEDING = "needing"  # NEED sent: the files bundle follows
 WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
 ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
 STATUS_ASKED = "status asked"  # the client sent STATUS
+ATTACH_ASKED = "attach asked"  # the client sent ATTACH <id>
+CANCEL_ASKED = "cancel asked"  # the client sent CANCEL <id>
+JOBS_ASKED = "jobs asked"  # the client sent JOBS
 CLOSED = "closed"
 
 JOB = "block"  # a block: the code, or the results; it counts once its terminator has passed
@@ -509,9 +552,18 @@ CLIENT_TRANSITIONS = {
     (FEEDING, MASTER, JOB): CLOSED,
     (IDLE, CLIENT, STATUS): STATUS_ASKED,
     (STATUS_ASKED, MASTER, STATUS_REPLY): CLOSED,
+    # Job control: a detached upload is answered at once; its results are kept for ATTACH.
+    (UPLOADED, MASTER, DETACHED): CLOSED,
+    (IDLE, CLIENT, ATTACH): ATTACH_ASKED,
+    (ATTACH_ASKED, MASTER, ATTACHED): ACCEPTED,
+    (IDLE, CLIENT, CANCEL): CANCEL_ASKED,
+    (CANCEL_ASKED, MASTER, CANCELLED): CLOSED,
+    (IDLE, CLIENT, JOBS): JOBS_ASKED,
+    (JOBS_ASKED, MASTER, STATUS_REPLY): CLOSED,
 }
 # What a client says once it has sent its request is ignored: the master only watches for it leaving.
-CLIENT_IGNORED = {(state, CLIENT) for state in (UPLOADED, WAITING, ACCEPTED, STATUS_ASKED, CLOSED)}
+CLIENT_IGNORED = {(state, CLIENT) for state in (UPLOADED, WAITING, ACCEPTED, STATUS_ASKED, ATTACH_ASKED, CANCEL_ASKED,
+                                                 JOBS_ASKED, CLOSED)}
 # With stdin=stream, the client's stdin block is read once RECEIVED has gone; after it, what it says is ignored.
 STREAMING_CLIENT_IGNORED = {(state, CLIENT) for state in (FED, CLOSED)}
 

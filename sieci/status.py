@@ -58,7 +58,7 @@ def format_text(status):
              f"workers {len(status['workers'])}"]
     for worker in status["workers"]:
         doing = f"job {worker['job']} for {worker['running_for']:.1f} s" if worker["job"] is not None else ""
-        lines.append(f"  {worker['address']:<24} {worker['state']:<10} {doing:<24} done {worker['jobs_done']}")
+        lines.append(f"  {worker['address']:<24} {worker['state']:<10} {doing:<36} done {worker['jobs_done']}")
     lines.append(f"jobs done {totals['done']}  failed {totals['failed']}  cancelled {totals['cancelled']}  "
                  f"average wait {totals['average_wait']:.3f} s  average run {totals['average_run']:.3f} s")
     return "\n".join(lines) + "\n"

@@ -58,7 +58,7 @@ class WorkerLink:
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it sent the results")
         job.results_header = self.conn.start_block(line.raw, results=True)
-        job.queue_for_client(line.raw)
+        job.relay(line.raw)
         self._allow_silence(job.results_header)
         while True:
             event = self._next_result_event(job)
@@ -66,12 +66,13 @@ class WorkerLink:
                 raise WorkerLost("closed in the middle of the results")
             if isinstance(event, protocol.BlockEnd):
                 self.conn.recv_size = RECV_SIZE
-                job.send_to_client(event.raw, completes=protocol.JOB)
+                job.relay(event.raw, last=True)
                 return
-            job.queue_for_client(event.data)
+            job.relay(event.data)
             job.bytes_relayed += len(event.data)
             job.relayed_mid_line = not event.data.endswith(b"\n")
-            if self.conn.receiver.raw_pending >= SPLICE_AT_LEAST and splice_pipes is not None:
+            # a kept job's results are spooled: they pass through Python
+            if self.conn.receiver.raw_pending >= SPLICE_AT_LEAST and splice_pipes is not None and job.spool is None:
                 self._splice_raw(job, splice_pipes)
 
     def _allow_silence(self, results_header):

@@ -6,6 +6,7 @@ tests/conftest.py has patched the standard library with gevent before this is im
 
 import logging
 import os
+import re
 import socket
 import sys
 
@@ -23,7 +24,7 @@ LOOPBACK = ("127.0.0.1", 0)
 WAIT = 20.0
 PYTHON = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-JOBLOG_HEADER = "Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason"
+JOBLOG_HEADER = "Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\tJobId"
 
 
 def processes_of(uid):
@@ -145,6 +146,10 @@ class ReservedPort:
         self._sock.close()
 
 
+def _without_job_id(line):
+    return re.sub(rb" job=[0-9a-f]{16}\n\Z", b"\n", line)
+
+
 class RawPeer:
     """A bare TCP peer for tests that play one side of the protocol by hand."""
 
@@ -161,9 +166,9 @@ class RawPeer:
 
     def answer(self):
         """A master's answer to an extended upload: its first line past a QUEUED (sent when
-        the job waits, as it may on a loaded machine)."""
-        line = self.line()
-        return self.line() if line == b"QUEUED\n" else line
+        the job waits, as it may on a loaded machine), without the job's id (``job=``)."""
+        line = _without_job_id(self.line())
+        return _without_job_id(self.line()) if line == b"QUEUED\n" else line
 
     def rest(self):
         """Everything until the peer closes."""
@@ -175,15 +180,19 @@ class RawPeer:
 
 
 class JobEvents:
-    """Records a master's job events; lets a test wait for one."""
+    """Records a master's job events, and its jobs' ids in the order they came (``job_ids``);
+    lets a test wait for one."""
 
     def __init__(self, master):
         self.seen = []
+        self.job_ids = []
         self._changed = gevent.event.Event()
         master.dispatcher.listeners.append(self)
 
     def __call__(self, event, job):
         self.seen.append(event)
+        if job.id not in self.job_ids:
+            self.job_ids.append(job.id)
         changed, self._changed = self._changed, gevent.event.Event()
         changed.set()
 

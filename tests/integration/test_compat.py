@@ -473,7 +473,7 @@ def test_a_sieci_master_says_relay_to_sieci_workers_only(cluster, classic):
             data = sock.recv(4096)
             assert data, f"the master closed after {answer!r}"
             answer += data
-    assert answer.endswith(b"RECEIVED\n" + CLASSIC_RESULTS)
+    assert re.search(rb"RECEIVED job=[0-9a-f]{16}\n" + re.escape(CLASSIC_RESULTS) + rb"\Z", answer)
     assert worker.received == [b"AVAILABLE\n", upload]
 
 

@@ -76,28 +76,29 @@ def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
     queued = gevent.spawn(client.run, client_address(master), b"print(4)\n", output=Captured())
     try:
         events.wait_for("queued", 4)
+        job = dict(enumerate(events.job_ids, 1))  # the jobs' ids, by the order they came
         state = state_of(server)
         [worker] = state["workers"]
-        assert worker["name"] == HOSTILE_NAME and worker["state"] == "running" and worker["job"] == 3
+        assert worker["name"] == HOSTILE_NAME and worker["state"] == "running" and worker["job"] == job[3]
         assert worker["jobs_done"] == 2 and state["workers_linked"] == 1 and state["worker_states"] == {"running": 1}
         assert state["queue"] == 1
         [waiting] = state["queued"]
-        assert waiting["job"] == 4 and waiting["waiting_for"] >= 0 and waiting["client"].startswith("127.0.0.1:")
+        assert waiting["job"] == job[4] and waiting["waiting_for"] >= 0 and waiting["client"].startswith("127.0.0.1:")
         [run] = state["running"]
-        assert run == {"job": 3, "worker": worker["address"], "name": HOSTILE_NAME, "client": run["client"],
+        assert run == {"job": job[3], "worker": worker["address"], "name": HOSTILE_NAME, "client": run["client"],
                        "running_for": run["running_for"]}
         assert 0 <= run["running_for"] < WAIT
-        assert [job["job"] for job in state["recent"]] == [2, 1]  # the newest first
-        for job in state["recent"]:
-            assert job["outcome"] == "done" and job["reason"] == ""
-            assert job["worker"] == worker["address"] and job["name"] == HOSTILE_NAME
-            assert 0 <= job["waited"] < WAIT and 0 < job["ran"] < WAIT and 0 <= job["ended_ago"] < WAIT
+        assert [recent["job"] for recent in state["recent"]] == [job[2], job[1]]  # the newest first
+        for recent in state["recent"]:
+            assert recent["outcome"] == "done" and recent["reason"] == ""
+            assert recent["worker"] == worker["address"] and recent["name"] == HOSTILE_NAME
+            assert 0 <= recent["waited"] < WAIT and 0 < recent["ran"] < WAIT and 0 <= recent["ended_ago"] < WAIT
         assert state["totals"]["done"] == 2 and state["jobs_per_second"] > 0
         assert state["master"] == client_address(master) and state["uptime"] > 0
         queued.kill()  # its client leaves while the job waits
         events.wait_for("cancelled")
         [cancelled, *_] = state_of(server)["recent"]
-        assert cancelled["job"] == 4 and cancelled["outcome"] == "cancelled"
+        assert cancelled["job"] == job[4] and cancelled["outcome"] == "cancelled"
         assert cancelled["reason"] == "the client left while it was queued"
         assert cancelled["worker"] is None and cancelled["ran"] is None
     finally:
@@ -119,7 +120,7 @@ def test_a_failed_job_shows_why_and_the_name_its_worker_gave_before(cluster, ser
         link.hang_up()
         events.wait_for("failed")
         failed, done = state_of(server)["recent"]
-        assert failed["job"] == 2 and failed["outcome"] == "failed" and failed["reason"] == "worker lost"
+        assert failed["job"] == events.job_ids[1] and failed["outcome"] == "failed" and failed["reason"] == "worker lost"
         assert failed["name"] == done["name"] == "w1"  # its results never came: the name is the one given before
     finally:
         silent.kill()
@@ -128,11 +129,12 @@ def test_a_failed_job_shows_why_and_the_name_its_worker_gave_before(cluster, ser
 def test_recent_jobs_are_the_last_ones_only(cluster, served, monkeypatch):
     monkeypatch.setattr(dashboard, "RECENT_JOBS", 3)
     master = cluster.master()
+    events = JobEvents(master)
     cluster.worker(master)
     server = served(master)
     for number in range(5):
         assert client.run(client_address(master), f"print({number})\n".encode(), output=Captured()) == 0
-    assert [job["job"] for job in state_of(server)["recent"]] == [5, 4, 3]
+    assert [job["job"] for job in state_of(server)["recent"]] == events.job_ids[:1:-1]
 
 
 def test_the_lists_are_bounded(cluster, served, monkeypatch):

@@ -155,7 +155,7 @@ def test_a_job_sieci_could_not_run_is_counted_with_its_reason(master, tmp_path):
     reason = "cannot read " + str(files[1]) + ": No such file or directory"
     assert done.stderr == f"a err\nsieci-client: error: {files[1]}: {reason}\nb err\n".encode()
     row = by_file(read_joblog(joblog))["missing.py"]
-    assert row[1:4] + row[6:] == [str(files[1]), "-", "-", "255", "0", reason]
+    assert row[1:4] + row[6:] == [str(files[1]), "-", "-", "255", "0", reason, "-"]
 
 
 def test_an_unreachable_master_fails_every_job_with_its_reason(tmp_path, reserved_port):
@@ -238,8 +238,9 @@ def test_the_joblog_format(master, tmp_path):
     rows = read_joblog(joblog)
     assert sorted(row[0] for row in rows) == ["1", "2"]
     for row in rows:
-        assert len(row) == 9
-        seq, path, where, worker, start, runtime, exitval, size, reason = row
+        assert len(row) == 10
+        seq, path, where, worker, start, runtime, exitval, size, reason, job_id = row
+        assert re.fullmatch(r"[0-9a-f]{16}", job_id)
         assert path == str(tmp_path / ("a.py" if seq == "1" else "b.py"))
         assert (where, worker in WORKERS, exitval, size, reason) == (master, True, "04"[int(seq) - 1], "12", "-")
         assert re.fullmatch(r"\d+\.\d{3}", start) and re.fullmatch(r"\d+\.\d{3}", runtime)

@@ -37,7 +37,8 @@ def test_the_dashboard_in_a_browser_shows_the_pool(procs, tmp_path):
     procs.client(address, procs.code_file(WAITS))
     wait_for_state(url, lambda state: state["worker_states"] == {"running": 1})
     procs.client(address, procs.code_file(WAITS))
-    wait_for_state(url, lambda state: state["queue"] == 1)
+    state = wait_for_state(url, lambda state: state["queue"] == 1)
+    done, running, queued = (state[table][0]["job"] for table in ("recent", "running", "queued"))
 
     # The page's script has filled every table from the JSON.
     page = Page(run_browser(browser, tmp_path / "profile", url, "--dump-dom").decode())
@@ -45,13 +46,13 @@ def test_the_dashboard_in_a_browser_shows_the_pool(procs, tmp_path):
     assert re.fullmatch(r"up .+ · [\d.]+ jobs/s · queue 1 · done 1 · failed 0 · cancelled 0 · .+", summary), summary
     assert page.texts["note"].startswith("updated ")
     [worker] = page.tables["workers"]
-    assert worker[1:4] == [HOSTILE_NAME, "running", "2"] and worker[-1] == "1"
-    [queued] = page.tables["queued"]
-    assert queued[0] == "3" and queued[2].endswith(" s")
-    [running] = page.tables["running"]
-    assert running[:3] == ["2", worker[0], HOSTILE_NAME] and running[4].endswith(" s")
+    assert worker[1:4] == [HOSTILE_NAME, "running", running] and worker[-1] == "1"
+    [queued_row] = page.tables["queued"]
+    assert queued_row[0] == queued and queued_row[2].endswith(" s")
+    [running_row] = page.tables["running"]
+    assert running_row[:3] == [running, worker[0], HOSTILE_NAME] and running_row[4].endswith(" s")
     [recent] = page.tables["recent"]
-    assert recent[:2] == ["1", "done"] and recent[4].endswith(" s ago") and recent[6] == HOSTILE_NAME
+    assert recent[:2] == [done, "done"] and recent[4].endswith(" s ago") and recent[6] == HOSTILE_NAME
     # The worker's name is shown as text: no element made of it, no script of it run.
     assert "img" not in page.tags and page.texts["title"] == f"sieci master {address}"
 

@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -242,27 +243,28 @@ def test_a_clean_sigterm_stop_logs_no_warning(procs):
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_the_master_logs_each_job_as_lines_of_the_chosen_format(procs, log_format):
     import json
-    import re
 
     master = procs.master(extra=["--log-format", log_format])
     procs.worker()
     assert_hello(procs.run_job(JOB), procs)
     assert master.terminate_and_wait() == 0, procs.logs()
-    lines = [line for line in master.stderr().splitlines() if " job 1 " in line or '"job": 1' in line]
+    lines = [line for line in master.stderr().splitlines()
+             if re.search(r' job [0-9a-f]{16} |"job": "[0-9a-f]{16}"', line)]
     if log_format == "json":
         entries = [json.loads(line) for line in lines]
+        job_id = entries[0]["job"]
         assert [(entry["level"], entry["logger"], entry["job"], entry["event"]) for entry in entries] == [
-            ("info", "sieci.master", 1, event) for event in ("queued", "dispatched", "done")], procs.logs()
+            ("info", "sieci.master", job_id, event) for event in ("queued", "dispatched", "done")], procs.logs()
         assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", entry["time"]) for entry in entries)
         lines = [entry["message"] for entry in entries]
     else:
         stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO sieci\.master: "
         assert all(re.match(stamp, line) for line in lines), procs.logs()
         lines = [re.sub(stamp, "", line) for line in lines]
-    assert [re.sub(r"[\d.]+", "N", line) for line in lines] == [
-        "job N queued from client N:N (N bytes, N in queue)",
-        "job N dispatched to worker N:N after N s in the queue",
-        "job N done after N s (N s on a worker, N bytes of results)",
+    assert [re.sub(r"[\d.]+", "N", re.sub(r"job [0-9a-f]{16}", "job ID", line)) for line in lines] == [
+        "job ID queued from client N:N (N bytes, N in queue)",
+        "job ID dispatched to worker N:N after N s in the queue",
+        "job ID done after N s (N s on a worker, N bytes of results)",
     ], procs.logs()
 
 
@@ -359,7 +361,8 @@ def test_200_unverified_16_mib_uploads_at_once_leave_the_master_small_and_others
         gevent.joinall(strangers, timeout=WAIT)
     finally:
         gevent.killall(strangers)
-    assert answer.removeprefix(b"QUEUED\n").startswith(b"RECEIVED\n") and b"served\nx exit 0\n" in answer, answer
+    assert re.match(rb"(QUEUED job=\w+\n)?RECEIVED job=[0-9a-f]{16}\n", answer), answer
+    assert b"served\nx exit 0\n" in answer, answer
     with open(f"/proc/{master.pid}/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     assert peak < 150 << 10, f"the master's peak RSS was {peak >> 10} MiB"

@@ -96,7 +96,7 @@ def _joblog(tmp_path, *lines, end="\n"):
 
 
 def _line(seq, command, exitval):
-    return f"{seq}\t{command}\tm:1\tw\t1.000\t0.100\t{exitval}\t0\t-"
+    return f"{seq}\t{command}\tm:1\tw\t1.000\t0.100\t{exitval}\t0\t-\t-"
 
 
 def test_resume_skips_what_the_joblog_lists_and_resume_failed_reruns_its_failures(tmp_path):
@@ -143,3 +143,13 @@ def test_no_temp_folder_for_the_spool_runs_nothing(monkeypatch):
     monkeypatch.setattr(batch.tempfile, "mkdtemp", refused)
     with pytest.raises(batch.BatchError, match=r"cannot make a folder for the jobs' output .*Permission denied"):
         batch.Batch(None, [batch.Job(1, ["a.py"])]).run()
+
+
+def test_a_joblog_without_job_ids_is_read_with_none(tmp_path):
+    path = tmp_path / "joblog"
+    path.write_text("Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\n"
+                    "1\tjob.py\tm:1\tw\t1.000\t0.100\t3\t0\t-\n2\tok.py\tm:1\tw\t1.000\t0.100\t0\t0\t-\n")
+    runs, cut = batch.read_joblog(str(path))
+    assert (cut, [run.line.split("\t")[9] for run in runs]) == (None, ["-", "-"])
+
+

@@ -27,7 +27,7 @@ def test_results_that_come_after_the_master_failed_the_job_are_dropped_not_an_er
     dispatcher.enqueue(job)
     link = StandInLink()
     assert dispatcher.job_for(link) is job
-    job.queue_for_client(job.command_for_client(protocol.RECEIVED))
+    job.queue_for_client(job.command_with_id(protocol.RECEIVED))
     job.results_header = protocol.parse_header(b"ENDSEQ U v=2\n")
     job.send_to_client(b"ENDSEQ U v=2\no 1\n")
     dispatcher.fail(job, b"the master stopped before the job ended")  # as Master.stop after its grace

@@ -953,9 +953,10 @@ CLIENT = protocol.CLIENT
 LINK_STATES = [protocol.IDLE, protocol.CHALLENGED, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
                protocol.NEEDING, protocol.RUNNING, protocol.CLOSED]
 CLIENT_STATES = [protocol.IDLE, protocol.UPLOADED, protocol.NEEDING, protocol.WAITING, protocol.ACCEPTED,
-                 protocol.STATUS_ASKED, protocol.CLOSED]
+                 protocol.STATUS_ASKED, protocol.ATTACH_ASKED, protocol.CANCEL_ASKED, protocol.JOBS_ASKED, protocol.CLOSED]
 MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE, protocol.AUTH, protocol.QUEUED,
-            protocol.STATUS, protocol.STATUS_REPLY, protocol.NEED, b"BOGUS"]
+            protocol.STATUS, protocol.STATUS_REPLY, protocol.NEED, protocol.DETACHED, protocol.ATTACH, protocol.ATTACHED,
+            protocol.CANCEL, protocol.CANCELLED, protocol.JOBS, b"BOGUS"]
 TABLES = {  # table: (its conversation's maker, its two ends, its states)
     "link": (protocol.LINK_TRANSITIONS, protocol.link_conversation, (MASTER, WORKER), LINK_STATES),
     "client": (protocol.CLIENT_TRANSITIONS, protocol.client_conversation, (MASTER, CLIENT), CLIENT_STATES),
@@ -1020,7 +1021,28 @@ def test_the_client_table_matches_the_contract():
         (protocol.FEEDING, MASTER, JOB): protocol.CLOSED,
         (protocol.IDLE, CLIENT, protocol.STATUS): protocol.STATUS_ASKED,
         (protocol.STATUS_ASKED, MASTER, protocol.STATUS_REPLY): protocol.CLOSED,
+        (protocol.UPLOADED, MASTER, protocol.DETACHED): protocol.CLOSED,
+        (protocol.IDLE, CLIENT, protocol.ATTACH): protocol.ATTACH_ASKED,
+        (protocol.ATTACH_ASKED, MASTER, protocol.ATTACHED): protocol.ACCEPTED,
+        (protocol.IDLE, CLIENT, protocol.CANCEL): protocol.CANCEL_ASKED,
+        (protocol.CANCEL_ASKED, MASTER, protocol.CANCELLED): protocol.CLOSED,
+        (protocol.IDLE, CLIENT, protocol.JOBS): protocol.JOBS_ASKED,
+        (protocol.JOBS_ASKED, MASTER, protocol.STATUS_REPLY): protocol.CLOSED,
     }
+
+
+@pytest.mark.parametrize("text, job_id", [(b"0123456789abcdef", "0123456789abcdef"), ("0123456789abcdef", "0123456789abcdef"),
+                                          (b"0123456789ABCDEF", None), (b"../../../etc/pas", None),
+                                          (b"0123456789abcde", None), (b"0123456789abcdef0", None), (b"", None),
+                                          ("0123456789abcde\u00e9", None)])
+def test_a_job_id_is_16_lower_case_hex_digits_and_nothing_else(text, job_id):
+    assert protocol.parse_job_id(text) == job_id
+
+
+def test_a_masters_line_names_the_job_by_its_id():
+    assert protocol.job_id_of(b"RECEIVED job=0123456789abcdef\n") == "0123456789abcdef"
+    assert protocol.job_id_of(b"RECEIVED\n") is None
+    assert protocol.job_id_of(b"RECEIVED job=../x\n") is None
 
 
 def _is_refusal(state, sender, message):
@@ -1275,3 +1297,27 @@ def test_malformed_arguments_and_environment_are_the_peers_fault(fields):
 def test_arguments_no_process_could_be_given_are_refused_before_sending(args, env):
     with pytest.raises(protocol.LocalProtocolError):
         protocol.encode_arguments(args, env)
+
+
+def _data_until_stuck(receiver):
+    data = b""
+    while isinstance(event := receiver.next_event(), protocol.BlockData):
+        data += event.data
+    return data, event
+
+
+def test_a_receiver_goes_on_with_what_a_new_connection_brings_after_its_reply_line():
+    from sieci.framing import Receiver
+
+    old = Receiver()
+    old.start_block(protocol.parse_header(b"ENDSEQ T v=2\n"), results=True)
+    old.receive_data(b"1 4\nab")
+    old.receive_data(b"")  # the connection broke inside a raw chunk
+    before, event = _data_until_stuck(old)
+    assert event is protocol.CONNECTION_CLOSED
+    new = Receiver()
+    new.receive_data(b"ATTACHED job=0123456789abcdef\ncdx exit 0\nT\n")
+    assert new.next_event().raw == b"ATTACHED job=0123456789abcdef\n"
+    old.resume_from(new)
+    after, event = _data_until_stuck(old)
+    assert (before + after, type(event)) == (b"1 4\nabcdx exit 0\n", protocol.BlockEnd)

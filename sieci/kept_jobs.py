@@ -1,0 +1,158 @@
+"""The master's kept jobs: detached jobs, whose results it spools to disk for clients that attach.
+
+A kept job's ``Spool`` holds its results block as the master relayed it, byte
+for byte (header, items, terminator), in an anonymous file of the store's
+private folder: no file is ever named after an id. A client that attaches
+gets those bytes from the start and the rest as they come. ``KeptJobs``
+bounds them all together by ``max_bytes`` (each job also counts
+``JOB_OVERHEAD``, so a flood of small jobs is bounded too) and forgets a
+finished job ``retention`` seconds after it ended, or sooner, oldest first,
+when the room is needed. A job whose results find no room is cut there: its
+attachers get what was kept, and the connection closes.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+import gevent.event
+
+log = logging.getLogger("sieci.master")
+
+JOB_OVERHEAD = 4096  # bytes a kept job counts for, beyond its results
+READ_SIZE = 64 << 10
+
+
+def new_job_id():
+    """16 hex digits of 64 random bits: unique across masters without their agreeing on anything
+    (a collision is likely only after some 4 billion jobs), and not to be guessed from another."""
+    return os.urandom(8).hex()
+
+
+class Spool:
+    """One kept job's results, as far as they have come."""
+
+    def __init__(self, store, file):
+        self.store = store
+        self.file = file
+        self.size = 0
+        self.complete = False  # the block's terminator line is in
+        self.cut = False  # the store had no room for more
+        self.ended = False  # the job has ended
+        self.outcome = None
+        self.reason = None  # why it failed, for a job whose results never began
+        self.ended_at = None
+        self.attached = 0  # clients attached now
+        self._grew = gevent.event.Event()
+
+    def write(self, data, last=False):
+        if self.cut or not data:
+            return
+        if not self.store.make_room(len(data), self):
+            self._cut_at("--max-kept-output is full")
+        else:
+            try:
+                _write_all(self.file.fileno(), data)
+            except OSError as error:  # a full disk: the job runs on all the same
+                self.store.total -= len(data)
+                self._cut_at(error.strerror or str(error))
+            else:
+                self.size += len(data)
+                self.complete = last
+        self._note_growth()
+
+    def _cut_at(self, why):
+        self.cut = True
+        log.warning("kept results cut at %d bytes: %s", self.size, why)
+
+    def end(self, outcome, reason):
+        self.ended, self.outcome, self.reason = True, outcome, reason
+        self.ended_at = time.monotonic()
+        self._note_growth()
+
+    def read(self, offset):
+        """Up to READ_SIZE bytes from ``offset`` (fewer at the end)."""
+        return os.pread(self.file.fileno(), min(READ_SIZE, self.size - offset), offset)
+
+    def wait_beyond(self, offset):
+        """Wait until more than ``offset`` bytes have come, or the job has ended."""
+        while self.size <= offset and not self.ended:
+            grew = self._grew
+            grew.wait()
+
+    def _note_growth(self):
+        grew, self._grew = self._grew, gevent.event.Event()
+        grew.set()
+
+    def close(self):
+        self.file.close()
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class KeptJobs:
+    """The kept jobs by id, at most ``max_bytes`` of them, each kept ``retention`` seconds
+    after it ended, spooled in a private folder made in ``parent`` (default: the temp folder)."""
+
+    def __init__(self, max_bytes, retention, parent=None):
+        self.max_bytes = max_bytes
+        self.retention = retention
+        self.folder = tempfile.mkdtemp(prefix="sieci-kept-", dir=parent)
+        self.jobs = {}  # id: dispatch.Job, oldest first
+        self.total = 0
+
+    def keep(self, job):
+        """Spool ``job``'s results from now on."""
+        self._expire()
+        if not self.make_room(JOB_OVERHEAD):
+            self.total += JOB_OVERHEAD  # counted all the same: its results find no room until some is freed
+        job.spool = Spool(self, tempfile.TemporaryFile(dir=self.folder))
+        self.jobs[job.id] = job
+
+    def find(self, job_id):
+        self._expire()
+        return self.jobs.get(job_id)
+
+    def listed(self):
+        self._expire()
+        return list(self.jobs.values())
+
+    def make_room(self, size, growing=None):
+        """Whether ``size`` more bytes fit, once expired jobs and, as needed, the oldest
+        finished ones (not ``growing``'s) are forgotten."""
+        if self.total + size > self.max_bytes:
+            self._expire()
+        while self.total + size > self.max_bytes and (oldest := self._oldest_finished(growing)) is not None:
+            self._forget(oldest)
+        if self.total + size > self.max_bytes:
+            return False
+        self.total += size
+        return True
+
+    def _expire(self):
+        deadline = time.monotonic() - self.retention
+        for job in [job for job in self._finished() if job.spool.ended_at < deadline]:
+            self._forget(job)
+
+    def _oldest_finished(self, growing):
+        finished = [job for job in self._finished() if job.spool is not growing]
+        return min(finished, key=lambda job: job.spool.ended_at, default=None)
+
+    def _finished(self):
+        return [job for job in self.jobs.values() if job.spool.ended]
+
+    def _forget(self, job):
+        del self.jobs[job.id]
+        self.total -= job.spool.size + JOB_OVERHEAD
+        job.spool.close()
+
+    def close(self):
+        for job in list(self.jobs.values()):
+            self._forget(job)
+        shutil.rmtree(self.folder, ignore_errors=True)

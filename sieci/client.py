@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import defaults, protocol
+from . import defaults, protocol, upload_format
 from .address import AddressError, parse_address
 from .client_link import ClientError, ClientLink, JobLost, NeedsInline, NotAccepted, ReattachFailed
 
@@ -136,8 +136,8 @@ class Program:
         """The upload header's fields that name the files, and say the program is a folder."""
         if self.files is None:
             return []
-        wanted = protocol.FilesWanted(self.files.digest, self.files.size)
-        return [wanted.field] + ([protocol.RUN_DIRECTORY] if self.directory else [])
+        wanted = upload_format.FilesWanted(self.files.digest, self.files.size)
+        return [wanted.field] + ([upload_format.RUN_DIRECTORY] if self.directory else [])
 
 
 def load_program(path, files=()):
@@ -155,7 +155,7 @@ def _folder_program(path, files):
         raise ClientError(f"can't find '__main__' module in {path!r}")
     folder = os.path.abspath(path)
     name = os.path.basename(folder)
-    if not protocol.is_plain_name(name):
+    if not upload_format.is_plain_name(name):
         raise ClientError(f"{path}: a program folder travels under its name, which must be plain "
                           "(letters, digits, '.', '_' and '-', not starting with '.')")
     return Program(b"", name, _pack([folder, *files], os.path.dirname(folder)), directory=True)
@@ -214,14 +214,14 @@ def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=
     whether its output is shown on a ``terminal`` and with stdout and stderr ``merged``, whether it
     asks for a ``fresh`` interpreter, and the fields that ask for files back (``returns``)."""
     fields = [protocol.EXTENDED]
-    fields += [protocol.STDOUT_ON_TERMINAL] if terminal else []
-    fields += [protocol.STDERR_WITH_STDOUT] if merged else []
-    fields += [protocol.FRESH_INTERPRETER] if fresh else []
+    fields += [upload_format.STDOUT_ON_TERMINAL] if terminal else []
+    fields += [upload_format.STDERR_WITH_STDOUT] if merged else []
+    fields += [upload_format.FRESH_INTERPRETER] if fresh else []
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
         fields.append(b"name=" + name)
     try:
-        fields += protocol.encode_arguments(args, env or {})
+        fields += upload_format.encode_arguments(args, env or {})
     except protocol.LocalProtocolError as error:
         raise ClientError(str(error)) from None
     fields += returns
@@ -399,7 +399,7 @@ class Client:
             random.shuffle(masters)
         payload = protocol.as_payload(code)
         if self.retries and stdin is None:  # a broken connection attaches again to the job: see ClientLink.run_job
-            fields = [*fields, protocol.KEEP_FIELD]
+            fields = [*fields, upload_format.KEEP_FIELD]
         deadline = time.monotonic() + self.timeout if self.timeout else None
         failures, retries_left, position, passed_over = [], self.retries, 0, 0
         pause = FIRST_RETRY_PAUSE
@@ -476,8 +476,8 @@ def _inline(code, fields, stdin, files, refusal):
         raise NotAccepted(str(refusal))  # they went inline already: the worker is not making sense
     data = None if stdin is None else _inline_stdin(stdin, refusal)
     bundle = {} if files is None else {"bundle": files.data, "bundle_digest": files.digest}
-    inline_fields, payload = protocol.encode_upload_payload(code, stdin=data, **bundle)
-    return [field for field in fields if field != protocol.STDIN_STREAM] + inline_fields, payload
+    inline_fields, payload = upload_format.encode_upload_payload(code, stdin=data, **bundle)
+    return [field for field in fields if field != upload_format.STDIN_STREAM] + inline_fields, payload
 
 
 def _inline_stdin(stdin, refusal):

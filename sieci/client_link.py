@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from . import defaults, protocol
+from . import defaults, protocol, upload_format
 from .address import format_address
 from .connection import Connection, tune_socket
 from .results import ResultDecoder
@@ -274,7 +274,7 @@ class ClientLink:
         try:
             conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + self.connect_timeout
-            conn.send(self.upload(payload, [*fields, protocol.DETACH_FIELD]), completes=protocol.JOB)
+            conn.send(self.upload(payload, [*fields, upload_format.DETACH_FIELD]), completes=protocol.JOB)
             line = _next(conn, NotAccepted, f"before it took the job (master {self.where})")
             if line.word == protocol.NEED:
                 _send_files(conn, line, files)
@@ -379,7 +379,7 @@ def _await_acceptance(conn, where, deadline, files=None):
         line = _next(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     if line.word == protocol.ERROR:
         reason = line.reason.decode("utf-8", "replace") or "no reason given"
-        refused = NeedsInline if protocol.needs_inline(line.reason) else NotAccepted
+        refused = NeedsInline if upload_format.needs_inline(line.reason) else NotAccepted
         raise refused(f"master {where} refused the job: {reason}")
     return protocol.job_id_of(line.raw) or job_id
 
@@ -387,7 +387,7 @@ def _await_acceptance(conn, where, deadline, files=None):
 def _send_files(conn, need, files):
     from .files_transfer import check_need, encode_bundle_block
 
-    wanted = None if files is None else protocol.FilesWanted(files.digest, files.size)
+    wanted = None if files is None else upload_format.FilesWanted(files.digest, files.size)
     check_need(need, wanted)
     conn.send(encode_bundle_block(wanted, files.data), completes=protocol.JOB)
 

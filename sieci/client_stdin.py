@@ -13,7 +13,7 @@ import os
 import select
 import threading
 
-from . import protocol
+from . import protocol, upload_format
 from .stdin_stream import encode_resize, encode_stdin_header, stdin_items, tty_field
 
 CHUNK = 256 << 10  # bytes read from stdin at a time
@@ -40,7 +40,7 @@ class JobStdin:
 
     def fields(self):
         """The upload's header fields that ask for it to stream."""
-        return [protocol.STDIN_STREAM] + ([tty_field(*self.terminal)] if self.terminal else [])
+        return [upload_format.STDIN_STREAM] + ([tty_field(*self.terminal)] if self.terminal else [])
 
     def read(self, size=CHUNK):
         """Up to ``size`` bytes; ``b""`` at its end, RESIZED when woken by a resize alone, None once stopped."""

@@ -16,7 +16,7 @@ import time
 import gevent
 import gevent.event
 
-from . import protocol
+from . import protocol, upload_format
 from .kept_jobs import new_job_id
 from .results import Status
 from .stdin_relay import StdinRelay
@@ -38,16 +38,16 @@ class Job:
         self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
         self.upload = upload  # the block to forward: header, code, terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
-        self.files = protocol.files_wanted(header)  # its files bundle, which the master holds for it
-        self.stdin = StdinRelay() if protocol.STDIN_STREAM in header.fields else None
+        self.files = upload_format.files_wanted(header)  # its files bundle, which the master holds for it
+        self.stdin = StdinRelay() if upload_format.STDIN_STREAM in header.fields else None
         self.client = client
         self.client_name = client_name
         self.worker = None
         self.cancelled = False
         self.withdrawn = False  # cancelled by request (CANCEL <id>)
         self.spool = None  # a kept_jobs.Spool: a detached job's results are kept for clients that attach
-        self.detaching = protocol.DETACH_FIELD in header.fields
-        self.kept = self.detaching or protocol.KEEP_FIELD in header.fields
+        self.detaching = upload_format.DETACH_FIELD in header.fields
+        self.kept = self.detaching or upload_format.KEEP_FIELD in header.fields
         self.accepted = False  # the worker said RECEIVED: the code may have run
         self.results_header = None
         self.relayed_mid_line = False

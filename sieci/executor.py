@@ -28,7 +28,8 @@ from .fork_channel import Request
 from .fork_server import ForkServer, ForkServerError, job_environment
 from .isolation import Isolation
 from .limits import FILE_TOO_LARGE, Limits, job_status
-from .protocol import STDERR, STDOUT, is_plain_name
+from .protocol import STDERR, STDOUT
+from .upload_format import is_plain_name
 
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.

@@ -83,7 +83,7 @@ class FilesStore:
         return os.path.join(self.folder, _checked(digest))
 
     def incoming(self, wanted):
-        """An Incoming for the bundle ``wanted`` (a protocol.FilesWanted) to be written to; room is made
+        """An Incoming for the bundle ``wanted`` (an upload_format.FilesWanted) to be written to; room is made
         for it first. StoreFull if there is none."""
         _checked(wanted.digest)
         self._make_room(wanted.size)

@@ -7,14 +7,14 @@ one newline more. The receiver takes no more than the size announced, and
 keeps the bundle only if its size and digest are the ones asked for.
 """
 
-from . import protocol
+from . import protocol, upload_format
 from .files_store import Mismatch
 
 PIECE = 1 << 20  # bytes read from the store at once when a bundle is sent
 
 
 def fetch(conn, store, wanted):
-    """Ask the peer of ``conn`` for the bundle ``wanted`` (a protocol.FilesWanted) and keep it in ``store``.
+    """Ask the peer of ``conn`` for the bundle ``wanted`` (a upload_format.FilesWanted) and keep it in ``store``.
     RemoteProtocolError if the peer sends anything else; Mismatch, StoreFull as the store says."""
     with store.incoming(wanted) as incoming:  # room first: a bundle that cannot be kept is not asked for
         conn.send_command(protocol.NEED, wanted.digest.encode("ascii"))
@@ -22,7 +22,7 @@ def fetch(conn, store, wanted):
         if line is protocol.CONNECTION_CLOSED:
             raise protocol.RemoteProtocolError("the peer closed the connection instead of sending the files")
         header = conn.start_block(line.raw, max_size=wanted.size + 1)
-        if protocol.files_wanted(header) != wanted:
+        if upload_format.files_wanted(header) != wanted:
             raise protocol.RemoteProtocolError(f"sent files other than those asked for: {line.raw[:120]!r}")
         _receive_payload(conn, incoming)
         incoming.finish()

@@ -11,7 +11,7 @@ import logging
 import gevent
 import gevent.event
 
-from . import auth, files_transfer, job_control, ports, protocol, status
+from . import auth, files_transfer, job_control, ports, protocol, status, upload_format
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
 from .files_store import Mismatch, StoreFull
@@ -154,7 +154,7 @@ class Intake:
         """The upload's files bundle, if it names one, held in the store for its job: asked of the
         client first if the store lacks it. False once the client has been refused."""
         try:
-            wanted = protocol.files_wanted(header)
+            wanted = upload_format.files_wanted(header)
             if wanted is None:
                 return True
             if wanted.size > self.max_upload:

@@ -9,7 +9,8 @@ can pass raw chunks and files' pieces on by their length.
 
 from . import defaults
 from .protocol import (DEFAULT_MAX_LINE, LINE_TAGS, RAW_TAGS, RETURNED, STDERR, STDOUT, STREAM_BY_RAW_TAG,
-                       RemoteProtocolError, parse_raw_header, quote, unquote)
+                       RemoteProtocolError, parse_raw_header)
+from .upload_format import quote, unquote
 
 OUTPUT_CHUNK = 32 * 1024
 

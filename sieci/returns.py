@@ -11,7 +11,8 @@ accepts: relative, with no ``.``, ``..`` or empty component.
 import os
 from fnmatch import fnmatchcase
 
-from .protocol import RemoteProtocolError, quote, unquote
+from .protocol import RemoteProtocolError
+from .upload_format import quote, unquote
 
 RETURN_FIELD = b"return"
 MAX_RETURN_FIELD = b"max-return"

@@ -7,9 +7,9 @@ terminator follows when stdin ends. A sieci master relays it to the worker item 
 stdin_relay.py), and the worker feeds it to the job (job_stdin.py). See docs/protocol.md.
 """
 
-from .protocol import (RAW_TAGS, STDOUT, TTY_FIELD, RemoteProtocolError, encode_header,
-                       parse_raw_header)
+from .protocol import RAW_TAGS, STDOUT, RemoteProtocolError, encode_header, parse_raw_header
 from .results import ItemDecoder
+from .upload_format import TTY_FIELD
 
 STDIN_FIELD = b"stdin"  # the field that names a stdin block in its header
 RESIZE_TAG = b"w "

@@ -12,7 +12,7 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import auth, bundle, defaults, protocol, returns, stdin_stream
+from . import auth, bundle, defaults, protocol, returns, stdin_stream, upload_format
 from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import STREAMED, JobRunner
@@ -227,21 +227,21 @@ class MasterLink:
             except auth.Unauthorized as why:
                 raise Refused(auth.UNAUTHORIZED, f"unauthorized ({why})") from None
         try:
-            upload = protocol.decode_upload_payload(header, payload)
+            upload = upload_format.decode_upload_payload(header, payload)
             tty = stdin_stream.terminal_size(header)
         except protocol.RemoteProtocolError as why:
             raise Refused(str(why).encode()) from None
         try:
-            args, env = protocol.decode_arguments(header)
+            args, env = upload_format.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
             raise Refused(b"bad arguments or environment", str(why)) from None
         try:
             wanted = returns.decode_returns(header)
         except protocol.RemoteProtocolError as why:
             raise Refused(b"bad --return", str(why)) from None
-        streamed = protocol.STDIN_STREAM in header.fields and upload.stdin is None
+        streamed = upload_format.STDIN_STREAM in header.fields and upload.stdin is None
         if streamed and not relayed:
-            raise Refused(protocol.STDIN_NEEDS_RELAY)
+            raise Refused(upload_format.STDIN_NEEDS_RELAY)
         files = self.worker.files.open_for(self.conn, header, upload, relayed)
         return upload.code, args, env, files, wanted, STREAMED if streamed else upload.stdin, tty
 
@@ -264,10 +264,10 @@ class MasterLink:
         feeder = StdinFeeder(self.conn) if stdin is STREAMED else None
         if feeder is not None:
             feeder.open(self.worker.keepalive)
-        line_buffered = protocol.STDOUT_ON_TERMINAL in header.fields
-        merged = protocol.STDERR_WITH_STDOUT in header.fields
-        fresh = protocol.FRESH_INTERPRETER in header.fields
-        directory = protocol.RUN_DIRECTORY in header.fields
+        line_buffered = upload_format.STDOUT_ON_TERMINAL in header.fields
+        merged = upload_format.STDERR_WITH_STDOUT in header.fields
+        fresh = upload_format.FRESH_INTERPRETER in header.fields
+        directory = upload_format.RUN_DIRECTORY in header.fields
         with self.worker.runner.run(code, filename, args, env, line_buffered, merged, files, directory,
                                     fresh, stdin, tty) as run:
             watcher = gevent.spawn(self._watch_master) if feeder is None else gevent.spawn(self._feed, feeder, run)

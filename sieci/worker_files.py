@@ -11,7 +11,7 @@ unpacks it (see job_process.py).
 
 import os
 
-from . import bundle, files_transfer, protocol
+from . import bundle, files_transfer, protocol, upload_format
 from .executor import safe_filename
 from .files_store import Mismatch, StoreFull
 
@@ -40,10 +40,10 @@ class WorkerFiles:
         """An fd of the job's bundle, checked, or None if the job has none. Refused if it cannot have it;
         RemoteProtocolError if the master broke the protocol when asked for it."""
         try:
-            wanted = protocol.files_wanted(header)
+            wanted = upload_format.files_wanted(header)
         except protocol.RemoteProtocolError as error:
             raise Refused(str(error).encode()) from None
-        directory = protocol.RUN_DIRECTORY in header.fields
+        directory = upload_format.RUN_DIRECTORY in header.fields
         if wanted is None:
             if directory:
                 raise Refused(b"a directory program without its files")
@@ -64,7 +64,7 @@ class WorkerFiles:
             self.store.put(wanted, upload.bundle)
         elif not self.store.has(wanted.digest):
             if not relayed:  # a classic master: it cannot send them; the client sends them again, inline
-                raise Refused(protocol.MISSING_FILES + b" " + wanted.digest.encode("ascii"))
+                raise Refused(upload_format.MISSING_FILES + b" " + wanted.digest.encode("ascii"))
             files_transfer.fetch(conn, self.store, wanted)
 
     def _check_names(self, wanted, filename, directory):

@@ -12,7 +12,7 @@ import gevent
 import gevent.pool
 import pytest
 
-from sieci import bundle, client, protocol
+from sieci import bundle, client, upload_format
 from sieci.limits import Limits
 
 from tests.helpers import WAIT, JobEvents, client_address
@@ -115,7 +115,7 @@ def files_block(field, data):
 
 def test_a_forged_bundle_is_refused_and_not_kept(cluster, peers):
     master = cluster.master()
-    announced = protocol.FilesWanted(hashlib.sha256(b"the real bundle").hexdigest(), 15)
+    announced = upload_format.FilesWanted(hashlib.sha256(b"the real bundle").hexdigest(), 15)
     peer = peers(master.clients_address)
     peer.send(upload(announced.field))
     assert peer.line() == b"NEED " + announced.digest.encode() + b"\n"
@@ -126,7 +126,7 @@ def test_a_forged_bundle_is_refused_and_not_kept(cluster, peers):
 
 def test_a_bundle_larger_than_announced_is_refused(cluster, peers):
     master = cluster.master()
-    announced = protocol.FilesWanted(hashlib.sha256(b"short").hexdigest(), 5)
+    announced = upload_format.FilesWanted(hashlib.sha256(b"short").hexdigest(), 5)
     peer = peers(master.clients_address)
     peer.send(upload(announced.field))
     peer.line()
@@ -137,8 +137,8 @@ def test_a_bundle_larger_than_announced_is_refused(cluster, peers):
 
 def test_a_bundle_other_than_the_one_asked_for_is_refused(cluster, peers):
     master = cluster.master()
-    announced = protocol.FilesWanted(hashlib.sha256(b"one").hexdigest(), 3)
-    other = protocol.FilesWanted(hashlib.sha256(b"two").hexdigest(), 3)
+    announced = upload_format.FilesWanted(hashlib.sha256(b"one").hexdigest(), 3)
+    other = upload_format.FilesWanted(hashlib.sha256(b"two").hexdigest(), 3)
     peer = peers(master.clients_address)
     peer.send(upload(announced.field))
     peer.line()
@@ -148,7 +148,7 @@ def test_a_bundle_other_than_the_one_asked_for_is_refused(cluster, peers):
 
 def test_a_client_that_never_sends_the_bundle_is_dropped_after_the_client_timeout(cluster, peers):
     master = cluster.master(client_timeout=0.3)
-    announced = protocol.FilesWanted("ab" * 32, 3)
+    announced = upload_format.FilesWanted("ab" * 32, 3)
     peer = peers(master.clients_address)
     peer.send(upload(announced.field))
     assert peer.line().startswith(b"NEED")
@@ -186,7 +186,7 @@ def test_a_worker_refuses_a_bundle_with_a_bad_entry_and_serves_on(cluster, peers
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=30, disk=1000))
     data = raw_bundle(*entries)
-    announced = protocol.FilesWanted(hashlib.sha256(data).hexdigest(), len(data))
+    announced = upload_format.FilesWanted(hashlib.sha256(data).hexdigest(), len(data))
     peer = peers(master.clients_address)
     peer.send(upload(announced.field))
     assert peer.line().startswith(b"NEED")

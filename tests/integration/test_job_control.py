@@ -4,7 +4,7 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci import client, protocol
+from sieci import client, protocol, upload_format
 from sieci.client_link import ClientError
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
@@ -274,7 +274,7 @@ def test_a_kept_job_runs_on_for_its_client_then_is_cancelled_if_none_attaches(cl
     events = JobEvents(master)
     leaver = peers(master.clients_address)
     code = b"import time\nprint('up', flush=True)\ntime.sleep(60)\n"
-    leaver.send(protocol.encode_block(code, [protocol.EXTENDED, protocol.KEEP_FIELD]))
+    leaver.send(protocol.encode_block(code, [protocol.EXTENDED, upload_format.KEEP_FIELD]))
     assert leaver.answer() == b"RECEIVED\n"
     leaver.close()
     gevent.sleep(0.3)
@@ -303,7 +303,7 @@ def test_a_kept_job_whose_reattached_client_leaves_again_is_cancelled_too(cluste
     cluster.worker(master)
     events = JobEvents(master)
     leaver = peers(master.clients_address)
-    leaver.send(protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED, protocol.KEEP_FIELD]))
+    leaver.send(protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED, upload_format.KEEP_FIELD]))
     assert leaver.answer() == b"RECEIVED\n"
     [job] = master.dispatcher.active_jobs
     leaver.close()

@@ -6,7 +6,7 @@ import gevent
 import pytest
 
 from sieci.futures import Executor
-from sieci import client, defaults, protocol
+from sieci import client, defaults, protocol, upload_format
 from sieci.address import format_address
 
 from tests.helpers import WAIT, Captured, JobEvents
@@ -122,7 +122,7 @@ WAITS_FOR_STDIN = b"import sys\nprint(len(sys.stdin.buffer.read()))\n"
 def upload(peers, master, code=WAITS_FOR_STDIN):
     """A raw client whose job (reading all its stdin) has been accepted."""
     peer = peers(master.clients_address)
-    peer.send(protocol.encode_block(code, [protocol.EXTENDED, protocol.STDIN_STREAM]))
+    peer.send(protocol.encode_block(code, [protocol.EXTENDED, upload_format.STDIN_STREAM]))
     assert peer.answer() == b"RECEIVED\n"
     return peer
 
@@ -140,7 +140,7 @@ def test_a_malformed_stdin_block_stops_the_job(sieci, peers, garbage):
 def test_stdin_before_received_is_a_protocol_error(sieci, peers):
     events = JobEvents(sieci)
     peer = peers(sieci.clients_address)
-    peer.send(protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED, protocol.STDIN_STREAM])
+    peer.send(protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED, upload_format.STDIN_STREAM])
               + b"ENDSEQ T stdin\n1 1\nx")
     events.wait_for("cancelled")
     peer.close()

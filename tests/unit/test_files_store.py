@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from sieci import protocol
+from sieci import protocol, upload_format
 from sieci.files_store import FilesStore, Mismatch, StoreFull
 
 
 def wanted(data):
-    return protocol.FilesWanted(hashlib.sha256(data).hexdigest(), len(data))
+    return upload_format.FilesWanted(hashlib.sha256(data).hexdigest(), len(data))
 
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def test_a_bundle_is_kept_by_its_digest_in_a_private_folder(store):
 
 @pytest.mark.parametrize("data, announced", [
     (b"forged", wanted(b"the real one")),
-    (b"x" * 11, protocol.FilesWanted(wanted(b"x" * 11).digest, 10)),
-    (b"x" * 9, protocol.FilesWanted(wanted(b"x" * 9).digest, 10)),
+    (b"x" * 11, upload_format.FilesWanted(wanted(b"x" * 11).digest, 10)),
+    (b"x" * 9, upload_format.FilesWanted(wanted(b"x" * 9).digest, 10)),
 ])
 def test_bytes_that_are_not_the_bundle_announced_are_not_kept(store, data, announced):
     with pytest.raises(Mismatch):
@@ -74,12 +74,12 @@ def test_a_digest_that_is_not_64_hex_digits_never_names_a_file(store, digest):
                                    b"a" * 64 + b".1" + b"0" * 20])
 def test_a_malformed_files_field_is_the_peers_fault(value):
     with pytest.raises(protocol.RemoteProtocolError):
-        protocol.parse_files_value(value)
+        upload_format.parse_files_value(value)
 
 
 def test_a_files_field_reads_back_as_sent():
     files = wanted(b"bundle")
-    assert protocol.parse_files_value(files.field.partition(b"=")[2]) == files
+    assert upload_format.parse_files_value(files.field.partition(b"=")[2]) == files
 
 
 @pytest.mark.parametrize("line", [b"NEED\n", b"NEED ../x\n", b"NEED " + b"A" * 64 + b"\n"])

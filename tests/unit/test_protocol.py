@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sieci import protocol
+from sieci import protocol, upload_format
 from sieci.protocol import (
     AVAILABLE,
     CLASSIC_TERMINATOR,
@@ -1280,23 +1280,23 @@ ARGUMENT = st.text(st.characters(blacklist_characters="\0", blacklist_categories
 
 @given(st.lists(ARGUMENT), st.dictionaries(ARGUMENT.filter(lambda name: name and "=" not in name), ARGUMENT))
 def test_a_jobs_arguments_and_environment_read_back_as_sent(args, env):
-    fields = protocol.encode_arguments(args, env)
+    fields = upload_format.encode_arguments(args, env)
     assert all(field.isascii() and b" " not in field and b"\n" not in field for field in fields)
     header = protocol.parse_header(b"ENDSEQ T " + b" ".join(fields) + b"\n")
-    assert protocol.decode_arguments(header) == (args, env)
+    assert upload_format.decode_arguments(header) == (args, env)
 
 
 @pytest.mark.parametrize("fields", [b"arg=%4", b"arg=%zz", b"arg=%00", b"env=NOEQUALS", b"env=%3Dvalue",
                                     b"env=A%00%3D1"])
 def test_malformed_arguments_and_environment_are_the_peers_fault(fields):
     with pytest.raises(protocol.RemoteProtocolError):
-        protocol.decode_arguments(protocol.parse_header(b"ENDSEQ T " + fields + b"\n"))
+        upload_format.decode_arguments(protocol.parse_header(b"ENDSEQ T " + fields + b"\n"))
 
 
 @pytest.mark.parametrize("args, env", [(["a\0b"], {}), ([], {"": "x"}), ([], {"A=B": "x"}), ([], {"A": "\0"})])
 def test_arguments_no_process_could_be_given_are_refused_before_sending(args, env):
     with pytest.raises(protocol.LocalProtocolError):
-        protocol.encode_arguments(args, env)
+        upload_format.encode_arguments(args, env)
 
 
 def _data_until_stuck(receiver):

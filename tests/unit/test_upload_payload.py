@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci import protocol
+from sieci import protocol, upload_format
 
 
 def header(fields):
@@ -14,13 +14,13 @@ def header(fields):
 @given(st.binary(), st.one_of(st.none(), st.binary()), st.one_of(st.none(), st.binary()))
 def test_parts_read_back_as_sent(code, stdin, bundle):
     digest = None if bundle is None else "ab" * 32
-    fields, payload = protocol.encode_upload_payload(code, stdin, bundle, digest)
-    assert protocol.decode_upload_payload(header(fields), payload) == protocol.UploadPayload(code, stdin, bundle, digest)
+    fields, payload = upload_format.encode_upload_payload(code, stdin, bundle, digest)
+    assert upload_format.decode_upload_payload(header(fields), payload) == upload_format.UploadPayload(code, stdin, bundle, digest)
 
 
 def test_without_parts_the_payload_is_the_code_as_classic_peers_send_it():
-    assert protocol.encode_upload_payload(b"print(1)\n") == ([], b"print(1)\n")
-    assert protocol.decode_upload_payload(header([]), b"print(1)\n").code == b"print(1)\n"
+    assert upload_format.encode_upload_payload(b"print(1)\n") == ([], b"print(1)\n")
+    assert upload_format.decode_upload_payload(header([]), b"print(1)\n").code == b"print(1)\n"
 
 
 @pytest.mark.parametrize("fields, payload", [
@@ -36,4 +36,4 @@ def test_without_parts_the_payload_is_the_code_as_classic_peers_send_it():
 ])
 def test_malformed_parts_are_the_peers_fault(fields, payload):
     with pytest.raises(protocol.RemoteProtocolError):
-        protocol.decode_upload_payload(header(fields), payload)
+        upload_format.decode_upload_payload(header(fields), payload)

@@ -52,17 +52,24 @@ def _write_file(folder_fd, filename, code, user):
         _close(file_fd)
 
 
-def _listing(folder_fd):
-    """[(name, is a real folder, blocks)] for the folder's entries, never following a symlink."""
-    listing = []
-    with os.scandir(folder_fd) as entries:
-        for entry in entries:
+def _entries(folder_fd):
+    """[(name, its status, or None if it has gone since)] for the folder's entries, in name order,
+    never following a symlink."""
+    entries = []
+    with os.scandir(folder_fd) as scan:
+        for entry in scan:
             try:
                 status = entry.stat(follow_symlinks=False)
             except OSError:
-                continue
-            listing.append((entry.name, stat.S_ISDIR(status.st_mode), status.st_blocks))
-    return listing
+                status = None
+            entries.append((entry.name, status))
+    return sorted(entries, key=lambda entry: entry[0])
+
+
+def _listing(folder_fd):
+    """[(name, is a real folder, blocks)] for the folder's entries."""
+    return [(name, stat.S_ISDIR(status.st_mode), status.st_blocks)
+            for name, status in _entries(folder_fd) if status is not None]
 
 
 def _open_below(folder_fd, name):
@@ -212,16 +219,9 @@ def returnable_files(folder_fd, globs, pulse=lambda: None):
 
 
 def _sorted_entries(folder_fd):
-    """[(name, mode)] for the folder's entries, in name order, never following a symlink."""
-    entries = []
-    with os.scandir(folder_fd) as scan:
-        for entry in scan:
-            try:
-                mode = entry.stat(follow_symlinks=False).st_mode
-            except OSError:
-                mode = 0  # gone since: neither a folder nor a regular file
-            entries.append((entry.name, mode))
-    return sorted(entries)
+    """[(name, mode)] for the folder's entries, in name order; mode 0 for one gone since (neither a
+    folder nor a regular file)."""
+    return [(name, status.st_mode if status else 0) for name, status in _entries(folder_fd)]
 
 
 def _folder_below(folder_fd, name, depth):

@@ -173,8 +173,9 @@ def test_t_ctrl_c_interrupts_the_job(terminal):
 
 
 def test_t_a_resize_reaches_the_job(terminal):
-    session = terminal("import os, signal\nsignal.signal(signal.SIGWINCH, lambda *_: print(os.get_terminal_size()))\n"
-                       "print('ready', flush=True)\nsignal.pause()\n", size=(80, 24))
+    # The handler writes past sys.stdout: the signal may come while print('ready') is still in it.
+    session = terminal("import os, signal\nsignal.signal(signal.SIGWINCH, lambda *_: os.write(1, b'%a\\n' % "
+                       "(os.get_terminal_size(),)))\nprint('ready', flush=True)\nsignal.pause()\n", size=(80, 24))
     session.read_until(b"ready")
     fcntl.ioctl(session.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
     session.process.send_signal(signal.SIGWINCH)

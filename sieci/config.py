@@ -14,7 +14,7 @@ import shlex
 
 import configargparse
 
-from . import executor, options
+from . import defaults, executor, options
 from .address import AddressError, parse_address
 from .isolation import Isolation, Unavailable
 from .limits import Limits
@@ -226,6 +226,8 @@ def parse_worker(argv, env=None):
         args.masters = [parse_address(text, "127.0.0.1") for text in texts]
     except AddressError as error:
         parser.error(str(error))
+    if args.credit > defaults.MAX_CREDIT:
+        parser.error(f"--credit: at most {defaults.MAX_CREDIT}, not {args.credit}")
     args.job_options = job_options(parser, args)
     _daemon_options(parser, args, "worker")
     return args

@@ -1,11 +1,13 @@
 """The master's dispatch, in one place: the queue of jobs, the idle workers asked for them, each job's end.
 
-``enqueue`` puts a job at the back of ``pending_jobs`` and offers it to idle
-workers (``AVAILABLE``, FANOUT of them per waiting job, each from a greenlet
-of its own; all of them once a job has waited WIDEN_AFTER, in case those
-asked are busy for other masters). Any ``READY`` takes the job at the head
-of the queue (``job_for``), so the first wins; a ``READY`` that finds the
-queue empty gets ``ROLLBACK``.
+``enqueue`` puts a job at the back of ``pending_jobs``. Workers that make
+standing offers (see pipelining.py) are sent it at once, if one has an offer
+standing. Else it is offered to idle workers (``AVAILABLE``, FANOUT of them
+per waiting job, each from a greenlet of its own; all of them once a job
+has waited WIDEN_AFTER, in case those asked are busy for other masters),
+and then to workers running one of our jobs, which answer after it (asking
+ahead). Any ``READY`` takes the job at the head of the queue (``job_for``),
+so the first wins; a ``READY`` that finds the queue empty gets ``ROLLBACK``.
 """
 
 import collections
@@ -16,7 +18,7 @@ import time
 import gevent
 import gevent.event
 
-from . import protocol, upload_format
+from . import defaults, protocol, upload_format
 from .kept_jobs import new_job_id
 from .results import Status
 from .stdin_relay import StdinRelay
@@ -49,6 +51,7 @@ class Job:
         self.detaching = upload_format.DETACH_FIELD in header.fields
         self.kept = self.detaching or upload_format.KEEP_FIELD in header.fields
         self.accepted = False  # the worker said RECEIVED: the code may have run
+        self.answered = False  # the worker answered its code (NEED counts)
         self.results_header = None
         self.relayed_mid_line = False
         self.bytes_relayed = 0
@@ -58,6 +61,17 @@ class Job:
         self.finished_at = None
         self.end_reason = ""  # why it failed or was cancelled, when the master knows
         self._unsent = []
+
+    @property
+    def waits_behind_another(self):
+        """Sent to a worker that has yet to answer an earlier job of ours: it cannot be stopped alone yet."""
+        return self.worker is not None and not self.answered and self.worker.job is not self
+
+    @property
+    def goes_alone(self):
+        """Sent only to a worker that holds no other job of ours, and nothing after it until it ends: its stdin
+        block and files (NEED) come after the code, and a big code would be held by the worker meanwhile."""
+        return self.stdin is not None or self.files is not None or len(self.upload) > defaults.MAX_UPLOAD_AHEAD
 
     def detach(self):
         """Its client has left, told the job's id: the job runs on for clients that attach."""
@@ -138,13 +152,19 @@ class Dispatcher:
     taking (event, job); events: queued, dispatched, requeued, stopping, abandoned,
     and at the end one of done, failed, cancelled."""
 
-    def __init__(self, max_queue):
+    def __init__(self, max_queue, pipelined=True, answer_timeout=defaults.CLIENT_TIMEOUT):
+        """``pipelined``: ask workers ahead, and have sieci workers make standing offers; ``answer_timeout``:
+        seconds a worker may take to answer a code sent against its offer, once the jobs before it ended."""
         self.max_queue = max_queue
+        self.pipelined = pipelined
+        self.answer_timeout = answer_timeout
         self.pending_jobs = collections.deque()
         self.active_jobs = set()
         self.jobs_by_id = {}  # the active jobs
         self.idle_links = {}  # insertion-ordered set: the longest idle first
         self.asked_links = set()  # AVAILABLE sent, no answer yet
+        self.running_links = {}  # running our job, to be asked ahead (they take no offers)
+        self.offering_links = {}  # they make standing offers: never asked
         self.stopping = False
         self.totals = {"done": 0, "failed": 0, "cancelled": 0, "wait_seconds": 0.0, "run_seconds": 0.0}
         self.listeners = []
@@ -166,18 +186,69 @@ class Dispatcher:
         self.jobs_by_id[job.id] = job
         self.notify("queued", job, "queued from client %s (%d bytes, %d in queue)",
                     job.client_name, len(job.upload), len(self.pending_jobs))
+        self._send_offered()
         self._offer()
         gevent.spawn_later(WIDEN_AFTER, self._offer_widely, job)
         if job.extended:
             gevent.spawn_later(QUEUED_AFTER, self._tell_queued, job)
 
     def _offer(self, everyone=False):
-        """Ask FANOUT idle workers per waiting job (or, for a job that waited, every one)."""
+        """Ask FANOUT idle workers per waiting job (or, for a job that waited, every one); then, if jobs
+        still outnumber the workers asked, ask workers running our jobs for their next (asking ahead)."""
         wanted = len(self.idle_links) if everyone else len(self.pending_jobs) * FANOUT - len(self.asked_links)
         for link in list(itertools.islice(self.idle_links, max(0, wanted))):
             del self.idle_links[link]
-            self.asked_links.add(link)
-            gevent.spawn(link.send_quietly, link.state.send(protocol.AVAILABLE))
+            self._ask(link, link.state.send(protocol.AVAILABLE))
+        for link in list(itertools.islice(self.running_links, max(0, len(self.pending_jobs) - len(self.asked_links)))):
+            del self.running_links[link]
+            self._ask(link, link.state.ask_ahead())
+
+    def _ask(self, link, available):
+        self.asked_links.add(link)
+        gevent.spawn(link.send_quietly, available)
+
+    def _send_offered(self):
+        """Send waiting jobs, from the head of the queue, to workers with standing offers: each to the one
+        that holds the fewest of ours (a job that goes alone, only to one that holds none)."""
+        while self.pending_jobs:
+            job = self.pending_jobs[0]
+            takers = [link for link in self.offering_links if link.state.offers > 0
+                      and (not link.jobs or not (job.goes_alone or link.jobs[0].goes_alone))]
+            if not takers:
+                return
+            link = min(takers, key=lambda link: len(link.jobs))
+            self.pending_jobs.popleft()
+            self._give(job, link)
+            link.send_offered(job)
+            self.notify("dispatched", job, "sent to worker %s against its offer after %.3f s in the queue",
+                        link.name, job.dispatched_at - job.queued_at)
+            if len(link.jobs) == 1:
+                self._await_answer(link, job)
+
+    @staticmethod
+    def _give(job, link):
+        job.worker = link
+        link.jobs.append(job)
+        job.dispatched_at = time.monotonic()
+
+    def _await_answer(self, link, job):
+        """A code sent against an offer is answered within answer_timeout once it is the first in line, or the
+        worker is taken for lost (its jobs go back to the queue)."""
+        def check():
+            if link.job is job and not job.accepted and not job.answered:
+                log.warning("worker %s did not answer job %s within %g s", link.name, job.id, self.answer_timeout)
+                link.hang_up()
+        gevent.spawn_later(self.answer_timeout, check)
+
+    def offered(self, link):
+        """The worker made a standing offer (FREE)."""
+        self.offering_links[link] = None
+        self.idle_links.pop(link, None)
+        self._send_offered()
+
+    def takes_offers(self, link):
+        """Whether to tell this worker, with its next RELAY or ROLLBACK, to make standing offers from then on."""
+        return self.pipelined and link.makes_offers and not link.takes_offers
 
     def _offer_widely(self, job):
         """The job still waits: the workers asked may be busy for other masters, so ask all."""
@@ -192,44 +263,79 @@ class Dispatcher:
             job.send_to_client(job.command_with_id(protocol.QUEUED))
 
     def make_idle(self, link):
+        if link.takes_offers:
+            self._next_in_line(link)
+            return
+        if link.state.state == protocol.ASKED:  # asked ahead: its READY comes
+            return
         self.idle_links[link] = None
         if self.pending_jobs:
             self._offer()
+
+    def _next_in_line(self, link):
+        if link.jobs:
+            self._await_answer(link, link.jobs[0])
+        self._send_offered()
+        self._offer()
 
     def job_for(self, link):
         """The worker said READY: the job at the head of the queue is now its own;
         with none, it is rolled back and idle again (None)."""
         self.asked_links.discard(link)
         if not self.pending_jobs:
-            link.roll_back()
+            link.roll_back(offering=self.takes_offers(link))
             self.make_idle(link)
             return None
         job = self.pending_jobs.popleft()
-        job.worker = link
-        link.job = job
-        job.dispatched_at = time.monotonic()
+        self._give(job, link)
         return job
+
+    def accepted(self, job, link):
+        """The worker said RECEIVED: the job runs. A worker that takes no offers may be asked ahead."""
+        job.accepted = True
+        if self.pipelined and not link.takes_offers and (job.stdin is None or not link.stoppable):
+            self.running_links[link] = None
+            self._offer()
 
     def refused(self, job, link, reason):
         """The worker said ERROR to the job: it fails, and the worker is idle again."""
-        link.job = None
+        self._let_go(job, link)
         self.fail(job, b"the worker refused the job: " + reason)
+        self.make_idle(link)
+
+    def busy(self, job, link):
+        """The worker, which made a standing offer, became busy for another master: the job waits again."""
+        self._let_go(job, link)
+        self._lost(job, link, "busy for another master")
         self.make_idle(link)
 
     def done(self, job, link):
         """The job's results have all been relayed: the worker is idle again."""
-        link.job = None
+        self._let_go(job, link)
         link.jobs_done += 1
         if not job.finished.is_set():  # else it was failed (the master stopping) while its results came
             self.finish(job, "cancelled" if job.cancelled else "done")
         self.make_idle(link)
 
+    def _let_go(self, job, link):
+        link.jobs.remove(job)
+        self.running_links.pop(link, None)
+
+    def _requeue(self, job, why, *args):
+        job.worker = None
+        job.dispatched_at = None
+        self.pending_jobs.appendleft(job)
+        self.notify("requeued", job, "back at the head of the queue: " + why, *args)
+
     def cancel(self, job):
-        """Its client has left: a queued job is dropped, a running one stopped if its worker can."""
+        """Its client has left: a queued job is dropped, a running one stopped if its worker can
+        (one that waits behind another on its worker, once it starts)."""
         job.cancelled = True
         if job.worker is None:
             self.pending_jobs.remove(job)
             self.finish(job, "cancelled", "the client left while it was queued")
+        elif job.waits_behind_another:
+            pass
         elif job.worker.stoppable:
             self.notify("stopping", job, "stopping on worker %s: its client left", job.worker.name)
             job.worker.hang_up()
@@ -242,6 +348,8 @@ class Dispatcher:
         if job.worker is None:
             self.pending_jobs.remove(job)
             self.fail(job, b"cancelled by request", "cancelled")
+        elif job.waits_behind_another:
+            job.withdrawn = True
         elif job.worker.stoppable:
             job.withdrawn = True
             self.notify("stopping", job, "stopping on worker %s: cancelled by request", job.worker.name)
@@ -251,23 +359,29 @@ class Dispatcher:
         return None
 
     def link_gone(self, link):
-        """The link is gone: requeue its job if it never started, else fail it."""
+        """The link is gone: requeue the jobs it held that never started, fail the one that did."""
         self.idle_links.pop(link, None)
         self.asked_links.discard(link)
-        job, link.job = link.job, None
-        if job is None or job.finished.is_set():
+        self.running_links.pop(link, None)
+        self.offering_links.pop(link, None)
+        link.stop_sending()
+        jobs = list(link.jobs)
+        link.jobs.clear()
+        for job in reversed(jobs):  # (each requeued at the head: they keep their order)
+            self._lost(job, link, "lost before accepting it")
+        self._send_offered()
+        self._offer()
+
+    def _lost(self, job, link, why):
+        """The job's worker will not run it (``why``, if it never started it)."""
+        if job.finished.is_set():
             return
         if job.cancelled:
             self.finish(job, "cancelled")
-        elif not job.accepted and not self.stopping:
-            job.worker = None
-            job.dispatched_at = None
-            self.pending_jobs.appendleft(job)
-            self.notify("requeued", job, "back at the head of the queue: worker %s was lost before accepting it",
-                        link.name)
-            self._offer()
         elif job.withdrawn:
             self.fail(job, b"cancelled by request", "cancelled")
+        elif not job.accepted and not self.stopping:
+            self._requeue(job, "worker %s was %s", link.name, why)
         else:
             self.fail(job, b"worker lost")
 

@@ -72,7 +72,7 @@ def master_main(argv=None):
                     names=args.names, max_unverified=args.max_unverified,
                     max_connections_per_address=args.max_connections_per_address, files_store=args.files_store,
                     files_store_dir=args.files_store_dir, keep_output=args.keep_output,
-                    max_kept_output=args.max_kept_output, **args.security)
+                    max_kept_output=args.max_kept_output, pipelined=not args.classic_dispatch, **args.security)
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
                     logging.getLogger("sieci.master"), "listening")
     stopped = _stop_on_signals(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))
@@ -103,7 +103,7 @@ def worker_main(argv=None):
     if problem:
         return _fail("sieci-worker", problem)
     worker = Worker(args.masters, max_upload=args.max_upload, reconnect_max=args.reconnect_max,
-                    keepalive=args.keepalive, name=args.name, files_store=args.files_store,
+                    keepalive=args.keepalive, name=args.name, credit=args.credit, files_store=args.files_store,
                     files_store_dir=args.files_store_dir, **args.job_options, **args.security)
     warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
                     logging.getLogger("sieci.worker"), "linking to masters")

@@ -14,7 +14,7 @@ import gevent
 import gevent.event
 from gevent.server import StreamServer
 
-from . import auth, defaults, dispatch, files_transfer, ports, protocol, relay, status
+from . import auth, defaults, dispatch, files_transfer, pipelining, ports, protocol, relay, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
 from .dispatch import ClientGone
@@ -30,7 +30,8 @@ class Master:
                  client_timeout=defaults.CLIENT_TIMEOUT, max_queue=defaults.MAX_QUEUE, keepalive=defaults.KEEPALIVE,
                  secret=None, tls=None, names=(), max_unverified=defaults.MAX_UNVERIFIED,
                  max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS, files_store=defaults.FILES_STORE,
-                 files_store_dir=None, keep_output=defaults.KEEP_OUTPUT, max_kept_output=defaults.MAX_KEPT_OUTPUT):
+                 files_store_dir=None, keep_output=defaults.KEEP_OUTPUT, max_kept_output=defaults.MAX_KEPT_OUTPUT,
+                 pipelined=True):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
@@ -40,7 +41,8 @@ class Master:
         are kept, ``files_store`` bytes of them at most, in a private folder made in
         ``files_store_dir`` (default: the system's temp folder). Detached jobs' results are kept
         ``keep_output`` seconds after they end, ``max_kept_output`` bytes of them at most, in a
-        private folder made there too (see kept_jobs.py)."""
+        private folder made there too (see kept_jobs.py). ``pipelined``: keep workers from idling a round
+        trip between jobs (see pipelining.py); off, jobs are dispatched as the classic master did."""
         self.client_timeout = client_timeout
         self.keepalive = keepalive
         self.verifier = auth.Verifier(secret) if secret else None
@@ -49,7 +51,7 @@ class Master:
         self.started_at = time.monotonic()
         self.links = set()
         self._links_changed = gevent.event.Event()
-        self.dispatcher = dispatch.Dispatcher(max_queue)
+        self.dispatcher = dispatch.Dispatcher(max_queue, pipelined, client_timeout)
         self.files = FilesStore(files_store, files_store_dir)
         self.dispatcher.listeners.append(self._release_files)
         self.kept = KeptJobs(max_kept_output, keep_output, files_store_dir)
@@ -122,7 +124,8 @@ class Master:
 
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
-        link = WorkerLink(Connection(sock, protocol.link_conversation(protocol.MASTER)), format_address(address))
+        link = WorkerLink(Connection(sock, pipelining.link_conversation(protocol.MASTER)), format_address(address),
+                          self.dispatcher.offered)
         link.conn.plaintext_only = self.tls is None
         try:
             if self.verifier is not None:
@@ -169,60 +172,82 @@ class Master:
         self.verifier.verify_answer(nonce, line.reason, self._worker_identity, link.conn.local_host)
 
     def _serve(self, link):
-        """Each READY takes the job at the head of the queue, which is handed over, its
-        results relayed, and the job finished; until the worker leaves."""
-        while self._ready(link):
-            job = self.dispatcher.job_for(link)
-            if job is not None and self._hand_over(job, link):
+        """Each READY takes the job at the head of the queue; a worker that makes standing offers
+        answers the codes sent against them. A job it takes is handed over, its results relayed,
+        and the job finished; until the worker leaves."""
+        while True:
+            line = link.next_line()
+            if line is protocol.CONNECTION_CLOSED:
+                log.info("worker %s left", link.name)
+                return
+            if line.word == protocol.READY:
+                fields = line.raw.split()[1:]
+                link.stoppable = protocol.EXTENDED in fields
+                link.makes_offers = pipelining.OFFERS_FIELD in fields
+                job = self.dispatcher.job_for(link)
+                if job is None:
+                    continue
+                line = self._hand_over(job, link)
+            else:  # (the conversation let only an answer to a code through)
+                job = link.job
+            if self._accepted(job, link, line):
                 link.relay_results(job, self.splice_pipes)
                 if job.stdin is not None and not job.stdin.cut_off(self.client_timeout):
                     raise WorkerLost(f"it took no stdin for {self.client_timeout:g} s after its job ended")
                 self.dispatcher.done(job, link)
 
-    @staticmethod
-    def _ready(link):
-        """The worker's next READY (False once it has left)."""
-        line = link.conn.next_event()  # only READY is legal here
-        if line is protocol.CONNECTION_CLOSED:
-            log.info("worker %s left", link.name)
-            return False
-        link.stoppable = protocol.EXTENDED in line.raw.split()[1:]
-        return True
-
     def _hand_over(self, job, link):
-        """Send the job to the worker that took it; True once it has accepted it (RECEIVED)."""
+        """Send the job to the worker whose READY took it; its answer."""
         # A worker must take the code as promptly as a client must send it, or be
         # dropped (the job goes back to the queue): READY, then silence, held it for ever.
         link.conn.settimeout(self.client_timeout)
         try:
             if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
-                link.conn.send_pieces([link.state.send(protocol.RELAY), job.upload], completes=protocol.JOB)
+                relay = (link.state.offering(protocol.RELAY) if self.dispatcher.takes_offers(link)
+                         else link.state.send(protocol.RELAY))
+                link.conn.send_pieces([relay, job.upload], completes=protocol.JOB)
             else:
                 link.conn.send(job.upload, completes=protocol.JOB)
             self.dispatcher.notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
                                    link.name, job.dispatched_at - job.queued_at)
-            line = link.conn.next_event()
-            if line is not protocol.CONNECTION_CLOSED and line.word == protocol.NEED:
-                line = self._send_files(job, link, line)
+            return link.next_line()
         except TimeoutError:
             raise WorkerLost(f"it did not accept the job within {self.client_timeout:g} s") from None
-        link.conn.settimeout(None)
+        finally:
+            link.conn.settimeout(None)
+
+    def _accepted(self, job, link, line):
+        """The worker's answer to the job's code (after the files it lacked, if it says NEED):
+        True once it has accepted it (RECEIVED)."""
+        job.answered = True
+        if line is not protocol.CONNECTION_CLOSED and line.word == protocol.NEED:
+            link.conn.settimeout(self.client_timeout)
+            try:
+                line = self._send_files(job, link, line)
+            except TimeoutError:
+                raise WorkerLost(f"it did not accept the job within {self.client_timeout:g} s") from None
+            link.conn.settimeout(None)
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it accepted the job")
         if line.word == protocol.ERROR:
             self.dispatcher.refused(job, link, line.reason)
             return False
-        job.accepted = True
+        if line.word == protocol.BUSY:
+            self.dispatcher.busy(job, link)
+            return False
+        if (job.cancelled or job.withdrawn) and link.stoppable:
+            raise ClientGone("the job was cancelled while it waited on the worker")
         if job.stdin is not None and link.stoppable:
             job.stdin.open(link.conn)
         elif job.stdin is not None:
             job.stdin.drop()  # a classic worker: it would take the block for its next command
         if job.client is not None:
             job.queue_for_client(job.command_with_id(protocol.RECEIVED))
+        self.dispatcher.accepted(job, link)
         return True
 
     def _send_files(self, job, link, need):
         """The worker lacks the job's files bundle: send it from the store; the worker's next word."""
         files_transfer.check_need(need, job.files)
         files_transfer.send(link.conn, self.files, job.files)
-        return link.conn.next_event()
+        return link.next_line()

@@ -222,6 +222,9 @@ def master_options():
         Option("--max-kept-output", size, defaults.MAX_KEPT_OUTPUT,
                "keep at most this many bytes of detached jobs' results, all together, spooled in a private folder "
                "made in --files-store-dir; the oldest finished make room, and results that find none are cut"),
+        Option("--classic-dispatch", bool, False,
+               "offer each job to workers with AVAILABLE only once they are free, as the classic master did (for "
+               "comparison): no asking ahead, no standing offers"),
         GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
     ]
 
@@ -274,6 +277,10 @@ def worker_options():
         Option("--name", text, None, "the name clients are told ran their job", shown="HOST:PID:N"),
         *_job_options(),
         MAX_UPLOAD,
+        Option("--credit", positive_count, defaults.CREDIT,
+               f"jobs this worker may hold at once, the running one included (at most {defaults.MAX_CREDIT}): more "
+               "than 1 lets a master far away send the next jobs while one runs, so none waits a round trip, at the "
+               "cost of those jobs waiting here even if another worker frees up first", "N"),
         Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
                "longest wait between attempts to redial a lost master, in seconds"),
         FILES_STORE, FILES_STORE_DIR,

@@ -4,7 +4,7 @@ peer that speaks the wrong one (TLS or plain text) is told."""
 import logging
 import socket
 
-from . import protocol
+from . import pipelining, protocol
 from .address import format_address
 from .connection import TLS_HANDSHAKE, Connection
 from .tls import describe_failure
@@ -50,7 +50,7 @@ def _opens_with_tls(sock, peer, address):
         return True
     if first != b"":
         log.info("%s %s speaks plain text, not TLS: told so", peer, format_address(address))
-        conversation = protocol.client_conversation if peer == "client" else protocol.link_conversation
+        conversation = protocol.client_conversation if peer == "client" else pipelining.link_conversation
         conn = Connection(sock, conversation(protocol.MASTER))
         conn.refuse(b"this port speaks TLS (--tls)")
         conn.finish_sending()

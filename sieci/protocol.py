@@ -24,6 +24,8 @@ ENDSEQ = b"ENDSEQ"
 CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link
 AUTH = b"AUTH"  # the worker's answer
 RELAY = b"RELAY"  # a sieci master, to a sieci worker, before code that needs it: it streams stdin and sends files
+FREE = b"FREE"  # a sieci worker, to a master that takes offers: it may be sent one more job at once (pipelining.py)
+BUSY = b"BUSY"  # its answer to a code sent against an offer that it can no longer take: queue the job again
 NEED = b"NEED"  # a sieci master or worker that lacks an upload's files bundle: NEED <sha256>, and the bundle follows
 # Job control, on a sieci master's client port (see job_control.py): a detached upload is answered
 # DETACHED job=<id>; ATTACH <id> with ATTACHED job=<id> and the job's results; CANCEL <id> with
@@ -336,6 +338,7 @@ LINK_TRANSITIONS = {
     (NEEDING, MASTER, JOB): SENT,
     (SENT, WORKER, RECEIVED): RUNNING,
     (SENT, WORKER, ERROR): IDLE,
+    (SENT, WORKER, BUSY): IDLE,  # to a code sent against a standing offer (see pipelining.py)
     (RUNNING, WORKER, JOB): IDLE,
     # stdin=stream: the master opens the stdin block (its header, ENDSEQ <t> stdin) right after RECEIVED.
     (RUNNING, MASTER, ENDSEQ): FEEDING,
@@ -446,11 +449,6 @@ class Conversation:
             message = message[:80].decode("ascii", "replace")
         error = LocalProtocolError if sender == self.role else RemoteProtocolError
         raise error(f"{message} from the {sender} while {self.state}")
-
-
-def link_conversation(role):
-    """A master-worker link, at the ``role`` end."""
-    return Conversation(LINK_TRANSITIONS, role, WORKER if role == MASTER else MASTER)
 
 
 def client_conversation(role):

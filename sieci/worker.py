@@ -12,7 +12,7 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from . import auth, bundle, defaults, protocol, returns, stdin_stream, upload_format
+from . import auth, bundle, defaults, pipelining, protocol, returns, stdin_stream, upload_format
 from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import STREAMED, JobRunner
@@ -35,15 +35,51 @@ class LinkLost(Exception):
     """The master went away, or broke the protocol; the link is redialled."""
 
 
+class JobSlot:
+    """One job at a time, whichever master it is for: the link that holds the worker now.
+
+    A link holds it from READY (or from taking a code sent against a standing
+    offer) until its job's results have gone, or until ROLLBACK. When it is
+    let go, ``on_free`` callables run: links to masters that take offers
+    then offer themselves again.
+    """
+
+    def __init__(self):
+        self.holder = None
+        self.on_free = []
+        self._freed = gevent.event.Event()
+        self._freed.set()
+
+    def take(self, link):
+        """Hold it for ``link`` if no other link does; whether it now does."""
+        if self.holder not in (None, link):
+            return False
+        self.holder = link
+        self._freed.clear()
+        return True
+
+    def wait_and_take(self, link):
+        while not self.take(link):
+            self._freed.wait()
+
+    def let_go(self, link):
+        if self.holder is link:
+            self.holder = None
+            self._freed.set()
+            for callback in self.on_free:
+                callback()
+
+
 class Worker:
     def __init__(self, masters, limits=None, python=None, max_upload=defaults.MAX_UPLOAD,
                  reconnect_min=defaults.RECONNECT_MIN, reconnect_max=defaults.RECONNECT_MAX,
                  keepalive=defaults.KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
-                 isolation=None, secret=None, tls=None, name=None, files_store=defaults.FILES_STORE,
-                 files_store_dir=None):
+                 isolation=None, secret=None, tls=None, name=None, credit=defaults.CREDIT,
+                 files_store=defaults.FILES_STORE, files_store_dir=None):
         """``secret`` (bytes): answer masters' challenges, and run only jobs
         their clients signed with it. ``tls``: an ssl.SSLContext for clients.
         ``name`` tells clients which worker ran their job (default: host:pid:n).
+        ``credit``: the jobs it may hold for a master that takes standing offers, the running one included.
         Jobs' files bundles are kept, ``files_store`` bytes of them at most, in a
         private folder made in ``files_store_dir`` (default: the system's temp folder)."""
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{next(_worker_numbers)}"
@@ -57,10 +93,12 @@ class Worker:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.keepalive = keepalive
-        self.job_slot = gevent.lock.Semaphore(1)  # one job at a time, whichever master
+        self.credit = credit
+        self.job_slot = JobSlot()
         self.listeners = []  # callables taking (status, seconds) when a job has ended
         self.stopping = gevent.event.Event()
         self.links = [MasterLink(self, address) for address in masters]
+        self.job_slot.on_free.extend(link.offer_soon for link in self.links)
         self._greenlets = []
 
     def start(self):
@@ -91,6 +129,7 @@ class MasterLink:
         self.name = format_address(address)
         self.running_job = False
         self.conn = None
+        self._sending_offers = gevent.lock.Semaphore(1)
 
     def run(self):
         """Dial, serve, redial. A link lost sooner than the longest pause
@@ -136,7 +175,7 @@ class MasterLink:
     def _serve(self, sock):
         sock.settimeout(None)
         tune_socket(sock, self.worker.keepalive, user_timeout=False)  # a master held up by a slow client is alive
-        self.conn = Connection(sock, protocol.link_conversation(protocol.WORKER))
+        self.conn = Connection(sock, pipelining.link_conversation(protocol.WORKER))
         log.info("linked to master %s", self.name)
         try:
             self._serve_jobs()
@@ -150,29 +189,80 @@ class MasterLink:
             return f"lost master {self.name}: {error}"
         finally:
             self.conn = None
+            self.worker.job_slot.let_go(self)
         return f"lost master {self.name}"
 
     def _serve_jobs(self):
         while not self.worker.stopping.is_set():
+            self._offer()
             line = self._next_line("waiting for AVAILABLE")
             if line.word == protocol.ERROR:
                 raise LinkLost(self._refusal(line.reason))
             if line.word == protocol.CHALLENGE:
                 self._answer_challenge(line.reason)
-                continue
-            with self.worker.job_slot:
-                if self.worker.stopping.is_set():
-                    raise LinkLost("the worker is stopping")
-                # With the extension flag: a classic master reads only the first
-                # word, a sieci master learns it may stop a job by hanging up.
-                self.conn.send_command(protocol.READY, protocol.EXTENDED)
-                line = self._next_line("holding READY")
-                if line.word in (protocol.ROLLBACK, protocol.ERROR):
-                    continue
-                relayed = line.word == protocol.RELAY
-                if relayed:
-                    line = self._next_line("after RELAY")
-                self._take_job(line.raw, relayed)
+            elif line.word == protocol.RELAY:  # a code sent against one of our standing offers
+                self._take_offered_job(self._next_line("after RELAY").raw)
+            else:
+                self._answer_available()
+
+    def _answer_available(self):
+        """AVAILABLE (or any line, as a classic worker reads it): READY once this link holds the worker."""
+        self.worker.job_slot.wait_and_take(self)
+        try:
+            if self.worker.stopping.is_set():
+                raise LinkLost("the worker is stopping")
+            # With the extension flags: a classic master reads only the first word; a sieci master learns
+            # that it may stop a job by hanging up, and that it may have us make standing offers.
+            self.conn.send_command(protocol.READY, protocol.EXTENDED + b" " + pipelining.OFFERS_FIELD)
+            line = self._next_line("holding READY")
+            if line.word in (protocol.ROLLBACK, protocol.ERROR):
+                return
+            relayed = line.word == protocol.RELAY
+            if relayed:
+                line = self._next_line("after RELAY")
+            self._take_job(line.raw, relayed)
+        finally:
+            self._let_go_of_slot()
+
+    def _take_offered_job(self, raw_header):
+        """Run it if the worker is free or ours; BUSY if it became busy for another master meanwhile."""
+        if self.worker.stopping.is_set():
+            raise LinkLost("the worker is stopping")
+        if not self.worker.job_slot.take(self):
+            self.conn.start_block(raw_header, max_size=self.worker.max_upload)
+            self._read_code()
+            self.conn.send_command(protocol.BUSY)
+            return
+        try:
+            self._take_job(raw_header, relayed=True)
+        finally:
+            self._let_go_of_slot()
+
+    def _let_go_of_slot(self):
+        """Let the worker go after a job, unless our master's next code is already coming in (credit)."""
+        if not (self.conn.conversation.takes_offers and self.conn.receiver.buffered):
+            self.worker.job_slot.let_go(self)
+
+    def _offer(self):
+        """To a master that takes offers: FREE for each job more we may hold, while no other master holds us."""
+        conversation = self.conn.conversation
+        if not conversation.takes_offers or self.worker.job_slot.holder not in (None, self):
+            return
+        with self._sending_offers:
+            room = self.worker.credit - conversation.offers - (1 if self.running_job else 0)
+            if room > 0:
+                self.conn.send(b"".join(conversation.send_free() for _ in range(room)))
+
+    def offer_soon(self):
+        """The worker is free again: offer ourselves to our master, from a greenlet of our own."""
+        if self.conn is not None and self.conn.conversation.takes_offers and not self.worker.stopping.is_set():
+            gevent.spawn(self._offer_quietly)
+
+    def _offer_quietly(self):
+        try:
+            self._offer()
+        except (OSError, protocol.ProtocolError):
+            self.hang_up()  # the link's own greenlet sees it closed
 
     @staticmethod
     def _refusal(reason):
@@ -215,6 +305,7 @@ class MasterLink:
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
+            self._offer()  # with credit: the next job comes while this one runs
             self._run_job(header, *job)
         finally:
             self.running_job = False
@@ -316,7 +407,12 @@ class MasterLink:
         """
         try:
             while self.conn.readable_while_acknowledged(self.worker.keepalive) and self.conn.receive_more():
-                if self.conn.receiver.buffered > protocol.DEFAULT_MAX_LINE:
+                if self.conn.receiver.buffered > self._most_buffered():
                     return  # a flood, not a protocol
         except OSError:
             pass
+
+    def _most_buffered(self):
+        """What a master may have sent us while a job ran: a line, and the codes of our standing offers."""
+        offers = self.conn.conversation.offers if self.conn.conversation.takes_offers else 0
+        return protocol.DEFAULT_MAX_LINE + offers * (defaults.MAX_UPLOAD_AHEAD + protocol.DEFAULT_MAX_LINE)

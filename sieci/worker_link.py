@@ -5,9 +5,11 @@ streaming, in as few sends as the worker's data allows. The bulk of a big
 raw chunk goes from socket to socket past Python (see relay.py).
 """
 
+import collections
 import time
 
 import gevent
+import gevent.queue
 
 from . import protocol
 from .connection import RECV_SIZE
@@ -20,21 +22,70 @@ class WorkerLost(Exception):
 
 
 class WorkerLink:
-    def __init__(self, conn, name):
+    """``jobs``: ours that it holds, in the order their codes went; the first is the one
+    running, or the next to. ``on_offer``: called when the worker makes a standing offer."""
+
+    def __init__(self, conn, name, on_offer):
         self.conn = conn
         self.name = name
         self.state = conn.conversation
-        self.job = None
+        self.jobs = collections.deque()
         self.jobs_done = 0
+        self.on_offer = on_offer
+        self._codes = None  # a queue of codes to send against standing offers, in order, by _send_codes
+        self._sender = None
         # A sieci worker (READY v=2) stops its job when its link closes; a
         # classic one would never come back, so its job is run out instead.
         self.stoppable = False
+        self.makes_offers = False  # a sieci worker that can make standing offers (READY v=2 free)
         self.silence_allowed = None  # seconds it may say nothing while its job runs (see _allow_silence)
         self.greenlet = gevent.getcurrent()
 
-    def roll_back(self):
-        """Answer its READY with ROLLBACK: there is no job for it after all."""
-        self.conn.send_command(protocol.ROLLBACK)
+    @property
+    def job(self):
+        """Our job it runs, or will run next; None if it holds none."""
+        return self.jobs[0] if self.jobs else None
+
+    @property
+    def takes_offers(self):
+        return self.state.takes_offers
+
+    def roll_back(self, offering):
+        """Answer its READY with ROLLBACK: there is no job for it after all. ``offering``: tell a
+        sieci worker to make standing offers from now on."""
+        if offering:
+            self.conn.send(self.state.offering(protocol.ROLLBACK))
+        else:
+            self.conn.send_command(protocol.ROLLBACK)
+
+    def next_line(self):
+        """The next line outside a block; the worker's standing offers (FREE) are counted on the way."""
+        while True:
+            event = self.conn.next_event()
+            if event is protocol.CONNECTION_CLOSED or event.word != protocol.FREE:
+                return event
+            self.on_offer(self)
+
+    def send_offered(self, job):
+        """Send ``job`` against one of the worker's standing offers, behind the codes already going."""
+        relay = self.state.take_offer()
+        if self._codes is None:
+            self._codes = gevent.queue.Queue()
+            self._sender = gevent.spawn(self._send_codes)
+        self._codes.put([relay, job.upload])
+
+    def stop_sending(self):
+        if self._codes is not None:
+            self._sender.kill(block=False)
+
+    def _send_codes(self):
+        while True:
+            pieces = self._codes.get()
+            try:
+                self.conn.send_pieces(pieces)
+            except OSError:
+                self.hang_up()
+                return
 
     def send_quietly(self, data):
         """For the fan-out greenlets: a failed send shows up as a closed link."""
@@ -55,6 +106,9 @@ class WorkerLink:
         """Relay the results block to the job's client (after its RECEIVED, which the
         caller queued), as it comes; with ``splice_pipes``, big raw chunks past Python."""
         line = self._next_result_event(job)
+        while line is not protocol.CONNECTION_CLOSED and line.word == protocol.FREE:
+            self.on_offer(self)
+            line = self._next_result_event(job)
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it sent the results")
         job.results_header = self.conn.start_block(line.raw, results=True)

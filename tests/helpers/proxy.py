@@ -32,7 +32,7 @@ class CuttingProxy:
         index = len(self.passed) - 1
         sending = gevent.spawn(_pump, client, upstream)
         try:
-            _pump(upstream, client, cut_at, lambda size: self._count(index, size))
+            _pump(upstream, client, cut_at, lambda data: self._count(index, len(data)))
         finally:
             sending.kill()
             for sock in (client, upstream):
@@ -49,17 +49,53 @@ class CuttingProxy:
         self.server.stop()
 
 
-def _pump(source, sink, cut_at=None, count=lambda size: None):
-    """Copy until ``source`` closes, or until ``cut_at`` bytes have passed."""
-    passed = 0
+def _pump(source, sink, cut_at=None, passed=lambda data: None):
+    """Copy until ``source`` closes, or until ``cut_at`` bytes have passed; ``passed`` is given each piece copied."""
+    copied = 0
     try:
         while data := source.recv(65536):
-            if cut_at is not None and passed + len(data) >= cut_at:
-                sink.sendall(data[:cut_at - passed])
-                count(cut_at - passed)
+            if cut_at is not None and copied + len(data) >= cut_at:
+                data = data[:cut_at - copied]
+                sink.sendall(data)
+                passed(data)
                 return
             sink.sendall(data)
-            passed += len(data)
-            count(len(data))
+            copied += len(data)
+            passed(data)
     except OSError:
         pass
+
+
+class RecordingProxy:
+    """Passes connections through to ``target`` (HOST, PORT), recording each one's traffic in order:
+    ``transcripts[n]`` is a list of ("to target" or "from target", bytes), one item per read."""
+
+    def __init__(self, target):
+        self.target = target
+        self.transcripts = []
+        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.server.start()
+
+    @property
+    def address(self):
+        return self.server.address
+
+    def sent(self, index, direction):
+        """All the bytes of connection ``index`` in ``direction``, joined."""
+        return b"".join(data for way, data in self.transcripts[index] if way == direction)
+
+    def _handle(self, client, _):
+        upstream = socket.create_connection(self.target)
+        transcript = []
+        self.transcripts.append(transcript)
+        sending = gevent.spawn(_pump, client, upstream, passed=lambda data: transcript.append(("to target", data)))
+        try:
+            _pump(upstream, client, passed=lambda data: transcript.append(("from target", data)))
+        finally:
+            sending.kill()
+            for sock in (client, upstream):
+                sock.close()
+
+    def close(self):
+        self.server.stop()
+

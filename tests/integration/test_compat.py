@@ -199,7 +199,7 @@ def test_a_sieci_worker_behind_a_classic_master_is_rolled_back_then_serves_the_n
         gate.close()
     # Its late READY for job 1 got ROLLBACK.
     classic_master.wait_until(lambda: len(sieci_link.sent) == 2, what="the answer to the late READY")
-    assert sieci_link.received == [b"READY v=2\n"]
+    assert sieci_link.received == [b"READY v=2 free\n"]
     assert sieci_link.sent == [b"AVAILABLE\n", b"ROLLBACK\n"]
 
     # Job 2: the classic worker is busy elsewhere (its lock is held), so the
@@ -263,7 +263,7 @@ def test_a_sieci_worker_behind_a_classic_master_survives_its_misdirected_error(c
         garbage.sendall(b"HELLO there\n")
         master.wait_until(lambda: len(link.sent) == 2, what="the ERROR to the worker")
         assert link.sent == [b"AVAILABLE\n", b"ERROR\n"]
-        assert link.received == [b"READY v=2\n"]
+        assert link.received == [b"READY v=2 free\n"]
     finally:
         garbage.close()
     status, output = sieci_client(master, b"print('still here')\n")

@@ -212,7 +212,7 @@ def test_a_worker_stops_the_job_of_a_master_that_died_and_redials(cluster):
         link = connections.get(timeout=WAIT)
         reader = link.makefile("rb")
         link.sendall(b"AVAILABLE\n")
-        assert reader.readline() == b"READY v=2\n"
+        assert reader.readline() == b"READY v=2 free\n"
         code = b"import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
         link.sendall(protocol.encode_block(code, [protocol.EXTENDED]))
         assert reader.readline() == b"RECEIVED\n"

@@ -1,6 +1,8 @@
 """The dispatcher's bookkeeping of a job, with stand-ins for the client's and the worker's connections."""
 
-from sieci import protocol
+import collections
+
+from sieci import pipelining, protocol
 from sieci.connection import Connection
 from sieci.dispatch import Dispatcher
 
@@ -11,10 +13,11 @@ class StandInLink:
     stoppable = True
     in_raw_chunk = False
     jobs_done = 0
-    job = None
+    takes_offers = False
 
-    def roll_back(self):
-        pass
+    def __init__(self):
+        self.jobs = collections.deque()
+        self.state = pipelining.link_conversation(protocol.MASTER)
 
 
 def test_results_that_come_after_the_master_failed_the_job_are_dropped_not_an_error():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sieci import protocol, upload_format
+from sieci import pipelining, protocol, upload_format
 from sieci.protocol import (
     AVAILABLE,
     CLASSIC_TERMINATOR,
@@ -958,7 +958,7 @@ MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE
             protocol.STATUS, protocol.STATUS_REPLY, protocol.NEED, protocol.DETACHED, protocol.ATTACH, protocol.ATTACHED,
             protocol.CANCEL, protocol.CANCELLED, protocol.JOBS, b"BOGUS"]
 TABLES = {  # table: (its conversation's maker, its two ends, its states)
-    "link": (protocol.LINK_TRANSITIONS, protocol.link_conversation, (MASTER, WORKER), LINK_STATES),
+    "link": (protocol.LINK_TRANSITIONS, pipelining.link_conversation, (MASTER, WORKER), LINK_STATES),
     "client": (protocol.CLIENT_TRANSITIONS, protocol.client_conversation, (MASTER, CLIENT), CLIENT_STATES),
 }
 LEGAL = [(name, role, transition) for name, (table, _, roles, _) in TABLES.items()
@@ -995,6 +995,7 @@ def test_the_link_table_matches_the_contract():
         (protocol.NEEDING, MASTER, JOB): protocol.SENT,
         (protocol.SENT, WORKER, RECEIVED): protocol.RUNNING,
         (protocol.SENT, WORKER, ERROR): protocol.IDLE,
+        (protocol.SENT, WORKER, protocol.BUSY): protocol.IDLE,
         (protocol.RUNNING, WORKER, JOB): protocol.IDLE,
         (protocol.RUNNING, MASTER, protocol.ENDSEQ): protocol.FEEDING,
         (protocol.FEEDING, MASTER, JOB): protocol.FED,
@@ -1101,7 +1102,7 @@ def _drive(sender_end, receiver_end, message):
 
 
 def test_both_ends_of_a_link_move_together():
-    ends = {MASTER: protocol.link_conversation(MASTER), WORKER: protocol.link_conversation(WORKER)}
+    ends = {MASTER: pipelining.link_conversation(MASTER), WORKER: pipelining.link_conversation(WORKER)}
     script = [(MASTER, protocol.CHALLENGE), (WORKER, protocol.AUTH),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, ROLLBACK),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, JOB), (WORKER, RECEIVED), (WORKER, JOB),
@@ -1128,10 +1129,10 @@ def test_both_ends_of_a_client_connection_move_together(script, last):
 
 
 def test_examples_of_blame():
-    master = protocol.link_conversation(MASTER)
+    master = pipelining.link_conversation(MASTER)
     with pytest.raises(RemoteProtocolError, match="READY from the worker while idle"):
         master.receive_line(b"READY v=2\n")  # READY without AVAILABLE: the worker's fault
-    worker = protocol.link_conversation(WORKER)
+    worker = pipelining.link_conversation(WORKER)
     with pytest.raises(LocalProtocolError):
         worker.send(READY)  # the same from the worker's side: our bug
     master.send(AVAILABLE)
@@ -1167,7 +1168,7 @@ def test_what_a_client_says_after_its_request_is_ignored():
 
 
 def test_closed_conversation_accepts_nothing():
-    link = protocol.link_conversation(MASTER)
+    link = pipelining.link_conversation(MASTER)
     link.send(AVAILABLE)
     link.close()
     assert link.state == protocol.CLOSED

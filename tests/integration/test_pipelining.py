@@ -1,0 +1,200 @@
+"""Pipelined dispatch over real sockets: asking ahead, standing offers, credit (see sieci/pipelining.py)."""
+
+import socket
+
+import gevent
+import gevent.event
+import pytest
+
+from sieci import client, protocol
+
+from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address
+from tests.helpers.classic import CLASSIC_RESULTS
+from tests.helpers.proxy import RecordingProxy
+
+
+def run_job(master, code, **options):
+    output = Captured()
+    with gevent.Timeout(WAIT, AssertionError(f"no result within {WAIT} s")):
+        status = client.run(client_address(master), code, output=output, **options)
+    return status, output
+
+
+def spawn_job(master, code):
+    output = Captured()
+    return gevent.spawn(client.run, client_address(master), code, output=output), output
+
+
+def read_block(peer):
+    header = peer.line()
+    terminator = header.split()[1]
+    payload = b""
+    while (line := peer.line()).strip() != terminator:
+        assert line, "EOF inside a block"
+        payload += line
+    return payload
+
+
+@pytest.fixture
+def recording_proxy():
+    proxies = []
+
+    def make(target):
+        proxies.append(RecordingProxy(target))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+@pytest.fixture
+def gate():
+    """A listening socket a job dials and blocks on, until the test writes to it: a job that runs at will."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(WAIT)
+    yield server
+    server.close()
+
+
+def held_job_code(gate):
+    return b"import socket\ns = socket.create_connection(%r)\ns.recv(1)\nprint('held')\n" % (gate.getsockname(),)
+
+
+# --- asking ahead: every worker kind -----------------------------------------------------------
+
+
+def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, classic, peers):
+    master = cluster.master()
+    release = gevent.event.Event()
+    worker = classic.worker(master.workers_address, hold_results=release)
+    assert master.wait_for_workers(1, WAIT)
+    [link] = master.links
+    first = peers(master.clients_address)
+    first.send(protocol.encode_block(b"print(1)\n", [protocol.EXTENDED]))
+    assert first.answer() == b"RECEIVED\n"  # the master has seen the worker accept it
+    second, output = spawn_job(master, b"print(2)\n")
+    JobEvents(master).wait_for("queued")
+    # The ask went while the first job ran: the worker reads it after its results.
+    assert link.state.asked_ahead and link.state.state == protocol.RUNNING
+    release.set()
+    assert first.rest() == CLASSIC_RESULTS
+    assert second.get(timeout=WAIT) == 0 and output.stdout == b"result\n"
+    assert [line for line in worker.received if not line.startswith(b"ENDSEQ")] == [b"AVAILABLE\n"] * 2
+    assert len(worker.uploads) == 2 and worker.rollbacks == 0
+
+
+def test_a_queue_drained_while_the_worker_was_asked_ahead_costs_one_rollback(cluster, classic, peers):
+    master = cluster.master()
+    events = JobEvents(master)
+    release = gevent.event.Event()
+    worker = classic.worker(master.workers_address, hold_results=release)
+    assert master.wait_for_workers(1, WAIT)
+    [link] = master.links
+    first = peers(master.clients_address)
+    first.send(protocol.encode_block(b"print(1)\n", [protocol.EXTENDED]))
+    assert first.answer() == b"RECEIVED\n"
+    leaver = peers(master.clients_address)
+    leaver.send(protocol.encode_block(b"print(2)\n", [protocol.EXTENDED]))
+    events.wait_for("queued", 2)
+    assert link.state.asked_ahead
+    leaver.close()
+    events.wait_for("cancelled")
+    release.set()
+    assert first.rest() == CLASSIC_RESULTS
+    worker.wait_until(lambda: worker.rollbacks == 1, what="ROLLBACK for the READY the ask ahead brought")
+    assert run_job(master, b"print(3)\n") == (0, Stdout(b"result\n"))
+    assert worker.rollbacks == 1
+
+
+# --- standing offers: sieci workers ------------------------------------------------------------
+
+
+def test_an_idle_sieci_worker_is_sent_each_next_job_at_once(cluster, recording_proxy):
+    """Only the link's first job is asked for; after it the worker says FREE, and the next code
+    goes as soon as its client's upload has come: no AVAILABLE and READY between (3 round trips)."""
+    master = cluster.master()
+    proxy = recording_proxy(master.workers_address)
+    cluster.worker(proxy.address)
+    assert master.wait_for_workers(1, WAIT)
+    for number in range(3):
+        assert run_job(master, b"print(%d)\n" % number) == (0, Stdout(b"%d\n" % number))
+    from_master = proxy.sent(0, "from target")
+    assert from_master.count(b"AVAILABLE") == 1
+    assert from_master.startswith(b"AVAILABLE\nRELAY free\nENDSEQ ")
+    assert from_master.count(b"\nRELAY\nENDSEQ ") == 2
+    transcript = proxy.transcripts[0]
+    for index, (direction, data) in enumerate(transcript):
+        if direction == "from target" and data.startswith(b"RELAY\n"):
+            before = [data for way, data in transcript[:index] if way == "to target"]
+            assert before[-1].endswith(b"FREE\n")  # what the worker said last: its standing offer
+
+
+def test_a_classic_dispatch_master_asks_for_every_job(cluster, recording_proxy):
+    master = cluster.master(pipelined=False)
+    proxy = recording_proxy(master.workers_address)
+    cluster.worker(proxy.address)
+    assert master.wait_for_workers(1, WAIT)
+    for number in range(3):
+        assert run_job(master, b"print(%d)\n" % number)[0] == 0
+    assert proxy.sent(0, "from target").count(b"AVAILABLE\n") == 3
+    assert b"FREE" not in proxy.sent(0, "to target") and b" free" not in proxy.sent(0, "from target")
+
+
+def test_a_worker_never_holds_more_jobs_than_its_credit(cluster):
+    master = cluster.master()
+    held = []
+    master.dispatcher.listeners.append(lambda event, job: held.append(len(job.worker.jobs))
+                                       if event == "dispatched" else None)
+    cluster.worker(master, credit=3)
+    assert master.wait_for_workers(1, WAIT)
+    jobs = [spawn_job(master, b"print(%d)\n" % number) for number in range(12)]
+    for number, (job, output) in enumerate(jobs):
+        assert job.get(timeout=WAIT) == 0 and output.stdout == b"%d\n" % number
+    assert max(held) == 3
+
+
+def test_a_job_held_in_a_lost_workers_credit_runs_once_elsewhere(cluster, peers):
+    master = cluster.master()
+    events = JobEvents(master)
+    fake = peers(master.workers_address)
+    assert master.wait_for_workers(1, WAIT)
+    first, _ = spawn_job(master, b"print('first')\n")
+    assert fake.line() == b"AVAILABLE\n"
+    fake.send(b"READY v=2 free\n")  # a sieci worker that can make standing offers
+    assert fake.line() == b"RELAY free\n"
+    read_block(fake)
+    fake.send(b"RECEIVED\nFREE\n")  # a credit of 2: the first runs, one more may come
+    second, output = spawn_job(master, b"print('second')\n")
+    assert fake.line() == b"RELAY\n"
+    assert read_block(fake).endswith(b"print('second')\n")
+    fake.close()  # lost, with the second job held and never accepted
+    with pytest.raises(client.JobLost):
+        first.get(timeout=WAIT)
+    events.wait_for("requeued")
+    cluster.worker(master)
+    assert second.get(timeout=WAIT) == 0 and output.stdout == b"second\n"
+    assert (events.seen.count("dispatched"), events.seen.count("requeued"), events.seen.count("done")) == (3, 1, 1)
+
+
+def test_a_standing_offer_raced_by_another_master_is_refused_and_the_job_runs_once(cluster, gate, log_lines):
+    first_master, other_master = cluster.master(), cluster.master()
+    events = JobEvents(first_master)
+    lines = log_lines("sieci.master")
+    cluster.worker(first_master, other_master)
+    assert first_master.wait_for_workers(1, WAIT) and other_master.wait_for_workers(1, WAIT)
+    # One job through each master: from then on the worker makes both standing offers.
+    assert run_job(other_master, b"pass\n")[0] == 0
+    assert run_job(first_master, b"pass\n")[0] == 0
+    held, held_output = spawn_job(other_master, held_job_code(gate))
+    job_side, _ = gate.accept()  # the other master's job runs; the first master's offer still stands
+    with job_side:
+        raced, output = spawn_job(first_master, b"print('once')\n")
+        events.wait_for("requeued")
+        lines.wait_for("busy for another master")
+        job_side.sendall(b"x")
+    assert held.get(timeout=WAIT) == 0 and held_output.stdout == b"held\n"
+    assert raced.get(timeout=WAIT) == 0 and output.stdout == b"once\n"
+    assert events.seen.count("requeued") == 1 and events.seen.count("done") == 2

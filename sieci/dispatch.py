@@ -223,7 +223,7 @@ class Dispatcher:
             self.notify("dispatched", job, "sent to worker %s against its offer after %.3f s in the queue",
                         link.name, job.dispatched_at - job.queued_at)
             if len(link.jobs) == 1:
-                self._await_answer(link, job)
+                link.expect_answer(job, self.answer_timeout)
 
     @staticmethod
     def _give(job, link):
@@ -231,22 +231,13 @@ class Dispatcher:
         link.jobs.append(job)
         job.dispatched_at = time.monotonic()
 
-    def _await_answer(self, link, job):
-        """A code sent against an offer is answered within answer_timeout once it is the first in line, or the
-        worker is taken for lost (its jobs go back to the queue)."""
-        def check():
-            if link.job is job and not job.accepted and not job.answered:
-                log.warning("worker %s did not answer job %s within %g s", link.name, job.id, self.answer_timeout)
-                link.hang_up()
-        gevent.spawn_later(self.answer_timeout, check)
-
     def offered(self, link):
         """The worker made a standing offer (FREE)."""
         self.offering_links[link] = None
         self.idle_links.pop(link, None)
         self._send_offered()
 
-    def takes_offers(self, link):
+    def invites_offers(self, link):
         """Whether to tell this worker, with its next RELAY or ROLLBACK, to make standing offers from then on."""
         return self.pipelined and link.makes_offers and not link.takes_offers
 
@@ -274,7 +265,7 @@ class Dispatcher:
 
     def _next_in_line(self, link):
         if link.jobs:
-            self._await_answer(link, link.jobs[0])
+            link.expect_answer(link.jobs[0], self.answer_timeout)
         self._send_offered()
         self._offer()
 
@@ -283,7 +274,7 @@ class Dispatcher:
         with none, it is rolled back and idle again (None)."""
         self.asked_links.discard(link)
         if not self.pending_jobs:
-            link.roll_back(offering=self.takes_offers(link))
+            link.roll_back(offering=self.invites_offers(link))
             self.make_idle(link)
             return None
         job = self.pending_jobs.popleft()

@@ -203,7 +203,7 @@ class Master:
         link.conn.settimeout(self.client_timeout)
         try:
             if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
-                relay = (link.state.offering(protocol.RELAY) if self.dispatcher.takes_offers(link)
+                relay = (link.state.offering(protocol.RELAY) if self.dispatcher.invites_offers(link)
                          else link.state.send(protocol.RELAY))
                 link.conn.send_pieces([relay, job.upload], completes=protocol.JOB)
             else:
@@ -220,6 +220,7 @@ class Master:
         """The worker's answer to the job's code (after the files it lacked, if it says NEED):
         True once it has accepted it (RECEIVED)."""
         job.answered = True
+        link.answered()
         if line is not protocol.CONNECTION_CLOSED and line.word == protocol.NEED:
             link.conn.settimeout(self.client_timeout)
             try:

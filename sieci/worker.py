@@ -130,6 +130,7 @@ class MasterLink:
         self.running_job = False
         self.conn = None
         self._sending_offers = gevent.lock.Semaphore(1)
+        self.between_jobs = False  # our greenlet waits for the master's next line, and sends nothing
 
     def run(self):
         """Dial, serve, redial. A link lost sooner than the longest pause
@@ -195,7 +196,13 @@ class MasterLink:
     def _serve_jobs(self):
         while not self.worker.stopping.is_set():
             self._offer()
-            line = self._next_line("waiting for AVAILABLE")
+            self.between_jobs = True
+            try:
+                line = self._next_line("waiting for AVAILABLE")
+            finally:
+                self.between_jobs = False
+            with self._sending_offers:  # a FREE that offer_soon's greenlet is sending goes whole first
+                pass
             if line.word == protocol.ERROR:
                 raise LinkLost(self._refusal(line.reason))
             if line.word == protocol.CHALLENGE:
@@ -243,26 +250,31 @@ class MasterLink:
         if not (self.conn.conversation.takes_offers and self.conn.receiver.buffered):
             self.worker.job_slot.let_go(self)
 
-    def _offer(self):
-        """To a master that takes offers: FREE for each job more we may hold, while no other master holds us."""
+    def _offer(self, from_elsewhere=False):
+        """To a master that takes offers: FREE for each job more we may hold, while no other master holds us.
+        ``from_elsewhere``: from another greenlet than the link's, which may send only between jobs."""
         conversation = self.conn.conversation
         if not conversation.takes_offers or self.worker.job_slot.holder not in (None, self):
             return
         with self._sending_offers:
+            if from_elsewhere and not self.between_jobs:
+                return
             room = self.worker.credit - conversation.offers - (1 if self.running_job else 0)
             if room > 0:
                 self.conn.send(b"".join(conversation.send_free() for _ in range(room)))
 
     def offer_soon(self):
-        """The worker is free again: offer ourselves to our master, from a greenlet of our own."""
+        """The worker is free again: offer ourselves to our master, from a greenlet of our own (ours
+        waits for the master's next line: it sends nothing until that FREE has gone, see _serve_jobs)."""
         if self.conn is not None and self.conn.conversation.takes_offers and not self.worker.stopping.is_set():
-            gevent.spawn(self._offer_quietly)
+            gevent.spawn(self._offer_from_elsewhere)
 
-    def _offer_quietly(self):
+    def _offer_from_elsewhere(self):
         try:
-            self._offer()
+            if self.conn is not None:  # (the link may have been lost since)
+                self._offer(from_elsewhere=True)
         except (OSError, protocol.ProtocolError):
-            self.hang_up()  # the link's own greenlet sees it closed
+            self.hang_up()
 
     @staticmethod
     def _refusal(reason):

@@ -6,6 +6,7 @@ raw chunk goes from socket to socket past Python (see relay.py).
 """
 
 import collections
+import logging
 import time
 
 import gevent
@@ -13,6 +14,8 @@ import gevent.queue
 
 from . import protocol
 from .connection import RECV_SIZE
+
+log = logging.getLogger("sieci.master")
 
 SPLICE_AT_LEAST = 32 << 10  # bytes of a raw chunk still to come; fewer are relayed through Python
 
@@ -34,6 +37,7 @@ class WorkerLink:
         self.on_offer = on_offer
         self._codes = None  # a queue of codes to send against standing offers, in order, by _send_codes
         self._sender = None
+        self._answer_timer = None
         # A sieci worker (READY v=2) stops its job when its link closes; a
         # classic one would never come back, so its job is run out instead.
         self.stoppable = False
@@ -77,6 +81,24 @@ class WorkerLink:
     def stop_sending(self):
         if self._codes is not None:
             self._sender.kill(block=False)
+        self.answered()
+
+    def expect_answer(self, job, seconds):
+        """``job``, sent against an offer, is now the first in line: the worker answers it within ``seconds``
+        or is taken for lost (its jobs go back to the queue)."""
+        self.answered()
+        self._answer_timer = gevent.get_hub().loop.timer(seconds)
+        self._answer_timer.start(self._unanswered, job, seconds)
+
+    def answered(self):
+        if self._answer_timer is not None:
+            self._answer_timer.close()
+            self._answer_timer = None
+
+    def _unanswered(self, job, seconds):
+        if self.job is job and not job.answered:
+            log.warning("worker %s did not answer job %s within %g s; dropping it", self.name, job.id, seconds)
+            self.hang_up()
 
     def _send_codes(self):
         while True:

@@ -198,3 +198,54 @@ def test_a_standing_offer_raced_by_another_master_is_refused_and_the_job_runs_on
     assert held.get(timeout=WAIT) == 0 and held_output.stdout == b"held\n"
     assert raced.get(timeout=WAIT) == 0 and output.stdout == b"once\n"
     assert events.seen.count("requeued") == 1 and events.seen.count("done") == 2
+
+
+def offering_fake(master, peers, credit):
+    """A fake sieci worker linked to ``master`` that has run one job and now holds ``credit`` offers;
+    returns it, and that first job's greenlet."""
+    fake = peers(master.workers_address)
+    assert master.wait_for_workers(1, WAIT)
+    first, _ = spawn_job(master, b"print('first')\n")
+    assert fake.line() == b"AVAILABLE\n"
+    fake.send(b"READY v=2 free\n")
+    assert fake.line() == b"RELAY free\n"
+    read_block(fake)
+    fake.send(b"RECEIVED\nENDSEQ T v=2\nx exit 0\nT\n" + b"FREE\n" * credit)
+    assert first.get(timeout=WAIT) == 0
+    return fake
+
+
+def test_a_worker_that_does_not_answer_a_code_sent_against_its_offer_is_dropped(cluster, peers):
+    master = cluster.master(client_timeout=0.5)
+    events = JobEvents(master)
+    fake = offering_fake(master, peers, 1)
+    job, output = spawn_job(master, b"print('moved')\n")
+    assert fake.line() == b"RELAY\n"
+    read_block(fake)
+    assert fake.rest() == b""  # silence: the master hangs up
+    events.wait_for("requeued")
+    cluster.worker(master)
+    assert job.get(timeout=WAIT) == 0 and output.stdout == b"moved\n"
+
+
+def test_a_job_whose_client_left_while_it_waited_in_credit_is_stopped_when_it_starts(cluster, peers):
+    master = cluster.master()
+    events = JobEvents(master)
+    fake = offering_fake(master, peers, 2)
+    running = peers(master.clients_address)
+    running.send(protocol.encode_block(b"print('running')\n", [protocol.EXTENDED]))
+    assert fake.line() == b"RELAY\n"
+    read_block(fake)
+    fake.send(b"RECEIVED\n")
+    assert running.answer() == b"RECEIVED\n"
+    leaver = peers(master.clients_address)
+    leaver.send(protocol.encode_block(b"print('left')\n", [protocol.EXTENDED]))
+    assert fake.line() == b"RELAY\n"
+    assert read_block(fake).endswith(b"print('left')\n")
+    leaver.close()
+    fake.send(b"ENDSEQ T v=2\no running\nx exit 0\nT\n")  # the running job ends untouched
+    assert running.rest().endswith(b"x exit 0\nT\n")
+    fake.send(b"RECEIVED\n")  # the worker starts the job whose client left: the master hangs up to stop it
+    assert fake.rest() == b""
+    events.wait_for("cancelled")
+    assert events.seen.count("done") == 2

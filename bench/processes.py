@@ -39,10 +39,12 @@ def wait_for_port(port, timeout=20.0):
 class Daemon:
     """A master or worker process that can be killed and started again."""
 
-    def __init__(self, role, args, log_level="warning"):
+    def __init__(self, role, args, log_level="warning", prefix=()):
+        """``prefix``: a command that runs the daemon elsewhere (e.g. nsenter into a network namespace)."""
         # Every load generator here is one address, with up to thousands of clients at once.
         per_address = ["--max-connections-per-address", "1000000"] if role == "master" else []
-        self.command = [sys.executable, os.path.join(BIN, role), "--log-level", log_level, *per_address, *args]
+        self.command = [*prefix, sys.executable, os.path.join(BIN, role), "--log-level", log_level, *per_address,
+                        *args]
         self.process = None
 
     def start(self):
@@ -100,6 +102,18 @@ class LocalCluster:
     def stop(self):
         for daemon in self.workers + self.masters:
             daemon.stop()
+
+
+def job_interpreter():
+    """None, or for a root bench whose Python nobody cannot read: a python3 on the jobs' PATH."""
+    import shutil
+
+    from sieci.executor import unreadable_for
+    from sieci.fork_server import JOB_PATH
+
+    if os.geteuid() != 0 or not unreadable_for((65534, 65534)):
+        return None
+    return shutil.which("python3", path=JOB_PATH)
 
 
 def client_command(*args):

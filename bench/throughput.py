@@ -109,7 +109,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from processes import LocalCluster, unavailable_walls
+    from processes import LocalCluster, job_interpreter, unavailable_walls
 
     print_banner("throughput: hello-world jobs per second through 1 master and "
                  f"{args.workers} workers, {args.in_flight} in flight")
@@ -158,16 +158,6 @@ def main(argv=None):
     print(f"walls on / target of {TARGET:.0f} jobs/s: {on / TARGET:.3f} (target >= 1: {verdict})")
     print("every answer right" if all_right else "SOME ANSWERS WRONG OR FAILED")
     return 0 if all_right else 1
-
-
-def job_interpreter():
-    """None, or for a root bench whose Python nobody cannot read: a python3 on the jobs' PATH."""
-    from sieci.executor import unreadable_for
-    from sieci.fork_server import JOB_PATH
-
-    if os.geteuid() != 0 or not unreadable_for((65534, 65534)):
-        return None
-    return shutil.which("python3", path=JOB_PATH)
 
 
 def cluster_pids(cluster):

@@ -70,6 +70,8 @@ HOSTS = ("master", "worker1", "worker2", "client")
 WORKERS = ("worker1", "worker2")
 MASTER_PORTS = {"workers": 7001, "clients": 7002, "echo": 7003}  # in the master's namespace
 HELPER_TIMEOUT = 30.0
+# The goal: jobs/s kept at these RTTs (ms), as a share of the 0 ms rate, by some configuration.
+THROUGHPUT_TARGETS = {10: 0.9, 50: 0.6}
 
 
 # --- the relay (its own process) -----------------------------------------------------------
@@ -540,13 +542,34 @@ def print_tables(args, names, measured, rates, latencies):
             rate = median(rates[name, rtt])
             cells.append(f"{rate:.1f} ({rate / median(rates[name, args.rtts[0]]):.2f}x)")
         print(rtt_cells(rtt, measured) + "  ".join(f"{cell:>{width}}" for cell in cells))
+    print_throughput_target(args, names, rates)
     print()
     print(f"one job's latency, ms, every host at RTT (fresh bin/client process; median of "
-          f"{args.rounds * args.latency_runs} runs)")
+          f"{args.rounds * args.latency_runs} runs; in brackets, the round trips it took more than at "
+          f"{args.rtts[0]:g} ms)")
     print(head)
     for rtt in args.rtts:
-        print(rtt_cells(rtt, measured)
-              + "  ".join(f"{median(latencies[name, rtt]) * 1000:>{width}.1f}" for name in names))
+        cells = []
+        for name in names:
+            latency = median(latencies[name, rtt])
+            extra = latency - median(latencies[name, args.rtts[0]])
+            round_trips = f" ({extra / measured[rtt][1]:.1f} RTT)" if rtt > args.rtts[0] else ""
+            cells.append(f"{latency * 1000:.1f}{round_trips}")
+        print(rtt_cells(rtt, measured) + "  ".join(f"{cell:>{width}}" for cell in cells))
+    print("target: one job on an idle cluster of sieci workers costs 3 round trips (4 with the classic exchange)")
+
+
+def print_throughput_target(args, names, rates):
+    """Whether some configuration keeps its jobs/s at THROUGHPUT_TARGETS' RTTs (credit allowed)."""
+    wanted = {rtt: ratio for rtt, ratio in THROUGHPUT_TARGETS.items() if rtt in args.rtts}
+    if args.rtts[0] != 0 or not wanted:
+        return
+    goal = " and ".join(f"{ratio:g}x at {rtt:g} ms" for rtt, ratio in wanted.items())
+    for name in names:
+        ratios = {rtt: median(rates[name, rtt]) / median(rates[name, 0]) for rtt in wanted}
+        met = all(ratios[rtt] >= ratio for rtt, ratio in wanted.items())
+        print(f"target ({goal} of the 0 ms rate): {name}: "
+              + ", ".join(f"{ratios[rtt]:.2f}x" for rtt in wanted) + (": met" if met else ": not met"))
 
 
 def rtt_cells(rtt, measured):

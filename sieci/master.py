@@ -17,7 +17,7 @@ from gevent.server import StreamServer
 from . import auth, defaults, dispatch, files_transfer, pipelining, ports, protocol, relay, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
-from .dispatch import ClientGone
+from .master_job import ClientGone
 from .files_store import FilesStore
 from .intake import Intake
 from .kept_jobs import KeptJobs

@@ -59,6 +59,17 @@ def test_twelve_clients_at_once_all_get_their_own_answer(procs):
         [(0, b"job %d: %d\n" % (i, i * i), b"") for i in range(12)], procs.logs()
 
 
+@pytest.mark.parametrize("master_options, worker_options", [(["--classic-dispatch"], []), ([], ["--credit", "4"])])
+def test_twelve_jobs_through_either_dispatch(procs, master_options, worker_options):
+    procs.master(extra=master_options)
+    procs.worker(args=worker_options)
+    procs.worker(args=worker_options)
+    clients = [procs.client(f"127.0.0.1:{procs.clients_port}", procs.code_file(b"print(%d)\n" % i))
+               for i in range(12)]
+    results = [procs.finish(client) for client in clients]
+    assert [(r.returncode, r.stdout) for r in results] == [(0, b"%d\n" % i) for i in range(12)], procs.logs()
+
+
 def test_code_from_stdin(procs):
     procs.master()
     procs.worker()

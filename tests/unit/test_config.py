@@ -293,6 +293,21 @@ def test_worker_defaults():
     assert args.max_upload == defaults.MAX_UPLOAD
     assert args.reconnect_max == defaults.RECONNECT_MAX
     assert args.grace == defaults.GRACE
+    assert args.credit == defaults.CREDIT == 1
+
+
+def test_a_workers_credit_comes_from_any_layer_and_is_capped(capsys):
+    assert parse_worker([":1", "--credit", "8"], env={}).credit == 8
+    assert parse_worker([":1"], env={"SIECI_CREDIT": "4"}).credit == 4
+    assert parse_worker([":1", "--credit", str(defaults.MAX_CREDIT)], env={}).credit == defaults.MAX_CREDIT
+    assert "at most 32" in usage_error(capsys, parse_worker, [":1", "--credit", "33"])
+    assert "1 or more" in usage_error(capsys, parse_worker, [":1", "--credit", "0"])
+
+
+def test_a_master_dispatches_pipelined_unless_told_classic():
+    assert parse_master([":1", ":2"], env={}).classic_dispatch is False
+    assert parse_master([":1", ":2", "--classic-dispatch"], env={}).classic_dispatch is True
+    assert parse_master([":1", ":2"], env={"SIECI_CLASSIC_DISPATCH": "yes"}).classic_dispatch is True
 
 
 @pytest.mark.parametrize("layers, grace, max_upload, timeout", [

@@ -163,13 +163,21 @@ class Leg:
 
 def relay_main(routes):
     """Serve every route ([listen host, port, target host, port, one-way delay]) until SIGTERM."""
+    async def start(loop):
+        for listen_host, listen_port, target_host, target_port, delay in routes:
+            await loop.create_server(lambda t=(target_host, target_port), d=delay: accepted(loop, t, d),
+                                     listen_host, listen_port, reuse_address=True)
+
+    serve_until_sigterm(start)
+
+
+def serve_until_sigterm(start):
+    """Run ``await start(loop)`` (it starts servers), say "ready" on stdout, and serve until SIGTERM."""
     import asyncio
 
     async def serve():
         loop = asyncio.get_running_loop()
-        for listen_host, listen_port, target_host, target_port, delay in routes:
-            await loop.create_server(lambda t=(target_host, target_port), d=delay: accepted(loop, t, d),
-                                     listen_host, listen_port, reuse_address=True)
+        await start(loop)
         print("ready", flush=True)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -205,15 +213,10 @@ def echo_main(host, port):
         def data_received(self, data):
             self.transport.write(data)
 
-    async def serve():
-        loop = asyncio.get_running_loop()
+    async def start(loop):
         await loop.create_server(Echo, host, port, reuse_address=True)
-        print("ready", flush=True)
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
 
-    asyncio.run(serve())
+    serve_until_sigterm(start)
 
 
 def probe_main(host, port, count):
@@ -530,33 +533,34 @@ def measure_configuration(network, args, configuration, hello, rates, latencies)
 
 
 def print_tables(args, names, measured, rates, latencies):
-    width = max(22, *map(len, names))
-    head = f"{'RTT':>6} {'measured':>9} {'1st echo':>9}  " + "  ".join(f"{name:>{width}}" for name in names)
-    print()
-    print(f"jobs/s, workers at RTT from the master, {args.in_flight} in flight from beside it "
-          f"(median of {args.rounds} rounds; x: the configuration's own {args.rtts[0]:g} ms figure)")
-    print(head)
-    for rtt in args.rtts:
-        cells = []
-        for name in names:
-            rate = median(rates[name, rtt])
-            cells.append(f"{rate:.1f} ({rate / median(rates[name, args.rtts[0]]):.2f}x)")
-        print(rtt_cells(rtt, measured) + "  ".join(f"{cell:>{width}}" for cell in cells))
+    reference = args.rtts[0]
+
+    def rate_cell(name, rtt):
+        rate = median(rates[name, rtt])
+        return f"{rate:.1f} ({rate / median(rates[name, reference]):.2f}x)"
+
+    def latency_cell(name, rtt):
+        latency = median(latencies[name, rtt])
+        extra = latency - median(latencies[name, reference])
+        return f"{latency * 1000:.1f}" + (f" ({extra / measured[rtt][1]:.1f} RTT)" if rtt > reference else "")
+
+    print_table(f"jobs/s, workers at RTT from the master, {args.in_flight} in flight from beside it (median of "
+                f"{args.rounds} rounds; x: the configuration's own {reference:g} ms figure)",
+                args.rtts, names, measured, rate_cell)
     print_throughput_target(args, names, rates)
-    print()
-    print(f"one job's latency, ms, every host at RTT (fresh bin/client process; median of "
-          f"{args.rounds * args.latency_runs} runs; in brackets, the round trips it took more than at "
-          f"{args.rtts[0]:g} ms)")
-    print(head)
-    for rtt in args.rtts:
-        cells = []
-        for name in names:
-            latency = median(latencies[name, rtt])
-            extra = latency - median(latencies[name, args.rtts[0]])
-            round_trips = f" ({extra / measured[rtt][1]:.1f} RTT)" if rtt > args.rtts[0] else ""
-            cells.append(f"{latency * 1000:.1f}{round_trips}")
-        print(rtt_cells(rtt, measured) + "  ".join(f"{cell:>{width}}" for cell in cells))
+    print_table(f"one job's latency, ms, every host at RTT (fresh bin/client process; median of "
+                f"{args.rounds * args.latency_runs} runs; in brackets, the round trips it took more than at "
+                f"{reference:g} ms)", args.rtts, names, measured, latency_cell)
     print("target: one job on an idle cluster of sieci workers costs 3 round trips (4 with the classic exchange)")
+
+
+def print_table(title, rtts, names, measured, cell):
+    width = max(22, *map(len, names))
+    print()
+    print(title)
+    print(f"{'RTT':>6} {'measured':>9} {'1st echo':>9}  " + "  ".join(f"{name:>{width}}" for name in names))
+    for rtt in rtts:
+        print(rtt_cells(rtt, measured) + "  ".join(f"{cell(name, rtt):>{width}}" for name in names))
 
 
 def print_throughput_target(args, names, rates):

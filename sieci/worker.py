@@ -161,7 +161,8 @@ class MasterLink:
 
     def _serve_jobs(self):
         while not self.worker.stopping.is_set():
-            self._offer()
+            if not self.conn.receiver.buffered:  # (codes that came while a job ran are counted first)
+                self._offer()
             self.between_jobs = True
             try:
                 line = self._next_line("waiting for AVAILABLE")

@@ -101,6 +101,14 @@ def reserved_port():
 
 
 @pytest.fixture
+def recording_proxy():
+    """``recording_proxy(target)``: a new proxy.RecordingProxy to it."""
+    from tests.helpers.proxy import RecordingProxy
+
+    yield from closed_at_the_end(RecordingProxy)
+
+
+@pytest.fixture
 def peers():
     """``peers(address)``: a new RawPeer connected to it."""
     yield from closed_at_the_end(RawPeer)

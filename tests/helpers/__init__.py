@@ -179,6 +179,19 @@ class RawPeer:
         self.sock.close()
 
 
+def read_block(peer):
+    """A block a RawPeer receives (after a RELAY line, if one comes first): (header, payload)."""
+    header = peer.line()
+    if header.split()[:1] == [b"RELAY"]:  # what a sieci master says to a sieci worker before its code
+        header = peer.line()
+    terminator = header.split()[1]
+    payload = b""
+    while (line := peer.line()).strip() != terminator:
+        assert line, "EOF inside a block"
+        payload += line
+    return header, payload
+
+
 class JobEvents:
     """Records a master's job events, and its jobs' ids in the order they came (``job_ids``);
     lets a test wait for one."""

@@ -11,24 +11,12 @@ import pytest
 from sieci import client, protocol
 from sieci.master import Master
 
-from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address
+from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address, read_block
 
 
 def spawn_job(master, code, output=None):
     output = output if output is not None else Captured()
     return gevent.spawn(client.run, client_address(master), code, output=output), output
-
-
-def read_block(peer):
-    header = peer.line()
-    if header.split()[:1] == [b"RELAY"]:  # what a sieci master says to a sieci worker before its code
-        header = peer.line()
-    terminator = header.split()[1]
-    payload = b""
-    while (line := peer.line()).strip() != terminator:
-        assert line, "EOF inside a block"
-        payload += line
-    return header, payload
 
 
 def take_job(fake):

@@ -6,11 +6,10 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci import client, protocol
+from sieci import client, pipelining, protocol
 
-from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address
+from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address, read_block
 from tests.helpers.classic import CLASSIC_RESULTS
-from tests.helpers.proxy import RecordingProxy
 
 
 def run_job(master, code, **options):
@@ -23,29 +22,6 @@ def run_job(master, code, **options):
 def spawn_job(master, code):
     output = Captured()
     return gevent.spawn(client.run, client_address(master), code, output=output), output
-
-
-def read_block(peer):
-    header = peer.line()
-    terminator = header.split()[1]
-    payload = b""
-    while (line := peer.line()).strip() != terminator:
-        assert line, "EOF inside a block"
-        payload += line
-    return payload
-
-
-@pytest.fixture
-def recording_proxy():
-    proxies = []
-
-    def make(target):
-        proxies.append(RecordingProxy(target))
-        return proxies[-1]
-
-    yield make
-    for proxy in proxies:
-        proxy.close()
 
 
 @pytest.fixture
@@ -66,7 +42,9 @@ def held_job_code(gate):
 # --- asking ahead: every worker kind -----------------------------------------------------------
 
 
-def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, classic, peers):
+def classic_worker_running_a_job(cluster, classic, peers):
+    """A master whose one worker, a classic one, runs a job until ``release`` is set: (master, worker,
+    its link at the master, release, the job's client: a RawPeer that has read RECEIVED)."""
     master = cluster.master()
     release = gevent.event.Event()
     worker = classic.worker(master.workers_address, hold_results=release)
@@ -75,6 +53,11 @@ def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, c
     first = peers(master.clients_address)
     first.send(protocol.encode_block(b"print(1)\n", [protocol.EXTENDED]))
     assert first.answer() == b"RECEIVED\n"  # the master has seen the worker accept it
+    return master, worker, link, release, first
+
+
+def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, classic, peers):
+    master, worker, link, release, first = classic_worker_running_a_job(cluster, classic, peers)
     second, output = spawn_job(master, b"print(2)\n")
     JobEvents(master).wait_for("queued")
     # The ask went while the first job ran: the worker reads it after its results.
@@ -87,18 +70,11 @@ def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, c
 
 
 def test_a_queue_drained_while_the_worker_was_asked_ahead_costs_one_rollback(cluster, classic, peers):
-    master = cluster.master()
+    master, worker, link, release, first = classic_worker_running_a_job(cluster, classic, peers)
     events = JobEvents(master)
-    release = gevent.event.Event()
-    worker = classic.worker(master.workers_address, hold_results=release)
-    assert master.wait_for_workers(1, WAIT)
-    [link] = master.links
-    first = peers(master.clients_address)
-    first.send(protocol.encode_block(b"print(1)\n", [protocol.EXTENDED]))
-    assert first.answer() == b"RECEIVED\n"
     leaver = peers(master.clients_address)
     leaver.send(protocol.encode_block(b"print(2)\n", [protocol.EXTENDED]))
-    events.wait_for("queued", 2)
+    events.wait_for("queued")
     assert link.state.asked_ahead
     leaver.close()
     events.wait_for("cancelled")
@@ -169,7 +145,7 @@ def test_a_job_held_in_a_lost_workers_credit_runs_once_elsewhere(cluster, peers)
     fake.send(b"RECEIVED\nFREE\n")  # a credit of 2: the first runs, one more may come
     second, output = spawn_job(master, b"print('second')\n")
     assert fake.line() == b"RELAY\n"
-    assert read_block(fake).endswith(b"print('second')\n")
+    assert read_block(fake)[1].endswith(b"print('second')\n")
     fake.close()  # lost, with the second job held and never accepted
     with pytest.raises(client.JobLost):
         first.get(timeout=WAIT)
@@ -241,7 +217,7 @@ def test_a_job_whose_client_left_while_it_waited_in_credit_is_stopped_when_it_st
     leaver = peers(master.clients_address)
     leaver.send(protocol.encode_block(b"print('left')\n", [protocol.EXTENDED]))
     assert fake.line() == b"RELAY\n"
-    assert read_block(fake).endswith(b"print('left')\n")
+    assert read_block(fake)[1].endswith(b"print('left')\n")
     leaver.close()
     fake.send(b"ENDSEQ T v=2\no running\nx exit 0\nT\n")  # the running job ends untouched
     assert running.rest().endswith(b"x exit 0\nT\n")
@@ -249,3 +225,40 @@ def test_a_job_whose_client_left_while_it_waited_in_credit_is_stopped_when_it_st
     assert fake.rest() == b""
     events.wait_for("cancelled")
     assert events.seen.count("done") == 2
+
+
+def test_a_worker_that_floods_offers_is_dropped_and_its_job_runs_elsewhere(cluster, peers):
+    master = cluster.master()
+    events = JobEvents(master)
+    fake = offering_fake(master, peers, pipelining.MAX_OFFERS)
+    fake.send(b"FREE\n")  # one past the most a worker may have standing
+    assert fake.rest() == b""
+    assert master.wait_for_workers(0, WAIT, exactly=True)
+    cluster.worker(master)
+    assert run_job(master, b"print('fine')\n") == (0, Stdout(b"fine\n"))
+    assert events.seen.count("failed") == 0
+
+
+def test_a_master_that_sends_a_code_no_offer_asked_for_is_dropped(cluster):
+    """A worker takes offers' codes only as many as it offered: a forged master is hung up on."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(WAIT)
+    with server:
+        cluster.worker(server.getsockname())
+        link, _ = server.accept()
+        with link:
+            link.settimeout(WAIT)
+            link.sendall(b"AVAILABLE\n")
+            assert link.recv(100) == b"READY v=2 free\n"
+            link.sendall(b"ROLLBACK free\n")
+            assert link.recv(100) == b"FREE\n"  # credit 1
+            code = protocol.encode_block(b"print(1)\n")
+            link.sendall(b"RELAY\n" + code + b"RELAY\n" + code)  # the second without an offer
+            received = b""
+            while data := link.recv(65536):
+                received += data
+            terminator = received.split()[2]
+            # The first job's results (classic: its stdout), then no FREE: the worker hung up.
+            assert received.startswith(b"RECEIVED\nENDSEQ ") and received.endswith(b"\n1\n" + terminator + b"\n")

@@ -139,7 +139,7 @@ def _described(job, now):
     if spool is not None and spool.ended:
         state = spool.outcome
     else:
-        state = "queued" if job.worker is None else "running"
+        state = "running" if job.accepted else "queued"  # (one sent to a worker's credit waits there)
     return {"id": job.id, "state": state, "age": round(now - job.queued_at, 3), "client": job.client_name,
             "detached": job.client is None, "worker": job.worker.name if job.worker is not None else None}
 

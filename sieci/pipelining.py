@@ -6,8 +6,8 @@ of it a sieci master may keep a worker from idling between jobs:
 - **Asking ahead.** While a worker runs one of its jobs, the master may send
   one ``AVAILABLE``; the worker, classic or not, answers ``READY`` after its
   results, so the ask has crossed the network while the job ran.
-- **Standing offers.** A master that answers a ``READY v=2`` with ``RELAY
-  free`` or ``ROLLBACK free`` takes offers: from then on the worker, instead
+- **Standing offers.** A master that answers a ``READY v=2 free`` (a sieci
+  worker's) with ``RELAY free`` or ``ROLLBACK free`` takes offers: from then on the worker, instead
   of waiting to be asked, sends ``FREE`` whenever it can take one more job
   (up to its credit), and the master sends ``RELAY`` and the code against
   one at once, even while an earlier job runs. The worker answers codes in

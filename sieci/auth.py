@@ -9,7 +9,10 @@ sender dialed), so that it is good at that master only:
   other header field and the payload, so nothing can be added, removed or
   moved to other code. Masters and workers that hold the secret check it:
   the time must be within ``WINDOW`` seconds of theirs, and a nonce is
-  accepted once; a master also checks that it is the one named. A classic
+  accepted once; a master also checks that it is the one named. A worker
+  takes for that time the one on the RELAY line of a master with the secret
+  (``sent=<time>.<mac>``), which the master writes when it sends the code,
+  as a job may wait in its queue for longer than the window. A classic
   master forwards the header byte for byte, so a worker behind it still
   checks the client.
 - a worker link: a master with a secret opens each worker link with
@@ -28,6 +31,7 @@ from .address import AddressError, format_address, parse_address
 
 WINDOW = 60  # seconds of clock difference tolerated between peers
 AUTH_FIELD = b"auth="
+SENT_FIELD = b"sent="  # on a master's RELAY: when it sent the job, vouched for with the secret
 TO_FIELD = b"to="
 UNAUTHORIZED = b"unauthorized"
 
@@ -79,6 +83,29 @@ def _upload_mac(secret, nonce, stamp, fields, payload):
     signed_fields = b" ".join(field for field in fields if not field.startswith(AUTH_FIELD))
     return _mac(secret, b"upload/2", nonce, stamp, hashlib.sha256(signed_fields).digest(),
                 hashlib.sha256(payload).digest())
+
+
+def stamp_sending(secret, fields, now=None):
+    """The field a master with the secret puts on the RELAY before a signed upload's code (whose header
+    fields are ``fields``): when it sends it, bound to the upload's nonce. A worker then checks the
+    signature's freshness against that time, not against when the client signed: the job may have
+    waited in the queue for longer than WINDOW. None for an unsigned upload."""
+    nonce = _nonce_of(fields)
+    if nonce is None:
+        return None
+    stamp = str(int(time.time() if now is None else now)).encode()
+    return SENT_FIELD + stamp + b"." + _mac(secret, b"sent/2", nonce, stamp)
+
+
+def sent_on(relay):
+    """The SENT_FIELD of a master's RELAY line (a protocol.Line, or None), or None."""
+    fields = relay.raw.split()[1:] if relay is not None else ()
+    return next((field for field in fields if field.startswith(SENT_FIELD)), None)
+
+
+def _nonce_of(fields):
+    field = next((f for f in fields if f.startswith(AUTH_FIELD)), None)
+    return None if field is None else field[len(AUTH_FIELD):].partition(b".")[0]
 
 
 def answer_challenge(secret, nonce, master):
@@ -143,8 +170,9 @@ class Verifier:
         self.window = window
         self._seen = {}  # nonce -> when it may be forgotten
 
-    def check_header(self, fields, now=None):
-        """What can be checked before the payload comes: signed, fresh, not seen before.
+    def check_header(self, fields, now=None, sent=None):
+        """What can be checked before the payload comes: signed, fresh, not seen before. ``sent``: the
+        SENT_FIELD of the master's RELAY (a worker's check), which then stands for the time of signing.
         Returns what verify_upload needs."""
         now = time.time() if now is None else now
         field = next((f for f in fields if f.startswith(AUTH_FIELD)), None)
@@ -155,19 +183,33 @@ class Verifier:
             when = int(stamp)
         except ValueError:
             raise Unauthorized("malformed auth field") from None
-        if abs(now - when) > self.window:
-            raise Unauthorized(f"signed {now - when:+.0f} s away from our clock (more than {self.window} s)")
+        fresh_at = when if sent is None else self._sent_at(sent, nonce, when)
+        if abs(now - fresh_at) > self.window:
+            what = "signed" if sent is None else "sent by the master"
+            raise Unauthorized(f"{what} {now - fresh_at:+.0f} s away from our clock (more than {self.window} s)")
         self._forget_old(now)
         if nonce in self._seen:
             raise Unauthorized("replayed upload")
-        return nonce, stamp, mac, when
+        return nonce, stamp, mac, fresh_at
 
-    def verify_upload(self, fields, payload, now=None):
+    def _sent_at(self, sent, nonce, signed_at):
+        try:
+            stamp, mac = sent[len(SENT_FIELD):].split(b".")
+            sent_at = int(stamp)
+        except ValueError:
+            raise Unauthorized("malformed sent field") from None
+        if not hmac.compare_digest(mac, _mac(self.secret, b"sent/2", nonce, stamp)):
+            raise Unauthorized("the master's sent field is not signed with our secret")
+        if signed_at - sent_at > self.window:
+            raise Unauthorized("signed after the master sent it")
+        return sent_at
+
+    def verify_upload(self, fields, payload, now=None, sent=None):
         """The whole check; the nonce is then spent."""
-        nonce, stamp, mac, when = self.check_header(fields, now)
+        nonce, stamp, mac, fresh_at = self.check_header(fields, now, sent)
         if not hmac.compare_digest(mac, _upload_mac(self.secret, nonce, stamp, fields, payload)):
             raise Unauthorized("bad signature")
-        self._seen[nonce] = when + 2 * self.window
+        self._seen[nonce] = fresh_at + 2 * self.window
 
     def _forget_old(self, now):
         if len(self._seen) > 1024:

@@ -125,7 +125,7 @@ class Master:
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
         link = WorkerLink(Connection(sock, pipelining.link_conversation(protocol.MASTER)), format_address(address),
-                          self.dispatcher.offered)
+                          self.dispatcher.offered, self._relay_fields)
         link.conn.plaintext_only = self.tls is None
         try:
             if self.verifier is not None:
@@ -203,8 +203,9 @@ class Master:
         link.conn.settimeout(self.client_timeout)
         try:
             if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
-                relay = (link.state.offering(protocol.RELAY) if self.dispatcher.invites_offers(link)
-                         else link.state.send(protocol.RELAY))
+                fields = self._relay_fields(job)
+                relay = (link.state.offering(protocol.RELAY, fields) if self.dispatcher.invites_offers(link)
+                         else link.state.send(protocol.RELAY, fields))
                 link.conn.send_pieces([relay, job.upload], completes=protocol.JOB)
             else:
                 link.conn.send(job.upload, completes=protocol.JOB)
@@ -246,6 +247,11 @@ class Master:
             job.queue_for_client(job.command_with_id(protocol.RECEIVED))
         self.dispatcher.accepted(job, link)
         return True
+
+    def _relay_fields(self, job):
+        """With a secret, RELAY says when the master sent a signed job, so that the worker checks its
+        signature's freshness against that: the job may have waited longer than the signature's window."""
+        return (auth.stamp_sending(self.verifier.secret, job.fields) or b"") if self.verifier is not None else b""
 
     def _send_files(self, job, link, need):
         """The worker lacks the job's files bundle: send it from the store; the worker's next word."""

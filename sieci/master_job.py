@@ -17,6 +17,7 @@ class Job:
     def __init__(self, job_id, upload, client, client_name, header):
         self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
         self.upload = upload  # the block to forward: header, code, terminator
+        self.fields = header.fields  # its header's, after the terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
         self.files = upload_format.files_wanted(header)  # its files bundle, which the master holds for it
         self.stdin = StdinRelay() if upload_format.STDIN_STREAM in header.fields else None

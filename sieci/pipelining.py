@@ -63,8 +63,9 @@ class LinkConversation(Conversation):
         self._offered(WORKER)
         return protocol.encode_command(FREE)
 
-    def take_offer(self):
-        """(master) A code is about to go against a standing offer: the bytes of the RELAY before it."""
+    def take_offer(self, reason=b""):
+        """(master) A code is about to go against a standing offer: the bytes of the RELAY before it
+        (``reason``: its fields)."""
         if not self.takes_offers or self.offers <= 0:
             raise LocalProtocolError(f"a code without an offer, while {self.state}")
         self.offers -= 1
@@ -72,7 +73,7 @@ class LinkConversation(Conversation):
             self.state = SENT
         else:
             self.codes_ahead += 1
-        return protocol.encode_command(RELAY)
+        return protocol.encode_command(RELAY, reason)
 
     # --- the messages Conversation does not know
 

@@ -175,7 +175,7 @@ class MasterLink:
             if line.word == protocol.CHALLENGE:
                 self._answer_challenge(line.reason)
             elif line.word == protocol.RELAY:  # a code sent against one of our standing offers
-                self._take_offered_job(self._next_line("after RELAY").raw)
+                self._take_offered_job(self._next_line("after RELAY").raw, line)
             else:
                 self._answer_available()
 
@@ -191,14 +191,14 @@ class MasterLink:
             line = self._next_line("holding READY")
             if line.word in (protocol.ROLLBACK, protocol.ERROR):
                 return
-            relayed = line.word == protocol.RELAY
-            if relayed:
+            relay = line if line.word == protocol.RELAY else None
+            if relay is not None:
                 line = self._next_line("after RELAY")
-            self._take_job(line.raw, relayed)
+            self._take_job(line.raw, relay)
         finally:
             self._let_go_of_slot()
 
-    def _take_offered_job(self, raw_header):
+    def _take_offered_job(self, raw_header, relay):
         """Run it if the worker is free or ours; BUSY if it became busy for another master meanwhile."""
         if self.worker.stopping.is_set():
             raise LinkLost("the worker is stopping")
@@ -208,7 +208,7 @@ class MasterLink:
             self.conn.send_command(protocol.BUSY)
             return
         try:
-            self._take_job(raw_header, relayed=True)
+            self._take_job(raw_header, relay)
         finally:
             self._let_go_of_slot()
 
@@ -262,8 +262,10 @@ class MasterLink:
             raise LinkLost(f"the master closed the link while {doing}")
         return event
 
-    def _take_job(self, raw_header, relayed):
-        """``relayed``: a sieci master said RELAY before the code (it can stream stdin, send files)."""
+    def _take_job(self, raw_header, relay):
+        """``relay``: the RELAY line a sieci master said before the code (it can stream stdin, send
+        files), or None."""
+        relayed = relay is not None
         try:
             header = self.conn.start_block(raw_header, max_size=self.worker.max_upload)
             payload = self._read_code()
@@ -271,7 +273,7 @@ class MasterLink:
             self.conn.refuse(str(error).encode())
             raise
         try:
-            job = self._job_of(header, payload, relayed)
+            job = self._job_of(header, payload, relay)
         except Refused as why:
             log.warning("refused a job from master %s: %s", self.name, why)
             if relayed:
@@ -289,11 +291,12 @@ class MasterLink:
         finally:
             self.running_job = False
 
-    def _job_of(self, header, payload, relayed):
+    def _job_of(self, header, payload, relay):
         """What _run_job needs of an upload; Refused, with the reason to answer, if it cannot run."""
+        relayed = relay is not None
         if self.worker.verifier is not None:
             try:
-                self.worker.verifier.verify_upload(header.fields, payload)
+                self.worker.verifier.verify_upload(header.fields, payload, sent=auth.sent_on(relay))
             except auth.Unauthorized as why:
                 raise Refused(auth.UNAUTHORIZED, f"unauthorized ({why})") from None
         try:

@@ -26,15 +26,17 @@ class WorkerLost(Exception):
 
 class WorkerLink:
     """``jobs``: ours that it holds, in the order their codes went; the first is the one
-    running, or the next to. ``on_offer``: called when the worker makes a standing offer."""
+    running, or the next to. ``on_offer``: called when the worker makes a standing offer;
+    ``relay_fields(job)``: the fields of the RELAY line before a job's code."""
 
-    def __init__(self, conn, name, on_offer):
+    def __init__(self, conn, name, on_offer, relay_fields):
         self.conn = conn
         self.name = name
         self.state = conn.conversation
         self.jobs = collections.deque()
         self.jobs_done = 0
         self.on_offer = on_offer
+        self.relay_fields = relay_fields  # a job's: the fields of the RELAY line before its code
         self._codes = None  # a queue of codes to send against standing offers, in order, by _send_codes
         self._sender = None
         self._answer_timer = None
@@ -72,7 +74,7 @@ class WorkerLink:
 
     def send_offered(self, job):
         """Send ``job`` against one of the worker's standing offers, behind the codes already going."""
-        relay = self.state.take_offer()
+        relay = self.state.take_offer(self.relay_fields(job))
         if self._codes is None:
             self._codes = gevent.queue.Queue()
             self._sender = gevent.spawn(self._send_codes)

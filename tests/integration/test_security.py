@@ -13,7 +13,7 @@ import pytest
 
 from sieci import auth, client, client_link, protocol, tls
 
-from tests.helpers import REPO, WAIT, Captured, Stdout, assert_backing_off, client_address
+from tests.helpers import REPO, WAIT, Captured, JobEvents, Stdout, assert_backing_off, client_address
 
 SECURITY_GUIDE = Path(REPO) / "docs" / "security.md"
 
@@ -149,6 +149,22 @@ def test_a_worker_checks_the_signature_itself(cluster, peers):
     assert run(master, secret=SECRET)[0] == 0
     with pytest.raises(client.NotAccepted, match="the worker refused the job: unauthorized"):
         run(master)
+
+
+def test_a_signed_job_that_waited_in_the_queue_past_the_signatures_window_runs(cluster):
+    """The worker checks freshness against when the master sent the job (RELAY sent=), not when its client
+    signed it. A window of 1 s stands in for the minute; the first job keeps the second queued for 1.5 s."""
+    master = cluster.master(secret=SECRET)
+    worker = cluster.worker(master, secret=SECRET)
+    worker.verifier.window = 1
+    assert master.wait_for_workers(1, WAIT)
+    events = JobEvents(master)
+    first = gevent.spawn(run, master, b"import time\ntime.sleep(1.5)\nprint('first')\n", secret=SECRET)
+    events.wait_for("dispatched")
+    second = gevent.spawn(run, master, b"print('second')\n", secret=SECRET)
+    events.wait_for("queued", 2)
+    assert first.get(timeout=WAIT) == (0, Stdout(b"first\n"))
+    assert second.get(timeout=WAIT) == (0, Stdout(b"second\n"))
 
 
 def test_a_signed_job_passes_through_a_classic_master(classic, cluster):

@@ -60,3 +60,49 @@ def test_a_master_knows_which_names_are_its_own(to, local_ip, accepted):
     else:
         with pytest.raises(auth.Unauthorized):
             identity.check(fields, local_ip)
+
+
+SECRET = b"sixteen or more bytes of secret"
+CODE = b"print(1)\n"
+
+
+def signed_fields(signed_at):
+    to = b"to=127.0.0.1:1"
+    return [to, auth.sign_upload(SECRET, [to], CODE, now=signed_at)]
+
+
+@pytest.mark.parametrize("signed_at, sent_at, now, accepted", [
+    (1000, 1000 + 600, 1000 + 610, True),  # ten minutes in the queue: fresh when the master sent it
+    (1000, 1000, 1000 + 61, False),  # sent a minute and more ago: stale
+    (1000 + 61, 1000, 1000 + 61, False),  # signed more than a minute after the master sent it: made up
+    (1000, 1000 + 600, 1000 + 600 - 61, False),  # sent from our future
+])
+def test_a_worker_checks_freshness_against_when_the_master_sent_the_job(signed_at, sent_at, now, accepted):
+    fields = signed_fields(signed_at)
+    sent = auth.stamp_sending(SECRET, fields, now=sent_at)
+    verifier = auth.Verifier(SECRET)
+    if accepted:
+        verifier.verify_upload(fields, CODE, now=now, sent=sent)
+    else:
+        with pytest.raises(auth.Unauthorized):
+            verifier.verify_upload(fields, CODE, now=now, sent=sent)
+
+
+def test_without_the_masters_stamp_the_signing_time_counts():
+    with pytest.raises(auth.Unauthorized, match="signed"):
+        auth.Verifier(SECRET).verify_upload(signed_fields(1000), CODE, now=1000 + 600)
+
+
+def test_a_masters_stamp_is_good_for_its_upload_once_and_only_with_the_secret():
+    fields, other = signed_fields(1000), signed_fields(1000)
+    sent = auth.stamp_sending(SECRET, fields, now=1500)
+    with pytest.raises(auth.Unauthorized, match="not signed with our secret"):
+        auth.Verifier(SECRET).verify_upload(other, CODE, now=1500, sent=sent)  # moved to another upload
+    forged = auth.stamp_sending(b"another secret of sixteen bytes", fields, now=1500)
+    with pytest.raises(auth.Unauthorized, match="not signed with our secret"):
+        auth.Verifier(SECRET).verify_upload(fields, CODE, now=1500, sent=forged)
+    verifier = auth.Verifier(SECRET)
+    verifier.verify_upload(fields, CODE, now=1500, sent=sent)
+    with pytest.raises(auth.Unauthorized, match="replayed"):
+        verifier.verify_upload(fields, CODE, now=1510, sent=sent)
+    assert auth.stamp_sending(SECRET, [b"to=127.0.0.1:1"]) is None  # an unsigned upload gets no stamp

@@ -83,7 +83,8 @@ class Dispatcher:
         for link in list(itertools.islice(self.idle_links, max(0, wanted))):
             del self.idle_links[link]
             self._ask(link, link.state.send(protocol.AVAILABLE))
-        for link in list(itertools.islice(self.running_links, max(0, len(self.pending_jobs) - len(self.asked_links)))):
+        ahead = [link for link in self.running_links if link.state.can_ask_ahead()]
+        for link in ahead[:max(0, len(self.pending_jobs) - len(self.asked_links))]:
             del self.running_links[link]
             self._ask(link, link.state.ask_ahead())
 

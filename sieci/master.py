@@ -6,6 +6,7 @@ worker link is served by its own greenlet, here: a job it takes is handed
 over, its results relayed (worker_link.py), and the job finished.
 """
 
+import contextlib
 import logging
 import socket
 import time
@@ -17,10 +18,10 @@ from gevent.server import StreamServer
 from . import auth, defaults, dispatch, files_transfer, pipelining, ports, protocol, relay, status
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
-from .master_job import ClientGone
 from .files_store import FilesStore
 from .intake import Intake
 from .kept_jobs import KeptJobs
+from .master_job import ClientGone
 from .worker_link import WorkerLink, WorkerLost
 
 log = logging.getLogger("sieci.master")
@@ -198,10 +199,7 @@ class Master:
 
     def _hand_over(self, job, link):
         """Send the job to the worker whose READY took it; its answer."""
-        # A worker must take the code as promptly as a client must send it, or be
-        # dropped (the job goes back to the queue): READY, then silence, held it for ever.
-        link.conn.settimeout(self.client_timeout)
-        try:
+        with self._answer_due(link):
             if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
                 fields = self._relay_fields(job)
                 relay = (link.state.offering(protocol.RELAY, fields) if self.dispatcher.invites_offers(link)
@@ -212,6 +210,14 @@ class Master:
             self.dispatcher.notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
                                    link.name, job.dispatched_at - job.queued_at)
             return link.next_line()
+
+    @contextlib.contextmanager
+    def _answer_due(self, link):
+        """A worker must take the code (and the files it asks for) as promptly as a client must send it,
+        or be dropped (the job goes back to the queue): READY, then silence, held it for ever."""
+        link.conn.settimeout(self.client_timeout)
+        try:
+            yield
         except TimeoutError:
             raise WorkerLost(f"it did not accept the job within {self.client_timeout:g} s") from None
         finally:
@@ -223,12 +229,8 @@ class Master:
         job.answered = True
         link.answered()
         if line is not protocol.CONNECTION_CLOSED and line.word == protocol.NEED:
-            link.conn.settimeout(self.client_timeout)
-            try:
+            with self._answer_due(link):
                 line = self._send_files(job, link, line)
-            except TimeoutError:
-                raise WorkerLost(f"it did not accept the job within {self.client_timeout:g} s") from None
-            link.conn.settimeout(None)
         if line is protocol.CONNECTION_CLOSED:
             raise WorkerLost("closed before it accepted the job")
         if line.word == protocol.ERROR:

@@ -14,7 +14,7 @@ import shlex
 
 import configargparse
 
-from . import defaults, executor, options
+from . import defaults, options
 from .address import AddressError, parse_address
 from .isolation import Isolation, Unavailable
 from .limits import Limits
@@ -144,13 +144,16 @@ def settle_isolation(job_options, optional=()):
     try:
         for note in isolation.check(job_options["python"], optional):
             logging.getLogger("sieci.worker").info("%s", note)
+        user = job_options["job_user"]
+        blocked = user and isolation.unreadable_for(user, job_options["python"])
     except Unavailable as why:
         return str(why)
-    user = job_options["job_user"]
-    blocked = user and not isolation.namespaces and executor.unreadable_for(user, job_options["python"])
     if blocked:
-        return (f"the job user cannot read {blocked}, which jobs need to run Python: install the interpreter "
-                "where it can (--python), or keep --job-namespaces on (it is then made readable for jobs)")
+        fix = ("make it readable for that user (chmod o+rX), or install sieci and its interpreter where it can "
+               "(--python)")
+        if not isolation.namespaces:
+            fix += ", or keep --job-namespaces on (the way down to each folder is then made for jobs)"
+        return f"the job user cannot read {blocked}, which jobs need to run Python: {fix}"
     return None
 
 

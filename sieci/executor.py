@@ -8,12 +8,11 @@ running job never blocks the worker's other links.
 """
 
 import fcntl
+import logging
 import os
 import posix
 import signal
-import stat
 import struct
-import subprocess
 import sys
 import termios
 import time
@@ -30,6 +29,8 @@ from .isolation import Isolation
 from .limits import FILE_TOO_LARGE, Limits, job_status
 from .protocol import STDERR, STDOUT
 from .upload_format import is_plain_name
+
+log = logging.getLogger("sieci.worker")
 
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
@@ -64,34 +65,6 @@ LOCALE_VARIABLES = frozenset(["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE"])
 
 def changes_how_python_starts(env):
     return any(name.startswith("PYTHON") or name in LOCALE_VARIABLES for name in env)
-
-
-def unreadable_for(user, python=None):
-    """A folder of the job interpreter's that ``user`` ``(uid, gid)`` cannot read, or None.
-
-    A job forked as another user still imports the standard library from
-    where the interpreter lives (under /root, say, for a pyenv of root's).
-    """
-    python = python or sys.executable
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        folder = os.path.dirname(os.__file__)
-    else:
-        done = subprocess.run([python, "-c", "import os; print(os.path.dirname(os.__file__))"],
-                              capture_output=True, text=True, timeout=30)
-        folder = done.stdout.strip() or os.path.dirname(python)
-    path = "/"
-    for part in folder.strip("/").split("/"):
-        path = os.path.join(path, part)
-        if not _permits(os.stat(path), user, stat.S_IXUSR):
-            return path
-    return None if _permits(os.stat(folder), user, stat.S_IRUSR) else folder
-
-
-def _permits(status, user, user_bit):
-    """Whether mode bits grant ``user`` the permission that ``user_bit`` is for the owner."""
-    uid, gid = user
-    shift = 0 if status.st_uid == uid else 3 if status.st_gid == gid else 6
-    return bool(status.st_mode & (user_bit >> shift))
 
 
 class JobRun:
@@ -155,7 +128,7 @@ class JobRun:
         self._file_too_large = False  # it reported a write past its file-size limit
         self._ended = None  # the fork server's word on how the job ended
         self._workdir = None
-        self._pid = None
+        self._pidfd = None  # the job's first process, to kill it without a pid that may have been reused
 
     def __enter__(self):
         try:
@@ -188,7 +161,7 @@ class JobRun:
                               self._files_limit() if self.files is not None else None, self.directory,
                               tty=bool(self.tty))
             self.started_at = time.monotonic()
-            self._pid = self._fork_server.start_job(request, fds)
+            _, self._pidfd = self._fork_server.start_job(request, fds)
         except BaseException:
             _close(stdout_read)
             if stderr_read is not None:
@@ -278,6 +251,9 @@ class JobRun:
             gevent.get_hub().cancel_waits_close_and_then([self._stdin_wait], StdinClosed(), _close, fd)
 
     def _clean_up(self):
+        if self._pidfd is not None:
+            _close(self._pidfd)
+            self._pidfd = None
         if self._own_fork_server:
             self._fork_server.close()
         if self._ended is not None and self._ended.folder_fd is not None:
@@ -298,12 +274,12 @@ class JobRun:
         return os.dup(self._ended.folder_fd)
 
     def kill(self):
-        """Kill the job's process group; the fork server kills the rest of it."""
-        if self._pid is None:
+        """Kill the job's first process; the fork server then kills all it left (see zygote.wait_for_job)."""
+        if self._pidfd is None:
             return
         try:
-            os.killpg(self._pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
             pass
 
     def _read_pipe(self, stream, fd):
@@ -334,7 +310,8 @@ class JobRun:
         try:
             self._ended = self._fork_server.wait_job()
             returncode = os.waitstatus_to_exitcode(self._ended.status) if self._ended.status is not None else None
-        except ForkServerError:
+        except ForkServerError as error:
+            log.error("%s while a job ran; it starts afresh for the next job", error)
             returncode = None
         self._hand_over(("exit", returncode))
 
@@ -364,9 +341,9 @@ class JobRun:
         """Yield ``(stream, bytes)`` as the job writes; sets ``status`` at the end. With
         ``quiet_every``, also ``(None, b"")`` each time the job has been quiet that many seconds."""
         self._deadline = self.started_at + self.limits.timeout
-        open_pipes, returncode, written = len(self._readers), None, 0
-        while open_pipes or returncode is None:
-            if not self._limit_hit and returncode is None and time.monotonic() >= self._deadline:
+        open_pipes, ended, returncode, written = len(self._readers), False, None, 0
+        while open_pipes or not ended:
+            if not self._limit_hit and not ended and time.monotonic() >= self._deadline:
                 self._stop("time")
             wait = max(0.0, self._deadline - time.monotonic())
             try:
@@ -375,11 +352,11 @@ class JobRun:
                 if quiet_every and time.monotonic() < self._deadline:
                     yield None, b""
                     continue
-                if self._limit_hit or returncode is not None:
+                if self._limit_hit or ended:
                     break  # the job is over, yet something holds a pipe
                 continue
             if kind == "exit":
-                returncode = data
+                ended, returncode = True, data
                 self._allow_draining()
                 if self.tty:
                     self._close_stdin()  # a terminal nobody holds takes writes until it is full
@@ -434,6 +411,10 @@ class JobRunner:
         return JobRun(code, self.limits, self.python, filename, self.fork_server, self.job_user, self.command_prefix,
                       self.fresh_interpreter or fresh, self.isolation, args, env, line_buffered, merged, files,
                       directory, stdin, tty)
+
+    def start(self):
+        """Have the fork server ready; ForkServerError if it cannot start."""
+        self.fork_server.start()
 
     def close(self):
         self.fork_server.close()

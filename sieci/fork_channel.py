@@ -6,6 +6,8 @@ SOCK_SEQPACKET socketpair; each message is one packet holding one JSON object:
 - a request (worker to fork server, and on to the job's process): what the job
   is, with its stdin, stdout and stderr (and, sandboxed, its code) passed as
   file descriptors beside it;
+- ready (fork server to worker, once, first): it has built its walls and takes requests,
+  or why it cannot;
 - started (fork server to worker): the job's pid, at once;
 - ended (fork server to worker): how the job ended, once all it left is gone,
   or why it could not start; for a sandboxed job, with its folder's fd beside it;
@@ -82,6 +84,18 @@ def decode_request(message):
         return Request(**json.loads(message))
     except TypeError as error:
         raise MalformedMessage(f"not a request: {error}") from None
+
+
+def encode_ready(error=None):
+    return json.dumps({"ready": error is None, "error": error}).encode()
+
+
+def decode_ready(message):
+    """None once the fork server is ready, else why it cannot start."""
+    answer = json.loads(message)
+    if not isinstance(answer, dict) or "ready" not in answer:
+        raise MalformedMessage(f"not a fork server's start: {message!r}")
+    return None if answer["ready"] else str(answer.get("error"))
 
 
 # The fork server's answers are formatted by hand: its JSON encoder would touch more

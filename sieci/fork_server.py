@@ -4,6 +4,7 @@ import os
 import socket
 import sys
 
+import gevent
 import gevent.lock
 import gevent.socket
 
@@ -11,6 +12,7 @@ from . import fork_channel
 from .spawn import SpawnedProcess
 
 CLOSE_GRACE = 1.0  # seconds a fork server gets to end on its own
+START_TIMEOUT = 60.0  # seconds a fork server gets to build its walls and say it is ready
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
@@ -43,6 +45,12 @@ class ForkServer:
         self._channel = None
         self._lock = gevent.lock.Semaphore()
 
+    def start(self):
+        """Start the fork server unless it runs; ForkServerError, saying why, if it cannot start."""
+        with self._lock:
+            if self._channel is None:
+                self._start()
+
     def _start(self):
         ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -51,16 +59,31 @@ class ForkServer:
         finally:
             theirs.close()
         self._channel = ours
+        why = "it did not answer"
+        try:
+            with gevent.Timeout(START_TIMEOUT, False):
+                message = self._channel.recv(fork_channel.MAX_ANSWER)
+                why = fork_channel.decode_ready(message) if message else "it exited at once"
+        except (OSError, ValueError) as error:
+            why = str(error)
+        if why is not None:
+            self.close(grace=0)
+            raise ForkServerError(f"the fork server cannot start ({why})")
 
     def start_job(self, request, fds):
         """Fork a job for a ``fork_channel.Request``, with its stdin, stdout and stderr (and,
-        sandboxed, its code) in ``fds``; returns its pid. Pair every call with ``wait_job``."""
+        sandboxed, its code) in ``fds``; returns its pid and a pidfd of it, which the caller
+        closes (a pid may be another process's once the fork server has reaped the job; a
+        pidfd never is). Pair every call with ``wait_job``."""
         self._lock.acquire()
         try:
             if self._channel is None:
                 self._start()
             socket.send_fds(self._channel, [fork_channel.encode_request(request)], fds)
-            return self._receive(fork_channel.decode_started)
+            pid, pidfd = self._receive(fork_channel.decode_started)
+            if pidfd is None:
+                raise ForkServerError("the fork server sent no pidfd of its job")
+            return pid, pidfd
         except BaseException:
             self._lock.release()
             raise
@@ -69,19 +92,18 @@ class ForkServer:
         """How the job ended, once all it left is gone: a ``fork_channel.Ended``, whose
         ``folder_fd`` (if any) the caller closes."""
         try:
-            return self._receive(fork_channel.decode_ended, with_fd=True)
+            answer, answer.folder_fd = self._receive(fork_channel.decode_ended)
+            return answer
         finally:
             self._lock.release()
 
-    def _receive(self, decode, with_fd=False):
+    def _receive(self, decode):
+        """The next answer, decoded, and the fd that came with it (or None)."""
         fds = []
         try:
-            message, fds, _, _ = socket.recv_fds(self._channel, fork_channel.MAX_ANSWER, 1 if with_fd else 0)
+            message, fds, _, _ = socket.recv_fds(self._channel, fork_channel.MAX_ANSWER, 1)
             if message:
-                answer = decode(message)
-                if fds:
-                    answer.folder_fd = fds.pop()
-                return answer
+                return decode(message), fds.pop() if fds else None
         except (OSError, ValueError):
             pass
         finally:

@@ -65,6 +65,19 @@ class Isolation:
         return (f"cannot give jobs namespaces of their own ({reason}); run the worker as root, allow user "
                 "namespaces, or use --job-namespaces off")
 
+    def unreadable_for(self, user, python=None):
+        """A folder of the job interpreter's that ``user`` ``(uid, gid)`` cannot read in the jobs'
+        view of the files (namespaced: where the way down to each is made for it), or None. A job
+        forked as that user still imports the standard library from where the interpreter lives.
+        Unavailable if the interpreter cannot tell."""
+        view = "sandboxed" if self.namespaces else "host"
+        reach = subprocess.run([python or sys.executable, SANDBOX, "--reach", "%d:%d" % user, view],
+                               capture_output=True, text=True, timeout=30)
+        if reach.returncode != 0:
+            why = (reach.stderr.strip().splitlines() or [f"exit status {reach.returncode}"])[-1]
+            raise Unavailable(f"cannot run jobs with {python or sys.executable} ({why})")
+        return reach.stdout.strip() or None
+
     @staticmethod
     def _cgroups_problem(python):
         try:

@@ -93,8 +93,11 @@ def worker_main(argv=None):
     _patch()
     import logging
 
+    import gevent
+
     from .address import format_address
     from .config import parse_worker, settle_isolation, setup_logging, warn_if_exposed
+    from .fork_server import ForkServerError
     from .worker import Worker
 
     args = parse_worker(sys.argv[1:] if argv is None else argv)
@@ -116,7 +119,15 @@ def worker_main(argv=None):
             return _fail("sieci-worker", f"cannot serve metrics on {format_address(args.metrics)} "
                                          f"({(error.strerror or str(error)).lower()})")
     stopped = _stop_on_signals(lambda: worker.stop(args.grace), logging.getLogger("sieci.worker"))
+    try:
+        worker.runner.start()
+    except ForkServerError as error:
+        return _fail("sieci-worker", str(error))
     worker.start()
+    gevent.wait([stopped, worker.stopping], count=1)
+    if worker.broken:
+        worker.stop(grace=0)
+        return defaults.EXIT_CANNOT_START
     stopped.wait()
     return 0
 
@@ -129,6 +140,7 @@ def cluster_main(argv=None):
     from .client import Client
     from .client_command import run_program
     from .config import parse_cluster, settle_isolation, setup_logging
+    from .fork_server import ForkServerError
     from .master import Master
     from .worker import Worker
 
@@ -150,6 +162,12 @@ def cluster_main(argv=None):
     stopped = _stop_on_signals(stop, logging.getLogger("sieci.cluster")) if not args.command else None
     master.start()
     workers += [Worker([master.workers_address], **args.job_options) for _ in range(args.workers)]
+    try:
+        for worker in workers:
+            worker.runner.start()
+    except ForkServerError as error:
+        stop()
+        return _fail("sieci-cluster", str(error))
     for worker in workers:
         worker.start()
     clients_address = format_address(master.clients_address)

@@ -49,6 +49,8 @@ MOUNT_ATTR_RDONLY = 1
 PR_SET_NO_NEW_PRIVS = 38
 
 WORKDIR = "/tmp/sieci-job"
+# sieci's own files, which the fork server loads by path (from an editable checkout too).
+SIECI_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -90,7 +92,7 @@ def build_template(config):
     if uid != 0:
         _map_user(uid, gid)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _interpreter_folders[:] = interpreter_folders()
+    _interpreter_folders[:] = _outermost([*interpreter_paths(), SIECI_FOLDER])
     _make_reachable(_interpreter_folders, config.get("user"))
     for path in config.get("hide", ()):
         _hide(path)
@@ -322,18 +324,58 @@ def _cover(coverings, folders):
         os.close(tree)
 
 
-def interpreter_folders():
-    """The folders this Python reads from: its prefixes and import path, none inside another."""
-    import sys
-
+def interpreter_paths():
+    """The folders this Python reads from: its prefixes, its executable's and its import path."""
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                   os.path.dirname(os.path.realpath(sys.executable)), *sys.path}
-    folders = sorted(os.path.realpath(path) for path in candidates if path and os.path.isdir(path))
+    return sorted({os.path.realpath(path) for path in candidates if path and os.path.isdir(path)})
+
+
+def _outermost(folders):
+    """``folders``, leaving out those inside another."""
     kept = []
-    for folder in folders:
+    for folder in sorted(folders):
         if folder != "/" and not any(folder.startswith(outer.rstrip("/") + "/") for outer in kept):
             kept.append(folder)
     return kept
+
+
+def unreadable_folder(user):
+    """The first folder this Python reads from (on the way to it, the first one) that
+    ``user`` ``(uid, gid)`` cannot read and enter, in this process's view of the files;
+    or None. A child that becomes the user asks the kernel (ACLs count)."""
+    paths = interpreter_paths()  # here: the user may not even see them
+    answer, report = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(answer)
+            os.setgroups([])
+            os.setgid(user[1])
+            os.setuid(user[0])
+            blocked = next((path for path in paths if not os.access(path, os.R_OK | os.X_OK)), None)
+            os.write(report, os.fsencode(_first_unenterable(blocked)) if blocked else b"")
+            os._exit(0)
+        finally:
+            os._exit(1)
+    os.close(report)
+    try:
+        blocked = os.read(answer, 1 << 16)
+    finally:
+        os.close(answer)
+        _, status = os.waitpid(child, 0)
+    if status != 0:
+        raise OSError(f"cannot become user {user[0]} to see what it may read")
+    return os.fsdecode(blocked) or None
+
+
+def _first_unenterable(folder):
+    path = "/"
+    for part in folder.strip("/").split("/"):
+        path = os.path.join(path, part)
+        if not os.access(path, os.X_OK):
+            return path
+    return folder
 
 
 def _first_blocking(folder, user):
@@ -391,9 +433,21 @@ def _probe(network):
         raise OSError("cannot finish a job's namespaces in a new PID namespace")
 
 
-if __name__ == "__main__":
+def _reach(user, in_template):
+    """Print the folder the job user cannot read (see unreadable_folder), in the job's view of
+    the files (``in_template``) or the host's."""
+    if in_template:
+        build_template({"user": user})
+    print(unreadable_folder(user) or "")
 
+
+if __name__ == "__main__":
+    # sandbox.py --probe on|off: can jobs get namespaces (and, off, a network of their own)?
+    # sandbox.py --reach UID:GID sandboxed|host: which folder of this Python can't that user read?
     try:
-        _probe(network=sys.argv[2:] != ["off"])
+        if sys.argv[1] == "--reach":
+            _reach(tuple(int(n) for n in sys.argv[2].split(":")), sys.argv[3] == "sandboxed")
+        else:
+            _probe(network=sys.argv[2:] != ["off"])
     except OSError as error:
         sys.exit(str(error))

@@ -43,7 +43,7 @@ class SpawnedProcess:
 
     def kill(self, grace=0):
         """SIGKILL it, unless it exits within ``grace`` seconds; wait until it is reaped."""
-        if not self._exited.wait(grace):
+        if not self._exited.wait(grace) and not self._watcher.rpid:  # (rpid: reaped, its callback not yet run)
             os.kill(self.pid, signal.SIGKILL)
         self._exited.wait()
         self._watcher.stop()

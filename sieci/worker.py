@@ -16,6 +16,7 @@ from . import auth, bundle, defaults, pipelining, protocol, returns, stdin_strea
 from .address import format_address
 from .connection import Connection, tune_socket
 from .executor import STREAMED, JobRunner
+from .fork_server import ForkServerError
 from .files_store import FilesStore
 from .job_results import send_classic, send_extended
 from .job_slot import JobSlot
@@ -63,6 +64,7 @@ class Worker:
         self.job_slot = JobSlot()
         self.listeners = []  # callables taking (status, seconds) when a job has ended
         self.stopping = gevent.event.Event()
+        self.broken = None  # why it took no more jobs: its fork server cannot start
         self.links = [MasterLink(self, address) for address in masters]
         self.job_slot.on_free.extend(link.offer_soon for link in self.links)
         self._greenlets = []
@@ -73,6 +75,15 @@ class Worker:
     def serve_forever(self):
         self.start()
         gevent.joinall(self._greenlets)
+
+    def break_down(self, why):
+        """Take no more jobs: each would fail the same way (a job that came goes elsewhere)."""
+        if self.broken is None:
+            self.broken = why
+            log.error("%s: this worker takes no more jobs", why)
+        self.stopping.set()
+        for link in self.links:
+            link.hang_up()
 
     def stop(self, grace=defaults.GRACE):
         """Take no new job; let a running one finish within ``grace`` seconds."""
@@ -283,11 +294,18 @@ class MasterLink:
                                completes=protocol.REFUSAL_TO_CLASSIC)
                 self.conn.send(protocol.encode_block(b""), completes=protocol.JOB)
             return
+        try:
+            self.worker.runner.start()
+        except ForkServerError as error:
+            self.worker.break_down(str(error))
+            raise LinkLost(str(error)) from None
         self.conn.send_command(protocol.RECEIVED)
         self.running_job = True
         try:
             self._offer()  # with credit: the next job comes while this one runs
             self._run_job(header, *job)
+        except ForkServerError as error:
+            raise LinkLost(f"{error}; it starts afresh for the next job") from None
         finally:
             self.running_job = False
 

@@ -77,9 +77,17 @@ def main():
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared
-    helper("bundle")  # here: a sandboxed job's view of the files may not hold this folder
-    warm_up()
-    build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
+    try:
+        os.close(os.pidfd_open(os.getpid()))  # the worker stops its jobs through one (Linux 5.3)
+        helper("bundle")
+        warm_up()
+        build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
+    except Exception as error:
+        channel.send(fork_channel.encode_ready(f"{type(error).__name__}: {error}"))
+        if WALLS.get("cgroup"):
+            WALLS["cgroup"].remove()
+        return None
+    channel.send(fork_channel.encode_ready())
     zygote = os.getpid()
     try:
         serve(channel)
@@ -106,7 +114,7 @@ def serve(channel):
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
-        channel.send(fork_channel.encode_started(job))
+        send_with_fd(channel, fork_channel.encode_started(job), os.pidfd_open(job))
         answer, folder = wait_for_job(job, job_line, namespaces)
         send_with_fd(channel, answer, folder)
         for fd in namespaces[2:] if namespaces else ():
@@ -157,6 +165,8 @@ def wait_for_job(job, job_line, namespaces):
     (``namespaces``: see fork_standby); its cgroup says what it used and
     which limits it hit.
     """
+    os.waitid(os.P_PID, job, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped: its group is still its own
+    kill_group(job)
     _, status, usage = os.wait4(job, 0)
     report, folder = _receive_quietly(job_line)
     job_line.close()
@@ -166,7 +176,7 @@ def wait_for_job(job, job_line, namespaces):
         os.close(keep_alive)  # its init goes, and the kernel kills all the job left
         os.waitpid(init, 0)
         folder = open_job_folder(helper("sandbox").WORKDIR, tmp)
-    kill_leftovers(job)
+    kill_leftovers()
     cpu, hit = usage.ru_utime + usage.ru_stime, []
     if report.get("disk_full") or (tmp is not None and helper("sandbox").disk_full(tmp)):
         hit.append("disk")
@@ -399,16 +409,19 @@ def rehearse():
     exec(compile(b"pass\n", path, "exec", dont_inherit=True), types.ModuleType("__main__").__dict__)
 
 
-def kill_leftovers(job_pid):
+def kill_group(job_pid):
+    try:
+        os.killpg(job_pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def kill_leftovers():
     """Kill and reap whatever the job left running (its orphans are our children).
 
     Only children that are listed, and so known to be ours, are waited for:
     never any child at all, which could be one that does not die.
     """
-    try:
-        os.killpg(job_pid, signal.SIGKILL)
-    except OSError:
-        pass
     for _ in range(1000):
         children = list_children()
         if not children:

@@ -320,15 +320,16 @@ class Client:
         fresh = self.fresh if fresh is None else fresh
         fields = [*job_fields(program.filename, args, env, terminal, merged, fresh, self._return_fields(returns)),
                   *program.fields]
+        wanted = (results, list(returns)) if returns else None
         if stdin is None:
-            result = self._run(program.code, fields, output or collected, program.files, results if returns else None)
+            result = self._run(program.code, fields, output or collected, program.files, wanted)
         else:
             from .client_stdin import JobStdin
 
             stdin = stdin if isinstance(stdin, JobStdin) else JobStdin(stdin)
             try:
                 result = self._run(program.code, fields + stdin.fields(), output or collected, program.files,
-                                   results if returns else None, stdin)
+                                   wanted, stdin)
             finally:
                 stdin.close()
         if collected is not None:
@@ -388,9 +389,9 @@ class Client:
         except ValueError as error:
             raise ClientError(str(error)) from None
 
-    def _run(self, code, fields, output, files=None, results=None, stdin=None):
-        """``files``: the program's bundle.Bundle; ``results``: where the files it returns go;
-        ``stdin``: a client_stdin.JobStdin."""
+    def _run(self, code, fields, output, files=None, wanted=None, stdin=None):
+        """``files``: the program's bundle.Bundle; ``wanted``: ``(folder, globs)``, where the files it
+        returns go and which it may return; ``stdin``: a client_stdin.JobStdin."""
         started = time.monotonic()
         masters = self._masters()
         if self.shuffle:
@@ -407,7 +408,7 @@ class Client:
             master = masters[position % len(masters)]
             position += 1
             attempt_output = HeldOutput() if self.retries else output
-            returned = self._results_folder(results)
+            returned = self._results_folder(wanted)
             try:
                 result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin,
                                         reattach=self.retries)
@@ -443,13 +444,13 @@ class Client:
                 _note_files(result, returned)
             return result
 
-    def _results_folder(self, results):
+    def _results_folder(self, wanted):
         """Where an attempt writes the files its job returns (each attempt afresh), or None."""
-        if results is None:
+        if wanted is None:
             return None
         from .results_folder import ResultsFolder
 
-        return ResultsFolder(results, self.max_return)
+        return ResultsFolder(*wanted, self.max_return)
 
     def status(self):
         """Ask every master for its status: a list of (address, dict or ClientError)."""

@@ -24,7 +24,7 @@ import gevent.socket
 
 from . import bundle, defaults, pipes, sandbox, workdir
 from .fork_channel import Request
-from .fork_server import ForkServer, ForkServerError, job_environment
+from .fork_server import ForkServer, ForkServerError, anonymous_file, job_environment
 from .isolation import Isolation
 from .limits import FILE_TOO_LARGE, Limits, job_status
 from .protocol import STDERR, STDOUT
@@ -150,7 +150,8 @@ class JobRun:
         fds += [self.files] if self.files is not None else []  # before the code, which a sandbox takes last
         try:
             if self.isolation.namespaces:
-                fds += [] if self.directory else [_code_file(self.code)]
+                # The job's code, for its first process to copy into its own folder.
+                fds += [] if self.directory else [anonymous_file("sieci-job", self.code)]
             else:
                 self._workdir = workdir.make(None if self.directory else self.code, self.filename, self.job_user)
             env = {**job_environment(self._workdir or sandbox.WORKDIR, self.python), **self.env}
@@ -436,13 +437,3 @@ def _terminal(columns, rows):
 
 def _set_size(fd, columns, rows):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-
-
-def _code_file(code):
-    """The job's code in an anonymous file, for the job's first process to copy into its own folder."""
-    fd = os.memfd_create("sieci-job", os.MFD_CLOEXEC)
-    view = memoryview(code)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd

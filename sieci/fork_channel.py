@@ -3,9 +3,12 @@
 The worker starts the fork server with its walls (``encode_walls``) and a
 SOCK_SEQPACKET socketpair; each message is one packet holding one JSON object:
 
-- a request (worker to fork server, and on to the job's process): what the job
-  is, with its stdin, stdout and stderr (and, sandboxed, its code) passed as
-  file descriptors beside it;
+- a request (worker to fork server, and on to the job's process): the word JOB,
+  with file descriptors beside it: first an anonymous file holding what the job
+  is (``encode_request``), then its stdin, stdout and stderr (and its files and,
+  sandboxed, its code). The fork server only passes the fds on: it never reads a
+  job's request, so nothing of one (its arguments, its environment's secrets) is
+  left in its memory for the jobs it forks later;
 - ready (fork server to worker, once, first): it has built its walls and takes requests,
   or why it cannot;
 - started (fork server to worker): the job's pid, at once;
@@ -20,8 +23,10 @@ path (see zygote.helper), so any Python 3 can run it.
 
 import json
 
-MAX_FDS = 5  # a request's: stdin, stdout, stderr, the files bundle if any and, sandboxed, the code
-MAX_REQUEST = 1 << 20
+JOB = b"job"
+# A request's: the request's file, stdin, stdout, stderr, the files bundle if any and, sandboxed, the code.
+MAX_FDS = 6
+MAX_REQUEST = 16 << 20  # bytes of a request's file read (its environment and arguments are the client's)
 MAX_ANSWER = 1 << 16
 
 

@@ -79,7 +79,11 @@ class ForkServer:
         try:
             if self._channel is None:
                 self._start()
-            socket.send_fds(self._channel, [fork_channel.encode_request(request)], fds)
+            request_file = anonymous_file("sieci-request", fork_channel.encode_request(request))
+            try:
+                socket.send_fds(self._channel, [fork_channel.JOB], [request_file, *fds])
+            finally:
+                os.close(request_file)
             pid, pidfd = self._receive(fork_channel.decode_started)
             if pidfd is None:
                 raise ForkServerError("the fork server sent no pidfd of its job")
@@ -121,3 +125,13 @@ class ForkServer:
         if self._process is not None:
             self._process.kill(grace)
             self._process = None
+
+
+def anonymous_file(name, data):
+    """An fd of a new file in memory holding ``data``, read from its start."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd

@@ -7,7 +7,7 @@ import time
 
 from . import protocol, workdir
 from .results import OUTPUT_CHUNK, file_items, output_pieces
-from .returns import glob_matches
+from .returns import ENTRY_BYTES, glob_matches
 
 FILE_CHUNK = 1 << 20  # bytes of a returned file read and sent at once
 _close = posix.close  # at once: gevent's os.close waits for its loop
@@ -47,7 +47,8 @@ def send_extended(conn, run, worker_name, beat, returns=None):
 
 class ReturnedFiles:
     """Sends the files a job returns, as items of its results: at most ``max_bytes`` of them (None:
-    no bound), and one byte more if more would come, by which the client knows they did not fit;
+    no bound; each file costs returns.ENTRY_BYTES more), and one byte more if more would come, by
+    which the client knows they did not fit;
     an empty item every ``beat`` seconds a walk of the job's folder sends nothing."""
 
     def __init__(self, conn, terminator, max_bytes, beat):
@@ -83,6 +84,11 @@ class ReturnedFiles:
     def _send_file(self, name, fd):
         """Send the file open at ``fd`` (and close it); False if it did not fit whole."""
         try:
+            if self.room is not None:
+                self.room -= ENTRY_BYTES
+                if self.room <= 0:  # its name alone passes the bound: the client learns so from it
+                    self.conn.send_pieces(file_items(b"", self.terminator, name))
+                    return False
             first = name
             while True:
                 chunk = os.read(fd, FILE_CHUNK if self.room is None else min(FILE_CHUNK, self.room))

@@ -322,11 +322,12 @@ CLIENT = [
            "and nothing shared with the worker's other jobs (not even the hash seed)"),
     Option("--return", text, None,
            "bring back the files the job writes in its folder whose path matches GLOB (*, ?, [...] within a "
-           "name; ** for any folders: 'out/**/*.csv'), into --results (repeatable)", "GLOB", env=False,
+           "name; ** for any folders: 'out/**/*.csv'; a leading dot only where GLOB has one, as the shell "
+           "has it), into --results (repeatable)", "GLOB", env=False,
            repeat=True, dest="returns"),
     Option("--results", text, ".",
            "where the files of --return go (made if missing); a batch's job number N's go to DIR/N", "DIR"),
-    Option("--max-return", size, defaults.MAX_RETURN, "bytes of files --return may bring back, a job's all together",
+    Option("--max-return", size, defaults.MAX_RETURN, "bytes of files --return may bring back, a job's all together, each file counting 512 more",
            "SIZE"),
     Option("--with", text, None,
            "place this file or folder beside PROG in the job's folder: as its path from PROG's folder when it is "

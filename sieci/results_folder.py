@@ -3,7 +3,8 @@
 The names come from the worker, which may lie, and the folder may hold
 anything already: every file is made through directory fds, one component at
 a time from the results folder down, never following a symlink
-(``O_NOFOLLOW``), under a name returns.name_parts accepts. Like the client,
+(``O_NOFOLLOW``), under a name returns.name_parts accepts and the client's own
+globs match (a worker that sends another is refused, never obeyed). Like the client,
 it imports no gevent.
 """
 
@@ -11,7 +12,7 @@ import errno
 import os
 import stat
 
-from .returns import name_parts
+from .returns import ENTRY_BYTES, glob_matches, name_parts, split_glob
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
@@ -19,11 +20,13 @@ _FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC | o
 
 class ResultsFolder:
     """Writes the files a job returns (results.FilePiece after FilePiece) under ``path``, made when
-    the first file comes; at most ``max_bytes`` of them in all. ``written`` lists the names written
-    whole, ``failed`` ``(name, why)`` for each file that could not be."""
+    the first file comes: only those whose names match one of ``globs`` (the client's --return), at
+    most ``max_bytes`` of them in all, each file costing ENTRY_BYTES more. ``written`` lists the names
+    written whole, ``failed`` ``(name, why)`` for each file that could not be."""
 
-    def __init__(self, path, max_bytes):
+    def __init__(self, path, globs, max_bytes):
         self.path = path
+        self.globs = [split_glob(glob) for glob in globs]
         self.max_bytes = max_bytes
         self.written = []
         self.failed = []
@@ -35,6 +38,7 @@ class ResultsFolder:
     def write(self, piece):
         if piece.name is not None:
             self._finish_file()
+            self.total += ENTRY_BYTES
             self._start_file(piece.name)
         self.total += len(piece.data)
         if self._refusing:
@@ -64,6 +68,12 @@ class ResultsFolder:
             parts = name_parts(name)
         except ValueError as why:
             self.failed.append((name, f"refused: {why}"))
+            return
+        if not any(glob_matches(glob, parts) for glob in self.globs):
+            self.failed.append((name, "refused: the worker sent a file that no --return asked for"))
+            return
+        if self.total > self.max_bytes:
+            self.failed.append((name, f"the files returned pass --max-return ({self.max_bytes} bytes)"))
             return
         folder_fd = None
         try:

@@ -19,6 +19,12 @@ MAX_RETURN_FIELD = b"max-return"
 ANY_FOLDERS = "**"  # a glob's component that matches zero or more components
 # Bytes of a returned file's relative path (PATH_MAX): its item's header line stays far below a line's limit.
 MAX_NAME = 4096
+# What each returned file costs of --max-return besides its bytes (as a tar header does), so that many
+# empty files are not free. Both ends count it.
+ENTRY_BYTES = 512
+# Entries of the job's folder a worker lists for --return, however many it has: past them it returns nothing
+# more (the listing is the worker's memory, not the job's).
+MAX_LISTED = 100_000
 
 
 def split_glob(glob):
@@ -56,8 +62,9 @@ def decode_returns(header):
 
 def glob_matches(glob, path):
     """Whether ``path`` (a relative path's components) matches ``glob`` (split_glob's): component by
-    component with fnmatch's rules (``*``, ``?``, ``[...]``; ``*`` matches a leading dot too), ``**``
-    matching zero or more whole components."""
+    component with the shell's rules (``*``, ``?``, ``[...]``; a leading dot only where the glob's
+    component starts with one), ``**`` matching zero or more whole components (none hidden, as bash's
+    globstar)."""
     return _reachable(glob, path)[-1]
 
 
@@ -75,7 +82,7 @@ def _reachable(glob, path):
     for name in path:
         following = [False] * (len(glob) + 1)
         for place, part in enumerate(glob):
-            if reachable[place]:
+            if reachable[place] and (not name.startswith(".") or part.startswith(".")):
                 if part == ANY_FOLDERS:
                     following[place] = True
                 elif fnmatchcase(name, part):

@@ -14,7 +14,7 @@ import posix
 import stat
 import tempfile
 
-from .returns import MAX_NAME, glob_matches, may_match_below
+from .returns import MAX_LISTED, MAX_NAME, glob_matches, may_match_below
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Folders held open at once while walking a job's tree. Deeper folders are moved up
@@ -52,12 +52,12 @@ def _write_file(folder_fd, filename, code, user):
         _close(file_fd)
 
 
-def _entries(folder_fd):
+def _entries(folder_fd, most=None):
     """[(name, its status, or None if it has gone since)] for the folder's entries, in name order,
-    never following a symlink."""
+    never following a symlink; with ``most``, at most that many (and then in no order)."""
     entries = []
     with os.scandir(folder_fd) as scan:
-        for entry in scan:
+        for entry in itertools.islice(scan, most):
             try:
                 status = entry.stat(follow_symlinks=False)
             except OSError:
@@ -191,9 +191,11 @@ def returnable_files(folder_fd, globs, pulse=lambda: None):
     each folder is listed (a walk of many may take a while). Nothing is followed: every folder is
     opened from its parent's fd with ``O_NOFOLLOW``, at most MAX_DEPTH at once."""
     owner = os.fstat(folder_fd).st_uid
-    stack = [((), folder_fd, iter(_sorted_entries(folder_fd)))]
+    listed = _sorted_entries(folder_fd, MAX_LISTED + 1)
+    left = MAX_LISTED - len(listed)
+    stack = [((), folder_fd, iter(listed))]
     try:
-        while stack:
+        while stack and left >= 0:
             path, fd, entries = stack[-1]
             entry = next(entries, None)
             if entry is None:
@@ -209,19 +211,23 @@ def returnable_files(folder_fd, globs, pulse=lambda: None):
                     if why:
                         yield "/".join(entry_path), None, why
                     else:
-                        stack.append((entry_path, below, iter(_sorted_entries(below))))
+                        listed = _sorted_entries(below, left + 1)
+                        left -= len(listed)
+                        stack.append((entry_path, below, iter(listed)))
                         pulse()
             elif any(glob_matches(glob, entry_path) for glob in globs):
                 yield ("/".join(entry_path), *_returnable(fd, entry_name, entry_path, mode, owner))
+        if left < 0:
+            yield "/".join(stack[-1][0]) or ".", None, f"more than {MAX_LISTED} entries to list: nothing more returned"
     finally:
         for _, fd, _ in stack[1:]:
             _close(fd)
 
 
-def _sorted_entries(folder_fd):
-    """[(name, mode)] for the folder's entries, in name order; mode 0 for one gone since (neither a
+def _sorted_entries(folder_fd, most):
+    """[(name, mode)] for the folder's entries (see _entries); mode 0 for one gone since (neither a
     folder nor a regular file)."""
-    return [(name, status.st_mode if status else 0) for name, status in _entries(folder_fd)]
+    return [(name, status.st_mode if status else 0) for name, status in _entries(folder_fd, most)]
 
 
 def _folder_below(folder_fd, name, depth):

@@ -104,7 +104,7 @@ def serve(channel):
     standby, last_ended = fork_standby(channel), None
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
+            message, fds, _, _ = socket.recv_fds(channel, len(fork_channel.JOB), fork_channel.MAX_FDS)
         except OSError:
             return
         if not message:
@@ -219,7 +219,7 @@ def _receive_quietly(line):
     line.setblocking(False)
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(line, fork_channel.MAX_REQUEST, 1)
+            message, fds, _, _ = socket.recv_fds(line, fork_channel.MAX_ANSWER, 1)
             for fd in fds:
                 if folder is not None:
                     os.close(folder)
@@ -271,10 +271,9 @@ def fork_standby(channel, rehearsed=True):
                 standby_in_sandbox(theirs, rehearsed)
             if rehearsed:
                 rehearse()  # while no job waits: the pages a job's start writes to are copied now, not then
-            message, fds, _, _ = socket.recv_fds(theirs, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
+            request, fds = receive_request(theirs)
             theirs.close()
-            if message:
-                request = fork_channel.decode_request(message)
+            if request:
                 job_process.start_job(request, fds, request.workdir, unpack=unpack_files)
         except job_process.MainProgram:
             becomes_job = True
@@ -353,10 +352,9 @@ def standby_in_sandbox(job_line, rehearsed):
 
 def start_sandboxed_job(job_line, workdir, walls_failed):
     """Take the request, put the job's file in its folder, and become the job; never returns."""
-    message, fds, _, _ = socket.recv_fds(job_line, fork_channel.MAX_REQUEST, fork_channel.MAX_FDS)
-    if not message:
+    request, fds = receive_request(job_line)
+    if not request:
         os._exit(127)
-    request = fork_channel.decode_request(message)
     sandbox = helper("sandbox")
     try:
         if walls_failed:
@@ -368,6 +366,18 @@ def start_sandboxed_job(job_line, workdir, walls_failed):
         os._exit(127)
     job_line.close()
     job_process.start_job(request, fds, workdir, sandbox, unpack_files)
+
+
+def receive_request(job_line):
+    """In a job's process: its request (None if the fork server has gone) and the fds that came with it."""
+    message, fds, _, _ = socket.recv_fds(job_line, len(fork_channel.JOB), fork_channel.MAX_FDS)
+    if not message or not fds:
+        return None, fds
+    request_fd = fds.pop(0)
+    try:
+        return fork_channel.decode_request(os.read(request_fd, fork_channel.MAX_REQUEST)), fds
+    finally:
+        os.close(request_fd)
 
 
 def unpack_files(bundle_fd, folder_fd, max_size):

@@ -82,11 +82,11 @@ def test_a_symlink_in_the_results_folder_is_never_followed(master, tmp_path):
 
 def test_the_files_past_max_return_are_not_written(master, tmp_path):
     code = b"for name in ('a', 'b', 'c'):\n    open(name + '.bin', 'wb').write(b'%s' % name.encode() * 600)\n"
-    result, output = run(master, code, ["*.bin"], tmp_path / "results", max_return=1000)
+    result, output = run(master, code, ["*.bin"], tmp_path / "results", max_return=2000)  # 512 more a file
     assert result.returned == ["a.bin"]
-    assert result.not_returned == [("b.bin", "the files returned pass --max-return (1000 bytes)")]
+    assert result.not_returned == [("b.bin", "the files returned pass --max-return (2000 bytes)")]
     assert output.stderr == (b"sieci: --return: b.bin and the files after it (in name order) not returned: they "
-                             b"pass the client's --max-return of 1000 bytes\n")
+                             b"pass the client's --max-return of 2000 bytes\n")
     assert files_under(tmp_path / "results") == {"a.bin": b"a" * 600}
 
 
@@ -130,11 +130,30 @@ def test_a_forged_name_is_refused_and_writes_nothing_outside(cluster, classic, t
     master = cluster.master()
     classic.worker(master.workers_address, results=forged_results((forged, b"evil"), (b"ok.txt", b"fine")))
     assert master.wait_for_workers(1, WAIT)
-    result, _ = run(master, b"pass\n", ["*"], results)
+    result, _ = run(master, b"pass\n", ["**"], results)
     name = forged.decode().replace("%00", "\0")
     assert (result.returned, result.not_returned) == (["ok.txt"], [(name, why)])
     assert files_under(outside) == {}
     assert files_under(tmp_path) == {"results/ok.txt": b"fine", "results/link": ("->", str(outside))}
+
+
+def test_a_file_no_return_asked_for_is_refused(cluster, classic, tmp_path):
+    master = cluster.master()
+    classic.worker(master.workers_address, results=forged_results(
+        (b".bashrc", b"evil"), (b".ssh/authorized_keys", b"evil"), (b"a.csv", b"1"), (b"b.txt", b"evil")))
+    assert master.wait_for_workers(1, WAIT)
+    result, _ = run(master, b"pass\n", ["*.csv"], tmp_path)
+    assert (result.returned, [name for name, _ in result.not_returned]) == (
+        ["a.csv"], [".bashrc", ".ssh/authorized_keys", "b.txt"])
+    assert {why for _, why in result.not_returned} == {"refused: the worker sent a file that no --return asked for"}
+    assert files_under(tmp_path) == {"a.csv": b"1"}
+
+
+def test_many_empty_files_count_against_max_return(master, tmp_path):
+    code = b"for n in range(100):\n    open('%03d.txt' % n, 'w').close()\n"
+    result, _ = run(master, code, ["*.txt"], tmp_path / "results", max_return=10 * 512)
+    assert result.returned == ["%03d.txt" % n for n in range(10)]
+    assert result.not_returned == [("010.txt", "the files returned pass --max-return (5120 bytes)")]
 
 
 def test_a_file_a_lying_worker_makes_too_big_is_cut_and_removed(cluster, classic, tmp_path):
@@ -154,3 +173,14 @@ def test_a_classic_worker_returns_nothing_and_the_client_says_so(cluster, classi
     result, output = run(master, b"pass\n", ["*"], tmp_path)
     assert output.stdout == b"result\n"
     assert result.not_returned == [(None, "the job ran on a classic worker, which returns no files")]
+
+
+def test_a_folder_of_too_many_entries_ends_the_walk_and_says_so(master, tmp_path, monkeypatch):
+    from sieci import workdir
+
+    monkeypatch.setattr(workdir, "MAX_LISTED", 50)  # the worker is in this process
+    code = b"import os\nos.mkdir('many')\nfor n in range(60):\n    open('many/%02d.txt' % n, 'w').close()\n"
+    result, output = run(master, code, ["*.txt", "many/*.txt"], tmp_path / "results")
+    assert result.returned == []
+    assert output.stderr.splitlines()[0] == (
+        b"sieci: --return: many not returned: more than 50 entries to list: nothing more returned")

@@ -21,7 +21,11 @@ from sieci.returns import (decode_returns, encode_returns, glob_matches, may_mat
 @pytest.mark.parametrize("glob, path, matches", [
     ("*.csv", "a.csv", True),
     ("*.csv", "out/a.csv", False),
-    ("*", ".hidden", True),
+    ("*", ".hidden", False),  # a leading dot is matched only by a glob's leading dot, as the shell has it
+    (".*", ".hidden", True),
+    (".config/*", ".config/app.ini", True),
+    ("**/*.csv", ".git/a.csv", False),  # ** enters no hidden folder, as bash's globstar
+    ("**", "out/.bashrc", False),
     ("out/*.csv", "out/a.csv", True),
     ("out/**", "out/a/b/c.txt", True),
     ("out/**", "out", True),  # ** matches zero components too
@@ -45,12 +49,17 @@ def reference_match(glob, path):
     if not glob:
         return not path
     if glob[0] == "**":
-        return any(reference_match(glob[1:], path[skip:]) for skip in range(len(path) + 1))
-    return bool(path) and fnmatchcase(path[0], glob[0]) and reference_match(glob[1:], path[1:])
+        return any(reference_match(glob[1:], path[skip:]) for skip in range(len(path) + 1)
+                   if not any(name.startswith(".") for name in path[:skip]))
+    return bool(path) and name_matches(path[0], glob[0]) and reference_match(glob[1:], path[1:])
+
+
+def name_matches(name, part):
+    return (part.startswith(".") or not name.startswith(".")) and fnmatchcase(name, part)
 
 
 NAMES = st.sampled_from(["a", "b", "ab", "a.csv", ".x"])
-GLOB_PARTS = st.sampled_from(["a", "b", "*", "a*", "?", "*.csv", "**", "[ab]"])
+GLOB_PARTS = st.sampled_from(["a", "b", "*", "a*", "?", "*.csv", "**", "[ab]", ".*", ".x"])
 
 
 @given(st.lists(GLOB_PARTS, min_size=1, max_size=6), st.lists(NAMES, max_size=7))

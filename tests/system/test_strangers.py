@@ -1,0 +1,76 @@
+"""Jobs stay strangers (issue 27): each attack here once worked against a worker with its default walls.
+
+Real masters, workers and clients (bin/), as processes on loopback.
+"""
+
+import re
+import secrets
+
+# A job that reads its memory (ctypes.string_at over each readable anonymous range of /proc/self/maps)
+# and prints every string shaped like the victim's secrets: the patterns themselves do not match.
+MEMORY_SCAN = b"""\
+import ctypes, re
+found = set()
+with open("/proc/self/maps") as maps:
+    for line in maps:
+        addresses, permissions, *rest = line.split()
+        start, end = (int(address, 16) for address in addresses.split("-"))
+        anonymous = rest[2] == "0" and rest[-1] not in ("[vvar]", "[vvar_vclock]", "[vsyscall]")  # heap and the like
+        if permissions.startswith("r") and anonymous and end - start < 1 << 28:
+            found.update(re.findall(rb"(?:tok|pw)-[0-9a-f]{32}", ctypes.string_at(start, end - start)))
+print(sorted(found))
+"""
+
+
+def test_nothing_of_a_jobs_arguments_or_environment_stays_in_the_fork_server_that_later_jobs_come_from(procs):
+    token, password = f"tok-{secrets.token_hex(16)}", f"pw-{secrets.token_hex(16)}"
+    procs.master()
+    worker = procs.worker()  # one worker: every job here is forked from the same fork server
+    master = f"127.0.0.1:{procs.clients_port}"
+    victim = procs.code_file(b"import os, sys\nprint(len(os.environ['API_TOKEN']), sys.argv[1:2])\n")
+    result = procs.run_client("-e", "NOTES=" + "x" * 3000, "-e", f"API_TOKEN={token}", master, victim,
+                              "--password", password)
+    assert (result.returncode, result.stdout) == (0, b"36 ['--password']\n"), procs.logs()
+    secrets_shape = re.compile(rb"(?:tok|pw)-[0-9a-f]{32}")
+    for pid in fork_server_processes(worker.pid):  # the fork server, and the next job's process it made
+        assert not secrets_shape.findall(memory_of(pid)), f"process {pid} holds the earlier job's secrets"
+    for _ in range(3):
+        scan = procs.run_client(master, procs.code_file(MEMORY_SCAN))
+        assert (scan.returncode, scan.stdout) == (0, b"[]\n"), procs.logs()
+
+
+def test_a_forged_worker_cannot_make_the_client_write_a_file_it_did_not_ask_for(procs, classic, tmp_path):
+    procs.master()
+    forged = b"ENDSEQ T v=2\nr 5 .bashrc\nevil\nr 5 .ssh/authorized_keys\nevil\nx exit 0\nT\n"
+    classic.worker(("127.0.0.1", procs.workers_port), results=forged)
+    results = tmp_path / "results"
+    result = procs.run_client("--return", "*.csv", "--results", str(results), f"127.0.0.1:{procs.clients_port}",
+                              procs.code_file(b"pass\n"))
+    assert result.returncode == 255, procs.logs()
+    assert result.stderr.decode().splitlines() == [
+        f"sieci-client: error: {name}: refused: the worker sent a file that no --return asked for"
+        for name in (".bashrc", ".ssh/authorized_keys")]
+    assert not results.exists() or not any(results.iterdir())
+
+
+def fork_server_processes(worker_pid):
+    with open(f"/proc/{worker_pid}/task/{worker_pid}/children") as children:
+        fork_server = int(children.read().split()[0])
+    with open(f"/proc/{fork_server}/task/{fork_server}/children") as children:
+        return [fork_server, *(int(pid) for pid in children.read().split())]
+
+
+def memory_of(pid):
+    """All the readable memory of process ``pid`` (ours to read: the same user), joined."""
+    parts = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as memory:
+        for line in maps:
+            addresses, permissions, *rest = line.split()
+            start, end = (int(address, 16) for address in addresses.split("-"))
+            if permissions.startswith("r") and rest[-1] not in ("[vvar]", "[vvar_vclock]", "[vsyscall]"):
+                try:
+                    memory.seek(start)
+                    parts.append(memory.read(end - start))
+                except OSError:
+                    pass
+    return b"".join(parts)

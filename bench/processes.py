@@ -108,10 +108,10 @@ def job_interpreter():
     """None, or for a root bench whose Python nobody cannot read: a python3 on the jobs' PATH."""
     import shutil
 
-    from sieci.executor import unreadable_for
     from sieci.fork_server import JOB_PATH
+    from sieci.isolation import Isolation
 
-    if os.geteuid() != 0 or not unreadable_for((65534, 65534)):
+    if os.geteuid() != 0 or not Isolation(namespaces=False, cgroups=False).unreadable_for((65534, 65534)):
         return None
     return shutil.which("python3", path=JOB_PATH)
 

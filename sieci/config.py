@@ -110,7 +110,8 @@ def job_options(parser, args):
     if args.job_network == "off" and args.job_namespaces == "off":
         parser.error("--job-network off needs --job-namespaces on")
     hidden = [getattr(args, name, None) for name in ("secret_file", "tls_key", "config")]
-    isolation = Isolation(args.job_namespaces != "off", args.job_cgroups != "off", args.job_network == "on", hidden)
+    network = args.job_network == "on" or args.job_namespaces == "off"
+    isolation = Isolation(args.job_namespaces != "off", args.job_cgroups != "off", network, hidden)
     return {"limits": limits, "python": python, "job_user": _job_user(parser, args.job_user),
             "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter,
             "isolation": isolation}
@@ -177,13 +178,29 @@ def security_options(parser, args, role, log):
 
 
 def warn_if_exposed(hosts, secret, log, what):
-    """A loud warning for a daemon that talks beyond loopback with no secret."""
+    """A loud warning for a daemon that talks beyond loopback with no secret; a note on loopback, which
+    every process of this host reaches (a job of a worker here with --job-network on among them)."""
+    if secret is not None:
+        return
     exposed = [host for host in hosts if not _is_loopback(host)]
-    if exposed and secret is None:
+    if not exposed:
+        log.info("%s on loopback without a secret: every process on this host can join as a worker or a "
+                 "client, jobs of a worker here with --job-network on among them (--secret-file)", what)
+        return
+    log.warning("!" * 72)
+    where = ", ".join(host or "all interfaces" for host in exposed)
+    log.warning("%s on %s WITHOUT A SECRET: anyone who can reach it can run code on the workers. "
+                "Give every daemon and client --secret-file.", what, where)
+    log.warning("!" * 72)
+
+
+def warn_if_jobs_reach_masters(isolation, secret, log):
+    """A loud warning for a worker whose jobs share its network while its masters take anyone."""
+    if isolation.network and secret is None:
         log.warning("!" * 72)
-        where = ", ".join(host or "all interfaces" for host in exposed)
-        log.warning("%s on %s WITHOUT A SECRET: anyone who can reach it can run code on the workers. "
-                    "Give every daemon and client --secret-file.", what, where)
+        log.warning("jobs share this host's network (--job-network on) and there is NO SECRET: a job can dial "
+                    "its masters, take other users' jobs as a worker and forge their results. Give every daemon "
+                    "and client --secret-file, or use --job-network off.")
         log.warning("!" * 72)
 
 

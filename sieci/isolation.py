@@ -23,7 +23,7 @@ class Isolation:
     """``namespaces``, ``cgroups`` and ``network`` (off: a job has only loopback);
     ``hidden``: files and folders (the worker's secret, key, config) no job sees."""
 
-    def __init__(self, namespaces=True, cgroups=True, network=True, hidden=()):
+    def __init__(self, namespaces=True, cgroups=True, network=False, hidden=()):
         self.namespaces = namespaces
         self.cgroups = cgroups
         self.network = network

@@ -5,6 +5,8 @@ configuration. SIGTERM or SIGINT starts a graceful stop (exit 0 when done);
 a second one stops at once (exit 1).
 """
 
+import os
+import shutil
 import sys
 
 from . import defaults
@@ -96,7 +98,7 @@ def worker_main(argv=None):
     import gevent
 
     from .address import format_address
-    from .config import parse_worker, settle_isolation, setup_logging, warn_if_exposed
+    from .config import parse_worker, settle_isolation, setup_logging, warn_if_exposed, warn_if_jobs_reach_masters
     from .fork_server import ForkServerError
     from .worker import Worker
 
@@ -110,6 +112,8 @@ def worker_main(argv=None):
                     files_store_dir=args.files_store_dir, **args.job_options, **args.security)
     warn_if_exposed([host for host, _ in args.masters], args.security["secret"],
                     logging.getLogger("sieci.worker"), "linking to masters")
+    warn_if_jobs_reach_masters(args.job_options["isolation"], args.security["secret"],
+                               logging.getLogger("sieci.worker"))
     if args.metrics:
         from .metrics import WorkerMetrics, serve
 
@@ -132,6 +136,23 @@ def worker_main(argv=None):
     return 0
 
 
+def _cluster_secret(isolation, serving):
+    """A secret for a cluster's own members, so that nothing else on this host (a job with the host's
+    network, say) can join it as a worker or hand it jobs; and, ``serving`` other clients, a file of it
+    that only this user can read (and no job sees), in a folder of its own: ``(secret, path or None)``."""
+    import secrets
+    import tempfile
+
+    secret = secrets.token_hex(32).encode()
+    if not serving:
+        return secret, None
+    path = os.path.join(tempfile.mkdtemp(prefix="sieci-cluster-"), "secret")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(secret + b"\n")
+    isolation.hidden.append(path)
+    return secret, path
+
+
 def cluster_main(argv=None):
     _patch()
     import logging
@@ -151,17 +172,20 @@ def cluster_main(argv=None):
     if problem:
         return _fail("sieci-cluster", problem)
     _raise_fd_limit()
-    master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
+    secret, secret_file = _cluster_secret(args.job_options["isolation"], serving=not args.command)
+    master = Master(("127.0.0.1", 0), ("127.0.0.1", 0), secret=secret)
     workers = []
 
     def stop():
         for worker in workers:
             worker.stop(grace=1)
         master.stop(grace=1)
+        if secret_file:
+            shutil.rmtree(os.path.dirname(secret_file), ignore_errors=True)
 
     stopped = _stop_on_signals(stop, logging.getLogger("sieci.cluster")) if not args.command else None
     master.start()
-    workers += [Worker([master.workers_address], **args.job_options) for _ in range(args.workers)]
+    workers += [Worker([master.workers_address], secret=secret, **args.job_options) for _ in range(args.workers)]
     try:
         for worker in workers:
             worker.runner.start()
@@ -174,10 +198,10 @@ def cluster_main(argv=None):
     if stopped is not None:
         print(f"sieci cluster: {args.workers} worker(s); master on {clients_address} for clients, "
               f"{format_address(master.workers_address)} for workers", flush=True)
-        print(f"run a job with: sieci-client {clients_address} FILE", flush=True)
+        print(f"run a job with: sieci-client --secret-file {secret_file} {clients_address} FILE", flush=True)
         stopped.wait()
         return 0
     try:
-        return run_program(Client(clients_address), args.command, prog="sieci-cluster")
+        return run_program(Client(clients_address, secret=secret), args.command, prog="sieci-cluster")
     finally:
         stop()

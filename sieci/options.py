@@ -256,9 +256,10 @@ def _job_options():
         Option("--job-cgroups", text, "on",
                "hold each job's memory and processes to --max-memory and --max-processes as a whole, in a cgroup "
                "of its own (off: per process, with rlimits)", choices=("on", "off")),
-        Option("--job-network", text, "on",
-               "off: jobs get a network namespace with only loopback (needs --job-namespaces on)",
-               choices=("on", "off")),
+        Option("--job-network", text, None,
+               "off: each job gets a network namespace with only a loopback of its own (needs --job-namespaces "
+               "on); on: jobs share the host's network, its loopback services and the masters included",
+               choices=("on", "off"), shown="off; on with --job-namespaces off"),
         Option("--sandbox-command", text, "",
                "a command to prefix every job with, e.g. 'bwrap --ro-bind / / --dev /dev --bind \"$PWD\" \"$PWD\" "
                "--unshare-all --die-with-parent'; the job's 'python FILE' is appended", "COMMAND"),

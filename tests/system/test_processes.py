@@ -197,7 +197,7 @@ def test_a_running_job_completes_when_the_master_gets_sigterm(procs):
     # The grace period is long and the job ends only when the test says so, over
     # loopback: nothing here depends on how fast the machine is.
     master = procs.master(extra=["--grace", "30"])
-    procs.worker()
+    procs.worker(args=["--job-network", "on"])  # the job dials the test
     with socket.create_server(("127.0.0.1", 0)) as go:
         code = (b"import socket, sys\nprint('started', flush=True)\n"
                 b"told = socket.create_connection(('127.0.0.1', %d)).recv(2)\n"

@@ -148,7 +148,7 @@ def test_a_job_sees_neither_the_secret_nor_a_writable_package(cluster):
 
 def test_two_jobs_at_once_cannot_find_each_other(prison):
     """Both as the same user: each looks for the other's file and process, and finds neither."""
-    master = prison(workers=2)
+    master = prison(workers=2, walls=isolation(cgroups="if any", network=True))  # they meet through the test
     with socket.create_server(("127.0.0.1", 0)) as meeting:
         code = (b"import os, socket\nmark = 'mark-' + os.urandom(8).hex()\n"
                 b"open(mark, 'w').write(mark)\nopen('/dev/shm/' + mark, 'w').write(mark)\n"

@@ -6,6 +6,12 @@ Real masters, workers and clients (bin/), as processes on loopback.
 import re
 import secrets
 
+import gevent
+import pytest
+
+from tests.helpers import PYTHON, unavailable_walls
+from tests.helpers.processes import DEADLINE
+
 # A job that reads its memory (ctypes.string_at over each readable anonymous range of /proc/self/maps)
 # and prints every string shaped like the victim's secrets: the patterns themselves do not match.
 MEMORY_SCAN = b"""\
@@ -74,3 +80,38 @@ def memory_of(pid):
                 except OSError:
                     pass
     return b"".join(parts)
+
+
+# A job that dials the cluster master's worker port (found as a job could find it, in /proc/net/tcp; here
+# given) and tries to become a worker: what it was told.
+BECOME_A_WORKER = b"""\
+import socket, sys
+try:
+    link = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+except OSError as error:
+    print("cannot dial:", type(error).__name__)
+    raise SystemExit
+link.settimeout(10)
+lines = link.makefile("rb")
+first = lines.readline()
+link.sendall(b"READY v=2\\n")
+print(first.split()[:1], lines.readline().split()[:2])
+"""
+
+
+@pytest.mark.parametrize("network", ["off", "on"])
+def test_a_job_on_sieci_cluster_cannot_become_its_worker(procs, network):
+    run_cluster = "import sys; from sieci.main import cluster_main; sys.exit(cluster_main())"
+    cluster = procs.start("cluster", [PYTHON, "-c", run_cluster, "--workers", "1", "--job-network", network,
+                                      *unavailable_walls()], capture_stdout=True)
+    with gevent.Timeout(DEADLINE):
+        first_line = cluster.popen.stdout.readline().decode()
+        command = cluster.popen.stdout.readline().decode().split(": ", 1)[1].split()
+    workers_port = first_line.rsplit(":", 1)[1].split()[0]
+    assert command[1] == "--secret-file" and command[-1] == "FILE", command
+    attack = procs.run_client(*command[1:-1], procs.code_file(BECOME_A_WORKER), workers_port)
+    assert attack.returncode == 0, procs.logs()
+    if network == "off" and "--job-namespaces" not in unavailable_walls():
+        assert attack.stdout == b"cannot dial: ConnectionRefusedError\n"  # its loopback is its own
+    else:  # it reaches the master, which asks for the secret, and drops it
+        assert attack.stdout == b"[b'CHALLENGE'] [b'ERROR', b'unauthorized']\n", attack.stdout

@@ -29,12 +29,25 @@ def test_the_secret_file_must_be_real_and_private(tmp_path):
 def test_exposed_daemons_without_a_secret_warn_loudly(caplog):
     log = logging.getLogger("sieci.test")
     with caplog.at_level(logging.WARNING, logger="sieci.test"):
-        warn_if_exposed(["127.0.0.1", "::1", "localhost"], None, log, "listening")
-        assert caplog.text == ""
         warn_if_exposed(["", "127.0.0.1"], SECRET, log, "listening")
         assert caplog.text == ""
+        warn_if_exposed(["127.0.0.1", "::1", "localhost"], None, log, "listening")
+        assert caplog.text == ""  # a note at info: on loopback, only jobs with the host's network are strangers
         warn_if_exposed(["", "127.0.0.1"], None, log, "listening")
     assert "listening on all interfaces WITHOUT A SECRET" in caplog.text
+
+
+def test_a_worker_whose_jobs_share_its_network_without_a_secret_warns_loudly(caplog):
+    from sieci.config import warn_if_jobs_reach_masters
+    from sieci.isolation import Isolation
+
+    log = logging.getLogger("sieci.test")
+    with caplog.at_level(logging.WARNING, logger="sieci.test"):
+        warn_if_jobs_reach_masters(Isolation(network=False), None, log)
+        warn_if_jobs_reach_masters(Isolation(network=True), SECRET, log)
+        assert caplog.text == ""
+        warn_if_jobs_reach_masters(Isolation(network=True), None, log)
+    assert "NO SECRET: a job can dial its masters" in caplog.text
 
 
 @pytest.mark.parametrize("to, local_ip, accepted", [

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Throughput: hello-world jobs per second through 1 master and 2 workers.
 
-Two clusters: one whose workers wall every job in (namespaces and a cgroup
-each, the default), one with those walls off. Targets: the walls cost at
+Three clusters: one whose workers wall every job in (namespaces, a network
+of its own and a cgroup each, the default), one the same but for jobs sharing
+the host's network (--job-network on), one with those walls off. Targets: the walls cost at
 most a fifth of the throughput (on >= 0.8x off), and at least 400 jobs/s, from a load generator that keeps --in-flight
 (16) jobs in flight: greenlets in this process, each a real TCP client
 running sieci's client code (sieci.client.run under gevent), against a
@@ -93,6 +94,7 @@ def sieci_round(address, in_flight, jobs, seconds, pids, fresh=False):
 WALLS_TARGET = 0.8
 WALLS_OFF = ["--job-namespaces", "off", "--job-cgroups", "off"]
 FRESH = "walls on, --fresh"
+HOST_NETWORK = "walls on, host network"  # --job-network on: what a job's own loopback (the default) costs
 
 
 def main(argv=None):
@@ -122,7 +124,7 @@ def main(argv=None):
               f"read this interpreter")
     options = ["--python", interpreter] if interpreter else []
     workdir, hello = write_job("hello.py", HELLO)
-    rates = {"baseline": [], "walls on": [], "walls off": [], FRESH: []}
+    rates = {"baseline": [], "walls on": [], HOST_NETWORK: [], "walls off": [], FRESH: []}
     all_right = True
     # The baseline's rounds come first, apart: a round right after its thousands of short
     # processes runs slower while the kernel catches up, and the walled cluster more (see
@@ -133,9 +135,10 @@ def main(argv=None):
         all_right &= right
         print(f"baseline round {number}: {rate:6.1f} `python hello.py` processes/s")
     with LocalCluster(masters=1, workers=args.workers, worker_options=options) as walled, \
+            LocalCluster(masters=1, workers=args.workers, worker_options=[*options, "--job-network", "on"]) as shared, \
             LocalCluster(masters=1, workers=args.workers, worker_options=[*options, *WALLS_OFF]) as open_cluster:
-        clusters = {"walls on": walled, "walls off": open_cluster, FRESH: walled}
-        for cluster in (walled, open_cluster):
+        clusters = {"walls on": walled, HOST_NETWORK: shared, "walls off": open_cluster, FRESH: walled}
+        for cluster in (walled, shared, open_cluster):
             warm_up(cluster, args.in_flight)
         for number in range(1, args.rounds + 1):
             print(f"round {number}:")
@@ -147,9 +150,12 @@ def main(argv=None):
             sys.stdout.flush()
     shutil.rmtree(workdir, ignore_errors=True)
     base, on, off, fresh = (median(rates[name]) for name in ("baseline", "walls on", "walls off", FRESH))
+    host_network = median(rates[HOST_NETWORK])
     print()
     print(f"baseline (python hello.py processes, {args.in_flight} in flight): median {base:7.1f}/s")
     print(f"sieci, walls on  (namespaces and a cgroup per job):   median {on:7.1f} jobs/s ({on / base:.2f}x baseline)")
+    print(f"sieci, walls on, --job-network on (no network namespace): median {host_network:7.1f} jobs/s "
+          f"({host_network / base:.2f}x; walls on is {on / host_network:.3f}x this)")
     print(f"sieci, walls off (--job-namespaces off --job-cgroups off): median {off:7.1f} jobs/s ({off / base:.2f}x)")
     print(f"sieci, walls on, --fresh (an interpreter per job): median {fresh:7.1f} jobs/s ({fresh / base:.2f}x)")
     verdict = "met" if on >= WALLS_TARGET * off else "NOT met"

@@ -6,9 +6,12 @@ the view of the files every job starts from (build_template); each job then
 gets, made before it comes (by the fork server as root, see
 enter_job_namespaces, or else by the job's standby process):
 
-- its own PID, mount, IPC and UTS namespaces (and network, when jobs get
-  none): the job is PID 2 under a small init, and when the job ends the
-  init goes, and the kernel kills whatever the job left, however it forked;
+- its own PID, mount, IPC, UTS and user namespaces: the job is PID 2 under a small init, and when
+  the job ends the init goes, and the kernel kills whatever the job left, however it forked; its
+  user's keyrings are its own (see enter_user_namespace);
+- when jobs get no network, the fork server's network namespace, made once in build_template,
+  with only a loopback: its jobs use it one after another, and nothing of one is left there for
+  the next (its sockets close with its processes, and it has no capability to change the rest);
 - its own view of the files: the whole tree read-only, a fresh tmpfs on
   ``/tmp`` (its working directory is there) and on ``/dev/shm``, each as
   large as the disk limit, its own ``/proc``, and the worker's secrets
@@ -19,6 +22,7 @@ The job's cgroup is cgroups.py's.
 """
 
 import ctypes
+import errno
 import os
 import signal
 import stat
@@ -47,6 +51,8 @@ AT_FDCWD = -100
 MOVE_MOUNT_F_EMPTY_PATH = 4
 MOUNT_ATTR_RDONLY = 1
 PR_SET_NO_NEW_PRIVS = 38
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219}.get(os.uname().machine)  # no generic number
 
 WORKDIR = "/tmp/sieci-job"
 # sieci's own files, which the fork server loads by path (from an editable checkout too).
@@ -84,13 +90,18 @@ _interpreter_folders = []
 
 def build_template(config):
     """In the fork server, once: a mount namespace of its own holding the view every
-    job's starts from. The tree is read-only, hidden paths are covered, and the
-    interpreter's folders are reachable for the job user. (Without root, it is in a
-    user namespace of the worker's user, which every job's namespaces then sit in.)"""
+    job's starts from (and, without network, a network namespace with only a loopback:
+    one per job cost a sixth of the throughput). The tree is read-only, hidden paths
+    are covered, and the interpreter's folders are reachable for the job user. (Without
+    root, it is in a user namespace of the worker's user, which every job's namespaces
+    then sit in.)"""
     uid, gid = os.geteuid(), os.getegid()
-    _check(_libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if uid != 0 else 0)), "unshare")
+    network = CLONE_NEWNET if not config.get("network", True) else 0
+    _check(_libc.unshare(CLONE_NEWNS | network | (CLONE_NEWUSER if uid != 0 else 0)), "unshare")
     if uid != 0:
         _map_user(uid, gid)
+    if network:
+        _bring_up_loopback()
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _interpreter_folders[:] = _outermost([*interpreter_paths(), SIECI_FOLDER])
     _make_reachable(_interpreter_folders, config.get("user"))
@@ -107,16 +118,16 @@ _own_namespaces = {}
 
 
 def enter_job_namespaces(config):
-    """In the fork server (as root): move into new mount, IPC and UTS namespaces (and
-    network) for the next job, with fresh tmpfs on /tmp and /dev/shm and the job's folder
+    """In the fork server (as root): move into new mount, IPC and UTS namespaces for
+    the next job, with fresh tmpfs on /tmp and /dev/shm and the job's folder
     made; the next child it starts is the init of a new PID namespace. Returns fds of
     the job's /tmp and of its mount namespace (which then ends when that fd is closed,
     not with the job). (Made here, not in the job's process, the fork server's Python
     does not copy its pages for each job.) leave_job_namespaces goes back."""
     if not _own_namespaces:
-        flags = _namespace_flags(config, new_pid=True)
+        flags = _namespace_flags(new_pid=True)
         for flag, name in [(CLONE_NEWNS, "mnt"), (CLONE_NEWIPC, "ipc"), (CLONE_NEWUTS, "uts"),
-                           (CLONE_NEWNET, "net"), (CLONE_NEWPID, "pid")]:
+                           (CLONE_NEWPID, "pid")]:
             if flags & flag:
                 _own_namespaces[flag] = os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
         _init_programs.append(_init_program())  # tried once, before a child of it would be an init
@@ -212,20 +223,16 @@ def _fork_init(lifeline):
 
 
 def enter_namespaces(config, new_pid):
-    """Mount, IPC and UTS namespaces (and network, and, with ``new_pid``, PID for the
-    children) of a job's own, with a fresh tmpfs on /tmp and /dev/shm."""
-    flags = _namespace_flags(config, new_pid)
-    _check(_libc.unshare(flags), "unshare")
-    if flags & CLONE_NEWNET:
-        _bring_up_loopback()
+    """Mount, IPC and UTS namespaces (and, with ``new_pid``, PID for the children) of a
+    job's own, with a fresh tmpfs on /tmp and /dev/shm."""
+    _check(_libc.unshare(_namespace_flags(new_pid)), "unshare")
     size = f"size={config['disk']}" if config.get("disk") else "size=50%"
     # An interpreter or its packages under /tmp (a venv made there) stay where they are.
     _cover({folder: f"{size},mode=1777" for folder in ("/tmp", "/dev/shm")}, _interpreter_folders)
 
 
-def _namespace_flags(config, new_pid):
-    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWPID if new_pid else 0)
-    return flags | (0 if config.get("network", True) else CLONE_NEWNET)
+def _namespace_flags(new_pid):
+    return CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWPID if new_pid else 0)
 
 
 def finish_namespaces(config):
@@ -394,7 +401,8 @@ def _first_blocking(folder, user):
 
 
 def drop_privileges(user):
-    """In the job's process: the job user, and no way back to more."""
+    """In the job's process: the job user, and no way back to more; a session keyring of its own (not
+    the one it inherited: the worker's, under systemd)."""
     if user:
         os.setgroups([])
         os.setgid(user[1])
@@ -403,6 +411,41 @@ def drop_privileges(user):
         header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
         _check(_libc.capset(header, bytes(24)), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if SYS_KEYCTL is not None and _libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        if ctypes.get_errno() != errno.ENOSYS:  # (a kernel without keyrings has none to share)
+            _check(-1, "keyctl")
+
+
+# The kernel keeps a user's keyrings per user namespace: a job in one of its own can neither read nor
+# leave keys in its user's keyring for other jobs of that user. As root, the job's process makes it
+# (enter_user_namespace) and the fork server maps every id to itself there (map_all_ids), so that
+# nothing else looks different; without root, the job's process maps its own user (own_user_namespace).
+
+
+def enter_user_namespace(ready):
+    """In a job's process, as root, before it becomes the job: a user namespace of its own; ``ready``
+    (a pipe's end) is closed once it is in."""
+    try:
+        _check(_libc.unshare(CLONE_NEWUSER), "unshare a user namespace")
+    finally:
+        os.close(ready)
+
+
+def map_all_ids(pid):
+    """In the fork server: every user and group id is itself in the user namespace of process ``pid``."""
+    for name in ("uid_map", "gid_map"):
+        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY)
+        try:
+            os.write(fd, b"0 0 4294967295")
+        finally:
+            os.close(fd)
+
+
+def own_user_namespace():
+    """In a job's process, without root: a user namespace of its own, its user the same."""
+    uid, gid = os.geteuid(), os.getegid()
+    _check(_libc.unshare(CLONE_NEWUSER), "unshare a user namespace")
+    _map_user(uid, gid)
 
 
 def mount_proc():
@@ -418,19 +461,23 @@ def disk_full(tmp):
 
 def _probe(network):
     """Build, in this throwaway process, the walls a job gets; fails with the reason."""
-    build_template({"user": None})
-    enter_namespaces({"disk": 4096, "network": network}, new_pid=True)
+    build_template({"user": None, "network": network})
+    enter_namespaces({"disk": 4096}, new_pid=True)
     child = os.fork()
     if child == 0:
         try:
             finish_namespaces({})
+            if os.geteuid() == 0:
+                _check(_libc.unshare(CLONE_NEWUSER), "unshare a user namespace")
+            else:
+                own_user_namespace()
         except OSError as error:
             print(error, file=sys.stderr)
             os._exit(1)
         os._exit(0)
     _, status = os.waitpid(child, 0)
     if status != 0:
-        raise OSError("cannot finish a job's namespaces in a new PID namespace")
+        raise OSError("cannot finish a job's namespaces (PID, then user) in a new PID namespace")
 
 
 def _reach(user, in_template):

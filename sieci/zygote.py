@@ -252,21 +252,25 @@ def fork_standby(channel, rehearsed=True):
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     namespaces = walls_failed = None
-    if WALLS.get("sandbox") and os.geteuid() == 0:
+    as_root = WALLS.get("sandbox") and os.geteuid() == 0
+    if as_root:
         namespaces, walls_failed = enter_job_namespaces()
+        in_user_namespace, user_namespace_made = os.pipe()
     pid = os.fork()
     if pid == 0:
         becomes_job = False
         try:
             channel.close()
             ours.close()
+            if as_root:
+                os.close(in_user_namespace)
             os.setsid()
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             prctl(PR_SET_CHILD_SUBREAPER, 0)
             if WALLS.get("cgroup"):
                 set_oom_score_adj(1000)  # in their shared cgroup, the OOM killer picks the job, not the zygote
-            if namespaces or walls_failed:
-                job_in_sandbox(theirs, rehearsed, walls_failed)
+            if as_root:
+                job_in_sandbox(theirs, rehearsed, walls_failed, user_namespace_made)
             if WALLS.get("sandbox"):
                 standby_in_sandbox(theirs, rehearsed)
             if rehearsed:
@@ -281,10 +285,23 @@ def fork_standby(channel, rehearsed=True):
         finally:
             if not becomes_job:
                 os._exit(127)  # whatever happened, the child never goes back to serving
-    if WALLS.get("sandbox") and os.geteuid() == 0:
+    if as_root:
         helper("sandbox").leave_job_namespaces()
+        map_ids_once_in(pid, in_user_namespace, user_namespace_made)
     theirs.close()
     return pid, ours, namespaces
+
+
+def map_ids_once_in(pid, in_user_namespace, user_namespace_made):
+    """Once the child ``pid`` is in a user namespace of its own (or has failed), map its ids there."""
+    os.close(user_namespace_made)
+    try:
+        os.read(in_user_namespace, 1)  # end of file: the child has closed its end
+        helper("sandbox").map_all_ids(pid)
+    except OSError:
+        pass  # it failed before: it says so to whoever sends it a request
+    finally:
+        os.close(in_user_namespace)
 
 
 def enter_job_namespaces():
@@ -300,14 +317,20 @@ def enter_job_namespaces():
         return None, error
 
 
-def job_in_sandbox(job_line, rehearsed, walls_failed):
-    """In a standby child born PID 2 of its job's namespaces: mount its /proc, then
-    become the job; never returns."""
+def job_in_sandbox(job_line, rehearsed, walls_failed, user_namespace_made):
+    """In a standby child born PID 2 of its job's namespaces: mount its /proc, make a user
+    namespace of its own (``user_namespace_made`` is closed then), then become the job; never returns."""
     try:
         if not walls_failed:
             helper("sandbox").mount_proc()
+            helper("sandbox").enter_user_namespace(user_namespace_made)
     except Exception as error:
         walls_failed = error
+    finally:
+        try:
+            os.close(user_namespace_made)
+        except OSError:
+            pass  # enter_user_namespace closed it
     if rehearsed:
         rehearse()
     start_sandboxed_job(job_line, helper("sandbox").WORKDIR, walls_failed)
@@ -337,6 +360,11 @@ def standby_in_sandbox(job_line, rehearsed):
     job = os.fork()
     if job == 0:
         os.setsid()
+        try:
+            if not walls_failed:
+                sandbox.own_user_namespace()
+        except Exception as error:
+            walls_failed = error
         if rehearsed:
             rehearse()
         start_sandboxed_job(job_line, workdir, walls_failed)

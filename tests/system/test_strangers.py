@@ -3,6 +3,7 @@
 Real masters, workers and clients (bin/), as processes on loopback.
 """
 
+import platform
 import re
 import secrets
 
@@ -10,7 +11,7 @@ import gevent
 import pytest
 
 from tests.helpers import PYTHON, unavailable_walls
-from tests.helpers.processes import DEADLINE
+from tests.helpers.processes import DEADLINE, FAST_WORKER, WORKER
 
 # A job that reads its memory (ctypes.string_at over each readable anonymous range of /proc/self/maps)
 # and prints every string shaped like the victim's secrets: the patterns themselves do not match.
@@ -115,3 +116,48 @@ def test_a_job_on_sieci_cluster_cannot_become_its_worker(procs, network):
         assert attack.stdout == b"cannot dial: ConnectionRefusedError\n"  # its loopback is its own
     else:  # it reaches the master, which asks for the secret, and drops it
         assert attack.stdout == b"[b'CHALLENGE'] [b'ERROR', b'unauthorized']\n", attack.stdout
+
+
+SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}.get(platform.machine())  # add_key, keyctl
+KEYS = """\
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL = {syscalls}
+USER_KEYRING, SESSION_KEYRING = -4, -3
+
+def search(keyring, name):
+    found = libc.syscall(KEYCTL, 10, keyring, b"user", name.encode(), 0)
+    return "found" if found >= 0 else "none"
+
+if sys.argv[1] == "leave":
+    for keyring in (USER_KEYRING, SESSION_KEYRING):
+        assert libc.syscall(ADD_KEY, b"user", b"left-behind", b"s3cret", 6, keyring) >= 0, ctypes.get_errno()
+print(search(USER_KEYRING, "left-behind"), search(SESSION_KEYRING, "left-behind"),
+      search(SESSION_KEYRING, "the-workers-own"))
+"""
+# The worker, started in a session keyring holding a key of its own, as systemd gives a service one.
+WORKER_IN_A_SESSION_KEYRING = """\
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL = {syscalls}
+assert libc.syscall(KEYCTL, 1, None) >= 0  # KEYCTL_JOIN_SESSION_KEYRING: a new one
+assert libc.syscall(ADD_KEY, b"user", b"the-workers-own", b"r00t", 4, -3) >= 0
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+@pytest.mark.skipif(SYSCALLS is None, reason="the keyring system calls' numbers are known here for x86-64 and arm64")
+def test_a_job_reaches_neither_another_jobs_keys_nor_the_workers_session_keyring(procs):
+    if "--job-namespaces" in unavailable_walls():
+        pytest.skip("needs namespaces for jobs: keyrings are kept apart by a user namespace per job")
+    procs.master()
+    wrapper = WORKER_IN_A_SESSION_KEYRING.format(syscalls=SYSCALLS)
+    procs.start("worker", [PYTHON, "-c", wrapper, WORKER, f"127.0.0.1:{procs.workers_port}", *FAST_WORKER])
+    code = procs.code_file(KEYS.format(syscalls=SYSCALLS).encode())
+    master = f"127.0.0.1:{procs.clients_port}"
+    leaves = procs.run_client(master, code, "leave")
+    assert (leaves.returncode, leaves.stdout) == (0, b"found found none\n"), procs.logs()  # a job's keys are its own
+    looks = procs.run_client(master, code, "look")
+    assert (looks.returncode, looks.stdout) == (0, b"none none none\n"), procs.logs()

@@ -23,6 +23,7 @@ GRACE = 30.0
 MAX_QUEUE = 100_000
 MAX_UNVERIFIED = 64 << 20  # bytes of uploads read and not yet checked, all clients together
 MAX_CONNECTIONS_PER_ADDRESS = 256  # client connections from one address at once
+MAX_NEW_CONNECTIONS = 1024  # client connections yet to send a whole request, all addresses together
 FILES_STORE = 1 << 30  # bytes of files bundles a master, or a worker, keeps
 KEEP_OUTPUT = 3600.0  # seconds a detached job's results are kept after it ended, for clients that attach
 MAX_KEPT_OUTPUT = 1 << 30  # bytes of detached jobs' results a master keeps, all together

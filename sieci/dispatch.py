@@ -69,7 +69,7 @@ class Dispatcher:
         self.active_jobs.add(job)
         self.jobs_by_id[job.id] = job
         self.notify("queued", job, "queued from client %s (%d bytes, %d in queue)",
-                    job.client_name, len(job.upload), len(self.pending_jobs))
+                    job.client_name, job.upload_size, len(self.pending_jobs))
         self._send_offered()
         self._offer()
         gevent.spawn_later(WIDEN_AFTER, self._offer_widely, job)
@@ -169,6 +169,7 @@ class Dispatcher:
     def accepted(self, job, link):
         """The worker said RECEIVED: the job runs. A worker that takes no offers may be asked ahead."""
         job.accepted = True
+        job.drop_upload()
         if self.pipelined and not link.takes_offers and (job.stdin is None or not link.stoppable):
             self.running_links[link] = None
             self._offer()

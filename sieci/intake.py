@@ -11,7 +11,7 @@ import logging
 import gevent
 import gevent.event
 
-from . import auth, files_transfer, job_control, ports, protocol, status, upload_format
+from . import auth, defaults, files_transfer, job_control, kept_jobs, ports, protocol, status, upload_format
 from .address import format_address
 from .connection import Connection, SpeaksTLS, tune_socket
 from .files_store import Mismatch, StoreFull
@@ -52,13 +52,38 @@ class UnverifiedUploads:
         return after
 
 
+class Newcomers:
+    """Client connections that have yet to send a whole request: at most ``limit`` at once, all
+    addresses together. One past it takes the place of the oldest newcomer from the address that has
+    the most, which is hung up: a flood from a few addresses (a job's 127.x.y.z among them) can
+    neither use up the master's descriptors nor keep other clients out."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.waiting = {}  # Connection: its peer's address, oldest first
+
+    def arrive(self, conn, address):
+        if len(self.waiting) >= self.limit:
+            crowd = collections.Counter(self.waiting.values()).most_common(1)[0][0]
+            oldest = next(waiting for waiting, where in self.waiting.items() if where == crowd)
+            del self.waiting[oldest]
+            log.warning("client connections waiting for their request pass %d: hanging up the oldest from %s",
+                        self.limit, crowd)
+            oldest.shutdown()
+        self.waiting[conn] = address
+
+    def leave(self, conn):
+        self.waiting.pop(conn, None)
+
+
 class Intake:
     """Serves the master's client port for ``dispatcher``. ``describe`` gives the
     master's status (see status.py); ``verifier`` (an auth.Verifier) checks signed
     requests, at this port's ``identity`` (set once the port is bound)."""
 
     def __init__(self, dispatcher, describe, max_upload, max_unverified, max_connections_per_address,
-                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None, kept=None):
+                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None, kept=None,
+                 max_newcomers=defaults.MAX_NEW_CONNECTIONS):
         self.dispatcher = dispatcher
         self.files = files  # a FilesStore: the bundles of jobs
         self.files_arriving = {}  # digest: an Event set when a client has finished sending that bundle
@@ -67,6 +92,7 @@ class Intake:
         self.unverified = UnverifiedUploads(max_unverified)
         self.max_connections_per_address = max_connections_per_address
         self.connections = collections.Counter()  # open ones, per address
+        self.newcomers = Newcomers(max_newcomers)
         self.client_timeout = client_timeout
         self.keepalive = keepalive
         self.verifier = verifier
@@ -87,7 +113,11 @@ class Intake:
             if self.connections[address[0]] > self.max_connections_per_address:
                 return self._refuse(conn, name, f"too many connections from {address[0]} "
                                                 f"(at most {self.max_connections_per_address} at once)")
-            job = self._receive_job(conn, name, address[0])
+            self.newcomers.arrive(conn, address[0])
+            try:
+                job = self._receive_job(conn, name, address[0])
+            finally:
+                self.newcomers.leave(conn)
             if job is not None and job.detaching:
                 self._detach(conn, name, job)
             elif job is not None:
@@ -109,7 +139,7 @@ class Intake:
         """The job uploaded, verified and admitted; or None, once the client is answered."""
         conn.settimeout(self.client_timeout)
         try:
-            line = conn.next_event()
+            line = self._first_line(conn, peer)
             if line is protocol.CONNECTION_CLOSED:
                 log.debug("client %s left without sending a job", name)
                 return None
@@ -139,7 +169,13 @@ class Intake:
             return None
         job = self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
         if job.kept:
-            self.kept.keep(job)
+            try:
+                self.kept.keep(job)
+            except (kept_jobs.NoRoom, OSError) as error:
+                if job.files is not None:
+                    self.files.release(job.files.digest)
+                return self._refuse(conn, name, str(error) if isinstance(error, kept_jobs.NoRoom)
+                                    else f"cannot keep the job: {error.strerror or error}")
         return job
 
     def _detach(self, conn, name, job):
@@ -167,6 +203,17 @@ class Intake:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
         self.files.hold(wanted.digest)
         return True
+
+    def _first_line(self, conn, peer):
+        """The client's first line (or its end); what it holds of it meanwhile counts as unverified."""
+        held = 0
+        try:
+            while (event := conn.next_buffered_event()) is protocol.NEED_DATA:
+                conn.receive_more()
+                held = self.unverified.resize(peer, held, conn.receiver.buffered)
+            return event
+        finally:
+            self.unverified.resize(peer, held, 0)
 
     def _receive_code(self, conn, peer):
         """The upload's payload, in pieces, and its end; what is held counts as unverified."""

@@ -1,14 +1,18 @@
 """The master's kept jobs: detached jobs, whose results it spools to disk for clients that attach.
 
 A kept job's ``Spool`` holds its results block as the master relayed it, byte
-for byte (header, items, terminator), in an anonymous file of the store's
-private folder: no file is ever named after an id. A client that attaches
-gets those bytes from the start and the rest as they come. ``KeptJobs``
-bounds them all together by ``max_bytes`` (each job also counts
-``JOB_OVERHEAD``, so a flood of small jobs is bounded too) and forgets a
-finished job ``retention`` seconds after it ended, or sooner, oldest first,
-when the room is needed. A job whose results find no room is cut there: its
-attachers get what was kept, and the connection closes.
+for byte (header, items, terminator), in a file of the store's private
+folder, named at random: no file is ever named after an id, and none is held
+open once its job has ended (a reader opens it for each read), so kept jobs
+cost no descriptors. A client that attaches gets those bytes from the start
+and the rest as they come. Until a worker has accepted a kept job, its
+upload waits in that folder too, not in memory. ``KeptJobs`` bounds uploads
+and results all together by ``max_bytes`` (each job also counts
+``JOB_OVERHEAD``, so a flood of small jobs is bounded too), refuses a job
+whose upload finds no room, and forgets a finished job ``retention`` seconds
+after it ended, or sooner, oldest first, when the room is needed. A job
+whose results find no room is cut there: its attachers get what was kept,
+and the connection closes.
 """
 
 import logging
@@ -31,12 +35,17 @@ def new_job_id():
     return os.urandom(8).hex()
 
 
-class Spool:
-    """One kept job's results, as far as they have come."""
+class NoRoom(Exception):
+    """A kept job's upload finds no room in the store."""
 
-    def __init__(self, store, file):
+
+class Spool:
+    """One kept job's results, as far as they have come, in the file at ``path``."""
+
+    def __init__(self, store, path):
         self.store = store
-        self.file = file
+        self.path = path
+        self._writer = _create(path)
         self.size = 0
         self.complete = False  # the block's terminator line is in
         self.cut = False  # the store had no room for more
@@ -54,7 +63,7 @@ class Spool:
             self._cut_at("--max-kept-output is full")
         else:
             try:
-                _write_all(self.file.fileno(), data)
+                _write_all(self._writer, data)
             except OSError as error:  # a full disk: the job runs on all the same
                 self.store.total -= len(data)
                 self._cut_at(error.strerror or str(error))
@@ -70,11 +79,16 @@ class Spool:
     def end(self, outcome, reason):
         self.ended, self.outcome, self.reason = True, outcome, reason
         self.ended_at = time.monotonic()
+        self._close_writer()
         self._note_growth()
 
     def read(self, offset):
         """Up to READ_SIZE bytes from ``offset`` (fewer at the end)."""
-        return os.pread(self.file.fileno(), min(READ_SIZE, self.size - offset), offset)
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, min(READ_SIZE, self.size - offset), offset)
+        finally:
+            os.close(fd)
 
     def wait_beyond(self, offset):
         """Wait until more than ``offset`` bytes have come, or the job has ended."""
@@ -87,7 +101,24 @@ class Spool:
         grew.set()
 
     def close(self):
-        self.file.close()
+        self._close_writer()
+        _remove(self.path)
+
+    def _close_writer(self):
+        if self._writer is not None:
+            os.close(self._writer)
+            self._writer = None
+
+
+def _create(path):
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _write_all(fd, data):
@@ -108,12 +139,29 @@ class KeptJobs:
         self.total = 0
 
     def keep(self, job):
-        """Spool ``job``'s results from now on."""
+        """Spool ``job``'s results from now on, and its upload until a worker accepts it; NoRoom if
+        the upload finds no room."""
         self._expire()
+        if not self.make_room(job.upload_size):
+            raise NoRoom(f"no room for the job's upload in this master's --max-kept-output of {self.max_bytes} "
+                            "bytes (kept jobs' uploads and results); try again later")
         if not self.make_room(JOB_OVERHEAD):
             self.total += JOB_OVERHEAD  # counted all the same: its results find no room until some is freed
-        job.spool = Spool(self, tempfile.TemporaryFile(dir=self.folder))
+        try:
+            job.move_upload_to(self._new_path(), self.release)
+            job.spool = Spool(self, self._new_path())
+        except OSError:
+            job.drop_upload()
+            self.total -= JOB_OVERHEAD
+            raise
         self.jobs[job.id] = job
+
+    def release(self, size):
+        """``size`` bytes of the store are free again (a kept job's upload, once accepted)."""
+        self.total -= size
+
+    def _new_path(self):
+        return os.path.join(self.folder, os.urandom(8).hex())
 
     def find(self, job_id):
         self._expire()
@@ -151,6 +199,7 @@ class KeptJobs:
         del self.jobs[job.id]
         self.total -= job.spool.size + JOB_OVERHEAD
         job.spool.close()
+        job.drop_upload()
 
     def close(self):
         for job in list(self.jobs.values()):

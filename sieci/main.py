@@ -72,7 +72,8 @@ def master_main(argv=None):
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
                     client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
                     names=args.names, max_unverified=args.max_unverified,
-                    max_connections_per_address=args.max_connections_per_address, files_store=args.files_store,
+                    max_connections_per_address=args.max_connections_per_address,
+                    max_new_connections=args.max_new_connections, files_store=args.files_store,
                     files_store_dir=args.files_store_dir, keep_output=args.keep_output,
                     max_kept_output=args.max_kept_output, pipelined=not args.classic_dispatch, **args.security)
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],

@@ -32,13 +32,15 @@ class Master:
                  secret=None, tls=None, names=(), max_unverified=defaults.MAX_UNVERIFIED,
                  max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS, files_store=defaults.FILES_STORE,
                  files_store_dir=None, keep_output=defaults.KEEP_OUTPUT, max_kept_output=defaults.MAX_KEPT_OUTPUT,
-                 pipelined=True):
+                 pipelined=True, max_new_connections=defaults.MAX_NEW_CONNECTIONS):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
         servers) encrypts both ports. Uploads not yet verified may hold at most
-        ``max_unverified`` bytes together, and one address may have at most
-        ``max_connections_per_address`` client connections open. Jobs' files bundles
+        ``max_unverified`` bytes together (their first lines too), one address may have at most
+        ``max_connections_per_address`` client connections open, and at most
+        ``max_new_connections`` (and a quarter of the open-files limit) may wait for their request at
+        once, all addresses together (see intake.Newcomers). Jobs' files bundles
         are kept, ``files_store`` bytes of them at most, in a private folder made in
         ``files_store_dir`` (default: the system's temp folder). Detached jobs' results are kept
         ``keep_output`` seconds after they end, ``max_kept_output`` bytes of them at most, in a
@@ -58,7 +60,8 @@ class Master:
         self.kept = KeptJobs(max_kept_output, keep_output, files_store_dir)
         self.intake = Intake(self.dispatcher, lambda: status.snapshot(self), max_upload, max_unverified,
                              max_connections_per_address, client_timeout, keepalive, self.verifier,
-                             plaintext_only=tls is None, files=self.files, kept=self.kept)
+                             plaintext_only=tls is None, files=self.files, kept=self.kept,
+                             max_newcomers=min(max_new_connections, _open_files_limit() // 4))
         self._worker_identity = None  # auth.Identity of the workers' port, once it is bound
         # TLS bytes are not ours to splice
         self.splice_pipes = relay.SplicePipes() if relay.AVAILABLE and not tls else None
@@ -260,3 +263,9 @@ class Master:
         files_transfer.check_need(need, job.files)
         files_transfer.send(link.conn, self.files, job.files)
         return link.next_line()
+
+
+def _open_files_limit():
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -1,5 +1,6 @@
 """A job as the master holds it: its upload, its client, the worker it went to, and the relay of its results."""
 
+import os
 import time
 
 import gevent.event
@@ -16,7 +17,9 @@ class ClientGone(Exception):
 class Job:
     def __init__(self, job_id, upload, client, client_name, header):
         self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
-        self.upload = upload  # the block to forward: header, code, terminator
+        self._upload = upload  # the block to forward: header, code, terminator (see the upload property)
+        self.upload_size = len(upload)
+        self._upload_file = None  # a kept job's: (its path, the store's release) while it waits there
         self.fields = header.fields  # its header's, after the terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
         self.files = upload_format.files_wanted(header)  # its files bundle, which the master holds for it
@@ -50,7 +53,33 @@ class Job:
     def goes_alone(self):
         """Sent only to a worker that holds no other job of ours, and nothing after it until it ends: its stdin
         block and files (NEED) come after the code, and a big code would be held by the worker meanwhile."""
-        return self.stdin is not None or self.files is not None or len(self.upload) > defaults.MAX_UPLOAD_AHEAD
+        return self.stdin is not None or self.files is not None or self.upload_size > defaults.MAX_UPLOAD_AHEAD
+
+    @property
+    def upload(self):
+        """The block to forward to a worker, from memory or, a kept job's, from its file."""
+        if self._upload_file is None:
+            return self._upload
+        with open(self._upload_file[0], "rb") as file:
+            return file.read()
+
+    def move_upload_to(self, path, release):
+        """Keep the upload in a new file at ``path``, not in memory; ``release(size)`` is called once the
+        file is gone."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self._upload_file = (path, release)
+        with open(fd, "wb") as file:
+            file.write(self._upload)
+        self._upload = None
+
+    def drop_upload(self):
+        """A worker has accepted the job, which never runs again: its upload is not needed any more."""
+        self._upload = b""
+        if self._upload_file is not None:
+            path, release = self._upload_file
+            self._upload_file = None
+            os.unlink(path)
+            release(self.upload_size)
 
     def detach(self):
         """Its client has left, told the job's id: the job runs on for clients that attach."""

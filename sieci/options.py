@@ -204,6 +204,9 @@ def master_options():
                "upload that would pass it is refused"),
         Option("--max-connections-per-address", positive_count, defaults.MAX_CONNECTIONS_PER_ADDRESS,
                "client connections one address may have open at once"),
+        Option("--max-new-connections", positive_count, defaults.MAX_NEW_CONNECTIONS,
+               "client connections that have yet to send their whole request, all addresses together (at most a "
+               "quarter of the open-files limit); past it, the oldest from the address with the most is hung up"),
         SECRET_FILE,
         Option("--tls-ca", text, None, "with --tls-cert: accept only peers with a certificate signed by this CA",
                "PATH", env="SIECI_MASTER_TLS_CA"),

@@ -6,6 +6,8 @@ Real masters, workers and clients (bin/), as processes on loopback.
 import platform
 import re
 import secrets
+import select
+import socket
 
 import gevent
 import pytest
@@ -161,3 +163,41 @@ def test_a_job_reaches_neither_another_jobs_keys_nor_the_workers_session_keyring
     assert (leaves.returncode, leaves.stdout) == (0, b"found found none\n"), procs.logs()  # a job's keys are its own
     looks = procs.run_client(master, code, "look")
     assert (looks.returncode, looks.stdout) == (0, b"none none none\n"), procs.logs()
+
+
+def test_detached_jobs_uploads_count_against_the_kept_store_and_wait_on_disk(procs, tmp_path):
+    procs.master(extra=["--max-kept-output", "8M", "--files-store-dir", str(tmp_path)])  # no worker: they wait
+    code = procs.code_file(b"#" + b"x" * (3 << 20) + b"\nprint('big')\n")
+    master = f"127.0.0.1:{procs.clients_port}"
+    ids = [procs.run_client("--detach", master, code) for _ in range(2)]
+    assert [result.returncode for result in ids] == [0, 0], procs.logs()
+    third = procs.run_client("--detach", master, code)
+    assert third.returncode == 255 and b"no room for the job's upload" in third.stderr, third
+    [folder] = tmp_path.glob("sieci-kept-*")
+    assert sorted(path.stat().st_size >> 20 for path in folder.iterdir()) == [0, 0, 3, 3]  # 2 uploads, 2 spools
+
+
+def test_a_flood_of_unfinished_first_lines_keeps_no_signed_client_out(procs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(secrets.token_hex(16))
+    secret.chmod(0o600)
+    procs.master(extra=["--secret-file", str(secret), "--max-new-connections", "40",
+                        "--max-connections-per-address", "30"])
+    procs.worker(args=["--secret-file", str(secret)])
+    flood = []
+    try:
+        for address in ("127.0.0.2", "127.0.0.3"):
+            for _ in range(30):  # each holds most of a first line, and sends no more
+                sock = socket.socket()
+                sock.bind((address, 0))
+                sock.connect(("127.0.0.1", procs.clients_port))
+                sock.sendall(b"ENDSEQ " + b"a" * 60_000)
+                flood.append(sock)
+        result = procs.run_client("--secret-file", str(secret), f"127.0.0.1:{procs.clients_port}",
+                                  procs.code_file(b"print('in')\n"))
+        assert (result.returncode, result.stdout) == (0, b"in\n"), procs.logs()
+        hung_up, _, _ = select.select(flood, [], [], 0)  # (their ends came long before the job's)
+        assert len(hung_up) >= 21, len(hung_up)  # 60 + 1 came, 40 may wait
+    finally:
+        for sock in flood:
+            sock.close()

@@ -3,18 +3,19 @@
 import os
 import time
 
+import pytest
+
 from sieci import kept_jobs, protocol
 from sieci.kept_jobs import JOB_OVERHEAD, KeptJobs
+from sieci.master_job import Job
 
 
-class StandInJob:
-    def __init__(self, job_id):
-        self.id = job_id
-        self.spool = None
+def new_job(job_id, upload=b""):
+    return Job(job_id, upload, None, "a client", protocol.parse_header(b"ENDSEQ T keep\n"))
 
 
 def kept(store, job_id, data=b"", ended=True):
-    job = StandInJob(job_id)
+    job = new_job(job_id)
     store.keep(job)
     job.spool.write(data, last=True)
     if ended:
@@ -37,11 +38,26 @@ def test_a_spool_is_read_back_from_any_offset(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_file_is_named_after_an_id(tmp_path):
+def test_no_file_is_named_after_an_id_and_none_is_held_open_once_its_job_has_ended(tmp_path):
+    open_fds = len(os.listdir("/proc/self/fd"))
     store = KeptJobs(1 << 20, 60, tmp_path)
-    kept(store, "b" * 16, b"data\n")
+    job = kept(store, "b" * 16, b"data\n")
     [folder] = tmp_path.iterdir()
-    assert list(folder.iterdir()) == []  # anonymous files only
+    assert len(list(folder.iterdir())) == 2 and not any("b" * 16 in path.name for path in folder.iterdir())
+    assert len(os.listdir("/proc/self/fd")) == open_fds and job.spool.read(0) == b"data\n"
+    store.close()
+
+
+def test_a_kept_jobs_upload_waits_on_disk_counted_until_a_worker_accepts_it(tmp_path):
+    store = KeptJobs(JOB_OVERHEAD + 1000, 60, tmp_path)
+    job = new_job("c" * 16, b"x" * 900)
+    store.keep(job)
+    assert job._upload is None and job.upload == b"x" * 900 and store.total == JOB_OVERHEAD + 900
+    with pytest.raises(kept_jobs.NoRoom):
+        store.keep(new_job("d" * 16, b"y" * 200))  # its upload finds no room: refused
+    job.drop_upload()  # accepted
+    assert store.total == JOB_OVERHEAD and len(list(next(tmp_path.iterdir()).iterdir())) == 1
+    store.keep(new_job("d" * 16, b"y" * 200))
     store.close()
 
 
@@ -69,8 +85,8 @@ def test_the_oldest_finished_job_makes_room_and_results_past_the_cap_are_cut(tmp
 def test_results_that_cannot_be_written_are_cut_and_uncounted(tmp_path):
     store = KeptJobs(1 << 20, 60, tmp_path)
     job = kept(store, "1" * 16, b"kept\n", ended=False)
-    job.spool.file.close()
-    job.spool.file = open(os.devnull, "rb")  # writing fails, as on a full disk
+    os.close(job.spool._writer)
+    job.spool._writer = os.open(os.devnull, os.O_RDONLY)  # writing fails, as on a full disk
     job.spool.write(b"lost\n")
     assert job.spool.cut and job.spool.size == 5 and store.total == JOB_OVERHEAD + 5
     store.close()

@@ -18,6 +18,12 @@ sender dialed), so that it is good at that master only:
 - a worker link: a master with a secret opens each worker link with
   ``CHALLENGE <nonce>``; the worker answers ``AUTH <mac> to=<master>``, so
   an answer passed on by a stranger the worker dialed names the stranger.
+- the master, to a client: a client with the secret opens its connection
+  with ``CHALLENGE <nonce> to=<master>`` and sends nothing more until the
+  master answers ``AUTH <mac>``, so that whatever listens at an address it
+  dials (a job that took a stopped master's port, say) gets neither its
+  code nor its environment. The MAC is labelled apart from a worker's, so no
+  worker's answer can stand for a master's.
 """
 
 import hashlib
@@ -112,6 +118,28 @@ def answer_challenge(secret, nonce, master):
     """The reason of ``AUTH`` for the master at ``master`` ((host, port), as dialed)."""
     to = audience(master)
     return _mac(secret, b"worker/2", nonce, to) + b" " + to
+
+
+def challenge_master(master):
+    """A client's nonce, and the reason of its ``CHALLENGE`` to the master at ``master`` ((host, port), as
+    dialed)."""
+    nonce = os.urandom(16).hex().encode()
+    return nonce, nonce + b" " + audience(master)
+
+
+def prove_master(secret, challenge, identity, local_ip):
+    """A master's answer (the reason of ``AUTH``) to a client's ``CHALLENGE`` reason; Unauthorized if it
+    names another master."""
+    nonce, _, to = challenge.partition(b" ")
+    to = to.strip()
+    identity.check([to], local_ip)
+    return _mac(secret, b"master/2", nonce, to)
+
+
+def check_master(secret, nonce, master, answer):
+    """Raise Unauthorized unless ``answer`` proves that the master at ``master`` holds the secret."""
+    if not hmac.compare_digest(answer.strip(), _mac(secret, b"master/2", nonce, audience(master))):
+        raise Unauthorized("it does not prove that it holds the secret")
 
 
 class Identity:

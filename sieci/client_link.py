@@ -127,6 +127,7 @@ class ClientLink:
             conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
+            self._check_master(conn, connect_timeout)
             conn.send(self.upload(payload, fields), completes=protocol.JOB)
             job_id = _await_acceptance(conn, self.where, deadline, files)
             accepted = True
@@ -189,6 +190,7 @@ class ClientLink:
         try:
             conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
+            self._check_master(conn, min(self.connect_timeout, STATUS_TIMEOUT))
             conn.send_command(word, b" ".join(self._signed(fields, payload)))
             line = conn.next_event()
         except TimeoutError:
@@ -274,6 +276,7 @@ class ClientLink:
         try:
             conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + self.connect_timeout
+            self._check_master(conn, self.connect_timeout)
             conn.send(self.upload(payload, [*fields, upload_format.DETACH_FIELD]), completes=protocol.JOB)
             line = _next(conn, NotAccepted, f"before it took the job (master {self.where})")
             if line.word == protocol.NEED:
@@ -291,6 +294,28 @@ class ClientLink:
             raise ClientError(f"master {self.where} cannot detach a job (a classic master?); the job may run "
                               "there all the same, with its output lost")
         return job_id
+
+    def _check_master(self, conn, timeout):
+        """With a secret: send nothing more until the master proves that it holds it (whatever listens
+        at its address may be another: see auth.py); NotAccepted if it does not."""
+        if self.secret is None:
+            return
+        from .auth import Unauthorized, challenge_master, check_master
+
+        nonce, challenge = challenge_master(self.address)
+        try:
+            conn.send_command(protocol.CHALLENGE, challenge)
+            line = _next(conn, NotAccepted, f"before it proved that it holds the secret (master {self.where})")
+        except TimeoutError:
+            raise NotAccepted(f"master {self.where} did not prove within {timeout:g} s that it holds the secret "
+                              "(a classic master cannot: a client with a secret needs sieci masters)") from None
+        if line.word == protocol.ERROR:
+            raise NotAccepted(f"master {self.where} refused: {line.reason.decode('utf-8', 'replace')}")
+        try:
+            check_master(self.secret, nonce, self.address, line.reason)
+        except Unauthorized as why:
+            raise NotAccepted(f"master {self.where}: {why}; nothing was sent to it (is something else listening "
+                              "at its address?)") from None
 
     def upload(self, payload, fields):
         """The job's upload, signed afresh for every attempt: a signature is good once,

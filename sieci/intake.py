@@ -140,6 +140,11 @@ class Intake:
         conn.settimeout(self.client_timeout)
         try:
             line = self._first_line(conn, peer)
+            if line is not protocol.CONNECTION_CLOSED and line.word == protocol.CHALLENGE:
+                if self.verifier is None:
+                    return self._refuse(conn, name, "the client asks for a secret and this master has none")
+                self._prove_secret(conn, line.reason)
+                line = self._first_line(conn, peer)
             if line is protocol.CONNECTION_CLOSED:
                 log.debug("client %s left without sending a job", name)
                 return None
@@ -203,6 +208,11 @@ class Intake:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
         self.files.hold(wanted.digest)
         return True
+
+    def _prove_secret(self, conn, challenge):
+        """Answer a client that asks this master to prove it holds the secret before it sends anything."""
+        conn.send_command(protocol.AUTH, auth.prove_master(self.verifier.secret, challenge, self.identity,
+                                                           conn.local_host))
 
     def _first_line(self, conn, peer):
         """The client's first line (or its end); what it holds of it meanwhile counts as unverified."""

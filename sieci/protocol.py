@@ -21,8 +21,8 @@ RECEIVED = b"RECEIVED"
 QUEUED = b"QUEUED"  # a sieci master, to a client whose extended job waits for a worker
 ERROR = b"ERROR"
 ENDSEQ = b"ENDSEQ"
-CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link
-AUTH = b"AUTH"  # the worker's answer
+CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link; a client with one, to a master
+AUTH = b"AUTH"  # the answer
 RELAY = b"RELAY"  # a sieci master, to a sieci worker, before code that needs it: it streams stdin and sends files
 FREE = b"FREE"  # a sieci worker, to a master that takes offers: it may be sent one more job at once (pipelining.py)
 BUSY = b"BUSY"  # its answer to a code sent against an offer that it can no longer take: queue the job again
@@ -310,6 +310,7 @@ NEEDING = "needing"  # NEED sent: the files bundle follows
 WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
 ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
 STATUS_ASKED = "status asked"  # the client sent STATUS
+PROVING = "proving"  # a client with a secret asked the master to prove it holds it (see auth.py)
 ATTACH_ASKED = "attach asked"  # the client sent ATTACH <id>
 CANCEL_ASKED = "cancel asked"  # the client sent CANCEL <id>
 JOBS_ASKED = "jobs asked"  # the client sent JOBS
@@ -351,6 +352,8 @@ LINK_TRANSITIONS = {
 }
 
 CLIENT_TRANSITIONS = {
+    (IDLE, CLIENT, CHALLENGE): PROVING,
+    (PROVING, MASTER, AUTH): IDLE,
     (IDLE, CLIENT, JOB): UPLOADED,
     (UPLOADED, MASTER, NEED): NEEDING,
     (NEEDING, CLIENT, JOB): UPLOADED,

@@ -180,13 +180,13 @@ def guarded(cluster):
 def test_with_a_secret_only_a_signed_request_attaches_cancels_or_lists(guarded, peers):
     members = client.Client(client_address(guarded), secret=SECRET)
     job_id = members.detach(program(b"print('private')\n"))
-    for secret in (None, b"a different secret of some length"):
+    for secret, why in ((None, "unauthorized"), (b"a different secret of some length", "does not prove")):
         stranger = client.Client(client_address(guarded), secret=secret)
         for request in (lambda: stranger.attach(job_id), lambda: stranger.cancel(job_id)):
-            with pytest.raises(ClientError, match="unauthorized"):
+            with pytest.raises(ClientError, match=why):
                 request()
         [(_, error)] = stranger.jobs()
-        assert "unauthorized" in str(error)
+        assert why in str(error)
     asker = peers(guarded.clients_address)
     asker.send(b"ATTACH " + job_id.encode() + b"\n")
     assert asker.rest() == b"ERROR unauthorized\n"

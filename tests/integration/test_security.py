@@ -38,9 +38,12 @@ def test_members_with_the_secret_run_jobs(guarded):
     assert run(guarded, secret=SECRET) == (0, Stdout(b"in\n"))
 
 
-@pytest.mark.parametrize("secret", [None, b"a different secret of some length"], ids=["no secret", "wrong secret"])
-def test_a_client_without_the_secret_is_refused(guarded, secret):
-    with pytest.raises(client.NotAccepted, match="refused the job: unauthorized$"):
+@pytest.mark.parametrize("secret, why", [
+    (None, "refused the job: unauthorized$"),
+    (b"a different secret of some length", "does not prove that it holds the secret"),  # ours, to the client
+], ids=["no secret", "wrong secret"])
+def test_a_client_without_the_secret_is_refused(guarded, secret, why):
+    with pytest.raises(client.NotAccepted, match=why):
         run(guarded, secret=secret)
 
 
@@ -142,13 +145,15 @@ def test_a_sieci_worker_without_the_secret_gets_no_job(cluster, caplog):
     assert "give this worker --secret-file" in caplog.text
 
 
-def test_a_worker_checks_the_signature_itself(cluster, peers):
-    """A master without the secret (or a classic one) passes uploads on; the worker still checks."""
+def test_a_worker_checks_the_signature_itself_and_a_signed_client_the_master(cluster, peers):
+    """A master without the secret (or a classic one) passes uploads on; the worker still checks. A
+    client with the secret sends its job to no master that cannot prove it holds it."""
     master = cluster.master()
     cluster.worker(master, secret=SECRET)
-    assert run(master, secret=SECRET)[0] == 0
     with pytest.raises(client.NotAccepted, match="the worker refused the job: unauthorized"):
         run(master)
+    with pytest.raises(client.NotAccepted, match="asks for a secret and this master has none"):
+        run(master, secret=SECRET)
 
 
 def test_a_signed_job_that_waited_in_the_queue_past_the_signatures_window_runs(cluster):
@@ -167,15 +172,15 @@ def test_a_signed_job_that_waited_in_the_queue_past_the_signatures_window_runs(c
     assert second.get(timeout=WAIT) == (0, Stdout(b"second\n"))
 
 
-def test_a_signed_job_passes_through_a_classic_master(classic, cluster):
+def test_a_signed_client_sends_nothing_through_a_classic_master_which_cannot_prove_it_holds_the_secret(
+        classic, cluster):
     classic_master = classic.master()
     cluster.worker(classic_master.workers_address, secret=SECRET)
     classic_master.wait_for_workers(1)
     address = f"127.0.0.1:{classic_master.clients_address[1]}"
-    output = Captured()
-    assert client.run(address, b"import sys\nprint('through')\nsys.exit(4)\n", output=output, secret=SECRET) == 4
-    assert output.stdout == b"through\n"
-    with pytest.raises(client.NotAccepted, match="unauthorized"):
+    with pytest.raises(client.NotAccepted, match="a classic master cannot"):
+        client.run(address, CODE, output=Captured(), secret=SECRET, connect_timeout=0.5)
+    with pytest.raises(client.NotAccepted, match="unauthorized"):  # the worker behind it checks
         client.run(address, CODE, output=Captured())
 
 

@@ -201,3 +201,33 @@ def test_a_flood_of_unfinished_first_lines_keeps_no_signed_client_out(procs, tmp
     finally:
         for sock in flood:
             sock.close()
+
+
+def test_a_client_with_the_secret_sends_nothing_to_a_squatter_on_its_masters_port(procs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(secrets.token_hex(16))
+    secret.chmod(0o600)
+    code = procs.code_file(b"import os\nprint(os.environ['DB_PASSWORD'])\n")
+    with socket.create_server(("127.0.0.1", 0)) as squatter:  # a job that took a stopped master's port
+        client = procs.client("--secret-file", str(secret), "-e", "DB_PASSWORD=hunter2-squatted",
+                              f"127.0.0.1:{squatter.getsockname()[1]}", code)
+        with gevent.Timeout(DEADLINE):
+            victim, _ = squatter.accept()
+            heard = victim.makefile("rb").readline()
+            victim.sendall(b"AUTH " + b"0" * 64 + b"\nENDSEQ T v=2\no forged\nx exit 0\nT\n")
+            result = procs.finish(client)
+            rest = victim.recv(1 << 16)
+        victim.close()
+    assert heard.startswith(b"CHALLENGE ") and rest == b"", (heard, rest)  # no code, no environment
+    assert result.returncode == 255 and result.stdout == b"", result
+    assert b"does not prove that it holds the secret" in result.stderr, result.stderr
+
+
+def test_a_client_with_the_secret_is_told_when_its_master_has_none(procs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(secrets.token_hex(16))
+    secret.chmod(0o600)
+    procs.master()
+    result = procs.run_client("--secret-file", str(secret), f"127.0.0.1:{procs.clients_port}",
+                              procs.code_file(b"print('x')\n"))
+    assert result.returncode == 255 and b"this master has none" in result.stderr, result

@@ -38,7 +38,7 @@ class Isolation:
             # The job's own processes, and two of sieci's that share its cgroup: the fork
             # server, and the init of the job's PID namespace.
             processes = limits.processes and limits.processes + 2
-            walls["cgroup"] = {"memory": limits.memory, "processes": processes}
+            walls["cgroup"] = {"memory": limits.memory, "processes": processes, "cpu": limits.cpu}
         return walls
 
     def check(self, python=None, optional=()):

@@ -23,10 +23,10 @@ class Limits:
 
     def rlimits(self, in_cgroup=False):
         """The per-process limits the kernel enforces, as the fork server takes them;
-        in a cgroup, memory and processes are limited for the whole job there instead."""
-        per_process = {"cpu": self.cpu and int(self.cpu), "file_size": self.file_size, "open_files": self.open_files}
+        in a cgroup, CPU, memory and processes are limited for the whole job there instead."""
+        per_process = {"file_size": self.file_size, "open_files": self.open_files}
         if not in_cgroup:
-            per_process.update(memory=self.memory, processes=self.processes)
+            per_process.update(cpu=self.cpu and int(self.cpu), memory=self.memory, processes=self.processes)
         return per_process
 
     def describe(self, name):

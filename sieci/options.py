@@ -238,7 +238,8 @@ def _job_options():
         Option("--timeout", seconds, defaults.JOB_TIMEOUT,
                "wall-clock time limit of each job, in seconds (the client exits 124)", env="SIECI_JOB_TIMEOUT"),
         Option("--max-output", size, defaults.MAX_OUTPUT, "stop a job whose stdout and stderr pass this many bytes"),
-        Option("--max-cpu", seconds, defaults.MAX_CPU, "CPU seconds a job may use"),
+        Option("--max-cpu", seconds, defaults.MAX_CPU,
+               "CPU seconds a job may use, all its processes together (with --job-cgroups off: each process)"),
         Option("--max-memory", size, defaults.MAX_MEMORY,
                "memory a job may use, all its processes together (with --job-cgroups off: address space each "
                "process may map)"),

@@ -114,8 +114,9 @@ def serve(channel):
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
-        send_with_fd(channel, fork_channel.encode_started(job), os.pidfd_open(job))
-        answer, folder = wait_for_job(job, job_line, namespaces)
+        job_pidfd = os.pidfd_open(job)
+        send_with_fd(channel, fork_channel.encode_started(job), os.dup(job_pidfd))
+        answer, folder = wait_for_job(job, job_pidfd, job_line, namespaces)
         send_with_fd(channel, answer, folder)
         for fd in namespaces[2:] if namespaces else ():
             os.close(fd)  # only now: a mount namespace's end waits for RCU, and the answer need not
@@ -124,8 +125,8 @@ def serve(channel):
 
 
 # This fork server's walls for its jobs (see build_walls): "sandbox", the settings of
-# the jobs' namespaces, "cgroup", the one cgroup each job in turn runs in, and "used",
-# its counters when the last job ended.
+# the jobs' namespaces, "cgroup", the one cgroup each job in turn runs in, "used",
+# its counters when the last job ended, and "cpu", the CPU seconds a job may use there.
 WALLS = {}
 NAME_PREFIX = "sieci-jobs-of-"  # + the fork server's pid: its jobs' cgroup
 
@@ -143,6 +144,7 @@ def build_walls(walls):
         job_cgroups.remove_stale(NAME_PREFIX, alive=lambda pid: os.path.exists(f"/proc/{pid}"))
         limits = walls["cgroup"]
         WALLS["cgroup"] = job_cgroups.create(f"{NAME_PREFIX}{os.getpid()}", limits["memory"], limits["processes"])
+        WALLS["cpu"] = limits.get("cpu")
         WALLS["cgroup"].join()
         WALLS["used"] = WALLS["cgroup"].counters()
 
@@ -155,7 +157,7 @@ def set_oom_score_adj(value):
         os.close(fd)
 
 
-def wait_for_job(job, job_line, namespaces):
+def wait_for_job(job, job_pidfd, job_line, namespaces):
     """Wait until the job and all it left are gone; the answer that says how it ended, and
     a sandboxed job's folder (a directory fd, or None), which only its namespaces reach.
 
@@ -165,7 +167,7 @@ def wait_for_job(job, job_line, namespaces):
     (``namespaces``: see fork_standby); its cgroup says what it used and
     which limits it hit.
     """
-    os.waitid(os.P_PID, job, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped: its group is still its own
+    wait_for_first_process(job, job_pidfd)
     kill_group(job)
     _, status, usage = os.wait4(job, 0)
     report, folder = _receive_quietly(job_line)
@@ -190,6 +192,26 @@ def wait_for_job(job, job_line, namespaces):
             os.close(folder)
         return fork_channel.encode_failed(job, report["error"]), None
     return fork_channel.encode_ended(job, report.get("status", status), cpu, hit), folder
+
+
+CPU_CHECK_EVERY = 1.0  # seconds between two looks at a job's CPU time, all its processes together
+
+
+def wait_for_first_process(job, job_pidfd):
+    """Until the job's first process has ended (``job_pidfd`` is closed here); it is not reaped, so
+    that its group is still its own. In a cgroup, the job is killed once all its processes together
+    have used more than the CPU limit."""
+    try:
+        poller = select.poll()
+        poller.register(job_pidfd, select.POLLIN)
+        limit = WALLS.get("cgroup") and WALLS.get("cpu")
+        while not poller.poll(CPU_CHECK_EVERY * 1000 if limit else None):
+            if WALLS["cgroup"].counters()["cpu"] - WALLS["used"]["cpu"] > limit:
+                signal.pidfd_send_signal(job_pidfd, signal.SIGKILL)
+                limit = None
+    finally:
+        os.close(job_pidfd)
+    os.waitid(os.P_PID, job, os.WEXITED | os.WNOWAIT)
 
 
 def open_job_folder(path, tmp=None):

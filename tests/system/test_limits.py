@@ -12,7 +12,7 @@ import pytest
 from sieci import client
 from sieci.limits import Limits
 
-from tests.helpers import Captured, Stdout, client_address, isolation, processes_of
+from tests.helpers import Captured, Stdout, client_address, isolation, processes_of, unavailable_walls
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run jobs as an unprivileged user")
 
@@ -103,3 +103,31 @@ def test_a_job_cannot_read_the_workers_environment(hardened, monkeypatch):
     assert names == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']"
     assert all(leak in ("False", "PermissionError", "FileNotFoundError") for leak in leaks)  # no parent in its namespace
     assert flags == "True True"
+
+
+SPREADS_ITS_CPU = b"""\
+import multiprocessing, time
+
+def burn():
+    end = time.process_time() + 2
+    while time.process_time() < end:
+        pass
+
+if __name__ == "__main__":
+    burners = [multiprocessing.Process(target=burn) for _ in range(4)]
+    for burner in burners:
+        burner.start()
+    for burner in burners:
+        burner.join()
+    print("8 s of CPU, 2 s a process")
+"""
+
+
+def test_the_cpu_limit_holds_for_the_whole_job_not_each_process(hardened):
+    if "--job-cgroups" in unavailable_walls():
+        pytest.skip("the job's CPU time is counted in its cgroup, and this host has none for jobs")
+    master = hardened(cpu=1)
+    result = client.Client(client_address(master)).run(SPREADS_ITS_CPU)
+    assert (result.exit_status, result.limit) == (137, "cpu"), result.stdout
+    assert processes_of(job_user()[0]) == []
+    assert_serves_on(master)

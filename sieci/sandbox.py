@@ -12,9 +12,9 @@ enter_job_namespaces, or else by the job's standby process):
 - when jobs get no network, the fork server's network namespace, made once in build_template,
   with only a loopback: its jobs use it one after another, and nothing of one is left there for
   the next (its sockets close with its processes, and it has no capability to change the rest);
-- its own view of the files: the whole tree read-only, a fresh tmpfs on
-  ``/tmp`` (its working directory is there) and on ``/dev/shm``, each as
-  large as the disk limit, its own ``/proc``, and the worker's secrets
+- its own view of the files: the whole tree read-only, one fresh tmpfs as
+  large as the disk limit for ``/tmp`` (its working directory is there) and
+  ``/dev/shm`` together, its own ``/proc``, and the worker's secrets
   hidden. Nothing of it outlives the job: no one walks its files after it.
 
 Without root, the namespaces sit in a user namespace of the worker's user.
@@ -228,7 +228,17 @@ def enter_namespaces(config, new_pid):
     _check(_libc.unshare(_namespace_flags(new_pid)), "unshare")
     size = f"size={config['disk']}" if config.get("disk") else "size=50%"
     # An interpreter or its packages under /tmp (a venv made there) stay where they are.
-    _cover({folder: f"{size},mode=1777" for folder in ("/tmp", "/dev/shm")}, _interpreter_folders)
+    _cover(["/tmp", "/dev/shm"], _interpreter_folders, lambda: _mount_job_tmpfs(size))
+
+
+def _mount_job_tmpfs(size):
+    """One tmpfs of the job's disk limit for both /tmp and /dev/shm (two would give it twice the
+    room): mounted on /tmp, two folders of it are bound over /dev/shm and then over /tmp itself."""
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=755")
+    for name, target in (("shm", "/dev/shm"), ("tmp", "/tmp")):
+        os.mkdir(f"/tmp/{name}")
+        os.chmod(f"/tmp/{name}", 0o1777)
+        _mount(f"/tmp/{name}", target, None, MS_BIND)
 
 
 def _namespace_flags(new_pid):
@@ -311,19 +321,19 @@ def _make_reachable(folders, user):
     the way down, and the folder itself is mounted back there.
     """
     blocked = {folder: _first_blocking(folder, user) for folder in folders}
-    _cover({blocking: "size=64k,mode=755" for blocking in blocked.values() if blocking},
-           [folder for folder, blocking in blocked.items() if blocking])
+    tops = sorted({blocking for blocking in blocked.values() if blocking})
+    _cover(tops, [folder for folder, blocking in blocked.items() if blocking],
+           lambda: [_mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755") for top in tops])
 
 
-def _cover(coverings, folders):
-    """Cover each folder of ``coverings`` (folder: tmpfs options) with a fresh tmpfs,
-    keeping those of ``folders`` that are under one where they were."""
+def _cover(tops, folders, mount):
+    """Cover the folders ``tops`` with what ``mount()`` mounts there, keeping those of ``folders``
+    that are under one of them where they were."""
     kept = [(folder, _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(folder),
                                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE), f"open_tree {folder}"))
             for folder in folders if any(folder.startswith(top.rstrip("/") + "/") or folder == top
-                                         for top in coverings)]
-    for top, options in sorted(coverings.items()):
-        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, options)
+                                         for top in tops)]
+    mount()
     for folder, tree in kept:
         os.makedirs(folder, mode=0o755, exist_ok=True)
         _check(_libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, os.fsencode(folder), MOVE_MOUNT_F_EMPTY_PATH),

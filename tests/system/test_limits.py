@@ -131,3 +131,11 @@ def test_the_cpu_limit_holds_for_the_whole_job_not_each_process(hardened):
     assert (result.exit_status, result.limit) == (137, "cpu"), result.stdout
     assert processes_of(job_user()[0]) == []
     assert_serves_on(master)
+
+
+def test_dev_shm_counts_in_the_jobs_disk_limit(hardened):
+    master = hardened(disk=8 << 20, file_size=16 << 20)
+    code = b"open('a', 'wb').write(b'x' * (6 << 20))\nopen('/dev/shm/b', 'wb').write(b'y' * (6 << 20))\nprint('12 MB')\n"
+    result = client.Client(client_address(master)).run(code)
+    assert (result.exit_status, result.limit) == (137, "disk"), result.stdout
+    assert_serves_on(master)

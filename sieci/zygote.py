@@ -95,8 +95,10 @@ def main():
         program.__traceback__ = None
         return program
     finally:
-        if WALLS.get("cgroup") and os.getpid() == zygote:
-            WALLS["cgroup"].remove()
+        if os.getpid() == zygote:
+            kill_leftovers()  # the standby, and its namespaces' init: else their cgroup could not go
+            if WALLS.get("cgroup"):
+                WALLS["cgroup"].remove()
     return None
 
 
@@ -108,7 +110,7 @@ def serve(channel):
         except OSError:
             return
         if not message:
-            return  # the worker has gone (and the standby child goes with us)
+            return  # the worker has gone
         busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
         job, job_line, namespaces = standby or fork_standby(channel, rehearsed=False)
         socket.send_fds(job_line, [message], fds)
@@ -477,10 +479,12 @@ def kill_group(job_pid):
 
 
 def kill_leftovers():
-    """Kill and reap whatever the job left running (its orphans are our children).
+    """Kill and reap whatever the job left running (its orphans are our children), or, at the end,
+    the standby and its namespace's init.
 
-    Only children that are listed, and so known to be ours, are waited for:
-    never any child at all, which could be one that does not die.
+    All that are listed are killed first, then as many are reaped as were killed, whichever ends
+    first: an init ends only once every process of its namespace is reaped, a standby of ours among
+    them, so waiting for it first would wait for ever.
     """
     for _ in range(1000):
         children = list_children()
@@ -489,9 +493,13 @@ def kill_leftovers():
         for child in children:
             try:
                 os.kill(child, signal.SIGKILL)
-                os.waitpid(child, 0)
             except OSError:
                 pass
+        for _ in children:
+            try:
+                os.wait()
+            except ChildProcessError:
+                break
 
 
 def list_children():

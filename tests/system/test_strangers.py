@@ -3,6 +3,7 @@
 Real masters, workers and clients (bin/), as processes on loopback.
 """
 
+import glob
 import platform
 import re
 import secrets
@@ -13,7 +14,7 @@ import gevent
 import pytest
 
 from tests.helpers import PYTHON, unavailable_walls
-from tests.helpers.processes import DEADLINE, FAST_WORKER, WORKER
+from tests.helpers.processes import DEADLINE, FAST_WORKER, POLL, WORKER
 
 # A job that reads its memory (ctypes.string_at over each readable anonymous range of /proc/self/maps)
 # and prints every string shaped like the victim's secrets: the patterns themselves do not match.
@@ -231,3 +232,19 @@ def test_a_client_with_the_secret_is_told_when_its_master_has_none(procs, tmp_pa
     result = procs.run_client("--secret-file", str(secret), f"127.0.0.1:{procs.clients_port}",
                               procs.code_file(b"print('x')\n"))
     assert result.returncode == 255 and b"this master has none" in result.stderr, result
+
+
+def test_a_clean_sigterm_leaves_no_job_cgroup_behind(procs):
+    if "--job-cgroups" in unavailable_walls():
+        pytest.skip("this host has no cgroups for jobs")
+    procs.master()
+    worker = procs.worker()
+    result = procs.run_job(b"print('one job')\n")
+    assert result.returncode == 0, procs.logs()
+    with gevent.Timeout(DEADLINE, AssertionError("the fork server made no standby for the next job")):
+        while len(processes := fork_server_processes(worker.pid)) < 2:  # the fork server and its standby,
+            gevent.sleep(POLL)  # which held the cgroup busy when the fork server went
+    job_cgroups = f"/sys/fs/cgroup/**/sieci-jobs-of-{processes[0]}"
+    assert glob.glob(job_cgroups, recursive=True), "the fork server has no cgroup here"
+    assert worker.terminate_and_wait() == 0, procs.logs()
+    assert glob.glob(job_cgroups, recursive=True) == []

@@ -25,10 +25,18 @@ MAX_DEPTH = 128
 _close = posix.close
 
 
+JOB_FOLDER = "job"
+
+
 def make(code, filename, user=None):
     """A fresh private folder in the system's temp folder holding the job's file (none for ``code``
-    None: a directory program, which comes in the job's files bundle); its path."""
-    folder = tempfile.mkdtemp(prefix="sieci-job-")
+    None: a directory program, which comes in the job's files bundle); its path. It is made inside a
+    folder of the worker's own, which the job user may enter but not change: so the job cannot move
+    its folder away from where its disk use is measured and it is removed (see remove)."""
+    holder = tempfile.mkdtemp(prefix="sieci-job-")
+    os.chmod(holder, 0o711)
+    folder = os.path.join(holder, JOB_FOLDER)
+    os.mkdir(folder, 0o700)
     folder_fd = os.open(folder, _DIRECTORY)
     try:
         if code is not None:
@@ -141,8 +149,10 @@ def size(path):
 
 
 def remove(path):
-    """Remove ``path`` and all under it, whatever the job did to it; never raises."""
-    _in_parent(path, lambda parent_fd, name: _walk(parent_fd, name, _unlink_quietly, _rmdir_quietly, _move_up))
+    """Remove the job's folder ``path`` (make's) and all under it, whatever the job did to it, and the
+    folder make put it in; never raises."""
+    _in_parent(os.path.dirname(path),
+               lambda parent_fd, name: _walk(parent_fd, name, _unlink_quietly, _rmdir_quietly, _move_up))
 
 
 def _move_up(folder_fd, name, top_fd):

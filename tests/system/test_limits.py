@@ -139,3 +139,14 @@ def test_dev_shm_counts_in_the_jobs_disk_limit(hardened):
     result = client.Client(client_address(master)).run(code)
     assert (result.exit_status, result.limit) == (137, "disk"), result.stdout
     assert_serves_on(master)
+
+
+def test_without_namespaces_a_job_cannot_move_its_folder_away_from_its_disk_limit(cluster, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the job as another user (as the worker's own user it owns all)")
+    master = cluster.master()
+    cluster.worker(master, limits=Limits(timeout=20, disk=8 << 20), job_user=job_user(),
+                   isolation=isolation(namespaces=False, cgroups="if any"))
+    code = (b"import os\nhere = os.getcwd()\ntry:\n    os.rename(here, here + '-moved')\n    print('moved')\n"
+            b"except OSError as error:\n    print(type(error).__name__)\n")
+    assert run(master, code) == (0, Stdout(b"PermissionError\n"))

@@ -1009,6 +1009,8 @@ def test_the_link_table_matches_the_contract():
 
 def test_the_client_table_matches_the_contract():
     assert protocol.CLIENT_TRANSITIONS == {
+        (protocol.IDLE, CLIENT, protocol.CHALLENGE): protocol.PROVING,
+        (protocol.PROVING, MASTER, protocol.AUTH): protocol.IDLE,
         (protocol.IDLE, CLIENT, JOB): protocol.UPLOADED,
         (protocol.UPLOADED, MASTER, protocol.NEED): protocol.NEEDING,
         (protocol.NEEDING, CLIENT, JOB): protocol.UPLOADED,

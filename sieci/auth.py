@@ -18,6 +18,12 @@ sender dialed), so that it is good at that master only:
 - a worker link: a master with a secret opens each worker link with
   ``CHALLENGE <nonce>``; the worker answers ``AUTH <mac> to=<master>``, so
   an answer passed on by a stranger the worker dialed names the stranger.
+- results: a worker with the secret seals the results of a signed upload
+  (``ResultsSeal``): before the status line, an item ``s <mac>`` whose MAC
+  covers, bound to the upload's nonce, what the results mean (all the
+  stdout, all the stderr, the files returned, the status line), however a
+  master cut or interleaved their items on the way. The client that signed
+  the upload checks it once the results have ended.
 - the master, to a client: a client with the secret opens its connection
   with ``CHALLENGE <nonce> to=<master>`` and sends nothing more until the
   master answers ``AUTH <mac>``, so that whatever listens at an address it
@@ -34,6 +40,8 @@ import stat
 import time
 
 from .address import AddressError, format_address, parse_address
+from .protocol import RETURNED, STDERR, STDOUT
+from .results import SEAL_TAG
 
 WINDOW = 60  # seconds of clock difference tolerated between peers
 AUTH_FIELD = b"auth="
@@ -109,6 +117,11 @@ def sent_on(relay):
     return next((field for field in fields if field.startswith(SENT_FIELD)), None)
 
 
+def nonce_of(fields):
+    """The nonce of a signed upload's ``auth=`` field, or None for an unsigned one."""
+    return _nonce_of(fields)
+
+
 def _nonce_of(fields):
     field = next((f for f in fields if f.startswith(AUTH_FIELD)), None)
     return None if field is None else field[len(AUTH_FIELD):].partition(b".")[0]
@@ -140,6 +153,41 @@ def check_master(secret, nonce, master, answer):
     """Raise Unauthorized unless ``answer`` proves that the master at ``master`` holds the secret."""
     if not hmac.compare_digest(answer.strip(), _mac(secret, b"master/2", nonce, audience(master))):
         raise Unauthorized("it does not prove that it holds the secret")
+
+
+class ResultsSeal:
+    """The MAC of one job's results under the secret: each stream's bytes, the files returned (each
+    piece's name, where it has one, then its bytes) and the status line, bound to the upload's
+    ``nonce``. Fed by the worker as it sends and by the client as it reads."""
+
+    def __init__(self, secret, nonce):
+        self.secret = secret
+        self.nonce = nonce
+        self._streams = {}
+
+    def add(self, stream, data):
+        """``data`` (bytes; for a returned file, a results.FilePiece) of ``stream`` (protocol's)."""
+        digest = self._streams.setdefault(stream, hashlib.sha256())
+        name = getattr(data, "name", None)
+        if name is not None:
+            digest.update(b"\0" + name.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(getattr(data, "data", data))
+
+    def _mac(self, status_line):
+        digests = [self._streams.get(stream, hashlib.sha256()).digest() for stream in (STDOUT, STDERR, RETURNED)]
+        return _mac(self.secret, b"results/2", self.nonce, *digests, status_line)
+
+    def item(self, status_line):
+        """The seal's item, to go just before ``status_line``."""
+        return SEAL_TAG + b" " + self._mac(status_line) + b"\n"
+
+    def check(self, seal, status_line):
+        """Raise Unauthorized unless ``seal`` (the item's text) is this results' own."""
+        if seal is None:
+            raise Unauthorized("the results are not sealed with the secret")
+        if not hmac.compare_digest(seal, self._mac(status_line)):
+            raise Unauthorized("the results' seal does not match them: they were changed on the way, or made by "
+                               "something without the secret")
 
 
 class Identity:

@@ -128,11 +128,14 @@ class ClientLink:
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             self._check_master(conn, connect_timeout)
-            conn.send(self.upload(payload, fields), completes=protocol.JOB)
+            signed = self._signed(fields, payload)
+            conn.send(protocol.encode_block(payload, signed), completes=protocol.JOB)
             job_id = _await_acceptance(conn, self.where, deadline, files)
             accepted = True
-            splice = self.tls is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
-            reading = ResultsReading(conn, output, self.where, splice, returned, job_id)
+            seal = self._seal_for(signed)
+            # A sealed job's output must pass through here, to be checked: no splicing past Python.
+            splice = self.tls is None and seal is None and isinstance(sock, _socket.socket) and hasattr(os, "splice")
+            reading = ResultsReading(conn, output, self.where, splice, returned, job_id, seal)
             try:
                 if stdin is None:
                     return self._read_reattaching(reading, reattach)
@@ -322,6 +325,14 @@ class ClientLink:
         and at this master only."""
         return protocol.encode_block(payload, self._signed(fields, payload))
 
+    def _seal_for(self, signed_fields):
+        """With a secret: what checks the seal of the results of the upload signed with ``signed_fields``."""
+        if self.secret is None:
+            return None
+        from .auth import ResultsSeal, nonce_of
+
+        return ResultsSeal(self.secret, nonce_of(signed_fields))
+
     def _signed(self, fields, payload):
         """A request's header fields, signed with the secret if there is one."""
         if self.secret is None:
@@ -424,8 +435,9 @@ class ResultsReading:
     goes on with a new one, where the master sends the results again from ``offset``: the bytes of
     them read so far, whatever framing state they left, so every byte is taken once."""
 
-    def __init__(self, conn, output, where, splice=False, returned=None, job_id=None):
+    def __init__(self, conn, output, where, splice=False, returned=None, job_id=None, seal=None):
         self.conn = conn
+        self.seal = seal  # an auth.ResultsSeal: the results must be sealed with the secret
         self.output = output
         self.where = where
         self.pipe_for = getattr(output, "pipe_for", None) if splice else None
@@ -434,6 +446,7 @@ class ResultsReading:
         self.header = None
         self.decoder = ResultDecoder()
         self.parts = []  # plain results: written once whole, like the classic client
+        self.unsealed = False  # the seal did not match: nothing of the results is to be trusted
         self._read_before = 0  # bytes of the results read on earlier connections
         self._start = conn.received - conn.receiver.buffered  # where they begin on this one
 
@@ -478,6 +491,8 @@ class ResultsReading:
         decoder = self.decoder
         while not isinstance(event := self._next_event(), protocol.BlockEnd):
             for stream, data in decoder.feed(event.data):
+                if self.seal is not None:
+                    self.seal.add(stream, data)
                 if stream != protocol.RETURNED:
                     self.output.write(stream, data)
                 elif self.returned is not None:
@@ -490,12 +505,22 @@ class ResultsReading:
         status = decoder.status
         if status is None or not decoder.complete:
             raise JobLost(f"the results were cut short: the worker or master was lost (master {where})")
+        if self.seal is not None:
+            from .auth import Unauthorized
+
+            try:
+                self.seal.check(decoder.seal, decoder.status_line)
+            except Unauthorized as why:
+                self.unsealed = True
+                raise JobLost(f"{why} (master {where}); the files it returned are removed") from None
         if status.kind == b"error":
             message = status.message.decode("utf-8", "replace")
             raise JobLost(f"the job failed: {message or status.value.decode()} (master {where})")
         return status
 
     def close_returned(self):
-        """Done with the files the job returned: whole if the results ended well."""
+        """Done with the files the job returned: whole if the results ended well, none if their seal failed."""
         if self.returned is not None:
+            if self.unsealed:
+                self.returned.discard()
             self.returned.close(complete=self.decoder.status is not None and self.decoder.complete)

@@ -6,7 +6,7 @@ import tempfile
 import time
 
 from . import protocol, workdir
-from .results import OUTPUT_CHUNK, file_items, output_pieces
+from .results import OUTPUT_CHUNK, FilePiece, file_items, output_pieces
 from .returns import ENTRY_BYTES, glob_matches
 
 FILE_CHUNK = 1 << 20  # bytes of a returned file read and sent at once
@@ -21,11 +21,12 @@ def worker_field(name):
     return b"worker=" + b"_".join(name.encode("utf-8", "replace").split())
 
 
-def send_extended(conn, run, worker_name, beat, returns=None):
+def send_extended(conn, run, worker_name, beat, returns=None, seal=None):
     """Stream the results, with an empty item every ``beat`` seconds the job is quiet;
     what is ready together (the header and the first output, say) goes in one send.
     ``returns``: the files the client asked for (returns.decode_returns), sent once the
-    job has ended, before its status."""
+    job has ended, before its status. ``seal`` (an auth.ResultsSeal): the results are sealed."""
+    seal = seal or _Unsealed()
     terminator = protocol.choose_terminator()
     unsent = [protocol.encode_header(terminator, [protocol.EXTENDED, worker_field(worker_name),
                                                   protocol.beat_field(beat)])]
@@ -33,16 +34,29 @@ def send_extended(conn, run, worker_name, beat, returns=None):
         if stream is None:
             unsent.append(protocol.HEARTBEAT_ITEM)
         else:
+            seal.add(stream, data)
             unsent += output_pieces(stream, data, terminator)
         if not run.more_output_ready():
             conn.send_pieces(unsent)
             unsent = []
     if returns is not None and returns[0]:
         conn.send_pieces(unsent)
-        notes = ReturnedFiles(conn, terminator, returns[1], beat).send(run, returns[0])
-        unsent = output_pieces(protocol.STDERR, "".join(notes).encode("utf-8", "surrogateescape"), terminator)
-    unsent.append(run.status.encode() + terminator + b"\n")
+        notes = "".join(ReturnedFiles(conn, terminator, returns[1], beat, seal).send(run, returns[0]))
+        seal.add(protocol.STDERR, notes.encode("utf-8", "surrogateescape"))
+        unsent = output_pieces(protocol.STDERR, notes.encode("utf-8", "surrogateescape"), terminator)
+    status_line = run.status.encode()
+    unsent += [seal.item(status_line), status_line + terminator + b"\n"]
     conn.send_pieces(unsent, completes=protocol.JOB)
+
+
+class _Unsealed:
+    """Results without a seal: no secret, or an unsigned upload."""
+
+    def add(self, stream, data):
+        pass
+
+    def item(self, status_line):
+        return b""
 
 
 class ReturnedFiles:
@@ -51,8 +65,9 @@ class ReturnedFiles:
     which the client knows they did not fit;
     an empty item every ``beat`` seconds a walk of the job's folder sends nothing."""
 
-    def __init__(self, conn, terminator, max_bytes, beat):
+    def __init__(self, conn, terminator, max_bytes, beat, seal):
         self.conn = conn
+        self.seal = seal
         self.terminator = terminator
         self.room = None if max_bytes is None else max_bytes + 1
         self.max_bytes = max_bytes
@@ -87,13 +102,13 @@ class ReturnedFiles:
             if self.room is not None:
                 self.room -= ENTRY_BYTES
                 if self.room <= 0:  # its name alone passes the bound: the client learns so from it
-                    self.conn.send_pieces(file_items(b"", self.terminator, name))
+                    self._send_piece(name, b"")
                     return False
             first = name
             while True:
                 chunk = os.read(fd, FILE_CHUNK if self.room is None else min(FILE_CHUNK, self.room))
                 if chunk or first is not None:
-                    self.conn.send_pieces(file_items(chunk, self.terminator, first))
+                    self._send_piece(first, chunk)
                     self.last_sent, first = time.monotonic(), None
                 if self.room is not None:
                     self.room -= len(chunk)
@@ -103,6 +118,10 @@ class ReturnedFiles:
                     return True
         finally:
             _close(fd)
+
+    def _send_piece(self, name, data):
+        self.seal.add(protocol.RETURNED, FilePiece(name, data))
+        self.conn.send_pieces(file_items(data, self.terminator, name))
 
     def pulse(self):
         if time.monotonic() - self.last_sent >= self.beat:

@@ -19,6 +19,7 @@ OUTPUT_CHUNK = 32 * 1024
 _TAGS = {STDOUT: (b"o ", b"O "), STDERR: (b"e ", b"E ")}
 _STREAM_BY_TAG = {b"o": (STDOUT, b"\n"), b"O": (STDOUT, b""), b"e": (STDERR, b"\n"), b"E": (STDERR, b"")}
 STATUS_TAG = b"x"
+SEAL_TAG = b"s"  # s <mac>: the results' seal under the secret, just before the status line (see auth.ResultsSeal)
 # For each tag that can repeat in a run: the line starts that end the run.
 _RUN_TAGS = {tag: [b"\n" + other for other in (*LINE_TAGS, *RAW_TAGS.values()) if other != tag]
              for tag in (b"o ", b"e ")}
@@ -200,6 +201,8 @@ class ResultDecoder(ItemDecoder):
     def __init__(self, max_line=DEFAULT_MAX_LINE + 16):
         super().__init__(max_line)
         self.status = None
+        self.status_line = None  # as it came, for the seal
+        self.seal = None  # the seal's MAC, if the worker sealed the results
         self._raw_stream = None
         self._file_named = False  # a returned file has begun: pieces without a name go on with it
         self._file_name = None  # the name for the next piece, the first of its file
@@ -287,7 +290,10 @@ class ResultDecoder(ItemDecoder):
             raise RemoteProtocolError("results continue after the status line")
         tag = line[:1]
         if tag == STATUS_TAG:
-            self.status = parse_status(line)
+            self.status, self.status_line = parse_status(line), line
+            return
+        if tag == SEAL_TAG and line[1:2] == b" ":
+            self.seal = line[2:-1]
             return
         known = _STREAM_BY_TAG.get(tag)
         if known is None and tag.islower() and line[1:2] in (b" ", b"\n"):

@@ -62,6 +62,24 @@ class ResultsFolder:
             os.close(self._root_fd)
             self._root_fd = None
 
+    def discard(self):
+        """Remove the files written: they are not to be trusted."""
+        self._finish_file()
+        for name in self.written:
+            parts = name.split("/")
+            try:
+                folder_fd = self._open_folders(parts[:-1])
+            except OSError:
+                continue
+            try:
+                os.unlink(parts[-1], dir_fd=folder_fd)
+                self.failed.append((name, "removed: the results' seal did not match"))
+            except OSError:
+                pass
+            finally:
+                os.close(folder_fd)
+        self.written = []
+
     def _start_file(self, name):
         self._refusing = True
         try:

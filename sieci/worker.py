@@ -366,7 +366,7 @@ class MasterLink:
             try:
                 if header.extended:
                     send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3),
-                                  wanted)
+                                  wanted, self._seal_for(header))
                 else:
                     send_classic(self.conn, run, self.worker.name)
                 if feeder is not None:
@@ -381,6 +381,11 @@ class MasterLink:
         if master_gone:
             raise LinkLost("the master hung up while its job ran; the job was stopped")
         log.info("job for %s %s after %.3f s", self.name, run.status.describe(), seconds)
+
+    def _seal_for(self, header):
+        """The seal of a signed job's results (see auth.ResultsSeal), or None."""
+        nonce = auth.nonce_of(header.fields)
+        return auth.ResultsSeal(self.worker.secret, nonce) if self.worker.secret and nonce else None
 
     def _feed(self, feeder, run):
         """Feed the job its stdin, then watch the master as for any job; returns when the master has gone."""

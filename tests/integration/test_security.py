@@ -9,6 +9,7 @@ from pathlib import Path
 import gevent
 import gevent.event
 import gevent.server
+import gevent.socket
 import pytest
 
 from sieci import auth, client, client_link, protocol, tls
@@ -327,3 +328,69 @@ def test_one_address_may_hold_only_so_many_client_connections(cluster, peers):
         peers(master.clients_address).send(b"ENDSEQ T v=2\n")  # uploads under way
     third = peers(master.clients_address)
     assert third.rest() == b"ERROR too many connections from 127.0.0.1 (at most 2 at once)\n"
+
+
+# --- sealed results ------------------------------------------------------------------------
+
+
+def test_results_changed_on_the_way_are_refused_and_their_files_removed(cluster, tmp_path):
+    """Between client and master, a stranger on the path (no TLS) swaps bytes of the results."""
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    on_the_path = f"127.0.0.1:{listener.getsockname()[1]}"
+    master = cluster.master(secret=SECRET, names=[on_the_path])  # the client's signatures name the path
+    cluster.worker(master, secret=SECRET)
+    assert master.wait_for_workers(1, WAIT)
+
+    def tamper(client_sock, _):
+        upstream = gevent.socket.create_connection(master.clients_address)
+        sending = gevent.spawn(_copy, client_sock, upstream, lambda data: data)
+        try:
+            _copy(upstream, client_sock, lambda data: data.replace(b"the truth", b"a forgery"))
+        finally:
+            sending.kill()
+            upstream.close()
+            client_sock.close()
+
+    proxy = gevent.server.StreamServer(listener, tamper)
+    proxy.start()
+    try:
+        code = b"open('proof.txt', 'w').write('the truth')\nprint('the truth')\n"
+        output = Captured()
+        with pytest.raises(client.JobLost, match="seal does not match"):
+            client.Client(on_the_path, secret=SECRET).run(code, output=output, returns=["*.txt"],
+                                                          results=str(tmp_path))
+        assert list(tmp_path.iterdir()) == []  # the forged file is gone
+        assert run(master, secret=SECRET) == (0, Stdout(b"in\n"))  # straight to the master: sealed and good
+    finally:
+        proxy.stop()
+
+
+def _copy(source, sink, change):
+    try:
+        while data := source.recv(65536):
+            sink.sendall(change(data))
+    except OSError:
+        pass
+
+
+def test_a_seal_covers_what_the_results_mean_however_they_were_cut():
+    from sieci.results import FilePiece
+
+    def sealed(pieces):
+        seal = auth.ResultsSeal(SECRET, b"nonce")
+        for stream, data in pieces:
+            seal.add(stream, data)
+        return seal.item(b"x exit 0\n")
+
+    whole = sealed([("stdout", b"ab"), ("stderr", b"c"), ("returned", FilePiece("f", b"12"))])
+    assert sealed([("stdout", b"a"), ("stderr", b"c"), ("stdout", b"b"), ("returned", FilePiece("f", b"1")),
+                   ("returned", FilePiece(None, b"2"))]) == whole
+    assert sealed([("stdout", b"ab"), ("stderr", b"c"), ("returned", FilePiece("g", b"12"))]) != whole
+    assert sealed([("stdout", b"ab"), ("stdout", b"c"), ("returned", FilePiece("f", b"12"))]) != whole
+    seal = auth.ResultsSeal(SECRET, b"nonce")
+    with pytest.raises(auth.Unauthorized, match="not sealed"):
+        seal.check(None, b"x exit 0\n")
+    with pytest.raises(auth.Unauthorized, match="does not match"):
+        seal.check(auth.ResultsSeal(SECRET, b"another job's nonce").item(b"x exit 0\n")[2:-1], b"x exit 0\n")

@@ -128,6 +128,7 @@ class JobRun:
         self._file_too_large = False  # it reported a write past its file-size limit
         self._ended = None  # the fork server's word on how the job ended
         self._workdir = None
+        self.pid = None  # the job's first process's, for logs: never signalled (the kernel may give it to another)
         self._pidfd = None  # the job's first process, to kill it without a pid that may have been reused
 
     def __enter__(self):
@@ -162,7 +163,7 @@ class JobRun:
                               self._files_limit() if self.files is not None else None, self.directory,
                               tty=bool(self.tty))
             self.started_at = time.monotonic()
-            _, self._pidfd = self._fork_server.start_job(request, fds)
+            self.pid, self._pidfd = self._fork_server.start_job(request, fds)
         except BaseException:
             _close(stdout_read)
             if stderr_read is not None:

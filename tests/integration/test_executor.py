@@ -500,3 +500,44 @@ def test_a_job_does_not_inherit_the_signals_its_worker_ignores():
                 assert b"".join(data for _, data in run.output()) == b"True\n"
     finally:
         signal.signal(signal.SIGINT, ignored)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a new process a chosen pid (ns_last_pid)")
+def test_a_job_is_never_killed_through_a_pid_another_process_has_taken_since():
+    with JobRun(b"print('done')\n", Limits(timeout=30)) as job:
+        list(job.output())  # the fork server has reaped the job's first process
+        fork_server = job._fork_server._process.pid
+        with gevent.Timeout(PROMPT):  # its standby for the next job comes first: it would take the pid
+            while not children_of(fork_server):
+                gevent.sleep(0.01)
+        victim = process_with_pid(job.pid)
+        ended = os.pidfd_open(victim.pid)
+        try:
+            job.kill()  # as the worker does once the results are sent, however late that is
+            with pytest.raises(gevent.Timeout):  # a kill would end it at once: a second is ample
+                with gevent.Timeout(1.0):
+                    gevent.socket.wait_read(ended)
+        finally:
+            os.close(ended)
+            victim.kill()
+            victim.wait()
+
+
+def children_of(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return children.read().split()
+
+
+def process_with_pid(pid, tries=20):
+    """A new process (leading a session of its own, as a job does) with ``pid``, now free."""
+    import subprocess
+
+    for _ in range(tries):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last_pid:
+            last_pid.write(str(pid - 1))
+        victim = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        if victim.pid == pid:
+            return victim
+        victim.kill()
+        victim.wait()
+    pytest.skip(f"no new process could be given pid {pid}: other processes took it first")

@@ -179,7 +179,8 @@ KEEPALIVE = Option("--keepalive", seconds, defaults.KEEPALIVE,
 MAX_UPLOAD = Option("--max-upload", size, defaults.MAX_UPLOAD, "refuse a job whose code is larger than this")
 SECRET_FILE = Option("--secret-file", text, None,
                      "the cluster's shared secret, read from this file: every worker link and every client upload "
-                     "must prove it holds it (never give a secret on the command line)", "PATH")
+                     "must prove it holds it, and so must a master to a client (never give a secret on the command "
+                     "line)", "PATH")
 # TLS as a peer of masters: workers and clients.
 TLS = Option("--tls", bool, False, "talk to the masters over TLS (implied by --tls-ca and --tls-cert)")
 TLS_CA = Option("--tls-ca", text, None, "verify the masters' certificates against this CA (default: the system's)",

@@ -427,7 +427,8 @@ def receive_request(job_line):
         return None, fds
     request_fd = fds.pop(0)
     try:
-        return fork_channel.decode_request(os.read(request_fd, fork_channel.MAX_REQUEST)), fds
+        size = min(os.fstat(request_fd).st_size, fork_channel.MAX_REQUEST)
+        return fork_channel.decode_request(os.read(request_fd, size)), fds
     finally:
         os.close(request_fd)
 

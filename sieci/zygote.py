@@ -112,7 +112,9 @@ def serve(channel):
         if not message:
             return  # the worker has gone
         busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
-        job, job_line, namespaces = standby or fork_standby(channel, rehearsed=False)
+        job, job_line, namespaces, in_user_namespace = standby or fork_standby(channel, rehearsed=False)
+        if in_user_namespace is not None:
+            map_ids_once_in(job, in_user_namespace)  # here, not at its fork: a standby made long ago has no wait
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
@@ -269,13 +271,15 @@ def fork_standby(channel, rehearsed=True):
     its request on a socket of its own; returns its pid, that socket, and
     the job's namespaces when the zygote made them: the pid of their init,
     the fd that keeps it alive, and fds of the job's /tmp and of its mount
-    namespace. Sandboxed, as
+    namespace; and, as root, a pipe's end that ends once the child is in a
+    user namespace of its own, whose ids the zygote maps before it hands the
+    child a request (see map_ids_once_in). Sandboxed, as
     root, the zygote makes the job's namespaces and starts their init (PID
     1), and the child is born in them, PID 2 (see job_in_sandbox); without
     root, the child makes them itself (see standby_in_sandbox).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    namespaces = walls_failed = None
+    namespaces = walls_failed = in_user_namespace = None
     as_root = WALLS.get("sandbox") and os.geteuid() == 0
     if as_root:
         namespaces, walls_failed = enter_job_namespaces()
@@ -311,14 +315,13 @@ def fork_standby(channel, rehearsed=True):
                 os._exit(127)  # whatever happened, the child never goes back to serving
     if as_root:
         helper("sandbox").leave_job_namespaces()
-        map_ids_once_in(pid, in_user_namespace, user_namespace_made)
+        os.close(user_namespace_made)
     theirs.close()
-    return pid, ours, namespaces
+    return pid, ours, namespaces, in_user_namespace
 
 
-def map_ids_once_in(pid, in_user_namespace, user_namespace_made):
+def map_ids_once_in(pid, in_user_namespace):
     """Once the child ``pid`` is in a user namespace of its own (or has failed), map its ids there."""
-    os.close(user_namespace_made)
     try:
         os.read(in_user_namespace, 1)  # end of file: the child has closed its end
         helper("sandbox").map_all_ids(pid)

@@ -112,9 +112,7 @@ def serve(channel):
         if not message:
             return  # the worker has gone
         busy = last_ended is not None and time.monotonic() - last_ended < STANDBY_AFTER
-        job, job_line, namespaces, in_user_namespace = standby or fork_standby(channel, rehearsed=False)
-        if in_user_namespace is not None:
-            map_ids_once_in(job, in_user_namespace)  # here, not at its fork: a standby made long ago has no wait
+        job, job_line, namespaces = standby or fork_standby(channel, rehearsed=False)
         socket.send_fds(job_line, [message], fds)
         for fd in fds:
             os.close(fd)
@@ -271,34 +269,29 @@ def fork_standby(channel, rehearsed=True):
     its request on a socket of its own; returns its pid, that socket, and
     the job's namespaces when the zygote made them: the pid of their init,
     the fd that keeps it alive, and fds of the job's /tmp and of its mount
-    namespace; and, as root, a pipe's end that ends once the child is in a
-    user namespace of its own, whose ids the zygote maps before it hands the
-    child a request (see map_ids_once_in). Sandboxed, as
+    namespace. Sandboxed, as
     root, the zygote makes the job's namespaces and starts their init (PID
     1), and the child is born in them, PID 2 (see job_in_sandbox); without
     root, the child makes them itself (see standby_in_sandbox).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    namespaces = walls_failed = in_user_namespace = None
+    namespaces = walls_failed = None
     as_root = WALLS.get("sandbox") and os.geteuid() == 0
     if as_root:
         namespaces, walls_failed = enter_job_namespaces()
-        in_user_namespace, user_namespace_made = os.pipe()
     pid = os.fork()
     if pid == 0:
         becomes_job = False
         try:
             channel.close()
             ours.close()
-            if as_root:
-                os.close(in_user_namespace)
             os.setsid()
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             prctl(PR_SET_CHILD_SUBREAPER, 0)
             if WALLS.get("cgroup"):
                 set_oom_score_adj(1000)  # in their shared cgroup, the OOM killer picks the job, not the zygote
             if as_root:
-                job_in_sandbox(theirs, rehearsed, walls_failed, user_namespace_made)
+                job_in_sandbox(theirs, rehearsed, walls_failed)
             if WALLS.get("sandbox"):
                 standby_in_sandbox(theirs, rehearsed)
             if rehearsed:
@@ -315,20 +308,8 @@ def fork_standby(channel, rehearsed=True):
                 os._exit(127)  # whatever happened, the child never goes back to serving
     if as_root:
         helper("sandbox").leave_job_namespaces()
-        os.close(user_namespace_made)
     theirs.close()
-    return pid, ours, namespaces, in_user_namespace
-
-
-def map_ids_once_in(pid, in_user_namespace):
-    """Once the child ``pid`` is in a user namespace of its own (or has failed), map its ids there."""
-    try:
-        os.read(in_user_namespace, 1)  # end of file: the child has closed its end
-        helper("sandbox").map_all_ids(pid)
-    except OSError:
-        pass  # it failed before: it says so to whoever sends it a request
-    finally:
-        os.close(in_user_namespace)
+    return pid, ours, namespaces
 
 
 def enter_job_namespaces():
@@ -344,20 +325,15 @@ def enter_job_namespaces():
         return None, error
 
 
-def job_in_sandbox(job_line, rehearsed, walls_failed, user_namespace_made):
-    """In a standby child born PID 2 of its job's namespaces: mount its /proc, make a user
-    namespace of its own (``user_namespace_made`` is closed then), then become the job; never returns."""
+def job_in_sandbox(job_line, rehearsed, walls_failed):
+    """In a standby child born PID 2 of its job's namespaces: mount its /proc, enter the jobs'
+    user namespace, then become the job; never returns."""
     try:
         if not walls_failed:
             helper("sandbox").mount_proc()
-            helper("sandbox").enter_user_namespace(user_namespace_made)
+            helper("sandbox").enter_jobs_user_namespace()
     except Exception as error:
         walls_failed = error
-    finally:
-        try:
-            os.close(user_namespace_made)
-        except OSError:
-            pass  # enter_user_namespace closed it
     if rehearsed:
         rehearse()
     start_sandboxed_job(job_line, helper("sandbox").WORKDIR, walls_failed)
@@ -387,11 +363,6 @@ def standby_in_sandbox(job_line, rehearsed):
     job = os.fork()
     if job == 0:
         os.setsid()
-        try:
-            if not walls_failed:
-                sandbox.own_user_namespace()
-        except Exception as error:
-            walls_failed = error
         if rehearsed:
             rehearse()
         start_sandboxed_job(job_line, workdir, walls_failed)

@@ -91,8 +91,8 @@ _interpreter_folders = []
 
 def build_template(config):
     """In the fork server, once: a mount namespace of its own holding the view every
-    job's starts from (and, without network, a network namespace with only a loopback:
-    one per job cost a sixth of the throughput). The tree is read-only, hidden paths
+    job's starts from (and, without network, a network namespace with only a loopback,
+    once: one per job costs every job its making and teardown, see bench/README.md). The tree is read-only, hidden paths
     are covered, and the interpreter's folders are reachable for the job user. (Without
     root, it is in a user namespace of the worker's user, which every job's namespaces
     then sit in.)"""
@@ -431,8 +431,8 @@ def drop_privileges(user):
 # after another (as root: made once, every id in it the host's, so nothing looks different; without
 # root: the one build_template made), and each job starts by emptying its user's keyrings there and
 # joining a session keyring of its own: nothing a job leaves in a keyring reaches the next, and jobs
-# of other workers, in other user namespaces, never share one. (A user namespace per job did the
-# same at 0.4 ms a job.)
+# of other workers, in other user namespaces, never share one. (A user namespace per job would do
+# the same at the cost of making and tearing one down for every job: see bench/README.md.)
 _jobs_user_namespace = []
 
 

@@ -104,7 +104,7 @@ def stamp_sending(secret, fields, now=None):
     fields are ``fields``): when it sends it, bound to the upload's nonce. A worker then checks the
     signature's freshness against that time, not against when the client signed: the job may have
     waited in the queue for longer than WINDOW. None for an unsigned upload."""
-    nonce = _nonce_of(fields)
+    nonce = nonce_of(fields)
     if nonce is None:
         return None
     stamp = str(int(time.time() if now is None else now)).encode()
@@ -119,10 +119,6 @@ def sent_on(relay):
 
 def nonce_of(fields):
     """The nonce of a signed upload's ``auth=`` field, or None for an unsigned one."""
-    return _nonce_of(fields)
-
-
-def _nonce_of(fields):
     field = next((f for f in fields if f.startswith(AUTH_FIELD)), None)
     return None if field is None else field[len(AUTH_FIELD):].partition(b".")[0]
 

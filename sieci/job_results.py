@@ -42,8 +42,9 @@ def send_extended(conn, run, worker_name, beat, returns=None, seal=None):
     if returns is not None and returns[0]:
         conn.send_pieces(unsent)
         notes = "".join(ReturnedFiles(conn, terminator, returns[1], beat, seal).send(run, returns[0]))
-        seal.add(protocol.STDERR, notes.encode("utf-8", "surrogateescape"))
-        unsent = output_pieces(protocol.STDERR, notes.encode("utf-8", "surrogateescape"), terminator)
+        notes = notes.encode("utf-8", "surrogateescape")
+        seal.add(protocol.STDERR, notes)
+        unsent = output_pieces(protocol.STDERR, notes, terminator)
     status_line = run.status.encode()
     unsent += [seal.item(status_line), status_line + terminator + b"\n"]
     conn.send_pieces(unsent, completes=protocol.JOB)

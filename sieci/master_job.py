@@ -78,7 +78,10 @@ class Job:
         if self._upload_file is not None:
             path, release = self._upload_file
             self._upload_file = None
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # the store went first, at the master's stop
             release(self.upload_size)
 
     def detach(self):

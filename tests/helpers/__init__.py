@@ -27,6 +27,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 JOBLOG_HEADER = "Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\tJobId"
 
 
+def children_of(pid):
+    """The pids of process ``pid``'s children ([] once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
 def processes_of(uid):
     """The pids of the processes running as ``uid``."""
     found = []

@@ -21,6 +21,8 @@ from sieci.limits import Limits
 from sieci.protocol import STDERR, STDOUT
 from sieci.results import Status
 
+from tests.helpers import children_of
+
 # A job that would sleep this long must be stopped far sooner than that.
 LONG = 60
 # Generous upper bound for "was stopped promptly".
@@ -521,11 +523,6 @@ def test_a_job_is_never_killed_through_a_pid_another_process_has_taken_since():
             os.close(ended)
             victim.kill()
             victim.wait()
-
-
-def children_of(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return children.read().split()
 
 
 def process_with_pid(pid, tries=20):

@@ -16,7 +16,7 @@ import sysconfig
 import gevent
 import pytest
 
-from tests.helpers import PYTHON, REPO, unavailable_walls
+from tests.helpers import PYTHON, REPO, children_of, unavailable_walls
 from tests.helpers.processes import FAST_WORKER
 
 needs_root_and_namespaces = pytest.mark.skipif(
@@ -126,11 +126,6 @@ def test_a_fork_server_killed_while_a_job_runs_fails_that_job_in_one_line_and_th
     result = procs.run_job(b"print('next')\n")
     assert (result.returncode, result.stdout) == (0, b"next\n"), procs.logs()
     assert "Traceback" not in worker.stderr() and worker.stderr().count("fork server") == 1, worker.stderr()
-
-
-def children_of(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(child) for child in children.read().split()]
 
 
 def command_line(pid):

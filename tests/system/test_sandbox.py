@@ -22,7 +22,7 @@ from sieci import client, executor
 from sieci.limits import Limits
 from sieci.protocol import STDOUT
 
-from tests.helpers import Captured, client_address, isolation, processes_of
+from tests.helpers import Captured, children_of, client_address, isolation, processes_of
 
 # A user of this test run's own (no passwd entry is needed to switch to it).
 JOB_USER = (61000 + os.getpid() % 4000,) * 2
@@ -248,14 +248,6 @@ def test_nothing_of_a_fork_server_outlives_it():
                     os.close(pidfd)
     finally:
         runner.close()
-
-
-def children_of(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return [int(child) for child in children.read().split()]
-    except OSError:
-        return []
 
 
 @needs_root

@@ -13,7 +13,7 @@ import socket
 import gevent
 import pytest
 
-from tests.helpers import PYTHON, unavailable_walls
+from tests.helpers import PYTHON, children_of, unavailable_walls
 from tests.helpers.processes import DEADLINE, FAST_WORKER, POLL, WORKER
 
 # A job that reads its memory (ctypes.string_at over each readable anonymous range of /proc/self/maps)
@@ -63,11 +63,18 @@ def test_a_forged_worker_cannot_make_the_client_write_a_file_it_did_not_ask_for(
     assert not results.exists() or not any(results.iterdir())
 
 
+def secret_file(folder):
+    """A fresh secret in a file only we can read."""
+    secret = folder / "secret"
+    secret.write_text(secrets.token_hex(16))
+    secret.chmod(0o600)
+    return secret
+
+
 def fork_server_processes(worker_pid):
-    with open(f"/proc/{worker_pid}/task/{worker_pid}/children") as children:
-        fork_server = int(children.read().split()[0])
-    with open(f"/proc/{fork_server}/task/{fork_server}/children") as children:
-        return [fork_server, *(int(pid) for pid in children.read().split())]
+    """The worker's fork server, and its children."""
+    fork_server = children_of(worker_pid)[0]
+    return [fork_server, *children_of(fork_server)]
 
 
 def memory_of(pid):
@@ -179,9 +186,7 @@ def test_detached_jobs_uploads_count_against_the_kept_store_and_wait_on_disk(pro
 
 
 def test_a_flood_of_unfinished_first_lines_keeps_no_signed_client_out(procs, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_text(secrets.token_hex(16))
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path)
     procs.master(extra=["--secret-file", str(secret), "--max-new-connections", "40",
                         "--max-connections-per-address", "30"])
     procs.worker(args=["--secret-file", str(secret)])
@@ -205,9 +210,7 @@ def test_a_flood_of_unfinished_first_lines_keeps_no_signed_client_out(procs, tmp
 
 
 def test_a_client_with_the_secret_sends_nothing_to_a_squatter_on_its_masters_port(procs, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_text(secrets.token_hex(16))
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path)
     code = procs.code_file(b"import os\nprint(os.environ['DB_PASSWORD'])\n")
     with socket.create_server(("127.0.0.1", 0)) as squatter:  # a job that took a stopped master's port
         client = procs.client("--secret-file", str(secret), "-e", "DB_PASSWORD=hunter2-squatted",
@@ -225,9 +228,7 @@ def test_a_client_with_the_secret_sends_nothing_to_a_squatter_on_its_masters_por
 
 
 def test_a_client_with_the_secret_is_told_when_its_master_has_none(procs, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_text(secrets.token_hex(16))
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path)
     procs.master()
     result = procs.run_client("--secret-file", str(secret), f"127.0.0.1:{procs.clients_port}",
                               procs.code_file(b"print('x')\n"))

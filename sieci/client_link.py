@@ -201,6 +201,8 @@ class ClientLink:
                               "(a classic master does not support it)") from None
         except OSError as error:
             raise ClientError(f"lost the connection to master {self.where} ({error})") from None
+        except protocol.RemoteProtocolError as error:
+            raise NotAccepted(f"master {self.where} broke the protocol: {error}") from None
         if line is protocol.CONNECTION_CLOSED:
             raise ClientError(f"master {self.where} closed the connection without answering {what}")
         if line.word == protocol.ERROR:
@@ -288,6 +290,8 @@ class ClientLink:
         except OSError as error:
             raise NotAccepted(f"lost the connection to master {self.where} "
                               f"({(error.strerror or str(error)).lower()})") from None
+        except protocol.RemoteProtocolError as error:
+            raise NotAccepted(f"master {self.where} broke the protocol: {error}") from None
         finally:
             sock.close()
         if line.word == protocol.ERROR:

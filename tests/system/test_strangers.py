@@ -11,6 +11,7 @@ import select
 import socket
 
 import gevent
+import gevent.server
 import pytest
 
 from tests.helpers import PYTHON, children_of, unavailable_walls
@@ -249,3 +250,26 @@ def test_a_clean_sigterm_leaves_no_job_cgroup_behind(procs):
     assert glob.glob(job_cgroups, recursive=True), "the fork server has no cgroup here"
     assert worker.terminate_and_wait() == 0, procs.logs()
     assert glob.glob(job_cgroups, recursive=True) == []
+
+
+@pytest.mark.parametrize("request_args", [
+    ["--status", "MASTER"], ["--list", "MASTER"], ["--attach", "0" * 16, "MASTER"], ["--cancel", "0" * 16, "MASTER"],
+    ["--detach", "MASTER", "PROG"], ["MASTER", "PROG"],
+], ids=["status", "list", "attach", "cancel", "detach", "run"])
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_a_peer_that_answers_nonsense_ends_every_request_in_one_line(procs, tmp_path, request_args, signed):
+    def nonsense(sock, _):
+        sock.recv(1 << 16)
+        sock.sendall(b"garbage here\n")
+        sock.close()
+
+    peer = gevent.server.StreamServer(("127.0.0.1", 0), nonsense)
+    peer.start()
+    try:
+        values = {"MASTER": f"127.0.0.1:{peer.server_port}", "PROG": procs.code_file(b"print('x')\n")}
+        options = ["--secret-file", str(secret_file(tmp_path))] if signed else []
+        result = procs.run_client(*options, *(values.get(arg, arg) for arg in request_args))
+    finally:
+        peer.stop()
+    assert result.returncode == 255 and len(result.stderr.splitlines()) == 1, result
+    assert b"broke the protocol" in result.stderr or b"something other than JSON" in result.stderr, result

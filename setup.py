@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["sieci", "sieci.*"]),
-    package_data={"sieci": ["dashboard.html"]},
+    package_data={"sieci.master": ["dashboard.html"]},
     python_requires=">=3.10",
     classifiers=[f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)],
     install_requires=["gevent>=22.10", "ConfigArgParse>=1.5", "prometheus_client>=0.14", "tqdm>=4.60"],

@@ -286,7 +286,7 @@ def hello_jobs(address, in_flight, jobs, seconds, show_failures=5, fresh=False):
     """
     import gevent
 
-    from sieci import client
+    from sieci.client import client
 
     runner_client = client.Client(address, timeout=60, fresh=fresh)
     outcomes = {"right": 0, "wrong": 0, "failed": 0}

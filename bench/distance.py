@@ -252,7 +252,7 @@ def load_main(address, workers, in_flight, jobs, seconds):
 
 
 def wait_for_workers(address, count):
-    from sieci import client
+    from sieci.client import client
 
     deadline = time.monotonic() + HELPER_TIMEOUT
     while time.monotonic() < deadline:

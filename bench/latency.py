@@ -43,12 +43,12 @@ from benchlib import (  # noqa: E402
 )
 from processes import Daemon, LocalCluster, client_command, free_port, wait_for_port  # noqa: E402
 
-from sieci import client  # noqa: E402
+from sieci.client import client  # noqa: E402
 
 EXPECTED = b"hello, world\n"
 TARGET = 1.5
-# What bin/client imports: the command's module where there is one, else the client library.
-CLIENT_MODULE = "sieci.client_command" if importlib.util.find_spec("sieci.client_command") else "sieci.client"
+# What bin/client imports.
+CLIENT_MODULE = "sieci.client.command"
 # The client leaves with os._exit, skipping Python's finalization; these two rows end so too.
 QUICK_EXIT = "; import os; os._exit(0)"
 PASS_QUICK = "python -c pass, then os._exit"

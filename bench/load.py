@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from processes import LocalCluster  # noqa: E402
 
-from sieci import client  # noqa: E402
+from sieci.client import client  # noqa: E402
 
 
 def master_figures(pid):

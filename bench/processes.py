@@ -14,7 +14,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "bin")
 sys.path.insert(0, REPO)
-from sieci.isolation import unavailable_walls  # noqa: E402
+from sieci.worker.isolation import unavailable_walls  # noqa: E402
 
 
 def free_port():
@@ -108,8 +108,8 @@ def job_interpreter():
     """None, or for a root bench whose Python nobody cannot read: a python3 on the jobs' PATH."""
     import shutil
 
-    from sieci.fork_server import JOB_PATH
-    from sieci.isolation import Isolation
+    from sieci.worker.fork_server import JOB_PATH
+    from sieci.worker.isolation import Isolation
 
     if os.geteuid() != 0 or not Isolation(namespaces=False, cgroups=False).unreadable_for((65534, 65534)):
         return None

@@ -6,7 +6,7 @@ of its own and a cgroup each, the default), one the same but for jobs sharing
 the host's network (--job-network on), one with those walls off. Targets: the walls cost at
 most a fifth of the throughput (on >= 0.8x off), and at least 400 jobs/s, from a load generator that keeps --in-flight
 (16) jobs in flight: greenlets in this process, each a real TCP client
-running sieci's client code (sieci.client.run under gevent), against a
+running sieci's client code (sieci.client.client.run under gevent), against a
 master and 2 workers started as processes on 127.0.0.1. Every answer is
 checked.
 
@@ -173,7 +173,7 @@ def cluster_pids(cluster):
 
 
 def warm_up(cluster, in_flight):
-    from sieci import client
+    from sieci.client import client
 
     client.Client(cluster.client_addresses, timeout=60).run(HELLO)  # the workers have linked
     sieci_round(cluster.client_addresses, in_flight, 2 * in_flight, 10, cluster_pids(cluster))

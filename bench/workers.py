@@ -6,7 +6,7 @@ Part 1. Target: with --many (1,000) idle simulated workers linked, the master
 per second as with --few (10). The simulated workers are light test peers,
 greenlets in this process: each answers every AVAILABLE with READY at once,
 a job with RECEIVED and an instant extended result, and ROLLBACK with
-nothing. The load generator (greenlets running sieci.client.run, --in-flight
+nothing. The load generator (greenlets running sieci.client.client.run, --in-flight
 at once) is the same for both; the two sizes are measured in alternating
 rounds, each bounded by --jobs jobs and --seconds seconds, and every answer
 is checked. Also printed: the CPU the master and this process used, and the
@@ -41,7 +41,7 @@ from benchlib import (PeerCounters, cpu_seconds, fd_count, hello_jobs, median, p
                       raise_fd_limit, rss_mb, simulated_worker)
 from processes import Daemon, free_port, wait_for_port  # noqa: E402
 
-from sieci import protocol  # noqa: E402
+from sieci.wire import protocol  # noqa: E402
 
 SCALE_TARGET = 0.5
 RSS_TARGET_MB = 300.0

@@ -11,16 +11,17 @@ The Python API::
     with sieci.Executor("master:2001", max_workers=16) as pool:
         futures = [pool.submit(code) for code in codes]
 
-Names are loaded on first use, so that ``import sieci.client_command``
+Names are loaded on first use, so that ``import sieci.client.command``
 (the command-line client, started once per job) stays quick.
 """
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Client": "client", "Result": "client_link", "ClientError": "client_link", "NotAccepted": "client_link",
-    "JobLost": "client_link", "ReattachFailed": "client_link", "OutputFailed": "client", "StdinCannotGo": "client",
-    "Executor": "futures", "load_program": "client",
+    "Client": "client.client", "run": "client.client", "Result": "client.link", "ClientError": "client.link",
+    "NotAccepted": "client.link", "JobLost": "client.link", "ReattachFailed": "client.link",
+    "OutputFailed": "client.client", "StdinCannotGo": "client.client", "Executor": "client.futures",
+    "load_program": "client.client",
 }
 __all__ = sorted(_EXPORTS)
 

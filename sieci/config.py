@@ -14,10 +14,10 @@ import shlex
 
 import configargparse
 
-from . import defaults, options
-from .address import AddressError, parse_address
-from .isolation import Isolation, Unavailable
-from .limits import Limits
+from sieci import defaults, options
+from sieci.wire.address import AddressError, parse_address
+from sieci.worker.isolation import Isolation, Unavailable
+from sieci.worker.limits import Limits
 
 
 def _parser(prog, description, declared, positionals=()):
@@ -46,7 +46,7 @@ def _parser(prog, description, declared, positionals=()):
 
 
 def _version():
-    from . import __version__
+    from sieci import __version__
 
     return __version__
 
@@ -160,7 +160,7 @@ def settle_isolation(job_options, optional=()):
 
 def security_options(parser, args, role, log):
     """``secret`` and ``tls`` for Master or Worker, from the options; warnings logged."""
-    from . import auth, tls
+    from sieci.wire import auth, tls
 
     options = {"secret": None, "tls": None}
     if args.secret_file:

@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 
-from . import defaults
+from sieci import defaults
 
 
 def _patch():
@@ -62,9 +62,9 @@ def master_main(argv=None):
     _patch()
     import logging
 
-    from .address import format_address
-    from .config import parse_master, setup_logging, warn_if_exposed
-    from .master import Master
+    from sieci.wire.address import format_address
+    from sieci.config import parse_master, setup_logging, warn_if_exposed
+    from sieci.master.master import Master
 
     args = parse_master(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level, args.log_format)
@@ -82,7 +82,7 @@ def master_main(argv=None):
     try:
         master.start()
         if args.metrics:
-            from .metrics import MasterMetrics, serve
+            from sieci.metrics import MasterMetrics, serve
 
             serve(MasterMetrics(master).registry, args.metrics, logging.getLogger("sieci.master"), master=master)
     except OSError as error:
@@ -98,10 +98,10 @@ def worker_main(argv=None):
 
     import gevent
 
-    from .address import format_address
-    from .config import parse_worker, settle_isolation, setup_logging, warn_if_exposed, warn_if_jobs_reach_masters
-    from .fork_server import ForkServerError
-    from .worker import Worker
+    from sieci.wire.address import format_address
+    from sieci.config import parse_worker, settle_isolation, setup_logging, warn_if_exposed, warn_if_jobs_reach_masters
+    from sieci.worker.fork_server import ForkServerError
+    from sieci.worker.worker import Worker
 
     args = parse_worker(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level, args.log_format)
@@ -116,7 +116,7 @@ def worker_main(argv=None):
     warn_if_jobs_reach_masters(args.job_options["isolation"], args.security["secret"],
                                logging.getLogger("sieci.worker"))
     if args.metrics:
-        from .metrics import WorkerMetrics, serve
+        from sieci.metrics import WorkerMetrics, serve
 
         try:
             serve(WorkerMetrics(worker).registry, args.metrics, logging.getLogger("sieci.worker"))
@@ -158,13 +158,13 @@ def cluster_main(argv=None):
     _patch()
     import logging
 
-    from .address import format_address
-    from .client import Client
-    from .client_command import run_program
-    from .config import parse_cluster, settle_isolation, setup_logging
-    from .fork_server import ForkServerError
-    from .master import Master
-    from .worker import Worker
+    from sieci.wire.address import format_address
+    from sieci.client.client import Client
+    from sieci.client.command import run_program
+    from sieci.config import parse_cluster, settle_isolation, setup_logging
+    from sieci.worker.fork_server import ForkServerError
+    from sieci.master.master import Master
+    from sieci.worker.worker import Worker
 
     args = parse_cluster(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log_level, args.log_format)

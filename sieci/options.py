@@ -8,7 +8,7 @@ bounds its wait), their variables differ. This module imports nothing heavy,
 as the client loads it on every start.
 """
 
-from . import defaults
+from sieci import defaults
 
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 TRUE_WORDS = ("true", "yes", "on", "1")

@@ -14,10 +14,10 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci.address import format_address
-from sieci.limits import Limits
-from sieci.master import Master
-from sieci.worker import Worker
+from sieci.wire.address import format_address
+from sieci.worker.limits import Limits
+from sieci.master.master import Master
+from sieci.worker.worker import Worker
 
 LOOPBACK = ("127.0.0.1", 0)
 # Every wait in the tests is bounded by this; none is a sleep.
@@ -79,7 +79,7 @@ _isolation_checks = {}
 
 
 def unavailable_walls():
-    from sieci.isolation import unavailable_walls as probe
+    from sieci.worker.isolation import unavailable_walls as probe
 
     if "missing" not in _isolation_checks:
         _isolation_checks["missing"] = probe()
@@ -89,7 +89,7 @@ def unavailable_walls():
 def isolation(namespaces=True, cgroups=True, **options):
     """An Isolation with these walls, or a skip that says why this host cannot build them
     (``cgroups="if any"``: with cgroups where this host has them, else without)."""
-    from sieci.isolation import Isolation, Unavailable
+    from sieci.worker.isolation import Isolation, Unavailable
 
     if cgroups == "if any":
         cgroups = "--job-cgroups" not in unavailable_walls()

@@ -23,7 +23,7 @@ def test_run_returns_a_result_with_everything(cluster):
 
 
 def test_a_limit_is_named_in_the_result(cluster):
-    from sieci.limits import Limits
+    from sieci.worker.limits import Limits
 
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=0.5))

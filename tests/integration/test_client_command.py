@@ -1,6 +1,6 @@
 """What the client's results say about the job, from a cluster in this process."""
 
-from sieci import client
+from sieci.client import client
 
 from tests.helpers import client_address
 

@@ -3,8 +3,8 @@
 import gevent
 import pytest
 
-from sieci import client
-from sieci.limits import Limits
+from sieci.client import client
+from sieci.worker.limits import Limits
 
 from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address
 

@@ -15,8 +15,9 @@ import gevent.event
 import pytest
 from gevent.server import StreamServer
 
-from sieci import client, protocol
-from sieci.address import format_address
+from sieci.client import client
+from sieci.wire import protocol
+from sieci.wire.address import format_address
 
 from tests.helpers.classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
 from tests.helpers import WAIT, Captured, client_address

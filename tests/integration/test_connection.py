@@ -6,9 +6,9 @@ import socket
 import gevent
 import pytest
 
-from sieci import pipelining, protocol
-from sieci.connection import IOV_MAX, Connection
-from sieci.relay import SplicePipe
+from sieci.wire import conversation, protocol
+from sieci.wire.connection import IOV_MAX, Connection
+from sieci.splice import SplicePipe
 
 from tests.helpers import WAIT
 
@@ -48,14 +48,14 @@ def test_pieces_arrive_in_order_and_whole(pair):
     sender, receiver = pair
     pieces = [b"1 3000000\n", os.urandom(3_000_000), b"", b"x exit 0\n"] + [b"%d\n" % i for i in range(IOV_MAX + 5)]
     reader = gevent.spawn(read_all, receiver)
-    Connection(sender, pipelining.link_conversation(protocol.WORKER)).send_pieces(pieces)
+    Connection(sender, conversation.link_conversation(protocol.WORKER)).send_pieces(pieces)
     sender.shutdown(socket.SHUT_WR)
     assert reader.get(timeout=WAIT) == b"".join(pieces)
 
 
 def test_nothing_to_send_sends_nothing(pair):
     sender, receiver = pair
-    Connection(sender, pipelining.link_conversation(protocol.WORKER)).send_pieces([b"", b""])
+    Connection(sender, conversation.link_conversation(protocol.WORKER)).send_pieces([b"", b""])
     sender.shutdown(socket.SHUT_WR)
     assert receiver.recv(10) == b""
 

@@ -10,7 +10,8 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci import client, dashboard
+from sieci.client import client
+from sieci.master import dashboard
 from sieci.metrics import MasterMetrics, serve
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address

@@ -9,10 +9,11 @@ import gevent.queue
 import gevent.server
 import pytest
 
-from sieci import client, protocol
-from sieci.address import format_address
-from sieci.connection import tune_socket
-from sieci.master import Master
+from sieci.client import client
+from sieci.wire import protocol
+from sieci.wire.address import format_address
+from sieci.wire.connection import tune_socket
+from sieci.master.master import Master
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 

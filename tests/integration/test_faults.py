@@ -8,8 +8,9 @@ import gevent.event
 import gevent.server
 import pytest
 
-from sieci import client, protocol
-from sieci.master import Master
+from sieci.client import client
+from sieci.wire import protocol
+from sieci.master.master import Master
 
 from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address, read_block
 

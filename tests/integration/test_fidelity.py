@@ -18,10 +18,10 @@ import sys
 import gevent
 import pytest
 
-from sieci import client
-from sieci.address import format_address
-from sieci.fork_server import job_environment
-from sieci.spawn import CATCHABLE
+from sieci.client import client
+from sieci.wire.address import format_address
+from sieci.worker.fork_server import job_environment
+from sieci.worker.spawn import CATCHABLE
 
 from tests.helpers import WAIT, Captured, Cluster, isolation
 

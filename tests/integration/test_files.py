@@ -12,8 +12,9 @@ import gevent
 import gevent.pool
 import pytest
 
-from sieci import bundle, client, upload_format
-from sieci.limits import Limits
+from sieci.wire import bundle, upload_format
+from sieci.client import client
+from sieci.worker.limits import Limits
 
 from tests.helpers import WAIT, JobEvents, client_address
 

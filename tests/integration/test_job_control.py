@@ -4,8 +4,9 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci import client, protocol, upload_format
-from sieci.client_link import ClientError
+from sieci.client import client
+from sieci.wire import protocol, upload_format
+from sieci.client.link import ClientError
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 from tests.helpers.classic import classic_client

@@ -6,7 +6,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sieci import client
+from sieci.client import client
 from sieci.metrics import MasterMetrics, WorkerMetrics, serve
 
 from tests.helpers import WAIT, Captured, client_address

@@ -1,4 +1,4 @@
-"""Pipelined dispatch over real sockets: asking ahead, standing offers, credit (see sieci/pipelining.py)."""
+"""Pipelined dispatch over real sockets: asking ahead, standing offers, credit (see sieci/link.py)."""
 
 import socket
 
@@ -6,7 +6,8 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci import client, pipelining, protocol
+from sieci.client import client
+from sieci.wire import conversation, protocol
 
 from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address, read_block
 from tests.helpers.classic import CLASSIC_RESULTS
@@ -230,7 +231,7 @@ def test_a_job_whose_client_left_while_it_waited_in_credit_is_stopped_when_it_st
 def test_a_worker_that_floods_offers_is_dropped_and_its_job_runs_elsewhere(cluster, peers):
     master = cluster.master()
     events = JobEvents(master)
-    fake = offering_fake(master, peers, pipelining.MAX_OFFERS)
+    fake = offering_fake(master, peers, conversation.MAX_OFFERS)
     fake.send(b"FREE\n")  # one past the most a worker may have standing
     assert fake.rest() == b""
     assert master.wait_for_workers(0, WAIT, exactly=True)

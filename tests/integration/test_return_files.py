@@ -3,7 +3,7 @@ nothing lands outside it, whatever the job or a lying worker names; over real lo
 
 import pytest
 
-from sieci.client import Client
+from sieci.client.client import Client
 
 from tests.helpers import WAIT, Captured, client_address, files_under
 
@@ -176,7 +176,7 @@ def test_a_classic_worker_returns_nothing_and_the_client_says_so(cluster, classi
 
 
 def test_a_folder_of_too_many_entries_ends_the_walk_and_says_so(master, tmp_path, monkeypatch):
-    from sieci import workdir
+    from sieci.worker import workdir
 
     monkeypatch.setattr(workdir, "MAX_LISTED", 50)  # the worker is in this process
     code = b"import os\nos.mkdir('many')\nfor n in range(60):\n    open('many/%02d.txt' % n, 'w').close()\n"

@@ -12,7 +12,8 @@ import gevent.server
 import gevent.socket
 import pytest
 
-from sieci import auth, client, client_link, protocol, tls
+from sieci.wire import auth, protocol, tls
+from sieci.client import client, link
 
 from tests.helpers import REPO, WAIT, Captured, JobEvents, Stdout, assert_backing_off, client_address
 
@@ -60,7 +61,7 @@ def test_a_replayed_upload_is_refused(guarded, peers):
 
 def signed_upload(master, code=CODE, fields=(protocol.EXTENDED, b"name=job.py")):
     """What a sieci client with the secret sends ``master``."""
-    return client_link.ClientLink(master.clients_address, WAIT, secret=SECRET).upload(code, list(fields))
+    return link.ClientLink(master.clients_address, WAIT, secret=SECRET).upload(code, list(fields))
 
 
 @pytest.mark.parametrize("tamper", ["other code", "old signature", "v=2 removed", "name= changed", "field added"])
@@ -376,7 +377,7 @@ def _copy(source, sink, change):
 
 
 def test_a_seal_covers_what_the_results_mean_however_they_were_cut():
-    from sieci.results import FilePiece
+    from sieci.wire.results import FilePiece
 
     def sealed(pieces):
         seal = auth.ResultsSeal(SECRET, b"nonce")

@@ -2,7 +2,7 @@
 
 import gevent
 
-from sieci import client
+from sieci.client import client
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 

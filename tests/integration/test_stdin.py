@@ -5,9 +5,11 @@ import io
 import gevent
 import pytest
 
-from sieci.futures import Executor
-from sieci import client, defaults, protocol, upload_format
-from sieci.address import format_address
+from sieci.client.futures import Executor
+from sieci.client import client
+from sieci import defaults
+from sieci.wire import protocol, upload_format
+from sieci.wire.address import format_address
 
 from tests.helpers import WAIT, Captured, JobEvents
 

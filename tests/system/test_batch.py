@@ -179,7 +179,7 @@ def test_more_than_100_failures_exit_101(tmp_path, reserved_port):
 
 
 def test_a_job_over_a_limit_says_so_in_stderr_and_the_joblog(cluster, tmp_path):
-    from sieci.limits import Limits
+    from sieci.worker.limits import Limits
 
     master = cluster.master()
     cluster.worker(master, limits=Limits(timeout=0.5))
@@ -290,8 +290,8 @@ def _read_everything(fd):
 
 
 def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
-    code = ("import sys; from sieci.client_command import parse_args; "
-            "args = parse_args(['--jobs', '2', '--joblog', 'j', 'm:1', 'a.py', 'b.py']); import sieci.batch; "
+    code = ("import sys; from sieci.client.command import parse_args; "
+            "args = parse_args(['--jobs', '2', '--joblog', 'j', 'm:1', 'a.py', 'b.py']); import sieci.client.batch; "
             "print(args.batch, sorted(m for m in ('argparse', 'gevent', 'tqdm') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, cwd=REPO)
     assert done.stdout == "True []\n"

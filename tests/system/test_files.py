@@ -7,8 +7,8 @@ import zipapp
 
 import pytest
 
-from sieci import client
-from sieci.limits import Limits
+from sieci.client import client
+from sieci.worker.limits import Limits
 
 from tests.helpers import REPO, WAIT, client_address, isolation
 

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from sieci import client
-from sieci.limits import Limits
+from sieci.client import client
+from sieci.worker.limits import Limits
 
 from tests.helpers import Captured, Stdout, client_address, isolation, processes_of, unavailable_walls
 

@@ -78,7 +78,7 @@ def test_a_root_worker_installed_in_a_private_folder_runs_walled_jobs_that_see_o
         assert (result.returncode, result.stdout) == (0, b'["sieci"] True\n'), procs.logs()
     assert "Traceback" not in worker.stderr()
     [fork_server] = [command_line(pid) for pid in children_of(worker.pid)]
-    assert f"{folder}/checkout/sieci/zygote.py".encode() in fork_server  # the private checkout's
+    assert f"{folder}/checkout/sieci/jobs/zygote.py".encode() in fork_server  # the private checkout's
 
 
 @needs_root_and_namespaces

@@ -336,7 +336,7 @@ def test_a_worker_survives_its_master_restarting(procs, reserved_port):
 def test_200_unverified_16_mib_uploads_at_once_leave_the_master_small_and_others_served(procs, tmp_path):
     """Strangers without the secret forge headers that pass every check but the MAC,
     and stream 16 MiB each; an honest client from another address is served meanwhile."""
-    from sieci import auth, protocol
+    from sieci.wire import auth, protocol
 
     secret = tmp_path / "secret"
     secret.write_bytes(b"a secret for this test only, 2026\n")

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from sieci.client import Client
-from sieci.limits import Limits
+from sieci.client.client import Client
+from sieci.worker.limits import Limits
 
 from tests.helpers import REPO, WAIT, Captured, client_address, files_under, isolation
 

@@ -18,9 +18,10 @@ import gevent
 import gevent.socket
 import pytest
 
-from sieci import client, executor
-from sieci.limits import Limits
-from sieci.protocol import STDOUT
+from sieci.client import client
+from sieci.worker import executor
+from sieci.worker.limits import Limits
+from sieci.wire.protocol import STDOUT
 
 from tests.helpers import Captured, children_of, client_address, isolation, processes_of
 
@@ -212,7 +213,7 @@ def test_without_network_a_job_has_only_a_loopback_of_its_own(prison):
 
 
 def test_a_killed_fork_servers_cgroup_and_what_is_left_in_it_go_at_the_next_start():
-    from sieci import cgroups
+    from sieci.jobs import cgroups
 
     isolation(namespaces=False)  # skips where this host has no cgroups for us
     tree = cgroups.discover()
@@ -274,12 +275,9 @@ def test_orphans_of_a_job_are_reaped_by_its_namespaces_small_init(prison):
 def test_an_init_ignores_sigchld_and_ends_when_its_lifeline_closes(kind):
     if kind == "program" and os.uname().machine != "x86_64":
         pytest.skip("the init program is x86-64 code; elsewhere the init is a fork")
-    sandbox = Path(executor.__file__).with_name("sandbox.py")
     script = f"""
-import importlib.util, os, sys
-spec = importlib.util.spec_from_file_location("sandbox", {str(sandbox)!r})
-sandbox = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sandbox)
+import os, sys
+from sieci.jobs import sandbox
 lifeline, keep_alive = os.pipe()
 if {kind!r} == "program":
     pid = sandbox._spawn_init_program(sandbox._init_program(), lifeline)

@@ -16,8 +16,9 @@ import time
 import gevent
 import pytest
 
-from sieci import client, protocol
-from sieci.master import Master
+from sieci.client import client
+from sieci.wire import protocol
+from sieci.master.master import Master
 
 from tests.helpers import REPO, WAIT, Captured, JobEvents, client_address
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from sieci import batch, joblog
-from sieci.client_command import parse_args
+from sieci.client import batch, joblog
+from sieci.client.command import parse_args
 
 from tests.helpers import read_joblog
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci import bundle
-from sieci.bundle import BadBundle, PackError
+from sieci.wire import bundle
+from sieci.wire.bundle import BadBundle, PackError
 
 
 def entry(kind, name, content=b""):

@@ -3,7 +3,7 @@
 import pytest
 
 from sieci import defaults
-from sieci.client_command import parse_args
+from sieci.client.command import parse_args
 
 
 @pytest.mark.parametrize("argv", [

@@ -2,9 +2,9 @@
 
 import pytest
 
-from sieci import pipelining, protocol
-from sieci.connection import Connection
-from sieci.relay import SplicePipes
+from sieci.wire import conversation, protocol
+from sieci.wire.connection import Connection
+from sieci.splice import SplicePipes
 
 from tests.helpers import RecordingSocket
 
@@ -25,7 +25,7 @@ def test_only_empty_pipes_are_reused():
 
 def test_a_send_not_allowed_now_is_refused_before_any_byte_goes_out():
     sock = RecordingSocket()
-    conn = Connection(sock, pipelining.link_conversation(protocol.MASTER))
+    conn = Connection(sock, conversation.link_conversation(protocol.MASTER))
     conn.send_command(protocol.AVAILABLE)
     with pytest.raises(protocol.LocalProtocolError):
         conn.send_command(protocol.AVAILABLE)  # one AVAILABLE outstanding at most

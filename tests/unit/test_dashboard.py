@@ -4,8 +4,8 @@ import base64
 import hashlib
 import re
 
-from sieci import dashboard
-from sieci.dashboard import Throughput
+from sieci.master import dashboard
+from sieci.master.dashboard import Throughput
 
 
 def test_jobs_per_second_is_averaged_over_the_window():

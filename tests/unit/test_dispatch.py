@@ -2,9 +2,9 @@
 
 import collections
 
-from sieci import pipelining, protocol
-from sieci.connection import Connection
-from sieci.dispatch import Dispatcher
+from sieci.wire import conversation, protocol
+from sieci.wire.connection import Connection
+from sieci.master.dispatch import Dispatcher
 
 from tests.helpers import RecordingSocket
 
@@ -17,7 +17,7 @@ class StandInLink:
 
     def __init__(self):
         self.jobs = collections.deque()
-        self.state = pipelining.link_conversation(protocol.MASTER)
+        self.state = conversation.link_conversation(protocol.MASTER)
 
 
 def test_results_that_come_after_the_master_failed_the_job_are_dropped_not_an_error():

@@ -4,9 +4,9 @@ import signal
 
 import pytest
 
-from sieci.executor import safe_filename
-from sieci.fork_channel import Ended
-from sieci.limits import Limits, job_status
+from sieci.worker.executor import safe_filename
+from sieci.jobs.fork_channel import Ended
+from sieci.worker.limits import Limits, job_status
 
 
 @pytest.mark.parametrize("name", ["hello.py", "my_job-2.py", "Main", "a.b.c"])

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sieci import protocol, upload_format
+from sieci.wire import protocol, upload_format
 from sieci.files_store import FilesStore, Mismatch, StoreFull
 
 

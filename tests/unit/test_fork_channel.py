@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci import fork_channel
-from sieci.fork_channel import MalformedMessage, Request
+from sieci.jobs import fork_channel
+from sieci.jobs.fork_channel import MalformedMessage, Request
 
 text = st.text(max_size=40)
 pids = st.integers(min_value=1, max_value=2 ** 22)

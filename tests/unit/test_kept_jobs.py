@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from sieci import kept_jobs, protocol
-from sieci.kept_jobs import JOB_OVERHEAD, KeptJobs
-from sieci.master_job import Job
+from sieci.master import kept_jobs
+from sieci.wire import protocol
+from sieci.master.kept_jobs import JOB_OVERHEAD, KeptJobs
+from sieci.master.job import Job
 
 
 def new_job(job_id, upload=b""):

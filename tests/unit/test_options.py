@@ -5,8 +5,8 @@ import os
 import pytest
 
 from sieci import __version__, config, defaults, options
-from sieci.client_command import parse_args
-from sieci.results import Status
+from sieci.client.command import parse_args
+from sieci.wire.results import Status
 
 from tests.helpers import REPO
 

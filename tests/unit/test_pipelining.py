@@ -1,16 +1,16 @@
-"""The link's pipelining bookkeeping (sieci/pipelining.py): asking ahead, standing offers, codes ahead."""
+"""The link's pipelining bookkeeping (sieci/link.py): asking ahead, standing offers, codes ahead."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci import pipelining, protocol
-from sieci.protocol import (AVAILABLE, BUSY, ERROR, JOB, MASTER, READY, RECEIVED, ROLLBACK, WORKER,
+from sieci.wire import conversation, protocol
+from sieci.wire.protocol import (AVAILABLE, BUSY, ERROR, JOB, MASTER, READY, RECEIVED, ROLLBACK, WORKER,
                             LocalProtocolError, RemoteProtocolError)
 
 
 def ends():
-    return pipelining.link_conversation(MASTER), pipelining.link_conversation(WORKER)
+    return conversation.link_conversation(MASTER), conversation.link_conversation(WORKER)
 
 
 def running(master):
@@ -34,7 +34,7 @@ def offering(master, offers):
 
 
 def test_an_ask_ahead_is_answered_after_the_results():
-    master = running(pipelining.link_conversation(MASTER))
+    master = running(conversation.link_conversation(MASTER))
     assert master.ask_ahead() == b"AVAILABLE\n"
     assert master.state == protocol.RUNNING  # the job's exchange goes on
     with pytest.raises(LocalProtocolError):
@@ -47,7 +47,7 @@ def test_an_ask_ahead_is_answered_after_the_results():
 
 @pytest.mark.parametrize("state", [protocol.IDLE, protocol.SENT, protocol.FEEDING, protocol.CUTTING_OFF])
 def test_no_ask_ahead_where_the_worker_would_not_read_it_as_a_command(state):
-    master = pipelining.link_conversation(MASTER)
+    master = conversation.link_conversation(MASTER)
     master.state = state
     assert not master.can_ask_ahead()
     with pytest.raises(LocalProtocolError):
@@ -55,7 +55,7 @@ def test_no_ask_ahead_where_the_worker_would_not_read_it_as_a_command(state):
 
 
 def test_a_worker_that_takes_offers_is_not_asked_ahead():
-    master = offering(pipelining.link_conversation(MASTER), 1)
+    master = offering(conversation.link_conversation(MASTER), 1)
     master.take_offer()
     master.receive_line(b"RECEIVED\n")
     assert not master.can_ask_ahead()
@@ -70,7 +70,7 @@ def test_free_before_the_master_takes_offers_breaks_the_protocol():
 
 
 def test_codes_go_against_offers_and_wait_their_turn():
-    master = offering(pipelining.link_conversation(MASTER), 3)
+    master = offering(conversation.link_conversation(MASTER), 3)
     assert master.take_offer() == b"RELAY\n"
     assert master.state == protocol.SENT
     master.take_offer()
@@ -89,7 +89,7 @@ def test_codes_go_against_offers_and_wait_their_turn():
 
 
 def test_the_worker_end_takes_a_code_only_against_an_offer():
-    worker = pipelining.link_conversation(WORKER)
+    worker = conversation.link_conversation(WORKER)
     worker.receive_line(b"AVAILABLE\n")
     worker.send(READY)
     worker.receive_line(b"ROLLBACK free\n")
@@ -105,13 +105,13 @@ def test_the_worker_end_takes_a_code_only_against_an_offer():
 
 
 def test_a_flood_of_offers_breaks_the_protocol():
-    master = offering(pipelining.link_conversation(MASTER), pipelining.MAX_OFFERS)
+    master = offering(conversation.link_conversation(MASTER), conversation.MAX_OFFERS)
     with pytest.raises(RemoteProtocolError):
         master.receive_line(b"FREE\n")
 
 
 def test_a_relay_without_the_field_leaves_the_worker_asked_as_before():
-    worker = pipelining.link_conversation(WORKER)
+    worker = conversation.link_conversation(WORKER)
     worker.receive_line(b"AVAILABLE\n")
     worker.send(READY)
     worker.receive_line(b"RELAY\n")
@@ -122,8 +122,8 @@ def test_a_relay_without_the_field_leaves_the_worker_asked_as_before():
 def test_both_ends_agree_whatever_the_order(steps):
     """Replay events in any order on a link that takes offers (each end skipping what it may not do now):
     the two ends agree on the offers standing, and on the job whose exchange goes on."""
-    master = offering(pipelining.link_conversation(MASTER), 0)
-    worker = pipelining.link_conversation(WORKER)
+    master = offering(conversation.link_conversation(MASTER), 0)
+    worker = conversation.link_conversation(WORKER)
     worker.state = protocol.IDLE
     worker.takes_offers = True
     codes_in_flight = 0  # sent by the master, not yet read by the worker

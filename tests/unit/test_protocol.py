@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sieci import pipelining, protocol, upload_format
-from sieci.protocol import (
+from sieci.wire import conversation, protocol, upload_format
+from sieci.wire.protocol import (
     AVAILABLE,
     CLASSIC_TERMINATOR,
     CONNECTION_CLOSED,
@@ -39,8 +39,8 @@ from sieci.protocol import (
     parse_header,
     rest_of_line,
 )
-from sieci.framing import Receiver
-from sieci.results import ResultDecoder, Status, encode_output, parse_status
+from sieci.wire.framing import Receiver
+from sieci.wire.results import ResultDecoder, Status, encode_output, parse_status
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Properties that also draw a chunking cost more per example.
@@ -958,7 +958,7 @@ MESSAGES = [AVAILABLE, READY, ROLLBACK, RECEIVED, ERROR, JOB, protocol.CHALLENGE
             protocol.STATUS, protocol.STATUS_REPLY, protocol.NEED, protocol.DETACHED, protocol.ATTACH, protocol.ATTACHED,
             protocol.CANCEL, protocol.CANCELLED, protocol.JOBS, b"BOGUS"]
 TABLES = {  # table: (its conversation's maker, its two ends, its states)
-    "link": (protocol.LINK_TRANSITIONS, pipelining.link_conversation, (MASTER, WORKER), LINK_STATES),
+    "link": (protocol.LINK_TRANSITIONS, conversation.link_conversation, (MASTER, WORKER), LINK_STATES),
     "client": (protocol.CLIENT_TRANSITIONS, protocol.client_conversation, (MASTER, CLIENT), CLIENT_STATES),
 }
 LEGAL = [(name, role, transition) for name, (table, _, roles, _) in TABLES.items()
@@ -1104,7 +1104,7 @@ def _drive(sender_end, receiver_end, message):
 
 
 def test_both_ends_of_a_link_move_together():
-    ends = {MASTER: pipelining.link_conversation(MASTER), WORKER: pipelining.link_conversation(WORKER)}
+    ends = {MASTER: conversation.link_conversation(MASTER), WORKER: conversation.link_conversation(WORKER)}
     script = [(MASTER, protocol.CHALLENGE), (WORKER, protocol.AUTH),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, ROLLBACK),
               (MASTER, AVAILABLE), (WORKER, READY), (MASTER, JOB), (WORKER, RECEIVED), (WORKER, JOB),
@@ -1131,10 +1131,10 @@ def test_both_ends_of_a_client_connection_move_together(script, last):
 
 
 def test_examples_of_blame():
-    master = pipelining.link_conversation(MASTER)
+    master = conversation.link_conversation(MASTER)
     with pytest.raises(RemoteProtocolError, match="READY from the worker while idle"):
         master.receive_line(b"READY v=2\n")  # READY without AVAILABLE: the worker's fault
-    worker = pipelining.link_conversation(WORKER)
+    worker = conversation.link_conversation(WORKER)
     with pytest.raises(LocalProtocolError):
         worker.send(READY)  # the same from the worker's side: our bug
     master.send(AVAILABLE)
@@ -1170,7 +1170,7 @@ def test_what_a_client_says_after_its_request_is_ignored():
 
 
 def test_closed_conversation_accepts_nothing():
-    link = pipelining.link_conversation(MASTER)
+    link = conversation.link_conversation(MASTER)
     link.send(AVAILABLE)
     link.close()
     assert link.state == protocol.CLOSED
@@ -1310,7 +1310,7 @@ def _data_until_stuck(receiver):
 
 
 def test_a_receiver_goes_on_with_what_a_new_connection_brings_after_its_reply_line():
-    from sieci.framing import Receiver
+    from sieci.wire.framing import Receiver
 
     old = Receiver()
     old.start_block(protocol.parse_header(b"ENDSEQ T v=2\n"), results=True)

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sieci import protocol
-from sieci.framing import Receiver
-from sieci.protocol import RETURNED, STDERR, STDOUT, RemoteProtocolError, parse_header
-from sieci.results import FilePiece, ResultDecoder, Status, encode_output, file_items
-from sieci.returns import (decode_returns, encode_returns, glob_matches, may_match_below, name_parts,
+from sieci.wire import protocol
+from sieci.wire.framing import Receiver
+from sieci.wire.protocol import RETURNED, STDERR, STDOUT, RemoteProtocolError, parse_header
+from sieci.wire.results import FilePiece, ResultDecoder, Status, encode_output, file_items
+from sieci.wire.returns import (decode_returns, encode_returns, glob_matches, may_match_below, name_parts,
                            split_glob)
 
 # --- globs -----------------------------------------------------------------------------------

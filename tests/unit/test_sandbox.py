@@ -2,9 +2,9 @@
 
 
 def test_a_wall_this_host_cannot_build_stops_the_worker_in_one_line_unless_optional(monkeypatch):
-    from sieci import cgroups
+    from sieci.jobs import cgroups
     from sieci.config import settle_isolation
-    from sieci.isolation import Isolation
+    from sieci.worker.isolation import Isolation
 
     def unusable():
         raise cgroups.Unusable("no cgroup tree here")

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from sieci import auth
+from sieci.wire import auth
 from sieci.config import warn_if_exposed
 
 SECRET = b"correct horse battery staple, 2026"
@@ -39,7 +39,7 @@ def test_exposed_daemons_without_a_secret_warn_loudly(caplog):
 
 def test_a_worker_whose_jobs_share_its_network_without_a_secret_warns_loudly(caplog):
     from sieci.config import warn_if_jobs_reach_masters
-    from sieci.isolation import Isolation
+    from sieci.worker.isolation import Isolation
 
     log = logging.getLogger("sieci.test")
     with caplog.at_level(logging.WARNING, logger="sieci.test"):

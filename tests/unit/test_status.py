@@ -1,6 +1,6 @@
 """The status table, built from the master's JSON."""
 
-from sieci import status
+from sieci.wire import status
 
 
 def test_the_text_table_is_built_from_the_json():

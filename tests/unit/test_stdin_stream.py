@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci import protocol
-from sieci.stdin_stream import (Resize, StdinDecoder, encode_resize, stdin_items, terminal_size, tty_field)
+from sieci.wire import protocol
+from sieci.wire.stdin_stream import (Resize, StdinDecoder, encode_resize, stdin_items, terminal_size, tty_field)
 
 TERMINATOR = b"GHIJKLMNOPQRSTUVGHIJKLMNOPQRSTUV"
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci import protocol, upload_format
+from sieci.wire import protocol, upload_format
 
 
 def header(fields):

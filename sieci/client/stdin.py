@@ -1,0 +1,138 @@
+"""The job's stdin at the client: streamed to the master while the results come, or inline.
+
+``JobStdin`` is where it comes from (bytes, a file object, or a file
+descriptor such as the client's own stdin, a terminal with -t); a
+``StdinPump`` sends it, in a thread of its own, as the one stdin block of
+stdin_stream.py, once the job is accepted. Backpressure is TCP's: the pump
+reads no more than the master takes. Loaded only for jobs that have stdin.
+"""
+
+import _signal
+import _socket
+import os
+import select
+import threading
+
+from sieci.wire import protocol, upload_format
+from sieci.wire.stdin_stream import encode_resize, encode_stdin_header, stdin_items, tty_field
+
+CHUNK = 256 << 10  # bytes read from stdin at a time
+STOP_PATIENCE = 1.0  # seconds to wait for the pump to stop once the results have ended
+RESIZED = object()  # what a read gives when a resize woke it, and nothing was read
+
+
+class JobStdin:
+    """The job's stdin, from ``source``: bytes, a file descriptor (int), or a binary file object.
+
+    ``terminal`` (columns, rows): the source is the client's terminal (-t),
+    the job gets one of that size; ``resized`` tells it of a new size.
+    Reads from a file descriptor wait for it and for ``stop`` alike; a file
+    object's read cannot be interrupted, and is let finish on its own.
+    """
+
+    def __init__(self, source, terminal=None):
+        self.source = memoryview(source) if isinstance(source, (bytes, bytearray)) else source
+        self.terminal = terminal
+        self.started = False  # some of it has been read: what went cannot be sent again
+        self._resizes = []
+        self._wake_read, self._wake_write = os.pipe()
+        self._stopped = False
+
+    def fields(self):
+        """The upload's header fields that ask for it to stream."""
+        return [upload_format.STDIN_STREAM] + ([tty_field(*self.terminal)] if self.terminal else [])
+
+    def read(self, size=CHUNK):
+        """Up to ``size`` bytes; ``b""`` at its end, RESIZED when woken by a resize alone, None once stopped."""
+        self.started = True
+        if isinstance(self.source, memoryview):
+            data, self.source = self.source[:size], self.source[size:]
+            return None if self._stopped else bytes(data)
+        if isinstance(self.source, int):
+            return self._read_fd(size)
+        data = self.source.read1(size) if hasattr(self.source, "read1") else self.source.read(size)
+        return None if self._stopped else data
+
+    def _read_fd(self, size):
+        readable, _, _ = select.select([self.source, self._wake_read], [], [])
+        if self._stopped:
+            return None
+        if self.source not in readable:
+            os.read(self._wake_read, 64)
+            return RESIZED
+        try:
+            return os.read(self.source, size)
+        except OSError:  # a terminal that went away (EIO) ends it as end of file would
+            return b""
+
+    def read_inline(self, limit):
+        """The whole of it, if it holds at most ``limit`` bytes; else None."""
+        chunks, size = [], 0
+        while size <= limit and (data := self.read(limit + 1 - size)):
+            chunks.append(data)
+            size += len(data)
+        return b"".join(chunks) if size <= limit else None
+
+    def resized(self, columns, rows):
+        """From a signal handler: the terminal has a new size, to tell the job."""
+        self._resizes.append((columns, rows))
+        os.write(self._wake_write, b"w")
+
+    def take_resizes(self):
+        resizes, self._resizes = self._resizes, []
+        return [encode_resize(columns, rows) for columns, rows in resizes]
+
+    def stop(self):
+        """Reads give None from now on; one that waits returns."""
+        if not self._stopped and self._wake_write is not None:
+            os.write(self._wake_write, b".")
+        self._stopped = True
+
+    def close(self):
+        if self._wake_write is not None:
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+            self._wake_read = self._wake_write = None
+
+
+class StdinPump:
+    """Sends ``stdin`` (a JobStdin) on ``conn`` (the job's Connection, once it is accepted): the
+    block's header at once, then its items from a thread, and its terminator at the end of stdin.
+
+    The conversation is the reading thread's: the pump leaves it at the header (FEEDING), from
+    which the results' end is as legal as from FED, whichever of the two ends first.
+    """
+
+    def __init__(self, conn, stdin):
+        self.conn = conn
+        self.stdin = stdin
+        self.terminator = protocol.choose_terminator()
+        self._thread = threading.Thread(target=self._pump, name="sieci stdin", daemon=True)
+
+    def start(self):
+        self.conn.send(encode_stdin_header(self.terminator), completes=protocol.ENDSEQ)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Send no more: the job has ended, or its results failed. A send that waits fails at once."""
+        self.stdin.stop()
+        try:
+            self.conn.sock.shutdown(_socket.SHUT_WR)
+        except OSError:
+            pass
+        self._thread.join(STOP_PATIENCE)
+
+    def _pump(self):
+        if _signal.getsignal(_signal.SIGPIPE) == _signal.SIG_DFL:  # the command's (for its stdout), in a thread
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, [_signal.SIGPIPE])  # a master that has gone: EPIPE, no death
+        try:
+            while (data := self.stdin.read()) is not None:
+                pieces = self.stdin.take_resizes()
+                if data is not RESIZED:
+                    pieces += stdin_items(data, self.terminator) if data else [self.terminator + b"\n"]
+                self.conn.send_pieces(pieces)
+                if not data:
+                    return
+        except OSError:
+            pass  # the master has gone: the results say what became of the job

@@ -1,0 +1,371 @@
+"""The master's client port: uploads taken and verified, status requests answered, clients watched.
+
+Until an upload is verified it is held in bounded memory (UnverifiedUploads);
+once taken, its job goes to the dispatcher, and its client is watched until
+the job ends: a client that leaves cancels its job.
+"""
+
+import collections
+import logging
+
+import gevent
+import gevent.event
+
+from sieci.wire import auth, files_transfer, protocol, status, upload_format
+from sieci import defaults
+from sieci.master import job_control, kept_jobs, ports
+from sieci.wire.address import format_address
+from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
+from sieci.files_store import Mismatch, StoreFull
+
+log = logging.getLogger("sieci.master")
+
+# Bytes: a longer first line is refused, and a longer line of code is passed on, not held
+# back while it might still end in the terminator (a classic client's glued one included).
+# Each client connection may buffer this much beyond what UnverifiedUploads counts.
+UPLOAD_LINE_LIMIT = 64 << 10
+
+
+class TooMuchUnverified(Exception):
+    """Taking more bytes of an upload would pass the share of unverified uploads."""
+
+
+class UnverifiedUploads:
+    """Bytes of uploads read but not yet verified, in all and per peer address. An
+    upload that would take more than ``limit`` in all, or a quarter of it from one
+    address, is refused: strangers cannot fill the master's memory, and one address
+    alone cannot keep out the rest."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.total = 0
+        self.by_address = collections.Counter()
+
+    def resize(self, address, before, after):
+        """One upload from ``address`` now holds ``after`` bytes, not ``before``."""
+        grow = after - before
+        if grow > 0 and (self.total + grow > self.limit or self.by_address[address] + grow > self.limit // 4):
+            raise TooMuchUnverified(f"too many unverified uploads at once (over {self.limit >> 20} MiB); "
+                                    "try again later")
+        self.total += grow
+        self.by_address[address] += grow
+        if not self.by_address[address]:
+            del self.by_address[address]
+        return after
+
+
+class Newcomers:
+    """Client connections that have yet to send a whole request: at most ``limit`` at once, all
+    addresses together. One past it takes the place of the oldest newcomer from the address that has
+    the most, which is hung up: a flood from a few addresses (a job's 127.x.y.z among them) can
+    neither use up the master's descriptors nor keep other clients out."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.waiting = {}  # Connection: its peer's address, oldest first
+
+    def arrive(self, conn, address):
+        if len(self.waiting) >= self.limit:
+            crowd = collections.Counter(self.waiting.values()).most_common(1)[0][0]
+            oldest = next(waiting for waiting, where in self.waiting.items() if where == crowd)
+            del self.waiting[oldest]
+            log.warning("client connections waiting for their request pass %d: hanging up the oldest from %s",
+                        self.limit, crowd)
+            oldest.shutdown()
+        self.waiting[conn] = address
+
+    def leave(self, conn):
+        self.waiting.pop(conn, None)
+
+
+class Intake:
+    """Serves the master's client port for ``dispatcher``. ``describe`` gives the
+    master's status (see status.py); ``verifier`` (an auth.Verifier) checks signed
+    requests, at this port's ``identity`` (set once the port is bound)."""
+
+    def __init__(self, dispatcher, describe, max_upload, max_unverified, max_connections_per_address,
+                 client_timeout, keepalive, verifier=None, plaintext_only=True, files=None, kept=None,
+                 max_newcomers=defaults.MAX_NEW_CONNECTIONS):
+        self.dispatcher = dispatcher
+        self.files = files  # a FilesStore: the bundles of jobs
+        self.files_arriving = {}  # digest: an Event set when a client has finished sending that bundle
+        self.describe = describe
+        self.max_upload = max_upload
+        self.unverified = UnverifiedUploads(max_unverified)
+        self.max_connections_per_address = max_connections_per_address
+        self.connections = collections.Counter()  # open ones, per address
+        self.newcomers = Newcomers(max_newcomers)
+        self.client_timeout = client_timeout
+        self.keepalive = keepalive
+        self.verifier = verifier
+        self.identity = None
+        self.plaintext_only = plaintext_only
+        self.kept = kept  # a kept_jobs.KeptJobs: detached jobs
+        self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"], self._attacher_left)
+
+    def handle_client(self, sock, address):
+        name = format_address(address)
+        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
+        conn = Connection(sock, protocol.client_conversation(protocol.MASTER),
+                          max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
+        conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
+        conn.plaintext_only = self.plaintext_only
+        self.connections[address[0]] += 1
+        try:
+            if self.connections[address[0]] > self.max_connections_per_address:
+                return self._refuse(conn, name, f"too many connections from {address[0]} "
+                                                f"(at most {self.max_connections_per_address} at once)")
+            self.newcomers.arrive(conn, address[0])
+            try:
+                job = self._receive_job(conn, name, address[0])
+            finally:
+                self.newcomers.leave(conn)
+            if job is not None and job.detaching:
+                self._detach(conn, name, job)
+            elif job is not None:
+                self.dispatcher.enqueue(job)
+                self._wait_while_watching(job)
+        except SpeaksTLS:
+            ports.tell_speaks_tls(conn, "client", name)
+        except OSError as error:
+            log.debug("client %s: %s", name, error)
+        except Exception:
+            log.exception("client %s: unexpected error", name)
+        finally:
+            self.connections[address[0]] -= 1
+            if not self.connections[address[0]]:
+                del self.connections[address[0]]
+            sock.close()
+
+    def _receive_job(self, conn, name, peer):
+        """The job uploaded, verified and admitted; or None, once the client is answered."""
+        conn.settimeout(self.client_timeout)
+        try:
+            line = self._first_line(conn, peer)
+            if line is not protocol.CONNECTION_CLOSED and line.word == protocol.CHALLENGE:
+                if self.verifier is None:
+                    return self._refuse(conn, name, "the client asks for a secret and this master has none")
+                self._prove_secret(conn, line.reason)
+                line = self._first_line(conn, peer)
+            if line is protocol.CONNECTION_CLOSED:
+                log.debug("client %s left without sending a job", name)
+                return None
+            if line.word == protocol.STATUS:
+                return self._answer_status(conn, name, line)
+            if line.word in job_control.REQUESTS:
+                return self._answer_control(conn, name, line)
+            header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
+            if self.verifier is not None:  # before the payload: nothing unsigned is read whole
+                self._check_signed_header(conn, header.fields)
+            code, end = self._receive_code(conn, peer)
+        except (protocol.RemoteProtocolError, TooMuchUnverified) as error:
+            return self._refuse(conn, name, str(error))
+        except TimeoutError:
+            return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        except auth.Unauthorized as why:
+            return self._refuse(conn, name, "unauthorized", why)
+        if self.verifier is not None:
+            try:
+                self.verifier.verify_upload(header.fields, b"".join(code))
+            except auth.Unauthorized as why:
+                return self._refuse(conn, name, "unauthorized", why)
+        refusal = self.dispatcher.refusal()
+        if refusal is not None:
+            return self._refuse(conn, name, refusal)
+        if not self._hold_files(conn, name, header):
+            return None
+        job = self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
+        if job.kept:
+            try:
+                self.kept.keep(job)
+            except (kept_jobs.NoRoom, OSError) as error:
+                if job.files is not None:
+                    self.files.release(job.files.digest)
+                return self._refuse(conn, name, str(error) if isinstance(error, kept_jobs.NoRoom)
+                                    else f"cannot keep the job: {error.strerror or error}")
+        return job
+
+    def _detach(self, conn, name, job):
+        """Queue a detached job, and tell its client the job's id: it leaves, and may attach later."""
+        job.detach()
+        self.dispatcher.enqueue(job)
+        conn.send_command(protocol.DETACHED, protocol.job_id_field(job.id))
+        conn.finish_sending()
+        log.info("client %s detached from job %s", name, job.id)
+
+    def _hold_files(self, conn, name, header):
+        """The upload's files bundle, if it names one, held in the store for its job: asked of the
+        client first if the store lacks it. False once the client has been refused."""
+        try:
+            wanted = upload_format.files_wanted(header)
+            if wanted is None:
+                return True
+            if wanted.size > self.max_upload:
+                raise protocol.RemoteProtocolError(f"a files bundle of {wanted.size} bytes is larger than this "
+                                                   f"master's --max-upload of {self.max_upload} bytes")
+            self._obtain_files(conn, wanted)
+        except (protocol.RemoteProtocolError, Mismatch, StoreFull) as error:
+            return self._refuse(conn, name, str(error))
+        except TimeoutError:
+            return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
+        self.files.hold(wanted.digest)
+        return True
+
+    def _prove_secret(self, conn, challenge):
+        """Answer a client that asks this master to prove it holds the secret before it sends anything."""
+        conn.send_command(protocol.AUTH, auth.prove_master(self.verifier.secret, challenge, self.identity,
+                                                           conn.local_host))
+
+    def _first_line(self, conn, peer):
+        """The client's first line (or its end); what it holds of it meanwhile counts as unverified."""
+        held = 0
+        try:
+            while (event := conn.next_buffered_event()) is protocol.NEED_DATA:
+                conn.receive_more()
+                held = self.unverified.resize(peer, held, conn.receiver.buffered)
+            return event
+        finally:
+            self.unverified.resize(peer, held, 0)
+
+    def _receive_code(self, conn, peer):
+        """The upload's payload, in pieces, and its end; what is held counts as unverified."""
+        code, size, held = [], 0, 0
+        try:
+            while not isinstance(event := conn.next_event(), protocol.BlockEnd):
+                if event is protocol.CONNECTION_CLOSED:
+                    raise protocol.RemoteProtocolError("the upload ended before its terminator line")
+                code.append(event.data)
+                size += len(event.data)
+                held = self.unverified.resize(peer, held, size + conn.receiver.buffered)
+        except BaseException:
+            code.clear()  # before the refusal, which may take a second to send: its bytes no longer count
+            raise
+        finally:
+            self.unverified.resize(peer, held, 0)
+        return code, event
+
+    def _obtain_files(self, conn, wanted):
+        """The bundle in the store: asked of this client, unless another is sending it already (the
+        jobs of a batch come together), whose sending is waited for, as long as a client may take."""
+        while not self.files.has(wanted.digest):
+            arriving = self.files_arriving.get(wanted.digest)
+            if arriving is not None and arriving.wait(self.client_timeout):
+                continue
+            self.files_arriving[wanted.digest] = arriving = gevent.event.Event()
+            try:
+                files_transfer.fetch(conn, self.files, wanted)
+            finally:
+                if self.files_arriving.get(wanted.digest) is arriving:
+                    del self.files_arriving[wanted.digest]
+                arriving.set()
+
+    def _answer_control(self, conn, name, line):
+        """ATTACH, CANCEL or JOBS (see job_control.py), once its signature, if needed, is checked."""
+        if not self._signed(conn, name, line, job_control.signed_payload(line.raw)):
+            return None
+        conn.settimeout(None)  # an attached client may wait as long as the job takes
+        try:
+            self.control.answer(conn, name, line)
+        except job_control.Refused as why:
+            return self._refuse(conn, name, str(why))
+        conn.finish_sending()
+        return None
+
+    def _signed(self, conn, name, line, payload):
+        """Whether a request's line is signed as it must be; False once the client has been refused."""
+        if self.verifier is None:
+            return True
+        fields = line.raw.split()[1:]
+        try:
+            self._check_signed_header(conn, fields)
+            self.verifier.verify_upload(fields, payload)
+        except auth.Unauthorized as why:
+            self._refuse(conn, name, "unauthorized", why)
+            return False
+        return True
+
+    def _answer_status(self, conn, name, line):
+        fields = line.raw.split()[1:]
+        if not self._signed(conn, name, line, status.SIGNED_PAYLOAD):
+            return None
+        state = self.describe()
+        if status.JSON in fields:
+            conn.send(status.encode_json(state), completes=protocol.STATUS_REPLY)
+        else:
+            conn.send(status.format_text(state).encode() + b".\n", completes=protocol.STATUS_REPLY)
+        log.debug("client %s: answered a status request", name)
+        return None
+
+    def _check_signed_header(self, conn, fields):
+        self.identity.check(fields, conn.local_host)
+        self.verifier.check_header(fields)
+
+    @staticmethod
+    def _refuse(conn, name, reason, detail=None):
+        log.warning("client %s: refused: %s%s", name, reason, f" ({detail})" if detail else "")
+        conn.refuse(reason.encode())
+        conn.finish_sending()
+        return None
+
+    def _wait_while_watching(self, job):
+        """Wait for the job to end, relaying its stdin if it streams; cancel it if its client hangs up first."""
+        job.client.settimeout(None)
+        watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
+        try:
+            gevent.wait([job.finished, watcher], count=1)
+            if job.client is not None:  # not left to run on: see _client_left
+                job.finished.wait()
+        finally:
+            watcher.kill()
+
+    def _watch_client(self, job):
+        try:
+            while self._readable_while_alive(job):
+                if job.client.next_event() is protocol.CONNECTION_CLOSED:
+                    break  # nothing more is expected; what comes anyway is ignored
+        except (OSError, protocol.ProtocolError):
+            pass
+        if not job.finished.is_set():
+            self._client_left(job)
+
+    def _client_left(self, job):
+        """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
+        if job.spool is None:
+            self.dispatcher.cancel(job)
+            return
+        log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
+                 self.client_timeout)
+        job.detach()
+        gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _attacher_left(self, job):
+        """The last client attached to a ``keep`` job (not a detached one) has left: as its first did."""
+        if not job.detaching and not job.finished.is_set():
+            gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _cancel_unless_attached(self, job):
+        if not job.finished.is_set() and not job.spool.attached:
+            log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
+            self.dispatcher.withdraw(job)
+
+    def _relay_stdin(self, job):
+        """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
+        job.client.conversation.ignored = protocol.STREAMING_CLIENT_IGNORED
+        try:
+            relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
+        except protocol.ProtocolError as error:
+            log.warning("client %s: its job's stdin is malformed (%s): the job is stopped", job.client_name, error)
+            relayed = False
+        except OSError:
+            relayed = False
+        if relayed:
+            self._watch_client(job)
+        elif not job.finished.is_set():
+            self.dispatcher.cancel(job)
+
+    def _readable_while_alive(self, job):
+        """Whether the client's socket became readable, not its client vanished."""
+        if job.client.readable_while_acknowledged(self.keepalive):
+            return True
+        log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
+        return False

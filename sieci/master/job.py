@@ -1,0 +1,158 @@
+"""A job as the master holds it: its upload, its client, the worker it went to, and the relay of its results."""
+
+import os
+import time
+
+import gevent.event
+
+from sieci import defaults
+from sieci.wire import protocol, upload_format
+from sieci.wire.results import Status
+from sieci.master.stdin_relay import StdinRelay
+
+
+class ClientGone(Exception):
+    """The client's connection failed while we wrote to it."""
+
+
+class Job:
+    def __init__(self, job_id, upload, client, client_name, header):
+        self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
+        self._upload = upload  # the block to forward: header, code, terminator (see the upload property)
+        self.upload_size = len(upload)
+        self._upload_file = None  # a kept job's: (its path, the store's release) while it waits there
+        self.fields = header.fields  # its header's, after the terminator
+        self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
+        self.files = upload_format.files_wanted(header)  # its files bundle, which the master holds for it
+        self.stdin = StdinRelay() if upload_format.STDIN_STREAM in header.fields else None
+        self.client = client
+        self.client_name = client_name
+        self.worker = None
+        self.cancelled = False
+        self.withdrawn = False  # cancelled by request (CANCEL <id>)
+        self.spool = None  # a kept_jobs.Spool: a detached job's results are kept for clients that attach
+        self.detaching = upload_format.DETACH_FIELD in header.fields
+        self.kept = self.detaching or upload_format.KEEP_FIELD in header.fields
+        self.accepted = False  # the worker said RECEIVED: the code may have run
+        self.answered = False  # the worker answered its code (NEED counts)
+        self.results_header = None
+        self.relayed_mid_line = False
+        self.bytes_relayed = 0
+        self.finished = gevent.event.Event()
+        self.queued_at = time.monotonic()
+        self.dispatched_at = None
+        self.finished_at = None
+        self.end_reason = ""  # why it failed or was cancelled, when the master knows
+        self._unsent = []
+
+    @property
+    def waits_behind_another(self):
+        """Sent to a worker that has yet to answer an earlier job of ours: it cannot be stopped alone yet."""
+        return self.worker is not None and not self.answered and self.worker.job is not self
+
+    @property
+    def goes_alone(self):
+        """Sent only to a worker that holds no other job of ours, and nothing after it until it ends: its stdin
+        block and files (NEED) come after the code, and a big code would be held by the worker meanwhile."""
+        return self.stdin is not None or self.files is not None or self.upload_size > defaults.MAX_UPLOAD_AHEAD
+
+    @property
+    def upload(self):
+        """The block to forward to a worker, from memory or, a kept job's, from its file."""
+        if self._upload_file is None:
+            return self._upload
+        with open(self._upload_file[0], "rb") as file:
+            return file.read()
+
+    def move_upload_to(self, path, release):
+        """Keep the upload in a new file at ``path``, not in memory; ``release(size)`` is called once the
+        file is gone."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self._upload_file = (path, release)
+        with open(fd, "wb") as file:
+            file.write(self._upload)
+        self._upload = None
+
+    def drop_upload(self):
+        """A worker has accepted the job, which never runs again: its upload is not needed any more."""
+        self._upload = b""
+        if self._upload_file is not None:
+            path, release = self._upload_file
+            self._upload_file = None
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # the store went first, at the master's stop
+            release(self.upload_size)
+
+    def detach(self):
+        """Its client has left, told the job's id: the job runs on for clients that attach."""
+        self.client = None
+        self.extended = False
+
+    def relay(self, data, last=False):
+        """Bytes of the job's results (``last``: their end), to its client and its spool."""
+        if self.spool is not None:
+            self.spool.write(data, last)
+        if last:
+            self.send_to_client(data, completes=protocol.JOB)
+        else:
+            self.queue_for_client(data)
+
+    def command_with_id(self, word):
+        """Command ``word`` to a sieci client, which is told the job's id with it."""
+        reason = protocol.job_id_field(self.id) if self.extended else b""
+        return self.client.conversation.send(word, reason)
+
+    def send_to_client(self, data, completes=None):
+        """Relay to the client; once it has gone, or the job has ended for it (failed while its
+        results came), the rest is dropped. ``completes``: as Connection.send's."""
+        if self.finished.is_set() or self.client is None:
+            return
+        if completes is not None:
+            self.client.conversation.sending(completes)
+        self._unsent.append(data)
+        self.flush()
+
+    def queue_for_client(self, data):
+        """Relay to the client with the next flush: what arrived together goes in one send."""
+        self._unsent.append(data)
+
+    def flush(self):
+        data, self._unsent = b"".join(self._unsent), []
+        if self.cancelled or self.finished.is_set() or not data or self.client is None:
+            return
+        try:
+            self.client.send(data)
+        except OSError as error:
+            self.client_failed(error)
+
+    def send_spliced(self, pipe):
+        """Relay to the client what ``pipe`` (a relay.SplicePipe) holds; False if the client has gone."""
+        try:
+            pipe.drain(self.client.sock.fileno())
+        except OSError as error:
+            self.client_failed(error)
+            return False
+        return True
+
+    def client_failed(self, error):
+        """A send to the client failed: the rest of the results has nowhere to go (but to a kept job's spool)."""
+        if self.spool is not None:
+            self.detach()
+            return
+        self.cancelled = True
+        if self.worker is not None and self.worker.stoppable:
+            raise ClientGone(str(error))
+
+    def tell_failed(self, reason):
+        """Tell the client the job failed, in whatever form still fits."""
+        if self.results_header is None:
+            if self.client is not None:
+                self.send_to_client(self.client.conversation.refuse(reason))
+        elif self.worker.in_raw_chunk:
+            pass  # the client counts the chunk's bytes: a status now would be taken for output
+        elif self.results_header.extended:
+            lost = Status(b"error", b"lost", reason)
+            ending = b"\n" if self.relayed_mid_line else b""
+            self.relay(ending + lost.encode() + self.results_header.terminator + b"\n", last=True)

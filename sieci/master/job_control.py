@@ -1,0 +1,148 @@
+"""Job control on the master's client port: ATTACH, CANCEL and JOBS, each a line, answered here.
+
+``ATTACH <id>`` is answered ``ATTACHED job=<id>`` and the kept job's results
+block from its first byte (or from ``at=<offset>``), as it comes, until the
+block ends; a job that failed before its results began, with ``ERROR
+<reason>``. ``CANCEL <id>`` stops a queued or running job (``CANCELLED
+job=<id>``). ``JOBS`` lists the jobs queued, running and kept, as one line
+of JSON. Each request's line is signed, when the master has a secret, over
+the fixed payload of its words (``ATTACH <id>``); intake.py checks that
+before it calls here. An id is 16 lower-case hex digits or no id at all.
+"""
+
+import json
+import logging
+import time
+
+import gevent
+
+from sieci.wire import protocol
+
+log = logging.getLogger("sieci.master")
+
+REQUESTS = (protocol.ATTACH, protocol.CANCEL, protocol.JOBS)
+AT_FIELD = b"at"
+
+
+class Refused(Exception):
+    """The request cannot be answered: the message says why, to the client."""
+
+
+def signed_payload(line):
+    """What a request's signature covers: its words before the fields (``ATTACH <id>``)."""
+    return b" ".join(word for word in line.split() if b"=" not in word)
+
+
+def requested_id(line):
+    """The job's id a request names; Refused unless it is one."""
+    words = line.split()
+    job_id = protocol.parse_job_id(words[1]) if len(words) > 1 else None
+    if job_id is None:
+        raise Refused("expected a job id (16 hex digits)")
+    return job_id
+
+
+def offset_of(line):
+    for word in line.split()[2:]:
+        if word.startswith(AT_FIELD + b"="):
+            value = word[len(AT_FIELD) + 1:]
+            if value.isdigit() and len(value) < 19:
+                return int(value)
+            raise Refused("a malformed at= field")
+    return 0
+
+
+class JobControl:
+    """Answers job control for the master's ``dispatcher`` and its ``kept`` jobs (a kept_jobs.KeptJobs);
+    ``last_left(job)`` is called when the last client attached to a job that still runs has left."""
+
+    def __init__(self, dispatcher, kept, master_name, last_left):
+        self.dispatcher = dispatcher
+        self.kept = kept
+        self.master_name = master_name
+        self.last_left = last_left
+
+    def answer(self, conn, name, line):
+        """Answer the request ``line`` (a protocol.Line) on ``conn``; Refused if it cannot be."""
+        word = line.word
+        if word == protocol.JOBS:
+            conn.send(_encode(self.listed()), completes=protocol.STATUS_REPLY)
+        elif word == protocol.CANCEL:
+            self.cancel(conn, name, requested_id(line.raw))
+        else:
+            self.attach(conn, name, requested_id(line.raw), offset_of(line.raw))
+
+    def listed(self):
+        now = time.monotonic()
+        jobs = {job.id: job for job in self.kept.listed()}
+        jobs.update((job.id, job) for job in self.dispatcher.active_jobs)
+        return {"master": self.master_name(),
+                "jobs": [_described(job, now) for job in sorted(jobs.values(), key=lambda job: job.queued_at)]}
+
+    def cancel(self, conn, name, job_id):
+        job = self.dispatcher.jobs_by_id.get(job_id)
+        if job is None:
+            raise Refused(f"no queued or running job {job_id} (it has ended, or this master never had it)")
+        why_not = self.dispatcher.withdraw(job)
+        if why_not is not None:
+            raise Refused(f"job {job_id} cannot be cancelled: {why_not}")
+        log.info("client %s cancelled job %s", name, job_id)
+        conn.send_command(protocol.CANCELLED, protocol.job_id_field(job_id))
+
+    def attach(self, conn, name, job_id, offset):
+        job = self.kept.find(job_id)
+        if job is None:
+            raise Refused(f"no job {job_id} is kept here (unknown, not detached, or its output expired)")
+        conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
+        log.info("client %s attached to job %s at byte %d", name, job_id, offset)
+        job.spool.attached += 1
+        watcher = gevent.spawn(_stop_when_gone, conn, gevent.getcurrent())
+        try:
+            self._relay_spool(conn, job.spool, offset)
+        finally:
+            watcher.kill()
+            job.spool.attached -= 1
+            if not job.spool.attached and not job.spool.ended:
+                self.last_left(job)
+
+    @staticmethod
+    def _relay_spool(conn, spool, offset):
+        """The spool's bytes from ``offset``, as they come, until the results end or were cut short."""
+        while True:
+            spool.wait_beyond(offset)
+            if offset < spool.size:
+                data = spool.read(offset)
+                offset += len(data)
+                last = spool.complete and offset == spool.size
+                conn.send(data, completes=protocol.JOB if last else None)
+                if last:
+                    return
+            elif spool.size == 0 and spool.reason:
+                conn.refuse(spool.reason.encode())
+                return
+            else:
+                return  # the results were cut short: the client says so
+
+
+def _stop_when_gone(conn, attacher):
+    """Stop the ``attacher`` greenlet once its client has left (it may wait long for a queued job)."""
+    try:
+        while conn.next_event() is not protocol.CONNECTION_CLOSED:
+            pass  # whatever it says is ignored
+    except (OSError, protocol.ProtocolError):
+        pass
+    attacher.kill(block=False)
+
+
+def _described(job, now):
+    spool = job.spool
+    if spool is not None and spool.ended:
+        state = spool.outcome
+    else:
+        state = "running" if job.accepted else "queued"  # (one sent to a worker's credit waits there)
+    return {"id": job.id, "state": state, "age": round(now - job.queued_at, 3), "client": job.client_name,
+            "detached": job.client is None, "worker": job.worker.name if job.worker is not None else None}
+
+
+def _encode(listing):
+    return json.dumps(listing, separators=(",", ":")).encode() + b"\n"

@@ -415,7 +415,7 @@ def warm_up():
     for _ in range(WARM_UP_ROUNDS):
         rehearse()
     # The collector leaves our objects alone, so children copy fewer pages: a job that unfroze them
-    # would copy them all when it ends (its last collection visits them), ~4 ms a job (bench/README.md).
+    # would copy them all when it ends (its last collection visits them); bench/README.md has the cost.
     gc.freeze()
 
 

@@ -18,8 +18,8 @@ from sieci.files_store import Mismatch, StoreFull
 MAX_CHECKED = 1024  # bundles whose check is remembered
 
 
-class Refused(Exception):
-    """The job cannot run; ``reason`` (bytes) is the ERROR's, ``why`` what the log says."""
+class JobRefused(Exception):
+    """This worker refuses a job it cannot run; ``reason`` (bytes) is the ERROR's, ``why`` what the log says."""
 
     def __init__(self, reason, why=None):
         super().__init__(why or reason.decode("utf-8", "replace"))
@@ -37,23 +37,23 @@ class WorkerFiles:
         self.checked = {}  # digest: the bundle's top-level names, once it passed bundle.check
 
     def open_for(self, conn, header, upload, relayed):
-        """An fd of the job's bundle, checked, or None if the job has none. Refused if it cannot have it;
+        """An fd of the job's bundle, checked, or None if the job has none. JobRefused if it cannot have it;
         RemoteProtocolError if the master broke the protocol when asked for it."""
         try:
             wanted = upload_format.files_wanted(header)
         except protocol.RemoteProtocolError as error:
-            raise Refused(str(error).encode()) from None
+            raise JobRefused(str(error).encode()) from None
         directory = upload_format.RUN_DIRECTORY in header.fields
         if wanted is None:
             if directory:
-                raise Refused(b"a directory program without its files")
+                raise JobRefused(b"a directory program without its files")
             return None
         if wanted.size > self.max_upload:
-            raise Refused(b"the files bundle is larger than this worker's --max-upload")
+            raise JobRefused(b"the files bundle is larger than this worker's --max-upload")
         try:
             self._obtain(conn, wanted, upload, relayed)
         except (Mismatch, StoreFull) as error:
-            raise Refused(str(error).encode()) from None
+            raise JobRefused(str(error).encode()) from None
         self._check_names(wanted, safe_filename(header.field(b"name", b"").decode("ascii", "replace")), directory)
         return self.store.open(wanted.digest)
 
@@ -64,16 +64,16 @@ class WorkerFiles:
             self.store.put(wanted, upload.bundle)
         elif not self.store.has(wanted.digest):
             if not relayed:  # a classic master: it cannot send them; the client sends them again, inline
-                raise Refused(upload_format.MISSING_FILES + b" " + wanted.digest.encode("ascii"))
+                raise JobRefused(upload_format.MISSING_FILES + b" " + wanted.digest.encode("ascii"))
             files_transfer.fetch(conn, self.store, wanted)
 
     def _check_names(self, wanted, filename, directory):
         """The bundle is well formed, and holds the program's folder (``directory``), or not its file."""
         names = self._top_names(wanted.digest)
         if directory and filename.encode() not in names:
-            raise Refused(f"the files bundle does not hold the program's folder {filename}".encode())
+            raise JobRefused(f"the files bundle does not hold the program's folder {filename}".encode())
         if not directory and filename.encode() in names:
-            raise Refused(f"the files bundle holds {filename}, the program's own name".encode())
+            raise JobRefused(f"the files bundle holds {filename}, the program's own name".encode())
 
     def _top_names(self, digest):
         if digest not in self.checked:
@@ -82,7 +82,7 @@ class WorkerFiles:
                 names = bundle.check(fd, self.max_size)
             except bundle.BadBundle as error:
                 self.store.forget(digest)
-                raise Refused(f"a bad files bundle: {error}".encode()) from None
+                raise JobRefused(f"a bad files bundle: {error}".encode()) from None
             finally:
                 os.close(fd)
             if len(self.checked) >= MAX_CHECKED:

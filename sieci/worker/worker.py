@@ -23,7 +23,7 @@ from sieci.worker.job_results import send_classic, send_extended
 from sieci.worker.job_slot import JobSlot
 from sieci.worker.job_stdin import StdinFeeder
 from sieci.wire.tls import describe_failure
-from sieci.worker.files import Refused, WorkerFiles
+from sieci.worker.files import JobRefused, WorkerFiles
 
 log = logging.getLogger("sieci.worker")
 
@@ -286,7 +286,7 @@ class MasterLink:
             raise
         try:
             job = self._job_of(header, payload, relay)
-        except Refused as why:
+        except JobRefused as why:
             log.warning("refused a job from master %s: %s", self.name, why)
             if relayed:
                 self.conn.send_command(protocol.ERROR, why.reason)
@@ -311,29 +311,29 @@ class MasterLink:
             self.running_job = False
 
     def _job_of(self, header, payload, relay):
-        """What _run_job needs of an upload; Refused, with the reason to answer, if it cannot run."""
+        """What _run_job needs of an upload; JobRefused, with the reason to answer, if it cannot run."""
         relayed = relay is not None
         if self.worker.verifier is not None:
             try:
                 self.worker.verifier.verify_upload(header.fields, payload, sent=auth.sent_on(relay))
             except auth.Unauthorized as why:
-                raise Refused(auth.UNAUTHORIZED, f"unauthorized ({why})") from None
+                raise JobRefused(auth.UNAUTHORIZED, f"unauthorized ({why})") from None
         try:
             upload = upload_format.decode_upload_payload(header, payload)
             tty = stdin_stream.terminal_size(header)
         except protocol.RemoteProtocolError as why:
-            raise Refused(str(why).encode()) from None
+            raise JobRefused(str(why).encode()) from None
         try:
             args, env = upload_format.decode_arguments(header)
         except protocol.RemoteProtocolError as why:
-            raise Refused(b"bad arguments or environment", str(why)) from None
+            raise JobRefused(b"bad arguments or environment", str(why)) from None
         try:
             wanted = returns.decode_returns(header)
         except protocol.RemoteProtocolError as why:
-            raise Refused(b"bad --return", str(why)) from None
+            raise JobRefused(b"bad --return", str(why)) from None
         streamed = upload_format.STDIN_STREAM in header.fields and upload.stdin is None
         if streamed and not relayed:
-            raise Refused(upload_format.STDIN_NEEDS_RELAY)
+            raise JobRefused(upload_format.STDIN_NEEDS_RELAY)
         files = self.worker.files.open_for(self.conn, header, upload, relayed)
         return upload.code, args, env, files, wanted, STREAMED if streamed else upload.stdin, tty
 

@@ -15,6 +15,7 @@ import shlex
 import configargparse
 
 from sieci import defaults, options
+from sieci.options import UsageError
 from sieci.wire.address import AddressError, parse_address
 from sieci.worker.isolation import Isolation, Unavailable
 from sieci.worker.limits import Limits
@@ -45,6 +46,11 @@ def _parser(prog, description, declared, positionals=()):
     return parser
 
 
+def _refusal(parser, message):
+    """What ``parser.error`` would say, as a UsageError for the program's entry point to show."""
+    return UsageError(message, parser.format_usage(), parser.prog)
+
+
 def _version():
     from sieci import __version__
 
@@ -53,7 +59,8 @@ def _version():
 
 def parse(parser, argv, env):
     """``parser.parse_args``, with the program's config file from its environment variable,
-    and a config file's unknown keys named as such."""
+    and a config file's unknown keys named as such. Our own checks, here and in the parse_*
+    functions, raise UsageError; argparse prints its own (an unknown flag, a bad value) and exits."""
     env = os.environ if env is None else env
     argv = list(argv)
     path = _config_path(argv)
@@ -81,24 +88,25 @@ def _check_config_keys(parser, path):
         with open(path, encoding="utf-8") as stream:
             items = configargparse.DefaultConfigFileParser().parse(stream)
     except (OSError, UnicodeDecodeError, configargparse.ConfigFileParserException) as error:
-        parser.error(f"cannot read the config file {path}: {getattr(error, 'strerror', None) or error}")
+        why = getattr(error, "strerror", None) or error
+        raise _refusal(parser, f"cannot read the config file {path}: {why}") from None
     known = {key for action in parser._actions for key in parser.get_possible_config_keys(action)}
     unknown = [key for key in items if key not in known]
     if unknown:
-        parser.error(f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                     f"(see {parser.prog} --help)")
+        raise _refusal(parser, f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                               f"(see {parser.prog} --help)")
 
 
 def _address(parser, args, name, default_host=""):
     text = getattr(args, name) or getattr(args, f"{name}_option")
     if not text:
         env = next(option.env for option in options.master_options() if option.dest == name)
-        parser.error(f"{name.upper()} is missing: give it as an argument, with --{name.replace('_', '-')}, "
-                     f"or in {env}")
+        flag = f"--{name.replace('_', '-')}"
+        raise _refusal(parser, f"{name.upper()} is missing: give it as an argument, with {flag}, or in {env}")
     try:
         return parse_address(text, default_host)
     except AddressError as error:
-        parser.error(str(error))
+        raise _refusal(parser, str(error)) from None
 
 
 def job_options(parser, args):
@@ -108,7 +116,7 @@ def job_options(parser, args):
                     open_files=args.max_open_files, processes=args.max_processes)
     python = getattr(args, "python", None)
     if args.job_network == "off" and args.job_namespaces == "off":
-        parser.error("--job-network off needs --job-namespaces on")
+        raise _refusal(parser, "--job-network off needs --job-namespaces on")
     hidden = [getattr(args, name, None) for name in ("secret_file", "tls_key", "config")]
     network = args.job_network == "on" or args.job_namespaces == "off"
     isolation = Isolation(args.job_namespaces != "off", args.job_cgroups != "off", network, hidden)
@@ -128,10 +136,10 @@ def _job_user(parser, name):
     try:
         entry = pwd.getpwnam(name or "root")
     except KeyError:
-        parser.error(f"--job-user: no such user {name!r}")
+        raise _refusal(parser, f"--job-user: no such user {name!r}") from None
     if entry.pw_uid == 0:
-        parser.error("a worker running as root never runs jobs as root: name an unprivileged --job-user "
-                     "(the default is nobody)")
+        raise _refusal(parser, "a worker running as root never runs jobs as root: name an unprivileged "
+                               "--job-user (the default is nobody)")
     return entry.pw_uid, entry.pw_gid
 
 
@@ -167,13 +175,13 @@ def security_options(parser, args, role, log):
         try:
             options["secret"], warning = auth.read_secret(args.secret_file)
         except auth.SecretError as error:
-            parser.error(str(error))
+            raise _refusal(parser, str(error)) from None
         if warning:
             log.warning(warning)
     try:
         options["tls"] = tls.context(role, args.tls_ca, args.tls_cert, args.tls_key, getattr(args, "tls", False))
     except tls.TLSError as error:
-        parser.error(str(error))
+        raise _refusal(parser, str(error)) from None
     return options
 
 
@@ -241,13 +249,14 @@ def parse_worker(argv, env=None):
     args = parse(parser, argv, env)
     texts = args.masters or [text for text in (args.masters_option or "").split(",") if text.strip()]
     if not texts:
-        parser.error("no master given: name at least one MASTER_ADDR, or set --masters or SIECI_WORKER_MASTERS")
+        raise _refusal(parser, "no master given: name at least one MASTER_ADDR, or set --masters or "
+                               "SIECI_WORKER_MASTERS")
     try:
         args.masters = [parse_address(text, "127.0.0.1") for text in texts]
     except AddressError as error:
-        parser.error(str(error))
+        raise _refusal(parser, str(error)) from None
     if args.credit > defaults.MAX_CREDIT:
-        parser.error(f"--credit: at most {defaults.MAX_CREDIT}, not {args.credit}")
+        raise _refusal(parser, f"--credit: at most {defaults.MAX_CREDIT}, not {args.credit}")
     args.job_options = job_options(parser, args)
     _daemon_options(parser, args, "worker")
     return args
@@ -258,7 +267,7 @@ def _daemon_options(parser, args, role):
         try:
             args.metrics = parse_address(args.metrics, "")
         except AddressError as error:
-            parser.error(f"--metrics: {error}")
+            raise _refusal(parser, f"--metrics: {error}") from None
     args.security = security_options(parser, args, role, logging.getLogger(f"sieci.{role}"))
 
 

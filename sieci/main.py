@@ -10,6 +10,7 @@ import shutil
 import sys
 
 from sieci import defaults
+from sieci.options import UsageError
 
 
 def _patch():
@@ -30,6 +31,12 @@ def _raise_fd_limit():
 def _fail(prog, message):
     sys.stderr.write(f"{prog}: error: {message}\n")
     return defaults.EXIT_CANNOT_START
+
+
+def _refused(error):
+    """A bad command line, config file or environment variable, said on stderr; the exit status."""
+    error.show(sys.stderr)
+    return error.exit_code
 
 
 def _stop_on_signals(stop, log):
@@ -66,7 +73,10 @@ def master_main(argv=None):
     from sieci.config import parse_master, setup_logging, warn_if_exposed
     from sieci.master.master import Master
 
-    args = parse_master(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_master(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        return _refused(error)
     setup_logging(args.log_level, args.log_format)
     _raise_fd_limit()
     master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
@@ -103,7 +113,10 @@ def worker_main(argv=None):
     from sieci.worker.fork_server import ForkServerError
     from sieci.worker.worker import Worker
 
-    args = parse_worker(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_worker(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        return _refused(error)
     setup_logging(args.log_level, args.log_format)
     problem = settle_isolation(args.job_options)
     if problem:
@@ -166,7 +179,10 @@ def cluster_main(argv=None):
     from sieci.master.master import Master
     from sieci.worker.worker import Worker
 
-    args = parse_cluster(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_cluster(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        return _refused(error)
     setup_logging(args.log_level, args.log_format)
     automatic = [wall for wall in ("namespaces", "cgroups") if getattr(args, f"job_{wall}") == "auto"]
     problem = settle_isolation(args.job_options, automatic)

@@ -8,6 +8,8 @@ bounds its wait), their variables differ. This module imports nothing heavy,
 as the client loads it on every start.
 """
 
+import sys
+
 from sieci import defaults
 
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -81,6 +83,24 @@ def format_size(value):
         if value % factor == 0:
             return f"{value // factor}{suffix.upper()}"
     return str(value)
+
+
+class UsageError(Exception):
+    """A bad command line, config file or environment variable (click's UsageError): raised where it
+    is found; only a program's entry point shows it and exits with ``exit_code``. ``usage`` is the
+    program's usage (argparse's ``usage: ...`` lines) and ``prog`` its name, which come before the
+    ``message`` as argparse's own errors have them."""
+
+    exit_code = defaults.EXIT_USAGE
+
+    def __init__(self, message, usage, prog):
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+        self.prog = prog
+
+    def show(self, file=None):
+        (file or sys.stderr).write(f"{self.usage}{self.prog}: error: {self.message}\n")
 
 
 class Option:

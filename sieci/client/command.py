@@ -11,6 +11,7 @@ import os
 import sys
 
 from sieci import defaults, options
+from sieci.options import UsageError
 from sieci.client.client import Client, ClientError, FdOutput, load_program, parse_masters, shown_on_terminal, streams_merged
 from sieci.wire.protocol import STDOUT, parse_job_id
 
@@ -45,13 +46,13 @@ def parse_args(argv, environ=None):
     try:
         values, positionals, batch_values = _parse_quickly(argv, masters_from_environment)
     except _AskArgparse as mistake:
-        _explain_with_argparse(mistake.tokens)
+        raise _explain_with_argparse(mistake.tokens) from None
     for option in options.CLIENT:
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
     args = Arguments(values, positionals, batch_values)
     if args.json and not (args.status or args.list):
-        _usage_error("--json goes with --status or --list")
+        raise _refusal("--json goes with --status or --list")
     args.env = _job_environment(args.env or [], environ)
     if _asks_masters_only(args):
         args = _status_arguments(args, masters_from_environment)
@@ -60,30 +61,30 @@ def parse_args(argv, environ=None):
         args.batch = bool(batch_values is not None or args.arg_file or args.retry_failed or args.joblog)
         _check_resuming(args)
         if args.batch and "-" in args.command[:1]:
-            _usage_error("- (stdin) can only be the PROG of one job, not a batch's")
+            raise _refusal("- (stdin) can only be the PROG of one job, not a batch's")
         if args.tty and (args.batch or "-" in args.command[:1]):
-            _usage_error("-t is for one job, whose stdin is this terminal (not a batch, nor PROG -)")
+            raise _refusal("-t is for one job, whose stdin is this terminal (not a batch, nor PROG -)")
         if args.tty and not os.isatty(0):
-            _usage_error("-t needs a terminal, and stdin is not one")
+            raise _refusal("-t needs a terminal, and stdin is not one")
         if args.detach and (args.batch or args.tty or args.returns or "-" in args.command[:1]):
-            _usage_error("--detach is for one job, whose stdin is empty (not a batch, -t, --return nor PROG -)")
+            raise _refusal("--detach is for one job, whose stdin is empty (not a batch, -t, --return nor PROG -)")
         _check_globs(args.returns or [])
     try:
         args.masters = parse_masters(args.masters)
     except ClientError as error:
-        _usage_error(str(error))
+        raise _refusal(str(error)) from None
     return args
 
 
 def _check_resuming(args):
     if args.retry_failed and not args.joblog:
-        _usage_error("--retry-failed needs --joblog (the joblog of the run to retry)")
+        raise _refusal("--retry-failed needs --joblog (the joblog of the run to retry)")
     for flag, given in (("--resume", args.resume), ("--resume-failed", args.resume_failed)):
         if given and not args.joblog:
-            _usage_error(f"{flag} needs --joblog (the joblog of the run to resume)")
+            raise _refusal(f"{flag} needs --joblog (the joblog of the run to resume)")
         if given and args.batch_values is None and not args.arg_file:
-            _usage_error(f"{flag} needs the batch's values (':::' VALUE... or -a FILE), as the run it resumes had "
-                         "them")
+            raise _refusal(f"{flag} needs the batch's values (':::' VALUE... or -a FILE), as the run it resumes "
+                           "had them")
 
 
 def _asks_masters_only(args):
@@ -92,20 +93,20 @@ def _asks_masters_only(args):
     asked = [flag for flag, value in (("--status", args.status), ("--list", args.list), ("--attach", args.attach),
                                       ("--cancel", args.cancel)) if value]
     if len(asked) > 1 or (asked and args.detach):
-        _usage_error(f"{' and '.join(asked + ['--detach'] * args.detach)} do not go together")
+        raise _refusal(f"{' and '.join(asked + ['--detach'] * args.detach)} do not go together")
     for job_id in (args.attach, args.cancel):
         if job_id is not None and parse_job_id(job_id) is None:
-            _usage_error(f"{job_id!r} is not a job id (16 hex digits, as --detach prints)")
+            raise _refusal(f"{job_id!r} is not a job id (16 hex digits, as --detach prints)")
     return asked[0] if asked else None
 
 
 def _status_arguments(args, masters_from_environment):
     asked = _asks_masters_only(args)
     if len(args.positionals) > 1 or args.batch_values is not None:
-        _usage_error(f"{asked} takes the masters only: MASTER[,MASTER...]")
+        raise _refusal(f"{asked} takes the masters only: MASTER[,MASTER...]")
     args.masters = args.positionals[0] if args.positionals else masters_from_environment
     if not args.masters:
-        _usage_error(f"{asked} needs MASTER[,MASTER...] (or {options.CLIENT_MASTERS.env})")
+        raise _refusal(f"{asked} needs MASTER[,MASTER...] (or {options.CLIENT_MASTERS.env})")
     args.batch, args.command = False, []
     return args
 
@@ -122,8 +123,8 @@ def _masters_and_command(args, masters_from_environment):
         masters, command = None, []
     listed = args.batch_values is not None or args.arg_file or args.retry_failed
     if masters is None or not (command or listed):
-        _usage_error("expected MASTER[,MASTER...] PROG [ARG...] (or PROG alone with SIECI_MASTERS set; "
-                     "a batch: ... ::: VALUE... or -a FILE)")
+        raise _refusal("expected MASTER[,MASTER...] PROG [ARG...] (or PROG alone with SIECI_MASTERS set; "
+                       "a batch: ... ::: VALUE... or -a FILE)")
     return masters, command
 
 
@@ -183,7 +184,8 @@ def _program_reached(positionals, masters_from_environment):
 
 
 def _explain_with_argparse(tokens):
-    """Print the help, the version, or what is wrong with the options; exit."""
+    """Let argparse print the help, the version, or what is wrong with the options, and exit; the
+    UsageError to raise for a mistake it lets through."""
     import argparse
 
     from sieci import __version__
@@ -209,7 +211,7 @@ def _explain_with_argparse(tokens):
         options.add_option(parser, option)
         parser.set_defaults(**{option.dest: None})
     parser.parse_args(tokens)  # help, or a mistake: it exits
-    _usage_error(f"cannot read the options {' '.join(tokens)!r}")
+    return _refusal(f"cannot read the options {' '.join(tokens)!r}")
 
 
 def _check_globs(globs):
@@ -220,7 +222,7 @@ def _check_globs(globs):
             for glob in globs:
                 split_glob(glob)
         except ValueError as error:
-            _usage_error(str(error))
+            raise _refusal(str(error)) from None
 
 
 def _job_environment(assignments, environ):
@@ -229,10 +231,10 @@ def _job_environment(assignments, environ):
     for assignment in assignments:
         name, equals, value = assignment.partition("=")
         if not name or "\0" in assignment:
-            _usage_error(f"-e {assignment!r}: expected NAME=VALUE or NAME")
+            raise _refusal(f"-e {assignment!r}: expected NAME=VALUE or NAME")
         if not equals:
             if name not in environ:
-                _usage_error(f"-e {name}: {name} is not set here (give NAME=VALUE)")
+                raise _refusal(f"-e {name}: {name} is not set here (give NAME=VALUE)")
             value = environ[name]
         env[name] = value
     return env
@@ -245,12 +247,12 @@ def _from_environment(option, environ):
     try:
         return option.convert(text)
     except ValueError as error:
-        _usage_error(f"{option.env} (for {option.flag}): {error}")
+        raise _refusal(f"{option.env} (for {option.flag}): {error}") from None
 
 
-def _usage_error(message):
-    sys.stderr.write(f"usage: {USAGE}\n{PROG}: error: {message}\n")
-    sys.exit(defaults.EXIT_USAGE)
+def _refusal(message):
+    """A UsageError, said as argparse would say it, for main() to show."""
+    return UsageError(message, f"usage: {USAGE}\n", PROG)
 
 
 def show_status(client, as_json):
@@ -387,7 +389,11 @@ def main(argv=None):
     import _signal
 
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)  # `sieci-client ... | head` ends quietly, like cat
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        error.show()
+        return error.exit_code
     try:
         client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh,
                         retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,

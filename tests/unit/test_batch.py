@@ -9,6 +9,7 @@ from sieci.client import batch, joblog
 from sieci.client.command import parse_args
 
 from tests.helpers import read_joblog
+from tests.helpers.usage import refused_usage
 
 
 @pytest.mark.parametrize("argv, environ, masters, command, batch_values, batch_mode", [
@@ -47,9 +48,7 @@ def test_each_value_makes_a_command_as_gnu_parallel_does(template, value, comman
     (["--jobs", "0", "m:1", ":::", "a.py", "b.py"], "argument --jobs: must be 1 or more, not '0'"),
 ])
 def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
-    with pytest.raises(SystemExit) as exit:
-        parse_args(argv, environ={})
-    assert exit.value.code == 2 and complaint in capsys.readouterr().err
+    assert refused_usage(parse_args, argv, environ={}) == 2 and complaint in capsys.readouterr().err
 
 
 def test_batch_options_come_from_the_environment():

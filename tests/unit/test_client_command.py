@@ -3,7 +3,10 @@
 import pytest
 
 from sieci import defaults
-from sieci.client.command import parse_args
+from sieci.client.command import USAGE, parse_args
+from sieci.options import UsageError
+
+from tests.helpers.usage import refused_usage
 
 
 @pytest.mark.parametrize("argv", [
@@ -46,9 +49,16 @@ def test_environment_variables_for_the_job():
     (["-e", "=1", "m:1", "job.py"], "expected NAME=VALUE or NAME"),
 ])
 def test_environment_mistakes_are_usage_errors(capsys, argv, complaint):
-    with pytest.raises(SystemExit) as exit:
-        parse_args(argv, environ={})
-    assert exit.value.code == 2 and complaint in capsys.readouterr().err
+    assert refused_usage(parse_args, argv, environ={}) == 2 and complaint in capsys.readouterr().err
+
+
+def test_a_mistake_is_raised_for_main_to_show_not_exited_on(capsys):
+    with pytest.raises(UsageError) as refusal:
+        parse_args(["-e", "NOPE", "m:1", "job.py"], environ={})
+    assert refusal.value.exit_code == defaults.EXIT_USAGE and capsys.readouterr().err == ""
+    refusal.value.show()
+    assert capsys.readouterr().err == (f"usage: {USAGE}\n"
+                                       "sieci-client: error: -e NOPE: NOPE is not set here (give NAME=VALUE)\n")
 
 
 def test_defaults_come_from_the_environment_and_the_command_line_wins():
@@ -69,7 +79,5 @@ def test_defaults_come_from_the_environment_and_the_command_line_wins():
     (["m:1", "f"], {"SIECI_RETRIES": "many"}, "SIECI_RETRIES (for --retries): not a whole number: 'many'"),
 ])
 def test_mistakes_are_usage_errors(capsys, argv, environ, complaint):
-    with pytest.raises(SystemExit) as exit:
-        parse_args(argv, environ=environ)
-    assert exit.value.code == 2
+    assert refused_usage(parse_args, argv, environ=environ) == 2
     assert complaint in capsys.readouterr().err

@@ -9,9 +9,10 @@ from sieci import config, defaults
 from sieci.wire.address import AddressError, format_address, parse_address
 from sieci.config import parse_cluster, parse_master, parse_worker
 from sieci.options import seconds as positive_seconds
-from sieci.options import size
+from sieci.options import UsageError, size
 
 from tests.helpers import REPO
+from tests.helpers.usage import refused_usage
 
 CONF_DIR = os.path.join(REPO, "conf")
 
@@ -24,9 +25,7 @@ def write_config(tmp_path, text, name="sieci.conf"):
 
 def usage_error(capsys, parse, argv, env=None):
     """Run a parser that must refuse ``argv``; return what it wrote on stderr."""
-    with pytest.raises(SystemExit) as exit_info:
-        parse(argv, env={} if env is None else env)
-    assert exit_info.value.code == 2
+    assert refused_usage(parse, argv, env={} if env is None else env) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     return captured.err
@@ -219,6 +218,26 @@ def test_master_without_addresses_says_what_is_missing(capsys):
     assert "WORKERS_ADDR is missing" in err
     assert "SIECI_WORKERS_ADDR" in err
     assert "--workers-addr" in err
+
+
+@pytest.mark.parametrize("parse, argv, message", [
+    (parse_master, [":7000"], "CLIENTS_ADDR is missing: give it as an argument, with --clients-addr, or in "
+                              "SIECI_CLIENTS_ADDR"),
+    (parse_worker, [":1", "--credit", "33"], "--credit: at most 32, not 33"),
+    (parse_cluster, ["--job-network", "off", "--job-namespaces", "off"], "--job-network off needs --job-namespaces on"),
+])
+def test_our_own_checks_raise_rather_than_exit(capsys, parse, argv, message):
+    """Only the entry point (main.py) shows a UsageError and exits: it reads as argparse's own would."""
+    with pytest.raises(UsageError) as refusal:
+        parse(argv, env={})
+    assert (refusal.value.message, refusal.value.exit_code) == (message, defaults.EXIT_USAGE)
+    assert capsys.readouterr().err == ""
+    refusal.value.show()
+    shown = capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        {"sieci-master": config.master_parser, "sieci-worker": config.worker_parser,
+         "sieci-cluster": config.cluster_parser}[refusal.value.prog]().error(message)
+    assert shown == capsys.readouterr().err
 
 
 def test_master_without_clients_addr_says_so(capsys):

@@ -9,6 +9,7 @@ from sieci.client.command import parse_args
 from sieci.wire.results import Status
 
 from tests.helpers import REPO
+from tests.helpers.usage import refused_usage
 
 PARSERS = {"sieci-master": config.master_parser, "sieci-worker": config.worker_parser,
            "sieci-cluster": config.cluster_parser}
@@ -17,9 +18,7 @@ PARSE = {"sieci-master": config.parse_master, "sieci-worker": config.parse_worke
 
 
 def usage_error(capsys, parse, argv, env):
-    with pytest.raises(SystemExit) as exit_info:
-        parse(argv, env)
-    assert exit_info.value.code == 2
+    assert refused_usage(parse, argv, env) == 2
     return capsys.readouterr().err
 
 

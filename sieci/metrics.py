@@ -8,12 +8,10 @@ gevent's WSGI server when ``--metrics ADDR`` is given.
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from sieci.wire import protocol
 from sieci.wire.address import format_address
 from sieci.master.dashboard import Dashboard
+from sieci.wire.conversation import LINK_STATES
 
-LINK_STATES = (protocol.CHALLENGED, protocol.IDLE, protocol.ASKED, protocol.READY_HELD, protocol.SENT,
-               protocol.RUNNING)
 FINISHED = ("done", "failed", "cancelled")
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 from sieci import defaults
-from sieci.wire import protocol, upload_format
+from sieci.wire import conversation, protocol, upload_format
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, tune_socket
 from sieci.wire.results import ResultDecoder
@@ -125,7 +125,7 @@ class ClientLink:
         sock = self.dial(connect_timeout)
         accepted = False
         try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn = Connection(sock, conversation.client_conversation(protocol.CLIENT))
             # A master answers at once, if only with QUEUED; a classic one once a worker takes the job.
             conn.deadline = time.monotonic() + connect_timeout
             self._check_master(conn, connect_timeout)
@@ -192,7 +192,7 @@ class ClientLink:
         """Send a request's line, signed over ``payload`` when there is a secret; the connection
         and the master's first answer, or ClientError (with ``what`` the request, for people)."""
         try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn = Connection(sock, conversation.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + min(self.connect_timeout, STATUS_TIMEOUT)
             self._check_master(conn, min(self.connect_timeout, STATUS_TIMEOUT))
             conn.send_command(word, b" ".join(self._signed(fields, payload)))
@@ -280,7 +280,7 @@ class ClientLink:
         has not (a classic master cannot detach a job: ClientError)."""
         sock = self.dial(self.connect_timeout)
         try:
-            conn = Connection(sock, protocol.client_conversation(protocol.CLIENT))
+            conn = Connection(sock, conversation.client_conversation(protocol.CLIENT))
             conn.deadline = time.monotonic() + self.connect_timeout
             self._check_master(conn, self.connect_timeout)
             conn.send(self.upload(payload, [*fields, upload_format.DETACH_FIELD]), completes=protocol.JOB)

@@ -18,7 +18,7 @@ import time
 import gevent
 
 from sieci import defaults
-from sieci.wire import protocol
+from sieci.wire import conversation, protocol
 from sieci.master.kept_jobs import new_job_id
 from sieci.master.job import ClientGone, Job
 
@@ -143,7 +143,7 @@ class Dispatcher:
         if link.takes_offers:
             self._next_in_line(link)
             return
-        if link.state.state == protocol.ASKED:  # asked ahead: its READY comes
+        if link.state.state == conversation.ASKED:  # asked ahead: its READY comes
             return
         self.idle_links[link] = None
         if self.pending_jobs:

@@ -11,7 +11,7 @@ import logging
 import gevent
 import gevent.event
 
-from sieci.wire import auth, files_transfer, protocol, status, upload_format
+from sieci.wire import auth, conversation, files_transfer, protocol, status, upload_format
 from sieci import defaults
 from sieci.master import job_control, kept_jobs, ports
 from sieci.wire.address import format_address
@@ -106,7 +106,7 @@ class Intake:
     def handle_client(self, sock, address):
         name = format_address(address)
         tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
-        conn = Connection(sock, protocol.client_conversation(protocol.MASTER),
+        conn = Connection(sock, conversation.client_conversation(protocol.MASTER),
                           max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
         conn.plaintext_only = self.plaintext_only
@@ -350,7 +350,7 @@ class Intake:
 
     def _relay_stdin(self, job):
         """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
-        job.client.conversation.ignored = protocol.STREAMING_CLIENT_IGNORED
+        job.client.conversation.ignored = conversation.STREAMING_CLIENT_IGNORED
         try:
             relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
         except protocol.ProtocolError as error:

@@ -50,7 +50,7 @@ def _opens_with_tls(sock, peer, address):
         return True
     if first != b"":
         log.info("%s %s speaks plain text, not TLS: told so", peer, format_address(address))
-        speaks = protocol.client_conversation if peer == "client" else conversation.link_conversation
+        speaks = conversation.client_conversation if peer == "client" else conversation.link_conversation
         conn = Connection(sock, speaks(protocol.MASTER))
         conn.refuse(b"this port speaks TLS (--tls)")
         conn.finish_sending()

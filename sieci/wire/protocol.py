@@ -2,12 +2,10 @@
 
 Bytes go in (``framing.Receiver.receive_data``), events come out
 (``Receiver.next_event``); the ``encode_*`` functions return the bytes to
-send. A ``Conversation`` holds the legal order of messages on a
-master-worker link (``LINK_TRANSITIONS``) or a client's connection to a
-master (``CLIENT_TRANSITIONS``), moved on by every message sent and
-received. What an upload carries besides its code (its header's fields,
-its inline parts) is upload_format.py's; what extended results carry (output
-and exit status), results.py's. Master, worker and client all use this module,
+send. The legal order of these messages is conversation.py's; what an
+upload carries besides its code (its header's fields, its inline parts),
+upload_format.py's; what extended results carry (output and exit status),
+results.py's. Master, worker and client all use this module,
 so they cannot disagree about the wire. See docs/protocol.md for the
 contract this implements.
 """
@@ -24,7 +22,7 @@ ENDSEQ = b"ENDSEQ"
 CHALLENGE = b"CHALLENGE"  # a master with a secret, to a new worker link; a client with one, to a master
 AUTH = b"AUTH"  # the answer
 RELAY = b"RELAY"  # a sieci master, to a sieci worker, before code that needs it: it streams stdin and sends files
-FREE = b"FREE"  # a sieci worker, to a master that takes offers: it may be sent one more job at once (pipelining.py)
+FREE = b"FREE"  # a sieci worker, to a master that takes offers: it may be sent one more job at once (conversation.py)
 BUSY = b"BUSY"  # its answer to a code sent against an offer that it can no longer take: queue the job again
 NEED = b"NEED"  # a sieci master or worker that lacks an upload's files bundle: NEED <sha256>, and the bundle follows
 # Job control, on a sieci master's client port (see job_control.py): a detached upload is answered
@@ -286,7 +284,7 @@ def parse_raw_header(line):
     return stream, int(length)
 
 
-# --- conversations: the legal order of messages -------------------------------
+# --- who says what: the roles, and the messages that are no command word ---------
 
 MASTER = "master"
 WORKER = "worker"
@@ -294,166 +292,8 @@ CLIENT = "client"
 
 STATUS = b"STATUS"  # a client's status request (see status.py for what it shows)
 
-IDLE = "idle"  # nothing outstanding
-CHALLENGED = "challenged"  # a master with a secret asked the new link to prove itself
-ASKED = "asked"  # AVAILABLE sent, no answer yet
-READY_HELD = "ready"  # the worker said READY and is locked to this master
-RELAYED = "relayed"  # RELAY sent: the code follows
-SENT = "sent"  # the code went to the worker
-RUNNING = "running"  # the worker said RECEIVED; results follow
-FEEDING = "feeding"  # the job's stdin block has begun: stdin streams while the results come
-FED = "fed"  # the job's stdin block has ended; the results still come
-CUTTING_OFF = "cutting off"  # the results ended before the stdin block: the master ends it
-DECLINED = "declined"  # the worker refused code that came without RELAY: an empty block follows
-UPLOADED = "uploaded"  # the client's code reached the master
-NEEDING = "needing"  # NEED sent: the files bundle follows
-WAITING = "waiting"  # the master said QUEUED: no worker has the job yet
-ACCEPTED = "accepted"  # the master said RECEIVED: a worker took the job; results follow
-STATUS_ASKED = "status asked"  # the client sent STATUS
-PROVING = "proving"  # a client with a secret asked the master to prove it holds it (see auth.py)
-ATTACH_ASKED = "attach asked"  # the client sent ATTACH <id>
-CANCEL_ASKED = "cancel asked"  # the client sent CANCEL <id>
-JOBS_ASKED = "jobs asked"  # the client sent JOBS
-CLOSED = "closed"
-
 JOB = "block"  # a block: the code, or the results; it counts once its terminator has passed
 # A worker's ERROR to code that came without RELAY, which only a classic master sends: that master
 # relays one block after the worker's answer, whatever it was, so an empty one follows.
 REFUSAL_TO_CLASSIC = "refusal to a classic master"
 STATUS_REPLY = "status reply"  # the master's answer to STATUS: one JSON line, or a table ended by "."
-
-# (state, who sends, what) -> next state. Anything else breaks the protocol,
-# but for the master's ERROR: its refusal, legal in any state, after which it closes.
-LINK_TRANSITIONS = {
-    (IDLE, MASTER, CHALLENGE): CHALLENGED,
-    (CHALLENGED, WORKER, AUTH): IDLE,
-    (IDLE, MASTER, AVAILABLE): ASKED,
-    (ASKED, WORKER, READY): READY_HELD,
-    (READY_HELD, MASTER, ROLLBACK): IDLE,
-    # The classic master writes its ERROR for a bad upload to the worker.
-    (READY_HELD, MASTER, ERROR): IDLE,
-    (READY_HELD, MASTER, JOB): SENT,
-    (READY_HELD, MASTER, RELAY): RELAYED,
-    (RELAYED, MASTER, JOB): SENT,
-    (SENT, WORKER, NEED): NEEDING,
-    (NEEDING, MASTER, JOB): SENT,
-    (SENT, WORKER, RECEIVED): RUNNING,
-    (SENT, WORKER, ERROR): IDLE,
-    (SENT, WORKER, BUSY): IDLE,  # to a code sent against a standing offer (see pipelining.py)
-    (RUNNING, WORKER, JOB): IDLE,
-    # stdin=stream: the master opens the stdin block (its header, ENDSEQ <t> stdin) right after RECEIVED.
-    (RUNNING, MASTER, ENDSEQ): FEEDING,
-    (FEEDING, MASTER, JOB): FED,
-    (FED, WORKER, JOB): IDLE,
-    (FEEDING, WORKER, JOB): CUTTING_OFF,
-    (CUTTING_OFF, MASTER, JOB): IDLE,
-    (SENT, WORKER, REFUSAL_TO_CLASSIC): DECLINED,
-    (DECLINED, WORKER, JOB): IDLE,
-}
-
-CLIENT_TRANSITIONS = {
-    (IDLE, CLIENT, CHALLENGE): PROVING,
-    (PROVING, MASTER, AUTH): IDLE,
-    (IDLE, CLIENT, JOB): UPLOADED,
-    (UPLOADED, MASTER, NEED): NEEDING,
-    (NEEDING, CLIENT, JOB): UPLOADED,
-    (UPLOADED, MASTER, QUEUED): WAITING,
-    (UPLOADED, MASTER, RECEIVED): ACCEPTED,
-    (WAITING, MASTER, RECEIVED): ACCEPTED,
-    (ACCEPTED, MASTER, JOB): CLOSED,
-    # stdin=stream: once RECEIVED, the client sends the stdin block (its header line, ENDSEQ <t> stdin, opens it).
-    (ACCEPTED, CLIENT, ENDSEQ): FEEDING,
-    (FEEDING, CLIENT, JOB): FED,
-    (FED, MASTER, JOB): CLOSED,
-    (FEEDING, MASTER, JOB): CLOSED,
-    (IDLE, CLIENT, STATUS): STATUS_ASKED,
-    (STATUS_ASKED, MASTER, STATUS_REPLY): CLOSED,
-    # Job control: a detached upload is answered at once; its results are kept for ATTACH.
-    (UPLOADED, MASTER, DETACHED): CLOSED,
-    (IDLE, CLIENT, ATTACH): ATTACH_ASKED,
-    (ATTACH_ASKED, MASTER, ATTACHED): ACCEPTED,
-    (IDLE, CLIENT, CANCEL): CANCEL_ASKED,
-    (CANCEL_ASKED, MASTER, CANCELLED): CLOSED,
-    (IDLE, CLIENT, JOBS): JOBS_ASKED,
-    (JOBS_ASKED, MASTER, STATUS_REPLY): CLOSED,
-}
-# What a client says once it has sent its request is ignored: the master only watches for it leaving.
-CLIENT_IGNORED = {(state, CLIENT) for state in (UPLOADED, WAITING, ACCEPTED, STATUS_ASKED, ATTACH_ASKED, CANCEL_ASKED,
-                                                 JOBS_ASKED, CLOSED)}
-# With stdin=stream, the client's stdin block is read once RECEIVED has gone; after it, what it says is ignored.
-STREAMING_CLIENT_IGNORED = {(state, CLIENT) for state in (FED, CLOSED)}
-
-
-class Conversation:
-    """Where one connection's conversation stands, as one end (``role``) sees it.
-
-    Every message we send (``send``, ``sending``, ``refuse``) and every one
-    we receive (``receive_line``, ``receive_block_end``) moves it on through
-    its table, or raises the error that says whose fault the illegal
-    message is. A received line whose first word is no message legal here
-    is the status reply where one is due, else the header of a block: legal
-    where the peer may send a block (which counts at its end).
-    """
-
-    def __init__(self, transitions, role, peer, ignored=()):
-        self.transitions = transitions
-        self.role = role
-        self.peer = peer
-        self.ignored = ignored
-        self.state = IDLE
-
-    def send(self, word, reason=b""):
-        """The bytes of command ``word``, once it is legal to send it."""
-        self.sending(word)
-        return encode_command(word, reason)
-
-    def sending(self, message):
-        """We are about to send ``message`` (the end of a block, say)."""
-        self.advance(self.role, message)
-
-    def refuse(self, reason):
-        """The bytes of an ``ERROR`` that ends the conversation, whatever its state: our last words."""
-        self.state = CLOSED
-        return encode_command(ERROR, reason)
-
-    def receive_line(self, line):
-        if (self.state, self.peer) in self.ignored:
-            return
-        word = first_word(line)
-        if self._following(self.peer, word) is not None:
-            self.advance(self.peer, word)
-        elif self._following(self.peer, STATUS_REPLY) is not None:
-            self.advance(self.peer, STATUS_REPLY)
-        elif self._following(self.peer, JOB) is None:
-            self._illegal(self.peer, word)
-
-    def receive_block_end(self):
-        if (self.state, self.peer) not in self.ignored:
-            self.advance(self.peer, JOB)
-
-    def close(self):
-        self.state = CLOSED
-
-    def advance(self, sender, message):
-        following = self._following(sender, message)
-        if following is None:
-            self._illegal(sender, message)
-        self.state = following
-        return following
-
-    def _following(self, sender, message):
-        following = self.transitions.get((self.state, sender, message))
-        if following is None and (sender, message) == (MASTER, ERROR) and self.state != CLOSED:
-            return CLOSED  # the master's refusal
-        return following
-
-    def _illegal(self, sender, message):
-        if isinstance(message, bytes):
-            message = message[:80].decode("ascii", "replace")
-        error = LocalProtocolError if sender == self.role else RemoteProtocolError
-        raise error(f"{message} from the {sender} while {self.state}")
-
-
-def client_conversation(role):
-    """A client's connection to a master's client port, at the ``role`` end."""
-    return Conversation(CLIENT_TRANSITIONS, role, MASTER if role == CLIENT else CLIENT, CLIENT_IGNORED)

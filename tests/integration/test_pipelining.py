@@ -62,7 +62,7 @@ def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, c
     second, output = spawn_job(master, b"print(2)\n")
     JobEvents(master).wait_for("queued")
     # The ask went while the first job ran: the worker reads it after its results.
-    assert link.state.asked_ahead and link.state.state == protocol.RUNNING
+    assert link.state.asked_ahead and link.state.state == conversation.RUNNING
     release.set()
     assert first.rest() == CLASSIC_RESULTS
     assert second.get(timeout=WAIT) == 0 and output.stdout == b"result\n"

@@ -34,19 +34,19 @@ def test_a_send_not_allowed_now_is_refused_before_any_byte_goes_out():
     with pytest.raises(protocol.LocalProtocolError):
         conn.send_pieces([b"ENDSEQ T\n", b"T\n"], completes=protocol.JOB)
     assert sock.sent == [b"AVAILABLE\n"]
-    assert conn.conversation.state == protocol.ASKED
+    assert conn.conversation.state == conversation.ASKED
 
 
 def test_every_event_received_moves_the_conversation_on():
-    conn = Connection(RecordingSocket(), protocol.client_conversation(protocol.CLIENT))
+    conn = Connection(RecordingSocket(), conversation.client_conversation(protocol.CLIENT))
     conn.send(b"ENDSEQ T\ncode\nT\n", completes=protocol.JOB)
     conn.receiver.receive_data(b"QUEUED\nRECEIVED\nENDSEQ U\n")
     states = []
     while conn.next_buffered_event() is not protocol.NEED_DATA:
         states.append(conn.conversation.state)
-    assert states == [protocol.WAITING, protocol.ACCEPTED, protocol.ACCEPTED]
+    assert states == [conversation.WAITING, conversation.ACCEPTED, conversation.ACCEPTED]
     conn.start_block(b"ENDSEQ U\n")
     conn.receiver.receive_data(b"result\nU\n")
     assert isinstance(conn.next_buffered_event(), protocol.BlockData)
     assert isinstance(conn.next_buffered_event(), protocol.BlockEnd)
-    assert conn.conversation.state == protocol.CLOSED
+    assert conn.conversation.state == conversation.CLOSED

@@ -22,7 +22,7 @@ class StandInLink:
 
 def test_results_that_come_after_the_master_failed_the_job_are_dropped_not_an_error():
     client_socket = RecordingSocket()
-    client = Connection(client_socket, protocol.client_conversation(protocol.MASTER))
+    client = Connection(client_socket, conversation.client_conversation(protocol.MASTER))
     client.conversation.receive_block_end()  # the upload
     dispatcher = Dispatcher(max_queue=10)
     job = dispatcher.new_job(b"ENDSEQ T v=2\nprint(1)\nT\n", client, "client",

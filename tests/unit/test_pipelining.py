@@ -19,7 +19,7 @@ def running(master):
     master.receive_line(b"READY\n")
     master.sending(JOB)
     master.receive_line(b"RECEIVED\n")
-    assert master.state == protocol.RUNNING
+    assert master.state == conversation.RUNNING
     return master
 
 
@@ -36,16 +36,16 @@ def offering(master, offers):
 def test_an_ask_ahead_is_answered_after_the_results():
     master = running(conversation.link_conversation(MASTER))
     assert master.ask_ahead() == b"AVAILABLE\n"
-    assert master.state == protocol.RUNNING  # the job's exchange goes on
+    assert master.state == conversation.RUNNING  # the job's exchange goes on
     with pytest.raises(LocalProtocolError):
         master.ask_ahead()  # one at a time
     master.receive_block_end()  # the results
-    assert master.state == protocol.ASKED
+    assert master.state == conversation.ASKED
     master.receive_line(b"READY\n")
-    assert master.state == protocol.READY_HELD
+    assert master.state == conversation.READY_HELD
 
 
-@pytest.mark.parametrize("state", [protocol.IDLE, protocol.SENT, protocol.FEEDING, protocol.CUTTING_OFF])
+@pytest.mark.parametrize("state", [conversation.IDLE, conversation.SENT, conversation.FEEDING, conversation.CUTTING_OFF])
 def test_no_ask_ahead_where_the_worker_would_not_read_it_as_a_command(state):
     master = conversation.link_conversation(MASTER)
     master.state = state
@@ -72,7 +72,7 @@ def test_free_before_the_master_takes_offers_breaks_the_protocol():
 def test_codes_go_against_offers_and_wait_their_turn():
     master = offering(conversation.link_conversation(MASTER), 3)
     assert master.take_offer() == b"RELAY\n"
-    assert master.state == protocol.SENT
+    assert master.state == conversation.SENT
     master.take_offer()
     master.take_offer()
     assert (master.offers, master.codes_ahead) == (0, 2)
@@ -81,11 +81,11 @@ def test_codes_go_against_offers_and_wait_their_turn():
     master.receive_line(b"RECEIVED\n")
     master.receive_line(b"FREE\n")  # one more, while the first runs
     master.receive_block_end()  # its results: the next code's answer is due
-    assert (master.state, master.codes_ahead, master.offers) == (protocol.SENT, 1, 1)
+    assert (master.state, master.codes_ahead, master.offers) == (conversation.SENT, 1, 1)
     master.receive_line(b"BUSY\n")
-    assert (master.state, master.codes_ahead) == (protocol.SENT, 0)
+    assert (master.state, master.codes_ahead) == (conversation.SENT, 0)
     master.receive_line(b"ERROR no\n")
-    assert master.state == protocol.IDLE
+    assert master.state == conversation.IDLE
 
 
 def test_the_worker_end_takes_a_code_only_against_an_offer():
@@ -98,10 +98,10 @@ def test_the_worker_end_takes_a_code_only_against_an_offer():
         worker.receive_line(b"RELAY\n")  # no FREE sent yet
     assert worker.send_free() == b"FREE\n"
     worker.receive_line(b"RELAY\n")
-    assert (worker.state, worker.offers) == (protocol.RELAYED, 0)
+    assert (worker.state, worker.offers) == (conversation.RELAYED, 0)
     worker.receive_block_end()
     worker.send(BUSY)
-    assert worker.state == protocol.IDLE
+    assert worker.state == conversation.IDLE
 
 
 def test_a_flood_of_offers_breaks_the_protocol():
@@ -124,7 +124,7 @@ def test_both_ends_agree_whatever_the_order(steps):
     the two ends agree on the offers standing, and on the job whose exchange goes on."""
     master = offering(conversation.link_conversation(MASTER), 0)
     worker = conversation.link_conversation(WORKER)
-    worker.state = protocol.IDLE
+    worker.state = conversation.IDLE
     worker.takes_offers = True
     codes_in_flight = 0  # sent by the master, not yet read by the worker
     for step in steps:
@@ -135,23 +135,23 @@ def test_both_ends_agree_whatever_the_order(steps):
             elif step == "code":
                 master.take_offer()
                 codes_in_flight += 1
-            elif worker.state == protocol.IDLE and codes_in_flight:
+            elif worker.state == conversation.IDLE and codes_in_flight:
                 worker.receive_line(b"RELAY\n")
                 worker.receive_block_end()
                 codes_in_flight -= 1
-            elif step == "received" and worker.state == protocol.SENT:
+            elif step == "received" and worker.state == conversation.SENT:
                 master.receive_line(worker.send(RECEIVED))
-            elif step == "busy" and worker.state == protocol.SENT:
+            elif step == "busy" and worker.state == conversation.SENT:
                 master.receive_line(worker.send(BUSY))
-            elif step == "error" and worker.state == protocol.SENT:
+            elif step == "error" and worker.state == conversation.SENT:
                 master.receive_line(worker.send(ERROR, b"no"))
-            elif step == "results" and worker.state == protocol.RUNNING:
+            elif step == "results" and worker.state == conversation.RUNNING:
                 worker.sending(JOB)
                 master.receive_block_end()
         except LocalProtocolError:
             continue  # a step this end may not take now: skipped, as the real code would not take it
         assert worker.offers == master.offers + codes_in_flight
-        busy = worker.state != protocol.IDLE
-        assert (master.state != protocol.IDLE) + master.codes_ahead == codes_in_flight + busy
+        busy = worker.state != conversation.IDLE
+        assert (master.state != conversation.IDLE) + master.codes_ahead == codes_in_flight + busy
         if busy:
             assert master.state == worker.state

@@ -17,6 +17,7 @@ from sieci.master import job_control, kept_jobs, ports
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 from sieci.files_store import Mismatch, StoreFull
+from sieci.master.job import Cancellation
 
 log = logging.getLogger("sieci.master")
 
@@ -120,7 +121,7 @@ class Intake:
                 job = self._receive_job(conn, name, address[0])
             finally:
                 self.newcomers.leave(conn)
-            if job is not None and job.detaching:
+            if job is not None and job.detached_at_upload:
                 self._detach(conn, name, job)
             elif job is not None:
                 self.dispatcher.enqueue(job)
@@ -175,7 +176,7 @@ class Intake:
         if not self._hold_files(conn, name, header):
             return None
         job = self.dispatcher.new_job(line.raw + b"".join(code) + end.raw, conn, name, header)
-        if job.kept:
+        if job.results_kept:
             try:
                 self.kept.keep(job)
             except (kept_jobs.NoRoom, OSError) as error:
@@ -325,13 +326,13 @@ class Intake:
                     break  # nothing more is expected; what comes anyway is ignored
         except (OSError, protocol.ProtocolError):
             pass
-        if not job.finished.is_set():
+        if not job.ended:
             self._client_left(job)
 
     def _client_left(self, job):
         """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
         if job.spool is None:
-            self.dispatcher.cancel(job)
+            self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
             return
         log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
                  self.client_timeout)
@@ -340,13 +341,13 @@ class Intake:
 
     def _attacher_left(self, job):
         """The last client attached to a ``keep`` job (not a detached one) has left: as its first did."""
-        if not job.detaching and not job.finished.is_set():
+        if not job.detached_at_upload and not job.ended:
             gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
 
     def _cancel_unless_attached(self, job):
-        if not job.finished.is_set() and not job.spool.attached:
+        if not job.ended and not job.spool.attached:
             log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
-            self.dispatcher.withdraw(job)
+            self.dispatcher.cancel(job, Cancellation.REQUESTED)
 
     def _relay_stdin(self, job):
         """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
@@ -360,8 +361,8 @@ class Intake:
             relayed = False
         if relayed:
             self._watch_client(job)
-        elif not job.finished.is_set():
-            self.dispatcher.cancel(job)
+        elif not job.ended:
+            self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
 
     def _readable_while_alive(self, job):
         """Whether the client's socket became readable, not its client vanished."""

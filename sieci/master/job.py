@@ -1,5 +1,6 @@
 """A job as the master holds it: its upload, its client, the worker it went to, and the relay of its results."""
 
+import enum
 import os
 import time
 
@@ -15,6 +16,38 @@ class ClientGone(Exception):
     """The client's connection failed while we wrote to it."""
 
 
+class JobState(enum.Enum):
+    """Where a job is in its life at the master; its value names it in the log and to JOBS."""
+
+    QUEUED = "queued"  # in the master's queue: no worker holds it
+    SENT = "sent"  # its code went to a worker, which has yet to accept it (it may wait there behind others)
+    RUNNING = "running"  # its worker accepted it (RECEIVED): it may have run, so it is never queued again
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# state -> the states a job may move to from there; an ended job moves no more.
+JOB_TRANSITIONS = {
+    JobState.QUEUED: {JobState.SENT, JobState.FAILED, JobState.CANCELLED},
+    # back to QUEUED: its worker was lost, or busy for another master, before it accepted the job
+    JobState.SENT: {JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.CANCELLED},
+    JobState.RUNNING: {JobState.DONE, JobState.FAILED, JobState.CANCELLED},
+}
+ENDED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+
+class IllegalJobMove(Exception):
+    """A job was about to move where its table does not lead (a bug on the master's side)."""
+
+
+class Cancellation(enum.Enum):
+    """Why a job that its worker holds is to be stopped: a fact beside its state, until it ends."""
+
+    CLIENT_LEFT = "its client left"  # its results go nowhere, and it ends "cancelled"
+    REQUESTED = "cancelled by request"  # CANCEL <id>, or a kept job no client attached to: its client is told
+
+
 class Job:
     def __init__(self, job_id, upload, client, client_name, header):
         self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
@@ -28,27 +61,43 @@ class Job:
         self.client = client
         self.client_name = client_name
         self.worker = None
-        self.cancelled = False
-        self.withdrawn = False  # cancelled by request (CANCEL <id>)
+        self.state = JobState.QUEUED  # moved only by move_to, through JOB_TRANSITIONS
+        self.cancellation = None  # once it is to be stopped, why (a Cancellation)
         self.spool = None  # a kept_jobs.Spool: a detached job's results are kept for clients that attach
-        self.detaching = upload_format.DETACH_FIELD in header.fields
-        self.kept = self.detaching or upload_format.KEEP_FIELD in header.fields
-        self.accepted = False  # the worker said RECEIVED: the code may have run
-        self.answered = False  # the worker answered its code (NEED counts)
+        self.detached_at_upload = upload_format.DETACH_FIELD in header.fields  # the client leaves at once
+        self.results_kept = self.detached_at_upload or upload_format.KEEP_FIELD in header.fields
         self.results_header = None
         self.relayed_mid_line = False
         self.bytes_relayed = 0
-        self.finished = gevent.event.Event()
+        self.finished = gevent.event.Event()  # set once it has ended: what its client's greenlet waits on
         self.queued_at = time.monotonic()
         self.dispatched_at = None
         self.finished_at = None
         self.end_reason = ""  # why it failed or was cancelled, when the master knows
         self._unsent = []
 
+    def move_to(self, state):
+        """The job's next state, where its table leads; IllegalJobMove elsewhere."""
+        if state not in JOB_TRANSITIONS.get(self.state, ()):
+            raise IllegalJobMove(f"job {self.id} cannot move from {self.state.value} to {state.value}")
+        self.state = state
+        if state in ENDED:
+            self.finished.set()
+
+    def cancel_for(self, why):
+        """Note why it is to be stopped (a Cancellation); a client that left outweighs a request: its
+        results go nowhere."""
+        if self.cancellation is None or why is Cancellation.CLIENT_LEFT:
+            self.cancellation = why
+
+    @property
+    def ended(self):
+        return self.state in ENDED
+
     @property
     def waits_behind_another(self):
         """Sent to a worker that has yet to answer an earlier job of ours: it cannot be stopped alone yet."""
-        return self.worker is not None and not self.answered and self.worker.job is not self
+        return self.state is JobState.SENT and self.worker.job is not self
 
     @property
     def goes_alone(self):
@@ -88,7 +137,6 @@ class Job:
     def detach(self):
         """Its client has left, told the job's id: the job runs on for clients that attach."""
         self.client = None
-        self.extended = False
 
     def relay(self, data, last=False):
         """Bytes of the job's results (``last``: their end), to its client and its spool."""
@@ -107,7 +155,7 @@ class Job:
     def send_to_client(self, data, completes=None):
         """Relay to the client; once it has gone, or the job has ended for it (failed while its
         results came), the rest is dropped. ``completes``: as Connection.send's."""
-        if self.finished.is_set() or self.client is None:
+        if self.ended or self.client is None:
             return
         if completes is not None:
             self.client.conversation.sending(completes)
@@ -120,7 +168,7 @@ class Job:
 
     def flush(self):
         data, self._unsent = b"".join(self._unsent), []
-        if self.cancelled or self.finished.is_set() or not data or self.client is None:
+        if self.cancellation is Cancellation.CLIENT_LEFT or self.ended or not data or self.client is None:
             return
         try:
             self.client.send(data)
@@ -141,7 +189,7 @@ class Job:
         if self.spool is not None:
             self.detach()
             return
-        self.cancelled = True
+        self.cancel_for(Cancellation.CLIENT_LEFT)
         if self.worker is not None and self.worker.stoppable:
             raise ClientGone(str(error))
 

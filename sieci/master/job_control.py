@@ -17,6 +17,7 @@ import time
 import gevent
 
 from sieci.wire import protocol
+from sieci.master.job import Cancellation, JobState
 
 log = logging.getLogger("sieci.master")
 
@@ -83,7 +84,7 @@ class JobControl:
         job = self.dispatcher.jobs_by_id.get(job_id)
         if job is None:
             raise Refused(f"no queued or running job {job_id} (it has ended, or this master never had it)")
-        why_not = self.dispatcher.withdraw(job)
+        why_not = self.dispatcher.cancel(job, Cancellation.REQUESTED)
         if why_not is not None:
             raise Refused(f"job {job_id} cannot be cancelled: {why_not}")
         log.info("client %s cancelled job %s", name, job_id)
@@ -139,7 +140,7 @@ def _described(job, now):
     if spool is not None and spool.ended:
         state = spool.outcome
     else:
-        state = "running" if job.accepted else "queued"  # (one sent to a worker's credit waits there)
+        state = "running" if job.state is JobState.RUNNING else "queued"  # (one sent to a worker's credit waits there)
     return {"id": job.id, "state": state, "age": round(now - job.queued_at, 3), "client": job.client_name,
             "detached": job.client is None, "worker": job.worker.name if job.worker is not None else None}
 

@@ -131,7 +131,7 @@ class Master:
     def handle_worker(self, sock, address):
         tune_socket(sock, self.keepalive)
         link = WorkerLink(Connection(sock, conversation.link_conversation(protocol.MASTER)), format_address(address),
-                          self.dispatcher.offered, self._relay_fields)
+                          self.dispatcher.workers.offered, self._relay_fields)
         link.conn.plaintext_only = self.tls is None
         try:
             if self.verifier is not None:
@@ -139,7 +139,7 @@ class Master:
             self.links.add(link)
             self._note_links_changed()
             log.info("worker %s joined (%d linked)", link.name, len(self.links))
-            self.dispatcher.make_idle(link)
+            self.dispatcher.workers.make_idle(link)
             self._serve(link)
         except WorkerLost as why:
             log.warning("worker %s lost: %s", link.name, why)
@@ -207,7 +207,7 @@ class Master:
         with self._answer_due(link):
             if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
                 fields = self._relay_fields(job)
-                relay = (link.state.offering(protocol.RELAY, fields) if self.dispatcher.invites_offers(link)
+                relay = (link.state.offering(protocol.RELAY, fields) if self.dispatcher.workers.invites_offers(link)
                          else link.state.send(protocol.RELAY, fields))
                 link.conn.send_pieces([relay, job.upload], completes=protocol.JOB)
             else:
@@ -231,7 +231,6 @@ class Master:
     def _accepted(self, job, link, line):
         """The worker's answer to the job's code (after the files it lacked, if it says NEED):
         True once it has accepted it (RECEIVED)."""
-        job.answered = True
         link.answered()
         if line is not protocol.CONNECTION_CLOSED and line.word == protocol.NEED:
             with self._answer_due(link):
@@ -244,7 +243,7 @@ class Master:
         if line.word == protocol.BUSY:
             self.dispatcher.busy(job, link)
             return False
-        if (job.cancelled or job.withdrawn) and link.stoppable:
+        if job.cancellation is not None and link.stoppable:
             raise ClientGone("the job was cancelled while it waited on the worker")
         if job.stdin is not None and link.stoppable:
             job.stdin.open(link.conn)

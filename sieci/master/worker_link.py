@@ -14,6 +14,7 @@ import gevent.queue
 
 from sieci.wire import protocol
 from sieci.wire.connection import RECV_SIZE
+from sieci.master.job import Cancellation, JobState
 
 log = logging.getLogger("sieci.master")
 
@@ -98,7 +99,7 @@ class WorkerLink:
             self._answer_timer = None
 
     def _unanswered(self, job, seconds):
-        if self.job is job and not job.answered:
+        if self.job is job and job.state is JobState.SENT:
             log.warning("worker %s did not answer job %s within %g s; dropping it", self.name, job.id, seconds)
             self.hang_up()
 
@@ -180,7 +181,7 @@ class WorkerLink:
     def _splice_raw(self, job, splice_pipes):
         """The rest of a big raw chunk, from the worker's socket to the client's."""
         job.flush()
-        if job.cancelled:
+        if job.cancellation is Cancellation.CLIENT_LEFT:
             return  # the bytes are read and dropped as usual
         pipe = splice_pipes.take()
         try:

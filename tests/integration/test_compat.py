@@ -305,7 +305,7 @@ def test_a_client_hanging_up_mid_job_does_not_cost_a_classic_worker_its_link(clu
     finally:
         impatient.close()  # the user gives up (Ctrl-C) while the job runs
     with gevent.Timeout(WAIT, AssertionError("the master never noticed the client leave")):
-        while not (job.cancelled or worker.exited.is_set()):
+        while not (job.cancellation is not None or worker.exited.is_set()):
             gevent.sleep(0.01)
     release.set()
     worker.wait_until(lambda: worker.exited.is_set() or len(worker.sent) == 3, what="the job's end")

@@ -267,7 +267,7 @@ class Intake:
         conn.settimeout(None)  # an attached client may wait as long as the job takes
         try:
             self.control.answer(conn, name, line)
-        except job_control.Refused as why:
+        except job_control.UnanswerableRequest as why:
             return self._refuse(conn, name, str(why))
         conn.finish_sending()
         return None

@@ -25,7 +25,7 @@ REQUESTS = (protocol.ATTACH, protocol.CANCEL, protocol.JOBS)
 AT_FIELD = b"at"
 
 
-class Refused(Exception):
+class UnanswerableRequest(Exception):
     """The request cannot be answered: the message says why, to the client."""
 
 
@@ -35,11 +35,11 @@ def signed_payload(line):
 
 
 def requested_id(line):
-    """The job's id a request names; Refused unless it is one."""
+    """The job's id a request names; UnanswerableRequest unless it is one."""
     words = line.split()
     job_id = protocol.parse_job_id(words[1]) if len(words) > 1 else None
     if job_id is None:
-        raise Refused("expected a job id (16 hex digits)")
+        raise UnanswerableRequest("expected a job id (16 hex digits)")
     return job_id
 
 
@@ -49,7 +49,7 @@ def offset_of(line):
             value = word[len(AT_FIELD) + 1:]
             if value.isdigit() and len(value) < 19:
                 return int(value)
-            raise Refused("a malformed at= field")
+            raise UnanswerableRequest("a malformed at= field")
     return 0
 
 
@@ -64,7 +64,7 @@ class JobControl:
         self.last_left = last_left
 
     def answer(self, conn, name, line):
-        """Answer the request ``line`` (a protocol.Line) on ``conn``; Refused if it cannot be."""
+        """Answer the request ``line`` (a protocol.Line) on ``conn``; UnanswerableRequest if it cannot be."""
         word = line.word
         if word == protocol.JOBS:
             conn.send(_encode(self.listed()), completes=protocol.STATUS_REPLY)
@@ -83,17 +83,17 @@ class JobControl:
     def cancel(self, conn, name, job_id):
         job = self.dispatcher.jobs_by_id.get(job_id)
         if job is None:
-            raise Refused(f"no queued or running job {job_id} (it has ended, or this master never had it)")
+            raise UnanswerableRequest(f"no queued or running job {job_id} (it has ended, or this master never had it)")
         why_not = self.dispatcher.cancel(job, Cancellation.REQUESTED)
         if why_not is not None:
-            raise Refused(f"job {job_id} cannot be cancelled: {why_not}")
+            raise UnanswerableRequest(f"job {job_id} cannot be cancelled: {why_not}")
         log.info("client %s cancelled job %s", name, job_id)
         conn.send_command(protocol.CANCELLED, protocol.job_id_field(job_id))
 
     def attach(self, conn, name, job_id, offset):
         job = self.kept.find(job_id)
         if job is None:
-            raise Refused(f"no job {job_id} is kept here (unknown, not detached, or its output expired)")
+            raise UnanswerableRequest(f"no job {job_id} is kept here (unknown, not detached, or its output expired)")
         conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
         log.info("client %s attached to job %s at byte %d", name, job_id, offset)
         job.spool.attached += 1

@@ -12,30 +12,23 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from sieci.wire import auth, bundle, conversation, protocol, returns, stdin_stream, upload_format
+from sieci.wire import auth, bundle, conversation, protocol
 from sieci import defaults
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, tune_socket
-from sieci.worker.executor import STREAMED, JobRunner
-from sieci.worker.fork_server import ForkServerError
+from sieci.worker.executor import JobRunner
 from sieci.files_store import FilesStore
-from sieci.worker.job_results import send_classic, send_extended
 from sieci.worker.job_slot import JobSlot
-from sieci.worker.job_stdin import StdinFeeder
+from sieci.worker.taken_job import LinkLost, TakenJob, read_code
 from sieci.wire.tls import describe_failure
-from sieci.worker.files import JobRefused, WorkerFiles
+from sieci.worker.files import WorkerFiles
 
 log = logging.getLogger("sieci.worker")
 
-HEARTBEAT = 5.0  # seconds: the longest a running job's results stay silent (a quiet job: see protocol.HEARTBEAT_ITEM)
 CONNECT_TIMEOUT = 10.0
 
 
 _worker_numbers = itertools.count(1)
-
-
-class LinkLost(Exception):
-    """The master went away, or broke the protocol; the link is redialled."""
 
 
 class Worker:
@@ -174,7 +167,7 @@ class MasterLink:
     def _serve_jobs(self):
         while not self.worker.stopping.is_set():
             if not self.conn.receiver.buffered:  # (codes that came while a job ran are counted first)
-                self._offer()
+                self.offer()
             self.between_jobs = True
             try:
                 line = self._next_line("waiting for AVAILABLE")
@@ -206,7 +199,7 @@ class MasterLink:
             relay = line if line.word == protocol.RELAY else None
             if relay is not None:
                 line = self._next_line("after RELAY")
-            self._take_job(line.raw, relay)
+            TakenJob(self, line.raw, relay).take()
         finally:
             self._let_go_of_slot()
 
@@ -216,11 +209,11 @@ class MasterLink:
             raise LinkLost("the worker is stopping")
         if not self.worker.job_slot.take(self):
             self.conn.start_block(raw_header, max_size=self.worker.max_upload)
-            self._read_code()
+            read_code(self.conn)
             self.conn.send_command(protocol.BUSY)
             return
         try:
-            self._take_job(raw_header, relay)
+            TakenJob(self, raw_header, relay).take()
         finally:
             self._let_go_of_slot()
 
@@ -229,7 +222,7 @@ class MasterLink:
         if not (self.conn.conversation.takes_offers and self.conn.receiver.buffered):
             self.worker.job_slot.let_go(self)
 
-    def _offer(self, from_elsewhere=False):
+    def offer(self, from_elsewhere=False):
         """To a master that takes offers: FREE for each job more we may hold, while no other master holds us.
         ``from_elsewhere``: from another greenlet than the link's, which may send only between jobs."""
         conversation = self.conn.conversation
@@ -251,7 +244,7 @@ class MasterLink:
     def _offer_from_elsewhere(self):
         try:
             if self.conn is not None:  # (the link may have been lost since)
-                self._offer(from_elsewhere=True)
+                self.offer(from_elsewhere=True)
         except (OSError, protocol.ProtocolError):
             self.hang_up()
 
@@ -273,152 +266,3 @@ class MasterLink:
         if event is protocol.CONNECTION_CLOSED:
             raise LinkLost(f"the master closed the link while {doing}")
         return event
-
-    def _take_job(self, raw_header, relay):
-        """``relay``: the RELAY line a sieci master said before the code (it can stream stdin, send
-        files), or None."""
-        relayed = relay is not None
-        try:
-            header = self.conn.start_block(raw_header, max_size=self.worker.max_upload)
-            payload = self._read_code()
-        except protocol.RemoteProtocolError as error:
-            self.conn.refuse(str(error).encode())
-            raise
-        try:
-            job = self._job_of(header, payload, relay)
-        except JobRefused as why:
-            log.warning("refused a job from master %s: %s", self.name, why)
-            if relayed:
-                self.conn.send_command(protocol.ERROR, why.reason)
-            else:  # a classic master: it relays one block after our answer, whatever it was
-                self.conn.send(protocol.encode_command(protocol.ERROR, why.reason),
-                               completes=protocol.REFUSAL_TO_CLASSIC)
-                self.conn.send(protocol.encode_block(b""), completes=protocol.JOB)
-            return
-        try:
-            self.worker.runner.start()
-        except ForkServerError as error:
-            self.worker.break_down(str(error))
-            raise LinkLost(str(error)) from None
-        self.conn.send_command(protocol.RECEIVED)
-        self.running_job = True
-        try:
-            self._offer()  # with credit: the next job comes while this one runs
-            self._run_job(header, *job)
-        except ForkServerError as error:
-            raise LinkLost(f"{error}; it starts afresh for the next job") from None
-        finally:
-            self.running_job = False
-
-    def _job_of(self, header, payload, relay):
-        """What _run_job needs of an upload; JobRefused, with the reason to answer, if it cannot run."""
-        relayed = relay is not None
-        if self.worker.verifier is not None:
-            try:
-                self.worker.verifier.verify_upload(header.fields, payload, sent=auth.sent_on(relay))
-            except auth.Unauthorized as why:
-                raise JobRefused(auth.UNAUTHORIZED, f"unauthorized ({why})") from None
-        try:
-            upload = upload_format.decode_upload_payload(header, payload)
-            tty = stdin_stream.terminal_size(header)
-        except protocol.RemoteProtocolError as why:
-            raise JobRefused(str(why).encode()) from None
-        try:
-            args, env = upload_format.decode_arguments(header)
-        except protocol.RemoteProtocolError as why:
-            raise JobRefused(b"bad arguments or environment", str(why)) from None
-        try:
-            wanted = returns.decode_returns(header)
-        except protocol.RemoteProtocolError as why:
-            raise JobRefused(b"bad --return", str(why)) from None
-        streamed = upload_format.STDIN_STREAM in header.fields and upload.stdin is None
-        if streamed and not relayed:
-            raise JobRefused(upload_format.STDIN_NEEDS_RELAY)
-        files = self.worker.files.open_for(self.conn, header, upload, relayed)
-        return upload.code, args, env, files, wanted, STREAMED if streamed else upload.stdin, tty
-
-    def _read_code(self):
-        parts = []
-        while True:
-            event = self.conn.next_event()
-            if isinstance(event, protocol.BlockData):
-                parts.append(event.data)
-            elif isinstance(event, protocol.BlockEnd):
-                return b"".join(parts)
-            else:
-                raise LinkLost("the master closed the link in the middle of the code")
-
-    def _run_job(self, header, code, args, env, files=None, wanted=None, stdin=None, tty=None):
-        """``files``: an fd of the job's files bundle, or None; ``wanted``: the globs of --return;
-        ``stdin``: None, bytes, or STREAMED (by the master, in a block after RECEIVED)."""
-        filename = header.field(b"name", b"").decode("ascii", "replace")
-        started = time.monotonic()
-        feeder = StdinFeeder(self.conn) if stdin is STREAMED else None
-        if feeder is not None:
-            feeder.open(self.worker.keepalive)
-        line_buffered = upload_format.STDOUT_ON_TERMINAL in header.fields
-        merged = upload_format.STDERR_WITH_STDOUT in header.fields
-        fresh = upload_format.FRESH_INTERPRETER in header.fields
-        directory = upload_format.RUN_DIRECTORY in header.fields
-        with self.worker.runner.run(code, filename, args, env, line_buffered, merged, files, directory,
-                                    fresh, stdin, tty) as run:
-            watcher = gevent.spawn(self._watch_master) if feeder is None else gevent.spawn(self._feed, feeder, run)
-            watcher.link(lambda _: run.kill())
-            try:
-                if header.extended:
-                    send_extended(self.conn, run, self.worker.name, min(HEARTBEAT, self.worker.keepalive / 3),
-                                  wanted, self._seal_for(header))
-                else:
-                    send_classic(self.conn, run, self.worker.name)
-                if feeder is not None:
-                    self._await_end_of_stdin(feeder, watcher)
-            finally:
-                watcher.unlink_all()
-                master_gone = watcher.ready()
-                watcher.kill()
-        seconds = time.monotonic() - started
-        for listener in self.worker.listeners:
-            listener(run.status, seconds)
-        if master_gone:
-            raise LinkLost("the master hung up while its job ran; the job was stopped")
-        log.info("job for %s %s after %.3f s", self.name, run.status.describe(), seconds)
-
-    def _seal_for(self, header):
-        """The seal of a signed job's results (see auth.ResultsSeal), or None."""
-        nonce = auth.nonce_of(header.fields)
-        return auth.ResultsSeal(self.worker.secret, nonce) if self.worker.secret and nonce else None
-
-    def _feed(self, feeder, run):
-        """Feed the job its stdin, then watch the master as for any job; returns when the master has gone."""
-        try:
-            if feeder.feed(run):
-                self._watch_master()
-        except protocol.RemoteProtocolError as error:
-            log.warning("dropping master %s: the job's stdin is malformed: %s", self.name, error)
-        except OSError:
-            pass
-
-    def _await_end_of_stdin(self, feeder, watcher):
-        """The master ends the stdin block once the results have ended, if its client has not ended it
-        before: the next line of the link comes after it."""
-        gevent.wait([feeder.ended, watcher], count=1, timeout=self.worker.keepalive)
-        if not feeder.ended.is_set() and not watcher.ready():
-            raise LinkLost(f"the master did not end the job's stdin within {self.worker.keepalive:g} s")
-
-    def _watch_master(self):
-        """Returns when the master hangs up, or vanishes, while a job runs.
-
-        What the master says meanwhile (a classic master may send the next
-        AVAILABLE) is kept for after the job, as a classic worker would.
-        """
-        try:
-            while self.conn.readable_while_acknowledged(self.worker.keepalive) and self.conn.receive_more():
-                if self.conn.receiver.buffered > self._most_buffered():
-                    return  # a flood, not a protocol
-        except OSError:
-            pass
-
-    def _most_buffered(self):
-        """What a master may have sent us while a job ran: a line, and the codes of our standing offers."""
-        offers = self.conn.conversation.offers if self.conn.conversation.takes_offers else 0
-        return protocol.DEFAULT_MAX_LINE + offers * (defaults.MAX_UPLOAD_AHEAD + protocol.DEFAULT_MAX_LINE)

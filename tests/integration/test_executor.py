@@ -18,6 +18,7 @@ from sieci import defaults
 from sieci.worker import executor, fork_server
 from sieci.defaults import JOB_FILENAME
 from sieci.worker.executor import JobRun, safe_filename
+from sieci.worker.job_settings import JobSettings
 from sieci.worker.limits import Limits
 from sieci.wire.protocol import STDERR, STDOUT
 from sieci.wire.results import Status
@@ -39,11 +40,13 @@ class Result:
         self.stderr = b"".join(data for stream, data in events if stream == STDERR)
 
 
-def run(code, timeout=30.0, max_output=defaults.MAX_OUTPUT, **options):
+def run(code, timeout=30.0, max_output=defaults.MAX_OUTPUT, fresh_interpreter=False, **settings):
+    """Run the job of ``code`` and ``settings`` (JobSettings') to its end."""
     if isinstance(code, str):
         code = code.encode()
     started = time.monotonic()
-    with JobRun(code, Limits(timeout=timeout, max_output=max_output), **options) as job:
+    with JobRun(JobSettings(code, **settings), Limits(timeout=timeout, max_output=max_output),
+                fresh_interpreter=fresh_interpreter) as job:
         events = list(job.output())
         status = job.status
     return Result(events, status, time.monotonic() - started)
@@ -203,7 +206,8 @@ def test_a_busy_job_is_stopped_by_the_time_limit():
 
 def test_the_time_limit_holds_while_nobody_reads_the_output():
     """The worker's reader may be stuck sending output to a slow client: the job still ends in time."""
-    with JobRun(f'print("x" * 100_000_000)\nimport time\ntime.sleep({LONG})\n'.encode(), Limits(timeout=0.5)) as job:
+    code = f'print("x" * 100_000_000)\nimport time\ntime.sleep({LONG})\n'.encode()
+    with JobRun(JobSettings(code), Limits(timeout=0.5)) as job:
         with gevent.Timeout(PROMPT, AssertionError("the job outlived its time limit while unread")):
             gevent.socket.wait_read(job._pidfd)  # readable once the job's process has ended
         list(job.output())
@@ -273,7 +277,7 @@ def test_the_output_limit_stops_promptly_even_if_a_stray_process_holds_the_pipe(
     started = time.monotonic()
     stray = None
     try:
-        with JobRun(code.encode(), Limits(timeout=4, max_output=100)) as job:
+        with JobRun(JobSettings(code.encode()), Limits(timeout=4, max_output=100)) as job:
             for stream, data in job.output():
                 if stray is None:
                     stray = int(data.split(b"\n")[0])
@@ -371,7 +375,7 @@ def test_stdin_is_empty():
 def test_leaving_the_with_block_early_kills_the_job_and_cleans_up():
     code = f'import os, time\nprint(os.getpid(), os.getcwd(), flush=True)\ntime.sleep({LONG})\n'
     started = time.monotonic()
-    with JobRun(code.encode(), Limits(timeout=30)) as job:
+    with JobRun(JobSettings(code.encode()), Limits(timeout=30)) as job:
         for stream, data in job.output():
             pid, workdir = data.decode().split(maxsplit=1)
             break
@@ -384,7 +388,7 @@ def test_leaving_the_with_block_early_kills_the_job_and_cleans_up():
 def test_a_sandbox_command_prefixes_the_job():
     """``env NAME=VALUE`` stands in for bwrap or nsjail: it runs the rest of the command line."""
     code = b"import os, sys\nprint(os.environ.get('SANDBOXED'), sys.argv[0])\n"
-    with JobRun(code, Limits(timeout=20), command_prefix=["env", "SANDBOXED=yes"]) as run:
+    with JobRun(JobSettings(code), Limits(timeout=20), command_prefix=["env", "SANDBOXED=yes"]) as run:
         out = b"".join(data for stream, data in run.output() if stream == "stdout")
     assert (out, run.status.kind) == (b"yes job.py\n", b"exit")
 
@@ -393,7 +397,7 @@ def test_a_job_has_only_the_modules_python3_has_at_its_start_forked_or_fresh():
     """The fork server imported these for itself; its jobs import their own (a json.py of theirs, say)."""
     code = b"import sys\nprint(sorted(m for m in ('ctypes', 'json', 'socket') if m in sys.modules))\n"
     for fresh in (True, False):
-        with JobRun(code, Limits(timeout=20), fresh_interpreter=fresh) as run:
+        with JobRun(JobSettings(code), Limits(timeout=20), fresh_interpreter=fresh) as run:
             out = b"".join(data for stream, data in run.output() if stream == "stdout")
         assert out == b"[]\n"
 
@@ -404,7 +408,7 @@ def test_the_jobs_of_a_fork_server_share_its_hash_seed_and_fresh_ones_do_not():
     try:
         seeds = {}
         for fresh in (False, False, True, True):
-            with runner.run(b"print(hash('sieci'))\n", fresh=fresh) as run:
+            with runner.run(JobSettings(b"print(hash('sieci'))\n", fresh=fresh)) as run:
                 seeds.setdefault(fresh, set()).add(b"".join(data for _, data in run.output()))
     finally:
         runner.close()
@@ -423,7 +427,7 @@ def run_after_pauses(code, pauses):
         results = []
         for pause in pauses:
             gevent.sleep(pause)
-            with runner.run(code) as run:
+            with runner.run(JobSettings(code)) as run:
                 out = b"".join(data for stream, data in run.output() if stream == STDOUT)
             results.append((out, run.status))
         return results
@@ -452,7 +456,7 @@ def test_the_fork_server_starts_without_forking_the_threaded_worker(monkeypatch)
     monkeypatch.setattr(gevent.subprocess, "fork_and_watch", fork)
     runner = executor.JobRunner(Limits(timeout=20))
     try:
-        with runner.run(b"print('spawned')\n") as run:
+        with runner.run(JobSettings(b"print('spawned')\n")) as run:
             assert list(run.output()) == [(STDOUT, b"spawned\n")]
         zygote = runner.fork_server._process.pid
     finally:
@@ -499,7 +503,7 @@ def test_a_job_does_not_inherit_the_signals_its_worker_ignores():
     ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         for fresh in (False, True):
-            with JobRun(code, Limits(timeout=20), fresh_interpreter=fresh) as run:
+            with JobRun(JobSettings(code), Limits(timeout=20), fresh_interpreter=fresh) as run:
                 assert b"".join(data for _, data in run.output()) == b"True\n"
     finally:
         signal.signal(signal.SIGINT, ignored)
@@ -507,7 +511,7 @@ def test_a_job_does_not_inherit_the_signals_its_worker_ignores():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a new process a chosen pid (ns_last_pid)")
 def test_a_job_is_never_killed_through_a_pid_another_process_has_taken_since():
-    with JobRun(b"print('done')\n", Limits(timeout=30)) as job:
+    with JobRun(JobSettings(b"print('done')\n"), Limits(timeout=30)) as job:
         list(job.output())  # the fork server has reaped the job's first process
         fork_server = job._fork_server._process.pid
         with gevent.Timeout(PROMPT):  # its standby for the next job comes first: it would take the pid

@@ -20,6 +20,7 @@ import pytest
 
 from sieci.client import client
 from sieci.worker import executor
+from sieci.worker.job_settings import JobSettings
 from sieci.worker.limits import Limits
 from sieci.wire.protocol import STDOUT
 
@@ -236,7 +237,7 @@ def test_nothing_of_a_fork_server_outlives_it():
     nor its namespace's init behind."""
     runner = executor.JobRunner(Limits(timeout=60), isolation=isolation(cgroups="if any"))
     try:
-        with runner.run(b"import time\nprint('running', flush=True)\ntime.sleep(60)\n") as job:
+        with runner.run(JobSettings(b"import time\nprint('running', flush=True)\ntime.sleep(60)\n")) as job:
             assert next(job.output()) == (STDOUT, b"running\n")
             zygote = runner.fork_server._process.pid
             left = children_of(zygote)

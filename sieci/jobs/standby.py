@@ -7,7 +7,7 @@ import signal
 import socket
 import types
 
-from sieci.jobs import fork_channel, job_process, sandbox
+from sieci.jobs import fork_channel, job_process, pid_init, sandbox
 from sieci.jobs.reaping import open_job_folder, send_with_fd
 from sieci.jobs.walls import WALLS
 from sieci.wire import bundle
@@ -85,7 +85,7 @@ def enter_job_namespaces():
     held = ()
     try:
         held = sandbox.enter_job_namespaces(WALLS["sandbox"])
-        return (*sandbox.spawn_init(), *held), None
+        return (*pid_init.spawn_init(), *held), None
     except Exception as error:
         for fd in held:
             os.close(fd)

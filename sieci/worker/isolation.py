@@ -12,7 +12,8 @@ import sys
 
 from sieci.jobs import cgroups, sandbox
 
-SANDBOX = sandbox.__file__  # run as a script by the job interpreter: it probes and checks reach
+# Run as a script by the job interpreter: it probes for namespaces, and checks reach.
+PROBE = os.path.join(os.path.dirname(sandbox.__file__), "probe.py")
 
 
 class Unavailable(Exception):
@@ -57,7 +58,7 @@ class Isolation:
         return notes
 
     def _namespaces_problem(self, python):
-        probe = subprocess.run([python or sys.executable, SANDBOX, "--probe", "on" if self.network else "off"],
+        probe = subprocess.run([python or sys.executable, PROBE, "--probe", "on" if self.network else "off"],
                                capture_output=True, text=True, timeout=30)
         if probe.returncode == 0:
             return None
@@ -71,7 +72,7 @@ class Isolation:
         forked as that user still imports the standard library from where the interpreter lives.
         Unavailable if the interpreter cannot tell."""
         view = "sandboxed" if self.namespaces else "host"
-        reach = subprocess.run([python or sys.executable, SANDBOX, "--reach", "%d:%d" % user, view],
+        reach = subprocess.run([python or sys.executable, PROBE, "--reach", "%d:%d" % user, view],
                                capture_output=True, text=True, timeout=30)
         if reach.returncode != 0:
             why = (reach.stderr.strip().splitlines() or [f"exit status {reach.returncode}"])[-1]

@@ -278,12 +278,12 @@ def test_an_init_ignores_sigchld_and_ends_when_its_lifeline_closes(kind):
         pytest.skip("the init program is x86-64 code; elsewhere the init is a fork")
     script = f"""
 import os, sys
-from sieci.jobs import sandbox
+from sieci.jobs import pid_init
 lifeline, keep_alive = os.pipe()
 if {kind!r} == "program":
-    pid = sandbox._spawn_init_program(sandbox._init_program(), lifeline)
+    pid = pid_init._spawn_init_program(pid_init._init_program(), lifeline)
 else:
-    pid = sandbox._fork_init(lifeline)
+    pid = pid_init._fork_init(lifeline)
 os.close(lifeline)
 fields = {{"State": "R"}}
 while fields["State"].split()[0] == "R":  # until it waits on its lifeline

@@ -1,0 +1,15 @@
+"""The C library, for the system calls Python has no wrapper for (a job's namespaces, mounts, keyrings)."""
+
+import ctypes
+import os
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def check(result, what):
+    """``result``, unless the call failed: then OSError, saying ``what`` failed and why."""
+    if result < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+    return result

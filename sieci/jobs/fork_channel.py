@@ -17,8 +17,8 @@ SOCK_SEQPACKET socketpair; each message is one packet holding one JSON object:
 - a report (a sandboxed job's init or process to the fork server): how the job
   ended (and, from the init, its folder's fd), or why it could not start.
 
-No I/O, and the standard library only: the fork server loads this file by
-path (see zygote.helper), so any Python 3 can run it.
+No I/O, and the standard library only: the fork server (zygote.py) imports
+it, and any Python from 3.9 runs that.
 """
 
 import json

@@ -7,9 +7,8 @@ it (``MainProgram``): the modules, ``sys.path``, ``sys.argv``, a fresh
 job's pipes. The fork server runs the program at
 its top level, so that the job ends through the interpreter's own ending
 (threads, atexit, flushing, finalizers, exit status). Or it execs a command,
-when the request gives one. The fork server (zygote.py) loads this file by
-path: the standard library only, and nothing here may be seen by a job as an
-importable module.
+when the request gives one. The fork server (zygote.py) imports this file:
+the standard library only; the job's process forgets it (take_interpreter).
 """
 
 import _signal  # signal's C functions, without its enum wrapping

@@ -135,6 +135,11 @@ def main(argv=None):
                 "python -c pass": ([sys.executable, "-c", "pass"], None, None),
                 PASS_QUICK: ([sys.executable, "-c", "pass" + QUICK_EXIT], None, None),
                 IMPORT: ([sys.executable, "-c", "import " + CLIENT_MODULE + QUICK_EXIT], None, None),
+                # wire/connection.py takes the C module _socket: what the socket package would add
+                "python -c 'import re, _socket', then os._exit": (
+                    [sys.executable, "-c", "import re, _socket" + QUICK_EXIT], None, None),
+                "python -c 'import re, socket', then os._exit": (
+                    [sys.executable, "-c", "import re, socket" + QUICK_EXIT], None, None),
                 "python hello.py (local)": ([sys.executable, hello], EXPECTED, None),
                 "bin/client, cluster": (client_command(address, hello), EXPECTED, None),
                 "bin/client, instant worker": (client_command(instant, hello), EXPECTED, None),

@@ -4,7 +4,7 @@ The client hands it a standard library socket, the daemons a gevent one;
 either way a read that would block waits (and, under gevent, yields).
 """
 
-import _socket as socket  # the C module: the client need not load the socket package
+import _socket as socket  # the C module: the client need not load the socket package (bench/latency.py)
 import sys
 import time
 

@@ -18,10 +18,10 @@ Names are loaded on first use, so that ``import sieci.client.command``
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Client": "client.client", "run": "client.client", "Result": "client.link", "ClientError": "client.link",
-    "NotAccepted": "client.link", "JobLost": "client.link", "ReattachFailed": "client.link",
-    "OutputFailed": "client.client", "StdinCannotGo": "client.client", "Executor": "client.futures",
-    "load_program": "client.client",
+    "Client": "client.client", "run": "client.client", "Result": "client.result", "ClientError": "client.errors",
+    "NotAccepted": "client.errors", "JobLost": "client.errors", "ReattachFailed": "client.errors",
+    "OutputFailed": "client.errors", "StdinCannotGo": "client.errors", "Executor": "client.futures",
+    "load_program": "client.program",
 }
 __all__ = sorted(_EXPORTS)
 

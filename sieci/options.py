@@ -1,7 +1,7 @@
 """Every option of every sieci program, declared once: flag, environment variable, type, default, help.
 
 The daemons' parsers (config.py, on configargparse) and the client's quick
-parser (client_command.py) are both built from these declarations. An
+parser (client/arguments.py) are both built from these declarations. An
 environment variable names one option: where programs share a flag with
 different meanings (the worker's ``--timeout`` limits a job, the client's
 bounds its wait), their variables differ. This module imports nothing heavy,

@@ -8,7 +8,7 @@ PROG). Up to ``--jobs`` jobs are in flight at once, each in a thread of its own
 that runs the blocking client library (no gevent here). Each job's stdout and
 stderr are shown in input order (``--ungroup``: as each job ends): the job
 whose turn it is writes straight through, the others' output waits in a spool
-file each (spool.py), never in memory. A joblog, if asked for, gets one line
+file each (batch_output.py), never in memory. A joblog, if asked for, gets one line
 per job as it ends; ``--resume`` runs the jobs it does not list. A progress
 bar shows on stderr when stderr is a terminal.
 
@@ -29,19 +29,22 @@ import threading
 import time
 
 from sieci import defaults
-from sieci.client.client import ClientError, FdOutput, OutputFailed, load_program
-from sieci.client.joblog import BatchError, JobLog, JoblogMismatch, read_joblog
 from sieci.client.batch_output import JobOutput, SpoolFailed
+from sieci.client.errors import ClientError, OutputFailed
+from sieci.client.joblog import BatchError, JobLog, JoblogMismatch, read_joblog
+from sieci.client.output import FdOutput
+from sieci.client.program import load_program
+from sieci.client.result import not_returned_lines
 
 PLACEHOLDER = "{}"
 
 
-class Job:
+class BatchJob:
     """One job of the batch (``command``: PROG and its ARGs), and what became of it.
 
     ``seq`` is its number in the joblog (its place in the input, kept when
     it is run again); ``previous`` is its line in the joblog being resumed or retried.
-    ``output`` (a spool.JobOutput) takes its output until it is shown.
+    ``output`` (a batch_output.JobOutput) takes its output until it is shown.
     """
 
     def __init__(self, seq, command, previous=None):
@@ -98,8 +101,6 @@ class Job:
         if self.failure is not None:
             return f"{prog}: error: {self.path}: {self.failure}\n"
         if self.result.not_returned:
-            from sieci.client.command import not_returned_lines
-
             return "".join(not_returned_lines(self.result, prog, f"{self.path}: "))
         if self.reason:
             return f"{prog}: {self.path}: {self.reason}\n"
@@ -135,7 +136,7 @@ def exit_status(failures):
 def retried(runs):
     """--retry-failed without the batch's values: the joblog's lines of jobs that exited 0, kept, and its
     other jobs to run again, in Seq order."""
-    again = [Job(run.seq, run.command, previous=run.line) for run in runs if run.exitval != 0]
+    again = [BatchJob(run.seq, run.command, previous=run.line) for run in runs if run.exitval != 0]
     return [run.line for run in runs if run.exitval == 0], sorted(again, key=lambda job: job.seq)
 
 
@@ -184,12 +185,12 @@ def plan(args, prog="sieci-client"):
     if args.retry_failed and not has_values:
         return retried(_past_runs(args.joblog, prog))
     if not has_values:  # --joblog alone: the one job of the command line
-        return [], [Job(1, args.command)]
+        return [], [BatchJob(1, args.command)]
     values = list(args.batch_values or []) + (read_values(args.arg_file) if args.arg_file else [])
     commands = [command_for(args.command, value) for value in values]
     if any(command[0] == "-" for command in commands):
         raise BatchError("- (stdin) cannot be the PROG of a batch's job")
-    jobs = [Job(seq, command) for seq, command in enumerate(commands, 1)]
+    jobs = [BatchJob(seq, command) for seq, command in enumerate(commands, 1)]
     if not resuming:
         return [], jobs
     runs = _past_runs(args.joblog, prog, missing_ok=True)

@@ -12,7 +12,7 @@ import struct
 import threading
 
 from sieci.wire import protocol
-from sieci.client.client import OutputFailed
+from sieci.client.errors import OutputFailed
 
 FRAME = struct.Struct("<BQ")  # the stream's code, then the length of the bytes that follow
 STREAM_CODES = {protocol.STDOUT: 0, protocol.STDERR: 1}

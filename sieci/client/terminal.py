@@ -15,7 +15,7 @@ TERMINAL = 0  # the client's stdin
 
 
 def raw_while(run, stdin):
-    """``run()``'s result, with the terminal raw meanwhile; ``stdin`` (a client_stdin.JobStdin) hears of resizes."""
+    """``run()``'s result, with the terminal raw meanwhile; ``stdin`` (a stdin.JobStdin) hears of resizes."""
     saved_mode = termios.tcgetattr(TERMINAL)
     saved_handlers = {number: signal.getsignal(number) for number in (signal.SIGWINCH, signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGWINCH, lambda *_: stdin.resized(*os.get_terminal_size(TERMINAL)))

@@ -6,7 +6,7 @@ import pytest
 
 from sieci.client import client
 from sieci.wire import protocol, upload_format
-from sieci.client.link import ClientError
+from sieci.client.errors import ClientError
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 from tests.helpers.classic import classic_client

@@ -290,7 +290,7 @@ def _read_everything(fd):
 
 
 def test_a_batch_command_line_loads_neither_argparse_nor_gevent():
-    code = ("import sys; from sieci.client.command import parse_args; "
+    code = ("import sys; from sieci.client.arguments import parse_args; "
             "args = parse_args(['--jobs', '2', '--joblog', 'j', 'm:1', 'a.py', 'b.py']); import sieci.client.batch; "
             "print(args.batch, sorted(m for m in ('argparse', 'gevent', 'tqdm') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, cwd=REPO)

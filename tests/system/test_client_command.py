@@ -14,7 +14,7 @@ CLIENT = os.path.join(REPO, "bin", "client")
 
 
 def test_the_usual_command_line_does_not_load_argparse():
-    code = ("import sys; from sieci.client.command import parse_args; parse_args(['--timeout', '1', 'm:1', 'f']); "
+    code = ("import sys; from sieci.client.arguments import parse_args; parse_args(['--timeout', '1', 'm:1', 'f']); "
             "print(sorted(m for m in ('argparse', 'socket', 'gevent', 'signal') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, cwd=REPO)
     assert done.stdout == "[]\n"

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from sieci.client import batch, joblog
-from sieci.client.command import parse_args
+from sieci.client.arguments import parse_args
 
 from tests.helpers import read_joblog
 from tests.helpers.usage import refused_usage
@@ -67,7 +67,7 @@ def test_commands_with_spaces_tabs_and_newlines_survive_the_joblog(tmp_path):
     name = "odd\tname\\with\nbreaks\r.py"
     assert joblog.unescape(joblog.escape(name)) == name and "\t" not in joblog.escape(name)
     command = [name, "an argument", "'quoted'", ""]
-    failed = batch.Job(1, command)
+    failed = batch.BatchJob(1, command)
     failed.started, failed.runtime, failed.failure = time.time(), 0.5, "could not\tread it"
     path = tmp_path / "joblog"
     log = batch.JobLog(str(path))
@@ -100,10 +100,10 @@ def _line(seq, command, exitval):
 
 def test_resume_skips_what_the_joblog_lists_and_resume_failed_reruns_its_failures(tmp_path):
     runs, cut = batch.read_joblog(_joblog(tmp_path, _line(2, "p.py 2", 0), _line(1, "p.py 1", 3)))
-    jobs = [batch.Job(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
+    jobs = [batch.BatchJob(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
     kept, todo = batch.resumed(jobs, runs, "joblog", rerun_failed=False)
     assert (cut, [line[0] for line in kept], [job.seq for job in todo]) == (None, ["2", "1"], [3])
-    jobs = [batch.Job(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
+    jobs = [batch.BatchJob(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
     kept, todo = batch.resumed(jobs, runs, "joblog", rerun_failed=True)
     assert ([line[0] for line in kept], [job.seq for job in todo]) == (["2"], [1, 3])
     assert todo[0].previous == _line(1, "p.py 1", 3)  # put back if it does not end this time either
@@ -115,7 +115,7 @@ def test_resume_skips_what_the_joblog_lists_and_resume_failed_reruns_its_failure
     ([_line(2, "p.py 3", 0)], "its Seq 2 ran 'p.py 3', where this batch's job 2 is 'p.py 2'"),
 ])
 def test_a_joblog_that_is_not_the_batchs_is_refused_as_a_usage_error(tmp_path, lines, message):
-    jobs = [batch.Job(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
+    jobs = [batch.BatchJob(seq, ["p.py", str(seq)]) for seq in (1, 2, 3)]
     with pytest.raises(batch.JoblogMismatch, match=re.escape(message)) as refused:
         batch.resumed(jobs, batch.read_joblog(_joblog(tmp_path, *lines))[0], "joblog", rerun_failed=False)
     assert refused.value.exit_code == 2
@@ -141,7 +141,7 @@ def test_no_temp_folder_for_the_spool_runs_nothing(monkeypatch):
 
     monkeypatch.setattr(batch.tempfile, "mkdtemp", refused)
     with pytest.raises(batch.BatchError, match=r"cannot make a folder for the jobs' output .*Permission denied"):
-        batch.Batch(None, [batch.Job(1, ["a.py"])]).run()
+        batch.Batch(None, [batch.BatchJob(1, ["a.py"])]).run()
 
 
 def test_a_joblog_without_job_ids_is_read_with_none(tmp_path):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from sieci.client import batch_output
-from sieci.client.client import OutputFailed
+from sieci.client.errors import OutputFailed
 
 
 class Shown:

@@ -3,7 +3,7 @@
 import pytest
 
 from sieci import defaults
-from sieci.client.command import USAGE, parse_args
+from sieci.client.arguments import USAGE, parse_args
 from sieci.options import UsageError
 
 from tests.helpers.usage import refused_usage

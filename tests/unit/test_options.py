@@ -5,7 +5,7 @@ import os
 import pytest
 
 from sieci import __version__, config, defaults, options
-from sieci.client.command import parse_args
+from sieci.client.arguments import parse_args
 from sieci.wire.results import Status
 
 from tests.helpers import REPO

@@ -8,16 +8,14 @@ the job ends: a client that leaves cancels its job.
 import collections
 import logging
 
-import gevent
-import gevent.event
-
-from sieci.wire import auth, conversation, files_transfer, protocol, status, upload_format
+from sieci.wire import auth, conversation, protocol, status
 from sieci import defaults
 from sieci.master import job_control, kept_jobs, ports
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 from sieci.files_store import Mismatch, StoreFull
-from sieci.master.job import Cancellation
+from sieci.master.bundle_intake import BundleIntake
+from sieci.master.client_watch import ClientWatch
 
 log = logging.getLogger("sieci.master")
 
@@ -89,7 +87,7 @@ class Intake:
                  max_newcomers=defaults.MAX_NEW_CONNECTIONS):
         self.dispatcher = dispatcher
         self.files = files  # a FilesStore: the bundles of jobs
-        self.files_arriving = {}  # digest: an Event set when a client has finished sending that bundle
+        self.bundles = BundleIntake(files, max_upload, client_timeout)
         self.describe = describe
         self.max_upload = max_upload
         self.unverified = UnverifiedUploads(max_unverified)
@@ -102,11 +100,12 @@ class Intake:
         self.identity = None
         self.plaintext_only = plaintext_only
         self.kept = kept  # a kept_jobs.KeptJobs: detached jobs
-        self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"], self._attacher_left)
+        self.watch = ClientWatch(dispatcher, client_timeout, keepalive)
+        self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"], self.watch.attacher_left)
 
     def handle_client(self, sock, address):
         name = format_address(address)
-        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see _watch_client
+        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see client_watch.py
         conn = Connection(sock, conversation.client_conversation(protocol.MASTER),
                           max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
@@ -125,7 +124,7 @@ class Intake:
                 self._detach(conn, name, job)
             elif job is not None:
                 self.dispatcher.enqueue(job)
-                self._wait_while_watching(job)
+                self.watch.wait_while_watching(job)
         except SpeaksTLS:
             ports.tell_speaks_tls(conn, "client", name)
         except OSError as error:
@@ -151,10 +150,8 @@ class Intake:
             if line is protocol.CONNECTION_CLOSED:
                 log.debug("client %s left without sending a job", name)
                 return None
-            if line.word == protocol.STATUS:
-                return self._answer_status(conn, name, line)
-            if line.word in job_control.REQUESTS:
-                return self._answer_control(conn, name, line)
+            if line.word == protocol.STATUS or line.word in job_control.REQUESTS:
+                return self._answer_request(conn, name, line)
             header = conn.start_block(line.raw, max_size=self.max_upload, accept_glued=True)
             if self.verifier is not None:  # before the payload: nothing unsigned is read whole
                 self._check_signed_header(conn, header.fields)
@@ -198,18 +195,11 @@ class Intake:
         """The upload's files bundle, if it names one, held in the store for its job: asked of the
         client first if the store lacks it. False once the client has been refused."""
         try:
-            wanted = upload_format.files_wanted(header)
-            if wanted is None:
-                return True
-            if wanted.size > self.max_upload:
-                raise protocol.RemoteProtocolError(f"a files bundle of {wanted.size} bytes is larger than this "
-                                                   f"master's --max-upload of {self.max_upload} bytes")
-            self._obtain_files(conn, wanted)
+            self.bundles.hold(conn, header)
         except (protocol.RemoteProtocolError, Mismatch, StoreFull) as error:
             return self._refuse(conn, name, str(error))
         except TimeoutError:
             return self._refuse(conn, name, f"nothing received for {self.client_timeout:g} s")
-        self.files.hold(wanted.digest)
         return True
 
     def _prove_secret(self, conn, challenge):
@@ -245,24 +235,22 @@ class Intake:
             self.unverified.resize(peer, held, 0)
         return code, event
 
-    def _obtain_files(self, conn, wanted):
-        """The bundle in the store: asked of this client, unless another is sending it already (the
-        jobs of a batch come together), whose sending is waited for, as long as a client may take."""
-        while not self.files.has(wanted.digest):
-            arriving = self.files_arriving.get(wanted.digest)
-            if arriving is not None and arriving.wait(self.client_timeout):
-                continue
-            self.files_arriving[wanted.digest] = arriving = gevent.event.Event()
+    def _answer_request(self, conn, name, line):
+        """STATUS, or ATTACH, CANCEL or JOBS (see job_control.py), once its signature, if needed, is checked."""
+        fields = line.raw.split()[1:]
+        asks_status = line.word == protocol.STATUS
+        if self.verifier is not None:
             try:
-                files_transfer.fetch(conn, self.files, wanted)
-            finally:
-                if self.files_arriving.get(wanted.digest) is arriving:
-                    del self.files_arriving[wanted.digest]
-                arriving.set()
-
-    def _answer_control(self, conn, name, line):
-        """ATTACH, CANCEL or JOBS (see job_control.py), once its signature, if needed, is checked."""
-        if not self._signed(conn, name, line, job_control.signed_payload(line.raw)):
+                self._check_signed_header(conn, fields)
+                self.verifier.verify_upload(fields, status.SIGNED_PAYLOAD if asks_status
+                                            else job_control.signed_payload(line.raw))
+            except auth.Unauthorized as why:
+                return self._refuse(conn, name, "unauthorized", why)
+        if asks_status:
+            state = self.describe()
+            reply = status.encode_json(state) if status.JSON in fields else status.format_text(state).encode() + b".\n"
+            conn.send(reply, completes=protocol.STATUS_REPLY)
+            log.debug("client %s: answered a status request", name)
             return None
         conn.settimeout(None)  # an attached client may wait as long as the job takes
         try:
@@ -270,31 +258,6 @@ class Intake:
         except job_control.UnanswerableRequest as why:
             return self._refuse(conn, name, str(why))
         conn.finish_sending()
-        return None
-
-    def _signed(self, conn, name, line, payload):
-        """Whether a request's line is signed as it must be; False once the client has been refused."""
-        if self.verifier is None:
-            return True
-        fields = line.raw.split()[1:]
-        try:
-            self._check_signed_header(conn, fields)
-            self.verifier.verify_upload(fields, payload)
-        except auth.Unauthorized as why:
-            self._refuse(conn, name, "unauthorized", why)
-            return False
-        return True
-
-    def _answer_status(self, conn, name, line):
-        fields = line.raw.split()[1:]
-        if not self._signed(conn, name, line, status.SIGNED_PAYLOAD):
-            return None
-        state = self.describe()
-        if status.JSON in fields:
-            conn.send(status.encode_json(state), completes=protocol.STATUS_REPLY)
-        else:
-            conn.send(status.format_text(state).encode() + b".\n", completes=protocol.STATUS_REPLY)
-        log.debug("client %s: answered a status request", name)
         return None
 
     def _check_signed_header(self, conn, fields):
@@ -307,66 +270,3 @@ class Intake:
         conn.refuse(reason.encode())
         conn.finish_sending()
         return None
-
-    def _wait_while_watching(self, job):
-        """Wait for the job to end, relaying its stdin if it streams; cancel it if its client hangs up first."""
-        job.client.settimeout(None)
-        watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
-        try:
-            gevent.wait([job.finished, watcher], count=1)
-            if job.client is not None:  # not left to run on: see _client_left
-                job.finished.wait()
-        finally:
-            watcher.kill()
-
-    def _watch_client(self, job):
-        try:
-            while self._readable_while_alive(job):
-                if job.client.next_event() is protocol.CONNECTION_CLOSED:
-                    break  # nothing more is expected; what comes anyway is ignored
-        except (OSError, protocol.ProtocolError):
-            pass
-        if not job.ended:
-            self._client_left(job)
-
-    def _client_left(self, job):
-        """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
-        if job.spool is None:
-            self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
-            return
-        log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
-                 self.client_timeout)
-        job.detach()
-        gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
-
-    def _attacher_left(self, job):
-        """The last client attached to a ``keep`` job (not a detached one) has left: as its first did."""
-        if not job.detached_at_upload and not job.ended:
-            gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
-
-    def _cancel_unless_attached(self, job):
-        if not job.ended and not job.spool.attached:
-            log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
-            self.dispatcher.cancel(job, Cancellation.REQUESTED)
-
-    def _relay_stdin(self, job):
-        """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
-        job.client.conversation.ignored = conversation.STREAMING_CLIENT_IGNORED
-        try:
-            relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
-        except protocol.ProtocolError as error:
-            log.warning("client %s: its job's stdin is malformed (%s): the job is stopped", job.client_name, error)
-            relayed = False
-        except OSError:
-            relayed = False
-        if relayed:
-            self._watch_client(job)
-        elif not job.ended:
-            self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
-
-    def _readable_while_alive(self, job):
-        """Whether the client's socket became readable, not its client vanished."""
-        if job.client.readable_while_acknowledged(self.keepalive):
-            return True
-        log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
-        return False

@@ -1,0 +1,85 @@
+"""A taken job's client, watched until the job ends: one that leaves cancels its job (a kept job runs on a
+while for a client to attach), and a job whose stdin streams has it relayed meanwhile (stdin_relay.py)."""
+
+import logging
+
+import gevent
+
+from sieci.wire import conversation, protocol
+from sieci.master.job import Cancellation
+
+log = logging.getLogger("sieci.master")
+
+
+class ClientWatch:
+    """Watches the clients of ``dispatcher``'s jobs. A kept job whose client left runs on for
+    ``client_timeout`` seconds for one to attach; a client that has acknowledged nothing for
+    ``keepalive`` seconds is taken for gone."""
+
+    def __init__(self, dispatcher, client_timeout, keepalive):
+        self.dispatcher = dispatcher
+        self.client_timeout = client_timeout
+        self.keepalive = keepalive
+
+    def wait_while_watching(self, job):
+        """Wait for the job to end, relaying its stdin if it streams; cancel it if its client hangs up first."""
+        job.client.settimeout(None)
+        watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
+        try:
+            gevent.wait([job.finished, watcher], count=1)
+            if job.client is not None:  # not left to run on: see _client_left
+                job.finished.wait()
+        finally:
+            watcher.kill()
+
+    def _watch_client(self, job):
+        try:
+            while self._readable_while_alive(job):
+                if job.client.next_event() is protocol.CONNECTION_CLOSED:
+                    break  # nothing more is expected; what comes anyway is ignored
+        except (OSError, protocol.ProtocolError):
+            pass
+        if not job.ended:
+            self._client_left(job)
+
+    def _client_left(self, job):
+        """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
+        if job.spool is None:
+            self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
+            return
+        log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
+                 self.client_timeout)
+        job.detach()
+        gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def attacher_left(self, job):
+        """The last client attached to a ``keep`` job (not a detached one) has left: as its first did."""
+        if not job.detached_at_upload and not job.ended:
+            gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
+
+    def _cancel_unless_attached(self, job):
+        if not job.ended and not job.spool.attached:
+            log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
+            self.dispatcher.cancel(job, Cancellation.REQUESTED)
+
+    def _relay_stdin(self, job):
+        """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
+        job.client.conversation.ignored = conversation.STREAMING_CLIENT_IGNORED
+        try:
+            relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
+        except protocol.ProtocolError as error:
+            log.warning("client %s: its job's stdin is malformed (%s): the job is stopped", job.client_name, error)
+            relayed = False
+        except OSError:
+            relayed = False
+        if relayed:
+            self._watch_client(job)
+        elif not job.ended:
+            self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
+
+    def _readable_while_alive(self, job):
+        """Whether the client's socket became readable, not its client vanished."""
+        if job.client.readable_while_acknowledged(self.keepalive):
+            return True
+        log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
+        return False

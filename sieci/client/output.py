@@ -33,10 +33,10 @@ class FdOutput:
     def pipe_for(self, stream):
         """The stream's splice.OutputPipe if its fd is a blocking pipe, which a socket can splice into; else None."""
         if stream not in self._pipes:
-            from sieci import pipes, splice
+            from sieci import splice
 
             fd = self.fds[stream]
-            self._pipes[stream] = splice.OutputPipe(fd) if pipes.is_blocking_pipe(fd) else None
+            self._pipes[stream] = splice.OutputPipe(fd) if splice.is_blocking_pipe(fd) else None
             self._widen(fd)
         return self._pipes[stream]
 
@@ -54,10 +54,10 @@ class FdOutput:
     def _widen(self, fd):
         """Big output into a pipe: make the pipe hold more, so each side wakes less often."""
         if fd not in self._widened:
-            from sieci import pipes
+            from sieci import splice
 
             self._widened.add(fd)
-            pipes.widen(fd)
+            splice.widen(fd)
 
 
 class HeldOutput:

@@ -17,7 +17,7 @@ import time
 import gevent
 
 from sieci.wire import bundle
-from sieci import defaults, pipes
+from sieci import defaults, splice
 from sieci.jobs import sandbox
 from sieci.worker import workdir
 from sieci.jobs.fork_channel import Request
@@ -281,6 +281,6 @@ class JobRunner:
 
 def _pipe():
     read_end, write_end = os.pipe()
-    pipes.widen(read_end)
+    splice.widen(read_end)
     return read_end, write_end
 

@@ -12,7 +12,7 @@ import termios
 
 import gevent
 
-from sieci import pipes
+from sieci import splice
 
 # The real close: gevent's (under monkey patching) puts it off until its loop next wakes.
 _close = posix.close
@@ -36,7 +36,7 @@ class JobInput:
         if not given:
             return os.open(os.devnull, os.O_RDONLY)
         read_end, self._fd = os.pipe()
-        pipes.widen(read_end)
+        splice.widen(read_end)
         os.set_blocking(self._fd, False)
         return read_end
 

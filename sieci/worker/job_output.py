@@ -9,7 +9,7 @@ import gevent.os
 import gevent.queue
 import gevent.socket
 
-from sieci import pipes
+from sieci import splice
 from sieci.worker.limits import FILE_TOO_LARGE
 from sieci.wire.protocol import STDERR, STDOUT
 
@@ -56,8 +56,8 @@ class JobOutput:
                 if not size:
                     break
                 self.hand_over((stream, bytes(buffer[:size])))
-                if size == len(buffer) < pipes.PIPE_SIZE:
-                    buffer = memoryview(bytearray(min(2 * size, pipes.PIPE_SIZE)))
+                if size == len(buffer) < splice.PIPE_SIZE:
+                    buffer = memoryview(bytearray(min(2 * size, splice.PIPE_SIZE)))
         except OSError:
             pass
         finally:

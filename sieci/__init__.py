@@ -21,7 +21,7 @@ _EXPORTS = {
     "Client": "client.client", "run": "client.client", "Result": "client.result", "ClientError": "client.errors",
     "NotAccepted": "client.errors", "JobLost": "client.errors", "ReattachFailed": "client.errors",
     "OutputFailed": "client.errors", "StdinCannotGo": "client.errors", "Executor": "client.futures",
-    "load_program": "client.program",
+    "load_program": "client.program", "pack_files": "client.program",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -21,8 +21,9 @@ inflated. It creates everything with ``O_EXCL`` and ``O_NOFOLLOW`` through
 folder fds, below a folder fd it is given.
 
 Standard library only, and nothing on import but ``os`` and ``zlib``: the
-job's process loads this file by path (see zygote.helper) to unpack the
-job's bundle, as the job user, before the job starts.
+fork server, which runs with the job's interpreter, imports it (jobs/zygote.py),
+and the job's process unpacks the job's bundle with it, as the job user, before
+the job starts.
 """
 
 import os

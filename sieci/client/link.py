@@ -65,13 +65,9 @@ class ClientLink:
             try:
                 if stdin is None:
                     return self._read_reattaching(reading, reattach)
-                from sieci.client.stdin import StdinPump
+                from sieci.client.stdin import read_while_pumping
 
-                pump = StdinPump(conn, stdin).start()
-                try:
-                    return reading.read()
-                finally:
-                    pump.stop()
+                return read_while_pumping(reading, stdin)
             finally:
                 reading.close_returned()
                 reading.conn.close()

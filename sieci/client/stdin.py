@@ -114,13 +114,18 @@ class StdinPump:
         self._thread.start()
         return self
 
-    def stop(self):
-        """Send no more: the job has ended, or its results failed. A send that waits fails at once."""
+    def stop(self, leaving=False):
+        """Send no more: the job has ended, or its results failed. A send that waits fails at once.
+        ``leaving``: before the results have ended (interrupted, say): the connection's close resets
+        it, which the master learns at once, though it has yet to read the stdin sent before."""
         self.stdin.stop()
-        try:
-            self.conn.sock.shutdown(_socket.SHUT_WR)
-        except OSError:
-            pass
+        if leaving:
+            self.conn.shutdown(reset=True)
+        else:
+            try:
+                self.conn.sock.shutdown(_socket.SHUT_WR)
+            except OSError:
+                pass
         self._thread.join(STOP_PATIENCE)
 
     def _pump(self):
@@ -136,3 +141,16 @@ class StdinPump:
                     return
         except OSError:
             pass  # the master has gone: the results say what became of the job
+
+
+def read_while_pumping(reading, stdin):
+    """The job's results (a result.ResultsReading), read while ``stdin`` (a JobStdin) is pumped to the
+    master; one that leaves before they have ended resets the connection (see StdinPump.stop)."""
+    pump = StdinPump(reading.conn, stdin).start()
+    try:
+        result = reading.read()
+    except BaseException:
+        pump.stop(leaving=True)
+        raise
+    pump.stop()
+    return result

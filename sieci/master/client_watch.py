@@ -63,8 +63,11 @@ class ClientWatch:
             self.dispatcher.cancel(job, Cancellation.REQUESTED)
 
     def _relay_stdin(self, job):
-        """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job."""
+        """Relay the job's stdin to its worker (stdin_relay.py), then watch the client as for any job.
+        A client that leaves meanwhile stops the job at once, even while the relay reads nothing from
+        it (its worker's job takes no stdin): its hang-up waits behind the stdin it sent before."""
         job.client.conversation.ignored = conversation.STREAMING_CLIENT_IGNORED
+        leaving = gevent.spawn(self._cancel_at_hang_up, job)
         try:
             relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
         except protocol.ProtocolError as error:
@@ -72,9 +75,22 @@ class ClientWatch:
             relayed = False
         except OSError:
             relayed = False
+        finally:
+            leaving.kill()
         if relayed:
             self._watch_client(job)
-        elif not job.ended:
+        else:
+            self._cancel_unless_ended(job)
+
+    def _cancel_at_hang_up(self, job):
+        job.client.wait_for_hang_up()
+        self._cancel_unless_ended(job)
+
+    def _cancel_unless_ended(self, job):
+        """Its client has left: cancel the job, unless it has ended, for the client too (its results have
+        all been sent, and the client may leave before the master has seen the rest of the job's end)."""
+        results_sent = job.client is not None and job.client.conversation.state == conversation.CLOSED
+        if not (job.ended or job.cancellation is not None or results_sent):
             self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
 
     def _readable_while_alive(self, job):

@@ -120,8 +120,10 @@ class WorkerLink:
             self.hang_up()
 
     def hang_up(self):
-        """Close the link from any greenlet: the link's own sees it closed."""
-        self.conn.shutdown()
+        """Close the link from any greenlet: the link's own sees it closed. One that streams a job's stdin
+        is reset: its worker may be reading nothing (the job takes no more), and would see the end of the
+        link only after the stdin before it, but a reset at once."""
+        self.conn.shutdown(reset=self.job is not None and self.job.stdin is not None)
 
     @property
     def in_raw_chunk(self):

@@ -68,6 +68,7 @@ class WorkerLinks:
             log.warning("worker %s lost: %s", link.name, why)
         except ClientGone as why:
             log.info("worker %s: its client left (%s); dropping the link to stop the job", link.name, why)
+            link.hang_up()
         except protocol.RemoteProtocolError as error:
             log.warning("worker %s dropped: %s", link.name, error)
         except auth.Unauthorized as why:

@@ -17,6 +17,7 @@ IOV_MAX = 1024  # pieces per sendmsg
 TLS_HANDSHAKE = b"\x16\x03"  # how every TLS connection's first record starts
 _DROPPED = bytearray(64 << 10)  # what finish_sending reads goes here, for every connection: no memory per read
 HEADER_READ = 4096  # bytes per read while the bulk of raw chunks is spliced past Python
+_RESET_AT_CLOSE = (1).to_bytes(4, sys.byteorder) + bytes(4)  # SO_LINGER's struct linger: on, 0 s
 
 
 def tune_socket(sock, seconds=defaults.KEEPALIVE, user_timeout=True):
@@ -190,6 +191,21 @@ class Connection:
                 return False
             vanished_before = vanished
 
+    def wait_for_hang_up(self):
+        """Return once the peer has closed or reset the connection, though what it sent before is
+        still unread: a read would wait behind that, a wait for something to read return at once."""
+        import select
+
+        from gevent.monkey import get_original  # only the daemons watch their peers so
+        from gevent.socket import wait_read
+
+        poller = get_original("select", "epoll")()  # (gevent's patching hides it: its own loop is one)
+        try:
+            poller.register(self.sock.fileno(), select.EPOLLRDHUP)  # (EPOLLHUP and EPOLLERR come unasked)
+            wait_read(poller.fileno())
+        finally:
+            poller.close()
+
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)
 
@@ -198,10 +214,14 @@ class Connection:
         """The address of this end, as the peer dialed it: a signature names it."""
         return self.sock.getsockname()[0]
 
-    def shutdown(self):
-        """Make blocked reads on this socket return, from any greenlet."""
+    def shutdown(self, reset=False):
+        """Make blocked reads on this socket return, from any greenlet. ``reset``: its close then
+        resets the connection, which the peer learns at once, where the end of it would reach the
+        peer only after all that was sent before (which a peer that has stopped reading never takes)."""
         self.hung_up = True
         try:
+            if reset:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_AT_CLOSE)
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass

@@ -2,6 +2,7 @@
 
 import time
 
+import gevent
 import gevent.event
 
 from sieci.wire import protocol
@@ -37,8 +38,11 @@ class StdinFeeder:
             raise protocol.RemoteProtocolError("expected the job's stdin block")
 
     def feed(self, run):
-        """Feed ``run`` (a JobRun) until the block ends (True), or the master's link closes (False)."""
+        """Feed ``run`` (a JobRun) until the block ends (True), or the master's link closes (False).
+        A master that hangs up stops the job at once, even while the job takes nothing (its stdin
+        full), and so the link waits unread, the master's hang-up behind what it sent before."""
         decoder, taking = StdinDecoder(), True
+        hang_up = gevent.spawn(self._kill_at_hang_up, run)  # then the rest is read and dropped, as below
         self.conn.recv_size = HEADER_READ  # the items' lines; their bytes come through _take_raw
         try:
             while True:
@@ -56,7 +60,12 @@ class StdinFeeder:
                         taking = run.write_stdin(item)
                 taking = self._take_raw(decoder, run, taking)
         finally:
+            hang_up.kill()
             self.conn.recv_size = RECV_SIZE
+
+    def _kill_at_hang_up(self, run):
+        self.conn.wait_for_hang_up()
+        run.kill()
 
     def _take_raw(self, decoder, run, taking):
         """The rest of a raw item, from the socket into the job through one buffer, used again and

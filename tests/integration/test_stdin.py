@@ -3,6 +3,7 @@
 import io
 
 import gevent
+import gevent.event
 import pytest
 
 from sieci.client.futures import Executor
@@ -161,6 +162,75 @@ def test_the_master_ends_the_stdin_of_a_job_that_has_ended(sieci, peers):
     results = peer.rest()
     assert b"early" in results and b"x exit 0\n" in results
     assert run(sieci, FILTER, b"next\n")[1].stdout == b"NEXT\n"
+
+
+# --- a job stopped while its stdin is full: its worker is free at once ------------------------------
+
+FILLS_ITS_STDIN = (b"import fcntl, struct, termios, time\n"
+                   b"def held():\n    return struct.unpack('i', fcntl.ioctl(0, termios.FIONREAD, bytes(4)))[0]\n"
+                   b"while held() < fcntl.fcntl(0, 1032) // 2:  # F_GETPIPE_SZ\n    time.sleep(0.01)\n"
+                   b"print('full', flush=True)\ntime.sleep(60)\n")
+PROMPTLY = 3.0  # seconds: the next job takes milliseconds; a worker that noticed late took two 5 s heartbeats
+
+
+def flood(peer):
+    """Stream the stdin of ``peer``'s job without end, until the connection fails: more than every buffer
+    on the way holds, once the job has stopped reading it."""
+    try:
+        peer.send(b"ENDSEQ T stdin\n1 99999999999999\n")
+        while True:
+            peer.send(b"x" * (1 << 20))
+    except OSError:
+        pass
+
+
+def assert_the_next_job_runs_promptly(master):
+    output = Captured()
+    with gevent.Timeout(PROMPTLY, AssertionError(f"the next job gave no result within {PROMPTLY} s")):
+        status = client.run(format_address(master.clients_address), b"print('next')\n", output=output)
+    assert (status, output.stdout) == (0, b"next\n")
+
+
+def test_a_job_cancelled_while_its_stdin_is_full_frees_its_worker_at_once(sieci, peers):
+    peer = upload(peers, sieci, FILLS_ITS_STDIN)
+    [job] = sieci.dispatcher.active_jobs
+    flooding = gevent.spawn(flood, peer)
+    try:
+        while b"full" not in peer.line():  # the worker holds stdin that the job does not take
+            pass
+        client.Client(format_address(sieci.clients_address)).cancel(job.id)
+        assert_the_next_job_runs_promptly(sieci)
+    finally:
+        flooding.kill()
+
+
+class Awaited(Captured):
+    """A Captured that lets a test wait for some stdout."""
+
+    def __init__(self):
+        super().__init__()
+        self.changed = gevent.event.Event()
+
+    def write(self, stream, data):
+        super().write(stream, data)
+        self.changed.set()
+
+    def wait_for(self, data):
+        with gevent.Timeout(WAIT, AssertionError(f"no {data!r} in the job's output")):
+            while data not in self.stdout:
+                self.changed.clear()
+                self.changed.wait()
+
+
+def test_a_client_that_leaves_while_its_jobs_stdin_is_full_frees_the_worker_at_once(sieci):
+    output = Awaited()
+    leaving = gevent.spawn(client.run, format_address(sieci.clients_address), FILLS_ITS_STDIN, output=output,
+                           stdin=Endless())
+    try:
+        output.wait_for(b"full")
+    finally:
+        leaving.kill()  # as Ctrl-C would: the client leaves while its stdin streams
+    assert_the_next_job_runs_promptly(sieci)
 
 
 def test_the_executor_takes_stdin(sieci):

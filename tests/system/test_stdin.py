@@ -173,9 +173,11 @@ def test_t_ctrl_c_interrupts_the_job(terminal):
 
 
 def test_t_a_resize_reaches_the_job(terminal):
-    # The handler writes past sys.stdout: the signal may come while print('ready') is still in it.
-    session = terminal("import os, signal\nsignal.signal(signal.SIGWINCH, lambda *_: os.write(1, b'%a\\n' % "
-                       "(os.get_terminal_size(),)))\nprint('ready', flush=True)\nsignal.pause()\n", size=(80, 24))
+    # SIGWINCH is blocked before 'ready': one that comes at any time after waits for sigwait to take it.
+    session = terminal("import os, signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})\n"
+                       "print('ready', flush=True)\nwhile True:\n    signal.sigwait({signal.SIGWINCH})\n"
+                       "    if tuple(os.get_terminal_size()) == (120, 50):\n        break\n"
+                       "print(os.get_terminal_size())\n", size=(80, 24))
     session.read_until(b"ready")
     fcntl.ioctl(session.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
     session.process.send_signal(signal.SIGWINCH)

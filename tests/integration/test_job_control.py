@@ -32,6 +32,13 @@ def program(code):
     return client.Program(code, "job.py")
 
 
+def outwait_client_timeout(master, peers):
+    """Return once the master has refused a client that sent nothing: its ``client_timeout`` has passed
+    since the call, and every timer of its that was due before has fired."""
+    silent = peers(master.clients_address)
+    assert silent.rest().startswith(b"ERROR nothing received for ")
+
+
 def test_every_job_has_an_id_in_its_result_its_log_and_the_status(cluster, log_lines):
     master = cluster.master()
     cluster.worker(master)
@@ -67,12 +74,15 @@ def test_a_detached_job_runs_and_is_attached_to_during_and_after(serve):
     assert (after.stdout, after.stderr) == (b"first\nsecond\n", b"err\n")
 
 
-def test_a_queued_detached_job_is_attached_to_before_it_starts_for_as_long_as_it_waits(cluster):
+def test_a_queued_detached_job_is_attached_to_before_it_starts_for_as_long_as_it_waits(cluster, peers, log_lines):
     master = cluster.master(client_timeout=0.2)
+    lines = log_lines("sieci.master")
     api = client.Client(client_address(master))
     job_id = api.detach(program(b"print('late')\n"))
     attached = gevent.spawn(api.attach, job_id)
-    gevent.sleep(0.5)
+    lines.wait_for(f"attached to job {job_id}")
+    outwait_client_timeout(master, peers)
+    assert not attached.ready()
     cluster.worker(master)
     result = attached.get(timeout=WAIT)
     assert (result.exit_status, result.stdout) == (0, b"late\n")
@@ -128,15 +138,15 @@ def test_list_shows_queued_running_and_kept_jobs(serve):
     assert all(job["age"] >= 0 for job in listing["jobs"])
 
 
-def test_unknown_expired_and_malformed_ids_are_refused(cluster):
-    master = cluster.master(keep_output=0.2)
+def test_unknown_expired_and_malformed_ids_are_refused(cluster, peers):
+    master = cluster.master(keep_output=0.2, client_timeout=0.3)
     cluster.worker(master)
     events = JobEvents(master)
     api = client.Client(client_address(master))
     job_id = api.detach(program(b"print(1)\n"))
     events.wait_for("done")
     assert api.attach(job_id).stdout == b"1\n"
-    gevent.sleep(0.3)
+    outwait_client_timeout(master, peers)  # longer than the output is kept
     with pytest.raises(ClientError, match="no job .* is kept here"):
         api.attach(job_id)
     with pytest.raises(ClientError, match="no job 0123456789abcdef is kept here"):
@@ -269,8 +279,9 @@ def test_a_cut_connection_without_retries_loses_the_job_as_before(cluster, proxy
     assert master.kept.listed() == []
 
 
-def test_a_kept_job_runs_on_for_its_client_then_is_cancelled_if_none_attaches(cluster, peers):
+def test_a_kept_job_runs_on_for_its_client_then_is_cancelled_if_none_attaches(cluster, peers, log_lines):
     master = cluster.master(client_timeout=0.5)
+    lines = log_lines("sieci.master")
     cluster.worker(master)
     events = JobEvents(master)
     leaver = peers(master.clients_address)
@@ -278,7 +289,7 @@ def test_a_kept_job_runs_on_for_its_client_then_is_cancelled_if_none_attaches(cl
     leaver.send(protocol.encode_block(code, [protocol.EXTENDED, upload_format.KEEP_FIELD]))
     assert leaver.answer() == b"RECEIVED\n"
     leaver.close()
-    gevent.sleep(0.3)
+    lines.wait_for("which runs on for 0.5 s for a client to attach")
     [job] = master.dispatcher.active_jobs
     assert job.client is None and not job.finished.is_set()
     events.wait_for("cancelled")
@@ -292,15 +303,18 @@ def test_a_client_that_leaves_while_attached_to_a_queued_job_is_let_go(cluster, 
     assert leaver.line() == b"ATTACHED job=" + job_id.encode() + b"\n"
     [job] = master.dispatcher.active_jobs
     assert job.spool.attached == 1
+    let_go = gevent.event.Event()
+    last_left = master.intake.control.last_left  # called as the last attached client leaves
+    master.intake.control.last_left = lambda job: (last_left(job), let_go.set())
     leaver.close()
-    with gevent.Timeout(WAIT):
-        while job.spool.attached or master.intake.connections:
-            gevent.sleep(0.01)
+    assert let_go.wait(WAIT)  # (its handler then ends without waiting for anything)
+    assert (job.spool.attached, master.intake.connections) == (0, {})
     assert not job.finished.is_set()  # a detached job runs on, whoever leaves
 
 
-def test_a_kept_job_whose_reattached_client_leaves_again_is_cancelled_too(cluster, peers):
+def test_a_kept_job_whose_reattached_client_leaves_again_is_cancelled_too(cluster, peers, log_lines):
     master = cluster.master(client_timeout=0.3)
+    lines = log_lines("sieci.master")
     cluster.worker(master)
     events = JobEvents(master)
     leaver = peers(master.clients_address)
@@ -311,7 +325,8 @@ def test_a_kept_job_whose_reattached_client_leaves_again_is_cancelled_too(cluste
     again = peers(master.clients_address)
     again.send(b"ATTACH " + job.id.encode() + b"\n")
     assert again.line().startswith(b"ATTACHED")
-    gevent.sleep(0.5)
+    lines.wait_for("which runs on for 0.3 s for a client to attach")
+    outwait_client_timeout(master, peers)  # the first client's time to attach again has passed
     assert not job.finished.is_set()  # attached: it runs on
     again.close()
     events.wait_for("cancelled")

@@ -63,10 +63,11 @@ def test_a_kept_jobs_upload_waits_on_disk_counted_until_a_worker_accepts_it(tmp_
 
 
 def test_finished_jobs_expire_after_the_retention(tmp_path):
-    store = KeptJobs(1 << 20, 0.05, tmp_path)
+    store = KeptJobs(1 << 20, 60, tmp_path)
     running = kept(store, "c" * 16, b"x\n", ended=False)
-    kept(store, "d" * 16, b"y\n")
-    time.sleep(0.1)
+    done = kept(store, "d" * 16, b"y\n")
+    assert store.find("d" * 16) is done
+    done.spool.ended_at -= 61  # as if it had ended 61 s ago
     assert store.find("d" * 16) is None and store.find("c" * 16) is running
     assert store.total == JOB_OVERHEAD + 2
     store.close()

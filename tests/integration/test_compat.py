@@ -20,7 +20,7 @@ from sieci.wire import protocol
 from sieci.wire.address import format_address
 
 from tests.helpers.classic import CLASSIC_RESULTS, CLASSIC_TERMINATOR, classic_client
-from tests.helpers import WAIT, Captured, client_address
+from tests.helpers import WAIT, Captured, JobEvents, client_address
 
 # A job that tells its streams apart, ends in a line without "\n", writes
 # bytes that are not UTF-8, and exits with a status of its own.
@@ -293,6 +293,7 @@ def test_a_sieci_master_does_not_stall_while_a_busy_classic_worker_holds_an_avai
 
 def test_a_client_hanging_up_mid_job_does_not_cost_a_classic_worker_its_link(cluster, classic):
     master = cluster.master()
+    events = JobEvents(master)
     release = gevent.event.Event()
     worker = classic.worker(master.workers_address, hold_results=release)
     assert master.wait_for_workers(1, WAIT)
@@ -301,12 +302,9 @@ def test_a_client_hanging_up_mid_job_does_not_cost_a_classic_worker_its_link(clu
         impatient.sendall(b"ENDSEQ " + CLASSIC_TERMINATOR + b"\nprint(1)\n" + CLASSIC_TERMINATOR + b"\n")
         with impatient.makefile("rb") as answers:
             assert answers.readline() == b"RECEIVED\n"
-        (job,) = master.dispatcher.active_jobs
     finally:
         impatient.close()  # the user gives up (Ctrl-C) while the job runs
-    with gevent.Timeout(WAIT, AssertionError("the master never noticed the client leave")):
-        while not (job.cancellation is not None or worker.exited.is_set()):
-            gevent.sleep(0.01)
+    events.wait_for("abandoned")  # the master noticed the client leave, and lets the classic worker run the job out
     release.set()
     worker.wait_until(lambda: worker.exited.is_set() or len(worker.sent) == 3, what="the job's end")
     assert not worker.exited.is_set(), "the classic worker lost its only link and exited"

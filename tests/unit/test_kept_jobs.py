@@ -1,7 +1,6 @@
 """The master's kept jobs, without sockets: ids, the spool, retention and the cap."""
 
 import os
-import time
 
 import pytest
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sieci.wire import conversation, protocol
+from sieci.wire import conversation
 from sieci.wire.protocol import (AVAILABLE, BUSY, ERROR, JOB, MASTER, READY, RECEIVED, ROLLBACK, WORKER,
                             LocalProtocolError, RemoteProtocolError)
 

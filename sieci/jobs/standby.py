@@ -1,26 +1,16 @@
 """The next job's process, forked by the fork server ahead of time (the standby), and how it becomes
 the job: its namespaces made, sandboxed, its request taken, its file placed (see job_process.py)."""
 
-import ctypes
 import os
 import signal
 import socket
 import types
 
 from sieci.jobs import fork_channel, job_process, pid_init, sandbox
+from sieci.jobs.libc import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 from sieci.jobs.reaping import open_job_folder, send_with_fd
 from sieci.jobs.walls import WALLS
 from sieci.wire import bundle
-
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def prctl(option, value):
-    _libc.prctl(option, value, 0, 0, 0)
-
 
 def set_oom_score_adj(value):
     fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)  # not open(): fewer objects, fewer pages copied

@@ -40,7 +40,8 @@ import time
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sieci.jobs import fork_channel, job_process  # noqa: E402
 from sieci.jobs.reaping import kill_leftovers, send_with_fd, wait_for_job  # noqa: E402
-from sieci.jobs.standby import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, fork_standby, prctl, rehearse  # noqa: E402
+from sieci.jobs.libc import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl  # noqa: E402
+from sieci.jobs.standby import fork_standby, rehearse  # noqa: E402
 from sieci.jobs.walls import WALLS, build_walls  # noqa: E402
 
 # After a job, the next job's process is forked once the zygote has been quiet this long

@@ -30,9 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.benchlib import print_banner  # noqa: E402
 from sieci.client import client  # noqa: E402
+from sieci.master.master import Master  # noqa: E402
 from sieci.wire.address import format_address  # noqa: E402
 from sieci.worker.limits import Limits  # noqa: E402
-from sieci.master.master import Master  # noqa: E402
 from sieci.worker.worker import Worker  # noqa: E402
 
 CODE = b"import os\nprint(os.path.exists('data.bin'))\n"  # the same code with and without the file

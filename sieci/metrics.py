@@ -8,8 +8,8 @@ gevent's WSGI server when ``--metrics ADDR`` is given.
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from sieci.wire.address import format_address
 from sieci.master.dashboard import Dashboard
+from sieci.wire.address import format_address
 from sieci.wire.conversation import LINK_STATES
 
 FINISHED = ("done", "failed", "cancelled")

@@ -11,8 +11,8 @@ import os
 import struct
 import threading
 
-from sieci.wire import protocol
 from sieci.client.errors import OutputFailed
+from sieci.wire import protocol
 
 FRAME = struct.Struct("<BQ")  # the stream's code, then the length of the bytes that follow
 STREAM_CODES = {protocol.STDOUT: 0, protocol.STDERR: 1}

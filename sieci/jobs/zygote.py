@@ -39,8 +39,8 @@ import time
 # sieci's own parent folder, in place of this file's: the job's process forgets both (job_process.py).
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sieci.jobs import fork_channel, job_process  # noqa: E402
-from sieci.jobs.reaping import kill_leftovers, send_with_fd, wait_for_job  # noqa: E402
 from sieci.jobs.libc import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl  # noqa: E402
+from sieci.jobs.reaping import kill_leftovers, send_with_fd, wait_for_job  # noqa: E402
 from sieci.jobs.standby import fork_standby, rehearse  # noqa: E402
 from sieci.jobs.walls import WALLS, build_walls  # noqa: E402
 

@@ -5,8 +5,8 @@ import logging
 
 import gevent
 
-from sieci.wire import conversation, protocol
 from sieci.master.job import Cancellation
+from sieci.wire import conversation, protocol
 
 log = logging.getLogger("sieci.master")
 

@@ -17,10 +17,10 @@ import time
 import gevent
 
 from sieci import defaults
-from sieci.wire import protocol
-from sieci.master.kept_jobs import new_job_id
 from sieci.master.job import Cancellation, ClientGone, Job, JobState
+from sieci.master.kept_jobs import new_job_id
 from sieci.master.worker_pool import WorkerPool
+from sieci.wire import protocol
 
 log = logging.getLogger("sieci.master")
 

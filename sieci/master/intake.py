@@ -8,14 +8,14 @@ the job ends: a client that leaves cancels its job.
 import collections
 import logging
 
-from sieci.wire import auth, conversation, protocol, status
 from sieci import defaults
-from sieci.master import job_control, kept_jobs, ports
-from sieci.wire.address import format_address
-from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 from sieci.files_store import Mismatch, StoreFull
+from sieci.master import job_control, kept_jobs, ports
 from sieci.master.bundle_intake import BundleIntake
 from sieci.master.client_watch import ClientWatch
+from sieci.wire import auth, conversation, protocol, status
+from sieci.wire.address import format_address
+from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 
 log = logging.getLogger("sieci.master")
 

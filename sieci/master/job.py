@@ -7,9 +7,9 @@ import time
 import gevent.event
 
 from sieci import defaults
+from sieci.master.stdin_relay import StdinRelay
 from sieci.wire import protocol, upload_format
 from sieci.wire.results import Status
-from sieci.master.stdin_relay import StdinRelay
 
 
 class ClientGone(Exception):

@@ -16,8 +16,8 @@ import time
 
 import gevent
 
-from sieci.wire import protocol
 from sieci.master.job import Cancellation, JobState
+from sieci.wire import protocol
 
 log = logging.getLogger("sieci.master")
 

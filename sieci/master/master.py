@@ -13,14 +13,14 @@ import time
 import gevent
 from gevent.server import StreamServer
 
-from sieci.wire import auth, status
 from sieci import defaults, splice
-from sieci.master import dispatch, ports
-from sieci.wire.address import format_address
 from sieci.files_store import FilesStore
+from sieci.master import dispatch, ports
 from sieci.master.intake import Intake
 from sieci.master.kept_jobs import KeptJobs
 from sieci.master.worker_links import WorkerLinks
+from sieci.wire import auth, status
+from sieci.wire.address import format_address
 
 log = logging.getLogger("sieci.master")
 

@@ -12,9 +12,9 @@ import time
 import gevent
 import gevent.queue
 
+from sieci.master.job import Cancellation, JobState
 from sieci.wire import protocol
 from sieci.wire.connection import RECV_SIZE
-from sieci.master.job import Cancellation, JobState
 
 log = logging.getLogger("sieci.master")
 

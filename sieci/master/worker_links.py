@@ -8,12 +8,12 @@ import time
 import gevent
 import gevent.event
 
-from sieci.wire import auth, conversation, files_transfer, protocol
 from sieci.master import ports
-from sieci.wire.address import format_address
-from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 from sieci.master.job import ClientGone
 from sieci.master.worker_link import WorkerLink, WorkerLost
+from sieci.wire import auth, conversation, files_transfer, protocol
+from sieci.wire.address import format_address
+from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 
 log = logging.getLogger("sieci.master")
 

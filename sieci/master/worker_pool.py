@@ -14,9 +14,9 @@ import time
 
 import gevent
 
+from sieci.master.job import JobState
 from sieci.wire.conversation import ASKED
 from sieci.wire.protocol import AVAILABLE
-from sieci.master.job import JobState
 
 FANOUT = 2  # idle workers asked per waiting job: the first READY wins, so two race
 

@@ -7,8 +7,8 @@ one newline more. The receiver takes no more than the size announced, and
 keeps the bundle only if its size and digest are the ones asked for.
 """
 
-from sieci.wire import protocol, upload_format
 from sieci.files_store import Mismatch
+from sieci.wire import protocol, upload_format
 
 PIECE = 1 << 20  # bytes read from the store at once when a bundle is sent
 

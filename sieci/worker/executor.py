@@ -16,18 +16,18 @@ import time
 
 import gevent
 
-from sieci.wire import bundle
 from sieci import defaults, splice
 from sieci.jobs import sandbox
-from sieci.worker import workdir
 from sieci.jobs.fork_channel import Request
+from sieci.wire import bundle
+from sieci.wire.protocol import STDERR, STDOUT
+from sieci.wire.upload_format import is_plain_name
+from sieci.worker import workdir
 from sieci.worker.fork_server import ForkServer, ForkServerError, anonymous_file, job_environment
 from sieci.worker.isolation import Isolation
 from sieci.worker.job_input import JobInput, open_terminal
 from sieci.worker.job_output import DRAIN_AFTER_KILL, JobOutput
 from sieci.worker.limits import Limits, job_status
-from sieci.wire.protocol import STDERR, STDOUT
-from sieci.wire.upload_format import is_plain_name
 
 log = logging.getLogger("sieci.worker")
 

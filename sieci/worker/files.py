@@ -11,9 +11,9 @@ unpacks it (see job_process.py).
 
 import os
 
+from sieci.files_store import Mismatch, StoreFull
 from sieci.wire import bundle, files_transfer, protocol, upload_format
 from sieci.worker.executor import safe_filename
-from sieci.files_store import Mismatch, StoreFull
 
 MAX_CHECKED = 1024  # bundles whose check is remembered
 

@@ -10,8 +10,8 @@ import gevent.queue
 import gevent.socket
 
 from sieci import splice
-from sieci.worker.limits import FILE_TOO_LARGE
 from sieci.wire.protocol import STDERR, STDOUT
+from sieci.worker.limits import FILE_TOO_LARGE
 
 # Reads from a job's pipes start small and double while they come back full,
 # up to the pipe's size: little to allocate for a print, few wake-ups for a flood.

@@ -6,9 +6,9 @@ import tempfile
 import time
 
 from sieci.wire import protocol
-from sieci.worker import workdir
 from sieci.wire.results import OUTPUT_CHUNK, FilePiece, file_items, output_pieces
 from sieci.wire.returns import ENTRY_BYTES, glob_matches
+from sieci.worker import workdir
 
 FILE_CHUNK = 1 << 20  # bytes of a returned file read and sent at once
 _close = posix.close  # at once: gevent's os.close waits for its loop

@@ -12,16 +12,16 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-from sieci.wire import auth, bundle, conversation, protocol
 from sieci import defaults
+from sieci.files_store import FilesStore
+from sieci.wire import auth, bundle, conversation, protocol
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, tune_socket
+from sieci.wire.tls import describe_failure
 from sieci.worker.executor import JobRunner
-from sieci.files_store import FilesStore
+from sieci.worker.files import WorkerFiles
 from sieci.worker.job_slot import JobSlot
 from sieci.worker.taken_job import LinkLost, TakenJob, read_code
-from sieci.wire.tls import describe_failure
-from sieci.worker.files import WorkerFiles
 
 log = logging.getLogger("sieci.worker")
 

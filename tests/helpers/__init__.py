@@ -14,9 +14,9 @@ import gevent
 import gevent.event
 import pytest
 
+from sieci.master.master import Master
 from sieci.wire.address import format_address
 from sieci.worker.limits import Limits
-from sieci.master.master import Master
 from sieci.worker.worker import Worker
 
 LOOPBACK = ("127.0.0.1", 0)

@@ -6,9 +6,9 @@ import socket
 import gevent
 import pytest
 
+from sieci.splice import SplicePipe
 from sieci.wire import conversation, protocol
 from sieci.wire.connection import IOV_MAX, Connection
-from sieci.splice import SplicePipe
 
 from tests.helpers import WAIT
 

@@ -15,13 +15,13 @@ import gevent.socket
 import pytest
 
 from sieci import defaults
-from sieci.worker import executor, fork_server
 from sieci.defaults import JOB_FILENAME
+from sieci.wire.protocol import STDERR, STDOUT
+from sieci.wire.results import Status
+from sieci.worker import executor, fork_server
 from sieci.worker.executor import JobRun, safe_filename
 from sieci.worker.job_settings import JobSettings
 from sieci.worker.limits import Limits
-from sieci.wire.protocol import STDERR, STDOUT
-from sieci.wire.results import Status
 
 from tests.helpers import children_of
 

@@ -10,10 +10,10 @@ import gevent.server
 import pytest
 
 from sieci.client import client
+from sieci.master.master import Master
 from sieci.wire import protocol
 from sieci.wire.address import format_address
 from sieci.wire.connection import tune_socket
-from sieci.master.master import Master
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 

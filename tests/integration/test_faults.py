@@ -9,8 +9,8 @@ import gevent.server
 import pytest
 
 from sieci.client import client
-from sieci.wire import protocol
 from sieci.master.master import Master
+from sieci.wire import protocol
 
 from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address, read_block
 

@@ -12,8 +12,8 @@ import gevent
 import gevent.pool
 import pytest
 
-from sieci.wire import bundle, upload_format
 from sieci.client import client
+from sieci.wire import bundle, upload_format
 from sieci.worker.limits import Limits
 
 from tests.helpers import WAIT, JobEvents, client_address

@@ -5,8 +5,8 @@ import gevent.event
 import pytest
 
 from sieci.client import client
-from sieci.wire import protocol, upload_format
 from sieci.client.errors import ClientError
+from sieci.wire import protocol, upload_format
 
 from tests.helpers import WAIT, Captured, JobEvents, client_address
 from tests.helpers.classic import classic_client

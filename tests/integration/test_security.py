@@ -12,8 +12,8 @@ import gevent.server
 import gevent.socket
 import pytest
 
-from sieci.wire import auth, protocol, tls
 from sieci.client import client, link
+from sieci.wire import auth, protocol, tls
 
 from tests.helpers import REPO, WAIT, Captured, JobEvents, Stdout, assert_backing_off, client_address
 

@@ -6,9 +6,9 @@ import gevent
 import gevent.event
 import pytest
 
-from sieci.client.futures import Executor
-from sieci.client import client
 from sieci import defaults
+from sieci.client import client
+from sieci.client.futures import Executor
 from sieci.wire import protocol, upload_format
 from sieci.wire.address import format_address
 

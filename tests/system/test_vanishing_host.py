@@ -17,8 +17,8 @@ import gevent
 import pytest
 
 from sieci.client import client
-from sieci.wire import protocol
 from sieci.master.master import Master
+from sieci.wire import protocol
 
 from tests.helpers import REPO, WAIT, Captured, JobEvents, client_address
 

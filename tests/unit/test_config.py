@@ -6,10 +6,10 @@ import re
 import pytest
 
 from sieci import config, defaults
-from sieci.wire.address import AddressError, format_address, parse_address
 from sieci.config import parse_cluster, parse_master, parse_worker
 from sieci.options import seconds as positive_seconds
 from sieci.options import UsageError, size
+from sieci.wire.address import AddressError, format_address, parse_address
 
 from tests.helpers import REPO
 from tests.helpers.usage import refused_usage

@@ -2,9 +2,9 @@
 
 import pytest
 
+from sieci.splice import SplicePipes
 from sieci.wire import conversation, protocol
 from sieci.wire.connection import Connection
-from sieci.splice import SplicePipes
 
 from tests.helpers import RecordingSocket
 

@@ -2,9 +2,9 @@
 
 import collections
 
+from sieci.master.dispatch import Dispatcher
 from sieci.wire import conversation, protocol
 from sieci.wire.connection import Connection
-from sieci.master.dispatch import Dispatcher
 
 from tests.helpers import RecordingSocket
 

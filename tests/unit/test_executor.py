@@ -4,8 +4,8 @@ import signal
 
 import pytest
 
-from sieci.worker.executor import safe_filename
 from sieci.jobs.fork_channel import Ended
+from sieci.worker.executor import safe_filename
 from sieci.worker.limits import Limits, job_status
 
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from sieci.wire import protocol, upload_format
 from sieci.files_store import FilesStore, Mismatch, StoreFull
+from sieci.wire import protocol, upload_format
 
 
 def wanted(data):

@@ -5,9 +5,9 @@ import os
 import pytest
 
 from sieci.master import kept_jobs
-from sieci.wire import protocol
-from sieci.master.kept_jobs import JOB_OVERHEAD, KeptJobs
 from sieci.master.job import Job
+from sieci.master.kept_jobs import JOB_OVERHEAD, KeptJobs
+from sieci.wire import protocol
 
 
 def new_job(job_id, upload=b""):

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sieci.wire import conversation, protocol, upload_format
+from sieci.wire.framing import Receiver
 from sieci.wire.protocol import (
     AVAILABLE,
     CLASSIC_TERMINATOR,
@@ -39,7 +40,6 @@ from sieci.wire.protocol import (
     parse_header,
     rest_of_line,
 )
-from sieci.wire.framing import Receiver
 from sieci.wire.results import ResultDecoder, Status, encode_output, parse_status
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

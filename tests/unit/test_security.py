@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from sieci.wire import auth
 from sieci.config import warn_if_exposed
+from sieci.wire import auth
 
 SECRET = b"correct horse battery staple, 2026"
 

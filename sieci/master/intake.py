@@ -8,12 +8,13 @@ the job ends: a client that leaves cancels its job.
 import collections
 import logging
 
+import gevent.event
+
 from sieci import defaults
 from sieci.files_store import Mismatch, StoreFull
 from sieci.master import job_control, kept_jobs, ports
-from sieci.master.bundle_intake import BundleIntake
 from sieci.master.client_watch import ClientWatch
-from sieci.wire import auth, conversation, protocol, status
+from sieci.wire import auth, conversation, files_transfer, protocol, status, upload_format
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 
@@ -270,3 +271,41 @@ class Intake:
         conn.refuse(reason.encode())
         conn.finish_sending()
         return None
+
+
+class BundleIntake:
+    """Bundles into ``files`` (a FilesStore), at most ``max_upload`` bytes each, each client given
+    ``client_timeout`` seconds."""
+
+    def __init__(self, files, max_upload, client_timeout):
+        self.files = files
+        self.max_upload = max_upload
+        self.client_timeout = client_timeout
+        self.arriving = {}  # digest: an Event set when a client has finished sending that bundle
+
+    def hold(self, conn, header):
+        """The bundle the upload's ``header`` names, if any, held in the store for its job.
+        RemoteProtocolError, files_store.Mismatch or StoreFull, or TimeoutError if it cannot be."""
+        wanted = upload_format.files_wanted(header)
+        if wanted is None:
+            return
+        if wanted.size > self.max_upload:
+            raise protocol.RemoteProtocolError(f"a files bundle of {wanted.size} bytes is larger than this "
+                                               f"master's --max-upload of {self.max_upload} bytes")
+        self._obtain(conn, wanted)
+        self.files.hold(wanted.digest)
+
+    def _obtain(self, conn, wanted):
+        """The bundle in the store: asked of this client, unless another is sending it already (the
+        jobs of a batch come together), whose sending is waited for, as long as a client may take."""
+        while not self.files.has(wanted.digest):
+            arriving = self.arriving.get(wanted.digest)
+            if arriving is not None and arriving.wait(self.client_timeout):
+                continue
+            self.arriving[wanted.digest] = arriving = gevent.event.Event()
+            try:
+                files_transfer.fetch(conn, self.files, wanted)
+            finally:
+                if self.arriving.get(wanted.digest) is arriving:
+                    del self.arriving[wanted.digest]
+                arriving.set()

@@ -1,5 +1,9 @@
 """Runs one job's code as ``python FILE`` would, in a process of its own.
 
+What one job asks of the worker is one value (JobSettings): made where its
+upload is read, passed whole to its run (JobRun), which turns it into the
+fork server's request.
+
 Knows nothing of the network: code goes in, ``(stream, bytes)`` output and
 a ``results.Status`` come out (see limits.py). Jobs are forked by a fork
 server (fork_server.py, zygote.py) that has already started Python, so a job
@@ -13,6 +17,8 @@ import posix
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import gevent
 
@@ -30,6 +36,40 @@ from sieci.worker.job_output import DRAIN_AFTER_KILL, JobOutput
 from sieci.worker.limits import Limits, job_status
 
 log = logging.getLogger("sieci.worker")
+
+# A job's stdin: empty (None), these bytes, or STREAMED by the caller while the job runs (JobRun.write_stdin).
+STREAMED = "streamed"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """One job's settings.
+
+    ``code`` runs as the file ``filename`` (with ``directory``, ``filename``
+    is a folder of the files bundle, run as ``python3 FOLDER``, and ``code``
+    is not used), with ``args``, and ``env`` over the job's environment.
+    ``stdin``: None, bytes, or STREAMED. ``terminal_size``: ``(columns,
+    rows)`` of the pseudo-terminal the job runs on, or None. ``line_buffered``:
+    its stdout is, as Python has it on a terminal; ``merged``: its stdout and
+    stderr are one pipe, so that their writes keep their order; ``fresh``: it
+    asked for an interpreter of its own. ``files``: an fd of its files bundle
+    (bundle.py), which the run closes, or None. ``returns``: the files it asks
+    back, ``(globs, max_bytes)`` as returns.decode_returns has them, or None.
+    """
+
+    code: bytes
+    filename: str = defaults.JOB_FILENAME
+    args: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: Union[None, bytes, str] = None
+    terminal_size: Optional[Tuple[int, int]] = None
+    line_buffered: bool = False
+    merged: bool = False
+    fresh: bool = False
+    directory: bool = False
+    files: Optional[int] = None
+    returns: Optional[tuple] = None
+
 
 DISK_CHECK_EVERY = 0.25
 
@@ -283,4 +323,3 @@ def _pipe():
     read_end, write_end = os.pipe()
     splice.widen(read_end)
     return read_end, write_end
-

@@ -11,7 +11,7 @@ from sieci.wire import auth, protocol, returns, stdin_stream, upload_format
 from sieci.worker.files import JobRefused
 from sieci.worker.fork_server import ForkServerError
 from sieci.worker.job_results import send_classic, send_extended
-from sieci.worker.job_settings import STREAMED, JobSettings
+from sieci.worker.executor import STREAMED, JobSettings
 from sieci.worker.job_stdin import StdinFeeder
 
 log = logging.getLogger("sieci.worker")

@@ -20,7 +20,7 @@ from sieci.wire.protocol import STDERR, STDOUT
 from sieci.wire.results import Status
 from sieci.worker import executor, fork_server
 from sieci.worker.executor import JobRun, safe_filename
-from sieci.worker.job_settings import JobSettings
+from sieci.worker.executor import JobSettings
 from sieci.worker.limits import Limits
 
 from tests.helpers import children_of

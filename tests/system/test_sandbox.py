@@ -21,7 +21,7 @@ import pytest
 from sieci.client import client
 from sieci.wire.protocol import STDOUT
 from sieci.worker import executor
-from sieci.worker.job_settings import JobSettings
+from sieci.worker.executor import JobSettings
 from sieci.worker.limits import Limits
 
 from tests.helpers import Captured, children_of, client_address, isolation, processes_of

@@ -144,7 +144,7 @@ class ClientLink:
         sock = self.dial(self.connect_timeout)
         job_id = reading.job_id.encode()
         try:
-            conn, _ = self.request(sock, protocol.ATTACH, [job_id, b"at=%d" % reading.offset],
+            conn, _ = self.request(sock, protocol.ATTACH, [job_id, protocol.AT_FIELD + b"=%d" % reading.offset],
                                     protocol.ATTACH + b" " + job_id, "the request to attach again")
         except BaseException:
             sock.close()

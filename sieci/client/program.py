@@ -90,7 +90,7 @@ def job_fields(filename, args=(), env=None, terminal=False, merged=False, fresh=
     fields += [upload_format.FRESH_INTERPRETER] if fresh else []
     name = os.path.basename(filename).encode("utf-8", "replace")
     if name and not any(c in name for c in b" \t\r\n\x0b\x0c"):
-        fields.append(b"name=" + name)
+        fields.append(upload_format.NAME_FIELD + b"=" + name)
     try:
         fields += upload_format.encode_arguments(args, env or {})
     except protocol.LocalProtocolError as error:

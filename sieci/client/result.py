@@ -117,7 +117,7 @@ class ResultsReading:
                 reason = line.reason.decode("utf-8", "replace") or "no reason given"
                 raise JobLost(f"the job failed: {reason} (master {self.where})")
             self.header = self.conn.start_block(line.raw, results=True)
-        worker = self.header.field(b"worker")
+        worker = self.header.field(protocol.WORKER_FIELD)
         worker = worker.decode("utf-8", "replace") if worker else None
         if self.header.extended:
             status = self._read_extended()

@@ -21,7 +21,7 @@ import time
 import weakref
 from importlib import resources
 
-from sieci.wire import status
+from sieci.wire import protocol, status
 
 PAGE_PATH = "/"
 JSON_PATH = "/status.json"
@@ -145,7 +145,7 @@ def _text(raw):
 
 def _worker_name(job):
     """The name the worker gave in its results' header (worker=), if they came."""
-    return _text(job.results_header.field(b"worker")) if job.results_header is not None else None
+    return _text(job.results_header.field(protocol.WORKER_FIELD)) if job.results_header is not None else None
 
 
 def _ended(outcome, job, worker_name):

@@ -238,7 +238,7 @@ class Intake:
 
     def _answer_request(self, conn, name, line):
         """STATUS, or ATTACH, CANCEL or JOBS (see job_control.py), once its signature, if needed, is checked."""
-        fields = line.raw.split()[1:]
+        fields = line.arguments
         asks_status = line.word == protocol.STATUS
         if self.verifier is not None:
             try:

@@ -22,9 +22,6 @@ from sieci.wire import protocol
 log = logging.getLogger("sieci.master")
 
 REQUESTS = (protocol.ATTACH, protocol.CANCEL, protocol.JOBS)
-AT_FIELD = b"at"
-
-
 class UnanswerableRequest(Exception):
     """The request cannot be answered: the message says why, to the client."""
 
@@ -35,22 +32,21 @@ def signed_payload(line):
 
 
 def requested_id(line):
-    """The job's id a request names; UnanswerableRequest unless it is one."""
-    words = line.split()
-    job_id = protocol.parse_job_id(words[1]) if len(words) > 1 else None
+    """The job's id a request (a protocol.Line) names; UnanswerableRequest unless it is one."""
+    words = line.arguments
+    job_id = protocol.parse_job_id(words[0]) if words else None
     if job_id is None:
         raise UnanswerableRequest("expected a job id (16 hex digits)")
     return job_id
 
 
 def offset_of(line):
-    for word in line.split()[2:]:
-        if word.startswith(AT_FIELD + b"="):
-            value = word[len(AT_FIELD) + 1:]
-            if value.isdigit() and len(value) < 19:
-                return int(value)
-            raise UnanswerableRequest("a malformed at= field")
-    return 0
+    value = line.field(protocol.AT_FIELD)
+    if value is None:
+        return 0
+    if value.isdigit() and len(value) < 19:
+        return int(value)
+    raise UnanswerableRequest("a malformed at= field")
 
 
 class JobControl:
@@ -69,9 +65,9 @@ class JobControl:
         if word == protocol.JOBS:
             conn.send(_encode(self.listed()), completes=protocol.STATUS_REPLY)
         elif word == protocol.CANCEL:
-            self.cancel(conn, name, requested_id(line.raw))
+            self.cancel(conn, name, requested_id(line))
         else:
-            self.attach(conn, name, requested_id(line.raw), offset_of(line.raw))
+            self.attach(conn, name, requested_id(line), offset_of(line))
 
     def listed(self):
         now = time.monotonic()

@@ -111,7 +111,7 @@ class WorkerLinks:
                 log.info("worker %s left", link.name)
                 return
             if line.word == protocol.READY:
-                fields = line.raw.split()[1:]
+                fields = line.arguments
                 link.stoppable = protocol.EXTENDED in fields
                 link.makes_offers = conversation.OFFERS_FIELD in fields
                 job = self.dispatcher.job_for(link)

@@ -84,6 +84,7 @@ def rest_of_line(line):
 # job=<id>, on the master's QUEUED, RECEIVED, DETACHED, ATTACHED and CANCELLED to a sieci client: the job's id,
 # 16 lower-case hex digits (64 random bits: unique across masters, and not to be guessed).
 JOB_ID_FIELD = b"job"
+AT_FIELD = b"at"  # ATTACH <id> at=<offset>: the byte of the job's results to resume from
 DIGEST_DIGITS = frozenset(b"0123456789abcdef")  # of a bundle's SHA-256 and of a job's id, as they travel
 
 
@@ -103,11 +104,17 @@ def parse_job_id(text):
 
 def job_id_of(line):
     """The job's id a master's line (``RECEIVED job=<id>`` and the like) names, or None."""
-    prefix = JOB_ID_FIELD + b"="
-    for word in line.split()[1:]:
+    job_id = field_value(line.split()[1:], JOB_ID_FIELD)
+    return None if job_id is None else parse_job_id(job_id)
+
+
+def field_value(words, name, default=None):
+    """The value of the first ``name=`` among a message's ``words``, or ``default``."""
+    prefix = name + b"="
+    for word in words:
         if word.startswith(prefix):
-            return parse_job_id(word[len(prefix):])
-    return None
+            return word[len(prefix):]
+    return default
 
 
 def need_digest(line):
@@ -137,11 +144,7 @@ class BlockHeader:
         return EXTENDED in self.fields
 
     def field(self, name, default=None):
-        prefix = name + b"="
-        for field in self.fields:
-            if field.startswith(prefix):
-                return field[len(prefix):]
-        return default
+        return field_value(self.fields, name, default)
 
     def fields_named(self, name):
         """Every ``name=`` field's value, in order (``arg=`` and ``env=`` come many times)."""
@@ -215,6 +218,14 @@ class Line:
     def reason(self):
         return rest_of_line(self.raw)
 
+    @property
+    def arguments(self):
+        """Its words after the command: positional ones (ATTACH's id) and fields (``name=value``, flags)."""
+        return self.raw.split()[1:]
+
+    def field(self, name, default=None):
+        return field_value(self.arguments, name, default)
+
     def __repr__(self):
         return f"Line({self.raw!r})"
 
@@ -265,6 +276,7 @@ STREAM_BY_RAW_TAG = {tag: stream for stream, tag in RAW_TAGS.items()}
 # (a field of its results header), so that a master can tell a stopped worker from a quiet job.
 HEARTBEAT_ITEM = b"1 0\n"
 BEAT_FIELD = b"beat"
+WORKER_FIELD = b"worker"  # which worker ran the job, on its results' header
 
 
 def beat_field(seconds):

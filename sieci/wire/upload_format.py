@@ -12,6 +12,7 @@ from sieci.wire.protocol import DIGEST_DIGITS, LocalProtocolError, RemoteProtoco
 # A job's arguments and environment travel as header fields, ``arg=`` and ``env=``, each a
 # text percent-encoded (its bytes as the job's system would give them: os.fsencode).
 ARG_FIELD = b"arg"
+NAME_FIELD = b"name"  # the program's file name, as the client has it
 ENV_FIELD = b"env"
 # Where the client shows the job's output: on a terminal (the job's stdout is then line-buffered,
 # as Python has it there), and in one file for both streams (the job gets one pipe for both).

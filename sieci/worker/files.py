@@ -54,7 +54,7 @@ class WorkerFiles:
             self._obtain(conn, wanted, upload, relayed)
         except (Mismatch, StoreFull) as error:
             raise JobRefused(str(error).encode()) from None
-        self._check_names(wanted, safe_filename(header.field(b"name", b"").decode("ascii", "replace")), directory)
+        self._check_names(wanted, safe_filename(header.field(upload_format.NAME_FIELD, b"").decode("ascii", "replace")), directory)
         return self.store.open(wanted.digest)
 
     def _obtain(self, conn, wanted, upload, relayed):

@@ -19,7 +19,7 @@ SPOOL_IN_MEMORY = 1 << 20
 
 
 def worker_field(name):
-    return b"worker=" + b"_".join(name.encode("utf-8", "replace").split())
+    return protocol.WORKER_FIELD + b"=" + b"_".join(name.encode("utf-8", "replace").split())
 
 
 def send_extended(conn, run, worker_name, beat, returns=None, seal=None):

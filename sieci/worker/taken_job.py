@@ -8,10 +8,10 @@ import gevent
 
 from sieci import defaults
 from sieci.wire import auth, protocol, returns, stdin_stream, upload_format
+from sieci.worker.executor import STREAMED, JobSettings
 from sieci.worker.files import JobRefused
 from sieci.worker.fork_server import ForkServerError
 from sieci.worker.job_results import send_classic, send_extended
-from sieci.worker.executor import STREAMED, JobSettings
 from sieci.worker.job_stdin import StdinFeeder
 
 log = logging.getLogger("sieci.worker")
@@ -110,7 +110,7 @@ class TakenJob:
             raise JobRefused(upload_format.STDIN_NEEDS_RELAY)
         files = self.worker.files.open_for(self.conn, header, upload, relayed)
         return JobSettings(
-            upload.code, header.field(b"name", b"").decode("ascii", "replace"), args, env,
+            upload.code, header.field(upload_format.NAME_FIELD, b"").decode("ascii", "replace"), args, env,
             stdin=STREAMED if streamed else upload.stdin, terminal_size=tty,
             line_buffered=upload_format.STDOUT_ON_TERMINAL in header.fields,
             merged=upload_format.STDERR_WITH_STDOUT in header.fields,

@@ -1330,3 +1330,12 @@ def test_a_receiver_goes_on_with_what_a_new_connection_brings_after_its_reply_li
     old.resume_from(new)
     after, event = _data_until_stuck(old)
     assert (before + after, type(event)) == (b"1 4\nabcdx exit 0\n", protocol.BlockEnd)
+
+
+def test_a_line_names_its_arguments_and_fields_as_a_block_header_does():
+    line = protocol.Line(b"ATTACH 0123456789abcdef at=5 at=6\n")
+    assert line.arguments == [b"0123456789abcdef", b"at=5", b"at=6"]
+    assert (line.field(protocol.AT_FIELD), line.field(b"missing", b"-")) == (b"5", b"-")
+    assert protocol.parse_header(b"ENDSEQ T worker=w1 beat=5\n").field(protocol.WORKER_FIELD) == b"w1"
+    assert protocol.job_id_of(b"RECEIVED job=0123456789abcdef\n") == "0123456789abcdef"
+    assert protocol.job_id_of(b"RECEIVED job=nothex\n") is None

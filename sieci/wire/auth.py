@@ -40,8 +40,7 @@ import stat
 import time
 
 from sieci.wire.address import AddressError, format_address, parse_address
-from sieci.wire.protocol import RETURNED, STDERR, STDOUT
-from sieci.wire.results import SEAL_TAG
+from sieci.wire.protocol import RETURNED, SEAL_TAG, STDERR, STDOUT
 
 WINDOW = 60  # seconds of clock difference tolerated between peers
 AUTH_FIELD = b"auth="

@@ -266,10 +266,15 @@ CONNECTION_CLOSED = ConnectionClosed()
 STDOUT = "stdout"
 STDERR = "stderr"
 RETURNED = "returned"  # a file the job wrote, brought back (see results.py)
-# Tagged lines start with one of these; raw data with ``1 <length>`` (stdout)
-# or ``2 <length>`` (stderr), or a returned file's piece with ``r <length>[ <quoted path>]``,
-# then that many bytes.
-LINE_TAGS = (b"o ", b"O ", b"e ", b"E ", b"x ")
+# Every item's tag. Output goes in tagged lines, lower case for a chunk that ended in a newline,
+# upper case for one that did not (the newline that ends every tagged line is framing); or raw:
+# ``1 <length>`` (stdout) or ``2 <length>`` (stderr), or a returned file's piece with
+# ``r <length>[ <quoted path>]``, then that many bytes. Then the seal (``s <mac>``, under a secret:
+# see auth.ResultsSeal) and the status (``x <kind> <value>``: results.Status).
+OUTPUT_LINE_TAGS = {STDOUT: (b"o ", b"O "), STDERR: (b"e ", b"E ")}
+SEAL_TAG = b"s"
+STATUS_TAG = b"x"
+LINE_TAGS = (*OUTPUT_LINE_TAGS[STDOUT], *OUTPUT_LINE_TAGS[STDERR], STATUS_TAG + b" ")
 RAW_TAGS = {STDOUT: b"1 ", STDERR: b"2 ", RETURNED: b"r "}
 STREAM_BY_RAW_TAG = {tag: stream for stream, tag in RAW_TAGS.items()}
 # An empty raw chunk: what a worker sends while its job is quiet, every ``beat=`` seconds

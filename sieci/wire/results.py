@@ -2,24 +2,21 @@
 
 No I/O. The worker encodes what its job writes with ``encode_output``, the
 files it returns with ``file_items``, and ends with a ``Status`` line; the
-client decodes with ``ResultDecoder``. The items' tags and raw chunk headers
-are in protocol.py, and framing.py reads them, so that masters and clients
+client decodes with ``ResultDecoder``. The items' tags, all of them, and raw
+chunk headers are in protocol.py, and framing.py reads them, so that masters and clients
 can pass raw chunks and files' pieces on by their length.
 """
 
 from sieci import defaults
-from sieci.wire.protocol import (DEFAULT_MAX_LINE, LINE_TAGS, RAW_TAGS, RETURNED, STDERR, STDOUT, STREAM_BY_RAW_TAG,
-                       RemoteProtocolError, parse_raw_header)
+from sieci.wire.protocol import (DEFAULT_MAX_LINE, LINE_TAGS, OUTPUT_LINE_TAGS, RAW_TAGS, RETURNED, SEAL_TAG, STATUS_TAG,
+                                 STREAM_BY_RAW_TAG, RemoteProtocolError, parse_raw_header)
 from sieci.wire.upload_format import quote, unquote
 
 OUTPUT_CHUNK = 32 * 1024
 
-# Line tags: lower case for a chunk that ended in a newline, upper case for
-# one that did not. The newline that ends every tagged line is framing.
-_TAGS = {STDOUT: (b"o ", b"O "), STDERR: (b"e ", b"E ")}
-_STREAM_BY_TAG = {b"o": (STDOUT, b"\n"), b"O": (STDOUT, b""), b"e": (STDERR, b"\n"), b"E": (STDERR, b"")}
-STATUS_TAG = b"x"
-SEAL_TAG = b"s"  # s <mac>: the results' seal under the secret, just before the status line (see auth.ResultsSeal)
+# A tagged line's letter: its stream, and the newline its chunk ended with, if any.
+_STREAM_BY_TAG = {tags[ended][:1]: (stream, b"\n" if ended == 0 else b"")
+                  for stream, tags in OUTPUT_LINE_TAGS.items() for ended in (0, 1)}
 # For each tag that can repeat in a run: the line starts that end the run.
 _RUN_TAGS = {tag: [b"\n" + other for other in (*LINE_TAGS, *RAW_TAGS.values()) if other != tag]
              for tag in (b"o ", b"e ")}
@@ -48,7 +45,7 @@ def output_pieces(stream, data, terminator=None):
 def _tagged_lines(stream, data):
     if len(data) > OUTPUT_CHUNK:
         return b"".join(_tagged_lines(stream, data[i:i + OUTPUT_CHUNK]) for i in range(0, len(data), OUTPUT_CHUNK))
-    newline_tag, open_tag = _TAGS[stream]
+    newline_tag, open_tag = OUTPUT_LINE_TAGS[stream]
     body = newline_tag + data.replace(b"\n", b"\n" + newline_tag)
     if data.endswith(b"\n"):
         return body[: -len(newline_tag)]

@@ -144,7 +144,7 @@ class Dispatcher:
                 self.fail(job, why.value.encode(), JobState.CANCELLED)
         elif job.waits_behind_another:
             job.cancel_for(why)
-        elif job.worker.stoppable:
+        elif job.worker.extended:
             job.cancel_for(why)
             self.notify("stopping", job, "stopping on worker %s: %s", job.worker.name, why.value)
             job.worker.hang_up()

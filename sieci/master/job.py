@@ -190,7 +190,7 @@ class Job:
             self.detach()
             return
         self.cancel_for(Cancellation.CLIENT_LEFT)
-        if self.worker is not None and self.worker.stoppable:
+        if self.worker is not None and self.worker.extended:
             raise ClientGone(str(error))
 
     def tell_failed(self, reason):

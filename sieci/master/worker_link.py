@@ -41,9 +41,9 @@ class WorkerLink:
         self._codes = None  # a queue of codes to send against standing offers, in order, by _send_codes
         self._sender = None
         self._answer_timer = None
-        # A sieci worker (READY v=2) stops its job when its link closes; a
-        # classic one would never come back, so its job is run out instead.
-        self.stoppable = False
+        # A sieci worker (READY v=2), as Job.extended is a sieci client: it stops its job when its link
+        # closes, where a classic one would never come back, so its job is run out instead.
+        self.extended = False
         self.makes_offers = False  # a sieci worker that can make standing offers (READY v=2 free)
         self.silence_allowed = None  # seconds it may say nothing while its job runs (see _allow_silence)
         self.greenlet = gevent.getcurrent()

@@ -112,7 +112,7 @@ class WorkerLinks:
                 return
             if line.word == protocol.READY:
                 fields = line.arguments
-                link.stoppable = protocol.EXTENDED in fields
+                link.extended = protocol.EXTENDED in fields
                 link.makes_offers = conversation.OFFERS_FIELD in fields
                 job = self.dispatcher.job_for(link)
                 if job is None:
@@ -129,7 +129,7 @@ class WorkerLinks:
     def _hand_over(self, job, link):
         """Send the job to the worker whose READY took it; its answer."""
         with self._answer_due(link):
-            if link.stoppable:  # a sieci worker: it learns that it may take stdin and files from us
+            if link.extended:  # a sieci worker: it learns that it may take stdin and files from us
                 fields = self._relay_fields(job)
                 relay = (link.state.offering(protocol.RELAY, fields) if self.dispatcher.workers.invites_offers(link)
                          else link.state.send(protocol.RELAY, fields))
@@ -167,9 +167,9 @@ class WorkerLinks:
         if line.word == protocol.BUSY:
             self.dispatcher.busy(job, link)
             return False
-        if job.cancellation is not None and link.stoppable:
+        if job.cancellation is not None and link.extended:
             raise ClientGone("the job was cancelled while it waited on the worker")
-        if job.stdin is not None and link.stoppable:
+        if job.stdin is not None and link.extended:
             job.stdin.open(link.conn)
         elif job.stdin is not None:
             job.stdin.drop()  # a classic worker: it would take the block for its next command

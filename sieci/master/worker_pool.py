@@ -113,7 +113,7 @@ class WorkerPool:
     def running(self, link, job):
         """The worker accepted ``job``: one that takes no offers may be asked ahead, unless the job's stdin
         streams to it (an AVAILABLE would fall inside the stdin block)."""
-        if self.pipelined and not link.takes_offers and (job.stdin is None or not link.stoppable):
+        if self.pipelined and not link.takes_offers and (job.stdin is None or not link.extended):
             self.running_links[link] = None
             return True
         return False

@@ -3,8 +3,8 @@
 A ``Receiver`` keeps what has been read in one ``ReceiveBuffer`` and reads
 it with one reader per framing: ``LineReader`` outside blocks,
 ``TerminatedBlockReader`` for a block's payload up to its terminator line,
-``ResultsReader`` for extended results (raw chunks by their length, tagged
-lines, the terminator line).
+``ItemsBlockReader`` for a block of items, extended results or a stdin block
+(raw chunks by their length, tagged lines, the terminator line).
 """
 
 from sieci.wire.protocol import (
@@ -248,9 +248,9 @@ class TerminatedBlockReader(BlockReader):
         return stripped.startswith(self.terminator) and not stripped[len(self.terminator):].strip()
 
 
-class ResultsReader(BlockReader):
-    """Extended results: raw chunks passed on by their length, without being searched for
-    the terminator (its sender made sure it is not in them); every other item a line."""
+class ItemsBlockReader(BlockReader):
+    """A block of items (extended results, a stdin block): raw chunks passed on by their length, without
+    being searched for the terminator (its sender made sure it is not in them); every other item a line."""
 
     def next_event(self):
         read = self.buffer.take_whole_read()
@@ -372,11 +372,11 @@ class Receiver:
         """Read ``header``'s payload next; ``max_size`` bounds it in bytes.
 
         ``accept_glued``: see TerminatedBlockReader. ``results`` says the
-        block holds results: if they are extended, ResultsReader reads them.
+        block holds results: if they are extended, ItemsBlockReader reads them.
         ``items``: the block holds items as extended results do (a job's stdin).
         """
         if (results and header.extended) or items:
-            self._block = ResultsReader(self.buffer, header, self.max_line, max_size)
+            self._block = ItemsBlockReader(self.buffer, header, self.max_line, max_size)
         else:
             self._block = TerminatedBlockReader(self.buffer, header, self.max_line, max_size, accept_glued)
 

@@ -1,7 +1,7 @@
 """A job's stdin on the wire (``stdin=stream``), and its terminal (``tty=``), with no I/O in it.
 
 Once the job is accepted, the client sends one block, ``ENDSEQ <terminator> stdin``, whose
-payload is items in the extended results' raw form (framing.ResultsReader frames them): ``1 <n>``
+payload is items in the extended results' raw form (framing.ItemsBlockReader frames them): ``1 <n>``
 and then n bytes of stdin, and, with a terminal, ``w <cols> <rows>`` when it is resized; its
 terminator follows when stdin ends. A sieci master relays it to the worker item by item (see
 stdin_relay.py), and the worker feeds it to the job (job_stdin.py). See docs/protocol.md.

@@ -10,7 +10,7 @@ from tests.helpers import RecordingSocket
 
 
 class StandInLink:
-    stoppable = True
+    extended = True
     in_raw_chunk = False
     jobs_done = 0
     takes_offers = False

@@ -305,8 +305,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level, log_format="text"):
     # Neither format shows where a call was made, nor thread or process: skip finding them
-    # for every record (the logging HOWTO's "Optimization"; under load a sixth of the
-    # master's Python time went to its three log lines per job).
+    # for every record (the logging HOWTO's "Optimization"; what it saved: bench/README.md).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()

@@ -21,10 +21,9 @@ def spawn_init():
 
 
 # The init as a program of its own: rt_sigaction(SIGCHLD, SIG_IGN); read(0, sp, 1);
-# exit_group(0), for x86-64 Linux. Spawned (vfork and exec), it costs a tenth of a
-# fork of the fork server, whose page tables a fork copies and whose exit unmaps them;
-# a dynamically linked program would cost more still (in a VM, the dynamic loader's
-# CPUID probes trap to the hypervisor).
+# exit_group(0), for x86-64 Linux. Spawned (vfork and exec), it costs far less than a
+# fork of the fork server, whose page tables a fork copies and whose exit unmaps them,
+# or than a dynamically linked program (bench/README.md, at da7e0f2).
 INIT_PROGRAM_X86_64 = bytes.fromhex(
     "6a00" "6a00" "6a00" "6a01"  # a struct sigaction on the stack: SIG_IGN, no flags, empty mask
     "4889e6" "31d2" "41ba08000000" "bf11000000" "b80d000000" "0f05"  # rt_sigaction(17, rsp, 0, 8)

@@ -19,8 +19,7 @@ from sieci.defaults import JOB_FILENAME
 from sieci.wire.protocol import STDERR, STDOUT
 from sieci.wire.results import Status
 from sieci.worker import executor, fork_server
-from sieci.worker.executor import JobRun, safe_filename
-from sieci.worker.executor import JobSettings
+from sieci.worker.executor import JobRun, JobSettings, safe_filename
 from sieci.worker.limits import Limits
 
 from tests.helpers import children_of
@@ -53,23 +52,18 @@ def run(code, timeout=30.0, max_output=defaults.MAX_OUTPUT, fresh_interpreter=Fa
 
 
 def process_gone(pid, wait=5.0):
-    """Whether ``pid`` is dead (or a zombie nobody reaped), polling up to ``wait`` s."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat") as file:
-                state = file.read().rpartition(")")[2].split()[0]
-        except FileNotFoundError:
-            return True
-        if state in ("Z", "X"):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        gevent.sleep(0.02)
+    """Whether ``pid`` is dead (or a zombie nobody reaped) within ``wait`` s: its pidfd says so."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        gevent.socket.wait_read(pidfd, timeout=wait)
+        return True
+    except gevent.socket.timeout:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 def kill_quietly(pid):

@@ -170,7 +170,7 @@ FILLS_ITS_STDIN = (b"import fcntl, struct, termios, time\n"
                    b"def held():\n    return struct.unpack('i', fcntl.ioctl(0, termios.FIONREAD, bytes(4)))[0]\n"
                    b"while held() < fcntl.fcntl(0, 1032) // 2:  # F_GETPIPE_SZ\n    time.sleep(0.01)\n"
                    b"print('full', flush=True)\ntime.sleep(60)\n")
-PROMPTLY = 3.0  # seconds: the next job takes milliseconds; a worker that noticed late took two 5 s heartbeats
+PROMPTLY = 1.0  # seconds: the next job takes milliseconds; a worker that noticed late took two 5 s heartbeats
 
 
 def flood(peer):

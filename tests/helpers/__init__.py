@@ -62,6 +62,24 @@ class Captured:
         setattr(self, stream, getattr(self, stream) + data)
 
 
+class Awaited(Captured):
+    """A Captured that lets a test wait for some stdout (any, with ``b""``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.changed = gevent.event.Event()
+
+    def write(self, stream, data):
+        super().write(stream, data)
+        self.changed.set()
+
+    def wait_for(self, data):
+        with gevent.Timeout(WAIT, AssertionError(f"no {data!r} in the job's output")):
+            while data not in self.stdout or not self.events:
+                self.changed.clear()
+                self.changed.wait()
+
+
 class Stdout:
     """Equal to any output (Captured, Result) whose stdout is ``expected``: for comparing whole tuples."""
 

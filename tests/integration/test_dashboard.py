@@ -14,7 +14,7 @@ from sieci.client import client
 from sieci.master import dashboard
 from sieci.metrics import MasterMetrics, serve
 
-from tests.helpers import WAIT, Captured, JobEvents, client_address
+from tests.helpers import WAIT, Awaited, Captured, JobEvents, client_address
 
 HOSTILE_NAME = "<img/src=x/onerror=alert(1)>&amp;</script>"  # a worker's name has no whitespace
 WAITS = b"import time\nprint('go', flush=True)\ntime.sleep(30)\n"
@@ -47,22 +47,10 @@ def served(cluster):
         server.stop(timeout=1)
 
 
-class Started(Captured):
-    """Output that says when the job has written something: then it runs."""
-
-    def __init__(self):
-        super().__init__()
-        self.started = gevent.event.Event()
-
-    def write(self, stream, data):
-        super().write(stream, data)
-        self.started.set()
-
-
 def start_waiting_job(master):
-    output = Started()
+    output = Awaited()
     job = gevent.spawn(client.run, client_address(master), WAITS, output=output)
-    assert output.started.wait(WAIT), "the job never started"
+    output.wait_for(b"")  # it has written something: it runs
     return job
 
 

@@ -12,7 +12,7 @@ from sieci.client.futures import Executor
 from sieci.wire import protocol, upload_format
 from sieci.wire.address import format_address
 
-from tests.helpers import WAIT, Captured, JobEvents
+from tests.helpers import WAIT, Awaited, Captured, JobEvents
 
 FILTER = b"import sys\nfor line in sys.stdin.buffer:\n    sys.stdout.buffer.write(line.upper())\n"
 
@@ -202,24 +202,6 @@ def test_a_job_cancelled_while_its_stdin_is_full_frees_its_worker_at_once(sieci,
         assert_the_next_job_runs_promptly(sieci)
     finally:
         flooding.kill()
-
-
-class Awaited(Captured):
-    """A Captured that lets a test wait for some stdout."""
-
-    def __init__(self):
-        super().__init__()
-        self.changed = gevent.event.Event()
-
-    def write(self, stream, data):
-        super().write(stream, data)
-        self.changed.set()
-
-    def wait_for(self, data):
-        with gevent.Timeout(WAIT, AssertionError(f"no {data!r} in the job's output")):
-            while data not in self.stdout:
-                self.changed.clear()
-                self.changed.wait()
 
 
 def test_a_client_that_leaves_while_its_jobs_stdin_is_full_frees_the_worker_at_once(sieci):

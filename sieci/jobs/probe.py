@@ -8,16 +8,19 @@ The worker runs this file as a script (see worker/isolation.py):
 It fails with the reason, in its last line on stderr.
 """
 
+import importlib.util
 import os
 import sys
 
-# sieci's own parent folder first, for these imports only: the interpreter's path is then as
-# ``python3 FILE`` has it, which unreadable_folder reads.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# sieci's package, from the folder above this one alone (as zygote.py imports it): the interpreter's
+# path stays as ``python3 FILE`` has it, which unreadable_folder reads.
+_SIECI = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("sieci", os.path.join(_SIECI, "__init__.py"),
+                                               submodule_search_locations=[_SIECI])
+sys.modules["sieci"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["sieci"])
 from sieci.jobs.file_view import unreadable_folder  # noqa: E402
-from sieci.jobs.sandbox import (build_template, enter_jobs_user_namespace, enter_namespaces,  # noqa: E402
-                                finish_namespaces)
-del sys.path[0]
+from sieci.jobs.sandbox import build_template, enter_jobs_user_namespace, enter_namespaces, finish_namespaces  # noqa: E402
 
 
 def _probe(network):

@@ -30,14 +30,20 @@ PATH_AT_START = list(sys.path)
 PATH_IMPORTER_CACHE_AT_START = dict(sys.path_importer_cache)
 
 import gc  # noqa: E402
+import importlib.util
 import os
 import select
 import signal
 import socket
 import time
 
-# sieci's own parent folder, in place of this file's: the job's process forgets both (job_process.py).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# sieci's package, from the folder above this one alone: its parent (site-packages, say) on sys.path
+# would come before the standard library's folders. The job's process forgets it (job_process.py).
+_SIECI = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("sieci", os.path.join(_SIECI, "__init__.py"),
+                                               submodule_search_locations=[_SIECI])
+sys.modules["sieci"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["sieci"])
 from sieci.jobs import fork_channel, job_process  # noqa: E402
 from sieci.jobs.libc import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl  # noqa: E402
 from sieci.jobs.reaping import kill_leftovers, send_with_fd, wait_for_job  # noqa: E402
@@ -54,7 +60,7 @@ STANDBY_AFTER = 0.002
 def main():
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
-    del sys.path[0]  # sieci's folder is no job's business
+    del sys.path[0]  # this file's folder is no job's business
     channel = socket.socket(fileno=int(sys.argv[1]))
     channel.set_inheritable(False)  # no program it starts may hold the worker's line
     channel.setblocking(True)  # the worker's end is non-blocking, and the flag is shared

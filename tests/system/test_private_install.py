@@ -82,6 +82,18 @@ def test_a_root_worker_installed_in_a_private_folder_runs_walled_jobs_that_see_o
 
 
 @needs_root_and_namespaces
+def test_modules_beside_sieci_s_package_shadow_nothing_the_fork_server_imports(procs, private_install):
+    folder, worker = private_install
+    for name in ("json", "struct", "zlib", "resource"):  # (a checkout's, or site-packages' own)
+        (folder / "checkout" / f"{name}.py").write_text(f"raise ImportError('the standard {name} was shadowed')\n")
+    procs.master()
+    worker = start_worker(procs, worker)
+    result = procs.run_job(b"print('not shadowed')\n")
+    assert (result.returncode, result.stdout) == (0, b"not shadowed\n"), procs.logs()
+    assert "shadowed" not in worker.stderr()
+
+
+@needs_root_and_namespaces
 @pytest.mark.parametrize("namespaces", ["on", "off"])
 def test_a_worker_whose_job_user_cannot_read_its_venv_says_so_in_one_line_before_linking(
         procs, private_install, namespaces):

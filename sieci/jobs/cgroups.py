@@ -3,7 +3,7 @@ counted, and the kernel's own counters saying which limit ended it.
 
 cgroup v2 (the unified tree) where the host has it, else v1 with the memory,
 pids and cpuacct controllers. Job cgroups are made under the cgroup the
-fork server runs in. Stdlib only: the zygote loads this file by path.
+fork server runs in. Stdlib only, as all of sieci/jobs: the fork server runs with the job interpreter.
 """
 
 import os

@@ -135,7 +135,7 @@ class KeptJobs:
         self.max_bytes = max_bytes
         self.retention = retention
         self.folder = tempfile.mkdtemp(prefix="sieci-kept-", dir=parent)
-        self.jobs = {}  # id: master_job.Job, oldest first
+        self.jobs = {}  # id: job.Job, oldest first
         self.total = 0
 
     def keep(self, job):

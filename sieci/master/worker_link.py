@@ -2,7 +2,7 @@
 
 Whatever has arrived from the worker is sent on before waiting for more:
 streaming, in as few sends as the worker's data allows. The bulk of a big
-raw chunk goes from socket to socket past Python (see relay.py).
+raw chunk goes from socket to socket past Python (see splice.py).
 """
 
 import collections

@@ -1,4 +1,4 @@
-"""The link's pipelining bookkeeping (sieci/link.py): asking ahead, standing offers, codes ahead."""
+"""The link's pipelining bookkeeping (sieci/wire/conversation.py): asking ahead, standing offers, codes ahead."""
 
 import pytest
 from hypothesis import given

@@ -47,7 +47,6 @@ class FilesStore:
         self.terminators = {}  # digest: a token that occurs nowhere in it, once one was needed
         self.received_bytes = 0
         self.sent_bytes = 0
-        self.hits = 0
 
     @property
     def used(self):
@@ -58,7 +57,6 @@ class FilesStore:
         if _checked(digest) not in self.sizes:
             return False
         self.sizes.move_to_end(digest)
-        self.hits += 1
         return True
 
     def hold(self, digest):

@@ -244,7 +244,7 @@ class Intake:
             try:
                 self._check_signed_header(conn, fields)
                 self.verifier.verify_upload(fields, status.SIGNED_PAYLOAD if asks_status
-                                            else job_control.signed_payload(line.raw))
+                                            else job_control.signed_payload(line))
             except auth.Unauthorized as why:
                 return self._refuse(conn, name, "unauthorized", why)
         if asks_status:

@@ -27,8 +27,8 @@ class UnanswerableRequest(Exception):
 
 
 def signed_payload(line):
-    """What a request's signature covers: its words before the fields (``ATTACH <id>``)."""
-    return b" ".join(word for word in line.split() if b"=" not in word)
+    """What a request's (a protocol.Line's) signature covers: its words before the fields (``ATTACH <id>``)."""
+    return b" ".join(word for word in line.raw.split() if b"=" not in word)
 
 
 def requested_id(line):

@@ -65,10 +65,6 @@ class Worker:
     def start(self):
         self._greenlets = [gevent.spawn(link.run) for link in self.links]
 
-    def serve_forever(self):
-        self.start()
-        gevent.joinall(self._greenlets)
-
     def break_down(self, why):
         """Take no more jobs: each would fail the same way (a job that came goes elsewhere)."""
         if self.broken is None:

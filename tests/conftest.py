@@ -20,6 +20,8 @@ gevent.config.resolver = "block"
 
 import logging  # noqa: E402
 import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -28,6 +30,18 @@ from tests.helpers import Cluster, LogLines, RawPeer, ReservedPort  # noqa: E402
 
 TIERS = ("unit", "integration", "system")
 TESTS = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Each run's temporary folders in a private folder of its own, removed at the end, instead of
+    pytest's numbered folders shared by every run of a user: pytest's clean-up of those fails the
+    whole run, after every test passed, on what an earlier run left there (a tree deeper than
+    Python's recursion limit, a mount still busy)."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="sieci-tests-")
+        # rm, not shutil.rmtree, which recurses once per level; never into a mount left behind.
+        config.add_cleanup(lambda: subprocess.run(["rm", "-rf", "--one-file-system", "--", config.option.basetemp]))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -13,6 +13,7 @@ import platform
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import time
 
@@ -50,6 +51,55 @@ def percentile(values, fraction):
 
 def p90(values):
     return percentile(values, 0.9)
+
+
+# --- the baseline: what a user would run instead ------------------------------------
+
+
+def job_like_environment():
+    """This environment without its PYTHON* variables, which sieci's jobs do not get either."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+
+
+def local_runs(python, program, in_flight, runs):
+    """``python PROGRAM`` run ``runs`` times, ``in_flight`` at once, by ``xargs -P`` (a small C
+    spawner: a Python one would add its own costs to every run); (seconds taken, stdout of all).
+    Without PYTHON* variables (PYTHONUNBUFFERED, for one, would split every print in two writes)."""
+    numbers = "".join(f"{number}\n" for number in range(runs)).encode()
+    started = time.monotonic()
+    done = subprocess.run(["xargs", "-P", str(in_flight), "-n", "1", python, program], input=numbers,
+                          env=job_like_environment(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=600)
+    return time.monotonic() - started, done.stdout if done.returncode == 0 else None
+
+
+def local_rate(python, program, expected, in_flight, jobs, seconds):
+    """Runs per second of ``python PROGRAM`` started by ``xargs -P in_flight``: as many runs as fit
+    in about ``seconds`` (sized by a short first batch), at most ``jobs``; and whether every run
+    printed ``expected``."""
+    calibration = 4 * in_flight
+    elapsed, output = local_runs(python, program, in_flight, calibration)
+    runs = max(calibration, min(jobs, int(calibration / elapsed * seconds)))
+    elapsed, output = local_runs(python, program, in_flight, runs)
+    return runs / elapsed, output == expected * runs
+
+
+def interpreter_start(python):
+    """The modules ``python`` has imported when a program's first line runs, and whether an
+    editable install's finder is among them (it makes every start heavier than a plain venv's)."""
+    modules = subprocess.run([python, "-c", "import sys; print(*sys.modules)"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    return len(modules), any("__editable__" in name for name in modules)
+
+
+def describe_baseline_interpreter(python):
+    """A line about the baseline's interpreter; a warning when it is an editable venv's."""
+    count, editable = interpreter_start(python)
+    line = f"baseline interpreter: {python} ({count} modules at start)"
+    if editable:
+        line += ("\nWARNING: an editable install's finder loads at every start of this interpreter: a "
+                 "plain `python hello.py` costs more here than in the README's plain venv (`pip install .`), "
+                 "so every ratio against it is flattered; run the bench with that venv's python")
+    return line
 
 
 # --- the machine and this interpreter -------------------------------------------------
@@ -91,8 +141,6 @@ def load_average():
 
 def describe_checkout():
     """The checkout's commit, and whether it has changes not committed yet."""
-    import subprocess
-
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         done = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"], capture_output=True,

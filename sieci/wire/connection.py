@@ -145,17 +145,24 @@ class Connection:
         return header
 
     def send_command(self, word, reason=b""):
-        self.sock.sendall(self.conversation.send(word, reason))
+        self._send_all(self.conversation.send(word, reason))
 
     def refuse(self, reason):
         """Send ``ERROR reason``, our last words on this connection."""
-        self.sock.sendall(self.conversation.refuse(reason))
+        self._send_all(self.conversation.refuse(reason))
 
     def send(self, data, completes=None):
         """Send ``data``; ``completes``: the message it ends (a block's last bytes end JOB)."""
         if completes is not None:
             self.conversation.sending(completes)
-        self.sock.sendall(data)
+        self._send_all(data)
+
+    def _send_all(self, data):
+        """sendall, but a message that fits the socket's buffer, as ours mostly do, costs one system
+        call: gevent's sendall first asks the socket its buffer's size, on every call."""
+        sent = self.sock.send(data) if data else 0
+        if sent < len(data):
+            self.sock.sendall(memoryview(data)[sent:])
 
     def send_pieces(self, pieces, completes=None):
         """Send byte strings in order, gathered by the system (``sendmsg``) rather than joined: no copy of big ones."""

@@ -299,6 +299,10 @@ class RecordingSocket:
     def __init__(self):
         self.sent = []
 
+    def send(self, data):
+        self.sent.append(bytes(data))
+        return len(data)
+
     def sendall(self, data):
         self.sent.append(bytes(data))
 

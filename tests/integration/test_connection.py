@@ -1,5 +1,6 @@
 """The socket layer's own moves: gathered sends and spliced relays, over real socket pairs."""
 
+import collections
 import os
 import socket
 
@@ -58,6 +59,37 @@ def test_nothing_to_send_sends_nothing(pair):
     Connection(sender, conversation.link_conversation(protocol.WORKER)).send_pieces([b"", b""])
     sender.shutdown(socket.SHUT_WR)
     assert receiver.recv(10) == b""
+
+
+class CountedCalls:
+    """A socket whose method calls are counted, by name."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.calls = collections.Counter()
+
+    def __getattr__(self, name):
+        self.calls[name] += 1
+        return getattr(self.sock, name)
+
+
+def test_a_message_that_fits_costs_one_system_call(pairs):
+    sender, receiver = pairs()
+    counted = CountedCalls(sender)
+    conn = Connection(counted, conversation.link_conversation(protocol.WORKER))
+    conn.send(b"RECEIVED\n")
+    conn.send(b"")
+    assert counted.calls == {"send": 1}  # gevent's sendall would have asked the buffer's size first
+    assert receiver.recv(100) == b"RECEIVED\n"
+
+
+def test_a_message_past_the_buffer_still_arrives_whole(pair):
+    sender, receiver = pair
+    data = os.urandom(1 << 20)
+    reader = gevent.spawn(read_all, receiver)
+    Connection(sender, conversation.link_conversation(protocol.WORKER)).send(data)
+    sender.shutdown(socket.SHUT_WR)
+    assert reader.get(timeout=WAIT) == data
 
 
 def relay(pipe, source, dest, size):

@@ -8,7 +8,7 @@ job's pipes. The fork server runs the program at
 its top level, so that the job ends through the interpreter's own ending
 (threads, atexit, flushing, finalizers, exit status). Or it execs a command,
 when the request gives one. The fork server (zygote.py) imports this file:
-the standard library only; the job's process forgets it (take_interpreter).
+the standard library only; the job's process forgets it (prepare_interpreter).
 """
 
 import _signal  # signal's C functions, without its enum wrapping
@@ -106,15 +106,31 @@ def set_environment(env):
             os.environ[key] = value
 
 
-def take_interpreter(program, modules, path, path_importer_cache):
-    """Give the interpreter to ``program`` (a MainProgram) as it was at its start: with those
-    ``modules`` loaded, that ``path`` (its first entry the fork server's folder) and
-    ``path_importer_cache``. Returns the globals to run its code in, its path, and its source: None for a zipapp or a
-    folder, which runs through runpy as python3 runs them."""
+# The interpreter as ``python3 FILE`` has it at its start (see prepare_interpreter): sys.modules' names,
+# sys.path and sys.path_importer_cache's entries.
+_AT_START = {}
+# The fork server's own modules, out of sys.modules (prepare_interpreter), alive here.
+_FORK_SERVERS_MODULES = {}
+
+
+def prepare_interpreter(modules, path, path_importer_cache):
+    """Once, in the fork server, after its last import: sys.modules and sys.path_importer_cache as
+    ``python3 FILE`` has them at its start (``modules``, names, and ``path_importer_cache``), so that
+    each job finds them so without a change; ``path``, sys.path then (its first entry the fork
+    server's folder). The fork server's code holds its modules, not sys.modules: it imports no more."""
     for name in set(sys.modules) - modules:
-        del sys.modules[name]  # what the fork server imported; the job imports its own
+        _FORK_SERVERS_MODULES[name] = sys.modules.pop(name)
     sys.path_importer_cache.clear()
     sys.path_importer_cache.update(path_importer_cache)
+    atexit._clear()
+    _AT_START.update(modules=modules, path=path, path_importer_cache=path_importer_cache)
+
+
+def take_interpreter(program):
+    """Give the interpreter to ``program`` (a MainProgram) as it was at its start (see
+    prepare_interpreter). Returns the globals to run its code in, its path, and its source: None
+    for a zipapp or a folder, which runs through runpy as python3 runs them."""
+    _forget_imports_since_start()
     atexit._clear()
     _streams_on_job_pipes(program.line_buffered)
     file = program.path
@@ -125,7 +141,7 @@ def take_interpreter(program, modules, path, path_importer_cache):
         with open(file, "rb") as opened:
             source = opened.read()
     runs_as_module = source is None or (b"\0" in source and _is_zip(file))  # no Python source holds a NUL byte
-    sys.path[:] = [file if runs_as_module else os.path.dirname(file), *path[1:]]
+    sys.path[:] = [file if runs_as_module else os.path.dirname(file), *_AT_START["path"][1:]]
     main = _fresh_main_module()
     if runs_as_module:
         return main.__dict__, file, None
@@ -133,6 +149,17 @@ def take_interpreter(program, modules, path, path_importer_cache):
     main.__file__ = file
     main.__cached__ = None
     return main.__dict__, file, source
+
+
+def _forget_imports_since_start():
+    """What the job's process imported to start the job (a terminal's modules), out again."""
+    modules, path_importer_cache = _AT_START["modules"], _AT_START["path_importer_cache"]
+    if len(sys.modules) != len(modules):
+        for name in set(sys.modules) - modules:
+            del sys.modules[name]
+    if len(sys.path_importer_cache) != len(path_importer_cache):
+        sys.path_importer_cache.clear()
+        sys.path_importer_cache.update(path_importer_cache)
 
 
 def _streams_on_job_pipes(line_buffered):

@@ -14,7 +14,6 @@ from sieci.client.client import Client
 from sieci.client.errors import ClientError
 from sieci.client.output import FdOutput, shown_on_terminal, streams_merged
 from sieci.client.program import load_program
-from sieci.client.result import not_returned_lines
 from sieci.options import UsageError
 from sieci.wire.protocol import STDOUT
 
@@ -110,6 +109,8 @@ def run_program(client, command, env=None, prog=PROG, files=(), returns=(), resu
         return error.exit_code
     if result.limit:
         output.write("stderr", f"{prog}: {result.message}\n".encode())
+    from sieci.client.result import not_returned_lines
+
     output.write("stderr", os.fsencode("".join(not_returned_lines(result, prog))))
     return defaults.EXIT_FAILED if result.not_returned else result.exit_status
 

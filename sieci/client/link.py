@@ -12,7 +12,6 @@ import time
 
 from sieci.client.errors import (ClientError, ConnectionBroke, JobLost, MasterRefused, NeedsInline, NotAccepted,
                                  ReattachFailed)
-from sieci.client.result import ResultsReading, next_answer
 from sieci.wire import conversation, protocol, upload_format
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, tune_socket
@@ -56,6 +55,8 @@ class ClientLink:
             conn = self.converse(sock, connect_timeout)
             signed = self._signed(fields, payload)
             conn.send(protocol.encode_block(payload, signed), completes=protocol.JOB)
+            from sieci.client.result import ResultsReading  # loaded while the job travels, not before it leaves
+
             job_id = _await_acceptance(conn, self.where, deadline, files)
             accepted = True
             seal = self._seal_for(signed)
@@ -159,6 +160,7 @@ class ClientLink:
         at its address may be another: see auth.py); NotAccepted if it does not."""
         if self.secret is None:
             return
+        from sieci.client.result import next_answer
         from sieci.wire.auth import Unauthorized, challenge_master, check_master
 
         nonce, challenge = challenge_master(self.address)
@@ -253,6 +255,8 @@ def _await_acceptance(conn, where, deadline, files=None):
     """Wait for RECEIVED; from the master's first answer on, only ``deadline`` (the job's) counts.
     The master's first answer may be NEED, for the job's ``files``. The job's id, if the master
     said it (``job=`` on QUEUED or RECEIVED), else None."""
+    from sieci.client.result import next_answer
+
     line = next_answer(conn, NotAccepted, f"before a worker accepted the job (master {where})")
     conn.deadline = deadline
     if deadline is None:

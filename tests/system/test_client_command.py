@@ -20,6 +20,41 @@ def test_the_usual_command_line_does_not_load_argparse():
     assert done.stdout == "[]\n"
 
 
+# What one `sieci-client MASTER PROG` run imports beyond the interpreter's own start. Each module
+# costs every start of the client (bench/latency.py); one more here should be a choice.
+ONE_JOB_IMPORTS = {
+    "_socket", "sieci", "sieci.defaults", "sieci.options", "sieci.client", "sieci.client.arguments",
+    "sieci.client.client", "sieci.client.command", "sieci.client.errors", "sieci.client.failover",
+    "sieci.client.link", "sieci.client.output", "sieci.client.program", "sieci.client.result", "sieci.wire",
+    "sieci.wire.address", "sieci.wire.connection", "sieci.wire.conversation", "sieci.wire.framing",
+    "sieci.wire.protocol", "sieci.wire.results", "sieci.wire.upload_format",
+}
+# With a stdin to stream (a file, a pipe): its pump, in a bare _thread rather than threading's.
+STDIN_IMPORTS = {"select", "sieci.client.stdin", "sieci.wire.stdin_stream"}
+
+
+def modules_at_start():
+    done = subprocess.run([sys.executable, "-c", "import sys; print(*sys.modules)"], capture_output=True,
+                          text=True, timeout=WAIT, cwd=REPO, check=True)
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize("stdin, imported", [(None, ONE_JOB_IMPORTS), (b"a line\n", ONE_JOB_IMPORTS | STDIN_IMPORTS)])
+def test_one_job_imports_sieci_s_modules_on_its_path_and_nothing_heavy(cluster, tmp_path, stdin, imported):
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "hello.py"
+    job.write_text("print('hello')\n")
+    (tmp_path / "stdin.txt").write_bytes(stdin or b"")
+    code = ("import os, sys; from sieci.client.command import main; status = main(sys.argv[1:]); "
+            "sys.stderr.write(' '.join(sys.modules)); os._exit(status)")
+    with open(os.devnull if stdin is None else tmp_path / "stdin.txt", "rb") as source:
+        done = subprocess.run([sys.executable, "-c", code, client_address(master), str(job)], stdin=source,
+                              capture_output=True, timeout=WAIT, cwd=REPO)
+    assert (done.returncode, done.stdout) == (0, b"hello\n")
+    assert set(done.stderr.decode().split()) - modules_at_start() == imported
+
+
 def test_help_lists_every_option_with_its_variable():
     done = subprocess.run([sys.executable, CLIENT, "--help"], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 0

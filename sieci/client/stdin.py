@@ -4,14 +4,16 @@
 descriptor such as the client's own stdin, a terminal with -t); a
 ``StdinPump`` sends it, in a thread of its own, as the one stdin block of
 stdin_stream.py, once the job is accepted. Backpressure is TCP's: the pump
-reads no more than the master takes. Loaded only for jobs that have stdin.
+reads no more than the master takes. Loaded only for jobs that have stdin,
+such as every ``producer | sieci-client ...``: its thread is a bare
+``_thread`` one, as the threading module would load a dozen more.
 """
 
 import _signal
 import _socket
+import _thread
 import os
 import select
-import threading
 
 from sieci.wire import protocol, upload_format
 from sieci.wire.stdin_stream import encode_resize, encode_stdin_header, stdin_items, tty_field
@@ -107,11 +109,12 @@ class StdinPump:
         self.conn = conn
         self.stdin = stdin
         self.terminator = protocol.choose_terminator()
-        self._thread = threading.Thread(target=self._pump, name="sieci stdin", daemon=True)
+        self._pumping = _thread.allocate_lock()  # held while the thread pumps
 
     def start(self):
         self.conn.send(encode_stdin_header(self.terminator), completes=protocol.ENDSEQ)
-        self._thread.start()
+        self._pumping.acquire()
+        _thread.start_new_thread(self._pump_then_release, ())
         return self
 
     def stop(self, leaving=False):
@@ -126,7 +129,14 @@ class StdinPump:
                 self.conn.sock.shutdown(_socket.SHUT_WR)
             except OSError:
                 pass
-        self._thread.join(STOP_PATIENCE)
+        if self._pumping.acquire(timeout=STOP_PATIENCE):  # as a join: wait for the thread, briefly
+            self._pumping.release()
+
+    def _pump_then_release(self):
+        try:
+            self._pump()
+        finally:
+            self._pumping.release()
 
     def _pump(self):
         if _signal.getsignal(_signal.SIGPIPE) == _signal.SIG_DFL:  # the command's (for its stdout), in a thread

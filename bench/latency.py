@@ -1,30 +1,34 @@
 #!/usr/bin/env python3
 """Latency: one `sieci-client MASTER hello.py` process against `python hello.py`.
 
-Target: the whole client process, against a running local cluster (1 master,
-2 workers, as processes on 127.0.0.1), takes at most 1.5x as long as running
-hello.py locally with the same interpreter.
+Target: the whole client process takes at most 1.5x the wall time of
+`python hello.py`, run locally by the same venv's interpreter: what a user
+would run instead. The client runs against a warm local cluster (1 master,
+2 workers, as processes on 127.0.0.1).
 
-Starts the cluster, warms up, then runs --rounds rounds; each round runs every
-measured command once, in a shuffled order, so that the baseline and sieci's
-figures see the same noise. Prints median and p90 of each, the ratio of
-medians, and a breakdown of where the client's time goes: the interpreter's
-start, importing the client's modules, the client against a master whose worker
-answers at once (a simulated worker thread in this process: the client's
-cost without the job's), and the same without a client process (client.run
-in this process).
+The venv is the README's: `python3 -m venv V && V/bin/pip install .`, made
+here in a temporary folder (`--no-deps`: the client imports none of them,
+and they add no `.pth` file), or the one given with `--venv`. Its installed
+`sieci-client` script and its `python` are measured; an editable install
+(`pip install -e`) is warned about, as its finder loads ~36 more modules at
+every start of that interpreter, `python hello.py`'s too.
 
-The checkout's venv holds sieci as an editable install, whose finder costs
-every interpreter start in it (hello.py's too) about 12 ms. The rows marked
-[plain venv] run in a venv made here that holds sieci the way
-`pip install .` does: found by a plain path, with cached bytecode, and
-nothing else in site-packages.
+Every command is started the same way, by `posix_spawn` from this process,
+with stdin from /dev/null, stdout to a file (checked after every run), and
+no PYTHON* variables (PYTHONUNBUFFERED would split every print in two writes);
+its wall time runs from the spawn to `wait4`'s return, and its CPU time
+(user + system) is `wait4`'s account of it. After --warmup runs of
+everything, --rounds rounds; each round runs every command once, in a
+shuffled order, so that the baseline and sieci's figures see the same
+noise. Printed: medians and p90s, the client's wall and CPU ratios against
+`python hello.py` from the same rounds, the modules each imports, and a
+breakdown of where the client's time goes.
 
-    .venv/bin/python bench/latency.py               # 40 rounds after 5 warm-up runs
+    .venv/bin/python bench/latency.py                      # ~1 min, a plain venv made for it
+    .venv/bin/python bench/latency.py --venv /path/to/venv  # a venv of yours that holds sieci
 """
 
 import argparse
-import importlib.util
 import os
 import random
 import shutil
@@ -32,71 +36,95 @@ import subprocess
 import sys
 import threading
 import time
-import venv
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, CHECKOUT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import (  # noqa: E402
-    HELLO, PeerCounters, median, p90, print_banner, simulated_worker, venv_script, write_job,
+    HELLO, PeerCounters, describe_baseline_interpreter, job_like_environment, median, p90, print_banner,
+    simulated_worker, write_job,
 )
-from processes import Daemon, LocalCluster, client_command, free_port, wait_for_port  # noqa: E402
+from processes import Daemon, LocalCluster, free_port, wait_for_port  # noqa: E402
 
 from sieci.client import client  # noqa: E402
 
 EXPECTED = b"hello, world\n"
 TARGET = 1.5
-# What bin/client imports.
-CLIENT_MODULE = "sieci.client.command"
-# The client leaves with os._exit, skipping Python's finalization; these two rows end so too.
+CLIENT_MODULE = "sieci.client.command"  # what the sieci-client script imports
+# The client leaves with os._exit, skipping Python's finalization; these rows end so too.
 QUICK_EXIT = "; import os; os._exit(0)"
-PASS_QUICK = "python -c pass, then os._exit"
-IMPORT = f'python -c "import {CLIENT_MODULE}", then os._exit'
 
-
-def timed_process(command, expected=None, env=None, timeout=30):
-    started = time.perf_counter()
-    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=timeout)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0 or (expected is not None and done.stdout != expected):
-        raise RuntimeError(f"{command!r} gave exit {done.returncode}, stdout {done.stdout[:200]!r}, "
-                           f"stderr {done.stderr[-300:]!r}")
-    return elapsed
-
-
-def timed_in_process(address, fresh=False):
-    started = time.perf_counter()
-    result = client.Client(address, timeout=30).run(HELLO, "hello.py", fresh=fresh)
-    elapsed = time.perf_counter() - started
-    if result.exit_status != 0 or result.stdout != EXPECTED:
-        raise RuntimeError(f"client.run({address}) gave status {result.exit_status}, stdout {result.stdout!r}")
-    return elapsed
-
-
-def importtime_summary(command, top=12):
-    """The heaviest imports of ``command`` by -X importtime (cumulative microseconds, name, depth)."""
-    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=30)
-    rows = []
-    for line in done.stderr.decode("utf-8", "replace").splitlines():
-        if not line.startswith("import time:") or "cumulative" in line:
-            continue
-        self_us, cumulative_us, name = line[len("import time:"):].split("|")
-        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
-        rows.append((int(cumulative_us), int(self_us), name.strip(), depth))
-    top_level = sorted((row for row in rows if row[3] == 0), reverse=True)
-    total = sum(row[0] for row in top_level)
-    return total, top_level[:top], rows
+START = "python -c pass, then os._exit"
+IMPORT = f"python -c 'import {CLIENT_MODULE}', then os._exit"
+BASELINE = "python hello.py"
+CLIENT = "sieci-client MASTER hello.py"
+INSTANT = "sieci-client INSTANT-MASTER hello.py"
+STDIN = "sieci-client MASTER hello.py < FILE (stdin streams)"
+FRESH = "sieci-client --fresh MASTER hello.py"
+IN_PROCESS = "client.run in this process, cluster"
+IN_PROCESS_INSTANT = "client.run in this process, instant worker"
 
 
 def plain_venv(folder):
-    """A venv in ``folder`` that finds sieci (this checkout) by a plain path; returns its python."""
-    venv.create(folder, with_pip=False, symlinks=True)
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    with open(os.path.join(folder, "lib", version, "site-packages", "sieci.pth"), "w") as pth:
-        pth.write(CHECKOUT + "\n")
-    return os.path.join(folder, "bin", "python")
+    """The README's venv in ``folder``, holding this checkout as ``pip install .`` does; its python."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", folder], check=True)
+    python = os.path.join(folder, "bin", "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", CHECKOUT], check=True,
+                   stdout=subprocess.DEVNULL)
+    return python
+
+
+class Spawned:
+    """A command run the same way as every other: posix_spawn, then wait4 (wall and CPU time)."""
+
+    def __init__(self, argv, env, stdin=os.devnull, expected=EXPECTED):
+        self.argv = argv
+        self.env = env
+        self.stdin = stdin
+        self.expected = expected
+
+    def run(self, output_path):
+        actions = [(os.POSIX_SPAWN_OPEN, 0, self.stdin, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_OPEN, 1, output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                   (os.POSIX_SPAWN_OPEN, 2, output_path + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)]
+        started = time.perf_counter()
+        pid = os.posix_spawn(self.argv[0], self.argv, self.env, file_actions=actions)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - started
+        with open(output_path, "rb") as output:
+            stdout = output.read()
+        if os.waitstatus_to_exitcode(status) != 0 or (self.expected is not None and stdout != self.expected):
+            with open(output_path + ".err", "rb") as errors:
+                stderr = errors.read()
+            raise RuntimeError(f"{self.argv!r} gave status {status}, stdout {stdout[:200]!r}, stderr {stderr[-300:]!r}")
+        return wall, usage.ru_utime + usage.ru_stime
+
+
+class InProcess:
+    """client.run in this process: the job's round trip without a client process (wall time only)."""
+
+    def __init__(self, address):
+        self.address = address
+
+    def run(self, output_path):
+        started = time.perf_counter()
+        result = client.Client(self.address, timeout=30).run(HELLO, "hello.py")
+        wall = time.perf_counter() - started
+        if result.exit_status != 0 or result.stdout != EXPECTED:
+            raise RuntimeError(f"client.run({self.address}) gave status {result.exit_status}, stdout {result.stdout!r}")
+        return wall, None
+
+
+def modules_imported(argv, env, stdin=os.devnull):
+    """How many modules ``argv`` (a python and its arguments) imports after the interpreter's own
+    first ones, by -X importtime (its lines, one a module)."""
+    with open(stdin, "rb") as source:
+        done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], stdin=source, capture_output=True,
+                              env=env, timeout=30)
+    return sum(line.startswith(b"import time:") and b"cumulative" not in line
+               for line in done.stderr.splitlines())
 
 
 def main(argv=None):
@@ -104,159 +132,115 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--venv", help="a venv that holds sieci (pip install .): measure its python and "
+                                       "sieci-client rather than a plain venv made for the run")
     args = parser.parse_args(argv)
     print_banner("latency: a whole sieci-client process vs `python hello.py` locally")
     rng = random.Random(args.seed)
-    bytecode_uncached = not os.path.exists(importlib.util.cache_from_source(client.__file__))
-    if bytecode_uncached:
-        print(f"note: sieci's modules have no cached bytecode here (PYTHONDONTWRITEBYTECODE="
-              f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}), so every client start compiles them; "
-              "rows marked [bytecode] run with a bytecode cache outside the checkout instead")
     workdir, hello = write_job("hello.py", HELLO)
+    stdin_file = os.path.join(workdir, "stdin.txt")
+    with open(stdin_file, "wb") as file:
+        file.write(b"a line of stdin\n")
+    try:
+        if args.venv:
+            python = os.path.join(args.venv, "bin", "python")
+        else:
+            print("making the README's plain venv (python3 -m venv, pip install --no-deps .) ...", flush=True)
+            python = plain_venv(os.path.join(workdir, "venv"))
+        print(describe_baseline_interpreter(python))
+        script = os.path.join(os.path.dirname(python), "sieci-client")
+        if not os.access(script, os.X_OK):
+            raise SystemExit(f"no sieci-client script in {os.path.dirname(python)}: pip install sieci there")
+        run(args, rng, workdir, hello, stdin_file, python, script)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
 
+
+def run(args, rng, workdir, hello, stdin_file, python, script):
+    env = job_like_environment()
     # A master whose only worker is simulated and answers at once: the client's cost without the job's.
     instant_workers_port, instant_clients_port = free_port(), free_port()
     instant_master = Daemon("master", [f"127.0.0.1:{instant_workers_port}", f"127.0.0.1:{instant_clients_port}"])
-    counters = PeerCounters()
     with LocalCluster(masters=1, workers=2) as cluster:
         instant_master.start()
         try:
             wait_for_port(instant_clients_port)
-            threading.Thread(target=simulated_worker, args=(instant_workers_port, counters), daemon=True).start()
+            threading.Thread(target=simulated_worker, args=(instant_workers_port, PeerCounters()),
+                             daemon=True).start()
             address = cluster.client_addresses
             instant = f"127.0.0.1:{instant_clients_port}"
-            console = venv_script("sieci-client")
-            # With bytecode written and read (to a cache outside the checkout), as on a machine without
-            # PYTHONDONTWRITEBYTECODE, where sieci's modules are not compiled again at every start.
-            cached = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-            cached["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pycache")
             measures = {
-                "python -S -c pass (no site)": ([sys.executable, "-S", "-c", "pass"], None, None),
-                "python -c pass": ([sys.executable, "-c", "pass"], None, None),
-                PASS_QUICK: ([sys.executable, "-c", "pass" + QUICK_EXIT], None, None),
-                IMPORT: ([sys.executable, "-c", "import " + CLIENT_MODULE + QUICK_EXIT], None, None),
-                # wire/connection.py takes the C module _socket: what the socket package would add
-                "python -c 'import re, _socket', then os._exit": (
-                    [sys.executable, "-c", "import re, _socket" + QUICK_EXIT], None, None),
-                "python -c 'import re, socket', then os._exit": (
-                    [sys.executable, "-c", "import re, socket" + QUICK_EXIT], None, None),
-                "python hello.py (local)": ([sys.executable, hello], EXPECTED, None),
-                "bin/client, cluster": (client_command(address, hello), EXPECTED, None),
-                "bin/client, instant worker": (client_command(instant, hello), EXPECTED, None),
-                "bin/client --fresh, cluster": (client_command("--fresh", address, hello), EXPECTED, None),
-                "client.run in-process, cluster": (address, None, None),
-                "client.run in-process --fresh, cluster": ((address, "fresh"), None, None),
-                "client.run in-process, instant worker": (instant, None, None),
+                START: Spawned([python, "-c", "pass" + QUICK_EXIT], env, expected=b""),
+                IMPORT: Spawned([python, "-c", "import " + CLIENT_MODULE + QUICK_EXIT], env, expected=b""),
+                BASELINE: Spawned([python, hello], env),
+                CLIENT: Spawned([script, address, hello], env),
+                INSTANT: Spawned([script, instant, hello], env),
+                STDIN: Spawned([script, address, hello], env, stdin=stdin_file),
+                FRESH: Spawned([script, "--fresh", address, hello], env),
+                IN_PROCESS: InProcess(address),
+                IN_PROCESS_INSTANT: InProcess(instant),
             }
-            plain = plain_venv(os.path.join(workdir, "venv"))
-            measures["python hello.py (local) [plain venv]"] = ([plain, hello], EXPECTED, cached)
-            measures["sieci-client, cluster [plain venv]"] = (
-                [plain, os.path.join(CHECKOUT, "scripts", "sieci-client"), address, hello], EXPECTED, cached)
-            if console:
-                measures[".venv/bin/sieci-client, cluster"] = ([console, address, hello], EXPECTED, None)
-            if bytecode_uncached:
-                measures[IMPORT + " [bytecode]"] = (
-                    [sys.executable, "-c", "import " + CLIENT_MODULE + QUICK_EXIT], None, cached)
-                measures["python hello.py (local) [bytecode]"] = ([sys.executable, hello], EXPECTED, cached)
-                measures["bin/client, cluster [bytecode]"] = (client_command(address, hello), EXPECTED, cached)
-                measures["bin/client, instant worker [bytecode]"] = (
-                    client_command(instant, hello), EXPECTED, cached)
-            else:
-                print("note: no sieci-client console script beside the interpreter; measuring bin/client only")
-
-            def measure(name):
-                command, expected, env = measures[name]
-                if isinstance(command, str):
-                    return timed_in_process(command)
-                if isinstance(command, tuple):
-                    return timed_in_process(command[0], fresh=True)
-                return timed_process(command, expected, env)
-
-            timed_in_process(address)  # the workers have linked
-            timed_in_process(instant)  # the simulated worker has linked
+            output_path = os.path.join(workdir, "output")
+            measures[IN_PROCESS].run(output_path)  # the workers have linked
+            measures[IN_PROCESS_INSTANT].run(output_path)  # the simulated worker has linked
             for _ in range(args.warmup):
-                for name in measures:
-                    measure(name)
-            times = {name: [] for name in measures}
+                for measure in measures.values():
+                    measure.run(output_path)
+            walls = {name: [] for name in measures}
+            cpus = {name: [] for name in measures}
             started = time.monotonic()
             for _ in range(args.rounds):
                 order = list(measures)
                 rng.shuffle(order)
                 for name in order:
-                    times[name].append(measure(name))
+                    wall, cpu = measures[name].run(output_path)
+                    walls[name].append(wall)
+                    if cpu is not None:
+                        cpus[name].append(cpu)
             elapsed = time.monotonic() - started
-            report(times, args, elapsed, bool(console), bytecode_uncached)
+            report(walls, cpus, args, elapsed)
             print()
-            print("imports of `bin/client INSTANT-MASTER hello.py` by -X importtime (top level, cumulative; "
-                  "importtime's own overhead inflates them):")
-            total, top, _ = importtime_summary(client_command(instant, hello))
-            print(f"  all top-level imports: {total / 1000:6.1f} ms")
-            for cumulative_us, self_us, name, _ in top:
-                print(f"  {cumulative_us / 1000:6.1f} ms  {name}")
-            print("  (for comparison, `python -c pass`:)")
-            total_pass, top_pass, _ = importtime_summary([sys.executable, "-c", "pass"], top=5)
-            print(f"  all top-level imports: {total_pass / 1000:6.1f} ms")
-            for cumulative_us, self_us, name, _ in top_pass:
-                print(f"  {cumulative_us / 1000:6.1f} ms  {name}")
+            print("modules imported (by -X importtime, after the interpreter's first ones):")
+            for name, argv, stdin in ((BASELINE, [python, hello], os.devnull),
+                                      (CLIENT, [python, script, address, hello], os.devnull),
+                                      (STDIN, [python, script, address, hello], stdin_file)):
+                print(f"  {name:58s} {modules_imported(argv, env, stdin):4d}")
         finally:
             instant_master.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
-def report(times, args, elapsed, console, bytecode_uncached):
+def report(walls, cpus, args, elapsed):
     print(f"{args.rounds} rounds after {args.warmup} warm-up runs, every command once per round in shuffled "
-          f"order ({elapsed:.1f} s); times in ms")
-    print(f"  {'':66s} {'median':>8s} {'p90':>8s} {'min':>8s} {'>200ms':>7s}")
-    for name, values in times.items():
-        slow = sum(value > 0.2 for value in values)
-        print(f"  {name:66s} {median(values) * 1000:8.1f} {p90(values) * 1000:8.1f} {min(values) * 1000:8.1f} "
-              f"{slow:7d}")
-    m = {name: median(values) * 1000 for name, values in times.items()}
-    local = m["python hello.py (local)"]
+          f"order ({elapsed:.1f} s); times in ms (CPU: user + system of the process)")
+    print(f"  {'':58s} {'wall':>7s} {'p90':>7s} {'min':>7s} {'CPU':>7s} {'p90':>7s}")
+    for name, values in walls.items():
+        cpu = f"{median(cpus[name]) * 1000:7.2f} {p90(cpus[name]) * 1000:7.2f}" if cpus[name] else ""
+        print(f"  {name:58s} {median(values) * 1000:7.2f} {p90(values) * 1000:7.2f} {min(values) * 1000:7.2f} "
+              f"{cpu}")
+    wall = {name: median(values) * 1000 for name, values in walls.items()}
+    cpu = {name: median(values) * 1000 for name, values in cpus.items() if values}
     print()
-    ratios = [("bin/client, cluster", "python hello.py (local)"),
-              ("bin/client --fresh, cluster", "python hello.py (local)")]
-    if console:
-        ratios.append((".venv/bin/sieci-client, cluster", "python hello.py (local)"))
-    if bytecode_uncached:
-        ratios.append(("bin/client, cluster [bytecode]", "python hello.py (local) [bytecode]"))
-    ratios.append(("sieci-client, cluster [plain venv]", "python hello.py (local) [plain venv]"))
-    for name, base in ratios:
-        ratio = m[name] / m[base]
-        local = m[base]
-        verdict = "met" if ratio <= TARGET else "NOT met"
-        print(f"ratio {name} / {base}: {m[name]:.1f} / {local:.1f} ms = {ratio:.2f} "
-              f"(target <= {TARGET}: {verdict})")
-    local = m["python hello.py (local)"]
+    for name in (CLIENT, STDIN, FRESH, INSTANT):
+        ratio = wall[name] / wall[BASELINE]
+        target = f" (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})" if name == CLIENT else ""
+        print(f"ratio {name} / {BASELINE}: wall {wall[name]:.2f} / {wall[BASELINE]:.2f} ms = {ratio:.2f}{target}; "
+              f"CPU {cpu[name]:.2f} / {cpu[BASELINE]:.2f} ms = {cpu[name] / cpu[BASELINE]:.2f}")
     print()
-    print("breakdown (differences of medians, ms):")
+    print("breakdown (differences of medians, ms):                                                wall     CPU")
     rows = [
-        ("interpreter start and end (python -c pass)", m["python -c pass"]),
-        ("  of which site and the venv's .pth files (pass - pass -S)",
-         m["python -c pass"] - m["python -S -c pass (no site)"]),
-        ("  of which Python's finalization, which the client skips (pass - pass then os._exit)",
-         m["python -c pass"] - m[PASS_QUICK]),
-        ("hello.py's own run (local - pass)", local - m["python -c pass"]),
-        (f"importing {CLIENT_MODULE} (import - pass, both then os._exit)", m[IMPORT] - m[PASS_QUICK]),
-        ("client's run past its imports, instant worker (client - import)",
-         m["bin/client, instant worker"] - m[IMPORT]),
-        ("  of which the master round trip (client.run in-process, instant)",
-         m["client.run in-process, instant worker"]),
-        ("the job on a real worker (client cluster - client instant)",
-         m["bin/client, cluster"] - m["bin/client, instant worker"]),
-        ("whole job without a client process (client.run in-process, cluster)",
-         m["client.run in-process, cluster"]),
-        ("  the same with a fresh interpreter for the job (--fresh)", m["client.run in-process --fresh, cluster"]),
+        ("the interpreter's start (python -c pass, then os._exit)", START, None),
+        ("python hello.py past that start: its run and Python's finalization", BASELINE, START),
+        ("the client's imports (python -c 'import ...', then os._exit - the start)", IMPORT, START),
+        ("the client's run past its imports, the job answered at once (instant - import)", INSTANT, IMPORT),
+        ("the job on a real worker (cluster - instant)", CLIENT, INSTANT),
     ]
-    if bytecode_uncached:
-        rows[4:4] = [(f"importing {CLIENT_MODULE}, bytecode cached (import [bytecode] - pass)",
-                      m[IMPORT + " [bytecode]"] - m[PASS_QUICK])]
-    for label, value in rows:
-        print(f"  {label:86s} {value:7.1f}")
-    budget = TARGET * local
-    print(f"  budget for the whole client at the target: {budget:.1f} ms; "
-          f"the job's interpreter alone (python hello.py) is {local:.1f} ms of it")
+    for label, name, minus in rows:
+        print(f"  {label:84s} {wall[name] - (wall[minus] if minus else 0):6.2f} "
+              f"{cpu[name] - (cpu[minus] if minus else 0):7.2f}")
+    print(f"  {'the job round trip without a client process (' + IN_PROCESS + ')':84s} {wall[IN_PROCESS]:6.2f}")
+    print(f"  {'the master round trip alone (' + IN_PROCESS_INSTANT + ')':84s} {wall[IN_PROCESS_INSTANT]:6.2f}")
+    print(f"  budget for the whole client at the target: {TARGET * wall[BASELINE]:.2f} ms of wall time")
 
 
 if __name__ == "__main__":

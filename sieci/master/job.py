@@ -19,6 +19,8 @@ class ClientGone(Exception):
 class JobState(enum.Enum):
     """Where a job is in its life at the master; its value names it in the log and to JOBS."""
 
+    __hash__ = object.__hash__  # each member is equal only to itself: no hash of its name on every look-up
+
     QUEUED = "queued"  # in the master's queue: no worker holds it
     SENT = "sent"  # its code went to a worker, which has yet to accept it (it may wait there behind others)
     RUNNING = "running"  # its worker accepted it (RECEIVED): it may have run, so it is never queued again

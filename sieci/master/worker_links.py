@@ -62,7 +62,7 @@ class WorkerLinks:
             self.links.add(link)
             self._note_links_changed()
             log.info("worker %s joined (%d linked)", link.name, len(self.links))
-            self.dispatcher.workers.make_idle(link)
+            self.dispatcher.workers.joined(link)
             self._serve(link)
         except WorkerLost as why:
             log.warning("worker %s lost: %s", link.name, why)

@@ -96,6 +96,15 @@ class WorkerPool:
         """Whether to tell this worker, with its next RELAY or ROLLBACK, to make standing offers from then on."""
         return self.pipelined and link.makes_offers and not link.takes_offers
 
+    def joined(self, link):
+        """A worker linked. A pipelined master asks it at once, jobs waiting or not: a sieci worker learns
+        from the answer to its READY that we take standing offers, so that even its first job is sent the
+        moment it comes, and a classic one costs a ROLLBACK."""
+        if self.pipelined:
+            self._ask(link, link.state.send(AVAILABLE))
+        else:
+            self.make_idle(link)
+
     def make_idle(self, link):
         """The worker's exchange ended (or it joined): it is asked at once if jobs wait, unless it was asked
         ahead (its READY comes) or takes offers (it is never asked)."""

@@ -206,6 +206,16 @@ class RawPeer:
         self.sock.close()
 
 
+def greeted(fake, ready=b"READY\n"):
+    """A fake worker just linked to a pipelined master, past the AVAILABLE that the master sends a new
+    link at once and the ROLLBACK that answers its ``ready`` (no job waits yet): the next AVAILABLE it
+    gets asks it for a job; after ``READY v=2 free``, it takes the master's jobs against its FREE."""
+    assert fake.line() == b"AVAILABLE\n"
+    fake.send(ready)
+    assert fake.line() == (b"ROLLBACK free\n" if b" free" in ready else b"ROLLBACK\n")
+    return fake
+
+
 def read_block(peer):
     """A block a RawPeer receives (after a RELAY line, if one comes first): (header, payload)."""
     header = peer.line()
@@ -239,6 +249,30 @@ class JobEvents:
     def wait_for(self, event, count=1):
         with gevent.Timeout(WAIT, AssertionError(f"no {event!r} event; saw {self.seen}")):
             while self.seen.count(event) < count:
+                self._changed.wait()
+
+
+class Offers:
+    """Counts the standing offers (FREE) that a master's workers make, made before they link; lets a
+    test wait for them (a worker's first comes once the master has answered the READY of its greeting)."""
+
+    def __init__(self, master):
+        self.count = 0
+        self._changed = gevent.event.Event()
+        pool = master.dispatcher.workers
+        offered = pool.offered
+
+        def counting(link):
+            self.count += 1
+            changed, self._changed = self._changed, gevent.event.Event()
+            changed.set()
+            offered(link)
+
+        pool.offered = counting
+
+    def wait_for(self, count):
+        with gevent.Timeout(WAIT, AssertionError(f"{self.count} offers, not {count}")):
+            while self.count < count:
                 self._changed.wait()
 
 

@@ -92,10 +92,10 @@ def test_a_jobs_arguments_and_environment_pass_a_classic_master_untouched(cluste
 def test_sieci_client_sieci_master_classic_worker(cluster, classic):
     master = cluster.master()
     worker = classic.worker(master.workers_address)
-    assert master.wait_for_workers(1, WAIT)
+    worker.wait_until(lambda: worker.rollbacks == 1, what="the ROLLBACK that ends its link's greeting")
     status, output = sieci_client(master, b"print('never run')\n")
     assert (output.stdout, output.stderr, status) == (b"result\n", b"", 0)
-    assert worker.sent == [b"READY\n", b"RECEIVED\n", CLASSIC_RESULTS]
+    assert worker.sent == [b"READY\n", b"READY\n", b"RECEIVED\n", CLASSIC_RESULTS]
 
 
 def test_classic_client_sieci_master_classic_worker(cluster, classic):
@@ -150,20 +150,22 @@ def test_a_classic_file_with_a_line_equal_to_a_random_hex_token_works(cluster):
 def test_two_classic_workers_on_a_sieci_master_one_runs_the_job_the_other_is_rolled_back(cluster, classic):
     master = cluster.master()
     workers = [classic.worker(master.workers_address), classic.worker(master.workers_address)]
-    assert master.wait_for_workers(2, WAIT)
+    for worker in workers:  # a sieci master asks a new link at once, jobs waiting or not
+        worker.wait_until(lambda w=worker: w.rollbacks == 1, what="the ROLLBACK that ends its link's greeting")
     code = b"print('once')\n"
     assert classic_client(client_address(master), code) == (0, b"result\n", "")
     for worker in workers:
-        worker.wait_until(lambda w=worker: len(w.received) == 2, what="an answer to its READY")
+        worker.wait_until(lambda w=worker: len(w.received) == 4, what="an answer to its READY")
     winners = [w for w in workers if w.uploads]
     losers = [w for w in workers if not w.uploads]
     assert (len(winners), len(losers)) == (1, 1)
     upload = b"ENDSEQ " + CLASSIC_TERMINATOR + b"\n" + code + CLASSIC_TERMINATOR + b"\n"
-    assert winners[0].received == [b"AVAILABLE\n", upload]
-    assert winners[0].sent == [b"READY\n", b"RECEIVED\n", CLASSIC_RESULTS]
-    assert losers[0].received == [b"AVAILABLE\n", b"ROLLBACK\n"]
-    assert losers[0].sent == [b"READY\n"]
-    assert (winners[0].rollbacks, losers[0].rollbacks) == (0, 1)
+    greeting = [b"AVAILABLE\n", b"ROLLBACK\n"]
+    assert winners[0].received == greeting + [b"AVAILABLE\n", upload]
+    assert winners[0].sent == [b"READY\n", b"READY\n", b"RECEIVED\n", CLASSIC_RESULTS]
+    assert losers[0].received == greeting + [b"AVAILABLE\n", b"ROLLBACK\n"]
+    assert losers[0].sent == [b"READY\n", b"READY\n"]
+    assert (winners[0].rollbacks, losers[0].rollbacks) == (1, 2)
 
 
 def test_a_sieci_worker_behind_a_classic_master_is_rolled_back_then_serves_the_next_job(cluster, classic):
@@ -463,7 +465,7 @@ def test_a_sieci_master_says_relay_to_sieci_workers_only(cluster, classic):
     READY v=2: a classic worker would take the line for a block header."""
     master = cluster.master()
     worker = classic.worker(master.workers_address)
-    assert master.wait_for_workers(1, WAIT)
+    worker.wait_until(lambda: worker.rollbacks == 1, what="the ROLLBACK that ends its link's greeting")
     upload = b"ENDSEQ T v=2 stdin=stream\nprint(1)\nT\n"
     with socket.create_connection(master.clients_address, timeout=WAIT) as sock:
         sock.sendall(upload)
@@ -473,7 +475,7 @@ def test_a_sieci_master_says_relay_to_sieci_workers_only(cluster, classic):
             assert data, f"the master closed after {answer!r}"
             answer += data
     assert re.search(rb"RECEIVED job=[0-9a-f]{16}\n" + re.escape(CLASSIC_RESULTS) + rb"\Z", answer)
-    assert worker.received == [b"AVAILABLE\n", upload]
+    assert worker.received == [b"AVAILABLE\n", b"ROLLBACK\n", b"AVAILABLE\n", upload]
 
 
 def test_a_sieci_worker_that_refuses_a_job_keeps_a_classic_master_in_step(cluster, classic):

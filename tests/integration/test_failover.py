@@ -15,7 +15,7 @@ from sieci.wire import protocol
 from sieci.wire.address import format_address
 from sieci.wire.connection import tune_socket
 
-from tests.helpers import WAIT, Captured, JobEvents, client_address
+from tests.helpers import WAIT, Captured, JobEvents, client_address, greeted
 
 
 class FakeMaster:
@@ -239,8 +239,7 @@ def test_retries_also_make_another_pass_when_no_master_took_the_job(fake_masters
 
 def test_a_worker_silent_after_ready_loses_the_job_to_another(cluster, peers):
     master = cluster.master(client_timeout=0.5)
-    silent = peers(master.workers_address)
-    assert master.wait_for_workers(1, WAIT)
+    silent = greeted(peers(master.workers_address))
     events = JobEvents(master)
     job = gevent.spawn(run, client_address(master))
     assert silent.line() == b"AVAILABLE\n"

@@ -12,7 +12,7 @@ from sieci.client import client
 from sieci.master.master import Master
 from sieci.wire import protocol
 
-from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address, read_block
+from tests.helpers import WAIT, Captured, JobEvents, assert_backing_off, client_address, greeted, read_block
 
 
 def spawn_job(master, code, output=None):
@@ -28,7 +28,8 @@ def take_job(fake):
 
 
 def linked_fake_workers(master, peers, count):
-    fakes = [peers(master.workers_address) for _ in range(count)]
+    """Fake classic workers linked to ``master``, past its first AVAILABLE (see greeted)."""
+    fakes = [greeted(peers(master.workers_address)) for _ in range(count)]
     assert master.wait_for_workers(count, WAIT)
     return fakes
 

@@ -16,7 +16,7 @@ from sieci.client import client
 from sieci.wire import bundle, upload_format
 from sieci.worker.limits import Limits
 
-from tests.helpers import WAIT, JobEvents, client_address
+from tests.helpers import WAIT, JobEvents, client_address, greeted
 
 CODE = b"import sys, pkg\nprint(sys.argv[1:], pkg.VALUE, open('data.csv').read().split())\n"
 
@@ -201,7 +201,7 @@ def test_a_worker_refuses_a_bundle_with_a_bad_entry_and_serves_on(cluster, peers
 def test_a_worker_that_asks_for_files_it_was_not_offered_is_dropped_and_the_job_goes_on(cluster, peers, program):
     master = cluster.master()
     events = JobEvents(master)
-    fake = peers(master.workers_address)
+    fake = greeted(peers(master.workers_address), b"READY v=2\n")
     job = gevent.spawn(run_path, master, program / "job.py", [program / "pkg", program / "data.csv"])
     assert fake.line() == b"AVAILABLE\n"
     fake.send(b"READY v=2\n")

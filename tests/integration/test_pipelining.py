@@ -9,7 +9,7 @@ import pytest
 from sieci.client import client
 from sieci.wire import conversation, protocol
 
-from tests.helpers import WAIT, Captured, JobEvents, Stdout, client_address, read_block
+from tests.helpers import WAIT, Captured, JobEvents, Offers, Stdout, client_address, greeted, read_block
 from tests.helpers.classic import CLASSIC_RESULTS
 
 
@@ -49,7 +49,7 @@ def classic_worker_running_a_job(cluster, classic, peers):
     master = cluster.master()
     release = gevent.event.Event()
     worker = classic.worker(master.workers_address, hold_results=release)
-    assert master.wait_for_workers(1, WAIT)
+    worker.wait_until(lambda: worker.rollbacks == 1, what="the ROLLBACK that ends its link's greeting")
     [link] = master.links
     first = peers(master.clients_address)
     first.send(protocol.encode_block(b"print(1)\n", [protocol.EXTENDED]))
@@ -66,8 +66,9 @@ def test_a_classic_worker_is_asked_for_the_next_job_while_it_runs_one(cluster, c
     release.set()
     assert first.rest() == CLASSIC_RESULTS
     assert second.get(timeout=WAIT) == 0 and output.stdout == b"result\n"
-    assert [line for line in worker.received if not line.startswith(b"ENDSEQ")] == [b"AVAILABLE\n"] * 2
-    assert len(worker.uploads) == 2 and worker.rollbacks == 0
+    greeting = [b"AVAILABLE\n", b"ROLLBACK\n"]
+    assert [line for line in worker.received if not line.startswith(b"ENDSEQ")] == greeting + [b"AVAILABLE\n"] * 2
+    assert len(worker.uploads) == 2 and worker.rollbacks == 1
 
 
 def test_a_queue_drained_while_the_worker_was_asked_ahead_costs_one_rollback(cluster, classic, peers):
@@ -81,27 +82,30 @@ def test_a_queue_drained_while_the_worker_was_asked_ahead_costs_one_rollback(clu
     events.wait_for("cancelled")
     release.set()
     assert first.rest() == CLASSIC_RESULTS
-    worker.wait_until(lambda: worker.rollbacks == 1, what="ROLLBACK for the READY the ask ahead brought")
+    worker.wait_until(lambda: worker.rollbacks == 2, what="ROLLBACK for the READY the ask ahead brought")
     assert run_job(master, b"print(3)\n") == (0, Stdout(b"result\n"))
-    assert worker.rollbacks == 1
+    assert worker.rollbacks == 2  # the greeting's, and the ask ahead's
 
 
 # --- standing offers: sieci workers ------------------------------------------------------------
 
 
-def test_an_idle_sieci_worker_is_sent_each_next_job_at_once(cluster, recording_proxy):
-    """Only the link's first job is asked for; after it the worker says FREE, and the next code
-    goes as soon as its client's upload has come: no AVAILABLE and READY between (3 round trips)."""
+def test_an_idle_sieci_worker_is_sent_each_job_at_once_the_links_first_too(cluster, recording_proxy):
+    """The master asks a new link at once, no job waiting: the worker's READY is rolled back, and from
+    then on it says FREE, so every code goes as soon as its client's upload has come, the link's first
+    too: no AVAILABLE and READY between (3 round trips)."""
     master = cluster.master()
+    offers = Offers(master)
     proxy = recording_proxy(master.workers_address)
     cluster.worker(proxy.address)
-    assert master.wait_for_workers(1, WAIT)
+    offers.wait_for(1)
+    assert proxy.sent(0, "to target") == b"READY v=2 free\nFREE\n"
     for number in range(3):
         assert run_job(master, b"print(%d)\n" % number) == (0, Stdout(b"%d\n" % number))
     from_master = proxy.sent(0, "from target")
+    assert from_master.startswith(b"AVAILABLE\nROLLBACK free\nRELAY\nENDSEQ ")
     assert from_master.count(b"AVAILABLE") == 1
-    assert from_master.startswith(b"AVAILABLE\nRELAY free\nENDSEQ ")
-    assert from_master.count(b"\nRELAY\nENDSEQ ") == 2
+    assert from_master.count(b"RELAY\nENDSEQ ") == 3
     transcript = proxy.transcripts[0]
     for index, (direction, data) in enumerate(transcript):
         if direction == "from target" and data.startswith(b"RELAY\n"):
@@ -136,12 +140,10 @@ def test_a_worker_never_holds_more_jobs_than_its_credit(cluster):
 def test_a_job_held_in_a_lost_workers_credit_runs_once_elsewhere(cluster, peers):
     master = cluster.master()
     events = JobEvents(master)
-    fake = peers(master.workers_address)
-    assert master.wait_for_workers(1, WAIT)
+    fake = greeted(peers(master.workers_address), b"READY v=2 free\n")  # a sieci worker: it makes offers
+    fake.send(b"FREE\n")
     first, _ = spawn_job(master, b"print('first')\n")
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY v=2 free\n")  # a sieci worker that can make standing offers
-    assert fake.line() == b"RELAY free\n"
+    assert fake.line() == b"RELAY\n"
     read_block(fake)
     fake.send(b"RECEIVED\nFREE\n")  # a credit of 2: the first runs, one more may come
     second, output = spawn_job(master, b"print('second')\n")
@@ -180,12 +182,10 @@ def test_a_standing_offer_raced_by_another_master_is_refused_and_the_job_runs_on
 def offering_fake(master, peers, credit):
     """A fake sieci worker linked to ``master`` that has run one job and now holds ``credit`` offers;
     returns it, and that first job's greenlet."""
-    fake = peers(master.workers_address)
-    assert master.wait_for_workers(1, WAIT)
+    fake = greeted(peers(master.workers_address), b"READY v=2 free\n")
+    fake.send(b"FREE\n")
     first, _ = spawn_job(master, b"print('first')\n")
-    assert fake.line() == b"AVAILABLE\n"
-    fake.send(b"READY v=2 free\n")
-    assert fake.line() == b"RELAY free\n"
+    assert fake.line() == b"RELAY\n"
     read_block(fake)
     fake.send(b"RECEIVED\nENDSEQ T v=2\nx exit 0\nT\n" + b"FREE\n" * credit)
     assert first.get(timeout=WAIT) == 0

@@ -24,23 +24,37 @@ class ClientWatch:
     def wait_while_watching(self, job):
         """Wait for the job to end, relaying its stdin if it streams; cancel it if its client hangs up first."""
         job.client.settimeout(None)
-        watcher = gevent.spawn(self._watch_client if job.stdin is None else self._relay_stdin, job)
-        try:
-            gevent.wait([job.finished, watcher], count=1)
-            if job.client is not None:  # not left to run on: see _client_left
-                job.finished.wait()
-        finally:
-            watcher.kill()
+        if job.stdin is None:
+            self._watch_client(job)
+        else:
+            relay = gevent.spawn(self._relay_stdin, job)
+            try:
+                gevent.wait([job.finished, relay], count=1)
+            finally:
+                relay.kill()
+        if job.client is not None:  # not left to run on: see _client_left
+            job.finished.wait()
 
     def _watch_client(self, job):
+        """Until the job ends, or its client leaves."""
         try:
-            while self._readable_while_alive(job):
-                if job.client.next_event() is protocol.CONNECTION_CLOSED:
-                    break  # nothing more is expected; what comes anyway is ignored
+            while self._readable_while_alive(job) and not self._hung_up(job.client):
+                pass
         except (OSError, protocol.ProtocolError):
             pass
         if not job.ended:
             self._client_left(job)
+
+    @staticmethod
+    def _hung_up(client):
+        """Read what a client whose socket is readable sent (nothing more is expected; what comes
+        anyway is ignored): whether it has hung up. Never waits past that read, so that the job's
+        end finds the watch in _readable_while_alive."""
+        client.receive_more()
+        while (event := client.next_buffered_event()) is not protocol.NEED_DATA:
+            if event is protocol.CONNECTION_CLOSED:
+                return True
+        return False
 
     def _client_left(self, job):
         """A kept job runs on for ``client_timeout`` seconds for its client to re-attach; any other is cancelled."""
@@ -94,8 +108,8 @@ class ClientWatch:
             self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
 
     def _readable_while_alive(self, job):
-        """Whether the client's socket became readable, not its client vanished."""
-        if job.client.readable_while_acknowledged(self.keepalive):
-            return True
-        log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
-        return False
+        """Whether the client's socket became readable before its client vanished, or the job ended."""
+        readable = job.client.readable_while_acknowledged(self.keepalive, unless=job.finished)
+        if readable is False:
+            log.info("client %s has acknowledged nothing for %g s: taken for gone", job.client_name, self.keepalive)
+        return bool(readable)

@@ -180,23 +180,44 @@ class Connection:
             if sent:
                 views[0] = views[0][sent:]
 
-    def readable_while_acknowledged(self, seconds):
+    def readable_while_acknowledged(self, seconds, unless=None):
         """Wait until there is something to read (True), or until the peer has acknowledged
-        nothing for ``seconds`` at two looks in a row (False: it has vanished). A peer
-        that only reads slowly, and so holds up what we send it, is waited for."""
-        from gevent.socket import wait_read  # only the daemons watch their peers so
-
+        nothing for ``seconds`` at two looks in a row (False: it has vanished), or until
+        ``unless`` (a gevent Event) is set (None). A peer that only reads slowly, and so
+        holds up what we send it, is waited for."""
         vanished_before = False
         while True:
-            try:
-                wait_read(self.sock.fileno(), timeout=seconds / 3)
-                return True
-            except TimeoutError:
-                pass
+            readable = self._readable_within(seconds / 3, unless)
+            if readable is not False:
+                return readable
             vanished = stopped_acknowledging(self.sock, seconds)
             if vanished and vanished_before:
                 return False
             vanished_before = vanished
+
+    def _readable_within(self, seconds, unless):
+        """True once the socket is readable, False after ``seconds``, None once ``unless`` is set:
+        one wait on all three in this greenlet, where a greenlet of its own would cost one per job."""
+        from gevent import get_hub  # only the daemons watch their peers so
+        from gevent.hub import Waiter
+
+        if unless is not None and unless.is_set():
+            return None
+        hub = get_hub()
+        waiter = Waiter(hub)
+        readable, timer = hub.loop.io(self.sock.fileno(), 1), hub.loop.timer(seconds)
+        readable.start(waiter.switch, True)
+        timer.start(waiter.switch, False)
+        wake = None if unless is None else (lambda _: waiter.switch(None))
+        if wake is not None:
+            unless.rawlink(wake)
+        try:
+            return waiter.get()
+        finally:
+            if wake is not None:
+                unless.unlink(wake)
+            timer.close()
+            readable.close()
 
     def wait_for_hang_up(self):
         """Return once the peer has closed or reset the connection, though what it sent before is

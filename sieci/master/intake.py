@@ -7,6 +7,7 @@ the job ends: a client that leaves cancels its job.
 
 import collections
 import logging
+import sys
 
 import gevent.event
 
@@ -19,6 +20,9 @@ from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 
 log = logging.getLogger("sieci.master")
+
+# Linux gives an accepted TCP connection the options of its listening socket (TCP_NODELAY, keepalive).
+ACCEPTED_INHERIT_OPTIONS = sys.platform.startswith("linux")
 
 # Bytes: a longer first line is refused, and a longer line of code is passed on, not held
 # back while it might still end in the terminator (a classic client's glued one included).
@@ -99,14 +103,25 @@ class Intake:
         self.keepalive = keepalive
         self.verifier = verifier
         self.identity = None
+        self.accepted_tuned = False  # the connections' options come from the listening socket's
         self.plaintext_only = plaintext_only
         self.kept = kept  # a kept_jobs.KeptJobs: detached jobs
         self.watch = ClientWatch(dispatcher, client_timeout, keepalive)
         self.control = job_control.JobControl(dispatcher, kept, lambda: describe()["master"], self.watch.attacher_left)
 
+    def tune_listener(self, sock):
+        """Give the port's listening socket the options of a client connection, which on Linux every
+        connection accepted inherits (elsewhere, handle_client sets them on each)."""
+        self._tune(sock)
+        self.accepted_tuned = ACCEPTED_INHERIT_OPTIONS
+
+    def _tune(self, sock):
+        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see client_watch.py
+
     def handle_client(self, sock, address):
         name = format_address(address)
-        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see client_watch.py
+        if not self.accepted_tuned:
+            self._tune(sock)
         conn = Connection(sock, conversation.client_conversation(protocol.MASTER),
                           max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client

@@ -11,6 +11,7 @@ import socket
 import time
 
 import gevent
+import gevent.socket
 from gevent.server import StreamServer
 
 from sieci import defaults, splice
@@ -65,8 +66,8 @@ class Master:
         self.links = self.worker_links.links
         self.worker_server = StreamServer(workers_address, ports.behind_tls(self.worker_links.handle_worker, "worker",
                                                                             tls, client_timeout))
-        self.client_server = StreamServer(clients_address, ports.behind_tls(self.intake.handle_client, "client", tls,
-                                                                            client_timeout))
+        self.client_server = TunedServer(clients_address, ports.behind_tls(self.intake.handle_client, "client", tls,
+                                                                           client_timeout), self.intake.tune_listener)
 
     @property
     def workers_address(self):
@@ -110,6 +111,32 @@ class Master:
         """A job that has ended no longer needs its files bundle kept."""
         if event in ("done", "failed", "cancelled") and job.files is not None:
             self.files.release(job.files.digest)
+
+
+class TunedServer(StreamServer):
+    """A StreamServer whose listening socket ``tune(sock)`` sets options on before it listens: on Linux,
+    each connection accepted inherits them, which spares their system calls on every connection."""
+
+    def __init__(self, address, handle, tune):
+        super().__init__(address, handle)
+        self._tune = tune
+
+    def get_listener(self, address, backlog=None, family=None):
+        """As gevent's own, tuned."""
+        sock = gevent.socket.socket(family=family)
+        if self.reuse_addr is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, self.reuse_addr)
+        self._tune(sock)
+        try:
+            sock.bind(address)
+        except OSError as error:
+            if error.strerror is not None:
+                error.strerror += ": " + repr(address)
+            sock.close()
+            raise
+        sock.listen(self.backlog if backlog is None else backlog)
+        sock.setblocking(False)
+        return sock
 
 
 def _open_files_limit():

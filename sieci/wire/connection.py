@@ -70,6 +70,8 @@ class Connection:
         self.receiver = Receiver(max_line)
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
+        self._waits_on_loop = type(sock).__module__ == "gevent._socket3"  # gevent's, and not TLS
+        self._readable = None  # the event loop's watcher of the socket, once a wait has needed it
         self.recv_size = RECV_SIZE
         self.received = 0  # bytes read from the peer, spliced ones included
 
@@ -92,9 +94,8 @@ class Connection:
 
     def receive_more(self):
         """One read into the receiver; False once the peer has closed."""
-        self._apply_deadline()
         try:
-            data = self.sock.recv(self.recv_size)
+            data = self._read()
         except ConnectionResetError:
             data = b""
         except OSError:
@@ -108,6 +109,34 @@ class Connection:
         self.received += len(data)
         self.receiver.receive_data(data)
         return bool(data)
+
+    def _read(self):
+        if self.deadline is None:
+            return self.sock.recv(self.recv_size)
+        if not self._waits_on_loop:
+            self._apply_deadline()
+            return self.sock.recv(self.recv_size)
+        return self._read_by_deadline()
+
+    def _read_by_deadline(self):
+        """A read by the deadline, whose waits are the event loop's own (_readable_within): the socket's
+        timeout would cost a gevent Timeout, Python objects, on every wait. The socket does not wait
+        (its timeout is 0) only within this greenlet's turn: other greenlets' sends never see it so."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        while True:
+            timeout = self.sock.gettimeout()
+            self.sock.settimeout(0.0)
+            try:
+                return self.sock.recv(self.recv_size)
+            except BlockingIOError:
+                pass
+            finally:
+                self.sock.settimeout(timeout)
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0 or not self._readable_within(remaining, None):
+                raise TimeoutError("timed out")
 
     def _apply_deadline(self):
         if self.deadline is not None:
@@ -204,9 +233,11 @@ class Connection:
         if unless is not None and unless.is_set():
             return None
         hub = get_hub()
+        if self._readable is None:  # one watcher for every wait: a new one costs system calls each
+            self._readable = hub.loop.io(self.sock.fileno(), 1)
         waiter = Waiter(hub)
-        readable, timer = hub.loop.io(self.sock.fileno(), 1), hub.loop.timer(seconds)
-        readable.start(waiter.switch, True)
+        timer = hub.loop.timer(seconds)
+        self._readable.start(waiter.switch, True)
         timer.start(waiter.switch, False)
         wake = None if unless is None else (lambda _: waiter.switch(None))
         if wake is not None:
@@ -217,7 +248,7 @@ class Connection:
             if wake is not None:
                 unless.unlink(wake)
             timer.close()
-            readable.close()
+            self._readable.stop()
 
     def wait_for_hang_up(self):
         """Return once the peer has closed or reset the connection, though what it sent before is
@@ -272,4 +303,6 @@ class Connection:
             pass
 
     def close(self):
+        if self._readable is not None:
+            self._readable.close()
         self.sock.close()

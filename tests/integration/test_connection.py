@@ -3,8 +3,10 @@
 import collections
 import os
 import socket
+import time
 
 import gevent
+import gevent.timeout
 import pytest
 
 from sieci.splice import SplicePipe
@@ -90,6 +92,42 @@ def test_a_message_past_the_buffer_still_arrives_whole(pair):
     Connection(sender, conversation.link_conversation(protocol.WORKER)).send(data)
     sender.shutdown(socket.SHUT_WR)
     assert reader.get(timeout=WAIT) == data
+
+
+@pytest.fixture
+def gevent_timeouts(monkeypatch):
+    """The gevent Timeouts started from now on (a socket's timeout starts one at every wait)."""
+    started = []
+    original = gevent.timeout.Timeout._start_new_or_dummy
+
+    def counting(timeout, *args, **kwargs):
+        started.append(timeout)
+        return original(timeout, *args, **kwargs)
+
+    monkeypatch.setattr(gevent.timeout.Timeout, "_start_new_or_dummy", staticmethod(counting))
+    return started
+
+
+def test_a_read_by_a_deadline_waits_on_the_loop_alone(pairs, gevent_timeouts):
+    sender, receiver = pairs()
+    conn = Connection(receiver, conversation.link_conversation(protocol.MASTER))
+    conn.deadline = time.monotonic() + WAIT
+    gevent.spawn(sender.sendall, b"READY\n")  # runs once the read waits
+    assert conn.receive_more() and conn.receiver.buffered == 6
+    assert [timeout for timeout in gevent_timeouts if timeout is not None] == []
+    assert receiver.gettimeout() is None
+
+
+def test_a_read_past_its_deadline_is_a_timeout(pairs):
+    sender, receiver = pairs()
+    conn = Connection(receiver, conversation.link_conversation(protocol.MASTER))
+    conn.deadline = time.monotonic() + 0.01
+    with pytest.raises(TimeoutError):
+        conn.receive_more()
+    conn.deadline = time.monotonic() - 1
+    sender.sendall(b"READY\n")
+    with pytest.raises(TimeoutError):
+        conn.receive_more()
 
 
 def relay(pipe, source, dest, size):

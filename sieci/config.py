@@ -255,7 +255,7 @@ def parse_worker(argv, env=None):
         args.masters = [parse_address(text, "127.0.0.1") for text in texts]
     except AddressError as error:
         raise _refusal(parser, str(error)) from None
-    if args.credit > defaults.MAX_CREDIT:
+    if args.credit is not None and args.credit > defaults.MAX_CREDIT:
         raise _refusal(parser, f"--credit: at most {defaults.MAX_CREDIT}, not {args.credit}")
     args.job_options = job_options(parser, args)
     _daemon_options(parser, args, "worker")

@@ -47,7 +47,7 @@ CONNECT_TIMEOUT = 10.0
 MAX_RETURN = 1 << 30  # bytes of the files a job returns (--return)
 # Bytes of stdin a job may get through a classic master, which relays one block: it goes inline, with the code.
 MAX_INLINE_STDIN = 64 << 10
-CREDIT = 1  # jobs a worker holds at once, the one running included (--credit)
+CREDIT = None  # jobs a worker holds at once, the one running included (--credit); None: auto
 MAX_CREDIT = 32
 # A master sends a job to a worker that holds another of its jobs only if its upload is no larger (the
 # worker buffers such codes while its job runs): bigger ones, and those that stream stdin or bring files,

@@ -54,6 +54,16 @@ def positive_count(text):
     return _whole_number(text, 1)
 
 
+def credit(text):
+    """``auto`` (None), or a whole number, 1 or more."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return _whole_number(text, 1)
+    except ValueError as error:
+        raise ValueError(f"{error} (or auto)") from None
+
+
 def _whole_number(text, least):
     try:
         value = int(text)
@@ -303,10 +313,12 @@ def worker_options():
         Option("--name", text, None, "the name clients are told ran their job", shown="HOST:PID:N"),
         *_job_options(),
         MAX_UPLOAD,
-        Option("--credit", positive_count, defaults.CREDIT,
-               f"jobs this worker may hold at once, the running one included (at most {defaults.MAX_CREDIT}): more "
-               "than 1 lets a master far away send the next jobs while one runs, so none waits a round trip, at the "
-               "cost of those jobs waiting here even if another worker frees up first", "N"),
+        Option("--credit", credit, defaults.CREDIT,
+               f"jobs this worker may hold for a master at once, the running one included (at most "
+               f"{defaults.MAX_CREDIT}): more than 1 lets a master far away send the next jobs while one runs, so "
+               "none waits a round trip, at the cost of those jobs waiting here even if another worker frees up "
+               "first; auto: 1 for a master whose round trip is under a quarter of a job's length, else enough "
+               "jobs to cover the round trip", "N|auto", shown="auto"),
         Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
                "longest wait between attempts to redial a lost master, in seconds"),
         FILES_STORE, FILES_STORE_DIR,

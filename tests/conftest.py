@@ -123,6 +123,14 @@ def recording_proxy():
 
 
 @pytest.fixture
+def delaying_proxy():
+    """``delaying_proxy(target, one_way)``: a new proxy.DelayingProxy to it."""
+    from tests.helpers.proxy import DelayingProxy
+
+    yield from closed_at_the_end(DelayingProxy)
+
+
+@pytest.fixture
 def peers():
     """``peers(address)``: a new RawPeer connected to it."""
     yield from closed_at_the_end(RawPeer)

@@ -1,7 +1,9 @@
 """The worker: one link to each master, one job at a time across all of them."""
 
+import collections
 import itertools
 import logging
+import math
 import os
 import random
 import socket
@@ -25,6 +27,12 @@ from sieci.worker.taken_job import LinkLost, TakenJob, read_code
 log = logging.getLogger("sieci.worker")
 
 CONNECT_TIMEOUT = 10.0
+# A master nearer than this share of a job's length gets no job held ahead (auto credit): a job ahead would
+# save it less than a fifth of the worker's time, and could wait behind a long one while another worker idles.
+AHEAD_FROM = 0.25
+SHORTER_JOB_WEIGHT = 0.25  # how far each shorter job moves the jobs' length the auto credit assumes
+# Round trips seen before the auto credit trusts the shortest: one answer may come late from a busy master.
+ROUND_TRIPS_TRUSTED = 3
 
 
 _worker_numbers = itertools.count(1)
@@ -39,7 +47,8 @@ class Worker:
         """``secret`` (bytes): answer masters' challenges, and run only jobs
         their clients signed with it. ``tls``: an ssl.SSLContext for clients.
         ``name`` tells clients which worker ran their job (default: host:pid:n).
-        ``credit``: the jobs it may hold for a master that takes standing offers, the running one included.
+        ``credit``: the jobs it may hold for a master that takes standing offers, the running one included;
+        None: as many as cover the round trip to that master (see auto_credit).
         Jobs' files bundles are kept, ``files_store`` bytes of them at most, in a
         private folder made in ``files_store_dir`` (default: the system's temp folder)."""
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{next(_worker_numbers)}"
@@ -54,8 +63,9 @@ class Worker:
         self.reconnect_max = reconnect_max
         self.keepalive = keepalive
         self.credit = credit
+        self.job_seconds = None  # how long its jobs take, as the auto credit assumes (see job_length)
         self.job_slot = JobSlot()
-        self.listeners = []  # callables taking (status, seconds) when a job has ended
+        self.listeners = [self._note_job_length]  # callables taking (status, seconds) when a job has ended
         self.stopping = gevent.event.Event()
         self.broken = None  # why it took no more jobs: its fork server cannot start
         self.links = [MasterLink(self, address) for address in masters]
@@ -64,6 +74,9 @@ class Worker:
 
     def start(self):
         self._greenlets = [gevent.spawn(link.run) for link in self.links]
+
+    def _note_job_length(self, status, seconds):
+        self.job_seconds = job_length(self.job_seconds, seconds)
 
     def break_down(self, why):
         """Take no more jobs: each would fail the same way (a job that came goes elsewhere)."""
@@ -97,6 +110,9 @@ class MasterLink:
         self.conn = None
         self._sending_offers = gevent.lock.Semaphore(1)
         self.between_jobs = False  # our greenlet waits for the master's next line, and sends nothing
+        self.round_trip = None  # seconds: the shortest yet from our READY or FREE to the master's answer
+        self.round_trips_seen = 0
+        self._offers_sent_at = collections.deque()  # when each of our standing offers went, oldest first
 
     def run(self):
         """Dial, serve, redial. A link lost sooner than the longest pause
@@ -143,6 +159,9 @@ class MasterLink:
         sock.settimeout(None)
         tune_socket(sock, self.worker.keepalive, user_timeout=False)  # a master held up by a slow client is alive
         self.conn = Connection(sock, conversation.link_conversation(protocol.WORKER))
+        self.round_trip = None
+        self.round_trips_seen = 0
+        self._offers_sent_at.clear()
         log.info("linked to master %s", self.name)
         try:
             self._serve_jobs()
@@ -175,6 +194,7 @@ class MasterLink:
             if line.word == protocol.CHALLENGE:
                 self._answer_challenge(line.reason)
             elif line.word == protocol.RELAY:  # a code sent against one of our standing offers
+                self._note_round_trip(self._offers_sent_at.popleft())
                 self._take_offered_job(self._next_line("after RELAY").raw, line)
             else:
                 self._answer_available()
@@ -187,8 +207,10 @@ class MasterLink:
                 raise LinkLost("the worker is stopping")
             # With the extension flags: a classic master reads only the first word; a sieci master learns
             # that it may stop a job by hanging up, and that it may have us make standing offers.
+            asked_at = time.monotonic()
             self.conn.send_command(protocol.READY, protocol.EXTENDED + b" " + conversation.OFFERS_FIELD)
             line = self._next_line("holding READY")
+            self._note_round_trip(asked_at)
             if line.word in (protocol.ROLLBACK, protocol.ERROR):
                 return
             relay = line if line.word == protocol.RELAY else None
@@ -226,9 +248,26 @@ class MasterLink:
         with self._sending_offers:
             if from_elsewhere and not self.between_jobs:
                 return
-            room = self.worker.credit - conversation.offers - (1 if self.running_job else 0)
+            room = self.credit() - conversation.offers - (1 if self.running_job else 0)
             if room > 0:
+                self._offers_sent_at.extend([time.monotonic()] * room)
                 self.conn.send(b"".join(conversation.send_free() for _ in range(room)))
+
+    def credit(self):
+        """The jobs we may hold for our master now, the running one included."""
+        if self.worker.credit is not None:
+            return self.worker.credit
+        if self.round_trips_seen < ROUND_TRIPS_TRUSTED:
+            return 1
+        return auto_credit(self.round_trip, self.worker.job_seconds)
+
+    def _note_round_trip(self, since):
+        """The master answered what we sent at ``since``. It answers a READY at once, and a FREE as soon as
+        it has a job: the shortest wait is the round trip (an answer read late only makes a wait longer)."""
+        waited = time.monotonic() - since
+        self.round_trips_seen += 1
+        if self.round_trip is None or waited < self.round_trip:
+            self.round_trip = waited
 
     def offer_soon(self):
         """The worker is free again: offer ourselves to our master, from a greenlet of our own (ours
@@ -261,6 +300,25 @@ class MasterLink:
         if event is protocol.CONNECTION_CLOSED:
             raise LinkLost(f"the master closed the link while {doing}")
         return event
+
+
+def job_length(assumed, seconds):
+    """The jobs' length to assume once one took ``seconds``: a longer job counts at once, shorter ones a
+    quarter of the way each, so that jobs that turn long stop the auto credit from holding jobs behind them
+    sooner than jobs that turn short start it."""
+    if assumed is None or seconds > assumed:
+        return seconds
+    return assumed + (seconds - assumed) * SHORTER_JOB_WEIGHT
+
+
+def auto_credit(round_trip, job_seconds):
+    """The jobs to hold for a master ``round_trip`` seconds away when jobs take ``job_seconds``: the running
+    one and, once the round trip is worth it (AHEAD_FROM), as many behind it as run in a round trip, so that
+    the code of the next crosses the network while they run. A job held behind waits for about a round
+    trip's work: what it would have lost travelling to a worker that frees up."""
+    if round_trip is None or not job_seconds or round_trip < AHEAD_FROM * job_seconds:
+        return 1
+    return min(defaults.MAX_CREDIT, 1 + math.ceil(round_trip / job_seconds))
 
 
 class JobSlot:

@@ -4,8 +4,10 @@ tests/conftest.py has patched the standard library with gevent before this is im
 """
 
 import socket
+import time
 
 import gevent
+import gevent.queue
 from gevent.server import StreamServer
 
 
@@ -99,3 +101,56 @@ class RecordingProxy:
     def close(self):
         self.server.stop()
 
+
+
+class DelayingProxy:
+    """Passes connections through to ``target`` (HOST, PORT), each chunk ``one_way`` seconds after it
+    came, in order, both ways: a host a round trip of twice that away."""
+
+    def __init__(self, target, one_way):
+        self.target = target
+        self.one_way = one_way
+        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.server.start()
+
+    @property
+    def address(self):
+        return self.server.address
+
+    def _handle(self, client, _):
+        upstream = socket.create_connection(self.target)
+        sending = gevent.spawn(self._delay, client, upstream)
+        try:
+            self._delay(upstream, client)
+        finally:
+            sending.kill()
+            for sock in (client, upstream):
+                sock.close()
+
+    def _delay(self, source, sink):
+        chunks = gevent.queue.Queue()
+        writer = gevent.spawn(_write_when_due, chunks, sink)
+        try:
+            while data := source.recv(65536):
+                chunks.put((time.monotonic() + self.one_way, data))
+        except OSError:
+            pass
+        chunks.put((time.monotonic() + self.one_way, b""))
+        writer.join()
+
+    def close(self):
+        self.server.stop()
+
+
+def _write_when_due(chunks, sink):
+    """Write each (due, data) of ``chunks`` at its time; b"": the end (the sink is shut for writing)."""
+    try:
+        while True:
+            due, data = chunks.get()
+            gevent.sleep(max(0.0, due - time.monotonic()))
+            if not data:
+                sink.shutdown(socket.SHUT_WR)
+                return
+            sink.sendall(data)
+    except OSError:
+        pass

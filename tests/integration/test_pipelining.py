@@ -6,8 +6,10 @@ import gevent
 import gevent.event
 import pytest
 
+from sieci import defaults
 from sieci.client import client
 from sieci.wire import conversation, protocol
+from sieci.worker.worker import ROUND_TRIPS_TRUSTED
 
 from tests.helpers import WAIT, Captured, JobEvents, Offers, Stdout, client_address, greeted, read_block
 from tests.helpers.classic import CLASSIC_RESULTS
@@ -263,3 +265,53 @@ def test_a_master_that_sends_a_code_no_offer_asked_for_is_dropped(cluster):
             terminator = received.split()[2]
             # The first job's results (classic: its stdout), then no FREE: the worker hung up.
             assert received.startswith(b"RECEIVED\nENDSEQ ") and received.endswith(b"\n1\n" + terminator + b"\n")
+
+
+# --- the auto credit (the default): by the round trip and the jobs' length -----------------------
+
+
+def test_a_worker_far_from_its_master_holds_enough_jobs_to_cover_the_round_trip(cluster, delaying_proxy):
+    """A worker a (simulated) round trip of 0.2 s from its master, short jobs: once it has seen a few round
+    trips and knows how long a job takes, it holds several jobs at once, the next codes crossing while
+    one runs."""
+    master = cluster.master()
+    held_at_dispatch = []
+    master.dispatcher.listeners.append(lambda event, job: held_at_dispatch.append(len(job.worker.jobs))
+                                       if event == "dispatched" else None)
+    worker = cluster.worker(delaying_proxy(master.workers_address, 0.1).address)
+    assert master.wait_for_workers(1, WAIT)
+    jobs = [spawn_job(master, b"print(%d)\n" % number) for number in range(16)]
+    for number, (job, output) in enumerate(jobs):
+        assert job.get(timeout=WAIT) == 0 and output.stdout == b"%d\n" % number
+    assert worker.links[0].round_trips_seen >= ROUND_TRIPS_TRUSTED and worker.links[0].credit() >= 2
+    assert held_at_dispatch[:2] == [1, 1]  # until it has seen the round trips it trusts
+    assert 2 <= max(held_at_dispatch) <= defaults.MAX_CREDIT
+
+
+def test_workers_beside_their_master_hold_no_job_behind_a_long_one(cluster, gate):
+    """Near workers (the auto credit): one runs a long job, and the short jobs that come meanwhile all run
+    on the other, none held behind the long one: no worker ever holds two jobs."""
+    master = cluster.master()
+    held_at_dispatch = []
+    master.dispatcher.listeners.append(lambda event, job: held_at_dispatch.append(len(job.worker.jobs))
+                                       if event == "dispatched" else None)
+    workers = [cluster.worker(master), cluster.worker(master)]
+    assert master.wait_for_workers(2, WAIT)
+    # Until each worker knows how long a job takes and how far the master is (beside it: no job ahead).
+    while not all(worker.job_seconds and worker.links[0].round_trips_seen >= ROUND_TRIPS_TRUSTED
+                  for worker in workers):
+        jobs = [spawn_job(master, b"print('warm')\n") for _ in range(4)]
+        assert all(job.get(timeout=WAIT) == 0 for job, _ in jobs)
+    long_job, _ = spawn_job(master, held_job_code(gate))
+    job_side, _ = gate.accept()
+    with job_side:
+        [long_link] = [link for link in master.links if link.jobs]
+        done_before = {link: link.jobs_done for link in master.links}
+        short_jobs = [spawn_job(master, b"print(%d)\n" % number) for number in range(6)]
+        for number, (job, output) in enumerate(short_jobs):
+            assert job.get(timeout=WAIT) == 0 and output.stdout == b"%d\n" % number
+        done = {link: link.jobs_done - done_before[link] for link in master.links}
+        job_side.sendall(b"x")
+    assert long_job.get(timeout=WAIT) == 0
+    assert sorted(done.values()) == [0, 6] and done[long_link] == 0
+    assert max(held_at_dispatch) == 1

@@ -312,14 +312,17 @@ def test_worker_defaults():
     assert args.max_upload == defaults.MAX_UPLOAD
     assert args.reconnect_max == defaults.RECONNECT_MAX
     assert args.grace == defaults.GRACE
-    assert args.credit == defaults.CREDIT == 1
+    assert args.credit is defaults.CREDIT is None  # auto
 
 
 def test_a_workers_credit_comes_from_any_layer_and_is_capped(capsys):
     assert parse_worker([":1", "--credit", "8"], env={}).credit == 8
     assert parse_worker([":1"], env={"SIECI_CREDIT": "4"}).credit == 4
     assert parse_worker([":1", "--credit", str(defaults.MAX_CREDIT)], env={}).credit == defaults.MAX_CREDIT
+    assert parse_worker([":1", "--credit", "auto"], env={"SIECI_CREDIT": "4"}).credit is None
+    assert parse_worker([":1"], env={"SIECI_CREDIT": "Auto"}).credit is None
     assert "at most 32" in usage_error(capsys, parse_worker, [":1", "--credit", "33"])
+    assert "(or auto)" in usage_error(capsys, parse_worker, [":1", "--credit", "some"])
     assert "1 or more" in usage_error(capsys, parse_worker, [":1", "--credit", "0"])
 
 

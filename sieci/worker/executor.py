@@ -11,6 +11,7 @@ costs a fork, not an interpreter start. Waiting is done the gevent way, so a
 running job never blocks the worker's other links.
 """
 
+import fcntl
 import logging
 import os
 import posix
@@ -136,6 +137,7 @@ class JobRun:
         self._fork_server = fork_server or ForkServer(self.python, self.isolation.walls(self.limits, job_user))
         self._output = JobOutput(self.limits, self.kill)
         self._greenlets = []
+        self._time_limit = None  # the event loop's timer that stops the job at its time limit
         self._ended = None  # the fork server's word on how the job ended
         self._workdir = None
         self.pid = None  # the job's first process's, for logs: never signalled (the kernel may give it to another)
@@ -202,7 +204,8 @@ class JobRun:
         if self.limits.disk and self._workdir:
             self._greenlets.append(gevent.spawn_later(DISK_CHECK_EVERY, self._watch_disk))  # most jobs end first
         if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
-            self._greenlets.append(gevent.spawn_later(self.limits.timeout, self._time_is_up))
+            self._time_limit = gevent.get_hub().loop.timer(self.limits.timeout)  # a greenlet would cost more
+            self._time_limit.start(self._time_is_up)
 
     def _files_limit(self):
         """The most bytes the job's bundle may unpack to: its folder's limit."""
@@ -216,6 +219,8 @@ class JobRun:
         if not self._waiter.ready():
             self._fork_server.close(grace=0)  # wedged: it is started afresh for the next job
         gevent.killall(self._greenlets)
+        if self._time_limit is not None:
+            self._time_limit.close()
         self._clean_up()
 
     def write_stdin(self, data):
@@ -320,6 +325,8 @@ class JobRunner:
 
 
 def _pipe():
+    """A pipe for the job's output: roomy, and our read end non-blocking (a new pipe's only status flag)."""
     read_end, write_end = os.pipe()
     splice.widen(read_end)
+    fcntl.fcntl(read_end, fcntl.F_SETFL, os.O_NONBLOCK)
     return read_end, write_end

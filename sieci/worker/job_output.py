@@ -5,7 +5,6 @@ import os
 import posix
 import time
 
-import gevent.os
 import gevent.queue
 import gevent.socket
 
@@ -13,9 +12,9 @@ from sieci import splice
 from sieci.wire.protocol import STDERR, STDOUT
 from sieci.worker.limits import FILE_TOO_LARGE
 
-# Reads from a job's pipes start small and double while they come back full,
-# up to the pipe's size: little to allocate for a print, few wake-ups for a flood.
-FIRST_READ = 64 * 1024
+# Every reader's reads, up to a pipe's size: nothing to allocate for a print, few wake-ups for a flood.
+# One for all: a read and the copy of what it brought never yield to another greenlet between them.
+_READS = memoryview(bytearray(splice.PIPE_SIZE))
 EVENTS_HELD = 4  # output read and not yet sent: at most this many reads (4 MiB)
 HAND_OVER_POLL = 0.1  # seconds; how often a reader waiting on a full queue checks for the run's end
 # How long the pipes may stay open once the job has ended or been killed.
@@ -41,23 +40,20 @@ class JobOutput:
         self._deadline = None
 
     def read_pipe(self, stream, fd):
-        """Reads go into one buffer, and what they bring is copied out at its size: a read of a
-        pipe's size that brings less (a filter's output, paced by its input) would otherwise
-        leave the rest of its allocation as a hole in the heap, under bytes that live on."""
-        gevent.os.make_nonblocking(fd)
+        """Read the non-blocking ``fd`` to its end. Reads go into one buffer, and what they bring is
+        copied out at its size: a read of a pipe's size that brings less (a filter's output, paced by
+        its input) would otherwise leave the rest of its allocation as a hole in the heap, under bytes
+        that live on."""
         try:
-            buffer = memoryview(bytearray(FIRST_READ))
             while True:
                 try:
-                    size = os.readv(fd, [buffer])
+                    size = os.readv(fd, [_READS])
                 except BlockingIOError:
                     gevent.socket.wait_read(fd)
                     continue
                 if not size:
                     break
-                self.hand_over((stream, bytes(buffer[:size])))
-                if size == len(buffer) < splice.PIPE_SIZE:
-                    buffer = memoryview(bytearray(min(2 * size, splice.PIPE_SIZE)))
+                self.hand_over((stream, bytes(_READS[:size])))
         except OSError:
             pass
         finally:

@@ -537,3 +537,22 @@ def process_with_pid(pid, tries=20):
         victim.kill()
         victim.wait()
     pytest.skip(f"no new process could be given pid {pid}: other processes took it first")
+
+
+# --- what a run costs the worker ----------------------------------------------
+
+def test_a_run_spawns_a_greenlet_for_its_end_and_one_per_pipe_and_none_for_its_time_limit(monkeypatch):
+    spawned, later = [], []
+    spawn, spawn_later = gevent.spawn, gevent.spawn_later
+    monkeypatch.setattr(executor.gevent, "spawn", lambda *args: spawned.append(args[0]) or spawn(*args))
+    monkeypatch.setattr(executor.gevent, "spawn_later",
+                        lambda *args: later.append(args[1].__name__) or spawn_later(*args))
+    result = run('print("hello")\n', timeout=30)
+    assert result.stdout == b"hello\n"
+    assert len(spawned) == 3  # the job's end, its stdout and its stderr
+    assert later in ([], ["_watch_disk"])  # its folder's size is watched where it has no namespaces
+
+
+def test_output_past_a_pipes_size_comes_whole_and_in_order():
+    result = run("import sys\nfor n in range(300000):\n    sys.stdout.write('%07d\\n' % n)\n")
+    assert result.stdout == b"".join(b"%07d\n" % n for n in range(300000))

@@ -30,6 +30,8 @@ CONNECT_TIMEOUT = 10.0
 # A master nearer than this share of a job's length gets no job held ahead (auto credit): a job ahead would
 # save it less than a fifth of the worker's time, and could wait behind a long one while another worker idles.
 AHEAD_FROM = 0.25
+# Jobs' length the jobs held ahead cover beyond a round trip: room for a job or an answer later than usual.
+SLACK = 0.5
 SHORTER_JOB_WEIGHT = 0.25  # how far each shorter job moves the jobs' length the auto credit assumes
 # Round trips seen before the auto credit trusts the shortest: one answer may come late from a busy master.
 ROUND_TRIPS_TRUSTED = 3
@@ -313,12 +315,12 @@ def job_length(assumed, seconds):
 
 def auto_credit(round_trip, job_seconds):
     """The jobs to hold for a master ``round_trip`` seconds away when jobs take ``job_seconds``: the running
-    one and, once the round trip is worth it (AHEAD_FROM), as many behind it as run in a round trip, so that
-    the code of the next crosses the network while they run. A job held behind waits for about a round
-    trip's work: what it would have lost travelling to a worker that frees up."""
+    one and, once the round trip is worth it (AHEAD_FROM), as many behind it as run in a round trip and
+    SLACK more, so that the code of the next crosses the network while they run. A job held behind waits
+    for about a round trip's work: what it would have lost travelling to a worker that frees up."""
     if round_trip is None or not job_seconds or round_trip < AHEAD_FROM * job_seconds:
         return 1
-    return min(defaults.MAX_CREDIT, 1 + math.ceil(round_trip / job_seconds))
+    return min(defaults.MAX_CREDIT, 1 + math.ceil(round_trip / job_seconds + SLACK))
 
 
 class JobSlot:

@@ -11,10 +11,13 @@ from sieci.worker.worker import auto_credit, job_length
     (0.050, None, 1),  # no job run yet
     (0.0002, 0.010, 1),  # beside the master: nothing held ahead
     (0.0024, 0.010, 1),  # just under a quarter of a job
-    (0.0025, 0.010, 2),  # a quarter: one job behind the running one covers it
-    (0.010, 0.015, 2),
-    (0.010, 0.010, 2),
+    (0.0025, 0.010, 2),  # a quarter: one job behind the running one covers it, and half a job more
+    (0.005, 0.010, 2),  # half a job: one behind covers it with half a job to spare
+    (0.0051, 0.010, 3),
+    (0.010, 0.015, 3),
+    (0.010, 0.010, 3),
     (0.050, 0.015, 5),  # three and a third jobs run in a round trip: four behind
+    (0.050, 0.012, 6),
     (0.050, 0.0001, defaults.MAX_CREDIT),
     (0.050, 60.0, 1),  # long jobs far away: nothing held behind them
 ])

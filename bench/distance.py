@@ -32,17 +32,21 @@ arguments; a column of the tables) and each RTT:
 2. one job's latency with every host that far apart (client to master too):
    a fresh `bin/client MASTER hello.py` process in the client's namespace,
    timed from here (nsenter's start included), median of --latency-runs
-   runs per round.
+   runs per round;
+3. the same for a link's first job: one run right after the workers have
+   linked (before the throughput round), median over the rounds.
 Workers are started afresh for each RTT, the master for each configuration;
-rounds repeat the whole sequence and medians are printed.
+rounds repeat the whole sequence and medians are printed. The configurations:
+classic (`--classic-dispatch`), default (no options), and a fixed credit for
+each of --credits.
 
-    .venv/bin/python bench/distance.py            # ~2.2 min: 2 rounds, <= 3 s or 1,500 jobs each
+    .venv/bin/python bench/distance.py            # ~2.5 min: 2 rounds, <= 3 s or 1,500 jobs each
 """
 
 import sys
 
-RELAY_HELPER, ECHO_HELPER, PROBE_HELPER, LOAD_HELPER = "--relay-helper", "--echo-helper", "--probe-helper", \
-    "--load-helper"
+RELAY_HELPER, ECHO_HELPER, PROBE_HELPER, LOAD_HELPER, LINKED_HELPER = "--relay-helper", "--echo-helper", \
+    "--probe-helper", "--load-helper", "--linked-helper"
 
 if sys.argv[1:2] == [LOAD_HELPER]:  # only the load generator runs sieci's client, under gevent
     from gevent import monkey
@@ -70,8 +74,9 @@ HOSTS = ("master", "worker1", "worker2", "client")
 WORKERS = ("worker1", "worker2")
 MASTER_PORTS = {"workers": 7001, "clients": 7002, "echo": 7003}  # in the master's namespace
 HELPER_TIMEOUT = 30.0
-# The goal: jobs/s kept at these RTTs (ms), as a share of the 0 ms rate, by some configuration.
+# The goal: jobs/s kept at these RTTs (ms), as a share of the 0 ms rate, by the default configuration.
 THROUGHPUT_TARGETS = {10: 0.9, 50: 0.6}
+DEFAULT = "default"
 
 
 # --- the relay (its own process) -----------------------------------------------------------
@@ -421,9 +426,8 @@ def help_text(program):
 
 def configurations(credits):
     """[(name, master arguments, worker arguments)], without the flags this checkout lacks (said loudly)."""
-    wanted = [("classic", ["--classic-dispatch"], [])]
-    wanted += [("pipelined", [], []) if credit == 1 else (f"pipelined, credit {credit}", [], ["--credit", str(credit)])
-               for credit in credits]
+    wanted = [("classic", ["--classic-dispatch"], []), (DEFAULT, [], [])]
+    wanted += [(f"credit {credit}", [], ["--credit", str(credit)]) for credit in credits]
     has = {"--classic-dispatch": "--classic-dispatch" in help_text("master"), "--credit": "--credit" in help_text("worker")}
     for flag, present in has.items():
         if not present:
@@ -501,7 +505,14 @@ def latency_runs(network, rtt, hello, runs):
     return times, right
 
 
-def measure_configuration(network, args, configuration, hello, rates, latencies):
+def wait_until_linked(network):
+    """Until the master has both workers linked (asked from the master's namespace, without delay)."""
+    subprocess.run(helper_command(network, "master", LINKED_HELPER, network.master_address("clients"), len(WORKERS)),
+                   check=True, stdin=subprocess.DEVNULL, timeout=HELPER_TIMEOUT + 10)
+
+
+def measure_configuration(network, args, configuration, hello, figures):
+    """One configuration at every RTT; ``figures``: {"rates", "latencies", "first jobs"} of {(name, rtt): list}."""
     name, master_arguments, worker_arguments = configuration
     master = start_master(network, master_arguments)
     all_right = True
@@ -511,16 +522,20 @@ def measure_configuration(network, args, configuration, hello, rates, latencies)
             try:
                 pids = {"master": master.process.pid, "relay": args.relay_pid,
                         **{host: worker.process.pid for host, worker in zip(WORKERS, workers)}}
+                wait_until_linked(network)
+                first, first_right = latency_runs(network, rtt, hello, 1)
                 rate, right, cpu, elapsed = throughput_round(network, args, pids)
                 times, latency_right = latency_runs(network, rtt, hello, args.latency_runs)
             finally:
                 for worker in workers:
                     worker.stop()
-            rates[name, rtt].append(rate)
-            latencies[name, rtt].extend(times)
-            all_right &= right and latency_right
-            print(f"  {name:>22} {rtt:3g} ms: {rate:7.1f} jobs/s, latency median {median(times) * 1000:6.1f} ms"
-                  + ("" if right and latency_right else "  (SOME ANSWERS WRONG OR FAILED)"))
+            figures["rates"][name, rtt].append(rate)
+            figures["latencies"][name, rtt].extend(times)
+            figures["first jobs"][name, rtt].extend(first)
+            right &= first_right and latency_right
+            all_right &= right
+            print(f"  {name:>22} {rtt:3g} ms: {rate:7.1f} jobs/s, latency median {median(times) * 1000:6.1f} ms,"
+                  f" a link's first job {first[0] * 1000:6.1f} ms" + ("" if right else "  (SOME ANSWERS WRONG OR FAILED)"))
             print(f"  {'':>29} CPU s in {elapsed:.1f} s: "
                   + ", ".join(f"{part} {seconds:.2f}" for part, seconds in cpu.items()))
             sys.stdout.flush()
@@ -532,17 +547,20 @@ def measure_configuration(network, args, configuration, hello, rates, latencies)
 # --- the tables -----------------------------------------------------------------------------
 
 
-def print_tables(args, names, measured, rates, latencies):
+def print_tables(args, names, measured, figures):
     reference = args.rtts[0]
+    rates = figures["rates"]
 
     def rate_cell(name, rtt):
         rate = median(rates[name, rtt])
         return f"{rate:.1f} ({rate / median(rates[name, reference]):.2f}x)"
 
-    def latency_cell(name, rtt):
-        latency = median(latencies[name, rtt])
-        extra = latency - median(latencies[name, reference])
-        return f"{latency * 1000:.1f}" + (f" ({extra / measured[rtt][1]:.1f} RTT)" if rtt > reference else "")
+    def latency_cell(latencies):
+        def cell(name, rtt):
+            latency = median(latencies[name, rtt])
+            extra = latency - median(latencies[name, reference])
+            return f"{latency * 1000:.1f}" + (f" ({extra / measured[rtt][1]:.1f} RTT)" if rtt > reference else "")
+        return cell
 
     print_table(f"jobs/s, workers at RTT from the master, {args.in_flight} in flight from beside it (median of "
                 f"{args.rounds} rounds; x: the configuration's own {reference:g} ms figure)",
@@ -550,8 +568,11 @@ def print_tables(args, names, measured, rates, latencies):
     print_throughput_target(args, names, rates)
     print_table(f"one job's latency, ms, every host at RTT (fresh bin/client process; median of "
                 f"{args.rounds * args.latency_runs} runs; in brackets, the round trips it took more than at "
-                f"{reference:g} ms)", args.rtts, names, measured, latency_cell)
-    print("target: one job on an idle cluster of sieci workers costs 3 round trips (4 with the classic exchange)")
+                f"{reference:g} ms)", args.rtts, names, measured, latency_cell(figures["latencies"]))
+    print_table(f"a link's first job's latency, ms, as above, right after the workers linked (median of "
+                f"{args.rounds} runs)", args.rtts, names, measured, latency_cell(figures["first jobs"]))
+    print("target: one job on an idle cluster of sieci workers costs 3 round trips, a link's first job too "
+          "(4 with the classic exchange)")
 
 
 def print_table(title, rtts, names, measured, cell):
@@ -564,7 +585,7 @@ def print_table(title, rtts, names, measured, cell):
 
 
 def print_throughput_target(args, names, rates):
-    """Whether some configuration keeps its jobs/s at THROUGHPUT_TARGETS' RTTs (credit allowed)."""
+    """Whether each configuration keeps its jobs/s at THROUGHPUT_TARGETS' RTTs (the target: the default's)."""
     wanted = {rtt: ratio for rtt, ratio in THROUGHPUT_TARGETS.items() if rtt in args.rtts}
     if args.rtts[0] != 0 or not wanted:
         return
@@ -572,7 +593,7 @@ def print_throughput_target(args, names, rates):
     for name in names:
         ratios = {rtt: median(rates[name, rtt]) / median(rates[name, 0]) for rtt in wanted}
         met = all(ratios[rtt] >= ratio for rtt, ratio in wanted.items())
-        print(f"target ({goal} of the 0 ms rate): {name}: "
+        print(f"target ({goal} of the 0 ms rate{', the default options' if name == DEFAULT else ''}): {name}: "
               + ", ".join(f"{ratios[rtt]:.2f}x" for rtt in wanted) + (": met" if met else ": not met"))
 
 
@@ -590,7 +611,8 @@ def main(argv=None):
     helpers = {RELAY_HELPER: lambda: relay_main(json.loads(argv[1])),
                ECHO_HELPER: lambda: echo_main(argv[1], int(argv[2])),
                PROBE_HELPER: lambda: probe_main(argv[1], int(argv[2]), int(argv[3])),
-               LOAD_HELPER: lambda: load_main(argv[1], *map(int, argv[2:5]), float(argv[5]))}
+               LOAD_HELPER: lambda: load_main(argv[1], *map(int, argv[2:5]), float(argv[5])),
+               LINKED_HELPER: lambda: wait_for_workers(argv[1], int(argv[2]))}
     if argv and argv[0] in helpers:
         helpers[argv[0]]()
         return 0
@@ -601,7 +623,8 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1500, help="and at most this many jobs per throughput round")
     parser.add_argument("--in-flight", type=int, default=16, help="jobs in flight in the throughput rounds")
     parser.add_argument("--rtts", type=number_list(float), default="0,2,10,50", help="ms, the first the reference")
-    parser.add_argument("--credits", type=number_list(int), default="1,8", help="worker credits (1: the default)")
+    parser.add_argument("--credits", type=number_list(int), default="1",
+                        help="fixed worker credits, a configuration each (besides the default's)")
     parser.add_argument("--latency-runs", type=int, default=5, help="fresh client runs per RTT, configuration and round")
     parser.add_argument("--pings", type=int, default=20, help="echoes timed per RTT to measure it")
     args = parser.parse_args(argv)
@@ -616,8 +639,8 @@ def run(args):
     configs = configurations(args.credits)
     names = [name for name, _, _ in configs]
     workdir, hello = write_job("hello.py", HELLO)
-    rates = {(name, rtt): [] for name in names for rtt in args.rtts}
-    latencies = {(name, rtt): [] for name in names for rtt in args.rtts}
+    figures = {kind: {(name, rtt): [] for name in names for rtt in args.rtts}
+               for kind in ("rates", "latencies", "first jobs")}
     all_right = True
     try:
         with Network(args.rtts) as network, \
@@ -630,10 +653,10 @@ def run(args):
             for number in range(1, args.rounds + 1):
                 print(f"round {number}:")
                 for configuration in configs if number % 2 else configs[::-1]:
-                    all_right &= measure_configuration(network, args, configuration, hello, rates, latencies)
+                    all_right &= measure_configuration(network, args, configuration, hello, figures)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print_tables(args, names, measured, rates, latencies)
+    print_tables(args, names, measured, figures)
     print("every answer right" if all_right else "SOME ANSWERS WRONG OR FAILED")
     print(f"took {time.monotonic() - started:.0f} s")
     return 0 if all_right else 1

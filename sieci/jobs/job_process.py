@@ -6,7 +6,8 @@ it (``MainProgram``): the modules, ``sys.path``, ``sys.argv``, a fresh
 ``__main__``, the standard streams Python made at its start, now on the
 job's pipes. The fork server runs the program at
 its top level, so that the job ends through the interpreter's own ending
-(threads, atexit, flushing, finalizers, exit status). Or it execs a command,
+(threads, atexit, flushing, finalizers, exit status; ending.py skips its
+last part when nothing could tell). Or it execs a command,
 when the request gives one. The fork server (zygote.py) imports this file:
 the standard library only; the job's process forgets it (prepare_interpreter).
 """
@@ -17,6 +18,9 @@ import builtins
 import os
 import resource
 import sys
+import weakref
+
+from sieci.jobs import ending
 
 LIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -123,13 +127,14 @@ def prepare_interpreter(modules, path, path_importer_cache):
     sys.path_importer_cache.clear()
     sys.path_importer_cache.update(path_importer_cache)
     atexit._clear()
-    _AT_START.update(modules=modules, path=path, path_importer_cache=path_importer_cache)
+    _AT_START.update(modules=modules, path=path, path_importer_cache=path_importer_cache,
+                     streams=(weakref.ref(sys.stdout), weakref.ref(sys.stderr)))
 
 
 def take_interpreter(program):
     """Give the interpreter to ``program`` (a MainProgram) as it was at its start (see
-    prepare_interpreter). Returns the globals to run its code in, its path, and its source: None
-    for a zipapp or a folder, which runs through runpy as python3 runs them."""
+    prepare_interpreter). Returns the globals to run its code in, its path, its source (None for a
+    zipapp or a folder, which runs through runpy as python3 runs them), and its ending.QuickEnding."""
     _forget_imports_since_start()
     atexit._clear()
     _streams_on_job_pipes(program.line_buffered)
@@ -143,12 +148,16 @@ def take_interpreter(program):
     runs_as_module = source is None or (b"\0" in source and _is_zip(file))  # no Python source holds a NUL byte
     sys.path[:] = [file if runs_as_module else os.path.dirname(file), *_AT_START["path"][1:]]
     main = _fresh_main_module()
-    if runs_as_module:
-        return main.__dict__, file, None
-    main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", file)
-    main.__file__ = file
-    main.__cached__ = None
-    return main.__dict__, file, source
+    if not runs_as_module:
+        main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", file)
+        main.__file__ = file
+        main.__cached__ = None
+    return main.__dict__, file, None if runs_as_module else source, ending.start()
+
+
+def program_ended(quick_ending, error):
+    """The program's top level has ended, by ``error`` (None: plainly); see ending.py."""
+    ending.end(quick_ending, error, _AT_START["streams"])
 
 
 def _forget_imports_since_start():

@@ -28,17 +28,23 @@ from sieci.jobs import job_process, serving  # noqa: E402
 if __name__ == "__main__":
     program = serving.main(MODULES_AT_START, PATH_AT_START, PATH_IMPORTER_CACHE_AT_START)
     if program is not None:  # a job's process: its program runs here, as python3 runs a main file
-        job_globals, path, source = job_process.take_interpreter(program)
+        job_globals, path, source, quick_ending = job_process.take_interpreter(program)
         del program
         try:
-            if source is None:  # a zipapp or a folder
-                import runpy
+            try:
+                if source is None:  # a zipapp or a folder
+                    import runpy
 
-                runpy._run_module_as_main("__main__", alter_argv=False)
-            else:
-                exec(compile(source, path, "exec", dont_inherit=True), job_globals)
+                    runpy._run_module_as_main("__main__", alter_argv=False)
+                else:
+                    exec(compile(source, path, "exec", dont_inherit=True), job_globals)
+            finally:  # our globals are frozen, never collected: they must not keep the job's alive past its end
+                del job_globals, path, source
         except BaseException as error:
             error.__traceback__ = error.__traceback__.tb_next  # this frame is the fork server's, not the job's
+            job_process.program_ended(quick_ending, error)
             raise
-        finally:  # our globals are frozen, never collected: they must not keep the job's alive past its end
-            del job_globals, path, source
+        else:
+            job_process.program_ended(quick_ending, None)
+        finally:
+            del quick_ending  # the interpreter frees it, last, at its end (ending.py)

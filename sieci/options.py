@@ -317,8 +317,8 @@ def worker_options():
                f"jobs this worker may hold for a master at once, the running one included (at most "
                f"{defaults.MAX_CREDIT}): more than 1 lets a master far away send the next jobs while one runs, so "
                "none waits a round trip, at the cost of those jobs waiting here even if another worker frees up "
-               "first; auto: 1 for a master whose round trip is under a quarter of a job's length, else enough "
-               "jobs to cover the round trip and half a job more", "N|auto", shown="auto"),
+               "first; auto: 1 for a worker of several masters or a master whose round trip is under a quarter "
+               "of a job's length, else enough jobs to cover the round trip and half a job more", "N|auto", shown="auto"),
         Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
                "longest wait between attempts to redial a lost master, in seconds"),
         FILES_STORE, FILES_STORE_DIR,

@@ -256,10 +256,13 @@ class MasterLink:
                 self.conn.send(b"".join(conversation.send_free() for _ in range(room)))
 
     def credit(self):
-        """The jobs we may hold for our master now, the running one included."""
+        """The jobs we may hold for our master now, the running one included. The auto credit holds
+        none ahead for a worker of several masters: jobs held for one keep the worker from the others
+        (JobSlot) for as long as that master's next code comes first, which a far master with short
+        jobs would do forever."""
         if self.worker.credit is not None:
             return self.worker.credit
-        if self.round_trips_seen < ROUND_TRIPS_TRUSTED:
+        if self.round_trips_seen < ROUND_TRIPS_TRUSTED or len(self.worker.links) > 1:
             return 1
         return auto_credit(self.round_trip, self.worker.job_seconds)
 

@@ -315,3 +315,24 @@ def test_workers_beside_their_master_hold_no_job_behind_a_long_one(cluster, gate
     assert long_job.get(timeout=WAIT) == 0
     assert sorted(done.values()) == [0, 6] and done[long_link] == 0
     assert max(held_at_dispatch) == 1
+
+
+def test_a_worker_of_two_masters_takes_turns_however_far_and_busy_one_is(cluster, delaying_proxy):
+    """The auto credit holds no job ahead for a worker of several masters: a far master with a queue of
+    short jobs would otherwise keep it for as long as its next code comes first, and the near master's job
+    would wait for that whole queue."""
+    far, near = cluster.master(), cluster.master()
+    worker = cluster.worker(delaying_proxy(far.workers_address, 0.1).address, near)
+    assert far.wait_for_workers(1, WAIT) and near.wait_for_workers(1, WAIT)
+    far_jobs = [spawn_job(far, b"print(%d)\n" % number) for number in range(24)]
+    for job, _ in far_jobs[:ROUND_TRIPS_TRUSTED + 1]:  # the far link has seen the round trips it trusts
+        assert job.get(timeout=WAIT) == 0
+    status, output = run_job(near, b"print('near')\n")
+    far_done = sum(job.ready() for job, _ in far_jobs)
+    assert (status, output.stdout) == (0, b"near\n")
+    # Its turn came after the far job then running (or one more, on a busy machine), not after the far
+    # master's queue: a credit of 25 to the far master let 9 or 10 more go first here.
+    assert far_done <= ROUND_TRIPS_TRUSTED + 3
+    assert worker.links[0].credit() == 1
+    for number, (job, output) in enumerate(far_jobs):
+        assert job.get(timeout=WAIT) == 0 and output.stdout == b"%d\n" % number

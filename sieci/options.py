@@ -56,21 +56,16 @@ def positive_count(text):
 
 def credit(text):
     """``auto`` (None), or a whole number, 1 or more."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return _whole_number(text, 1)
-    except ValueError as error:
-        raise ValueError(f"{error} (or auto)") from None
+    return None if text.strip().lower() == "auto" else _whole_number(text, 1, " (or auto)")
 
 
-def _whole_number(text, least):
+def _whole_number(text, least, alternative=""):
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"not a whole number: {text!r}") from None
+        raise ValueError(f"not a whole number: {text!r}{alternative}") from None
     if value < least:
-        raise ValueError(f"must be {least} or more, not {text!r}")
+        raise ValueError(f"must be {least} or more, not {text!r}{alternative}")
     return value
 
 
@@ -314,11 +309,10 @@ def worker_options():
         *_job_options(),
         MAX_UPLOAD,
         Option("--credit", credit, defaults.CREDIT,
-               f"jobs this worker may hold for a master at once, the running one included (at most "
-               f"{defaults.MAX_CREDIT}): more than 1 lets a master far away send the next jobs while one runs, so "
-               "none waits a round trip, at the cost of those jobs waiting here even if another worker frees up "
-               "first; auto: 1 for a worker of several masters or a master whose round trip is under a quarter "
-               "of a job's length, else enough jobs to cover the round trip and half a job more", "N|auto", shown="auto"),
+               f"jobs this worker may hold for a master, the running one included (at most {defaults.MAX_CREDIT}): "
+               "above 1, a far master sends the next jobs while one runs, though they wait here even if another "
+               "worker frees up first; auto: 1 with several masters or a near one (a round trip under a quarter of "
+               "a job), else enough for the round trip and half a job more", "N|auto", shown="auto"),
         Option("--reconnect-max", seconds, defaults.RECONNECT_MAX,
                "longest wait between attempts to redial a lost master, in seconds"),
         FILES_STORE, FILES_STORE_DIR,

@@ -82,6 +82,10 @@ class Newcomers:
         self.waiting.pop(conn, None)
 
 
+def tune_client_socket(sock, keepalive):
+    tune_socket(sock, keepalive, user_timeout=False)  # a slow reader is no dead one: see client_watch.py
+
+
 class Intake:
     """Serves the master's client port for ``dispatcher``. ``describe`` gives the
     master's status (see status.py); ``verifier`` (an auth.Verifier) checks signed
@@ -91,8 +95,7 @@ class Intake:
                  client_timeout, keepalive, verifier=None, plaintext_only=True, files=None, kept=None,
                  max_newcomers=defaults.MAX_NEW_CONNECTIONS):
         self.dispatcher = dispatcher
-        self.files = files  # a FilesStore: the bundles of jobs
-        self.bundles = BundleIntake(files, max_upload, client_timeout)
+        self.bundles = BundleIntake(files, max_upload, client_timeout)  # files: a FilesStore
         self.describe = describe
         self.max_upload = max_upload
         self.unverified = UnverifiedUploads(max_unverified)
@@ -112,16 +115,13 @@ class Intake:
     def tune_listener(self, sock):
         """Give the port's listening socket the options of a client connection, which on Linux every
         connection accepted inherits (elsewhere, handle_client sets them on each)."""
-        self._tune(sock)
+        tune_client_socket(sock, self.keepalive)
         self.accepted_tuned = ACCEPTED_INHERIT_OPTIONS
-
-    def _tune(self, sock):
-        tune_socket(sock, self.keepalive, user_timeout=False)  # a slow reader is no dead one: see client_watch.py
 
     def handle_client(self, sock, address):
         name = format_address(address)
         if not self.accepted_tuned:
-            self._tune(sock)
+            tune_client_socket(sock, self.keepalive)
         conn = Connection(sock, conversation.client_conversation(protocol.MASTER),
                           max_line=min(self.max_upload, UPLOAD_LINE_LIMIT))
         conn.recv_size = UPLOAD_LINE_LIMIT  # smaller reads while the upload is not yet verified: less held per client
@@ -194,7 +194,7 @@ class Intake:
                 self.kept.keep(job)
             except (kept_jobs.NoRoom, OSError) as error:
                 if job.files is not None:
-                    self.files.release(job.files.digest)
+                    self.bundles.files.release(job.files.digest)
                 return self._refuse(conn, name, str(error) if isinstance(error, kept_jobs.NoRoom)
                                     else f"cannot keep the job: {error.strerror or error}")
         return job

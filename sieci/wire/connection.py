@@ -71,7 +71,7 @@ class Connection:
         self.hung_up = False
         self.deadline = None  # time.monotonic() by which every read must be done
         self._waits_on_loop = type(sock).__module__ == "gevent._socket3"  # gevent's, and not TLS
-        self._readable = None  # the event loop's watcher of the socket, once a wait has needed it
+        self._loop_waits = None  # a daemon's, once a wait has needed them (loop_waits.py)
         self.recv_size = RECV_SIZE
         self.received = 0  # bytes read from the peer, spliced ones included
 
@@ -116,27 +116,7 @@ class Connection:
         if not self._waits_on_loop:
             self._apply_deadline()
             return self.sock.recv(self.recv_size)
-        return self._read_by_deadline()
-
-    def _read_by_deadline(self):
-        """A read by the deadline, whose waits are the event loop's own (_readable_within): the socket's
-        timeout would cost a gevent Timeout, Python objects, on every wait. The socket does not wait
-        (its timeout is 0) only within this greenlet's turn: other greenlets' sends never see it so."""
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline passed")
-        while True:
-            timeout = self.sock.gettimeout()
-            self.sock.settimeout(0.0)
-            try:
-                return self.sock.recv(self.recv_size)
-            except BlockingIOError:
-                pass
-            finally:
-                self.sock.settimeout(timeout)
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0 or not self._readable_within(remaining, None):
-                raise TimeoutError("timed out")
+        return self.loop_waits().recv_by(self.deadline, self.recv_size)
 
     def _apply_deadline(self):
         if self.deadline is not None:
@@ -216,7 +196,7 @@ class Connection:
         holds up what we send it, is waited for."""
         vanished_before = False
         while True:
-            readable = self._readable_within(seconds / 3, unless)
+            readable = self.loop_waits().readable_within(seconds / 3, unless)
             if readable is not False:
                 return readable
             vanished = stopped_acknowledging(self.sock, seconds)
@@ -224,46 +204,17 @@ class Connection:
                 return False
             vanished_before = vanished
 
-    def _readable_within(self, seconds, unless):
-        """True once the socket is readable, False after ``seconds``, None once ``unless`` is set:
-        one wait on all three in this greenlet, where a greenlet of its own would cost one per job."""
-        from gevent import get_hub  # only the daemons watch their peers so
-        from gevent.hub import Waiter
+    def loop_waits(self):
+        if self._loop_waits is None:
+            from sieci.wire.loop_waits import LoopWaits  # only the daemons watch their peers so
 
-        if unless is not None and unless.is_set():
-            return None
-        hub = get_hub()
-        if self._readable is None:  # one watcher for every wait: a new one costs system calls each
-            self._readable = hub.loop.io(self.sock.fileno(), 1)
-        waiter = Waiter(hub)
-        timer = hub.loop.timer(seconds)
-        self._readable.start(waiter.switch, True)
-        timer.start(waiter.switch, False)
-        wake = None if unless is None else (lambda _: waiter.switch(None))
-        if wake is not None:
-            unless.rawlink(wake)
-        try:
-            return waiter.get()
-        finally:
-            if wake is not None:
-                unless.unlink(wake)
-            timer.close()
-            self._readable.stop()
+            self._loop_waits = LoopWaits(self.sock)
+        return self._loop_waits
 
     def wait_for_hang_up(self):
         """Return once the peer has closed or reset the connection, though what it sent before is
         still unread: a read would wait behind that, a wait for something to read return at once."""
-        import select
-
-        from gevent.monkey import get_original  # only the daemons watch their peers so
-        from gevent.socket import wait_read
-
-        poller = get_original("select", "epoll")()  # (gevent's patching hides it: its own loop is one)
-        try:
-            poller.register(self.sock.fileno(), select.EPOLLRDHUP)  # (EPOLLHUP and EPOLLERR come unasked)
-            wait_read(poller.fileno())
-        finally:
-            poller.close()
+        self.loop_waits().hang_up()
 
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)
@@ -303,6 +254,6 @@ class Connection:
             pass
 
     def close(self):
-        if self._readable is not None:
-            self._readable.close()
+        if self._loop_waits is not None:
+            self._loop_waits.close()
         self.sock.close()

@@ -188,9 +188,10 @@ class JobRun:
         env = {**job_environment(self._workdir or sandbox.WORKDIR, self.python), **settings.env}
         if settings.line_buffered and self.command:
             env["PYTHONUNBUFFERED"] = "1"  # a command's Python can only be told to buffer nothing
+        files_limit = self.limits.disk or bundle.DEFAULT_MAX_SIZE  # the most the bundle may unpack to
         return Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
                        self.command, self._workdir, settings.args, settings.line_buffered,
-                       self._files_limit() if settings.files is not None else None, settings.directory,
+                       files_limit if settings.files is not None else None, settings.directory,
                        tty=bool(settings.terminal_size))
 
     def _start_greenlets(self, stdout_read, stderr_read):
@@ -206,10 +207,6 @@ class JobRun:
         if self.limits.timeout:  # here, not only in output(): whoever reads that may be stuck sending it on
             self._time_limit = gevent.get_hub().loop.timer(self.limits.timeout)  # a greenlet would cost more
             self._time_limit.start(self._time_is_up)
-
-    def _files_limit(self):
-        """The most bytes the job's bundle may unpack to: its folder's limit."""
-        return self.limits.disk or bundle.DEFAULT_MAX_SIZE
 
     def __exit__(self, *exc_info):
         self._output.torn_down = True

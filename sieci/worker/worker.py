@@ -112,8 +112,7 @@ class MasterLink:
         self.conn = None
         self._sending_offers = gevent.lock.Semaphore(1)
         self.between_jobs = False  # our greenlet waits for the master's next line, and sends nothing
-        self.round_trip = None  # seconds: the shortest yet from our READY or FREE to the master's answer
-        self.round_trips_seen = 0
+        self.round_trip = RoundTrip()
         self._offers_sent_at = collections.deque()  # when each of our standing offers went, oldest first
 
     def run(self):
@@ -161,8 +160,7 @@ class MasterLink:
         sock.settimeout(None)
         tune_socket(sock, self.worker.keepalive, user_timeout=False)  # a master held up by a slow client is alive
         self.conn = Connection(sock, conversation.link_conversation(protocol.WORKER))
-        self.round_trip = None
-        self.round_trips_seen = 0
+        self.round_trip = RoundTrip()
         self._offers_sent_at.clear()
         log.info("linked to master %s", self.name)
         try:
@@ -196,7 +194,7 @@ class MasterLink:
             if line.word == protocol.CHALLENGE:
                 self._answer_challenge(line.reason)
             elif line.word == protocol.RELAY:  # a code sent against one of our standing offers
-                self._note_round_trip(self._offers_sent_at.popleft())
+                self.round_trip.answered(self._offers_sent_at.popleft())
                 self._take_offered_job(self._next_line("after RELAY").raw, line)
             else:
                 self._answer_available()
@@ -212,7 +210,7 @@ class MasterLink:
             asked_at = time.monotonic()
             self.conn.send_command(protocol.READY, protocol.EXTENDED + b" " + conversation.OFFERS_FIELD)
             line = self._next_line("holding READY")
-            self._note_round_trip(asked_at)
+            self.round_trip.answered(asked_at)
             if line.word in (protocol.ROLLBACK, protocol.ERROR):
                 return
             relay = line if line.word == protocol.RELAY else None
@@ -262,17 +260,9 @@ class MasterLink:
         jobs would do forever."""
         if self.worker.credit is not None:
             return self.worker.credit
-        if self.round_trips_seen < ROUND_TRIPS_TRUSTED or len(self.worker.links) > 1:
+        if self.round_trip.seen < ROUND_TRIPS_TRUSTED or len(self.worker.links) > 1:
             return 1
-        return auto_credit(self.round_trip, self.worker.job_seconds)
-
-    def _note_round_trip(self, since):
-        """The master answered what we sent at ``since``. It answers a READY at once, and a FREE as soon as
-        it has a job: the shortest wait is the round trip (an answer read late only makes a wait longer)."""
-        waited = time.monotonic() - since
-        self.round_trips_seen += 1
-        if self.round_trip is None or waited < self.round_trip:
-            self.round_trip = waited
+        return auto_credit(self.round_trip.shortest, self.worker.job_seconds)
 
     def offer_soon(self):
         """The worker is free again: offer ourselves to our master, from a greenlet of our own (ours
@@ -324,6 +314,23 @@ def auto_credit(round_trip, job_seconds):
     if round_trip is None or not job_seconds or round_trip < AHEAD_FROM * job_seconds:
         return 1
     return min(defaults.MAX_CREDIT, 1 + math.ceil(round_trip / job_seconds + SLACK))
+
+
+class RoundTrip:
+    """A link's round trip to its master, in seconds: the shortest wait yet from our READY or FREE to the
+    master's answer. It answers a READY at once, and a FREE as soon as it has a job: an answer read late
+    only makes a wait longer."""
+
+    def __init__(self):
+        self.shortest = None
+        self.seen = 0
+
+    def answered(self, since):
+        """The master answered what we sent at ``since`` (time.monotonic())."""
+        waited = time.monotonic() - since
+        self.seen += 1
+        if self.shortest is None or waited < self.shortest:
+            self.shortest = waited
 
 
 class JobSlot:

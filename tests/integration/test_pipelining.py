@@ -283,7 +283,7 @@ def test_a_worker_far_from_its_master_holds_enough_jobs_to_cover_the_round_trip(
     jobs = [spawn_job(master, b"print(%d)\n" % number) for number in range(16)]
     for number, (job, output) in enumerate(jobs):
         assert job.get(timeout=WAIT) == 0 and output.stdout == b"%d\n" % number
-    assert worker.links[0].round_trips_seen >= ROUND_TRIPS_TRUSTED and worker.links[0].credit() >= 2
+    assert worker.links[0].round_trip.seen >= ROUND_TRIPS_TRUSTED and worker.links[0].credit() >= 2
     assert held_at_dispatch[:2] == [1, 1]  # until it has seen the round trips it trusts
     assert 2 <= max(held_at_dispatch) <= defaults.MAX_CREDIT
 
@@ -298,7 +298,7 @@ def test_workers_beside_their_master_hold_no_job_behind_a_long_one(cluster, gate
     workers = [cluster.worker(master), cluster.worker(master)]
     assert master.wait_for_workers(2, WAIT)
     # Until each worker knows how long a job takes and how far the master is (beside it: no job ahead).
-    while not all(worker.job_seconds and worker.links[0].round_trips_seen >= ROUND_TRIPS_TRUSTED
+    while not all(worker.job_seconds and worker.links[0].round_trip.seen >= ROUND_TRIPS_TRUSTED
                   for worker in workers):
         jobs = [spawn_job(master, b"print('warm')\n") for _ in range(4)]
         assert all(job.get(timeout=WAIT) == 0 for job, _ in jobs)

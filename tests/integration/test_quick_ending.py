@@ -49,6 +49,7 @@ def test_only_a_plain_end_or_a_small_int_code_ends_quickly(error, status):
     "sys.addaudithook(print)",
     "import sqlite3",
     "gen = (n for n in [1])",
+    "kept = open(os.devnull, 'w'); kept.write('buffered, flushed when freed')",  # (a job's own file, returned)
 ])
 def test_anything_of_the_program_that_could_still_run_or_be_seen_keeps_the_whole_ending(setup):
     assert decided(setup) == "None"

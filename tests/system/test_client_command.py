@@ -47,7 +47,7 @@ def test_one_job_imports_sieci_s_modules_on_its_path_and_nothing_heavy(cluster, 
     job.write_text("print('hello')\n")
     (tmp_path / "stdin.txt").write_bytes(stdin or b"")
     code = ("import os, sys; from sieci.client.command import main; status = main(sys.argv[1:]); "
-            "sys.stderr.write(' '.join(sys.modules)); os._exit(status)")
+            "sys.stderr.write(' '.join(sys.modules)); sys.stderr.flush(); os._exit(status)")
     with open(os.devnull if stdin is None else tmp_path / "stdin.txt", "rb") as source:
         done = subprocess.run([sys.executable, "-c", code, client_address(master), str(job)], stdin=source,
                               capture_output=True, timeout=WAIT, cwd=REPO)

@@ -1,7 +1,6 @@
 """The suite itself: what an earlier run left in pytest's shared temporary folder does not fail this one."""
 
 import getpass
-import os
 import subprocess
 import sys
 
@@ -12,16 +11,11 @@ A_TEST_WITH_TMP_PATH = "tests/unit/test_bundle.py::test_only_the_executable_bit_
 
 
 def make_deep_tree(top, levels):
-    """``levels`` nested folders under ``top``, made through dir fds (no path grows that long)."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(levels):
-            os.mkdir("d", dir_fd=fd)
-            deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = deeper
-    finally:
-        os.close(fd)
+    """``levels`` nested folders under ``top``, made by a process of its own walking down (no path grows
+    that long, and this process, gevent's, would hold every folder's fd until its loop ran)."""
+    code = ("import os, sys\nos.chdir(sys.argv[1])\n"
+            "for _ in range(int(sys.argv[2])):\n    os.mkdir('d')\n    os.chdir('d')\n")
+    subprocess.run([sys.executable, "-c", code, str(top), str(levels)], check=True, timeout=60)
 
 
 def test_a_tree_deeper_than_the_recursion_limit_left_by_an_earlier_run_fails_nothing(tmp_path):

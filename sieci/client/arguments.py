@@ -178,6 +178,22 @@ def _parse_quickly(argv, masters_from_environment):
     return values, positionals, None
 
 
+def option_width(token):
+    """How many tokens the client option that ``token`` starts takes up (1, or 2 with its value apart),
+    read as the parser above reads it; 0 when ``token`` is not one of the client's options (for
+    sieci-cluster, which takes them all and must tell them from its own)."""
+    if token[:1] != "-" or token in ("-", "--"):
+        return 0
+    if token[1] != "-" and token[:2] in _BY_FLAG:
+        option, has_value = _BY_FLAG[token[:2]], len(token) > 2
+    else:
+        flag, equals, _ = token.partition("=")
+        option, has_value = _BY_FLAG.get(flag), bool(equals)
+    if option is None:
+        return 0
+    return 1 if option.kind is bool or has_value else 2
+
+
 def _program_reached(positionals, masters_from_environment):
     """Whether PROG has been read: what follows it is the job's, options or not."""
     return len(positionals) >= 2 or (len(positionals) == 1 and _names_program(positionals[0], masters_from_environment))

@@ -149,12 +149,21 @@ def main(argv=None):
         client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh,
                         retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,
                         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
+    except ClientError as error:
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        return error.exit_code
+    return run_arguments(client, args)
+
+
+def run_arguments(client, args, prog=PROG):
+    """Do what the command line ``args`` (parse_args's) asks, through ``client``; the exit status."""
+    try:
         if args.status:
             return show_status(client, args.json)
         if args.list:
             return show_jobs(client, args.json)
         if args.attach:
-            return attach(client, args.attach)
+            return attach(client, args.attach, prog)
         if args.cancel:
             client.cancel(args.cancel)
             return 0
@@ -163,11 +172,11 @@ def main(argv=None):
         if args.batch:
             from sieci.client import batch  # threads and spool files: loaded only for a batch
 
-            return batch.run(client, args, PROG)
-        return run_program(client, args.command, args.env, PROG, args.files or (), args.returns or (), args.results,
+            return batch.run(client, args, prog)
+        return run_program(client, args.command, args.env, prog, args.files or (), args.returns or (), args.results,
                            args.tty)
     except ClientError as error:
-        sys.stderr.write(f"{PROG}: error: {error}\n")
+        sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code
     except KeyboardInterrupt:
         return defaults.EXIT_INTERRUPTED

@@ -28,7 +28,7 @@ class ConnectionBroke(JobLost):
 
 class ReattachFailed(JobLost):
     """The connection broke, and the master could not be reached again to attach to the job, which may run
-    on there: it is not run again."""
+    on there: lost, as JobLost, and run again elsewhere only with retries left (at least once)."""
 
 
 class MasterRefused(ClientError):

@@ -4,7 +4,7 @@ through the upload that a classic master forces on the job's stdin and files."""
 import time
 
 from sieci import defaults
-from sieci.client.errors import ClientError, JobLost, NeedsInline, NotAccepted, ReattachFailed, StdinCannotGo
+from sieci.client.errors import ClientError, JobLost, NeedsInline, NotAccepted, StdinCannotGo
 from sieci.client.output import HeldOutput
 from sieci.wire import protocol, upload_format
 
@@ -16,8 +16,10 @@ class Failover:
     """Runs one job through ``masters`` (link.ClientLinks, in the order to try them): one that cannot be
     reached, refuses, or is lost before a worker accepted the job is passed over for the next. When
     every one has failed so, or the job was accepted and then lost, it is tried again only ``retries``
-    times, after a short pause if no master took it. ``timeout`` bounds the whole job; the files it
-    returns are at most ``max_return`` bytes."""
+    times, after a short pause if no master took it. A job whose master cannot be reached again to
+    attach to it (ReattachFailed) is lost as any other: with retries left it runs again on the next
+    master (at least once: it may also run on at the lost one). ``timeout`` bounds the whole job; the
+    files it returns are at most ``max_return`` bytes."""
 
     def __init__(self, masters, retries=0, timeout=None, max_return=defaults.MAX_RETURN):
         self.masters = masters
@@ -64,7 +66,7 @@ class Failover:
                 pause = min(2 * pause, LAST_RETRY_PAUSE)
                 continue
             except JobLost as error:
-                if retries_left == 0 or (stdin is not None and stdin.started) or isinstance(error, ReattachFailed):
+                if retries_left == 0 or (stdin is not None and stdin.started):
                     raise
                 retries_left, passed_over = retries_left - 1, 0
                 failures.append(str(error))

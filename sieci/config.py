@@ -276,8 +276,29 @@ def cluster_parser():
                      options.cluster_options())
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="PROG [ARG...]",
                         help="run this Python program (a file; - for stdin) with its arguments as python3 would, "
-                             "print its output and exit with its status; without it, serve until Ctrl-C")
+                             "print its output and exit with its status; without it, serve until Ctrl-C. Every "
+                             "option of sieci-client (--with, --return, -e, -t, ':::' batches...) may come before "
+                             "PROG, as with sieci-client; --timeout is the jobs' time limit (exit status 124)")
+    parser.add_argument("--port", type=_port_number, metavar="PORT",
+                        help="serve other clients: the master takes them on this port of 127.0.0.1 (without PROG "
+                             "only; default: a free port)")
+    parser.add_argument("--metrics", type=_metrics_address, metavar="[HOST:]PORT",
+                        help="serve the master's Prometheus metrics at /metrics and its live dashboard at / over "
+                             "HTTP on this port (of 127.0.0.1 unless HOST is given; no login)")
     return parser
+
+
+def _port_number(text):
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"not a port (1 to 65535): {text!r}")
+    return int(text)
+
+
+def _metrics_address(text):
+    try:
+        return parse_address(text, "127.0.0.1")
+    except AddressError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_cluster(argv, env=None):

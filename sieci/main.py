@@ -167,20 +167,32 @@ def _cluster_secret(isolation, serving):
     return secret, path
 
 
+def _parse_cluster_command_line(argv):
+    """sieci-cluster's options, and the client's reading of the rest (None without PROG): see
+    cluster_command.py. UsageError for a bad command line."""
+    from sieci.cluster_command import job_arguments, split_command_line
+    from sieci.config import cluster_parser, parse_cluster
+
+    parser = cluster_parser()
+    cluster_tokens, client_tokens, command = split_command_line(argv, parser)
+    args = parse_cluster([*cluster_tokens, "--", *command] if command else cluster_tokens)
+    if not command and client_tokens:
+        raise UsageError(f"{client_tokens[0]} is for running PROG: give PROG (a file, or - for stdin)",
+                         parser.format_usage(), "sieci-cluster")
+    if command and args.port is not None:
+        raise UsageError("--port serves other clients, which a cluster running PROG does not: give it without PROG",
+                         parser.format_usage(), "sieci-cluster")
+    return args, job_arguments(client_tokens, command, os.environ, parser) if command else None
+
+
 def cluster_main(argv=None):
     _patch()
     import logging
 
-    from sieci.wire.address import format_address
-    from sieci.client.client import Client
-    from sieci.client.command import run_program
-    from sieci.config import parse_cluster, settle_isolation, setup_logging
-    from sieci.worker.fork_server import ForkServerError
-    from sieci.master.master import Master
-    from sieci.worker.worker import Worker
+    from sieci.config import settle_isolation, setup_logging
 
     try:
-        args = parse_cluster(sys.argv[1:] if argv is None else argv)
+        args, job = _parse_cluster_command_line(sys.argv[1:] if argv is None else argv)
     except UsageError as error:
         return _refused(error)
     setup_logging(args.log_level, args.log_format)
@@ -189,19 +201,43 @@ def cluster_main(argv=None):
     if problem:
         return _fail("sieci-cluster", problem)
     _raise_fd_limit()
-    secret, secret_file = _cluster_secret(args.job_options["isolation"], serving=not args.command)
-    master = Master(("127.0.0.1", 0), ("127.0.0.1", 0), secret=secret)
-    workers = []
+    return _run_cluster(args, job, logging.getLogger("sieci.cluster"))
+
+
+def _run_cluster(args, job, log):
+    """Start the master and workers; run ``job`` (the client's Arguments) through them, or, without
+    one, serve until a signal; the exit status."""
+    from sieci.master.master import Master
+    from sieci.wire.address import format_address
+    from sieci.worker.fork_server import ForkServerError
+    from sieci.worker.worker import Worker
+
+    secret, secret_file = _cluster_secret(args.job_options["isolation"], serving=job is None)
+    master = Master(("127.0.0.1", 0), ("127.0.0.1", args.port or 0), secret=secret)
+    workers, metrics_servers = [], []
 
     def stop():
         for worker in workers:
             worker.stop(grace=1)
+        for server in metrics_servers:
+            server.stop()
         master.stop(grace=1)
         if secret_file:
             shutil.rmtree(os.path.dirname(secret_file), ignore_errors=True)
 
-    stopped = _stop_on_signals(stop, logging.getLogger("sieci.cluster")) if not args.command else None
-    master.start()
+    stopped = _stop_on_signals(stop, log) if job is None else None
+    try:
+        master.start()
+        if args.metrics:
+            from sieci.metrics import MasterMetrics, serve
+
+            metrics_servers.append(serve(MasterMetrics(master).registry, args.metrics, log, master=master))
+    except OSError as error:
+        stop()
+        where = f"port {args.port}" if args.port else "a loopback port"
+        if args.metrics:
+            where += f" or {format_address(args.metrics)} (--metrics)"
+        return _fail("sieci-cluster", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")
     workers += [Worker([master.workers_address], secret=secret, **args.job_options) for _ in range(args.workers)]
     try:
         for worker in workers:
@@ -211,14 +247,32 @@ def cluster_main(argv=None):
         return _fail("sieci-cluster", str(error))
     for worker in workers:
         worker.start()
-    clients_address = format_address(master.clients_address)
     if stopped is not None:
-        print(f"sieci cluster: {args.workers} worker(s); master on {clients_address} for clients, "
-              f"{format_address(master.workers_address)} for workers", flush=True)
-        print(f"run a job with: sieci-client --secret-file {secret_file} {clients_address} FILE", flush=True)
+        _say_where(args.workers, master, metrics_servers, secret_file)
         stopped.wait()
         return 0
     try:
-        return run_program(Client(clients_address, secret=secret), args.command, prog="sieci-cluster")
+        return _run_job(job, master.clients_address, secret)
     finally:
         stop()
+
+
+def _say_where(workers, master, metrics_servers, secret_file):
+    from sieci.wire.address import format_address
+
+    clients_address = format_address(master.clients_address)
+    print(f"sieci cluster: {workers} worker(s); master on {clients_address} for clients, "
+          f"{format_address(master.workers_address)} for workers", flush=True)
+    for server in metrics_servers:
+        print(f"dashboard on http://{format_address(server.address)}/, metrics at /metrics", flush=True)
+    print(f"run a job with: sieci-client --secret-file {secret_file} {clients_address} FILE", flush=True)
+
+
+def _run_job(job, clients_address, secret):
+    """What sieci-client would do with the command line ``job`` (its Arguments), through this cluster."""
+    from sieci.client.client import Client
+    from sieci.client.command import run_arguments
+
+    client = Client([clients_address], connect_timeout=job.connect_timeout, retries=job.retries, shuffle=job.shuffle,
+                    secret=secret, max_return=job.max_return, fresh=job.fresh)
+    return run_arguments(client, job, prog="sieci-cluster")

@@ -67,7 +67,7 @@ def parse_args(argv, environ=None):
         if args.tty and not os.isatty(0):
             raise _refusal("-t needs a terminal, and stdin is not one")
         if args.detach and (args.batch or args.tty or args.returns or "-" in args.command[:1]):
-            raise _refusal("--detach is for one job, whose stdin is empty (not a batch, -t, --return nor PROG -)")
+            raise _refusal("--detach is for one job (not a batch, -t, --return nor PROG -)")
         _check_globs(args.returns or [])
     try:
         args.masters = parse_masters(args.masters)

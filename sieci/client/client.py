@@ -154,18 +154,24 @@ class Client:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
 
-    def detach(self, program, args=(), env=None, fresh=None):
-        """Queue a Program (load_program's) to run with no client attached, its stdin empty; its
-        id (16 hex digits), with which ``attach`` gets its output later. ClientError if no
-        master took it."""
+    def detach(self, program, args=(), env=None, fresh=None, stdin=None):
+        """Queue a Program (load_program's) to run with no client attached, its stdin ``stdin``
+        (bytes, which go with the code) or empty; its id (16 hex digits), with which ``attach``
+        gets its output later. ClientError if no master took it."""
         from sieci.client import master_requests
 
         fresh = self.fresh if fresh is None else fresh
         fields = [*job_fields(program.filename, args, env, fresh=fresh), *program.fields]
+        payload = protocol.as_payload(program.code)
+        if stdin is not None:
+            from sieci.wire.upload_format import encode_upload_payload
+
+            inline_fields, payload = encode_upload_payload(program.code, stdin=stdin)
+            fields += inline_fields
         failures = []
         for master in self._masters():
             try:
-                return master_requests.detach(master, protocol.as_payload(program.code), fields, program.files)
+                return master_requests.detach(master, payload, fields, program.files)
             except NotAccepted as error:
                 failures.append(str(error))
         raise NotAccepted("no master took the job: " + "; ".join(failures))

@@ -69,8 +69,11 @@ def attach(client, job_id, prog=PROG):
 
 
 def detach(client, command, env=None, files=()):
-    """Queue the job of ``command`` and print its id; exit status 0 once a master has it."""
-    job_id = client.detach(load_program(command[0], files), command[1:], env)
+    """Queue the job of ``command`` and print its id; exit status 0 once a master has it. Its stdin is
+    this process's, read whole first, unless that is empty as for a job run here (see _job_stdin)."""
+    program = load_program(command[0], files)
+    stdin = _job_stdin(command[0], tty=False)
+    job_id = client.detach(program, command[1:], env, stdin=None if stdin is None else detached_stdin(stdin))
     FdOutput().write(STDOUT, job_id.encode() + b"\n")
     return 0
 
@@ -128,6 +131,21 @@ def _job_stdin(path, tty):
     from sieci.client.stdin import JobStdin
 
     return JobStdin(0)
+
+
+def detached_stdin(stdin):
+    """The bytes of ``stdin`` (a stdin.JobStdin) for a detached job, which take them with its code;
+    StdinCannotGo past MAX_INLINE_STDIN."""
+    from sieci.client.errors import StdinCannotGo
+
+    try:
+        data = stdin.read_inline(defaults.MAX_INLINE_STDIN)
+    finally:
+        stdin.close()
+    if data is None:
+        raise StdinCannotGo(f"--detach: stdin is longer than the {defaults.MAX_INLINE_STDIN >> 10} KiB a detached "
+                            "job takes with its code (give it a file with --with, or </dev/null for none)")
+    return data
 
 
 def _is_null_device(fd):

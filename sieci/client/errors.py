@@ -31,6 +31,12 @@ class ReattachFailed(JobLost):
     on there: lost, as JobLost, and run again elsewhere only with retries left (at least once)."""
 
 
+class TimedOut(ClientError):
+    """No result within the client's own --timeout: as timeout(1), and as the worker's time limit."""
+
+    exit_code = defaults.EXIT_TIME_LIMIT
+
+
 class MasterRefused(ClientError):
     """The master answered a request with ERROR."""
 

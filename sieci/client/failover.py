@@ -4,7 +4,7 @@ through the upload that a classic master forces on the job's stdin and files."""
 import time
 
 from sieci import defaults
-from sieci.client.errors import ClientError, JobLost, NeedsInline, NotAccepted, StdinCannotGo
+from sieci.client.errors import JobLost, NeedsInline, NotAccepted, StdinCannotGo, TimedOut
 from sieci.client.output import HeldOutput
 from sieci.wire import protocol, upload_format
 
@@ -47,7 +47,7 @@ class Failover:
                 result = master.run_job(payload, fields, attempt_output, deadline, files, returned, stdin,
                                         reattach=self.retries)
             except TimeoutError:
-                raise ClientError(f"no result within the --timeout of {self.timeout:g} s") from None
+                raise TimedOut(f"no result within the --timeout of {self.timeout:g} s") from None
             except NeedsInline as error:
                 fields, payload = _inline(code, fields, stdin, files, error)
                 stdin, files, position = None, None, position - 1  # the same master again

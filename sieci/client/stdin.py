@@ -21,20 +21,27 @@ from sieci.wire.stdin_stream import encode_resize, encode_stdin_header, stdin_it
 CHUNK = 256 << 10  # bytes read from stdin at a time
 STOP_PATIENCE = 1.0  # seconds to wait for the pump to stop once the results have ended
 RESIZED = object()  # what a read gives when a resize woke it, and nothing was read
+UNKNOWN_SIZE = (80, 24)  # (columns, rows) for a terminal that reports 0: shutil.get_terminal_size's fallback
+
+
+def known_size(columns, rows):
+    """``(columns, rows)`` of a terminal, each that it reports as 0 (unknown: ``script``, some CI runners)
+    taken as shutil.get_terminal_size takes it; the protocol's tty= sizes start at 1."""
+    return columns or UNKNOWN_SIZE[0], rows or UNKNOWN_SIZE[1]
 
 
 class JobStdin:
     """The job's stdin, from ``source``: bytes, a file descriptor (int), or a binary file object.
 
     ``terminal`` (columns, rows): the source is the client's terminal (-t),
-    the job gets one of that size; ``resized`` tells it of a new size.
+    the job gets one of that size (see known_size); ``resized`` tells it of a new size.
     Reads from a file descriptor wait for it and for ``stop`` alike; a file
     object's read cannot be interrupted, and is let finish on its own.
     """
 
     def __init__(self, source, terminal=None):
         self.source = memoryview(source) if isinstance(source, (bytes, bytearray)) else source
-        self.terminal = terminal
+        self.terminal = known_size(*terminal) if terminal else None
         self.started = False  # some of it has been read: what went cannot be sent again
         self._resizes = []
         self._wake_read, self._wake_write = os.pipe()
@@ -77,7 +84,7 @@ class JobStdin:
 
     def resized(self, columns, rows):
         """From a signal handler: the terminal has a new size, to tell the job."""
-        self._resizes.append((columns, rows))
+        self._resizes.append(known_size(columns, rows))
         os.write(self._wake_write, b"w")
 
     def take_resizes(self):

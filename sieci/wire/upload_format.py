@@ -201,3 +201,46 @@ def _take_part(upload, words, data):
         upload.bundle, upload.bundle_digest = data, words[2].decode("ascii", "replace")
     else:
         raise RemoteProtocolError(f"an unknown or repeated part of the upload: {b' '.join(words)[:80]!r}")
+
+
+# The job runs in a virtual environment of packages: ``requirements=<text>`` is a requirements file's whole
+# text (pip's format), written as arg='s; with ``wheels``, the job's files bundle holds wheels in the folder
+# WHEELS_FOLDER, which the environment installs from, with no index. See docs/protocol.md, "Environments".
+REQUIREMENTS_FIELD = b"requirements"
+WHEELS_FLAG = b"wheels"
+WHEELS_FOLDER = ".sieci-wheels"
+MAX_REQUIREMENTS = 32 * 1024  # bytes of a requirements file: the header line holds it
+
+
+def encode_requirements(requirements, wheels=False):
+    """The fields of a job that runs in an environment of ``requirements`` (bytes), with the bundle's wheels
+    if ``wheels``; LocalProtocolError if they cannot travel."""
+    _check_requirements(requirements, LocalProtocolError)
+    return [REQUIREMENTS_FIELD + b"=" + quote(os.fsdecode(requirements))] + ([WHEELS_FLAG] if wheels else [])
+
+
+def decode_requirements(header):
+    """``(requirements, wheels)``: the bytes of the job's requirements file and whether its bundle holds
+    wheels; ``(None, False)`` for a job with no environment; RemoteProtocolError if the fields are malformed."""
+    value = header.field(REQUIREMENTS_FIELD)
+    wheels = WHEELS_FLAG in header.fields
+    if value is None:
+        if wheels:
+            raise RemoteProtocolError("wheels without requirements")
+        return None, False
+    if wheels and header.field(FILES_FIELD) is None:
+        raise RemoteProtocolError("wheels without a files bundle")
+    requirements = os.fsencode(unquote(value))
+    _check_requirements(requirements, RemoteProtocolError)
+    return requirements, wheels
+
+
+def _check_requirements(requirements, error):
+    if len(requirements) > MAX_REQUIREMENTS:
+        raise error(f"a requirements file of more than {MAX_REQUIREMENTS} bytes")
+    if b"\0" in requirements:
+        raise error("a requirements file with a NUL byte")
+    try:
+        requirements.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error("a requirements file that is not UTF-8") from None

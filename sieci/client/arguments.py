@@ -47,6 +47,7 @@ def parse_args(argv, environ=None):
         values, positionals, batch_values = _parse_quickly(argv, masters_from_environment)
     except _AskArgparse as mistake:
         raise _explain_with_argparse(mistake.tokens) from None
+    given = set(values)  # on the command line, not from the environment
     for option in options.CLIENT:
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
@@ -60,6 +61,7 @@ def parse_args(argv, environ=None):
         args.masters, args.command = _masters_and_command(args, masters_from_environment)
         args.batch = bool(batch_values is not None or args.arg_file or args.retry_failed or args.joblog)
         _check_resuming(args)
+        _check_batch_only(given, args.batch)
         if args.batch and "-" in args.command[:1]:
             raise _refusal("- (stdin) can only be the PROG of one job, not a batch's")
         if args.tty and (args.batch or "-" in args.command[:1]):
@@ -85,6 +87,17 @@ def _check_resuming(args):
         if given and args.batch_values is None and not args.arg_file:
             raise _refusal(f"{flag} needs the batch's values (':::' VALUE... or -a FILE), as the run it resumes "
                            "had them")
+
+
+def _check_batch_only(given, batch):
+    """A batch's option (its help says "batches:") on the command line of one job is a mistake,
+    not to be let pass: ``--jobs 4 M job.py a b`` runs no batch."""
+    if batch:
+        return
+    for option in options.CLIENT:
+        if option.dest in given and option.help.startswith("batches:"):
+            raise _refusal(f"{option.flag} is for a batch (':::' VALUE... or -a FILE), and this command line runs "
+                           "one job")
 
 
 def _asks_masters_only(args):

@@ -8,20 +8,23 @@ The Python API::
     result = client.run("print('hello')")           # a sieci.Result
     result.stdout, result.stderr, result.exit_status
 
-    with sieci.Executor("master:2001", max_workers=16) as pool:
-        futures = [pool.submit(code) for code in codes]
+    with sieci.Executor("master:2001", max_workers=16, secret_file="secret") as pool:
+        futures = [pool.submit(code) for code in codes]    # each a Future of a Result
+        values = list(pool.map(fit, seeds))                # fit(seed), called on the workers
 
 Names are loaded on first use, so that ``import sieci.client.command``
 (the command-line client, started once per job) stays quick.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # CHANGELOG.md's newest release
 
 _EXPORTS = {
     "Client": "client.client", "run": "client.client", "Result": "client.result", "ClientError": "client.errors",
     "NotAccepted": "client.errors", "JobLost": "client.errors", "ReattachFailed": "client.errors",
     "OutputFailed": "client.errors", "StdinCannotGo": "client.errors", "Executor": "client.futures",
-    "load_program": "client.program", "pack_files": "client.program",
+    "load_program": "client.program", "pack_files": "client.program", "CannotPickle": "client.call_errors",
+    "PythonVersionMismatch": "client.call_errors", "CallFailed": "client.call_errors",
+    "RemoteError": "client.call_errors", "RemoteTraceback": "client.call_errors",
 }
 __all__ = sorted(_EXPORTS)
 

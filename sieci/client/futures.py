@@ -1,6 +1,7 @@
 """sieci.Executor: a concurrent.futures.Executor whose jobs run on a sieci cluster."""
 
 import concurrent.futures
+import time
 
 from sieci import defaults
 from sieci.client.client import Client
@@ -9,11 +10,16 @@ from sieci.client.client import Client
 class Executor(concurrent.futures.Executor):
     """Runs jobs on a sieci cluster, ``max_workers`` at a time.
 
-    ``submit(code)`` returns a Future of the job's Result (or of the
-    ClientError that says why sieci could not get one); ``map(codes)``
-    yields Results in order. The other arguments are Client's::
+    ``submit(fn, *args, **kwargs)`` calls the function ``fn`` on a worker and returns a Future of
+    its value (or of what it raised); ``map(fn, *iterables)`` yields the values in order. Functions
+    need the cluster's secret (``secret`` or ``secret_file``): see docs/python-api.md.
 
-        with sieci.Executor("master:2001", max_workers=16) as pool:
+    ``submit(code)`` (a str or bytes program) returns a Future of the job's Result (or of the
+    ClientError that says why sieci could not get one); ``map(codes)`` yields Results in order.
+    The other arguments are Client's::
+
+        with sieci.Executor("master:2001", max_workers=16, secret_file="secret") as pool:
+            squares = list(pool.map(lambda n: n * n, range(100)))
             for result in pool.map(f"print({n} ** 2)" for n in range(100)):
                 print(result.stdout.decode(), end="")
     """
@@ -21,16 +27,61 @@ class Executor(concurrent.futures.Executor):
     def __init__(self, masters, max_workers=defaults.JOBS_AT_ONCE, **client_settings):
         self.client = Client(masters, **client_settings)
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="sieci")
+        self._calls = None
 
-    def submit(self, code, filename="job.py", args=(), env=None, returns=(), results=".", stdin=None):
+    def submit(self, fn, /, *args, **kwargs):
+        """A Future of ``fn(*args, **kwargs)``'s value, called on a worker; for a program (``fn`` a str or
+        bytes), of its job's Result (see ``submit_code``)."""
+        if not callable(fn):
+            return self.submit_code(fn, *args, **kwargs)
+        from sieci.client.call_codec import CallCode
+
+        code = CallCode(fn)
+        return self._threads.submit(self._function_calls().call, code, args, kwargs)
+
+    def submit_code(self, code, filename="job.py", args=(), env=None, returns=(), results=".", stdin=None):
         """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment,
         the files it writes that match ``returns`` brought back into ``results`` (see Client.run),
         and ``stdin`` (bytes, or a binary file object) as its stdin."""
         return self._threads.submit(self.client.run, code, filename, None, args, env, returns=returns,
                                     results=results, stdin=stdin)
 
-    def map(self, codes, timeout=None):
-        return self._threads.map(self.client.run, codes, timeout=timeout)
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """``fn``'s values for the items of ``iterables``, in order, as concurrent.futures' map gives them
+        (``chunksize``: how many calls go in one job); for programs (``map(codes)``), their Results."""
+        if not callable(fn):
+            return self._threads.map(self.client.run, fn, *iterables, timeout=timeout)
+        from sieci.client.call_codec import CallCode
+
+        code, calls = CallCode(fn), self._function_calls()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        futures = [self._threads.submit(calls.call, code, args, {}) for args in zip(*iterables)]
+        return _in_order(futures, deadline)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         self._threads.shutdown(wait, cancel_futures=cancel_futures)
+        if self._calls is not None and wait:
+            self._calls.close()
+
+    def _function_calls(self):
+        if self._calls is None:
+            from sieci.client.calls import Calls
+
+            self._calls = Calls(self.client)
+        return self._calls
+
+
+def _in_order(futures, deadline):
+    """The futures' results in order, each waited for until ``deadline`` at most (TimeoutError after);
+    those not waited for are cancelled when this generator is closed early, as concurrent.futures does."""
+    try:
+        futures.reverse()
+        while futures:
+            future = futures.pop()
+            if deadline is None:
+                yield future.result()
+            else:
+                yield future.result(deadline - time.monotonic())
+    finally:
+        for future in futures:
+            future.cancel()

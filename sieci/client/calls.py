@@ -1,0 +1,86 @@
+"""Python functions' calls on a cluster, for sieci.Executor: each call a job (call_codec.py's program),
+whose outcome comes back as a file it returns (``--return``), inside the results that the worker seals
+with the cluster's secret and the client checks before it returns them. Nothing else is unpickled:
+what the job prints is its output, shown to the caller, never read for a value."""
+
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import weakref
+
+from sieci.client.call_codec import OUTCOME, read_outcome, value_of
+from sieci.client.call_errors import CallFailed
+from sieci.client.errors import ClientError
+
+_OUTCOME_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Calls:
+    """Runs calls through ``client`` (a Client holding the cluster's secret: ClientError without one)."""
+
+    def __init__(self, client):
+        if client.secret is None:
+            raise ClientError("functions run only with the cluster's secret (secret= or secret_file=): a function's "
+                              "value comes back pickled, and unpickling runs code, so sieci unpickles only results "
+                              "sealed with the secret")
+        self.client = client
+        self._numbers = itertools.count()
+        self._output_lock = threading.Lock()
+        self._folder = tempfile.mkdtemp(prefix="sieci-calls-")
+        self._remove_folder = weakref.finalize(self, shutil.rmtree, self._folder, True)
+
+    def call(self, code, args, kwargs):
+        """What the function of ``code`` (a call_codec.CallCode) gives for ``args`` and ``kwargs``: its
+        value, or what it raised, raised; its output goes to this process's stdout and stderr."""
+        results = os.path.join(self._folder, str(next(self._numbers)))
+        result = self.client.run(code.program(args, kwargs), returns=[OUTCOME], results=results)
+        try:
+            self._show_output(result)
+            outcome = read_outcome(_outcome_bytes(result, results))
+        finally:
+            _remove(results)
+        return value_of(outcome, result.worker or result.master)
+
+    def close(self):
+        self._remove_folder()
+
+    def _show_output(self, result):
+        """The job's output, whole, to this process's stdout and stderr, as its own output would go."""
+        with self._output_lock:
+            for data, stream in ((result.stdout, sys.stdout), (result.stderr, sys.stderr)):
+                if data:
+                    _write(stream, data)
+
+
+def _outcome_bytes(result, results):
+    """The outcome file the job returned, from the folder ``results``; CallFailed if none came."""
+    if OUTCOME not in result.returned:
+        why = "; ".join(f"{name or 'its files'}: {reason}" for name, reason in result.not_returned)
+        ended = result.message or f"it exited with status {result.exit_status}"
+        raise CallFailed(f"the function's job ended without its outcome ({why or ended})")
+    try:
+        with open(os.open(os.path.join(results, OUTCOME), _OUTCOME_FILE), "rb") as outcome:
+            return outcome.read()
+    except OSError as error:
+        raise CallFailed(f"the function's outcome cannot be read: {error.strerror or error}") from None
+
+
+def _remove(results):
+    for remove, path in ((os.unlink, os.path.join(results, OUTCOME)), (os.rmdir, results)):
+        try:
+            remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def _write(stream, data):
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        stream.write(data.decode("utf-8", "replace"))
+    else:
+        stream.flush()
+        buffer.write(data)
+    stream.flush()

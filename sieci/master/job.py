@@ -69,6 +69,7 @@ class Job:
         self.detached_at_upload = upload_format.DETACH_FIELD in header.fields  # the client leaves at once
         self.results_kept = self.detached_at_upload or upload_format.KEEP_FIELD in header.fields
         self.results_header = None
+        self.status = None  # a results.Status: how it ended, as its results' last line says (see endings.py)
         self.relayed_mid_line = False
         self.bytes_relayed = 0
         self.finished = gevent.event.Event()  # set once it has ended: what its client's greenlet waits on

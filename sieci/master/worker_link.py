@@ -12,6 +12,7 @@ import time
 import gevent
 import gevent.queue
 
+from sieci.master.endings import status_of_results
 from sieci.master.job import Cancellation, JobState
 from sieci.wire import protocol
 from sieci.wire.connection import RECV_SIZE
@@ -36,6 +37,7 @@ class WorkerLink:
         self.state = conn.conversation
         self.jobs = collections.deque()
         self.jobs_done = 0
+        self.codes_sent = 0
         self.on_offer = on_offer
         self.relay_fields = relay_fields  # a job's: the fields of the RELAY line before its code
         self._codes = None  # a queue of codes to send against standing offers, in order, by _send_codes
@@ -45,6 +47,7 @@ class WorkerLink:
         # closes, where a classic one would never come back, so its job is run out instead.
         self.extended = False
         self.makes_offers = False  # a sieci worker that can make standing offers (READY v=2 free)
+        self.worker_name = None  # the name a sieci worker gives (READY ... worker=<name>), for people
         self.silence_allowed = None  # seconds it may say nothing while its job runs (see _allow_silence)
         self.greenlet = gevent.getcurrent()
 
@@ -56,6 +59,12 @@ class WorkerLink:
     @property
     def takes_offers(self):
         return self.state.takes_offers
+
+    def number_code(self):
+        """``<worker>#<n>`` for the n-th code sent on this link: a sieci worker, which does not learn the
+        jobs' ids, counts the codes it reads on its link alike and names each job so in its log."""
+        self.codes_sent += 1
+        return f"{self.name}#{self.codes_sent}"
 
     def roll_back(self, offering):
         """Answer its READY with ROLLBACK: there is no job for it after all. ``offering``: tell a
@@ -100,7 +109,8 @@ class WorkerLink:
 
     def _unanswered(self, job, seconds):
         if self.job is job and job.state is JobState.SENT:
-            log.warning("worker %s did not answer job %s within %g s; dropping it", self.name, job.id, seconds)
+            log.warning("worker %s did not answer job %s within %g s; dropping it", self.name, job.id, seconds,
+                        extra={"job": job.id})
             self.hang_up()
 
     def _send_codes(self):
@@ -131,7 +141,8 @@ class WorkerLink:
 
     def relay_results(self, job, splice_pipes=None):
         """Relay the results block to the job's client (after its RECEIVED, which the
-        caller queued), as it comes; with ``splice_pipes``, big raw chunks past Python."""
+        caller queued), as it comes; with ``splice_pipes``, big raw chunks past Python.
+        The Status its last line gives (see endings.py), or None."""
         line = self._next_result_event(job)
         while line is not protocol.CONNECTION_CLOSED and line.word == protocol.FREE:
             self.on_offer(self)
@@ -141,6 +152,7 @@ class WorkerLink:
         job.results_header = self.conn.start_block(line.raw, results=True)
         job.relay(line.raw)
         self._allow_silence(job.results_header)
+        last_pieces = collections.deque(maxlen=3)  # the status line may come split
         while True:
             event = self._next_result_event(job)
             if event is protocol.CONNECTION_CLOSED:
@@ -148,7 +160,8 @@ class WorkerLink:
             if isinstance(event, protocol.BlockEnd):
                 self.conn.recv_size = RECV_SIZE
                 job.relay(event.raw, last=True)
-                return
+                return status_of_results(job.results_header, last_pieces)
+            last_pieces.append(event.data)
             job.relay(event.data)
             job.bytes_relayed += len(event.data)
             job.relayed_mid_line = not event.data.endswith(b"\n")

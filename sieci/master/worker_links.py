@@ -17,6 +17,8 @@ from sieci.wire.connection import Connection, SpeaksTLS, tune_socket
 
 log = logging.getLogger("sieci.master")
 
+MAX_WORKER_NAME = 200  # characters of the name a worker gives, shown to people
+
 
 class WorkerLinks:
     """The workers linked to the master (``links``), served for ``dispatcher``. ``verifier`` (an
@@ -114,6 +116,7 @@ class WorkerLinks:
                 fields = line.arguments
                 link.extended = protocol.EXTENDED in fields
                 link.makes_offers = conversation.OFFERS_FIELD in fields
+                link.worker_name = worker_name(fields) or link.worker_name
                 job = self.dispatcher.job_for(link)
                 if job is None:
                     continue
@@ -121,7 +124,7 @@ class WorkerLinks:
             else:  # (the conversation let only an answer to a code through)
                 job = link.job
             if self._accepted(job, link, line):
-                link.relay_results(job, self.splice_pipes)
+                job.status = link.relay_results(job, self.splice_pipes)
                 if job.stdin is not None and not job.stdin.cut_off(self.client_timeout):
                     raise WorkerLost(f"it took no stdin for {self.client_timeout:g} s after its job ended")
                 self.dispatcher.done(job, link)
@@ -136,8 +139,9 @@ class WorkerLinks:
                 link.conn.send_pieces([relay, job.upload], completes=protocol.JOB)
             else:
                 link.conn.send(job.upload, completes=protocol.JOB)
-            self.dispatcher.notify("dispatched", job, "dispatched to worker %s after %.3f s in the queue",
-                                   link.name, job.dispatched_at - job.queued_at)
+            link_job = link.number_code()
+            self.dispatcher.notify("dispatched", job, "dispatched to worker %s as %s after %.3f s in the queue",
+                                   link.name, link_job, job.dispatched_at - job.queued_at, link_job=link_job)
             return link.next_line()
 
     @contextlib.contextmanager
@@ -188,3 +192,9 @@ class WorkerLinks:
         files_transfer.check_need(need, job.files)
         files_transfer.send(link.conn, self.files, job.files)
         return link.next_line()
+
+
+def worker_name(ready_fields):
+    """The name a sieci worker gives on READY (``worker=<name>``), for people; None if it gives none."""
+    name = protocol.field_value(ready_fields, protocol.WORKER_FIELD)
+    return name.decode("utf-8", "replace")[:MAX_WORKER_NAME] if name else None

@@ -22,6 +22,7 @@ from sieci.wire.connection import Connection, tune_socket
 from sieci.wire.tls import describe_failure
 from sieci.worker.executor import JobRunner
 from sieci.worker.files import WorkerFiles
+from sieci.worker.job_results import worker_field
 from sieci.worker.taken_job import LinkLost, TakenJob, read_code
 
 log = logging.getLogger("sieci.worker")
@@ -206,9 +207,10 @@ class MasterLink:
             if self.worker.stopping.is_set():
                 raise LinkLost("the worker is stopping")
             # With the extension flags: a classic master reads only the first word; a sieci master learns
-            # that it may stop a job by hanging up, and that it may have us make standing offers.
+            # that it may stop a job by hanging up, that it may have us make standing offers, and our name.
             asked_at = time.monotonic()
-            self.conn.send_command(protocol.READY, protocol.EXTENDED + b" " + conversation.OFFERS_FIELD)
+            self.conn.send_command(protocol.READY, b" ".join([protocol.EXTENDED, conversation.OFFERS_FIELD,
+                                                              worker_field(self.worker.name)]))
             line = self._next_line("holding READY")
             self.round_trip.answered(asked_at)
             if line.word in (protocol.ROLLBACK, protocol.ERROR):

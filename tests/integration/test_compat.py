@@ -173,7 +173,7 @@ def test_a_sieci_worker_behind_a_classic_master_is_rolled_back_then_serves_the_n
     other_master = cluster.master()
     classic_worker = classic.worker(classic_master)
     classic_master.wait_for_workers(1)
-    cluster.worker(classic_master.workers_address, other_master)
+    cluster.worker(classic_master.workers_address, other_master, name="w1")
     classic_master.wait_for_workers(2)
     assert other_master.wait_for_workers(1, WAIT)
     classic_link, sieci_link = classic_master.links
@@ -202,7 +202,7 @@ def test_a_sieci_worker_behind_a_classic_master_is_rolled_back_then_serves_the_n
         gate.close()
     # Its late READY for job 1 got ROLLBACK.
     classic_master.wait_until(lambda: len(sieci_link.sent) == 2, what="the answer to the late READY")
-    assert sieci_link.received == [b"READY v=2 free\n"]
+    assert sieci_link.received == [b"READY v=2 free worker=w1\n"]  # a classic master reads the first word
     assert sieci_link.sent == [b"AVAILABLE\n", b"ROLLBACK\n"]
 
     # Job 2: the classic worker is busy elsewhere (its lock is held), so the
@@ -257,7 +257,7 @@ def test_classic_client_classic_master_sieci_worker(cluster, classic):
 
 def test_a_sieci_worker_behind_a_classic_master_survives_its_misdirected_error(cluster, classic):
     master = classic.master()
-    cluster.worker(master.workers_address)
+    cluster.worker(master.workers_address, name="w1")
     master.wait_for_workers(1)
     (link,) = master.links
     # A bad upload: the classic master sends its ERROR to the worker, not the client.
@@ -266,7 +266,7 @@ def test_a_sieci_worker_behind_a_classic_master_survives_its_misdirected_error(c
         garbage.sendall(b"HELLO there\n")
         master.wait_until(lambda: len(link.sent) == 2, what="the ERROR to the worker")
         assert link.sent == [b"AVAILABLE\n", b"ERROR\n"]
-        assert link.received == [b"READY v=2 free\n"]
+        assert link.received == [b"READY v=2 free worker=w1\n"]
     finally:
         garbage.close()
     status, output = sieci_client(master, b"print('still here')\n")

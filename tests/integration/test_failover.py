@@ -209,11 +209,11 @@ def test_a_worker_stops_the_job_of_a_master_that_died_and_redials(cluster):
     server = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, _: connections.put(sock) or released.wait(WAIT))
     server.start()
     try:
-        cluster.worker(server.address)
+        cluster.worker(server.address, name="w1")
         link = connections.get(timeout=WAIT)
         reader = link.makefile("rb")
         link.sendall(b"AVAILABLE\n")
-        assert reader.readline() == b"READY v=2 free\n"
+        assert reader.readline() == b"READY v=2 free worker=w1\n"
         code = b"import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
         link.sendall(protocol.encode_block(code, [protocol.EXTENDED]))
         assert reader.readline() == b"RECEIVED\n"

@@ -287,14 +287,14 @@ def _hold(sock, connections):
 
 def test_a_worker_drops_a_master_that_talks_nonsense_and_redials(cluster, fake_master):
     server, connections = fake_master
-    cluster.worker(server.address)
+    cluster.worker(server.address, name="w1")
     sock, done = connections.get(timeout=WAIT)
     sock.sendall(b"HELLO\n")
     assert sock.recv(100) == b""  # the worker hung up
     done.set()
     again, done_again = connections.get(timeout=WAIT)  # and dialled again
     again.sendall(b"AVAILABLE\n")
-    assert again.recv(100) == b"READY v=2 free\n"
+    assert again.recv(100) == b"READY v=2 free worker=w1\n"
     again.sendall(b"ROLLBACK\n")
     done_again.set()
 

@@ -99,9 +99,9 @@ def test_an_idle_sieci_worker_is_sent_each_job_at_once_the_links_first_too(clust
     master = cluster.master()
     offers = Offers(master)
     proxy = recording_proxy(master.workers_address)
-    cluster.worker(proxy.address)
+    cluster.worker(proxy.address, name="w1")
     offers.wait_for(1)
-    assert proxy.sent(0, "to target") == b"READY v=2 free\nFREE\n"
+    assert proxy.sent(0, "to target") == b"READY v=2 free worker=w1\nFREE\n"
     for number in range(3):
         assert run_job(master, b"print(%d)\n" % number) == (0, Stdout(b"%d\n" % number))
     from_master = proxy.sent(0, "from target")
@@ -249,12 +249,12 @@ def test_a_master_that_sends_a_code_no_offer_asked_for_is_dropped(cluster):
     server.listen(1)
     server.settimeout(WAIT)
     with server:
-        cluster.worker(server.getsockname())
+        cluster.worker(server.getsockname(), name="w1")
         link, _ = server.accept()
         with link:
             link.settimeout(WAIT)
             link.sendall(b"AVAILABLE\n")
-            assert link.recv(100) == b"READY v=2 free\n"
+            assert link.recv(100) == b"READY v=2 free worker=w1\n"
             link.sendall(b"ROLLBACK free\n")
             assert link.recv(100) == b"FREE\n"  # credit 1
             code = protocol.encode_block(b"print(1)\n")

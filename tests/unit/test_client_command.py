@@ -3,7 +3,11 @@
 import pytest
 
 from sieci import defaults
-from sieci.client.arguments import USAGE, parse_args
+from sieci import options
+from sieci.client.arguments import USAGE, option_width, parse_args
+from sieci.client.stdin import JobStdin, known_size
+from sieci.wire.protocol import BlockHeader
+from sieci.wire.stdin_stream import encode_resize, terminal_size, tty_field
 from sieci.options import UsageError
 
 from tests.helpers.usage import refused_usage
@@ -81,3 +85,59 @@ def test_defaults_come_from_the_environment_and_the_command_line_wins():
 def test_mistakes_are_usage_errors(capsys, argv, environ, complaint):
     assert refused_usage(parse_args, argv, environ=environ) == 2
     assert complaint in capsys.readouterr().err
+
+
+def _spelled(option):
+    """Each way ``option`` is spelled on a command line, with a value where it takes one."""
+    value = [] if option.kind is bool else ["1"]
+    return [[flag, *value] for flag in (option.flag, option.short) if flag]
+
+
+@pytest.mark.parametrize("spelled", [spelled for option in options.CLIENT for spelled in _spelled(option)],
+                         ids=lambda spelled: spelled[0])
+def test_every_client_option_after_prog_is_the_jobs(tmp_path, spelled):
+    job = tmp_path / "job.py"
+    job.write_text("")
+    for argv, environ in (["m:1", "job.py", *spelled], {}), ([str(job), *spelled], {"SIECI_MASTERS": "m:9"}):
+        args = parse_args(argv, environ=environ)
+        assert args.command == argv[-1 - len(spelled):]
+        assert all(getattr(args, option.dest) in (option.default, []) for option in options.CLIENT
+                   if option.dest != "env")
+
+
+@pytest.mark.parametrize("spelled", [spelled for option in options.CLIENT for spelled in _spelled(option)],
+                         ids=lambda spelled: spelled[0])
+def test_option_width_reads_every_option_as_the_parser_does(spelled):
+    assert option_width(spelled[0]) == len(spelled)
+    if len(spelled) == 2:
+        joined = f"{spelled[0]}={spelled[1]}" if spelled[0].startswith("--") else spelled[0] + spelled[1]
+        assert option_width(joined) == 1
+
+
+@pytest.mark.parametrize("token", ["job.py", "-", "--", "--no-such-option", "-Z", "--workers"])
+def test_option_width_of_what_is_not_a_client_option(token):
+    assert option_width(token) == 0
+
+
+@pytest.mark.parametrize("argv", [["--jobs", "4", "m:1", "job.py", "a", "b"], ["--ungroup", "m:1", "job.py"]])
+def test_a_batchs_option_on_one_jobs_command_line_is_refused(capsys, argv):
+    assert refused_usage(parse_args, argv, {}) == defaults.EXIT_USAGE
+    assert capsys.readouterr().err.endswith(f"error: {argv[0]} is for a batch (':::' VALUE... or -a FILE), and "
+                                            "this command line runs one job\n")
+
+
+def test_a_batchs_option_from_the_environment_is_no_mistake():
+    assert parse_args(["m:1", "job.py"], {"SIECI_JOBS": "4"}).command == ["job.py"]
+
+
+@pytest.mark.parametrize("reported, sent", [((97, 0), (97, 24)), ((0, 50), (80, 50)), ((0, 0), (80, 24)),
+                                            ((120, 40), (120, 40))])
+def test_a_terminal_of_0_rows_or_columns_is_sized_as_shutil_sizes_it(reported, sent):
+    assert known_size(*reported) == sent
+    stdin = JobStdin(b"", reported)
+    stdin.resized(*reported)
+    try:
+        assert (stdin.terminal, stdin.take_resizes()) == (sent, [encode_resize(*sent)])
+        assert terminal_size(BlockHeader(b"", b"", [tty_field(*sent)])) == sent
+    finally:
+        stdin.close()

@@ -32,12 +32,12 @@ class Calls:
         self._folder = tempfile.mkdtemp(prefix="sieci-calls-")
         self._remove_folder = weakref.finalize(self, shutil.rmtree, self._folder, True)
 
-    def call(self, code, args, kwargs):
-        """What the function of ``code`` (a call_codec.CallCode) gives for ``args`` and ``kwargs``: its
-        value, or what it raised, raised; its output goes to this process's stdout and stderr."""
+    def call(self, program):
+        """What the call of ``program`` (a call_codec.CallCode's) gives: the function's value, or what it
+        raised, raised; its output goes to this process's stdout and stderr."""
         results = os.path.join(self._folder, str(next(self._numbers)))
-        result = self.client.run(code.program(args, kwargs), returns=[OUTCOME], results=results)
         try:
+            result = self.client.run(program, returns=[OUTCOME], results=results)
             self._show_output(result)
             outcome = read_outcome(_outcome_bytes(result, results))
         finally:

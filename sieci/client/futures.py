@@ -36,8 +36,8 @@ class Executor(concurrent.futures.Executor):
             return self.submit_code(fn, *args, **kwargs)
         from sieci.client.call_codec import CallCode
 
-        code = CallCode(fn)
-        return self._threads.submit(self._function_calls().call, code, args, kwargs)
+        calls = self._function_calls()
+        return self._threads.submit(calls.call, CallCode(fn).program(args, kwargs))
 
     def submit_code(self, code, filename="job.py", args=(), env=None, returns=(), results=".", stdin=None):
         """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment,
@@ -55,7 +55,7 @@ class Executor(concurrent.futures.Executor):
 
         code, calls = CallCode(fn), self._function_calls()
         deadline = None if timeout is None else time.monotonic() + timeout
-        futures = [self._threads.submit(calls.call, code, args, {}) for args in zip(*iterables)]
+        futures = [self._threads.submit(calls.call, code.program(args, {})) for args in zip(*iterables)]
         return _in_order(futures, deadline)
 
     def shutdown(self, wait=True, *, cancel_futures=False):

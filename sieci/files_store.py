@@ -1,7 +1,8 @@
 """Files bundles kept on disk by their SHA-256 digest: a master's, and a worker's, bounded store.
 
 A store is a private folder (mode 0700) of its own, made fresh when its
-daemon starts and removed when it stops; each bundle is a file there named
+daemon starts and removed when it stops (or a master's lasting one in its
+--state-dir, whose bundles it finds again at its next start); each bundle is a file there named
 by its digest, written under a temporary name and renamed once its size and
 digest have been checked. A digest is used as a file name only once it is
 known to be 64 lower-case hex digits. The bundles together take at most
@@ -14,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
@@ -38,15 +40,43 @@ class FilesStore:
     (default: the system's temp folder). Counts what it took in (``received_bytes``) and gave out
     (``sent_bytes``, counted by the caller), and how often a bundle was there already (``hits``)."""
 
-    def __init__(self, capacity, parent=None):
+    def __init__(self, capacity, parent=None, lasting_folder=None):
         self.capacity = capacity
-        self.folder = tempfile.mkdtemp(prefix="sieci-files-", dir=parent)
+        self.lasting = lasting_folder is not None
+        self.folder = lasting_folder or tempfile.mkdtemp(prefix="sieci-files-", dir=parent)
         self.sizes = collections.OrderedDict()  # digest: size, the least recently used first
         self.holds = collections.Counter()  # digest: jobs that need it
         self.reserved = 0  # bytes of bundles on their way in
         self.terminators = {}  # digest: a token that occurs nowhere in it, once one was needed
         self.received_bytes = 0
         self.sent_bytes = 0
+        if self.lasting:
+            self._find_bundles()
+
+    def _find_bundles(self):
+        """The bundles a lasting folder holds from the master's last run, the least recently used first;
+        a bundle that never finished arriving is thrown away."""
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            found = []
+            for name in os.listdir(fd):
+                if name.startswith(".incoming-"):
+                    os.unlink(name, dir_fd=fd)
+                elif _DIGEST.match(name):
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode):
+                        found.append((info.st_mtime, name, info.st_size))
+        finally:
+            os.close(fd)
+        for _, digest, size in sorted(found):
+            self.sizes[digest] = size
+
+    def trim(self):
+        """Forget bundles no job needs until the store fits its capacity (which may have shrunk)."""
+        for digest in [digest for digest in self.sizes if digest not in self.holds]:
+            if self.used <= self.capacity:
+                break
+            self.forget(digest)
 
     @property
     def used(self):
@@ -125,7 +155,8 @@ class FilesStore:
         return self.terminators[digest]
 
     def close(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not self.lasting:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Incoming:

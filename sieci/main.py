@@ -79,13 +79,19 @@ def master_main(argv=None):
         return _refused(error)
     setup_logging(args.log_level, args.log_format)
     _raise_fd_limit()
-    master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
+    from sieci.master.state import StateRefused
+
+    try:
+        master = Master(args.workers_addr, args.clients_addr, max_upload=args.max_upload,
                     client_timeout=args.client_timeout, max_queue=args.max_queue, keepalive=args.keepalive,
                     names=args.names, max_unverified=args.max_unverified,
                     max_connections_per_address=args.max_connections_per_address,
                     max_new_connections=args.max_new_connections, files_store=args.files_store,
                     files_store_dir=args.files_store_dir, keep_output=args.keep_output,
-                    max_kept_output=args.max_kept_output, pipelined=not args.classic_dispatch, **args.security)
+                    max_kept_output=args.max_kept_output, pipelined=not args.classic_dispatch,
+                    state_dir=args.state_dir, **args.security)
+    except StateRefused as error:
+        return _fail("sieci-master", str(error))
     warn_if_exposed([args.workers_addr[0], args.clients_addr[0]], args.security["secret"],
                     logging.getLogger("sieci.master"), "listening")
     stopped = _stop_on_signals(lambda: master.stop(args.grace), logging.getLogger("sieci.master"))

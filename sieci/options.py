@@ -251,6 +251,8 @@ def master_options():
         Option("--max-kept-output", size, defaults.MAX_KEPT_OUTPUT,
                "keep at most this many bytes of detached jobs' results, all together, spooled in a private folder "
                "made in --files-store-dir; the oldest finished make room, and results that find none are cut"),
+        Option("--state-dir", text, None, "keep detached and kept jobs (records, uploads, results) and the files "
+               "store in this folder (0700, one master's), found again at a restart; off: lost at a restart", "DIR"),
         Option("--classic-dispatch", bool, False,
                "offer each job to workers with AVAILABLE only once they are free, as the classic master did (for "
                "comparison): no asking ahead, no standing offers"),

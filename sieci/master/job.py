@@ -1,12 +1,15 @@
 """A job as the master holds it: its upload, its client, the worker it went to, and the relay of its results."""
 
 import enum
+import functools
 import os
 import time
+from time import time as wall_clock
 
 import gevent.event
 
 from sieci import defaults
+from sieci.master import job_record
 from sieci.master.stdin_relay import StdinRelay
 from sieci.wire import protocol, upload_format
 from sieci.wire.results import Status
@@ -78,14 +81,34 @@ class Job:
         self.finished_at = None
         self.end_reason = ""  # why it failed or was cancelled, when the master knows
         self._unsent = []
+        self.submitted = wall_clock()  # seconds since the epoch, as the job's record and JOBS give them
+        self.started = self.ended_wall = None
+        self.worker_name = None  # a restored job's worker, which its record names
+        self.on_move = None  # a kept job's: called with the job after each move, and at_once= (state.Recorder.note)
+        self.upload_kept_until_end = False  # a kept job that may run again after a restart keeps its upload
+
+    @functools.cached_property
+    def program(self):
+        return job_record.program_of(self.fields)
+
+    @functools.cached_property
+    def arguments(self):
+        return job_record.arguments_of(self.fields)
 
     def move_to(self, state):
         """The job's next state, where its table leads; IllegalJobMove elsewhere."""
         if state not in JOB_TRANSITIONS.get(self.state, ()):
             raise IllegalJobMove(f"job {self.id} cannot move from {self.state.value} to {state.value}")
         self.state = state
-        if state in ENDED:
+        if state is JobState.RUNNING:
+            self.started = wall_clock()
+        elif state in ENDED:
+            self.ended_wall = wall_clock()
             self.finished.set()
+            if self.upload_kept_until_end:
+                self.discard_upload()
+        if self.on_move is not None:
+            self.on_move(self)
 
     def cancel_for(self, why):
         """Note why it is to be stopped (a Cancellation); a client that left outweighs a request: its
@@ -125,8 +148,23 @@ class Job:
             file.write(self._upload)
         self._upload = None
 
+    def adopt_upload_file(self, path, size, release):
+        """The upload is the ``size`` bytes in the file at ``path`` (a restarted master's), as after
+        move_upload_to."""
+        self._upload, self._upload_file, self.upload_size = None, (path, release), size
+
+    @property
+    def upload_file_name(self):
+        """The name of the file that holds the upload (in the kept jobs' folder), or None."""
+        return os.path.basename(self._upload_file[0]) if self._upload_file is not None else None
+
     def drop_upload(self):
-        """A worker has accepted the job, which never runs again: its upload is not needed any more."""
+        """A worker has accepted the job: its upload is not needed any more, but by a kept job that may run
+        again after a restart (``upload_kept_until_end``), until it ends."""
+        if not (self.upload_kept_until_end and not self.ended):
+            self.discard_upload()
+
+    def discard_upload(self):
         self._upload = b""
         if self._upload_file is not None:
             path, release = self._upload_file
@@ -138,8 +176,11 @@ class Job:
             release(self.upload_size)
 
     def detach(self):
-        """Its client has left, told the job's id: the job runs on for clients that attach."""
+        """Its client has left, told the job's id: the job runs on for clients that attach (its record, in a
+        --state-dir, written first)."""
         self.client = None
+        if self.on_move is not None:
+            self.on_move(self, at_once=True)
 
     def relay(self, data, last=False):
         """Bytes of the job's results (``last``: their end), to its client and its spool."""

@@ -16,6 +16,7 @@ import time
 
 import gevent
 
+from sieci.master import job_record, state
 from sieci.master.job import Cancellation, JobState
 from sieci.wire import protocol
 
@@ -83,7 +84,7 @@ class JobControl:
         why_not = self.dispatcher.cancel(job, Cancellation.REQUESTED)
         if why_not is not None:
             raise UnanswerableRequest(f"job {job_id} cannot be cancelled: {why_not}")
-        log.info("client %s cancelled job %s", name, job_id)
+        log.info("client %s cancelled job %s", name, job_id, extra={"job": job_id})
         conn.send_command(protocol.CANCELLED, protocol.job_id_field(job_id))
 
     def attach(self, conn, name, job_id, offset):
@@ -91,7 +92,7 @@ class JobControl:
         if job is None:
             raise UnanswerableRequest(f"no job {job_id} is kept here (unknown, not detached, or its output expired)")
         conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
-        log.info("client %s attached to job %s at byte %d", name, job_id, offset)
+        log.info("client %s attached to job %s at byte %d", name, job_id, offset, extra={"job": job_id})
         job.spool.attached += 1
         watcher = gevent.spawn(_stop_when_gone, conn, gevent.getcurrent())
         try:
@@ -132,13 +133,12 @@ def _stop_when_gone(conn, attacher):
 
 
 def _described(job, now):
+    """A job as JOBS lists it: see job_record.described."""
     spool = job.spool
-    if spool is not None and spool.ended:
-        state = spool.outcome
-    else:
-        state = "running" if job.state is JobState.RUNNING else "queued"  # (one sent to a worker's credit waits there)
-    return {"id": job.id, "state": state, "age": round(now - job.queued_at, 3), "client": job.client_name,
-            "detached": job.client is None, "worker": job.worker.name if job.worker is not None else None}
+    record = job_record.record_of(job, state.exit_status_of(job))
+    if spool is None or not spool.ended:
+        record["state"] = "running" if job.state is JobState.RUNNING else "queued"
+    return job_record.described(record, now - job.queued_at, job.client is not None)
 
 
 def _encode(listing):

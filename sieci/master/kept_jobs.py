@@ -23,10 +23,13 @@ import time
 
 import gevent.event
 
+from sieci.master.job_record import exit_status_of
+
 log = logging.getLogger("sieci.master")
 
-JOB_OVERHEAD = 4096  # bytes a kept job counts for, beyond its results
+JOB_OVERHEAD = 4096  # bytes a kept job counts for, beyond its results (its record in a --state-dir included)
 READ_SIZE = 64 << 10
+TAIL_SIZE = 4096  # bytes at the end of a job's results that hold its status line
 
 
 def new_job_id():
@@ -55,6 +58,31 @@ class Spool:
         self.ended_at = None
         self.attached = 0  # clients attached now
         self._grew = gevent.event.Event()
+        self._exit_status = None
+
+    @classmethod
+    def restored(cls, store, path, complete, outcome, reason, ended_at):
+        """The spool a restarted master finds in the file at ``path``: its job has ended (``outcome``, at
+        ``ended_at`` on the monotonic clock), ``complete`` if its block's terminator line is in."""
+        spool = cls.__new__(cls)
+        spool.store, spool.path, spool._writer = store, path, None
+        spool.size = os.stat(path, follow_symlinks=False).st_size
+        spool.complete, spool.cut = complete, not complete
+        spool.ended, spool.outcome, spool.reason, spool.ended_at = True, outcome, reason, ended_at
+        spool.attached, spool._grew, spool._exit_status = 0, gevent.event.Event(), None
+        return spool
+
+    @property
+    def file_name(self):
+        return os.path.basename(self.path)
+
+    def exit_status(self):
+        """The job's exit status, as its complete results end with it; None before, or without one."""
+        if self._exit_status is None and self.complete and self.ended:
+            header = self.read(0).partition(b"\n")[0].split()
+            tail = self.read(max(0, self.size - TAIL_SIZE))
+            self._exit_status = exit_status_of(tail, header[1]) if len(header) > 1 else None
+        return self._exit_status
 
     def write(self, data, last=False):
         if self.cut or not data:
@@ -79,7 +107,7 @@ class Spool:
     def end(self, outcome, reason):
         self.ended, self.outcome, self.reason = True, outcome, reason
         self.ended_at = time.monotonic()
-        self._close_writer()
+        self.close_writer()
         self._note_growth()
 
     def read(self, offset):
@@ -101,10 +129,10 @@ class Spool:
         grew.set()
 
     def close(self):
-        self._close_writer()
+        self.close_writer()
         _remove(self.path)
 
-    def _close_writer(self):
+    def close_writer(self):
         if self._writer is not None:
             os.close(self._writer)
             self._writer = None
@@ -129,12 +157,15 @@ def _write_all(fd, data):
 
 class KeptJobs:
     """The kept jobs by id, at most ``max_bytes`` of them, each kept ``retention`` seconds
-    after it ended, spooled in a private folder made in ``parent`` (default: the temp folder)."""
+    after it ended, spooled in a private folder made in ``parent`` (default: the temp folder); or, with
+    a ``recorder`` (a state.Recorder), in the state folder's ``folder``, where they outlive the master."""
 
-    def __init__(self, max_bytes, retention, parent=None):
+    def __init__(self, max_bytes, retention, parent=None, folder=None, recorder=None):
         self.max_bytes = max_bytes
         self.retention = retention
-        self.folder = tempfile.mkdtemp(prefix="sieci-kept-", dir=parent)
+        self.folder = folder or tempfile.mkdtemp(prefix="sieci-kept-", dir=parent)
+        self.lasting = folder is not None
+        self.recorder = recorder
         self.jobs = {}  # id: job.Job, oldest first
         self.total = 0
 
@@ -151,10 +182,20 @@ class KeptJobs:
             job.move_upload_to(self._new_path(), self.release)
             job.spool = Spool(self, self._new_path())
         except OSError:
-            job.drop_upload()
+            job.discard_upload()
             self.total -= JOB_OVERHEAD
             raise
         self.jobs[job.id] = job
+        if self.recorder is not None:
+            job.upload_kept_until_end = not job.detached_at_upload  # it may run again after a restart
+            job.on_move = self.recorder.note
+            self.recorder.note(job)
+
+    def restore(self, job, room):
+        """Keep ``job``, which a restarted master found in its records, taking ``room`` bytes."""
+        self.total += room + JOB_OVERHEAD
+        self.jobs[job.id] = job
+        job.on_move = self.recorder.note
 
     def release(self, size):
         """``size`` bytes of the store are free again (a kept job's upload, once accepted)."""
@@ -199,9 +240,16 @@ class KeptJobs:
         del self.jobs[job.id]
         self.total -= job.spool.size + JOB_OVERHEAD
         job.spool.close()
-        job.drop_upload()
+        job.discard_upload()
+        if self.recorder is not None:
+            self.recorder.forget(job.id)
 
     def close(self):
+        """Forget every job; a lasting store only closes its files, which a restarted master finds."""
+        if self.lasting:
+            for job in self.jobs.values():
+                job.spool.close_writer()
+            return
         for job in list(self.jobs.values()):
             self._forget(job)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -19,6 +19,8 @@ from sieci.files_store import FilesStore
 from sieci.master import dispatch, ports
 from sieci.master.intake import Intake
 from sieci.master.kept_jobs import KeptJobs
+from sieci.master.restore import Restoration
+from sieci.master.state import Recorder, StateDir
 from sieci.master.worker_links import WorkerLinks
 from sieci.wire import auth, status
 from sieci.wire.address import format_address
@@ -31,7 +33,7 @@ class Master:
                  secret=None, tls=None, names=(), max_unverified=defaults.MAX_UNVERIFIED,
                  max_connections_per_address=defaults.MAX_CONNECTIONS_PER_ADDRESS, files_store=defaults.FILES_STORE,
                  files_store_dir=None, keep_output=defaults.KEEP_OUTPUT, max_kept_output=defaults.MAX_KEPT_OUTPUT,
-                 pipelined=True, max_new_connections=defaults.MAX_NEW_CONNECTIONS):
+                 pipelined=True, max_new_connections=defaults.MAX_NEW_CONNECTIONS, state_dir=None):
         """``secret`` (bytes) makes every worker and client prove they hold it, in
         signatures meant for this master (reached at its own address or host name,
         or at one of ``names``: see auth.Identity); ``tls`` (an ssl.SSLContext for
@@ -44,7 +46,9 @@ class Master:
         ``files_store_dir`` (default: the system's temp folder). Detached jobs' results are kept
         ``keep_output`` seconds after they end, ``max_kept_output`` bytes of them at most, in a
         private folder made there too (see kept_jobs.py). ``pipelined``: keep workers from idling a round
-        trip between jobs (see wire/conversation.py); off, jobs are dispatched as the classic master did."""
+        trip between jobs (see wire/conversation.py); off, jobs are dispatched as the classic master did.
+        ``state_dir``: keep kept jobs, their results and the files store there, and find them again at the
+        next start (see state.py); state.StateRefused if the folder cannot be used."""
         self.client_timeout = client_timeout
         self.keepalive = keepalive
         self.verifier = auth.Verifier(secret) if secret else None
@@ -52,9 +56,12 @@ class Master:
         self.tls = tls
         self.started_at = time.monotonic()
         self.dispatcher = dispatch.Dispatcher(max_queue, pipelined, client_timeout)
-        self.files = FilesStore(files_store, files_store_dir)
+        self.state = StateDir(state_dir) if state_dir else None
+        self.recorder = Recorder(self.state) if self.state else None
+        self.files = FilesStore(files_store, files_store_dir, lasting_folder=self.state and self.state.files_folder)
         self.dispatcher.listeners.append(self._release_files)
-        self.kept = KeptJobs(max_kept_output, keep_output, files_store_dir)
+        self.kept = KeptJobs(max_kept_output, keep_output, files_store_dir,
+                             folder=self.state and self.state.kept_folder, recorder=self.recorder)
         self.intake = Intake(self.dispatcher, lambda: status.snapshot(self), max_upload, max_unverified,
                              max_connections_per_address, client_timeout, keepalive, self.verifier,
                              plaintext_only=tls is None, files=self.files, kept=self.kept,
@@ -64,6 +71,9 @@ class Master:
         self.worker_links = WorkerLinks(self.dispatcher, self.verifier, self.files, self.splice_pipes, client_timeout,
                                         keepalive, plaintext_only=tls is None)
         self.links = self.worker_links.links
+        if self.state is not None:
+            Restoration(self.state, self.kept, self.files, self.dispatcher, self.intake.watch).run()
+            self.recorder.commit()
         self.worker_server = StreamServer(workers_address, ports.behind_tls(self.worker_links.handle_worker, "worker",
                                                                             tls, client_timeout))
         self.client_server = TunedServer(clients_address, ports.behind_tls(self.intake.handle_client, "client", tls,
@@ -98,6 +108,8 @@ class Master:
         """Stop taking jobs, fail the queued ones, let running ones finish."""
         self.client_server.close()
         self.worker_server.close()
+        if self.recorder is not None:
+            self._leave_detached_queued()
         self.dispatcher.stop(grace)
         for link in list(self.links):
             link.hang_up()
@@ -106,6 +118,18 @@ class Master:
             self.splice_pipes.close()
         self.files.close()
         self.kept.close()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def _leave_detached_queued(self):
+        """Queued jobs that no client waits for stay queued in the state folder, for the next start."""
+        dispatcher = self.dispatcher
+        staying = [job for job in dispatcher.pending_jobs if job.client is None and job.spool is not None]
+        for job in staying:
+            dispatcher.pending_jobs.remove(job)
+            dispatcher.active_jobs.discard(job)
+            dispatcher.jobs_by_id.pop(job.id, None)
+        log.info("%d queued job(s) stay in %s for the next start", len(staying), self.state.path)
 
     def _release_files(self, event, job):
         """A job that has ended no longer needs its files bundle kept."""

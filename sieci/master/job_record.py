@@ -1,0 +1,115 @@
+"""A kept job's record, without I/O: what the master lists of a job and keeps of it across a restart,
+and what a restarted master does with each job it finds recorded.
+
+A record is a dict of the columns of state.py's ``jobs`` table. ``record_of`` reads one off a
+master.job.Job; ``restart_action`` decides, from a record alone, whether its job runs (again), was
+lost, or had ended. ``exit_status_of`` reads a job's exit status off the end of its kept results.
+"""
+
+from sieci.wire import protocol, upload_format
+from sieci.wire.results import parse_status
+
+# The columns, in the table's order.
+COLUMNS = ("id", "program", "arguments", "submitter", "state", "exit_status", "submitted", "started", "ended",
+           "worker", "detached", "keep", "reason", "upload_file", "upload_size", "spool_file", "complete",
+           "files_digest", "stdin")
+_STATUS_KINDS = (b"exit", b"signal", b"limit", b"error")
+MAX_PROGRAM_NAME = 255  # characters of a program's name recorded and listed
+ENDED_STATES = frozenset({"done", "failed", "cancelled"})
+
+# What a restarted master does with a recorded job.
+KEEP_ENDED = "ended"  # its results are kept for --attach as they were
+REQUEUE = "requeue"  # it never reached a worker: it waits in the queue again
+RERUN = "rerun"  # it ran, but its client asked for --retries and no byte of its results had come
+LOST = "lost"  # it may have run, in part or whole: reported lost, never run again
+
+LOST_RUNNING = "lost: the master stopped while the job ran (it may have run in part or whole)"
+LOST_NO_UPLOAD = "lost: the master stopped and its upload is gone"
+LOST_STDIN = "lost: the master stopped and the job's stdin streamed from its client"
+LOST_FILES = "lost: the master stopped and the job's files bundle is gone"
+
+
+def program_of(fields):
+    """The program's name as its client gave it, from an upload header's ``fields``; or None."""
+    name = protocol.field_value(fields, upload_format.NAME_FIELD)
+    try:
+        text = upload_format.unquote(name) if name is not None else None
+    except protocol.RemoteProtocolError:
+        return None
+    return text and text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:MAX_PROGRAM_NAME]
+
+
+def arguments_of(fields):
+    """How many arguments an upload header's ``fields`` give its program."""
+    prefix = upload_format.ARG_FIELD + b"="
+    return sum(1 for field in fields if field.startswith(prefix))
+
+
+def record_of(job, exit_status=None):
+    """The record of ``job`` (a master.job.Job whose results are kept) as it stands."""
+    spool = job.spool
+    ended = spool is not None and spool.ended
+    upload_file = job.upload_file_name
+    return {
+        "id": job.id, "program": job.program, "arguments": job.arguments, "submitter": job.client_name,
+        "state": spool.outcome if ended else job.state.value, "exit_status": exit_status,
+        "submitted": job.submitted, "started": job.started, "ended": job.ended_wall,
+        "worker": job.worker.name if job.worker is not None else job.worker_name,
+        "detached": int(job.detached_at_upload), "keep": int(not job.detached_at_upload),
+        "reason": (spool.reason or None) if ended else None,
+        "upload_file": upload_file, "upload_size": job.upload_size,
+        "spool_file": spool.file_name if spool is not None else None,
+        "complete": int(spool is not None and spool.complete),
+        "files_digest": job.files.digest if job.files is not None else None,
+        "stdin": int(job.stdin is not None),
+    }
+
+
+def restart_action(record, upload_present, files_present, results_begun):
+    """What a restarted master does with the job of ``record``: KEEP_ENDED, REQUEUE, RERUN or LOST, and,
+    for LOST, the reason its attachers are told. ``upload_present``: its upload's file is still there;
+    ``files_present``: its files bundle, if it has one, is in the store; ``results_begun``: some of its
+    results were kept."""
+    if record["state"] in ENDED_STATES:
+        return KEEP_ENDED, None
+    if record["state"] == "running" and (record["detached"] or results_begun):
+        return LOST, LOST_RUNNING
+    if not upload_present:
+        return LOST, LOST_NO_UPLOAD
+    if record["stdin"]:
+        return LOST, LOST_STDIN
+    if not files_present:
+        return LOST, LOST_FILES
+    return (RERUN if record["state"] == "running" else REQUEUE), None
+
+
+def exit_status_of(tail, terminator):
+    """The exit status the last lines of a complete results block (``tail``, its last bytes) give, for
+    results whose block header named ``terminator``; None for results with no status (a classic worker's).
+    The status line may follow a raw chunk's bytes on the same line: the first status found in it counts."""
+    lines = tail.split(b"\n")
+    if len(lines) < 3 or lines[-1] != b"" or lines[-2] != terminator:
+        return None
+    line = lines[-3]
+    starts = [0] + [line.find(protocol.STATUS_TAG + b" " + kind + b" ") for kind in _STATUS_KINDS]
+    for start in sorted(start for start in starts if start >= 0):
+        try:
+            return parse_status(line[start:]).exit_code
+        except protocol.RemoteProtocolError:
+            continue
+    return None
+
+
+def described(record, age, attached):
+    """A job as JOBS lists it (see docs/protocol.md, "Job control"), from its record; ``age``: seconds
+    since it was queued, ``attached``: whether its client is still with it."""
+    return {"id": record["id"], "state": _listed_state(record["state"]), "age": round(age, 3),
+            "client": record["submitter"], "detached": not attached, "worker": record["worker"],
+            "program": record["program"], "arguments": record["arguments"], "exit_status": record["exit_status"],
+            "submitted": record["submitted"], "started": record["started"], "ended": record["ended"],
+            "reason": record["reason"]}
+
+
+def _listed_state(state):
+    """A job sent to a worker's credit waits there: JOBS calls it queued, as it always did."""
+    return "queued" if state == "sent" else state

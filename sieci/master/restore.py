@@ -1,0 +1,110 @@
+"""A restarted master's kept jobs, found again in its --state-dir: each recorded job is kept for
+--attach as it was, queued again, or reported lost (job_record.restart_action decides which)."""
+
+import logging
+import os
+import time
+
+from sieci.master import job_record
+from sieci.master.job import Job, JobState
+from sieci.master.kept_jobs import Spool
+from sieci.wire import protocol
+
+log = logging.getLogger("sieci.master")
+
+HEADER_LIMIT = 1 << 20  # bytes of an upload's file read for its header line
+_BARE_HEADER = {True: b"ENDSEQ T detach", False: b"ENDSEQ T keep"}
+
+
+class Restoration:
+    """Restores the jobs of ``state`` (a state.StateDir) into ``kept`` (a KeptJobs), ``files`` (a
+    FilesStore) and ``dispatcher``; ``watch`` (a ClientWatch) gives a restored ``keep`` job's client its
+    time to attach again."""
+
+    def __init__(self, state, kept, files, dispatcher, watch):
+        self.state = state
+        self.kept = kept
+        self.files = files
+        self.dispatcher = dispatcher
+        self.watch = watch
+        self.present = state.kept_files()
+        self.counts = {action: 0 for action in (job_record.KEEP_ENDED, job_record.REQUEUE, job_record.RERUN,
+                                                job_record.LOST)}
+
+    def run(self):
+        records = self.state.records()
+        used, unusable = set(), []
+        for record in records:
+            if record["spool_file"] not in self.present:
+                unusable.append(record["id"])
+                continue
+            used.update(name for name in (record["spool_file"], record["upload_file"]) if name)
+            self._restore(record)
+        if unusable:
+            log.warning("%d recorded job(s) lost their kept results in %s (removed by hand?): forgotten",
+                        len(unusable), self.kept.folder)
+            self.state.delete(unusable)
+        for name in self.present - used:  # a job's files from before its first record was written
+            os.unlink(os.path.join(self.kept.folder, name))
+        self.files.trim()
+        log.info("state of %s: %d ended job(s) kept, %d queued again, %d run again (--retries), %d lost",
+                 self.state.path, *self.counts.values(), extra={"event": "restored"})
+
+    def _restore(self, record):
+        upload_present = record["upload_file"] in self.present
+        spool_path = os.path.join(self.kept.folder, record["spool_file"])
+        results_begun = os.stat(spool_path, follow_symlinks=False).st_size > 0
+        files_present = record["files_digest"] is None or self.files.has(record["files_digest"])
+        action, reason = job_record.restart_action(record, upload_present, files_present, results_begun)
+        self.counts[action] += 1
+        job = self._job(record, upload_present and action in (job_record.REQUEUE, job_record.RERUN))
+        if action in (job_record.KEEP_ENDED, job_record.LOST):
+            ended = record["ended"] if action == job_record.KEEP_ENDED else time.time()
+            outcome = record["state"] if action == job_record.KEEP_ENDED else JobState.FAILED.value
+            job.state = JobState(outcome)
+            job.ended_wall = ended
+            job.finished.set()
+            job.spool = Spool.restored(self.kept, spool_path, bool(record["complete"]), outcome,
+                                       reason or record["reason"] or "", time.monotonic() - (time.time() - ended))
+            self._drop_upload_file(record)
+            self.kept.restore(job, job.spool.size)
+            if action == job_record.LOST:
+                log.warning("job %s %s", job.id, reason, extra={"job": job.id, "event": "lost"})
+                self.kept.recorder.note(job)
+            return
+        os.unlink(spool_path)
+        job.spool = Spool(self.kept, os.path.join(self.kept.folder, os.urandom(8).hex()))
+        job.upload_kept_until_end = not job.detached_at_upload
+        job.started = job.worker_name = None
+        self.kept.restore(job, job.upload_size)
+        self.kept.recorder.note(job)
+        if job.files is not None:
+            self.files.hold(job.files.digest)
+        self.dispatcher.enqueue(job)
+        if not job.detached_at_upload:
+            self.watch.attacher_left(job)
+
+    def _job(self, record, with_upload):
+        """The Job of ``record``, with its upload (in its file) if ``with_upload``."""
+        path = os.path.join(self.kept.folder, record["upload_file"]) if with_upload else None
+        header = protocol.parse_header(_first_line(path) if path else _BARE_HEADER[bool(record["detached"])])
+        job = Job(record["id"], b"", None, record["submitter"], header)
+        job.detach()
+        job.program, job.arguments = record["program"], record["arguments"]
+        job.submitted, job.started, job.worker_name = record["submitted"], record["started"], record["worker"]
+        job.queued_at = time.monotonic() - max(0.0, time.time() - record["submitted"])
+        if path is not None:
+            job.adopt_upload_file(path, record["upload_size"], self.kept.release)
+        return job
+
+    def _drop_upload_file(self, record):
+        if record["upload_file"] in self.present:
+            os.unlink(os.path.join(self.kept.folder, record["upload_file"]))
+
+
+def _first_line(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, HEADER_LIMIT, 0).partition(b"\n")[0]
+    finally:
+        os.close(fd)

@@ -1,0 +1,70 @@
+"""A master's --state-dir over real sockets: kept jobs and queued detached ones outlive a stop and start,
+listed with their program and exit status; the kept-output bound bounds the records too."""
+
+import pytest
+
+from sieci.client import client
+from sieci.master.state import StateRefused
+
+from tests.helpers import LOOPBACK, JobEvents, client_address
+
+
+def program(code, name="job.py"):
+    return client.Program(code, name)
+
+
+def test_queued_detached_and_ended_kept_jobs_outlive_a_stop_and_start(cluster, tmp_path):
+    state = tmp_path / "state"
+    first = cluster.master(state_dir=str(state))
+    worker = cluster.worker(first)
+    events = JobEvents(first)
+    api = client.Client(client_address(first))
+    ended = api.detach(program(b"import sys\nprint('ended', sys.argv[1:])\nsys.exit(4)\n", "ended.py"), ["a", "b"])
+    events.wait_for("done")
+    worker.stop(grace=1)
+    queued = [api.detach(program(b"import sys\nprint('queued', sys.argv[1])\n"), [str(n)]) for n in range(3)]
+    first.stop(grace=1)
+    cluster.masters.remove(first)
+
+    second = cluster.master(state_dir=str(state))
+    again = client.Client(client_address(second))
+    [(_, listing)] = again.jobs()
+    listed = {job["id"]: job for job in listing["jobs"]}
+    assert [listed[job_id]["state"] for job_id in [ended, *queued]] == ["done", "queued", "queued", "queued"]
+    assert (listed[ended]["program"], listed[ended]["arguments"], listed[ended]["exit_status"]) == ("ended.py", 2, 4)
+    assert listed[ended]["submitted"] <= listed[ended]["started"] <= listed[ended]["ended"]
+    assert listed[queued[0]]["started"] is None and listed[queued[0]]["exit_status"] is None
+    cluster.worker(second)
+    for number, job_id in enumerate(queued):
+        result = again.attach(job_id)
+        assert (result.exit_status, result.stdout) == (0, f"queued {number}\n".encode())
+    result = again.attach(ended)
+    assert (result.exit_status, result.stdout) == (4, b"ended ['a', 'b']\n")
+
+
+def test_a_second_master_on_the_same_folder_is_refused(cluster, tmp_path):
+    cluster.master(state_dir=str(tmp_path / "state"))
+    from sieci.master.master import Master
+
+    with pytest.raises(StateRefused, match="in use by another master"):
+        Master(LOOPBACK, LOOPBACK, state_dir=str(tmp_path / "state"))
+
+
+def test_the_kept_output_bound_bounds_the_records_too(cluster, tmp_path):
+    state = tmp_path / "state"
+    master = cluster.master(state_dir=str(state), max_kept_output=6 * 4096)
+    cluster.worker(master)
+    events = JobEvents(master)
+    api = client.Client(client_address(master))
+    job_ids = []
+    for number in range(12):
+        job_ids.append(api.detach(program(b"print('x' * 1000)\n")))
+        events.wait_for("done", number + 1)
+    master.stop(grace=1)
+    cluster.masters.remove(master)
+    again = cluster.master(state_dir=str(state))
+    [(_, listing)] = client.Client(client_address(again)).jobs()
+    kept = [job["id"] for job in listing["jobs"]]
+    assert 1 <= len(kept) < 6 and kept == job_ids[-len(kept):]  # the newest, the oldest evicted
+    assert len(again.state.records()) == len(kept)
+    assert len(list((state / "kept").iterdir())) == len(kept)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sieci import __version__
+from sieci import __version__, defaults
 
 from tests.helpers import REPO, WAIT, client_address
 
@@ -198,3 +198,84 @@ def test_on_a_terminal_unflushed_lines_arrive_as_they_are_printed(cluster, tmp_p
         client.wait()
         os.close(controller)
     assert seen.replace(b"\r\n", b"\n") == b"first False\nsecond\n"
+
+
+def client_with(argv, **options):
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+    return subprocess.run([sys.executable, CLIENT, *argv], capture_output=True, timeout=WAIT, env=environ, **options)
+
+
+def test_the_clients_own_timeout_exits_124_with_its_line(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "slow.py"
+    job.write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    done = client_with(["--timeout", "1", client_address(master), str(job)])
+    assert (done.returncode, done.stdout) == (124, b"started\n")
+    assert done.stderr == b"sieci-client: error: no result within the --timeout of 1 s\n"
+
+
+@pytest.mark.parametrize("reported, seen", [((97, 0), (97, 24)), ((0, 0), (80, 24)), ((0, 40), (80, 40))])
+def test_t_on_a_terminal_that_reports_0_rows_or_columns(cluster, tmp_path, reported, seen):
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "size.py"
+    job.write_text("import os, shutil\nprint(tuple(os.get_terminal_size()), tuple(shutil.get_terminal_size()))\n")
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", reported[1], reported[0], 0, 0))
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SIECI_")}
+    client = subprocess.Popen([sys.executable, CLIENT, "-t", client_address(master), str(job)], stdin=terminal,
+                              stdout=terminal, stderr=terminal, env=environ, start_new_session=True)
+    try:
+        seen_text = b""
+        while b")\r\n" not in seen_text:
+            assert select.select([controller], [], [], WAIT)[0], f"nothing within {WAIT} s: {seen_text!r}"
+            seen_text += os.read(controller, 4096)
+        assert client.wait(WAIT) == 0
+    finally:
+        client.kill()
+        client.wait()
+        os.close(controller)
+        os.close(terminal)
+    assert seen_text == f"{seen} {seen}\r\n".encode()
+
+
+def test_detach_keeps_a_piped_stdin(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "cat.py"
+    job.write_text("import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read()[::-1])\n")
+    data = bytes(range(256)) * 200  # 50 KiB, within what goes with the code
+    detached = client_with(["--detach", client_address(master), str(job)], input=data)
+    assert detached.returncode == 0, detached.stderr
+    attached = client_with(["--attach", detached.stdout.decode().strip(), client_address(master)])
+    assert (attached.returncode, attached.stdout) == (0, data[::-1])
+    with open(os.devnull, "rb") as nothing:
+        empty = client_with(["--detach", client_address(master), str(job)], stdin=nothing)
+    attached = client_with(["--attach", empty.stdout.decode().strip(), client_address(master)])
+    assert (attached.returncode, attached.stdout) == (0, b"")
+
+
+def test_detach_refuses_a_stdin_too_long_to_go_with_the_code(cluster, tmp_path):
+    master = cluster.master()
+    job = tmp_path / "cat.py"
+    job.write_text("import sys\nsys.stdin.read()\n")
+    done = client_with(["--detach", client_address(master), str(job)], input=b"x" * (defaults.MAX_INLINE_STDIN + 1))
+    assert (done.returncode, done.stdout) == (defaults.EXIT_USAGE, b"")
+    assert done.stderr == (b"sieci-client: error: --detach: stdin is longer than the 64 KiB a detached job takes with "
+                           b"its code (give it a file with --with, or </dev/null for none)\n")
+    listed = client_with(["--list", client_address(master)])
+    assert (listed.returncode, listed.stdout.splitlines()[0].endswith(b"jobs 0")) == (0, True)
+
+
+def test_client_options_after_prog_are_the_jobs_arguments(show):
+    master, program = show
+    done = run_client(master, program, "--return", "x", "-t", "--detach", "-e", "GREETING=no", "--jobs", "2")
+    assert (done.returncode, done.stdout) == (
+        0, "['--return', 'x', '-t', '--detach', '-e', 'GREETING=no', '--jobs', '2'] None\n")

@@ -70,9 +70,12 @@ def restart_action(record, upload_present, files_present, results_begun):
     for LOST, the reason its attachers are told. ``upload_present``: its upload's file is still there;
     ``files_present``: its files bundle, if it has one, is in the store; ``results_begun``: some of its
     results were kept."""
-    if record["state"] in ENDED_STATES:
+    state = record["state"]
+    if state in ENDED_STATES:
         return KEEP_ENDED, None
-    if record["state"] == "running" and (record["detached"] or results_begun):
+    # A worker took it (its record may lag by a commit: the upload of a detached job goes once it is taken).
+    ran = state == "running" or results_begun or (state == "sent" and not upload_present)
+    if ran and (record["detached"] or results_begun or not upload_present):
         return LOST, LOST_RUNNING
     if not upload_present:
         return LOST, LOST_NO_UPLOAD
@@ -80,7 +83,7 @@ def restart_action(record, upload_present, files_present, results_begun):
         return LOST, LOST_STDIN
     if not files_present:
         return LOST, LOST_FILES
-    return (RERUN if record["state"] == "running" else REQUEUE), None
+    return (RERUN if ran else REQUEUE), None
 
 
 def exit_status_of(tail, terminator):

@@ -9,6 +9,7 @@ from sieci.master import job_record
 from sieci.master.job import Job, JobState
 from sieci.master.kept_jobs import Spool
 from sieci.wire import protocol
+from sieci.wire.results import ResultDecoder, Status
 
 log = logging.getLogger("sieci.master")
 
@@ -64,8 +65,9 @@ class Restoration:
             job.state = JobState(outcome)
             job.ended_wall = ended
             job.finished.set()
-            job.spool = Spool.restored(self.kept, spool_path, bool(record["complete"]), outcome,
-                                       reason or record["reason"] or "", time.monotonic() - (time.time() - ended))
+            complete = bool(record["complete"]) or (action == job_record.LOST and _end_lost_results(spool_path, reason))
+            job.spool = Spool.restored(self.kept, spool_path, complete, outcome, reason or record["reason"] or "",
+                                       time.monotonic() - (time.time() - ended))
             self._drop_upload_file(record)
             self.kept.restore(job, job.spool.size)
             if action == job_record.LOST:
@@ -100,6 +102,34 @@ class Restoration:
     def _drop_upload_file(self, record):
         if record["upload_file"] in self.present:
             os.unlink(os.path.join(self.kept.folder, record["upload_file"]))
+
+
+def _end_lost_results(path, reason):
+    """End the results a lost job left in the file at ``path`` with the status ``x error lost <reason>``,
+    as the master ends a lost worker's (see Job.tell_failed); whether they could be: only extended
+    results, not cut in the middle of a raw chunk (whose length a client counts), can."""
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        first = os.pread(fd, HEADER_LIMIT, 0)
+        if not first:
+            return False
+        header = protocol.parse_header(first.partition(b"\n")[0])
+        if not header.extended:
+            return False
+        decoder, offset = ResultDecoder(), len(first.partition(b"\n")[0]) + 1
+        while data := os.pread(fd, 1 << 16, offset):
+            decoder.feed(data)
+            offset += len(data)
+        if not decoder.complete or decoder.status is not None:
+            return False
+        ending = b"\n" if decoder._partial else b""  # a line cut short: ended, as Job.tell_failed does
+        lost = Status(b"error", b"lost", reason.encode())
+        os.pwrite(fd, ending + lost.encode() + header.terminator + b"\n", offset)
+        return True
+    except protocol.ProtocolError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _first_line(path):

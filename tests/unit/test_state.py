@@ -31,6 +31,8 @@ def record(**changes):
     ("running", 0, True, True, False, 0, job_record.RERUN),  # --retries, and nothing of it came back yet
     ("running", 0, True, True, True, 0, job_record.LOST),  # --retries, but its results had begun
     ("queued", 1, False, True, False, 0, job_record.LOST),
+    ("sent", 1, False, True, False, 0, job_record.LOST),  # its upload went: a worker took it
+    ("sent", 0, True, True, True, 0, job_record.LOST),  # its results had begun: it ran
     ("queued", 0, True, True, False, 1, job_record.LOST),  # its stdin streamed from a client now gone
     ("queued", 1, True, False, False, 0, job_record.LOST),  # its files bundle is gone
 ])

@@ -12,6 +12,7 @@ import os
 from sieci import defaults, options
 from sieci.client.client import parse_masters
 from sieci.client.errors import ClientError
+from sieci.client.gnu_options import GNU_OPTIONS, NOT_TAKEN
 from sieci.options import UsageError
 from sieci.wire.protocol import parse_job_id
 
@@ -19,15 +20,16 @@ PROG = "sieci-client"
 USAGE = f"{PROG} [options] MASTER[,MASTER...] PROG [ARG...] [::: VALUE...]"
 
 
-BATCH_SEPARATOR = ":::"  # GNU parallel's: the values after it make one job each
-_BY_FLAG = {flag: option for option in options.CLIENT for flag in (option.flag, option.short) if flag}
+BATCH_SEPARATORS = (":::", ":::+", "::::", "::::+")  # GNU parallel's: input sources follow (batch_syntax.py)
+CLIENT_OPTIONS = options.CLIENT + GNU_OPTIONS
+_BY_FLAG = {flag: option for option in CLIENT_OPTIONS for flag in (option.flag, option.short) if flag}
 
 
 class Arguments:
-    def __init__(self, values, positionals, batch_values):
+    def __init__(self, values, positionals, batch_words):
         self.__dict__.update(values)
         self.positionals = positionals
-        self.batch_values = batch_values  # after ':::', or None
+        self.batch_words = batch_words  # from the first ':::' or '::::' on, or None
 
 
 class _AskArgparse(Exception):
@@ -44,14 +46,14 @@ def parse_args(argv, environ=None):
     environ = os.environ if environ is None else environ
     masters_from_environment = environ.get(options.CLIENT_MASTERS.env)
     try:
-        values, positionals, batch_values = _parse_quickly(argv, masters_from_environment)
+        values, positionals, batch_words = _parse_quickly(argv, masters_from_environment)
     except _AskArgparse as mistake:
         raise _explain_with_argparse(mistake.tokens) from None
     given = set(values)  # on the command line, not from the environment
-    for option in options.CLIENT:
+    for option in CLIENT_OPTIONS:
         if option.dest not in values:
             values[option.dest] = _from_environment(option, environ)
-    args = Arguments(values, positionals, batch_values)
+    args = Arguments(values, positionals, batch_words)
     if args.json and not (args.status or args.list):
         raise _refusal("--json goes with --status or --list")
     args.env = _job_environment(args.env or [], environ)
@@ -59,7 +61,10 @@ def parse_args(argv, environ=None):
         args = _status_arguments(args, masters_from_environment)
     else:
         args.masters, args.command = _masters_and_command(args, masters_from_environment)
-        args.batch = bool(batch_values is not None or args.arg_file or args.retry_failed or args.joblog)
+        args.batch = bool(batch_words is not None or args.arg_file or args.retry_failed or args.joblog
+                          or args.dry_run)
+        if args.keep_order and args.ungroup:
+            raise _refusal("-k (--keep-order) and --ungroup do not go together")
         _check_resuming(args)
         _check_batch_only(given, args.batch)
         if args.batch and "-" in args.command[:1]:
@@ -84,7 +89,7 @@ def _check_resuming(args):
     for flag, given in (("--resume", args.resume), ("--resume-failed", args.resume_failed)):
         if given and not args.joblog:
             raise _refusal(f"{flag} needs --joblog (the joblog of the run to resume)")
-        if given and args.batch_values is None and not args.arg_file:
+        if given and args.batch_words is None and not args.arg_file:
             raise _refusal(f"{flag} needs the batch's values (':::' VALUE... or -a FILE), as the run it resumes "
                            "had them")
 
@@ -94,7 +99,7 @@ def _check_batch_only(given, batch):
     not to be let pass: ``--jobs 4 M job.py a b`` runs no batch."""
     if batch:
         return
-    for option in options.CLIENT:
+    for option in CLIENT_OPTIONS:
         if option.dest in given and option.help.startswith("batches:"):
             raise _refusal(f"{option.flag} is for a batch (':::' VALUE... or -a FILE), and this command line runs "
                            "one job")
@@ -115,7 +120,7 @@ def _asks_masters_only(args):
 
 def _status_arguments(args, masters_from_environment):
     asked = _asks_masters_only(args)
-    if len(args.positionals) > 1 or args.batch_values is not None:
+    if len(args.positionals) > 1 or args.batch_words is not None:
         raise _refusal(f"{asked} takes the masters only: MASTER[,MASTER...]")
     args.masters = args.positionals[0] if args.positionals else masters_from_environment
     if not args.masters:
@@ -134,7 +139,7 @@ def _masters_and_command(args, masters_from_environment):
         masters, command = masters_from_environment, positionals
     else:
         masters, command = None, []
-    listed = args.batch_values is not None or args.arg_file or args.retry_failed
+    listed = args.batch_words is not None or args.arg_file or args.retry_failed
     if masters is None or not (command or listed):
         raise _refusal("expected MASTER[,MASTER...] PROG [ARG...] (or PROG alone with SIECI_MASTERS set; "
                        "a batch: ... ::: VALUE... or -a FILE)")
@@ -153,8 +158,8 @@ def _parse_quickly(argv, masters_from_environment):
     options_ended = False
     while rest:
         token = rest.pop(0)
-        if token == BATCH_SEPARATOR:
-            return values, positionals, rest
+        if token in BATCH_SEPARATORS:
+            return values, positionals, [token, *rest]
         if _program_reached(positionals, masters_from_environment):
             positionals.append(token)
             continue
@@ -170,6 +175,9 @@ def _parse_quickly(argv, masters_from_environment):
         else:
             flag, has_value, value = token.partition("=")
         option = _BY_FLAG.get(flag)
+        if option is None and flag in NOT_TAKEN:
+            raise UsageError(f"{flag} is GNU parallel's, and sieci-client does not take it: {NOT_TAKEN[flag]}", "",
+                             PROG)
         if option is None or (option.kind is bool and has_value):  # also --help and --version
             raise _AskArgparse(tokens)
         if option.kind is bool:
@@ -236,7 +244,7 @@ def _explain_with_argparse(tokens):
                         help="the masters' client addresses (HOST:PORT, :PORT or PORT; or SIECI_MASTERS), then "
                              "the Python program (a file; - for stdin) and its arguments; options go before PROG")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    for option in options.CLIENT:
+    for option in CLIENT_OPTIONS:
         options.add_option(parser, option)
         parser.set_defaults(**{option.dest: None})
     parser.parse_args(tokens)  # help, or a mistake: it exits

@@ -11,6 +11,7 @@ import os
 import struct
 import threading
 
+from sieci.client.batch_syntax import LineTagger
 from sieci.client.errors import OutputFailed
 from sieci.wire import protocol
 
@@ -128,3 +129,14 @@ def _write_all(fd, data):
     while view:
         view = view[os.write(fd, view):]
 
+
+
+class TaggedOutput:
+    """--tag: one job's output to ``output`` with its ``tag`` before each of its lines."""
+
+    def __init__(self, output, tag):
+        self.output = output
+        self.tagger = LineTagger(tag)
+
+    def write(self, stream, data):
+        self.output.write(stream, self.tagger.tagged(stream, data))

@@ -102,22 +102,25 @@ def test_stdout_and_stderr_go_to_their_own_streams(master, tmp_path):
     assert (done.returncode, done.stdout, done.stderr) == (0, b"a out\nb out\n", b"a err\nb err\n")
 
 
-def test_values_from_a_file_with_blank_lines_after_the_command_lines_values(master, tmp_path):
-    names = tmp_path / "names"
-    names.write_text(f"{job(tmp_path, 'b')}\n\n   \n{job(tmp_path, 'c')}\n")
-    done = sieci_client("-a", names, master, ":::", job(tmp_path, "a"))
-    assert (done.returncode, done.stdout) == (0, b"a out\nb out\nc out\n")
+def test_an_arg_file_is_the_first_input_source_blank_lines_and_all(master, tmp_path):
+    values = tmp_path / "values"
+    values.write_text("x\n\n  y\n")
+    printer = tmp_path / "printer.py"
+    printer.write_text("import sys\nprint(sys.argv[1:])\n")
+    done = sieci_client("-a", values, master, printer, ":::", 1, 2)
+    assert (done.returncode, done.stdout.decode().splitlines()) == (0, [
+        "['x', '1']", "['x', '2']", "['', '1']", "['', '2']", "['  y', '1']", "['  y', '2']"])
 
 
 def test_values_from_stdin_with_relative_names(master, tmp_path):
     job(tmp_path, "a"), job(tmp_path, "b")
-    done = sieci_client("-a", "-", master, input=b"a.py\n\nb.py\n", cwd=tmp_path)
+    done = sieci_client("-a", "-", master, input=b"a.py\nb.py\n", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, b"a out\nb out\n")
 
 
 def test_an_empty_list_is_an_empty_batch(master, tmp_path):
     joblog = tmp_path / "joblog"
-    done = sieci_client("-a", "-", "--joblog", joblog, master, input=b"\n")
+    done = sieci_client("-a", "-", "--joblog", joblog, master, input=b"")
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert read_joblog(joblog) == []
 

@@ -100,7 +100,8 @@ def master_main(argv=None):
         if args.metrics:
             from sieci.metrics import MasterMetrics, serve
 
-            serve(MasterMetrics(master).registry, args.metrics, logging.getLogger("sieci.master"), master=master)
+            serve(MasterMetrics(master).registry, args.metrics, logging.getLogger("sieci.master"), master=master,
+                  peers=args.peer_dashboard or ())
     except OSError as error:
         where = f"{format_address(args.workers_addr)}, {format_address(args.clients_addr)} or the metrics address"
         return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")

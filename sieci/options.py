@@ -54,6 +54,13 @@ def positive_count(text):
     return _whole_number(text, 1)
 
 
+def dashboard_urls(text):
+    """Other masters' dashboards' URLs, separated by commas (see master/peers.py)."""
+    from sieci.master.peers import dashboard_urls as parse
+
+    return parse(text)
+
+
 def credit(text):
     """``auto`` (None), or a whole number, 1 or more."""
     return None if text.strip().lower() == "auto" else _whole_number(text, 1, " (or auto)")
@@ -256,7 +263,11 @@ def master_options():
         Option("--classic-dispatch", bool, False,
                "offer each job to workers with AVAILABLE only once they are free, as the classic master did (for "
                "comparison): no asking ahead, no standing offers"),
-        GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+        GRACE, METRICS,
+        Option("--peer-dashboard", dashboard_urls, None,
+               "show these other masters' dashboards (http://HOST:PORT/ of their --metrics, separated by commas) "
+               "on this one's page, and let their pages read it: give every master the others", "URL[,URL...]"),
+        KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
     ]
 
 

@@ -15,6 +15,7 @@ ERROR = "error"  # the worker could not run it, or the master failed it before i
 CANCELLED = "cancelled"  # its client left, or it was cancelled by request
 NO_STATUS = "no_status"  # it ended, but its (classic) worker says no status
 CLASSES = (OK, FAILED, SIGNAL, TIMEOUT, LIMIT, LOST, ERROR, CANCELLED, NO_STATUS)
+OF_A_STATUS = CLASSES[:7]  # those a status line gives: all a worker knows
 
 MAX_STATUS_LINE = 1024  # a status line longer than this is not looked for
 

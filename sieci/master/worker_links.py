@@ -36,6 +36,7 @@ class WorkerLinks:
         self.keepalive = keepalive
         self.plaintext_only = plaintext_only
         self.links = set()
+        self.departures = []  # called with each link that was linked and went away
         self._links_changed = gevent.event.Event()
 
     def wait_for(self, count, timeout, exactly=False):
@@ -83,7 +84,10 @@ class WorkerLinks:
         except Exception:
             log.exception("worker %s: unexpected error", link.name)
         finally:
-            self.links.discard(link)
+            if link in self.links:
+                self.links.discard(link)
+                for departed in self.departures:
+                    departed(link)
             self._note_links_changed()
             link.state.close()
             sock.close()

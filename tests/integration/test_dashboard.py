@@ -4,6 +4,7 @@ and a worker. The page in a real browser is in tests/system/test_dashboard.py.""
 import json
 import logging
 import re
+import time
 import urllib.request
 
 import gevent
@@ -11,7 +12,7 @@ import gevent.event
 import pytest
 
 from sieci.client import client
-from sieci.master import dashboard
+from sieci.master import dashboard, dashboard_view
 from sieci.metrics import MasterMetrics, serve
 
 from tests.helpers import WAIT, Awaited, Captured, JobEvents, client_address
@@ -34,17 +35,28 @@ def state_of(server):
 
 @pytest.fixture
 def served(cluster):
-    """``served(master)``: the HTTP server of its metrics and dashboard, stopped at the end."""
+    """``served(master, peers=(), port=0)``: the HTTP server of its metrics and dashboard, stopped at the end."""
     started = []
 
-    def start(master):
-        started.append(serve(MasterMetrics(master).registry, ("127.0.0.1", 0), logging.getLogger("sieci.test"),
-                             master=master))
+    def start(master, peers=(), port=0):
+        started.append(serve(MasterMetrics(master).registry, ("127.0.0.1", port), logging.getLogger("sieci.test"),
+                             master=master, peers=peers))
         return started[-1]
 
     yield start
     for server in started:
         server.stop(timeout=1)
+
+
+def named_workers(server, names):
+    """The dashboard's state once its linked workers are named ``names`` (their READY has come)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        state = state_of(server)
+        if sorted(worker["name"] for worker in state["workers"]) == names:
+            return state
+        assert time.monotonic() < deadline, f"the workers never showed as {names}: {state['workers']}"
+        gevent.sleep(0.01)
 
 
 def start_waiting_job(master):
@@ -74,14 +86,19 @@ def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
         [waiting] = state["queued"]
         assert waiting["job"] == job[4] and waiting["waiting_for"] >= 0 and waiting["client"].startswith("127.0.0.1:")
         [run] = state["running"]
-        assert run == {"job": job[3], "worker": worker["address"], "name": HOSTILE_NAME, "client": run["client"],
+        assert run == {"job": job[3], "program": "job.py", "worker": worker["address"], "name": HOSTILE_NAME,
+                       "client": run["client"], "submitted": run["submitted"], "started": run["started"],
                        "running_for": run["running_for"]}
-        assert 0 <= run["running_for"] < WAIT
+        assert 0 <= run["running_for"] < WAIT and run["submitted"] <= run["started"] <= time.time()
         assert [recent["job"] for recent in state["recent"]] == [job[2], job[1]]  # the newest first
+        exited_3, exited_0 = state["recent"]
+        assert (exited_3["ending"], exited_3["exit_status"], exited_3["status"]) == ("exited 3", 3, "failed")
+        assert (exited_0["ending"], exited_0["exit_status"], exited_0["status"]) == ("exited 0", 0, "ok")
         for recent in state["recent"]:
             assert recent["outcome"] == "done" and recent["reason"] == ""
             assert recent["worker"] == worker["address"] and recent["name"] == HOSTILE_NAME
             assert 0 <= recent["waited"] < WAIT and 0 < recent["ran"] < WAIT and 0 <= recent["ended_ago"] < WAIT
+            assert recent["submitted"] <= recent["started"] <= recent["ended"] <= time.time()
         assert state["totals"]["done"] == 2 and state["jobs_per_second"] > 0
         assert state["master"] == client_address(master) and state["uptime"] > 0
         queued.kill()  # its client leaves while the job waits
@@ -89,7 +106,8 @@ def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
         [cancelled, *_] = state_of(server)["recent"]
         assert cancelled["job"] == job[4] and cancelled["outcome"] == "cancelled"
         assert cancelled["reason"] == "the client left while it was queued"
-        assert cancelled["worker"] is None and cancelled["ran"] is None
+        assert cancelled["worker"] is None and cancelled["ran"] is None and cancelled["started"] is None
+        assert cancelled["status"] == "cancelled" and cancelled["ending"] == "cancelled: " + cancelled["reason"]
     finally:
         gevent.killall([running, queued])
 
@@ -106,14 +124,16 @@ def test_a_failed_job_shows_why_and_the_name_its_worker_gave_before(cluster, ser
         link.hang_up()
         events.wait_for("failed")
         failed, done = state_of(server)["recent"]
-        assert failed["job"] == events.job_ids[1] and failed["outcome"] == "failed" and failed["reason"] == "worker lost"
+        assert failed["job"] == events.job_ids[1] and failed["outcome"] == "failed"
+        assert failed["reason"] == "worker lost"
+        assert (failed["status"], failed["ending"], failed["exit_status"]) == ("lost", "failed: worker lost", None)
         assert failed["name"] == done["name"] == "w1"  # its results never came: the name is the one given before
     finally:
         silent.kill()
 
 
 def test_recent_jobs_are_the_last_ones_only(cluster, served, monkeypatch):
-    monkeypatch.setattr(dashboard, "RECENT_JOBS", 3)
+    monkeypatch.setattr(dashboard_view, "RECENT_JOBS", 3)
     master = cluster.master()
     events = JobEvents(master)
     cluster.worker(master)
@@ -124,8 +144,8 @@ def test_recent_jobs_are_the_last_ones_only(cluster, served, monkeypatch):
 
 
 def test_the_lists_are_bounded(cluster, served, monkeypatch):
-    monkeypatch.setattr(dashboard, "MAX_ROWS", 1)
-    monkeypatch.setattr(dashboard, "MAX_QUEUED", 1)
+    monkeypatch.setattr(dashboard_view, "MAX_ROWS", 1)
+    monkeypatch.setattr(dashboard_view, "MAX_QUEUED", 1)
     master = cluster.master()
     events = JobEvents(master)
     for _ in range(2):
@@ -155,13 +175,15 @@ def test_the_page_is_whole_and_writes_only_text(cluster, served):
     assert "http://" not in text and "https://" not in text
     assert not re.search(r"""(src|href|action)\s*=\s*["']?\s*//""", text), "a protocol-relative URL"
     assert not re.search(r"<(link|img|iframe|object|embed)\b", text), "something fetched beside the script"
-    assert re.findall(r"""fetch\(\s*(["'][^"']*["'])""", text) == ['"status.json"']  # same origin
+    # Its own master's JSON, and only the peers' its master lists (the policy below allows no other origin).
+    assert re.findall(r"""fetch\(([^)]*)\)""", text) == ['base + "status.json", {cache: "no-store"}']
+    assert re.findall(r"""stateAt\(([^)]*)\)""", text) == ['base', '""', 'url']
     # Names from the network are shown as text: never parsed as HTML, never put in the page itself.
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", text)
     assert "textContent" in text and "onerror" not in text
     # And, should that ever slip, no script but the page's own runs.
     policy = headers["Content-Security-Policy"]
-    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy
+    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy and "connect-src 'self';" in policy
     assert text.count("<script>") == 1 and text.count("<style>") == 1
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert state_of(server)["workers"][0]["name"] == HOSTILE_NAME
@@ -174,3 +196,41 @@ def test_metrics_are_still_served_beside_it(cluster, served):
         status, headers, body = fetch(server, path)
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
         assert b"sieci_queue_length 0.0" in body
+
+
+def test_a_worker_is_named_from_its_link_s_start_and_listed_as_missing_once_gone(cluster, served):
+    master = cluster.master()
+    cluster.worker(master, name="w1")
+    leaving = cluster.worker(master, name="w2")
+    assert master.wait_for_workers(2, WAIT)
+    server = served(master)
+    assert all(worker["jobs_done"] == 0 for worker in named_workers(server, ["w1", "w2"])["workers"])
+    link_of_w1 = next(link for link in master.links if link.worker_name == "w1")
+    link_of_w1.hang_up()  # w1 redials at once: a new link, named from its greeting again, before any job
+    named_workers(server, ["w1", "w2"])
+    leaving.stop(grace=1)
+    state = named_workers(server, ["w1"])
+    [present] = state["workers"]
+    assert present["name"] == "w1" and present["address"] != link_of_w1.name and present["jobs_done"] == 0
+    [missing] = state["missing"]  # w1 came back: only w2 is missing
+    assert missing["name"] == "w2" and missing["state"] == "missing" and 0 <= missing["gone_for"] < WAIT
+
+
+def test_a_master_lists_its_peers_and_only_their_pages_read_its_json(cluster, served, reserved_port):
+    first_port = reserved_port()
+    first_url = f"http://127.0.0.1:{first_port.number}/"
+    second = served(cluster.master(), peers=[first_url])
+    second_url = f"http://127.0.0.1:{second.address[1]}/"
+    first_port.close()
+    first = served(cluster.master(), peers=[second_url], port=first_port.number)
+    assert state_of(first)["peers"] == [second_url] and state_of(second)["peers"] == [first_url]
+    _, headers, _ = fetch(first, "/")
+    assert f"connect-src 'self' {second_url.rstrip('/')};" in headers["Content-Security-Policy"]
+    read_by_peer = urllib.request.Request(second_url + "status.json", headers={"Origin": first_url.rstrip("/")})
+    with urllib.request.urlopen(read_by_peer, timeout=WAIT) as answer:
+        assert answer.headers["Access-Control-Allow-Origin"] == first_url.rstrip("/")
+        assert json.loads(answer.read())["master"] == state_of(second)["master"]
+    for stranger in ("http://127.0.0.1:1", "null", "http://evil.example"):
+        request = urllib.request.Request(second_url + "status.json", headers={"Origin": stranger})
+        with urllib.request.urlopen(request, timeout=WAIT) as answer:
+            assert "Access-Control-Allow-Origin" not in answer.headers and answer.headers["Vary"] == "Origin"

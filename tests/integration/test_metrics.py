@@ -1,11 +1,13 @@
 """Prometheus metrics of masters and workers, read back with prometheus_client's own parser."""
 
 import logging
+import platform
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import sieci
 from sieci.client import client
 from sieci.metrics import MasterMetrics, WorkerMetrics, serve
 
@@ -54,3 +56,39 @@ def test_master_and_worker_metrics(cluster, servers):
     assert seen[("sieci_worker_job_seconds_count", ())] == 2
     assert seen[("sieci_worker_busy", ())] == 0
     assert seen[("sieci_worker_masters_linked", ())] == 1
+
+
+def test_process_platform_and_build_series_on_both_daemons(cluster, servers):
+    master = cluster.master()
+    worker = cluster.worker(master, name="w1")
+    for daemon, registry in (("master", MasterMetrics(master).registry), ("worker", WorkerMetrics(worker).registry)):
+        seen = scrape(servers(registry))
+        assert seen[("sieci_build_info", (("daemon", daemon), ("version", sieci.__version__)))] == 1
+        assert seen[("process_resident_memory_bytes", ())] > 0 and seen[("process_open_fds", ())] > 0
+        assert seen[("process_cpu_seconds_total", ())] >= 0
+        [(labels, value)] = [(labels, value) for (name, labels), value in seen.items() if name == "python_info"]
+        assert value == 1 and dict(labels)["implementation"] == platform.python_implementation()
+
+
+def test_endings_by_exit_status_class_and_workers_by_name(cluster, servers):
+    master = cluster.master()
+    worker = cluster.worker(master, name="w1")
+    master_server = servers(MasterMetrics(master).registry)
+    worker_server = servers(WorkerMetrics(worker).registry)
+    assert master.wait_for_workers(1, WAIT)
+    codes = (b"print(1)\n", b"raise SystemExit(1)\n", b"raise SystemExit(2)\n",
+             b"import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    for code in codes:
+        client.run(client_address(master), code, output=Captured())
+    seen = scrape(master_server)
+    endings = {dict(labels)["status"]: value for (name, labels), value in seen.items()
+               if name == "sieci_job_endings_total"}
+    assert endings == {"ok": 1, "failed": 2, "signal": 1, "timeout": 0, "limit": 0, "lost": 0, "error": 0,
+                       "cancelled": 0, "no_status": 0}
+    assert seen[("sieci_worker_job_endings_total", (("status", "failed"), ("worker", "w1")))] == 2
+    assert seen[("sieci_worker_job_endings_total", (("status", "ok"), ("worker", "w1")))] == 1
+    [linked] = [dict(labels) for (name, labels), value in seen.items() if name == "sieci_worker_linked" and value]
+    assert linked == {"worker": "w1", "state": "idle"}  # by the name it gave, not its address
+    seen = scrape(worker_server)
+    assert seen[("sieci_worker_endings_total", (("status", "failed"),))] == 2
+    assert seen[("sieci_worker_endings_total", (("status", "signal"),))] == 1

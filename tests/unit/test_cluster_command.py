@@ -51,7 +51,7 @@ def test_the_clients_reading_of_the_rest():
     assert (args.env, args.returns, args.files, args.retries, args.fresh, args.command, args.batch) == (
         {"X": "1"}, ["*.csv"], ["lib"], 2, False, ["job.py", "a", "--fresh"], False)
     batch = job(["--jobs", "3", "job.py", "{}", ":::", "a", "b"])
-    assert (batch.batch, batch.jobs, batch.batch_values) == (True, 3, ["a", "b"])
+    assert (batch.batch, batch.jobs, batch.batch_words) == (True, 3, [":::", "a", "b"])
 
 
 def test_the_clients_variables_count_but_those_it_does_not_take():

@@ -3,8 +3,7 @@
 import pytest
 
 from sieci import defaults
-from sieci import options
-from sieci.client.arguments import USAGE, option_width, parse_args
+from sieci.client.arguments import CLIENT_OPTIONS, USAGE, option_width, parse_args
 from sieci.client.stdin import JobStdin, known_size
 from sieci.wire.protocol import BlockHeader
 from sieci.wire.stdin_stream import encode_resize, terminal_size, tty_field
@@ -93,7 +92,7 @@ def _spelled(option):
     return [[flag, *value] for flag in (option.flag, option.short) if flag]
 
 
-@pytest.mark.parametrize("spelled", [spelled for option in options.CLIENT for spelled in _spelled(option)],
+@pytest.mark.parametrize("spelled", [spelled for option in CLIENT_OPTIONS for spelled in _spelled(option)],
                          ids=lambda spelled: spelled[0])
 def test_every_client_option_after_prog_is_the_jobs(tmp_path, spelled):
     job = tmp_path / "job.py"
@@ -101,11 +100,11 @@ def test_every_client_option_after_prog_is_the_jobs(tmp_path, spelled):
     for argv, environ in (["m:1", "job.py", *spelled], {}), ([str(job), *spelled], {"SIECI_MASTERS": "m:9"}):
         args = parse_args(argv, environ=environ)
         assert args.command == argv[-1 - len(spelled):]
-        assert all(getattr(args, option.dest) in (option.default, []) for option in options.CLIENT
+        assert all(getattr(args, option.dest) in (option.default, []) for option in CLIENT_OPTIONS
                    if option.dest != "env")
 
 
-@pytest.mark.parametrize("spelled", [spelled for option in options.CLIENT for spelled in _spelled(option)],
+@pytest.mark.parametrize("spelled", [spelled for option in CLIENT_OPTIONS for spelled in _spelled(option)],
                          ids=lambda spelled: spelled[0])
 def test_option_width_reads_every_option_as_the_parser_does(spelled):
     assert option_width(spelled[0]) == len(spelled)

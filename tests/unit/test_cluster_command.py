@@ -3,6 +3,7 @@
 import pytest
 
 from sieci import defaults, options
+from sieci.client.arguments import CLIENT_OPTIONS
 from sieci.cluster_command import NOT_FOR_A_CLUSTER, job_arguments, split_command_line
 from sieci.config import cluster_parser
 from sieci.main import _parse_cluster_command_line
@@ -28,7 +29,7 @@ def test_split(argv, cluster, client, command):
     assert split(argv) == (cluster, client, command)
 
 
-@pytest.mark.parametrize("option", options.CLIENT, ids=lambda option: option.flag)
+@pytest.mark.parametrize("option", CLIENT_OPTIONS, ids=lambda option: option.flag)
 def test_every_client_option_is_the_clients_but_where_the_cluster_has_it(option):
     value = [] if option.kind is bool else ["1"]
     own = cluster_parser()._option_string_actions

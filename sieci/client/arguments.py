@@ -67,6 +67,7 @@ def parse_args(argv, environ=None):
             raise _refusal("-k (--keep-order) and --ungroup do not go together")
         _check_resuming(args)
         _check_batch_only(given, args.batch)
+        _check_goes_with(given, args)
         if args.batch and "-" in args.command[:1]:
             raise _refusal("- (stdin) can only be the PROG of one job, not a batch's")
         if args.tty and (args.batch or "-" in args.command[:1]):
@@ -103,6 +104,16 @@ def _check_batch_only(given, batch):
         if option.dest in given and option.help.startswith("batches:"):
             raise _refusal(f"{option.flag} is for a batch (':::' VALUE... or -a FILE), and this command line runs "
                            "one job")
+
+
+def _check_goes_with(given, args):
+    """Options on the command line that would do nothing there, refused rather than let pass."""
+    for dest, flag in (("results", "--results"), ("max_return", "--max-return")):
+        if dest in given and not args.returns:
+            raise _refusal(f"{flag} goes with --return (the files to bring back)")
+    if "timeout" in given and args.detach:
+        raise _refusal("--timeout bounds the wait for a result, which --detach does not wait for (the worker's "
+                       "own --timeout limits the job)")
 
 
 def _asks_masters_only(args):

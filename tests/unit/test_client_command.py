@@ -140,3 +140,20 @@ def test_a_terminal_of_0_rows_or_columns_is_sized_as_shutil_sizes_it(reported, s
         assert terminal_size(BlockHeader(b"", b"", [tty_field(*sent)])) == sent
     finally:
         stdin.close()
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--results", "out", "m:1", "job.py"], "--results goes with --return (the files to bring back)"),
+    (["--max-return", "1K", "m:1", "job.py"], "--max-return goes with --return (the files to bring back)"),
+    (["--timeout", "5", "--detach", "m:1", "job.py"],
+     "--timeout bounds the wait for a result, which --detach does not wait for (the worker's own --timeout limits "
+     "the job)"),
+])
+def test_options_that_would_do_nothing_are_refused(capsys, argv, complaint):
+    assert refused_usage(parse_args, argv, {}) == defaults.EXIT_USAGE
+    assert capsys.readouterr().err.endswith(f"error: {complaint}\n")
+
+
+def test_from_the_environment_they_are_no_mistake():
+    environ = {"SIECI_RESULTS": "out", "SIECI_MAX_RETURN": "1K", "SIECI_TIMEOUT": "5"}
+    assert parse_args(["--detach", "m:1", "job.py"], environ).command == ["job.py"]

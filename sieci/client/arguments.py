@@ -245,7 +245,8 @@ def _explain_with_argparse(tokens):
                     "value, --jobs at a time, {} in PROG and its ARGs replaced by the value (or the value "
                     "added at the end).",
         epilog=f"Exit status: the job's own; 128+N if signal N ended it; {defaults.EXIT_TIME_LIMIT} if it ran "
-               f"past its time limit; {defaults.EXIT_OTHER_LIMIT} if it hit another limit; {defaults.EXIT_FAILED} "
+               f"past its time limit or --timeout passed; {defaults.EXIT_OTHER_LIMIT} if it hit another limit; "
+               f"{defaults.EXIT_FAILED} "
                f"if sieci could not get a result (the reason is on stderr); {defaults.EXIT_USAGE} for a bad "
                "command line. A batch exits 0 if every job exited 0, else with the number of jobs that did not "
                f"({defaults.MOST_FAILURES_COUNTED + 1} for more than {defaults.MOST_FAILURES_COUNTED}), or "

@@ -86,6 +86,7 @@ class Job:
         self.worker_name = None  # a restored job's worker, which its record names
         self.on_move = None  # a kept job's: called with the job after each move, and at_once= (state.Recorder.note)
         self.upload_kept_until_end = False  # a kept job that may run again after a restart keeps its upload
+        self.runs_anew = False  # queued again by a restarted master: its results begin anew
 
     @functools.cached_property
     def program(self):

@@ -91,6 +91,9 @@ class JobControl:
         job = self.kept.find(job_id)
         if job is None:
             raise UnanswerableRequest(f"no job {job_id} is kept here (unknown, not detached, or its output expired)")
+        if offset and job.runs_anew:
+            raise UnanswerableRequest(f"job {job_id} runs again from its start since the master restarted: its "
+                                      "output so far is not kept")
         conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
         log.info("client %s attached to job %s at byte %d", name, job_id, offset, extra={"job": job_id})
         job.spool.attached += 1

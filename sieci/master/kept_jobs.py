@@ -59,6 +59,7 @@ class Spool:
         self.attached = 0  # clients attached now
         self._grew = gevent.event.Event()
         self._exit_status = None
+        self.job_id = None  # set by the store
 
     @classmethod
     def restored(cls, store, path, complete, outcome, reason, ended_at):
@@ -69,7 +70,7 @@ class Spool:
         spool.size = os.stat(path, follow_symlinks=False).st_size
         spool.complete, spool.cut = complete, not complete
         spool.ended, spool.outcome, spool.reason, spool.ended_at = True, outcome, reason, ended_at
-        spool.attached, spool._grew, spool._exit_status = 0, gevent.event.Event(), None
+        spool.attached, spool._grew, spool._exit_status, spool.job_id = 0, gevent.event.Event(), None, None
         return spool
 
     @property
@@ -107,6 +108,7 @@ class Spool:
     def end(self, outcome, reason):
         self.ended, self.outcome, self.reason = True, outcome, reason
         self.ended_at = time.monotonic()
+        self.store.ended[self] = None
         self.close_writer()
         self._note_growth()
 
@@ -167,6 +169,7 @@ class KeptJobs:
         self.lasting = folder is not None
         self.recorder = recorder
         self.jobs = {}  # id: job.Job, oldest first
+        self.ended = {}  # the Spools of jobs that have ended, in the order they ended
         self.total = 0
 
     def keep(self, job):
@@ -181,6 +184,7 @@ class KeptJobs:
         try:
             job.move_upload_to(self._new_path(), self.release)
             job.spool = Spool(self, self._new_path())
+            job.spool.job_id = job.id
         except OSError:
             job.discard_upload()
             self.total -= JOB_OVERHEAD
@@ -195,7 +199,14 @@ class KeptJobs:
         """Keep ``job``, which a restarted master found in its records, taking ``room`` bytes."""
         self.total += room + JOB_OVERHEAD
         self.jobs[job.id] = job
+        job.spool.job_id = job.id
+        if job.spool.ended:
+            self.ended[job.spool] = None
         job.on_move = self.recorder.note
+
+    def sort_ended(self):
+        """Put the ended jobs back in the order they ended (a restarted master finds them in another)."""
+        self.ended = dict.fromkeys(sorted(self.ended, key=lambda spool: spool.ended_at))
 
     def release(self, size):
         """``size`` bytes of the store are free again (a kept job's upload, once accepted)."""
@@ -226,18 +237,16 @@ class KeptJobs:
 
     def _expire(self):
         deadline = time.monotonic() - self.retention
-        for job in [job for job in self._finished() if job.spool.ended_at < deadline]:
-            self._forget(job)
+        while self.ended and (oldest := next(iter(self.ended))).ended_at < deadline:
+            self._forget(self.jobs[oldest.job_id])
 
     def _oldest_finished(self, growing):
-        finished = [job for job in self._finished() if job.spool is not growing]
-        return min(finished, key=lambda job: job.spool.ended_at, default=None)
-
-    def _finished(self):
-        return [job for job in self.jobs.values() if job.spool.ended]
+        oldest = next((spool for spool in self.ended if spool is not growing), None)
+        return self.jobs[oldest.job_id] if oldest is not None else None
 
     def _forget(self, job):
         del self.jobs[job.id]
+        self.ended.pop(job.spool, None)
         self.total -= job.spool.size + JOB_OVERHEAD
         job.spool.close()
         job.discard_upload()

@@ -47,6 +47,7 @@ class Restoration:
             self.state.delete(unusable)
         for name in self.present - used:  # a job's files from before its first record was written
             os.unlink(os.path.join(self.kept.folder, name))
+        self.kept.sort_ended()
         self.files.trim()
         log.info("state of %s: %d ended job(s) kept, %d queued again, %d run again (--retries), %d lost",
                  self.state.path, *self.counts.values(), extra={"event": "restored"})
@@ -78,6 +79,7 @@ class Restoration:
         job.spool = Spool(self.kept, os.path.join(self.kept.folder, os.urandom(8).hex()))
         job.upload_kept_until_end = not job.detached_at_upload
         job.started = job.worker_name = None
+        job.runs_anew = True
         self.kept.restore(job, job.upload_size)
         self.kept.recorder.note(job)
         if job.files is not None:

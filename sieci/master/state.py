@@ -21,6 +21,7 @@ import stat
 
 import gevent
 
+from sieci.master.job import JobState
 from sieci.master.job_record import COLUMNS, record_of
 
 log = logging.getLogger("sieci.master")
@@ -91,6 +92,7 @@ class StateDir:
             _check_schema(db, path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # each commit survives the master's death; fsync at checkpoints
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")  # no other process reads it while the master lives
         except sqlite3.DatabaseError as error:
             db.close()
             raise StateRefused(f"{path} is damaged or not a database ({error}): move it away to start "
@@ -181,10 +183,11 @@ class Recorder:
         self.failing = False
 
     def note(self, job, at_once=False):
-        """``job`` moved: its record is written within COMMIT_DELAY; at once if it was sent to a worker (a
-        restart must not queue it again), or ``at_once`` (a detached job is to be told its id)."""
+        """``job`` moved: its record is written within COMMIT_DELAY; at once if ``at_once`` (a detached job is
+        to be told its id), or if a detached job was sent to a worker: a restart must not queue it again. (A
+        ``keep`` job's client asked for --retries: one a restart finds queued may run again, from its start.)"""
         self.dirty[job.id] = job
-        if at_once or job.state.value == "sent":
+        if at_once or (job.state is JobState.SENT and job.detached_at_upload):
             self.commit()
         elif self.pending is None:
             self.pending = gevent.spawn_later(COMMIT_DELAY, self.commit)
@@ -206,7 +209,8 @@ class Recorder:
         try:
             with self.state.db:
                 self.state.db.executemany(_UPSERT, rows)
-                self.state.db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in forgotten])
+                if forgotten:
+                    self.state.db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in forgotten])
         except sqlite3.Error as error:
             if not self.failing:
                 log.error("cannot record jobs in %s (%s): they would not survive a restart", self.state.path, error)

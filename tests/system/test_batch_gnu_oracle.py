@@ -9,7 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sieci.client.batch_syntax import basename, dirname, without_extension
 from tests.helpers import WAIT
 from tests.system.test_batch import master, sieci_client  # noqa: F401 - master is a fixture
 
@@ -25,6 +28,7 @@ def _gnu_parallel():
 
 
 PARALLEL = _gnu_parallel()
+PERL = shutil.which("perl")
 pytestmark = pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed (Debian's package "
                                                          "'parallel'; .ci/run installs it as root)")
 
@@ -131,3 +135,16 @@ def test_a_perl_replacement_string_is_refused_where_gnu_parallel_runs_it(master,
     assert done.stderr.decode().splitlines() == ["sieci-client: error: the replacement string '{=s/a/b/=}' is a "
                                                  "Perl expression ({=...=}): sieci does not run it (docs/batches.md "
                                                  "lists what it does)"]
+
+
+@pytest.mark.skipif(PERL is None, reason="perl is not installed")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(st.sampled_from("ab./"), max_size=7), min_size=1, max_size=20))
+def test_path_changes_are_perls(values):
+    """{.} {/} {//}: the regular expressions of GNU parallel and Perl's File::Basename::dirname."""
+    code = ('use File::Basename; while (my $v = <STDIN>) { chomp $v; my ($e, $b) = ($v, $v); '
+            '$e =~ s:\\.[^/.]*$::; $b =~ s:.*/::; print "$e\\0$b\\0", dirname($v), "\\0"; }')
+    done = subprocess.run([PERL, "-e", code], input="".join(value + "\n" for value in values).encode(),
+                          capture_output=True, timeout=20, check=True)
+    expected = done.stdout.decode().split("\0")[:-1]
+    assert [change(value) for value in values for change in (without_extension, basename, dirname)] == expected

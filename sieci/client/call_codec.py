@@ -3,32 +3,35 @@
 No I/O. The job's program (``CallCode.program``) is a prologue in plain source, which any Python 3
 runs, that checks the worker's Python is the client's minor version and else writes an outcome
 saying which it is; then jobs/call.py's code, compiled and marshalled here once (marshal's format,
-like pickle's of code, holds within a minor version only); then the call, with the function pickled
-once (by cloudpickle: lambdas, closures and ``__main__``'s functions by value) and each call's
-arguments. ``value_of`` turns the outcome (jobs/call.py says its form) into what the call gives.
+like pickle's of code, holds within a minor version only); then the call. The function is made
+ready once: its parts in marshal's form where they are plain (``function_parts``), else pickled by
+cloudpickle (lambdas, closures and ``__main__``'s functions by value); each call's arguments are
+marshalled where plain, else pickled. ``value_of`` turns the outcome (jobs/call.py says its form)
+into what the call gives.
 """
 
 import functools
-import io
 import marshal
 import pickle
 import sys
+import types
 
 from sieci.client.call_errors import CallFailed, CannotPickle, PythonVersionMismatch, RemoteError, RemoteTraceback
 from sieci.jobs import call as job_side
+from sieci.jobs.call import PICKLED, PLAIN
 
-PYTHON = tuple(sys.version_info[:2])  # what pickled the call: the worker must be the same minor version
+PYTHON = tuple(sys.version_info[:2])  # what made the call's parts: the worker must be the same minor version
 OUTCOME = job_side.OUTCOME
 
-_PROLOGUE = """import sys
+_PROLOGUE = """# -*- coding: latin-1 -*-
+import sys
 if sys.version_info[:2] != {python!r}:
-    import _pickle
     with open({outcome!r}, "wb") as outcome:
-        outcome.write(_pickle.dumps(("python", "%d.%d.%d" % tuple(sys.version_info[:3])), protocol={protocol}))
+        outcome.write(b"python %d.%d.%d" % tuple(sys.version_info[:3]))
     sys.exit(1)
 import marshal
 exec(marshal.loads({runner}))
-run_call({function}, """
+run_call({function_form!r}, {function}, """
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,25 +40,95 @@ def marshalled_runner():
     return marshal.dumps(compile(source, "<sieci call>", "exec", dont_inherit=True, optimize=2))
 
 
-def literal(data):
-    """``data`` (bytes) as a Python bytes literal, in ASCII."""
-    return repr(bytes(data)).encode("ascii")
+def literal(data, rotation=0):
+    """Bytes in the program (latin-1): a string literal of ``data``'s bytes, each moved up by ``rotation``
+    (mod 256) and taken as a character, then ``.encode('latin-1')`` (a fast path of CPython's, no codec
+    module) and a translation that moves them back make them bytes again. The five bytes that must be
+    escaped (NUL, newline, return, quote, backslash) cost four bytes each: ``rotated`` picks the
+    rotation that makes them rarest, for data sent with every call."""
+    if rotation:
+        data = data.translate(bytes(range(rotation, 256)) + bytes(range(rotation)))
+    escaped = (data.replace(b"\\", b"\\\\").replace(b"'", b"\\'").replace(b"\n", b"\\n")
+               .replace(b"\r", b"\\r").replace(b"\0", b"\\x00"))
+    back = b"" if not rotation else b".translate(bytes(range(%d, 256)) + bytes(range(%d)))" % (256 - rotation,
+                                                                                             256 - rotation)
+    return b"'" + escaped + b"'.encode('latin-1')" + back
+
+
+_ESCAPED = b"\0\n\r'\\"
+
+
+def rotated(data):
+    """``literal(data, rotation)`` with the rotation that leaves the fewest bytes to escape."""
+    counts = [data.count(value) for value in range(256)]
+    rotation = min(range(256), key=lambda rotation: sum(counts[(byte - rotation) % 256] for byte in _ESCAPED))
+    return literal(data, rotation)
 
 
 class CallCode:
-    """The job programs that call ``function`` (pickled once, here: CannotPickle if it cannot be)."""
+    """The job programs that call ``function`` (its parts made once, here: CannotPickle if they cannot be)."""
 
     def __init__(self, function):
         self.name = getattr(function, "__qualname__", None) or repr(function)
-        function_pickle = pickled(function, f"the function {self.name}")
-        head = _PROLOGUE.format(python=PYTHON, outcome=OUTCOME, protocol=job_side.OUTCOME_PROTOCOL,
-                                runner=literal(marshalled_runner()).decode(),
-                                function=literal(function_pickle).decode())
-        self.head = head.encode("ascii")
+        parts = function_parts(function)
+        function_form, function_data = (PLAIN, parts) if parts is not None else \
+            (PICKLED, pickled(function, f"the function {self.name}"))
+        head = _PROLOGUE.format(python=PYTHON, outcome=OUTCOME, runner=rotated(marshalled_runner()).decode("latin-1"),
+                                function_form=function_form, function=rotated(function_data).decode("latin-1"))
+        self.head = head.encode("latin-1")
 
     def program(self, args, kwargs):
         """The job's program that calls the function with ``args`` and ``kwargs``."""
-        return self.head + literal(pickled((tuple(args), dict(kwargs)), f"the arguments of {self.name}")) + b")\n"
+        arguments = (tuple(args), dict(kwargs))
+        if job_side.is_plain(arguments):
+            form, data = PLAIN, marshal.dumps(arguments)
+        else:
+            form, data = PICKLED, pickled(arguments, f"the arguments of {self.name}")
+        return b"%s%r, %s)\n" % (self.head, form, literal(data))
+
+
+def function_parts(function):
+    """``function`` in marshal's form (jobs/call.py's ``plain_function`` makes it again), where it is a
+    function that cloudpickle would send by value whose globals, closure, defaults and annotations are
+    plain data or modules; else None."""
+    if type(function) is not types.FunctionType or function.__dict__:
+        return None
+    from cloudpickle import cloudpickle
+
+    if cloudpickle._should_pickle_by_reference(function):
+        return None
+    code, function_globals, values, modules = function.__code__, function.__globals__, {}, {}
+    for name in global_names(code):
+        value = function_globals.get(name, _MISSING)
+        if type(value) is types.ModuleType and sys.modules.get(value.__name__) is value:
+            modules[name] = value.__name__
+        elif value is not _MISSING:  # else a builtin, or a NameError there as here
+            values[name] = value
+    values.update((name, function_globals[name]) for name in ("__package__", "__name__", "__file__")
+                  if type(function_globals.get(name)) is str)  # as cloudpickle keeps them, for relative imports
+    try:
+        closure = None if function.__closure__ is None else tuple(cell.cell_contents for cell in function.__closure__)
+    except ValueError:  # an empty cell
+        return None
+    names = (function.__name__, function.__qualname__, function.__module__, function.__doc__)
+    parts = (names, function.__defaults__, function.__kwdefaults__, function.__annotations__, values, modules,
+             closure)
+    if not job_side.is_plain(parts):
+        return None
+    return marshal.dumps((code, *parts))
+
+
+_MISSING = object()
+
+
+def global_names(code):
+    """The names ``code`` and the code it holds (inner functions, comprehensions) may take from globals."""
+    names, todo = set(), [code]
+    while todo:
+        code = todo.pop()
+        names.update(code.co_names)
+        todo.extend(const for const in code.co_consts if type(const) is types.CodeType)
+    return names
 
 
 def pickled(thing, what):
@@ -67,19 +140,18 @@ def pickled(thing, what):
         raise CannotPickle(f"{what} cannot be pickled: {type(error).__name__}: {error}") from None
 
 
-class _BuiltinsOnly(pickle.Unpickler):
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"an outcome holds builtins alone, not {module}.{name}")
-
-
-_OUTCOME_SHAPES = {"value": (bytes,), "raised": (str, str, (bytes, type(None))), "unpicklable": (str,),
-                   "python": (str,)}
+_OUTCOME_SHAPES = {"plain": (object,), "value": (bytes,), "raised": (str, str, (bytes, type(None))),
+                   "unpicklable": (str,)}
+_PYTHON_OUTCOME = b"python "
 
 
 def read_outcome(data):
-    """The outcome tuple in ``data`` (the file OUTCOME's bytes); CallFailed if it is not one."""
+    """The outcome tuple in ``data`` (the file OUTCOME's bytes, from sealed results: marshal's form is not
+    for data from strangers); CallFailed if it is not one."""
+    if data.startswith(_PYTHON_OUTCOME):
+        return ("python", data[len(_PYTHON_OUTCOME):].decode("ascii", "replace"))
     try:
-        outcome = _BuiltinsOnly(io.BytesIO(data)).load()
+        outcome = marshal.loads(data)
     except Exception as error:
         raise CallFailed(f"the call's outcome cannot be read: {error}") from None
     shape = _OUTCOME_SHAPES.get(outcome[0]) if isinstance(outcome, tuple) and outcome and isinstance(outcome[0], str) \
@@ -93,6 +165,8 @@ def value_of(outcome, where):
     """What the call gives, from its ``outcome`` (read_outcome's): its value, or what it raised, raised;
     ``where`` names the worker for people."""
     kind = outcome[0]
+    if kind == "plain":
+        return outcome[1]
     if kind == "value":
         try:
             return pickle.loads(outcome[1])

@@ -28,6 +28,7 @@ class Calls:
                               "sealed with the secret")
         self.client = client
         self._numbers = itertools.count()
+        self._threads_folders = threading.local()
         self._output_lock = threading.Lock()
         self._folder = tempfile.mkdtemp(prefix="sieci-calls-")
         self._remove_folder = weakref.finalize(self, shutil.rmtree, self._folder, True)
@@ -35,14 +36,18 @@ class Calls:
     def call(self, program):
         """What the call of ``program`` (a call_codec.CallCode's) gives: the function's value, or what it
         raised, raised; its output goes to this process's stdout and stderr."""
-        results = os.path.join(self._folder, str(next(self._numbers)))
-        try:
-            result = self.client.run(program, returns=[OUTCOME], results=results)
-            self._show_output(result)
-            outcome = read_outcome(_outcome_bytes(result, results))
-        finally:
-            _remove(results)
-        return value_of(outcome, result.worker or result.master)
+        results = self._thread_folder()
+        result = self.client.run(program, returns=[OUTCOME], results=results)
+        self._show_output(result)
+        return value_of(read_outcome(_outcome_bytes(result, results)), result.worker or result.master)
+
+    def _thread_folder(self):
+        """The results folder of this thread's calls, one at a time: a call reads only the outcome it
+        has written itself (Result.returned), which the next one's replaces."""
+        folder = getattr(self._threads_folders, "path", None)
+        if folder is None:
+            folder = self._threads_folders.path = os.path.join(self._folder, str(next(self._numbers)))
+        return folder
 
     def close(self):
         self._remove_folder()
@@ -66,14 +71,6 @@ def _outcome_bytes(result, results):
             return outcome.read()
     except OSError as error:
         raise CallFailed(f"the function's outcome cannot be read: {error.strerror or error}") from None
-
-
-def _remove(results):
-    for remove, path in ((os.unlink, os.path.join(results, OUTCOME)), (os.rmdir, results)):
-        try:
-            remove(path)
-        except FileNotFoundError:
-            pass
 
 
 def _write(stream, data):

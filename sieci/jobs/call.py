@@ -2,54 +2,104 @@
 
 The client sends this file's code (compiled and marshalled, once) in the job's program, after a
 prologue that checks the Python version and before a line that calls ``run_call`` (client/
-call_codec.py's ``CallCode``). So it imports nothing of sieci (the worker may run
-another version of sieci, or the job another environment) and nothing heavy: the standard library's
-C pickler, not cloudpickle, loads the function, cloudpickle's few reconstructors for functions and
-cells being copied here (``LIGHT_RECONSTRUCTORS``); anything else cloudpickle pickled imports it.
+call_codec.py's ``CallCode``). So it imports nothing of sieci (the worker may run another version of
+sieci, or the job another environment) and, for a call of plain parts, nothing at all: a function
+whose globals, closure and defaults are plain data (``is_plain``) or modules comes as its parts in
+marshal's form (builtin), as do plain arguments and values; any other is cloudpickle's, which the
+C unpickler loads with cloudpickle's reconstructors for functions and cells copied here
+(``LIGHT_RECONSTRUCTORS``), importing cloudpickle only for anything else.
 
 The outcome goes into the file OUTCOME in the job's folder, which the client asks back as
-``--return`` does, inside the results the worker seals: printing cannot make one. It is a pickle of
-builtins alone (OUTCOME_PROTOCOL, read by any Python 3):
+``--return`` does, inside the results the worker seals: printing cannot make one. It is marshalled:
 
-- ``("value", PICKLE)``: the function returned what PICKLE holds;
+- ``("plain", VALUE)``: the function returned VALUE, plain data;
+- ``("value", PICKLE)``: it returned what PICKLE holds;
 - ``("raised", TYPE_NAME, TRACEBACK_TEXT, PICKLE_OR_NONE)``: it raised (or its call could not be
-  made: the function or its arguments would not unpickle here); the exception's pickle, if it has one;
-- ``("unpicklable", TEXT)``: its value cannot be pickled, TEXT says why;
-- ``("python", VERSION)``: this Python (VERSION, such as ``3.12.1``) is not the client's minor version,
-  with which nothing is unpickled.
+  made: the function or its arguments would not load here); the exception's pickle, if it has one;
+- ``("unpicklable", TEXT)``: its value cannot be pickled, TEXT says why.
+
+Where the worker's Python is not the client's minor version, the prologue writes ``python VERSION``
+(``3.12.1``, say) there instead, in ASCII, and nothing is loaded.
 """
 
 import sys
 
 OUTCOME = "sieci-call.outcome"
-OUTCOME_PROTOCOL = 3
+PLAIN = "m"  # a call's part in marshal's form (``is_plain``; a function, ``function_parts``'s)
+PICKLED = "p"  # in cloudpickle's
+_PLAIN_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, type(...)})
+_PLAIN_CONTAINERS = frozenset({tuple, list, set, frozenset})
+PLAIN_BUDGET = 10_000  # items: past them a value is pickled, which is quicker for much data
 
 
-def run_call(function_pickle, arguments_pickle):
-    """Call the function of ``function_pickle`` with the ``(args, kwargs)`` of ``arguments_pickle``,
-    and write the outcome to OUTCOME. The job's first lines have checked that this Python is the
-    client's (calls.py's PROLOGUE), before anything was unpickled."""
+def is_plain(value, budget=PLAIN_BUDGET):
+    """Whether marshal keeps ``value`` as it is: builtins alone, of their exact types (marshal makes
+    bytes of a bytearray), at most ``budget`` containers' items."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind in _PLAIN_ATOMS:
+            continue
+        if kind in _PLAIN_CONTAINERS:
+            todo.extend(item)
+        elif kind is dict:
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        else:
+            return False
+        budget -= len(item)
+        if budget < 0:
+            return False
+    return True
+
+
+def run_call(function_form, function_data, arguments_form, arguments_data):
+    """Call the function of ``function_data`` with the ``(args, kwargs)`` of ``arguments_data`` (each
+    in the form PLAIN or PICKLED), and write the outcome to OUTCOME. The job's first lines have
+    checked that this Python is the client's (call_codec.py's prologue), before anything was loaded."""
     import os
 
     folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the function may change folders
-    outcome = call_outcome(function_pickle, arguments_pickle)
+    outcome = call_outcome(function_form, function_data, arguments_form, arguments_data)
     write_outcome(folder, outcome)
-    if outcome[0] != "value":
+    if outcome[0] not in ("plain", "value"):
         raise SystemExit(1)
 
 
-def call_outcome(function_pickle, arguments_pickle):
+def call_outcome(function_form, function_data, arguments_form, arguments_data):
     """The outcome (see the module's text) of loading and calling the function."""
+    import marshal
+
     try:
-        function = light_loads(function_pickle)
-        args, kwargs = light_loads(arguments_pickle)
+        function = plain_function(function_data) if function_form == PLAIN else light_loads(function_data)
+        args, kwargs = marshal.loads(arguments_data) if arguments_form == PLAIN else light_loads(arguments_data)
         value = function(*args, **kwargs)
     except BaseException as error:  # noqa: B036 (as concurrent.futures does: SystemExit too reaches the caller)
         return raised(error)
+    if is_plain(value):
+        return ("plain", value)
     try:
         return ("value", dumps(value))
     except Exception as error:
         return ("unpicklable", "%s: %s" % (type(error).__name__, error))
+
+
+def plain_function(data):
+    """The function of ``function_parts``' marshalled parts (client/call_codec.py)."""
+    import builtins
+    import marshal
+
+    code, names, defaults, kwdefaults, annotations, values, modules, closure = marshal.loads(data)
+    function_globals = dict(values)
+    for name, module in modules.items():
+        function_globals[name] = subimport(module)
+    function_globals["__builtins__"] = builtins.__dict__
+    cells = None if closure is None else tuple(make_cell(value) for value in closure)
+    function = type(plain_function)(code, function_globals, names[0], defaults, cells)
+    function.__qualname__, function.__module__, function.__doc__ = names[1:]
+    function.__kwdefaults__, function.__annotations__ = kwdefaults, annotations
+    return function
 
 
 def raised(error):
@@ -80,11 +130,12 @@ def dumps(thing):
 
 
 def write_outcome(folder, outcome):
-    """OUTCOME, in the folder ``folder``, made anew: whatever the function left under that name goes."""
-    import _pickle
+    """OUTCOME, marshalled, in the folder ``folder``, made anew: whatever the function left under that
+    name goes."""
+    import marshal
     import os
 
-    data = _pickle.dumps(outcome, protocol=OUTCOME_PROTOCOL)
+    data = marshal.dumps(outcome)
     try:
         os.unlink(OUTCOME, dir_fd=folder)
     except OSError:

@@ -2,7 +2,6 @@
 values back, exceptions with their remote tracebacks, output, the Python version check, and no value
 from anything but the sealed outcome."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from sieci.client import call_codec
 from sieci.jobs.call import OUTCOME
 from sieci.wire.results import Status, file_items
 
-from tests.helpers import WAIT, client_address
+from tests.helpers import WAIT, client_address, files_under
 
 SECRET = b"the functions test secret, long enough"
 
@@ -183,8 +182,7 @@ def test_an_outcome_changed_on_the_way_is_refused_not_unpickled(cluster):
         with sieci.Executor(on_the_path, max_workers=1, secret=SECRET) as pool:
             with pytest.raises(sieci.JobLost, match="seal does not match"):
                 pool.submit(lambda: "the truth").result(timeout=WAIT)
-            folder = pool._calls._folder
-            assert os.listdir(folder) == []  # the outcome that came is gone, never read
+            assert files_under(pool._calls._folder) == {}  # the outcome that came is gone, never read
         with sieci.Executor(client_address(master), max_workers=1, secret=SECRET) as pool:
             assert pool.submit(lambda: "the truth").result(timeout=WAIT) == "the truth"  # straight: sealed, good
     finally:

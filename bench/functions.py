@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Functions: ``Executor.map(fn, items)`` against the same work sent as code strings.
+
+Target (issue 29): ``sieci.Executor.map`` of a trivial function (``n * n``) over --items items
+(1,000) runs at least **0.8x** the rate (items per second) of the same work sent as code strings
+(``map`` of ``print(N * N)`` programs, each value read back from the job's stdout), in the same run:
+one local cluster (1 master, --workers workers, with a secret, which functions need and which both
+sides use), one Executor of --in-flight threads, alternating rounds (the order swapped each round),
+medians. Every value is checked.
+
+    .venv-bench/bin/python bench/functions.py      # 3 rounds of 1,000 items each way, ~1 min
+"""
+
+import argparse
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchlib import median, print_banner  # noqa: E402
+from processes import LocalCluster  # noqa: E402
+
+import sieci  # noqa: E402
+
+TARGET = 0.8
+
+
+def square(n):
+    return n * n
+
+
+def function_round(pool, items):
+    """Seconds for ``map`` of the function over ``items``; every value checked."""
+    started = time.monotonic()
+    values = list(pool.map(square, items, timeout=600))
+    seconds = time.monotonic() - started
+    assert values == [n * n for n in items], "wrong values"
+    return seconds
+
+
+def code_round(pool, items):
+    """Seconds for the same work as code strings, each value read from the job's stdout; every value checked."""
+    started = time.monotonic()
+    values = [int(result.stdout) for result in pool.map([f"print({n} * {n})" for n in items], timeout=600)]
+    seconds = time.monotonic() - started
+    assert values == [n * n for n in items], "wrong values"
+    return seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--in-flight", type=int, default=8, help="the Executor's max_workers")
+    options = parser.parse_args()
+    print_banner("functions: Executor.map(fn, items) against the same work as code strings")
+    folder = tempfile.mkdtemp(prefix="sieci-bench-functions-")
+    secret_file = os.path.join(folder, "secret")
+    with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(secrets.token_hex(32))
+    members = ["--secret-file", secret_file]
+    items = list(range(options.items))
+    rates = {"function": [], "code": []}
+    try:
+        with LocalCluster(workers=options.workers, worker_options=members, master_options=members) as cluster:
+            with sieci.Executor(cluster.client_addresses, max_workers=options.in_flight,
+                                secret_file=secret_file) as pool:
+                code_round(pool, items[:50])  # warm-up: the fork servers, the client's imports
+                function_round(pool, items[:50])
+                for number in range(options.rounds):
+                    rounds = [("function", function_round), ("code", code_round)]
+                    for kind, run in rounds if number % 2 == 0 else reversed(rounds):
+                        rates[kind].append(len(items) / run(pool, items))
+                    print(f"round {number + 1}: functions {rates['function'][-1]:.1f} items/s, "
+                          f"code strings {rates['code'][-1]:.1f} items/s")
+    finally:
+        shutil.rmtree(folder)
+    function_rate, code_rate = median(rates["function"]), median(rates["code"])
+    ratio = function_rate / code_rate
+    print(f"\nExecutor.map of a function: {function_rate:.1f} items/s (median of {options.rounds} rounds "
+          f"of {options.items})")
+    print(f"the same work as code strings: {code_rate:.1f} items/s")
+    print(f"ratio: {ratio:.3f}x (target >= {TARGET}x): {'MET' if ratio >= TARGET else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()

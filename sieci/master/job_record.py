@@ -16,6 +16,7 @@ COLUMNS = ("id", "program", "arguments", "submitter", "state", "exit_status", "s
 _STATUS_KINDS = (b"exit", b"signal", b"limit", b"error")
 MAX_PROGRAM_NAME = 255  # characters of a program's name recorded and listed
 ENDED_STATES = frozenset({"done", "failed", "cancelled"})
+_KNOWN_STATES = ENDED_STATES | {"queued", "sent", "running"}
 
 # What a restarted master does with a recorded job.
 KEEP_ENDED = "ended"  # its results are kept for --attach as they were
@@ -71,6 +72,8 @@ def restart_action(record, upload_present, files_present, results_begun):
     ``files_present``: its files bundle, if it has one, is in the store; ``results_begun``: some of its
     results were kept."""
     state = record["state"]
+    if state not in _KNOWN_STATES:
+        raise ValueError(f"a record of job {record['id']} in an unknown state {state!r}")
     if state in ENDED_STATES:
         return KEEP_ENDED, None
     # A worker took it (its record may lag by a commit: the upload of a detached job goes once it is taken).

@@ -114,7 +114,7 @@ class Spool:
 
     def read(self, offset):
         """Up to READ_SIZE bytes from ``offset`` (fewer at the end)."""
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             return os.pread(fd, min(READ_SIZE, self.size - offset), offset)
         finally:

@@ -37,16 +37,25 @@ class Restoration:
         used, unusable = set(), []
         for record in records:
             if record["spool_file"] not in self.present:
+                log.error("job %s lost its kept results in %s (removed by hand?)", record["id"], self.kept.folder,
+                          extra={"job": record["id"], "event": "unrestorable"})
                 unusable.append(record["id"])
                 continue
             used.update(name for name in (record["spool_file"], record["upload_file"]) if name)
-            self._restore(record)
+            try:
+                self._restore(record)
+            except (OSError, ValueError, TypeError, protocol.ProtocolError) as error:
+                log.error("job %s cannot be restored from %s (%s): forgotten", record["id"], self.state.path, error,
+                          extra={"job": record["id"], "event": "unrestorable"})
+                unusable.append(record["id"])
         if unusable:
-            log.warning("%d recorded job(s) lost their kept results in %s (removed by hand?): forgotten",
-                        len(unusable), self.kept.folder)
+            log.warning("%d recorded job(s) could not be restored from %s: forgotten", len(unusable), self.state.path)
             self.state.delete(unusable)
         for name in self.present - used:  # a job's files from before its first record was written
-            os.unlink(os.path.join(self.kept.folder, name))
+            try:
+                os.unlink(os.path.join(self.kept.folder, name))
+            except OSError as error:
+                log.warning("cannot remove %s from %s: %s", name, self.kept.folder, error.strerror)
         self.kept.sort_ended()
         self.files.trim()
         log.info("state of %s: %d ended job(s) kept, %d queued again, %d run again (--retries), %d lost",

@@ -1,6 +1,8 @@
 """A master's --state-dir over real sockets: kept jobs and queued detached ones outlive a stop and start,
 listed with their program and exit status; the kept-output bound bounds the records too."""
 
+import sqlite3
+
 import pytest
 
 from sieci.client import client
@@ -68,3 +70,22 @@ def test_the_kept_output_bound_bounds_the_records_too(cluster, tmp_path):
     assert 1 <= len(kept) < 6 and kept == job_ids[-len(kept):]  # the newest, the oldest evicted
     assert len(again.state.records()) == len(kept)
     assert len(list((state / "kept").iterdir())) == len(kept)
+
+
+def test_a_record_that_cannot_be_restored_is_forgotten_loudly_and_the_rest_served(cluster, tmp_path, log_lines):
+    state = tmp_path / "state"
+    first = cluster.master(state_dir=str(state))
+    api = client.Client(client_address(first))
+    good, bad = (api.detach(program(b"print('fine')\n")) for _ in range(2))
+    first.stop(grace=1)
+    cluster.masters.remove(first)
+    with sqlite3.connect(state / "jobs.db") as db:
+        db.execute("UPDATE jobs SET state = 'no such state' WHERE id = ?", (bad,))
+    db.close()
+    lines = log_lines("sieci.master")
+    second = cluster.master(state_dir=str(state))
+    assert lines.wait_for(f"job {bad} cannot be restored from {state}")
+    cluster.worker(second)
+    assert client.Client(client_address(second)).attach(good).stdout == b"fine\n"
+    [(_, listing)] = client.Client(client_address(second)).jobs()
+    assert [job["id"] for job in listing["jobs"]] == [good]

@@ -44,6 +44,11 @@ def test_what_a_restart_does_with_each_recorded_job(state, detached, upload, fil
     assert reason is None or reason.startswith("lost: ")
 
 
+def test_a_record_in_an_unknown_state_is_refused():
+    with pytest.raises(ValueError, match="unknown state 'lost'"):
+        job_record.restart_action(record(state="lost"), True, True, False)
+
+
 def test_the_exit_status_is_read_off_the_end_of_complete_results():
     assert job_record.exit_status_of(RESULTS, b"T") == 3
     assert job_record.exit_status_of(b"ENDSEQ T v=2\nx signal 9\nT\n", b"T") == 137

@@ -306,3 +306,46 @@ def test_help_lists_the_batch_options():
     for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED",
                      "SIECI_RESUME", "SIECI_RESUME_FAILED"):
         assert variable in done.stdout
+
+
+def _cancelled_and_all_idle(master):
+    """Whether the master counts a cancelled job and none running (its --status)."""
+    import json
+
+    status = json.loads(sieci_client("--status", "--json", master).stdout)[master]
+    return status["totals"]["cancelled"] >= 1 and all(worker["job"] is None for worker in status["workers"])
+
+
+def test_halt_now_stops_the_running_jobs_on_their_workers(master, tmp_path):
+    joblog = tmp_path / "joblog"
+    never = tmp_path / "never"  # waits far longer than the test would: only a cancel ends it in time
+    slow = job(tmp_path, "slow", waits_for=never)
+    slow.write_text(slow.read_text().replace(f"time.monotonic() + {WAIT}", f"time.monotonic() + {WAIT * 10}"))
+    failing = job(tmp_path, "failing", status=3, waits_for=(joblog, "Seq"))
+    done = sieci_client("-j", 2, "--halt", "now,fail=1", "--joblog", joblog, master, ":::", slow, failing)
+    assert (done.returncode, done.stdout) == (3, b"failing out\n")
+    assert b"halting (--halt now,fail=1) after job 2 failed: no more jobs start, and 1 running stopped" in done.stderr
+    assert [row[0] for row in read_joblog(joblog)] == ["2"]
+    deadline = time.monotonic() + WAIT
+    while not _cancelled_and_all_idle(master) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _cancelled_and_all_idle(master)
+
+
+def test_a_billion_combinations_start_at_once_and_halt_after_three(master, tmp_path):
+    printer = tmp_path / "printer.py"
+    printer.write_text("import sys\nprint(*sys.argv[1:])\n")
+    thousand = [str(n) for n in range(1000)]
+    done = sieci_client("-j", 1, "--halt", "now,done=3", master, printer, "{3}{2}{1}",
+                        ":::", *thousand, ":::", *thousand, ":::", *thousand)
+    assert (done.returncode, done.stdout) == (0, b"000\n100\n200\n")
+
+
+def test_tag_and_dry_run_on_the_command_line(master, tmp_path):
+    printer = tmp_path / "printer.py"
+    printer.write_text("import sys\nprint(*sys.argv[1:])\nprint('err', file=sys.stderr)\n")
+    done = sieci_client("--tag", master, printer, "{1/.}", ":::", "a/b.c", ":::", "x")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"a/b.c x\tb\n", b"a/b.c x\terr\n")
+    done = sieci_client("--dry-run", "--joblog", tmp_path / "joblog", master, printer, "{#}", ":::", "a", "b c")
+    assert (done.returncode, done.stdout) == (0, f"{printer} 1\n{printer} 2\n".encode())
+    assert not (tmp_path / "joblog").exists()

@@ -12,8 +12,7 @@ import os
 from sieci import defaults, options
 from sieci.client.client import parse_masters
 from sieci.client.errors import ClientError
-from sieci.client.gnu_options import GNU_OPTIONS, NOT_TAKEN
-from sieci.options import UsageError
+from sieci.options import Option, UsageError, positive_count
 from sieci.wire.protocol import parse_job_id
 
 PROG = "sieci-client"
@@ -21,6 +20,27 @@ USAGE = f"{PROG} [options] MASTER[,MASTER...] PROG [ARG...] [::: VALUE...]"
 
 
 BATCH_SEPARATORS = (":::", ":::+", "::::", "::::+")  # GNU parallel's: input sources follow (batch_syntax.py)
+
+
+def _halt(text):
+    from sieci.client.halt import parse_halt  # only for a batch that halts
+
+    return parse_halt(text)
+
+
+# GNU parallel's, for batches (see docs/batches.md; those it does not take: gnu_options.py).
+GNU_OPTIONS = [
+    Option("-j", positive_count, defaults.JOBS_AT_ONCE, "batches: the same as --jobs", "N", env=False, dest="jobs"),
+    Option("--keep-order", bool, False, "batches: show the jobs' output in the order of their values, as a batch "
+           "does unless --ungroup (GNU parallel's -k)", env=False, short="-k"),
+    Option("--tag", bool, False, "batches: put each job's values, a space apart, and a tab before each line of "
+           "its output"),
+    Option("--halt", _halt, None, "batches: stop starting jobs (soon) or stop at once (now) once N jobs, or N% of "
+           "them, failed, succeeded or ended: WHEN,fail=N, WHEN,success=N, WHEN,done=N (GNU parallel's)",
+           "WHEN,WHAT=N", shown="never"),
+    Option("--dry-run", bool, False, "batches: print the command of each job the batch would run, and run none",
+           env=False),
+]
 CLIENT_OPTIONS = options.CLIENT + GNU_OPTIONS
 _BY_FLAG = {flag: option for option in CLIENT_OPTIONS for flag in (option.flag, option.short) if flag}
 
@@ -186,9 +206,8 @@ def _parse_quickly(argv, masters_from_environment):
         else:
             flag, has_value, value = token.partition("=")
         option = _BY_FLAG.get(flag)
-        if option is None and flag in NOT_TAKEN:
-            raise UsageError(f"{flag} is GNU parallel's, and sieci-client does not take it: {NOT_TAKEN[flag]}", "",
-                             PROG)
+        if option is None:
+            _refuse_gnu_option(flag)
         if option is None or (option.kind is bool and has_value):  # also --help and --version
             raise _AskArgparse(tokens)
         if option.kind is bool:
@@ -224,6 +243,14 @@ def option_width(token):
     if option is None:
         return 0
     return 1 if option.kind is bool or has_value else 2
+
+
+def _refuse_gnu_option(flag):
+    """A UsageError of one line for GNU parallel's options that sieci-client does not take."""
+    from sieci.client.gnu_options import NOT_TAKEN
+
+    if flag in NOT_TAKEN:
+        raise UsageError(f"{flag} is GNU parallel's, and sieci-client does not take it: {NOT_TAKEN[flag]}", "", PROG)
 
 
 def _program_reached(positionals, masters_from_environment):

@@ -1,25 +1,6 @@
-"""The client's options that come from GNU parallel (-j, -k, --tag, --halt, --dry-run), and those of GNU
-parallel's that sieci does not take, each refused by name (docs/batches.md)."""
-
-from sieci import defaults
-from sieci.client.halt import parse_halt
-from sieci.options import Option, positive_count
-
-GNU_OPTIONS = [
-    Option("-j", positive_count, defaults.JOBS_AT_ONCE, "batches: the same as --jobs", "N", env=False,
-           dest="jobs"),
-    Option("--keep-order", bool, False,
-           "batches: show the jobs' output in the order of their values, as a batch does unless --ungroup "
-           "(GNU parallel's -k)", env=False, short="-k"),
-    Option("--tag", bool, False, "batches: put each job's values, a space apart, and a tab before each line of "
-           "its output"),
-    Option("--halt", parse_halt, None,
-           "batches: stop starting jobs (soon) or stop at once (now) once N jobs, or N% of them, failed, "
-           "succeeded or ended: WHEN,fail=N, WHEN,success=N, WHEN,done=N (GNU parallel's)", "WHEN,WHAT=N",
-           shown="never"),
-    Option("--dry-run", bool, False, "batches: print the command of each job the batch would run, and run none",
-           env=False),
-]
+"""GNU parallel's options that sieci-client does not take, each refused by name with the reason
+(docs/batches.md); read only when the command line has an option the client does not know. Those
+it takes (-j, -k, --tag, --halt, --dry-run) are declared in arguments.py."""
 
 # GNU parallel's options sieci does not take, and why (the others it does not know get argparse's word).
 NOT_TAKEN = {flag: why for flags, why in (

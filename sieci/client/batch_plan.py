@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from sieci.client.batch_job import BatchJob
-from sieci.client.batch_syntax import Combinations, Source, Template, lines_of, split_sources
+from sieci.client.batch_syntax import Combinations, Source, SyntaxRefused, Template, lines_of, split_sources
 from sieci.client.joblog import BatchError, JoblogMismatch, read_joblog
 
 _SLOT_MARK = "\0"  # no value can hold it (a command's words are C strings)
@@ -117,6 +117,9 @@ def read_source(source, stdin_read):
                 data = file.read()
     except OSError as error:
         raise BatchError(f"cannot read the {source.given_by} file {path}: {error.strerror or error}") from None
+    if b"\0" in data:
+        raise SyntaxRefused(f"the {source.given_by} file {path} holds a NUL byte, which no argument can hold "
+                            "(GNU parallel would put the two characters \\0 in its place)")
     return lines_of(data)
 
 

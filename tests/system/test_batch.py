@@ -349,3 +349,12 @@ def test_tag_and_dry_run_on_the_command_line(master, tmp_path):
     done = sieci_client("--dry-run", "--joblog", tmp_path / "joblog", master, printer, "{#}", ":::", "a", "b c")
     assert (done.returncode, done.stdout) == (0, f"{printer} 1\n{printer} 2\n".encode())
     assert not (tmp_path / "joblog").exists()
+
+
+def test_an_input_file_with_a_nul_byte_is_refused_before_anything_runs(master, tmp_path):
+    values = tmp_path / "values"
+    values.write_bytes(b"a\0b\nc\n")
+    done = sieci_client(master, job(tmp_path, "a"), "::::", values)
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr == (f"sieci-client: error: the :::: file {values} holds a NUL byte, which no argument can hold "
+                           "(GNU parallel would put the two characters \\0 in its place)\n").encode()

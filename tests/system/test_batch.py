@@ -318,10 +318,11 @@ def _cancelled_and_all_idle(master):
 
 def test_halt_now_stops_the_running_jobs_on_their_workers(master, tmp_path):
     joblog = tmp_path / "joblog"
-    never = tmp_path / "never"  # waits far longer than the test would: only a cancel ends it in time
-    slow = job(tmp_path, "slow", waits_for=never)
-    slow.write_text(slow.read_text().replace(f"time.monotonic() + {WAIT}", f"time.monotonic() + {WAIT * 10}"))
-    failing = job(tmp_path, "failing", status=3, waits_for=(joblog, "Seq"))
+    started, never = tmp_path / "started", tmp_path / "never"
+    slow = job(tmp_path, "slow", waits_for=never)  # marks that it runs, then waits longer than the test would
+    code = slow.read_text().replace(f"time.monotonic() + {WAIT}", f"time.monotonic() + {WAIT * 10}")
+    slow.write_text(code.replace("import os, sys, time", f"import os, sys, time\nopen({str(started)!r}, 'w').close()"))
+    failing = job(tmp_path, "failing", status=3, waits_for=started)
     done = sieci_client("-j", 2, "--halt", "now,fail=1", "--joblog", joblog, master, ":::", slow, failing)
     assert (done.returncode, done.stdout) == (3, b"failing out\n")
     assert b"halting (--halt now,fail=1) after job 2 failed: no more jobs start, and 1 running stopped" in done.stderr

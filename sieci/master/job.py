@@ -84,7 +84,7 @@ class Job:
         self.submitted = wall_clock()  # seconds since the epoch, as the job's record and JOBS give them
         self.started = self.ended_wall = None
         self.worker_name = None  # a restored job's worker, which its record names
-        self.on_move = None  # a kept job's: called with the job after each move, and at_once= (state.Recorder.note)
+        self.on_move = None  # a kept job's: called with the job after each move (state.Recorder.note)
         self.upload_kept_until_end = False  # a kept job that may run again after a restart keeps its upload
         self.runs_anew = False  # queued again by a restarted master: its results begin anew
 
@@ -177,11 +177,11 @@ class Job:
             release(self.upload_size)
 
     def detach(self):
-        """Its client has left, told the job's id: the job runs on for clients that attach (its record, in a
-        --state-dir, written first)."""
+        """Its client has left, or, a detached job's, is about to be told its id (its record, in a --state-dir,
+        written first): the job runs on for clients that attach."""
         self.client = None
-        if self.on_move is not None:
-            self.on_move(self, at_once=True)
+        if self.on_move is not None and self.detached_at_upload and self.state is JobState.QUEUED:
+            self.on_move(self, durable=True)
 
     def relay(self, data, last=False):
         """Bytes of the job's results (``last``: their end), to its client and its spool."""

@@ -77,7 +77,7 @@ def restart_action(record, upload_present, files_present, results_begun):
     if state in ENDED_STATES:
         return KEEP_ENDED, None
     # A worker took it (its record may lag by a commit: the upload of a detached job goes once it is taken).
-    ran = state == "running" or results_begun or (state == "sent" and not upload_present)
+    ran = state == "running" or results_begun or (record["detached"] and not upload_present)
     if ran and (record["detached"] or results_begun or not upload_present):
         return LOST, LOST_RUNNING
     if not upload_present:

@@ -8,8 +8,10 @@ opened relative to the folder's descriptor without following symbolic links; a d
 this schema's, or is damaged, is refused, never dropped.
 
 The master's one writer is its ``Recorder``: a job's moves mark it dirty, and a greenlet writes every
-dirty record in one transaction a moment later. A move a restart must not miss (a job sent to a
-worker, a detached job about to be told its id) is written at once, with whatever else is dirty.
+dirty record in one transaction a moment later. A detached job's first record is written before its
+client is told its id (in a commit that all the detached jobs of that moment share). A record may lag
+its job by a commit: what tells a restarted master that a worker took a detached job is that its
+upload's file is gone (it goes, synchronously, when the worker says RECEIVED).
 """
 
 import errno
@@ -20,8 +22,8 @@ import sqlite3
 import stat
 
 import gevent
+import gevent.event
 
-from sieci.master.job import JobState
 from sieci.master.job_record import COLUMNS, record_of
 
 log = logging.getLogger("sieci.master")
@@ -180,17 +182,26 @@ class Recorder:
         self.dirty = {}  # id: the job whose record is to be written
         self.forgotten = set()  # ids whose records are to go
         self.pending = None  # the greenlet that writes them, once any wait
+        self.soon = False  # it writes them in this turn of the event loop
+        self.committed = gevent.event.Event()  # set once the next commit is done
         self.failing = False
 
-    def note(self, job, at_once=False):
-        """``job`` moved: its record is written within COMMIT_DELAY; at once if ``at_once`` (a detached job is
-        to be told its id), or if a detached job was sent to a worker: a restart must not queue it again. (A
-        ``keep`` job's client asked for --retries: one a restart finds queued may run again, from its start.)"""
+    def note(self, job, durable=False):
+        """``job`` moved: its record is written within COMMIT_DELAY; ``durable``: wait until it is written,
+        in a commit that starts at once (those noted meanwhile share it): a detached job is to be told its id."""
         self.dirty[job.id] = job
-        if at_once or (job.state is JobState.SENT and job.detached_at_upload):
-            self.commit()
+        if durable:
+            self._commit_soon().wait()
         elif self.pending is None:
             self.pending = gevent.spawn_later(COMMIT_DELAY, self.commit)
+
+    def _commit_soon(self):
+        """The event set once the next commit, started in this turn of the event loop, is done."""
+        if not self.soon:
+            if self.pending is not None:
+                self.pending.kill(block=False)
+            self.pending, self.soon = gevent.spawn(self.commit), True
+        return self.committed
 
     def forget(self, job_id):
         self.dirty.pop(job_id, None)
@@ -202,7 +213,14 @@ class Recorder:
         """Write every dirty record and forget every forgotten one, in one transaction."""
         if self.pending is not None and self.pending is not gevent.getcurrent():
             self.pending.kill(block=False)
-        self.pending = None
+        self.pending, self.soon = None, False
+        done, self.committed = self.committed, gevent.event.Event()
+        try:
+            self._write()
+        finally:
+            done.set()
+
+    def _write(self):
         dirty, self.dirty = self.dirty, {}
         forgotten, self.forgotten = self.forgotten, set()
         rows = [_row(record_of(job, exit_status_of(job))) for job in dirty.values()]

@@ -30,8 +30,9 @@ def record(**changes):
     ("running", 1, True, True, False, 0, job_record.LOST),  # detached: never run twice
     ("running", 0, True, True, False, 0, job_record.RERUN),  # --retries, and nothing of it came back yet
     ("running", 0, True, True, True, 0, job_record.LOST),  # --retries, but its results had begun
-    ("queued", 1, False, True, False, 0, job_record.LOST),
-    ("sent", 1, False, True, False, 0, job_record.LOST),  # its upload went: a worker took it
+    ("queued", 1, False, True, False, 0, job_record.LOST),  # its upload went: a worker took it (its record lags)
+    ("sent", 1, False, True, False, 0, job_record.LOST),
+    ("queued", 0, False, True, False, 0, job_record.LOST),  # a --retries job's upload is gone
     ("sent", 0, True, True, True, 0, job_record.LOST),  # its results had begun: it ran
     ("queued", 0, True, True, False, 1, job_record.LOST),  # its stdin streamed from a client now gone
     ("queued", 1, True, False, False, 0, job_record.LOST),  # its files bundle is gone
@@ -40,6 +41,8 @@ def test_what_a_restart_does_with_each_recorded_job(state, detached, upload, fil
     action, reason = job_record.restart_action(record(state=state, detached=detached, keep=1 - detached,
                                                       stdin=stdin), upload, files, begun)
     assert action == expected
+    if detached and not upload and state != "done":
+        assert reason == job_record.LOST_RUNNING
     assert (reason is not None) == (action == job_record.LOST)
     assert reason is None or reason.startswith("lost: ")
 
@@ -72,8 +75,9 @@ def test_a_kept_jobs_record_survives_and_lists_as_it_ran(tmp_path):
     job = Job("b" * 16, b"ENDSEQ T v=2 detach name=job.py arg=1\nprint(1)\nT\n", None, "127.0.0.1:5",
               protocol.parse_header(b"ENDSEQ T v=2 detach name=job.py arg=1"))
     kept.keep(job)
-    job.move_to(JobState.SENT)  # written at once: a restart must not queue it again
-    assert [row["state"] for row in state.records()] == ["sent"]
+    job.detach()  # its client is about to be told its id: written first
+    assert [row["state"] for row in state.records()] == ["queued"]
+    job.move_to(JobState.SENT)
     job.move_to(JobState.RUNNING)
     job.spool.write(RESULTS, last=True)
     job.spool.end("done", "")

@@ -7,24 +7,31 @@ order of precedence, then the built-in default.
 """
 
 import argparse
-import json
 import logging
 import os
 import shlex
 
 import configargparse
 
-from sieci import defaults, options
+from sieci import defaults, options, sources
 from sieci.options import UsageError
 from sieci.wire.address import AddressError, parse_address
 from sieci.worker.isolation import Isolation, Unavailable
 from sieci.worker.limits import Limits
 
 
+class _Parser(configargparse.ArgParser):
+    """configargparse's parser, whose refusals (an unknown flag, a bad value) are UsageErrors as our own
+    checks' are: the entry point shows them as text, or as one JSON line under --log-format json."""
+
+    def error(self, message):
+        raise UsageError(message, self.format_usage(), self.prog)
+
+
 def _parser(prog, description, declared, positionals=()):
     """A parser for ``prog`` with the options ``declared``; ``positionals`` are
     options that may also be given bare on the command line (the addresses)."""
-    parser = configargparse.ArgParser(
+    parser = _Parser(
         prog=prog,
         description=description,
         args_for_setting_config_path=["-c", "--config"],
@@ -59,17 +66,42 @@ def _version():
 
 def parse(parser, argv, env):
     """``parser.parse_args``, with the program's config file from its environment variable,
-    and a config file's unknown keys named as such. Our own checks, here and in the parse_*
-    functions, raise UsageError; argparse prints its own (an unknown flag, a bad value) and exits."""
+    and a config file's unknown keys named as such; ``setting_sources`` on the result says
+    where each setting that is not a default came from (see sources.py). A bad command line,
+    config file or variable raises UsageError."""
     env = os.environ if env is None else env
     argv = list(argv)
     path = _config_path(argv)
+    config_source = "command line"
     if path is None and env.get(options.CONFIG_ENV[parser.prog]):
         path = env[options.CONFIG_ENV[parser.prog]]
+        config_source = options.CONFIG_ENV[parser.prog]
         argv = ["--config", path] + argv
-    if path is not None:
-        _check_config_keys(parser, path)
-    return parser.parse_args(argv, env_vars=env)
+    config_items = _check_config_keys(parser, path) if path is not None else {}
+    args = parser.parse_args(argv, env_vars=env)
+    args.setting_sources = sources.setting_sources(parser, args, argv, env, config_items, config_source)
+    return args
+
+
+def log_format_asked(prog, argv, env=None):
+    """The --log-format the command line, the environment or the config file asks for (text if
+    none), as well as it can be told before the command line is read: a refusal is said in it."""
+    env = os.environ if env is None else env
+    for token, value in zip(argv, list(argv[1:]) + [None]):
+        if token == "--":
+            break
+        if token.startswith("--log-format="):
+            return token.partition("=")[2]
+        if token == "--log-format" and value:
+            return value
+    if env.get(options.LOG_FORMAT.env):
+        return env[options.LOG_FORMAT.env]
+    path = _config_path(list(argv)) or env.get(options.CONFIG_ENV.get(prog, ""))
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return configargparse.DefaultConfigFileParser().parse(stream).get("log-format", "text")
+    except (TypeError, OSError, UnicodeDecodeError, configargparse.ConfigFileParserException):
+        return "text"
 
 
 def _config_path(argv):
@@ -95,6 +127,7 @@ def _check_config_keys(parser, path):
     if unknown:
         raise _refusal(parser, f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                                f"(see {parser.prog} --help)")
+    return items
 
 
 def _address(parser, args, name, default_host=""):
@@ -122,7 +155,15 @@ def job_options(parser, args):
     isolation = Isolation(args.job_namespaces != "off", args.job_cgroups != "off", network, hidden)
     return {"limits": limits, "python": python, "job_user": _job_user(parser, args.job_user),
             "command_prefix": shlex.split(args.sandbox_command), "fresh_interpreter": args.fresh_interpreter,
-            "isolation": isolation}
+            "isolation": isolation, "environments": _environments(args)}
+
+
+def _environments(args):
+    """How the worker builds and keeps jobs' environments (--requirements)."""
+    from sieci.worker.environments import EnvironmentOptions, default_folder
+
+    return EnvironmentOptions(args.environments_dir or default_folder(), args.environments_size, args.build_network,
+                              args.build_timeout, args.environment_servers)
 
 
 def _job_user(parser, name):
@@ -308,30 +349,3 @@ def parse_cluster(argv, env=None):
     args.workers = args.workers or os.cpu_count() or 1
     args.job_options = job_options(parser, args)
     return args
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and a job's id and event when there is one."""
-
-    def format(self, record):
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
-                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        for field in ("job", "event"):
-            if hasattr(record, field):
-                entry[field] = getattr(record, field)
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level, log_format="text"):
-    # Neither format shows where a call was made, nor thread or process: skip finding them
-    # for every record (the logging HOWTO's "Optimization"; what it saved: bench/README.md).
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])

@@ -29,14 +29,33 @@ def _raise_fd_limit():
 
 
 def _fail(prog, message):
-    sys.stderr.write(f"{prog}: error: {message}\n")
+    """A daemon that cannot start says why in one line, in the log's format; the exit status."""
+    from sieci.logs import startup_error
+
+    startup_error(prog, message)
     return defaults.EXIT_CANNOT_START
 
 
-def _refused(error):
-    """A bad command line, config file or environment variable, said on stderr; the exit status."""
-    error.show(sys.stderr)
+def _refused(error, argv):
+    """A bad command line, config file or environment variable, said on stderr (as one JSON line
+    when JSON logs were asked for); the exit status."""
+    from sieci.config import log_format_asked
+    from sieci.logs import startup_error
+
+    startup_error(error.prog, error.message, log_format_asked(error.prog, argv) == "json", error.usage)
     return error.exit_code
+
+
+def _start_logging(args, name):
+    """Logging as the options say, and its first line: where each setting came from."""
+    import logging
+
+    from sieci.logs import setup_logging
+    from sieci.sources import describe
+
+    setup_logging(args.log_level, args.log_format, args.log_time)
+    logging.getLogger(name).info("%s", describe(args.setting_sources),
+                                 extra={"settings": [setting.as_dict() for setting in args.setting_sources]})
 
 
 def _stop_on_signals(stop, log):
@@ -70,14 +89,15 @@ def master_main(argv=None):
     import logging
 
     from sieci.wire.address import format_address
-    from sieci.config import parse_master, setup_logging, warn_if_exposed
+    from sieci.config import parse_master, warn_if_exposed
     from sieci.master.master import Master
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parse_master(sys.argv[1:] if argv is None else argv)
+        args = parse_master(argv)
     except UsageError as error:
-        return _refused(error)
-    setup_logging(args.log_level, args.log_format)
+        return _refused(error, argv)
+    _start_logging(args, "sieci.master")
     _raise_fd_limit()
     from sieci.master.state import StateRefused
 
@@ -116,15 +136,16 @@ def worker_main(argv=None):
     import gevent
 
     from sieci.wire.address import format_address
-    from sieci.config import parse_worker, settle_isolation, setup_logging, warn_if_exposed, warn_if_jobs_reach_masters
+    from sieci.config import parse_worker, settle_isolation, warn_if_exposed, warn_if_jobs_reach_masters
     from sieci.worker.fork_server import ForkServerError
     from sieci.worker.worker import Worker
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parse_worker(sys.argv[1:] if argv is None else argv)
+        args = parse_worker(argv)
     except UsageError as error:
-        return _refused(error)
-    setup_logging(args.log_level, args.log_format)
+        return _refused(error, argv)
+    _start_logging(args, "sieci.worker")
     problem = settle_isolation(args.job_options)
     if problem:
         return _fail("sieci-worker", problem)
@@ -196,13 +217,14 @@ def cluster_main(argv=None):
     _patch()
     import logging
 
-    from sieci.config import settle_isolation, setup_logging
+    from sieci.config import settle_isolation
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args, job = _parse_cluster_command_line(sys.argv[1:] if argv is None else argv)
+        args, job = _parse_cluster_command_line(argv)
     except UsageError as error:
-        return _refused(error)
-    setup_logging(args.log_level, args.log_format)
+        return _refused(error, argv)
+    _start_logging(args, "sieci.cluster")
     automatic = [wall for wall in ("namespaces", "cgroups") if getattr(args, f"job_{wall}") == "auto"]
     problem = settle_isolation(args.job_options, automatic)
     if problem:

@@ -10,7 +10,7 @@ as the client loads it on every start.
 
 import sys
 
-from sieci import defaults
+from sieci import defaults, environment_options
 
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 TRUE_WORDS = ("true", "yes", "on", "1")
@@ -196,6 +196,7 @@ LOG_LEVEL = Option("--log-level", text, "info", "how much to log on stderr",
                    choices=("debug", "info", "warning", "error"))
 LOG_FORMAT = Option("--log-format", text, "text", "text for people; json for log collectors (one object per line)",
                     choices=("text", "json"))
+LOG_TIME = Option("--log-time", text, "utc", "log times in utc (...Z) or local time", choices=("utc", "local"))
 GRACE = Option("--grace", seconds, defaults.GRACE, "on SIGTERM, how long running jobs may take to finish, in seconds")
 METRICS = Option("--metrics", text, None, "serve Prometheus metrics over HTTP at this address (HOST:PORT or :PORT), "
                  "and on a master a live dashboard at /; no login: bind it to a trusted address; off by default",
@@ -267,7 +268,7 @@ def master_options():
         Option("--peer-dashboard", dashboard_urls, None,
                "show these other masters' dashboards (http://HOST:PORT/ of their --metrics, separated by commas) "
                "on this one's page, and let their pages read it: give every master the others", "URL[,URL...]"),
-        KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+        KEEPALIVE, LOG_LEVEL, LOG_FORMAT, LOG_TIME,
     ]
 
 
@@ -309,7 +310,7 @@ def _job_options():
         Option("--fresh-interpreter", bool, False,
                "start a new interpreter for every job instead of forking a pre-started one (slower; for jobs that "
                "need a fresh hash seed or interpreter flags)"),
-    ]
+    ] + environment_options.job_options()
 
 
 def worker_options():
@@ -330,7 +331,7 @@ def worker_options():
                "longest wait between attempts to redial a lost master, in seconds"),
         FILES_STORE, FILES_STORE_DIR,
         SECRET_FILE, TLS, TLS_CA, TLS_CERT, TLS_KEY,
-        GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT,
+        GRACE, METRICS, KEEPALIVE, LOG_LEVEL, LOG_FORMAT, LOG_TIME,
     ]
 
 
@@ -340,7 +341,7 @@ def cluster_options():
         Option("--workers", positive_count, None, "how many workers to start", "N", shown="the number of CPUs"),
         *[option.with_default("auto", "on where this host can build it")
           if option.flag in ("--job-namespaces", "--job-cgroups") else option for option in _job_options()],
-        LOG_LEVEL.with_default("warning"), LOG_FORMAT,
+        LOG_LEVEL.with_default("warning"), LOG_FORMAT, LOG_TIME,
     ]
 
 
@@ -402,7 +403,7 @@ CLIENT = [
            "with its status", "ID", env=False),
     Option("--cancel", text, None, "cancel the queued or running job with this id", "ID", env=False),
     Option("--list", bool, False, "list each master's queued, running and kept jobs, with their ids and ages"),
-]
+] + environment_options.client_options()
 CLIENT_MASTERS = Option("--masters", text, None, "the masters' client addresses", "MASTER[,MASTER...]",
                         env="SIECI_MASTERS")
 

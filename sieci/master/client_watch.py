@@ -62,7 +62,7 @@ class ClientWatch:
             self.dispatcher.cancel(job, Cancellation.CLIENT_LEFT)
             return
         log.info("client %s left job %s, which runs on for %g s for a client to attach", job.client_name, job.id,
-                 self.client_timeout)
+                 self.client_timeout, extra={"job": job.id})
         job.detach()
         gevent.spawn_later(self.client_timeout, self._cancel_unless_attached, job)
 
@@ -73,7 +73,7 @@ class ClientWatch:
 
     def _cancel_unless_attached(self, job):
         if not job.ended and not job.spool.attached:
-            log.info("job %s: no client attached within %g s", job.id, self.client_timeout)
+            log.info("job %s: no client attached within %g s", job.id, self.client_timeout, extra={"job": job.id})
             self.dispatcher.cancel(job, Cancellation.REQUESTED)
 
     def _relay_stdin(self, job):
@@ -85,7 +85,8 @@ class ClientWatch:
         try:
             relayed = job.stdin.relay(job.client, lambda: self._readable_while_alive(job))
         except protocol.ProtocolError as error:
-            log.warning("client %s: its job's stdin is malformed (%s): the job is stopped", job.client_name, error)
+            log.warning("client %s: the stdin of job %s is malformed (%s): the job is stopped", job.client_name, job.id,
+                        error, extra={"job": job.id})
             relayed = False
         except OSError:
             relayed = False

@@ -223,8 +223,8 @@ class Dispatcher:
             pass
         self.finish(job, outcome, reason.decode("utf-8", "replace"))
 
-    def notify(self, event, job, message, *args):
-        """Log one event in a job's life, as one line with the job's id, and tell the listeners."""
-        log.info("job %s " + message, job.id, *args, extra={"job": job.id, "event": event})
+    def notify(self, event, job, message, *args, **fields):
+        """Log one event in a job's life, as one line with the job's id (and ``fields``), and tell the listeners."""
+        log.info("job %s " + message, job.id, *args, extra={"job": job.id, "event": event, **fields})
         for listener in self.listeners:
             listener(event, job)

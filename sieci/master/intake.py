@@ -205,7 +205,7 @@ class Intake:
         self.dispatcher.enqueue(job)
         conn.send_command(protocol.DETACHED, protocol.job_id_field(job.id))
         conn.finish_sending()
-        log.info("client %s detached from job %s", name, job.id)
+        log.info("client %s detached from job %s", name, job.id, extra={"job": job.id})
 
     def _hold_files(self, conn, name, header):
         """The upload's files bundle, if it names one, held in the store for its job: asked of the

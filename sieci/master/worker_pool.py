@@ -65,8 +65,9 @@ class WorkerPool:
             link = min(takers, key=lambda link: len(link.jobs))
             self.give(self.queue.popleft(), link)
             link.send_offered(job)
-            self.notify("dispatched", job, "sent to worker %s against its offer after %.3f s in the queue",
-                        link.name, job.dispatched_at - job.queued_at)
+            link_job = link.number_code()
+            self.notify("dispatched", job, "sent to worker %s as %s against its offer after %.3f s in the queue",
+                        link.name, link_job, job.dispatched_at - job.queued_at, link_job=link_job)
             if len(link.jobs) == 1:
                 link.expect_answer(job, self.answer_timeout)
 

@@ -48,6 +48,7 @@ class TakenJob:
         self.name = link.name
         self.raw_header = raw_header
         self.relay = relay
+        self.link_job = link.job_numbers.next()
 
     def take(self):
         """Read the upload; refuse it, or run it and send its results."""
@@ -61,7 +62,8 @@ class TakenJob:
         try:
             settings = self._settings_of(header, payload)
         except JobRefused as why:
-            log.warning("refused a job from master %s: %s", self.name, why)
+            log.warning("job for %s as %s refused: %s", self.name, self.link_job, why,
+                        extra={"link_job": self.link_job})
             if relayed:
                 self.conn.send_command(protocol.ERROR, why.reason)
             else:  # a classic master: it relays one block after our answer, whatever it was
@@ -105,6 +107,10 @@ class TakenJob:
             wanted = returns.decode_returns(header)
         except protocol.RemoteProtocolError as why:
             raise JobRefused(b"bad --return", str(why)) from None
+        try:
+            requirements, wheels = upload_format.decode_requirements(header)
+        except protocol.RemoteProtocolError as why:
+            raise JobRefused(b"bad --requirements", str(why)) from None
         streamed = upload_format.STDIN_STREAM in header.fields and upload.stdin is None
         if streamed and not relayed:
             raise JobRefused(upload_format.STDIN_NEEDS_RELAY)
@@ -115,7 +121,8 @@ class TakenJob:
             line_buffered=upload_format.STDOUT_ON_TERMINAL in header.fields,
             merged=upload_format.STDERR_WITH_STDOUT in header.fields,
             fresh=upload_format.FRESH_INTERPRETER in header.fields,
-            directory=upload_format.RUN_DIRECTORY in header.fields, files=files, returns=wanted)
+            directory=upload_format.RUN_DIRECTORY in header.fields, files=files, returns=wanted,
+            requirements=requirements, wheels=wheels)
 
     def _run(self, header, settings):
         """Run the job, sending its results as they come (with a STREAMED stdin, fed in by the master
@@ -143,8 +150,9 @@ class TakenJob:
         for listener in self.worker.listeners:
             listener(run.status, seconds)
         if master_gone:
-            raise LinkLost("the master hung up while its job ran; the job was stopped")
-        log.info("job for %s %s after %.3f s", self.name, run.status.describe(), seconds)
+            raise LinkLost(f"the master hung up while its job {self.link_job} ran; the job was stopped")
+        log.info("job for %s as %s %s after %.3f s", self.name, self.link_job, run.status.describe(), seconds,
+                 extra={"link_job": self.link_job})
 
     def _seal_for(self, header):
         """The seal of a signed job's results (see auth.ResultsSeal), or None."""
@@ -157,7 +165,8 @@ class TakenJob:
             if feeder.feed(run):
                 self._watch_master()
         except protocol.RemoteProtocolError as error:
-            log.warning("dropping master %s: the job's stdin is malformed: %s", self.name, error)
+            log.warning("dropping master %s: the stdin of job %s is malformed: %s", self.name, self.link_job, error,
+                        extra={"link_job": self.link_job})
         except OSError:
             pass
 

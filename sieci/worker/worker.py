@@ -23,6 +23,7 @@ from sieci.wire.tls import describe_failure
 from sieci.worker.executor import JobRunner
 from sieci.worker.files import WorkerFiles
 from sieci.worker.job_results import worker_field
+from sieci.worker.link_log import JobNumbers, RedialLog
 from sieci.worker.taken_job import LinkLost, TakenJob, read_code
 
 log = logging.getLogger("sieci.worker")
@@ -46,19 +47,20 @@ class Worker:
                  reconnect_min=defaults.RECONNECT_MIN, reconnect_max=defaults.RECONNECT_MAX,
                  keepalive=defaults.KEEPALIVE, job_user=None, command_prefix=(), fresh_interpreter=False,
                  isolation=None, secret=None, tls=None, name=None, credit=defaults.CREDIT,
-                 files_store=defaults.FILES_STORE, files_store_dir=None):
+                 files_store=defaults.FILES_STORE, files_store_dir=None, environments=None):
         """``secret`` (bytes): answer masters' challenges, and run only jobs
         their clients signed with it. ``tls``: an ssl.SSLContext for clients.
         ``name`` tells clients which worker ran their job (default: host:pid:n).
         ``credit``: the jobs it may hold for a master that takes standing offers, the running one included;
         None: as many as cover the round trip to that master (see auto_credit).
         Jobs' files bundles are kept, ``files_store`` bytes of them at most, in a
-        private folder made in ``files_store_dir`` (default: the system's temp folder)."""
+        private folder made in ``files_store_dir`` (default: the system's temp folder). ``environments``:
+        how jobs' environments are built and kept (an EnvironmentOptions; see environment_run.py)."""
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{next(_worker_numbers)}"
         self.secret = secret
         self.verifier = auth.Verifier(secret) if secret else None
         self.tls = tls
-        self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter, isolation)
+        self.runner = JobRunner(limits, python, job_user, command_prefix, fresh_interpreter, isolation, environments)
         self.max_upload = max_upload
         self.files = WorkerFiles(FilesStore(files_store, files_store_dir), max_upload,
                                  self.runner.limits.disk or bundle.DEFAULT_MAX_SIZE)
@@ -115,6 +117,8 @@ class MasterLink:
         self.between_jobs = False  # our greenlet waits for the master's next line, and sends nothing
         self.round_trip = RoundTrip()
         self._offers_sent_at = collections.deque()  # when each of our standing offers went, oldest first
+        self.redials = RedialLog(self.name)
+        self.job_numbers = None  # the names of the jobs of the link of the moment (see link_log.py)
 
     def run(self):
         """Dial, serve, redial. A link lost sooner than the longest pause
@@ -127,7 +131,7 @@ class MasterLink:
                 break
             failures = 1 if linked_for >= self.worker.reconnect_max else failures + 1
             delay = self._backoff(failures)
-            log.warning("%s; redialling in %.2f s", why, delay)
+            log.log(*self.redials.failed(why, delay, time.monotonic(), link_held=failures == 1))
             self.worker.stopping.wait(delay)
 
     def _backoff(self, failures):
@@ -161,9 +165,10 @@ class MasterLink:
         sock.settimeout(None)
         tune_socket(sock, self.worker.keepalive, user_timeout=False)  # a master held up by a slow client is alive
         self.conn = Connection(sock, conversation.link_conversation(protocol.WORKER))
+        self.job_numbers = JobNumbers(format_address(sock.getsockname()[:2]))
         self.round_trip = RoundTrip()
         self._offers_sent_at.clear()
-        log.info("linked to master %s", self.name)
+        log.log(*self.redials.linked(time.monotonic()))
         try:
             self._serve_jobs()
         except LinkLost as why:
@@ -230,6 +235,8 @@ class MasterLink:
             self.conn.start_block(raw_header, max_size=self.worker.max_upload)
             read_code(self.conn)
             self.conn.send_command(protocol.BUSY)
+            link_job = self.job_numbers.next()
+            log.debug("job for %s as %s: busy with another master's", self.name, link_job, extra={"link_job": link_job})
             return
         try:
             TakenJob(self, raw_header, relay).take()

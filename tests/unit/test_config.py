@@ -1,5 +1,6 @@
 """Addresses and the daemons' options: command line > environment > config file > default."""
 
+import argparse
 import os
 import re
 
@@ -234,9 +235,10 @@ def test_our_own_checks_raise_rather_than_exit(capsys, parse, argv, message):
     assert capsys.readouterr().err == ""
     refusal.value.show()
     shown = capsys.readouterr().err
+    parser = {"sieci-master": config.master_parser, "sieci-worker": config.worker_parser,
+              "sieci-cluster": config.cluster_parser}[refusal.value.prog]()
     with pytest.raises(SystemExit):
-        {"sieci-master": config.master_parser, "sieci-worker": config.worker_parser,
-         "sieci-cluster": config.cluster_parser}[refusal.value.prog]().error(message)
+        argparse.ArgumentParser.error(parser, message)
     assert shown == capsys.readouterr().err
 
 

@@ -264,15 +264,15 @@ def test_the_master_logs_each_job_as_lines_of_the_chosen_format(procs, log_forma
         job_id = entries[0]["job"]
         assert [(entry["level"], entry["logger"], entry["job"], entry["event"]) for entry in entries] == [
             ("info", "sieci.master", job_id, event) for event in ("queued", "dispatched", "done")], procs.logs()
-        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", entry["time"]) for entry in entries)
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"]) for entry in entries)
         lines = [entry["message"] for entry in entries]
     else:
-        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO sieci\.master: "
+        stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO sieci\.master: "
         assert all(re.match(stamp, line) for line in lines), procs.logs()
         lines = [re.sub(stamp, "", line) for line in lines]
     assert [re.sub(r"[\d.]+", "N", re.sub(r"job [0-9a-f]{16}", "job ID", line)) for line in lines] == [
         "job ID queued from client N:N (N bytes, N in queue)",
-        "job ID dispatched to worker N:N after N s in the queue",
+        "job ID dispatched to worker N:N as N:N#N after N s in the queue",
         "job ID done after N s (N s on a worker, N bytes of results)",
     ], procs.logs()
 

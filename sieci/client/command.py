@@ -48,11 +48,19 @@ def _show_each(answers, as_json, format_text):
 
 
 def format_jobs(listing):
-    """One master's jobs, a line each, for people."""
+    """One master's jobs, a line each, for people: id, state, exit status, age, whether a client is
+    attached, worker, program and its arguments' count (a master older than these fields gives no more
+    than the age and worker)."""
     lines = [f"master {listing['master']}  jobs {len(listing['jobs'])}"]
-    lines += [f"  {job['id']}  {job['state']:<9} {job['age']:>10.1f} s  {'detached' if job['detached'] else 'attached'}"
-              f"  {job['worker'] or '-'}" for job in listing["jobs"]]
+    lines += [_job_line(job) for job in listing["jobs"]]
     return "\n".join(lines) + "\n"
+
+
+def _job_line(job):
+    exit_status = job.get("exit_status")
+    program = f"{job['program']} ({job.get('arguments', 0)} args)" if job.get("program") else ""
+    return (f"  {job['id']}  {job['state']:<9} {'-' if exit_status is None else exit_status:>4} {job['age']:>10.1f} s"
+            f"  {'detached' if job['detached'] else 'attached'}  {job['worker'] or '-':<21}  {program}").rstrip()
 
 
 def attach(client, job_id, prog=PROG):

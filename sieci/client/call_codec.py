@@ -10,6 +10,7 @@ marshalled where plain, else pickled. ``value_of`` turns the outcome (jobs/call.
 into what the call gives.
 """
 
+import builtins
 import functools
 import marshal
 import pickle
@@ -91,14 +92,20 @@ def function_parts(function):
     except ValueError:  # an empty cell
         return None
     names = (function.__name__, function.__qualname__, function.__module__, function.__doc__)
-    parts = (names, function.__defaults__, function.__kwdefaults__, function.__annotations__, values, modules,
-             closure)
+    parts = (names, function.__defaults__, function.__kwdefaults__, annotation_parts(function.__annotations__),
+             values, modules, closure)
     if not job_side.is_plain(parts):
         return None
     return marshal.dumps((code, *parts))
 
 
 _MISSING = object()
+
+
+def annotation_parts(annotations):
+    """``[(name, annotation, False)]`` in order, a builtin type (``int``) as ``(name, its name, True)``."""
+    return [(name, value.__name__, True) if type(value) is type and getattr(builtins, value.__name__, None) is value
+            else (name, value, False) for name, value in annotations.items()]
 
 
 def global_names(code):

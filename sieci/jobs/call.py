@@ -98,7 +98,9 @@ def plain_function(data):
     cells = None if closure is None else tuple(make_cell(value) for value in closure)
     function = type(plain_function)(code, function_globals, names[0], defaults, cells)
     function.__qualname__, function.__module__, function.__doc__ = names[1:]
-    function.__kwdefaults__, function.__annotations__ = kwdefaults, annotations
+    function.__kwdefaults__ = kwdefaults
+    function.__annotations__ = {name: getattr(builtins, value) if builtin else value
+                                for name, value, builtin in annotations}
     return function
 
 

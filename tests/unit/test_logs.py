@@ -1,0 +1,190 @@
+"""The daemons' log lines (sieci/logs.py), a worker's folded redials (worker/link_log.py), and the
+start's line of where each setting came from (sources.py)."""
+
+import io
+import json
+import logging
+import re
+
+import pytest
+
+from sieci import config, logs, sources
+from sieci.options import UsageError
+from sieci.worker.link_log import SUMMARY_EVERY, JobNumbers, RedialLog
+
+MOMENT = 1796587303.075  # 2026-12-06T20:01:43.075Z, as issue 30 quotes it
+
+
+def record(message="job %s done", args=("0123456789abcdef",), **extra):
+    entry = logging.LogRecord("sieci.master", logging.INFO, __file__, 1, message, args, None)
+    entry.created = MOMENT
+    entry.__dict__.update(extra)
+    return entry
+
+
+def test_times_are_iso_8601_in_utc_with_a_z():
+    assert logs.timestamp(MOMENT) == "2026-12-06T20:01:43.075Z"
+    assert logs.timestamp(1796587303.0) == "2026-12-06T20:01:43.000Z"
+
+
+def test_local_times_carry_their_offset(monkeypatch):
+    monkeypatch.setenv("TZ", "SIE-1")  # POSIX: one hour east of UTC, no zone database needed
+    import time
+    time.tzset()
+    try:
+        assert logs.timestamp(MOMENT, local=True) == "2026-12-06T21:01:43.075+01:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_json_line_has_the_zone_the_job_and_its_fields():
+    line = logs.JsonFormatter().format(record(job="0123456789abcdef", event="done", unrelated="x"))
+    assert json.loads(line) == {"time": "2026-12-06T20:01:43.075Z", "level": "info", "logger": "sieci.master",
+                                "message": "job 0123456789abcdef done", "job": "0123456789abcdef", "event": "done"}
+
+
+def test_a_worker_line_carries_the_jobs_number_on_its_link():
+    line = logs.JsonFormatter().format(record("job for %s as %s exited 0", ("m:1", "w:2#3"), link_job="w:2#3"))
+    assert json.loads(line)["link_job"] == "w:2#3"
+
+
+def test_a_text_line_starts_with_its_time_and_names_a_job_its_message_does_not():
+    formatter = logs.TextFormatter()
+    assert formatter.format(record(job="0123456789abcdef")) == \
+        "2026-12-06T20:01:43.075Z INFO sieci.master: job 0123456789abcdef done"
+    assert formatter.format(record("client left", (), job="0123456789abcdef")) == \
+        "2026-12-06T20:01:43.075Z INFO sieci.master: client left job=0123456789abcdef"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_refusal_is_argparses_text_or_one_json_line(as_json):
+    out = io.StringIO()
+    logs.startup_error("sieci-master", "argument --max-queue: not a whole number: 'x'", as_json,
+                       "usage: sieci-master [-h]\n                    [--max-queue N]\n", file=out)
+    if not as_json:
+        assert out.getvalue() == ("usage: sieci-master [-h]\n                    [--max-queue N]\n"
+                                  "sieci-master: error: argument --max-queue: not a whole number: 'x'\n")
+        return
+    (line,) = out.getvalue().splitlines()
+    entry = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    assert (entry["level"], entry["logger"], entry["usage"]) == ("error", "sieci.master",
+                                                                 "usage: sieci-master [-h] [--max-queue N]")
+    assert entry["message"] == "sieci-master: error: argument --max-queue: not a whole number: 'x'"
+
+
+@pytest.mark.parametrize("argv, env, config_text, expected", [
+    (["--log-format", "json"], {}, None, "json"),
+    (["--log-format=json"], {"SIECI_LOG_FORMAT": "text"}, None, "json"),
+    ([], {"SIECI_LOG_FORMAT": "json"}, None, "json"),
+    (["-c", "CONFIG"], {}, "log-format = json\n", "json"),
+    (["-c", "CONFIG"], {"SIECI_LOG_FORMAT": "text"}, "log-format = json\n", "text"),
+    ([], {"SIECI_MASTER_CONFIG": "CONFIG"}, "log-format = json\n", "json"),
+    (["-c", "/no/such/file"], {}, None, "text"),
+    (["--", "--log-format", "json"], {}, None, "text"),
+])
+def test_the_log_format_is_known_before_the_command_line_is_read(tmp_path, argv, env, config_text, expected):
+    path = tmp_path / "master.conf"
+    if config_text is not None:
+        path.write_text(config_text)
+    argv = [str(path) if token == "CONFIG" else token for token in argv]
+    env = {name: str(path) if value == "CONFIG" else value for name, value in env.items()}
+    assert config.log_format_asked("sieci-master", argv, env) == expected
+
+
+def test_argparses_own_refusals_are_usage_errors():
+    with pytest.raises(UsageError) as refusal:
+        config.parse_master([":1", ":2", "--max-queue", "x"], env={})
+    assert refusal.value.message == "argument --max-queue: not a whole number: 'x'"
+    assert refusal.value.usage.startswith("usage: sieci-master")
+
+
+# --- folded redials ----------------------------------------------------------------
+
+
+def test_a_master_that_stays_down_is_a_warning_then_one_per_doubling_and_one_line_when_back():
+    redials = RedialLog("10.0.0.1:2000")
+    levels = [redials.failed("cannot reach master 10.0.0.1:2000 (refused)", 1.0, now)[0] for now in range(1, 17)]
+    warned = [attempt for attempt, level in enumerate(levels, 1) if level == logging.WARNING]
+    assert warned == [1, 2, 4, 8, 16]
+    assert levels.count(logging.DEBUG) == 11
+    level, message = redials.failed("cannot reach master 10.0.0.1:2000 (refused)", 1.0, 18)
+    assert level == logging.DEBUG and message == "cannot reach master 10.0.0.1:2000 (refused); redialling in 1.00 s"
+    assert redials.linked(20) == (logging.INFO, "linked to master 10.0.0.1:2000 again (17 failed attempts in 19 s)")
+
+
+def test_a_long_outage_warns_at_least_once_a_minute():
+    redials = RedialLog("m:1")
+    now, warnings = 0.0, []
+    for attempt in range(1, 41):  # the 30 s pauses of a long outage
+        level, message = redials.failed("lost", 30.0, now)
+        if level == logging.WARNING:
+            warnings.append((attempt, now))
+        now += 30.0
+    assert [attempt for attempt, _ in warnings] == [1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34,
+                                                    36, 38, 40]
+    assert all(later - earlier <= SUMMARY_EVERY for (_, earlier), (_, later) in zip(warnings, warnings[1:]))
+
+
+def test_the_tally_starts_again_after_a_link_that_held():
+    redials = RedialLog("m:1")
+    assert redials.linked(0) == (logging.INFO, "linked to master m:1")
+    for now in (1, 2, 3):
+        redials.failed("refused", 0.5, now)
+    assert redials.linked(4)[0] == logging.INFO
+    assert redials.linked(5)[0] == logging.DEBUG  # a link refused at once, again: said once
+    assert redials.failed("lost master m:1", 0.5, 100, link_held=True) == (
+        logging.WARNING, "lost master m:1; redialling in 0.50 s")
+
+
+def test_a_links_jobs_are_numbered_as_the_master_numbers_the_codes_it_sends():
+    numbers = JobNumbers("127.0.0.1:40000")
+    assert [numbers.next() for _ in range(3)] == ["127.0.0.1:40000#1", "127.0.0.1:40000#2", "127.0.0.1:40000#3"]
+
+
+# --- where settings came from ------------------------------------------------------
+
+
+def test_each_setting_names_its_source_and_what_it_beat_and_no_secret(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("a secret of some length, never to be logged\n")
+    secret.chmod(0o600)
+    other_secret = tmp_path / "other"
+    conf = tmp_path / "master.conf"
+    conf.write_text(f"keep-output = 30\nsecret-file = {other_secret}\nmax-queue = 9\n")
+    args = config.parse_master(["-c", str(conf), "127.0.0.1:0", "--clients-addr=127.0.0.1:0", "--max-queue", "5",
+                                "--classic-dispatch"],
+                               env={"SIECI_SECRET_FILE": str(secret), "SIECI_MAX_QUEUE": "7", "SIECI_GRACE": "4"})
+    described = {setting.flag: setting.as_dict() for setting in args.setting_sources}
+    assert described == {
+        "--config": {"option": "--config", "value": str(conf), "source": "command line", "beaten": []},
+        "WORKERS_ADDR": {"option": "WORKERS_ADDR", "value": "127.0.0.1:0", "source": "command line", "beaten": []},
+        "--clients-addr": {"option": "--clients-addr", "value": "127.0.0.1:0", "source": "command line",
+                           "beaten": []},
+        "--max-queue": {"option": "--max-queue", "value": "5", "source": "command line",
+                        "beaten": ["SIECI_MAX_QUEUE", f"max-queue in {conf}"]},
+        "--secret-file": {"option": "--secret-file", "value": str(secret), "source": "SIECI_SECRET_FILE",
+                          "beaten": [f"secret-file in {conf}"]},
+        "--keep-output": {"option": "--keep-output", "value": "30", "source": str(conf), "beaten": []},
+        "--classic-dispatch": {"option": "--classic-dispatch", "value": None, "source": "command line",
+                               "beaten": []},
+        "--grace": {"option": "--grace", "value": "4", "source": "SIECI_GRACE", "beaten": []},
+    }
+    line = sources.describe(args.setting_sources)
+    assert f"--secret-file {secret} (SIECI_SECRET_FILE, beating secret-file in {conf})" in line
+    assert "never to be logged" not in line and "never to be logged" not in json.dumps(list(described.values()))
+
+
+def test_a_config_file_from_its_variable_is_named_so(tmp_path):
+    conf = tmp_path / "worker.conf"
+    conf.write_text("timeout = 9\n")
+    args = config.parse_worker(["127.0.0.1:1", "--job-namespaces", "off", "--job-cgroups", "off"],
+                               env={"SIECI_WORKER_CONFIG": str(conf)})
+    line = sources.describe(args.setting_sources)
+    assert line.startswith(f"settings not at their defaults: --config {conf} (SIECI_WORKER_CONFIG), ")
+    assert f"--timeout 9 ({conf})" in line
+
+
+def test_all_defaults_is_said_so():
+    assert sources.describe([]) == "settings: all defaults"

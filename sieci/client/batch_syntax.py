@@ -20,7 +20,7 @@ NOT_RUN = "sieci does not run it (docs/batches.md lists what it does)"
 
 # {}, {.}, {/}, {//}, {/.}, {#}, {%}, and the positional {N}, {N.}, ... ({-N}: from the last source).
 _REPLACEMENT = re.compile(r"\{(-?[0-9]+)?(|\.|/|//|/\.)\}|\{([#%])\}")
-_PERL_REPLACEMENT = re.compile(r"\{-?[0-9]*=")  # {=perl expression=}, {N=...=}
+_PERL_REPLACEMENT = re.compile(r"\{-?[0-9]*=.*?=\}", re.S)  # {=perl expression=}, {N=...=}, across words too
 _UNSAFE_IN_VALUE = re.compile(r"[^-_.+a-zA-Z0-9/]")  # GNU parallel quotes a value with any other character
 _UNSAFE_IN_WORD = re.compile(r"[^\w@%+=:,./-]", re.ASCII)  # what the shell would read as more than text
 
@@ -173,6 +173,9 @@ class Template:
     """PROG and its ARGs, with GNU parallel's replacement strings; ``sources``: how many input sources."""
 
     def __init__(self, words, sources):
+        perl = _PERL_REPLACEMENT.search(" ".join(words))
+        if perl:
+            raise SyntaxRefused(f"the replacement string {perl.group()!r} is a Perl expression ({{=...=}}): {NOT_RUN}")
         self.words = [self._pieces(word, sources) for word in words]
         pieces = [piece for word in self.words for piece in word if not isinstance(piece, str)]
         self.replaces = bool(pieces)
@@ -182,10 +185,6 @@ class Template:
     def _pieces(word, sources):
         """A word as its text and its replacement strings: ("#",), ("%",), (None, change) for all the
         values, (N, change) for source N's (from 0)."""
-        perl = _PERL_REPLACEMENT.search(word)
-        if perl:
-            raise SyntaxRefused(f"the replacement string {word[perl.start():]!r} is a Perl expression "
-                                f"({{=...=}}): {NOT_RUN}")
         pieces, at = [], 0
         for match in _REPLACEMENT.finditer(word):
             pieces.append(word[at:match.start()])

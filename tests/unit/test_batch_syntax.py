@@ -92,7 +92,7 @@ def test_a_billion_combinations_are_made_one_at_a_time():
     (["p.py", "{.}", "{/}", "{//}", "{/.}"], ("d.x/f.tar.gz",), ["p.py", "d.x/f.tar", "f.tar.gz", "d.x", "f.tar"]),
     (["p.py", "{1.}", "{2/}", "{1//}", "{2/.}"], ("a/b.c", "d/e.f"), ["p.py", "a/b", "e.f", "a", "e"]),
     (["p.py", "{#}", "{%}", "n{#}"], ("a",), ["p.py", "7", "3", "n7"]),
-    (["p.py", "{x}", "{ }", "{+/}", "{##}"], ("a",), ["p.py", "{x}", "{ }", "{+/}", "{##}", "a"]),
+    (["p.py", "{x}", "{ }", "{+/}", "{##}", "{=x"], ("a",), ["p.py", "{x}", "{ }", "{+/}", "{##}", "{=x", "a"]),
     ([], ("a.py", "x"), ["a.py", "x"]),
 ])
 def test_replacement_strings(template, values, command):
@@ -100,11 +100,12 @@ def test_replacement_strings(template, values, command):
 
 
 @pytest.mark.parametrize("word, complaint", [
-    ("{=s/a/b/=}", "is a Perl expression"), ("x{1=uc=}", "is a Perl expression"),
+    ("{=s/a/b/=}", "'{=s/a/b/=}' is a Perl expression"), ("x{1=uc=}y", "'{1=uc=}' is a Perl expression"),
     ("{3}", "{3} names input source 3, and there are 2"), ("{0}", "names input source 0"),
     ("{-3.}", "names input source -3"),
 ])
 def test_replacement_strings_sieci_does_not_run_are_refused(word, complaint):
+    """(A Perl expression may span words, as GNU parallel joins them before it reads them.)"""
     with pytest.raises(SyntaxRefused, match=re.escape(complaint)):
         Template(["p.py", word], 2)
 
@@ -177,3 +178,8 @@ def test_halt_that_never_triggers_exits_as_gnu_parallel():
     assert [watch.ended(status) for status in (0, 1, 0, 0)] == [None] * 4 and watch.exit_status() == 25
     watch = HaltWatch(parse_halt("never"), 2)
     assert [watch.ended(status) for status in (1, 1)] == [None, None] and watch.exit_status() == 2
+
+
+def test_a_perl_expression_across_words_is_refused():
+    with pytest.raises(SyntaxRefused, match=re.escape("'{= s/a/b/ =}' is a Perl expression")):
+        Template(["p.py", "{=", "s/a/b/", "=}"], 1)

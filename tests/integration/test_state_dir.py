@@ -89,3 +89,20 @@ def test_a_record_that_cannot_be_restored_is_forgotten_loudly_and_the_rest_serve
     assert client.Client(client_address(second)).attach(good).stdout == b"fine\n"
     [(_, listing)] = client.Client(client_address(second)).jobs()
     assert [job["id"] for job in listing["jobs"]] == [good]
+
+
+def test_a_queued_detached_jobs_files_bundle_outlives_the_restart_with_it(cluster, tmp_path):
+    from sieci.client.program import load_program
+
+    state, job, data = tmp_path / "state", tmp_path / "job.py", tmp_path / "data.txt"
+    job.write_text("print(open('data.txt').read().strip())\n")
+    data.write_text("beside the job\n")
+    first = cluster.master(state_dir=str(state))
+    job_id = client.Client(client_address(first)).detach(load_program(str(job), [str(data)]))
+    first.stop(grace=1)
+    cluster.masters.remove(first)
+    assert len(list((state / "files").iterdir())) == 1
+    second = cluster.master(state_dir=str(state))
+    cluster.worker(second)
+    result = client.Client(client_address(second)).attach(job_id)
+    assert (result.exit_status, result.stdout) == (0, b"beside the job\n")

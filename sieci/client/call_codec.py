@@ -58,9 +58,10 @@ class CallCode:
                                 function_form=function_form, function=literal(function_data).decode())
         self.head = head.encode()
 
-    def program(self, args, kwargs):
-        """The job's program that calls the function with ``args`` and ``kwargs``."""
-        arguments = (tuple(args), dict(kwargs))
+    def program(self, calls):
+        """The job's program that calls the function with each ``(args, kwargs)`` of ``calls`` in turn: its
+        outcome's value is the list of their values."""
+        arguments = [(tuple(args), dict(kwargs)) for args, kwargs in calls]
         if job_side.is_plain(arguments):
             form, data = PLAIN, marshal.dumps(arguments)
         else:

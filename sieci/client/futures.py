@@ -1,6 +1,7 @@
 """sieci.Executor: a concurrent.futures.Executor whose jobs run on a sieci cluster."""
 
 import concurrent.futures
+import itertools
 import time
 
 from sieci import defaults
@@ -37,7 +38,7 @@ class Executor(concurrent.futures.Executor):
         from sieci.client.call_codec import CallCode
 
         calls = self._function_calls()
-        return self._threads.submit(calls.call, CallCode(fn).program(args, kwargs))
+        return self._threads.submit(calls.call_one, CallCode(fn).program([(args, kwargs)]))
 
     def submit_code(self, code, filename="job.py", args=(), env=None, returns=(), results=".", stdin=None):
         """The job ``python3 FILENAME ARGS...`` of ``code``, with ``env`` added to its environment,
@@ -47,15 +48,21 @@ class Executor(concurrent.futures.Executor):
                                     results=results, stdin=stdin)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
-        """``fn``'s values for the items of ``iterables``, in order, as concurrent.futures' map gives them
-        (``chunksize``: how many calls go in one job); for programs (``map(codes)``), their Results."""
+        """``fn``'s values for the items of ``iterables``, in order, as concurrent.futures' map gives them:
+        ``chunksize`` calls in one job, which gives their values together (an exception in one of them
+        is raised in their place, and the values of the others in that job are lost, as
+        ProcessPoolExecutor's map does); for programs (``map(codes)``), their Results."""
         if not callable(fn):
             return self._threads.map(self.client.run, fn, *iterables, timeout=timeout)
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
         from sieci.client.call_codec import CallCode
 
         code, calls = CallCode(fn), self._function_calls()
         deadline = None if timeout is None else time.monotonic() + timeout
-        futures = [self._threads.submit(calls.call, code.program(args, {})) for args in zip(*iterables)]
+        chunks = itertools.batched(zip(*iterables), chunksize) if hasattr(itertools, "batched") else \
+            _batched(zip(*iterables), chunksize)
+        futures = [self._threads.submit(calls.call, code.program([(args, {}) for args in chunk])) for chunk in chunks]
         return _in_order(futures, deadline)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
@@ -71,17 +78,24 @@ class Executor(concurrent.futures.Executor):
         return self._calls
 
 
+def _batched(items, size):
+    items = iter(items)
+    while chunk := tuple(itertools.islice(items, size)):
+        yield chunk
+
+
 def _in_order(futures, deadline):
-    """The futures' results in order, each waited for until ``deadline`` at most (TimeoutError after);
-    those not waited for are cancelled when this generator is closed early, as concurrent.futures does."""
+    """The values in the futures' results (lists) in order, each future waited for until ``deadline`` at
+    most (TimeoutError after); those not waited for are cancelled when this generator is closed early,
+    as concurrent.futures does."""
     try:
         futures.reverse()
         while futures:
             future = futures.pop()
             if deadline is None:
-                yield future.result()
+                yield from future.result()
             else:
-                yield future.result(deadline - time.monotonic())
+                yield from future.result(deadline - time.monotonic())
     finally:
         for future in futures:
             future.cancel()

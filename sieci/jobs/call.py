@@ -12,8 +12,8 @@ C unpickler loads with cloudpickle's reconstructors for functions and cells copi
 The outcome goes into the file OUTCOME in the job's folder, which the client asks back as
 ``--return`` does, inside the results the worker seals: printing cannot make one. It is marshalled:
 
-- ``("plain", VALUE)``: the function returned VALUE, plain data;
-- ``("value", PICKLE)``: it returned what PICKLE holds;
+- ``("plain", VALUES)``: the function returned VALUES (a list, a value a call), plain data;
+- ``("value", PICKLE)``: it returned the values PICKLE holds;
 - ``("raised", TYPE_NAME, TRACEBACK_TEXT, PICKLE_OR_NONE)``: it raised (or its call could not be
   made: the function or its arguments would not load here); the exception's pickle, if it has one;
 - ``("unpicklable", TEXT)``: its value cannot be pickled, TEXT says why.
@@ -55,8 +55,9 @@ def is_plain(value, budget=PLAIN_BUDGET):
 
 
 def run_call(function_form, function_data, arguments_form, arguments_data):
-    """Call the function of ``function_data`` with the ``(args, kwargs)`` of ``arguments_data`` (each
-    in the form PLAIN or PICKLED), and write the outcome to OUTCOME. The job's first lines have
+    """Call the function of ``function_data`` with each ``(args, kwargs)`` of the list in ``arguments_data``
+    (each in the form PLAIN or PICKLED), in order, and write the outcome (of the list of their values,
+    or of the first exception) to OUTCOME. The job's first lines have
     checked that this Python is the client's (call_codec.py's prologue), before anything was loaded."""
     import os
 
@@ -73,8 +74,8 @@ def call_outcome(function_form, function_data, arguments_form, arguments_data):
 
     try:
         function = plain_function(function_data) if function_form == PLAIN else light_loads(function_data)
-        args, kwargs = marshal.loads(arguments_data) if arguments_form == PLAIN else light_loads(arguments_data)
-        value = function(*args, **kwargs)
+        calls = marshal.loads(arguments_data) if arguments_form == PLAIN else light_loads(arguments_data)
+        value = [function(*args, **kwargs) for args, kwargs in calls]
     except BaseException as error:  # noqa: B036 (as concurrent.futures does: SystemExit too reaches the caller)
         return raised(error)
     if is_plain(value):

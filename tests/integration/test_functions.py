@@ -45,6 +45,20 @@ def test_map_yields_fifty_values_in_order(pool):
     assert list(pool.map(lambda n: n * n + offset, range(50), timeout=WAIT)) == [n * n + offset for n in range(50)]
 
 
+@pytest.mark.parametrize("chunksize", [2, 7, 50])
+def test_map_in_chunks_yields_the_same_values_in_order(pool, chunksize):
+    assert list(pool.map(lambda n: -n, range(23), timeout=WAIT, chunksize=chunksize)) == [-n for n in range(23)]
+
+
+def test_map_in_chunks_raises_at_the_failing_item(pool):
+    values = pool.map(lambda n: 10 // (n - 5), range(10), chunksize=3)
+    assert [next(values) for _ in range(3)] == [-2, -3, -4]
+    with pytest.raises(ZeroDivisionError):
+        next(values)  # 3, 4 and 5 went in one job
+    with pytest.raises(ValueError, match="chunksize"):
+        pool.map(len, ["a"], chunksize=0)
+
+
 def test_map_takes_several_iterables_as_concurrent_futures_does(pool):
     assert list(pool.map(lambda a, b: a + b, "abc", "xyz", timeout=WAIT)) == ["ax", "by", "cz"]
 

@@ -36,8 +36,8 @@ def run_program(program):
 
 def call(function, *args, **kwargs):
     """What calling ``function`` through its program gives (a value, or an exception raised)."""
-    _, data = run_program(CallCode(function).program(args, kwargs))
-    return value_of(read_outcome(data), "here")
+    _, data = run_program(CallCode(function).program([(args, kwargs)]))
+    return value_of(read_outcome(data), "here")[0]
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def test_an_exception_is_raised_again_with_its_remote_traceback_as_its_cause():
     def fails(n):
         raise KeyError(n)
 
-    status, data = run_program(CallCode(fails).program((4,), {}))
+    status, data = run_program(CallCode(fails).program([((4,), {})]))
     assert status == 1
     with pytest.raises(KeyError) as raised:
         value_of(read_outcome(data), "here")
@@ -127,7 +127,7 @@ def test_another_python_is_named_in_the_outcome_and_nothing_is_loaded(monkeypatc
     def leaves_a_mark():
         open("called", "w").close()
 
-    status, data = run_program(CallCode(leaves_a_mark).program((), {}))
+    status, data = run_program(CallCode(leaves_a_mark).program([((), {})]))
     here = "%d.%d.%d" % sys.version_info[:3]
     assert (status, data) == (1, b"python " + here.encode())
     assert not (job_folder / "called").exists()
@@ -144,8 +144,8 @@ def test_the_outcome_replaces_what_the_function_left_under_its_name(job_folder):
         os.chdir("elsewhere")
         return "mine"
 
-    status, data = run_program(CallCode(squats).program((), {}))
-    assert (status, value_of(read_outcome(data), "here")) == (0, "mine")
+    status, data = run_program(CallCode(squats).program([((), {})]))
+    assert (status, value_of(read_outcome(data), "here")) == (0, ["mine"])
     assert not os.path.islink(job_folder / OUTCOME)
     assert os.listdir(job_folder / "elsewhere") == []
 
@@ -157,12 +157,24 @@ def test_an_outcome_sieci_does_not_know_is_a_call_failed(data):
         read_outcome(data)
 
 
+def test_a_program_of_several_calls_gives_their_values_in_order_or_the_first_exception():
+    def inverse(n):
+        return 1 / n
+
+    calls = [((n,), {}) for n in (1, 2, 4)]
+    assert value_of(read_outcome(run_program(CallCode(inverse).program(calls))[1]), "here") == [1.0, 0.5, 0.25]
+    status, data = run_program(CallCode(inverse).program([((1,), {}), ((0,), {}), ((2,), {})]))
+    assert status == 1
+    with pytest.raises(ZeroDivisionError):
+        value_of(read_outcome(data), "here")
+
+
 def test_a_function_or_arguments_that_cannot_be_pickled_raise_at_once():
     numbers = (n for n in range(3))
     with pytest.raises(sieci.CannotPickle, match="the function .*<lambda> cannot be pickled: TypeError"):
         CallCode(lambda: next(numbers))
     with pytest.raises(sieci.CannotPickle, match="the arguments of len cannot be pickled"):
-        CallCode(len).program((numbers,), {})
+        CallCode(len).program([((numbers,), {})])
 
 
 plain_atoms = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary() | \

@@ -304,8 +304,10 @@ def test_help_lists_the_batch_options():
     done = subprocess.run([sys.executable, CLIENT, "--help"], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 0
     for variable in ("SIECI_JOBS", "SIECI_ARG_FILE", "SIECI_UNGROUP", "SIECI_JOBLOG", "SIECI_RETRY_FAILED",
-                     "SIECI_RESUME", "SIECI_RESUME_FAILED"):
+                     "SIECI_RESUME", "SIECI_RESUME_FAILED", "SIECI_TAG", "SIECI_HALT"):
         assert variable in done.stdout
+    for flag in ("-j N", "-k, --keep-order", "--tag", "--halt WHEN,WHAT=N", "--dry-run"):
+        assert flag in done.stdout
 
 
 def _cancelled_and_all_idle(master):

@@ -77,9 +77,11 @@ def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
 
 
 def test_batch_options_come_from_the_environment():
-    environ = {"SIECI_JOBS": "3", "SIECI_UNGROUP": "1", "SIECI_JOBLOG": "j"}
+    environ = {"SIECI_JOBS": "3", "SIECI_UNGROUP": "1", "SIECI_JOBLOG": "j", "SIECI_TAG": "1",
+               "SIECI_HALT": "soon,done=2"}
     args = parse_args(["m:1", ":::", "a.py", "b.py"], environ=environ)
-    assert (args.jobs, args.ungroup, args.joblog, args.retry_failed) == (3, True, "j", False)
+    assert (args.jobs, args.ungroup, args.joblog, args.retry_failed, args.tag) == (3, True, "j", False, True)
+    assert (args.halt.when, args.halt.what, args.halt.count) == ("soon", "done", 2)
     assert parse_args(["m:1", ":::", "a.py", "b.py"], environ={}).jobs == 8
 
 

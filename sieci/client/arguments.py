@@ -224,6 +224,9 @@ def _parse_quickly(argv, masters_from_environment):
             raise _AskArgparse(tokens) from None
         if option.repeat:
             values.setdefault(option.dest, []).append(converted)
+        elif option.dest == "arg_file" and option.dest in values:
+            raise _refusal("-a (--arg-file) once only: GNU parallel would read each as an input source; give the "
+                           "others after PROG as ':::: FILE...'")
         else:
             values[option.dest] = converted
     return values, positionals, None

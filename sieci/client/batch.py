@@ -114,7 +114,7 @@ class Batch:
             except (KeyboardInterrupt, Terminated):
                 self._show_what_finished(finished)
                 self._say(f"interrupted: {self.todo.total - self.ended} of {self.todo.total} jobs did not finish"
-                          + (f" (the same command with {self.resume_with} runs them)" if self.log else ""))
+                          + (f" (the same command with {self.resume_with} runs them)" if self.log is not None else ""))
                 raise
         finally:
             self._close()

@@ -71,6 +71,7 @@ def test_each_value_makes_a_command_as_gnu_parallel_does(template, value, comman
     (["-X", "m:1", ":::", "a.py"], "-X is GNU parallel's"),
     (["--colsep", ",", "m:1", ":::", "a.py"], "--colsep is GNU parallel's"),
     (["-P", "4", "m:1", ":::", "a.py"], "give it as -j or --jobs"),
+    (["-a", "f", "--arg-file=g", "m:1", "a.py"], "-a (--arg-file) once only"),
 ])
 def test_batch_mistakes_are_usage_errors(capsys, argv, complaint):
     assert refused_usage(parse_args, argv, environ={}) == 2 and complaint in capsys.readouterr().err

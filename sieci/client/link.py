@@ -81,9 +81,10 @@ class ClientLink:
                     raise
                 raise NotAccepted(f"master {self.where} did not answer within the --connect-timeout of "
                                   f"{connect_timeout:g} s") from None
+            from sieci.wire.tls import describe_os_error
+
             lost = JobLost if accepted else NotAccepted
-            raise lost(f"lost the connection to master {self.where} "
-                       f"({(error.strerror or str(error)).lower()})") from None
+            raise lost(f"lost the connection to master {self.where} ({describe_os_error(error)})") from None
         finally:
             sock.close()
 

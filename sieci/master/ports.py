@@ -29,7 +29,8 @@ def behind_tls(handle, peer, tls, handshake_timeout):
             sock = tls.wrap_socket(sock, server_side=True)
             sock.settimeout(None)
         except OSError as error:
-            log.info("%s %s: TLS handshake failed: %s", peer, format_address(address), describe_failure(error))
+            log.info("%s %s: TLS handshake failed: %s", peer, format_address(address),
+                     describe_failure(error, "master"))
             sock.close()
             return
         handle(sock, address)

@@ -19,7 +19,7 @@ from sieci.files_store import FilesStore
 from sieci.wire import auth, bundle, conversation, protocol
 from sieci.wire.address import format_address
 from sieci.wire.connection import Connection, tune_socket
-from sieci.wire.tls import describe_failure
+from sieci.wire.tls import describe_failure, describe_os_error
 from sieci.worker.executor import JobRunner
 from sieci.worker.files import WorkerFiles
 from sieci.worker.job_results import worker_field
@@ -178,7 +178,7 @@ class MasterLink:
         except protocol.RemoteProtocolError as error:
             return f"dropping master {self.name}: {error}"
         except OSError as error:
-            return f"lost master {self.name}: {error}"
+            return f"lost master {self.name}: {describe_os_error(error)}"
         finally:
             self.conn = None
             self.worker.job_slot.let_go(self)

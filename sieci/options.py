@@ -266,8 +266,8 @@ def master_options():
                "comparison): no asking ahead, no standing offers"),
         GRACE, METRICS,
         Option("--peer-dashboard", dashboard_urls, None,
-               "show these other masters' dashboards (http://HOST:PORT/ of their --metrics, separated by commas) "
-               "on this one's page, and let their pages read it: give every master the others", "URL[,URL...]"),
+               "show these other masters' dashboards (the URLs of their --metrics, separated by commas) on this "
+               "one's page, and let their pages read it: give every master the others", "URL[,URL...]"),
         KEEPALIVE, LOG_LEVEL, LOG_FORMAT, LOG_TIME,
     ]
 

@@ -6,6 +6,8 @@ the id)."""
 import json
 import re
 
+from tests.helpers.processes import DEADLINE, MASTER, PYTHON, clean_env
+
 ZONED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)")
 JOB_ID = re.compile(r"[0-9a-f]{16}")
 ABOUT_A_JOB = re.compile(r"(?<![-\w])job\b(?![-(])")  # "job 0123...", "job for ...": not jobs, job(s), --job-user
@@ -57,3 +59,23 @@ def test_every_json_line_of_a_run_has_a_zone_and_every_line_about_a_job_its_id(p
         assert "settings not at their defaults: " in lines[0]["message"], lines[0]
         assert {"option": "--log-format", "value": "json", "source": "command line", "beaten": []} \
             in lines[0]["settings"]
+
+
+def test_start_up_errors_are_one_json_line_when_json_was_asked_for(procs):
+    first = procs.master()
+    taken = f"127.0.0.1:{procs.workers_port}"
+    second = procs.start("master", [PYTHON, MASTER, taken, "127.0.0.1:0", "--log-format", "json"])
+    assert second.popen.wait(timeout=DEADLINE) == 1, procs.logs()
+    lines = [json.loads(line) for line in second.stderr().splitlines()]
+    assert lines[-1]["level"] == "error" and "cannot listen on" in lines[-1]["message"], lines
+    assert all(ZONED.fullmatch(entry["time"]) for entry in lines)
+
+    for argv, env in ((["--log-format", "json", "--max-queue", "many"], clean_env()),
+                      (["--max-queue", "many"], clean_env(SIECI_LOG_FORMAT="json"))):
+        refused = procs.start("master", [PYTHON, MASTER, "127.0.0.1:0", "127.0.0.1:0", *argv], env=env)
+        assert refused.popen.wait(timeout=DEADLINE) == 2, procs.logs()
+        (line,) = refused.stderr().splitlines()
+        entry = json.loads(line)
+        assert entry["message"] == "sieci-master: error: argument --max-queue: not a whole number: 'many'", entry
+        assert entry["usage"].startswith("usage: sieci-master [-h]") and ZONED.fullmatch(entry["time"])
+    assert first.terminate_and_wait() == 0

@@ -87,6 +87,7 @@ class Job:
         self.on_move = None  # a kept job's: called with the job after each move (state.Recorder.note)
         self.upload_kept_until_end = False  # a kept job that may run again after a restart keeps its upload
         self.runs_anew = False  # queued again by a restarted master: its results begin anew
+        self.awaiting_attach = False  # a --retries job a restarted master runs once its client attaches
 
     @functools.cached_property
     def program(self):

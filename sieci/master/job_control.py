@@ -94,6 +94,9 @@ class JobControl:
         if offset and job.runs_anew:
             raise UnanswerableRequest(f"job {job_id} runs again from its start since the master restarted: its "
                                       "output so far is not kept")
+        if job.awaiting_attach:
+            job.awaiting_attach = False
+            self.dispatcher.enqueue(job)
         conn.send_command(protocol.ATTACHED, protocol.job_id_field(job_id))
         log.info("client %s attached to job %s at byte %d", name, job_id, offset, extra={"job": job_id})
         job.spool.attached += 1

@@ -1,9 +1,13 @@
 """A restarted master's kept jobs, found again in its --state-dir: each recorded job is kept for
---attach as it was, queued again, or reported lost (job_record.restart_action decides which)."""
+--attach as it was, queued again, or reported lost (job_record.restart_action decides which). A
+--retries job found queued (or run without a byte of results sent) waits for its client to attach
+again before it runs: the client may have given up on this master and run it elsewhere."""
 
 import logging
 import os
 import time
+
+import gevent
 
 from sieci.master import job_record
 from sieci.master.job import Job, JobState
@@ -13,6 +17,7 @@ from sieci.wire.results import ResultDecoder, Status
 
 log = logging.getLogger("sieci.master")
 
+UNCLAIMED = "no client attached to it again after the master restarted"
 HEADER_LIMIT = 1 << 20  # bytes of an upload's file read for its header line
 _BARE_HEADER = {True: b"ENDSEQ T detach", False: b"ENDSEQ T keep"}
 
@@ -93,9 +98,17 @@ class Restoration:
         self.kept.recorder.note(job)
         if job.files is not None:
             self.files.hold(job.files.digest)
-        self.dispatcher.enqueue(job)
-        if not job.detached_at_upload:
-            self.watch.attacher_left(job)
+        if job.detached_at_upload:
+            self.dispatcher.enqueue(job)
+        else:  # its client may have run it elsewhere meanwhile: it runs only for one that attaches again
+            job.awaiting_attach = True
+            gevent.spawn_later(self.watch.client_timeout, self._unclaimed, job)
+
+    def _unclaimed(self, job):
+        """A --retries job no client attached to within --client-timeout of the restart ends, cancelled."""
+        if job.awaiting_attach:
+            job.awaiting_attach = False
+            self.dispatcher.finish(job, JobState.CANCELLED, UNCLAIMED)
 
     def _job(self, record, with_upload):
         """The Job of ``record``, with its upload (in its file) if ``with_upload``."""

@@ -8,6 +8,7 @@ import time
 import gevent
 
 from sieci.client import client
+from sieci.master.state import COMMIT_DELAY
 
 from tests.helpers import PYTHON, WAIT
 from tests.helpers.processes import MASTER
@@ -101,3 +102,28 @@ def test_a_second_master_and_a_damaged_database_are_refused_in_one_line(procs, t
     assert procs.finish(third).returncode == 1
     assert "is damaged or not a database" in third.stderr() and "Traceback" not in third.stderr()
     assert (damaged / "jobs.db").read_bytes() == b"\0garbage" * 1000
+
+
+def test_a_retries_job_queued_at_the_kill_runs_once_for_its_client_never_again_behind_its_back(procs, cluster,
+                                                                                               tmp_path):
+    runs, state = tmp_path / "runs.txt", tmp_path / "state"
+    master = procs.master(extra=["--state-dir", str(state)])
+    ports = procs.workers_port, procs.clients_port
+    address = f"127.0.0.1:{ports[1]}"
+    job = procs.code_file(JOB.format(runs=str(runs)).encode())
+    waiting = procs.client("--retries", "6", "--connect-timeout", "2", address, job, "once")
+    api = client.Client(address, timeout=WAIT)
+    # Queued, and long enough for its record's batch to be written (the master's clock, not a sleep).
+    wait_until(lambda: [(job["state"], job["age"] > 4 * COMMIT_DELAY) for job in api.jobs()[0][1]["jobs"]] == [
+        ("queued", True)], "the job queued and recorded")
+    [first_id] = [job["id"] for job in api.jobs()[0][1]["jobs"]]
+    master.kill()
+    procs.master(workers_port=ports[0], clients_port=ports[1],
+                 extra=["--state-dir", str(state), "--client-timeout", "1"])
+    cluster.worker(("127.0.0.1", ports[0]))
+    done = procs.finish(waiting)
+    assert (done.returncode, done.stdout) == (0, b"ran once\n"), procs.logs()
+    # The job the master found queued waited for its client, which ran it anew: it ends unrun.
+    wait_until(lambda: {job["id"]: job["state"] for job in api.jobs()[0][1]["jobs"]}.get(first_id) == "cancelled",
+               "the unclaimed job cancelled")
+    assert lines_of(runs) == ["once"]

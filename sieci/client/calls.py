@@ -47,7 +47,7 @@ class Calls:
 
     def _thread_folder(self):
         """The results folder of this thread's calls, one at a time: a call reads only the outcome it
-        has written itself (Result.returned), which the next one's replaces."""
+        has written itself (Result.returned), and removes it."""
         folder = getattr(self._threads_folders, "path", None)
         if folder is None:
             folder = self._threads_folders.path = os.path.join(self._folder, str(next(self._numbers)))
@@ -70,11 +70,17 @@ def _outcome_bytes(result, results):
         why = "; ".join(f"{name or 'its files'}: {reason}" for name, reason in result.not_returned)
         ended = result.message or f"it exited with status {result.exit_status}"
         raise CallFailed(f"the function's job ended without its outcome ({why or ended})")
+    path = os.path.join(results, OUTCOME)
     try:
-        with open(os.open(os.path.join(results, OUTCOME), _OUTCOME_FILE), "rb") as outcome:
+        with open(os.open(path, _OUTCOME_FILE), "rb") as outcome:
             return outcome.read()
     except OSError as error:
         raise CallFailed(f"the function's outcome cannot be read: {error.strerror or error}") from None
+    finally:  # the next call's is a new file: rewriting one costs a flush on some filesystems (ext4's auto_da_alloc)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def _write(stream, data):

@@ -46,14 +46,18 @@ def _refused(error, argv):
     return error.exit_code
 
 
-def _start_logging(args, name):
-    """Logging as the options say, and its first line: where each setting came from."""
-    import logging
-
+def _start_logging(args):
     from sieci.logs import setup_logging
-    from sieci.sources import describe
 
     setup_logging(args.log_level, args.log_format, args.log_time)
+
+
+def _say_settings(args, name):
+    """Once the daemon has started (a daemon that cannot start says only why): where each setting came from."""
+    import logging
+
+    from sieci.sources import describe
+
     logging.getLogger(name).info("%s", describe(args.setting_sources),
                                  extra={"settings": [setting.as_dict() for setting in args.setting_sources]})
 
@@ -97,7 +101,7 @@ def master_main(argv=None):
         args = parse_master(argv)
     except UsageError as error:
         return _refused(error, argv)
-    _start_logging(args, "sieci.master")
+    _start_logging(args)
     _raise_fd_limit()
     from sieci.master.state import StateRefused
 
@@ -125,6 +129,7 @@ def master_main(argv=None):
     except OSError as error:
         where = f"{format_address(args.workers_addr)}, {format_address(args.clients_addr)} or the metrics address"
         return _fail("sieci-master", f"cannot listen on {where} ({(error.strerror or str(error)).lower()})")
+    _say_settings(args, "sieci.master")
     stopped.wait()
     return 0
 
@@ -145,7 +150,7 @@ def worker_main(argv=None):
         args = parse_worker(argv)
     except UsageError as error:
         return _refused(error, argv)
-    _start_logging(args, "sieci.worker")
+    _start_logging(args)
     problem = settle_isolation(args.job_options)
     if problem:
         return _fail("sieci-worker", problem)
@@ -169,6 +174,7 @@ def worker_main(argv=None):
         worker.runner.start()
     except ForkServerError as error:
         return _fail("sieci-worker", str(error))
+    _say_settings(args, "sieci.worker")
     worker.start()
     gevent.wait([stopped, worker.stopping], count=1)
     if worker.broken:
@@ -224,7 +230,7 @@ def cluster_main(argv=None):
         args, job = _parse_cluster_command_line(argv)
     except UsageError as error:
         return _refused(error, argv)
-    _start_logging(args, "sieci.cluster")
+    _start_logging(args)
     automatic = [wall for wall in ("namespaces", "cgroups") if getattr(args, f"job_{wall}") == "auto"]
     problem = settle_isolation(args.job_options, automatic)
     if problem:
@@ -276,6 +282,7 @@ def _run_cluster(args, job, log):
         return _fail("sieci-cluster", str(error))
     for worker in workers:
         worker.start()
+    _say_settings(args, "sieci.cluster")
     if stopped is not None:
         _say_where(args.workers, master, metrics_servers, secret_file)
         stopped.wait()
@@ -299,9 +306,12 @@ def _say_where(workers, master, metrics_servers, secret_file):
 
 def _run_job(job, clients_address, secret):
     """What sieci-client would do with the command line ``job`` (its Arguments), through this cluster."""
-    from sieci.client.client import Client
-    from sieci.client.command import run_arguments
+    from sieci.client.command import client_for, run_arguments
+    from sieci.client.errors import ClientError
 
-    client = Client([clients_address], connect_timeout=job.connect_timeout, retries=job.retries, shuffle=job.shuffle,
-                    secret=secret, max_return=job.max_return, fresh=job.fresh)
+    try:
+        client = client_for(job, masters=[clients_address], secret=secret)
+    except ClientError as error:
+        sys.stderr.write(f"sieci-cluster: error: {error}\n")
+        return error.exit_code
     return run_arguments(client, job, prog="sieci-cluster")

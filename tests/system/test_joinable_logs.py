@@ -56,9 +56,9 @@ def test_every_json_line_of_a_run_has_a_zone_and_every_line_about_a_job_its_id(p
     assert sorted(dispatched[entry["link_job"]] for entry in ended) == sorted(ids), ended
 
     for lines in (master_lines, worker_lines):
-        assert "settings not at their defaults: " in lines[0]["message"], lines[0]
-        assert {"option": "--log-format", "value": "json", "source": "command line", "beaten": []} \
-            in lines[0]["settings"]
+        (said,) = [entry for entry in lines if "settings" in entry]
+        assert said["message"].startswith("settings not at their defaults: "), said
+        assert {"option": "--log-format", "value": "json", "source": "command line", "beaten": []} in said["settings"]
 
 
 def test_start_up_errors_are_one_json_line_when_json_was_asked_for(procs):

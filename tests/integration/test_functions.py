@@ -229,6 +229,28 @@ def test_a_job_that_ends_without_its_outcome_is_a_call_failed(pool):
         pool.submit(leaves).result(timeout=WAIT)
 
 
+def test_a_job_stopped_by_the_workers_time_limit_is_a_call_failed_that_says_so(cluster):
+    from sieci.worker.limits import Limits
+
+    master = cluster.master(secret=SECRET)
+    cluster.worker(master, secret=SECRET, limits=Limits(timeout=0.5))
+    assert master.wait_for_workers(1, WAIT)
+
+    def sleeps():
+        import time
+
+        time.sleep(60)
+
+    with sieci.Executor(client_address(master), max_workers=1, secret=SECRET) as pool:
+        with pytest.raises(sieci.CallFailed, match=r"ended without its outcome \(.*time limit"):
+            pool.submit(sleeps).result(timeout=WAIT)
+
+
+def test_functions_run_in_a_fresh_interpreter_too(guarded):
+    with sieci.Executor(client_address(guarded), max_workers=2, secret=SECRET, fresh=True) as pool:
+        assert list(pool.map(lambda n: n + 1, range(3), timeout=WAIT)) == [1, 2, 3]
+
+
 def test_functions_need_the_secret(master_with_a_worker):
     with sieci.Executor(client_address(master_with_a_worker), max_workers=1) as pool:
         with pytest.raises(sieci.ClientError, match="functions run only with the cluster's secret"):

@@ -164,6 +164,16 @@ def _is_null_device(fd):
     return status.st_rdev != 0 and status.st_rdev == os.stat(os.devnull).st_rdev
 
 
+def client_for(args, **settings):
+    """The Client the command line ``args`` (parse_args's) asks for; ``settings``, keyword arguments
+    of Client, in place of what it says (sieci-cluster's own master and secret)."""
+    asked = dict(connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh, retries=args.retries,
+                 shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls, tls_ca=args.tls_ca,
+                 tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
+    masters = settings.pop("masters", args.masters)
+    return Client(masters, **{**asked, **settings})
+
+
 def main(argv=None):
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)  # `sieci-client ... | head` ends quietly, like cat
     try:
@@ -172,9 +182,7 @@ def main(argv=None):
         error.show()
         return error.exit_code
     try:
-        client = Client(args.masters, connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh,
-                        retries=args.retries, shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls,
-                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
+        client = client_for(args)
     except ClientError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return error.exit_code

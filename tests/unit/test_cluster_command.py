@@ -95,3 +95,14 @@ def test_serving_options():
     assert (args.port, args.metrics, job_args) == (2001, ("127.0.0.1", 9101), None)
     args, job_args = _parse_cluster_command_line(["--metrics", "0.0.0.0:9101", "--workers", "1", "job.py", "x"])
     assert (args.metrics, args.workers, job_args.command) == (("0.0.0.0", 9101), 1, ["job.py", "x"])
+
+
+def test_the_clusters_client_is_the_one_the_command_line_asks_for():
+    from sieci.client.command import client_for
+
+    args = job(["--retries", "2", "--fresh", "--return", "*.csv", "--max-return", "1K", "--shuffle",
+                "--connect-timeout", "3", "job.py"])
+    client = client_for(args, masters=[("127.0.0.1", 5)], secret=b"s" * 32)
+    assert (client.addresses, client.secret, client.retries, client.fresh, client.max_return, client.shuffle,
+            client.connect_timeout, client.timeout, client.tls) == (
+        [("127.0.0.1", 5)], b"s" * 32, 2, True, 1024, True, 3.0, None, None)

@@ -105,3 +105,19 @@ def read_lines_until(proc, pattern):
             seen += line.decode()
     return found
 
+
+
+def test_metrics_while_prog_runs(procs):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    job = procs.code_file(b"import sys\nprint('running', flush=True)\nsys.stdin.readline()\nprint('done')\n")
+    cluster = procs.start("sieci-cluster", [*cluster_command(), "--workers", "1", "--metrics", str(port), job],
+                          stdin=b"", capture_stdout=True)
+    read_lines_until(cluster, "running\n")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=WAIT) as response:
+        metrics = response.read().decode()
+    assert re.search(r'^sieci_workers\{state="(running|feeding|fed)"\} 1\.0$', metrics, re.M), metrics
+    cluster.popen.stdin.write(b"go on\n")
+    cluster.popen.stdin.close()
+    assert (cluster.popen.wait(WAIT), cluster.popen.stdout.read()) == (0, b"done\n"), procs.logs()

@@ -15,17 +15,14 @@ from sieci.options import UsageError
 PROG = "sieci-cluster"
 STAND_IN_MASTER = "127.0.0.1:1"
 
+_NO_TLS = "the cluster talks on loopback, without TLS"
+_ASK_A_SERVING_ONE = "ask a serving cluster (sieci-cluster --port PORT) with sieci-client"
 # Client options that make no sense against the cluster's own master, and why.
 NOT_FOR_A_CLUSTER = {
     "--secret-file": "the cluster's members share a secret of their own",
-    "--tls": "the cluster talks on loopback, without TLS",
-    "--tls-ca": "the cluster talks on loopback, without TLS",
-    "--tls-cert": "the cluster talks on loopback, without TLS",
-    "--tls-key": "the cluster talks on loopback, without TLS",
-    "--status": "ask a serving cluster (sieci-cluster --port PORT) with sieci-client",
-    "--list": "ask a serving cluster (sieci-cluster --port PORT) with sieci-client",
-    "--attach": "ask a serving cluster (sieci-cluster --port PORT) with sieci-client",
-    "--cancel": "ask a serving cluster (sieci-cluster --port PORT) with sieci-client",
+    "--tls": _NO_TLS, "--tls-ca": _NO_TLS, "--tls-cert": _NO_TLS, "--tls-key": _NO_TLS,
+    "--status": _ASK_A_SERVING_ONE, "--list": _ASK_A_SERVING_ONE, "--attach": _ASK_A_SERVING_ONE,
+    "--cancel": _ASK_A_SERVING_ONE,
     "--detach": "the cluster stops once PROG has run, so the job would be lost; serve with sieci-cluster --port "
                 "PORT and detach with sieci-client",
 }

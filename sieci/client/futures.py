@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import itertools
+import threading
 import time
 
 from sieci import defaults
@@ -29,6 +30,7 @@ class Executor(concurrent.futures.Executor):
         self.client = Client(masters, **client_settings)
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="sieci")
         self._calls = None
+        self._calls_made = threading.Lock()
 
     def submit(self, fn, /, *args, **kwargs):
         """A Future of ``fn(*args, **kwargs)``'s value, called on a worker; for a program (``fn`` a str or
@@ -71,10 +73,11 @@ class Executor(concurrent.futures.Executor):
             self._calls.close()
 
     def _function_calls(self):
-        if self._calls is None:
-            from sieci.client.calls import Calls
+        with self._calls_made:
+            if self._calls is None:
+                from sieci.client.calls import Calls
 
-            self._calls = Calls(self.client)
+                self._calls = Calls(self.client)
         return self._calls
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import cloudpickle
 import gevent.server
 import gevent.socket
 import pytest
@@ -217,6 +218,24 @@ def test_a_function_that_cannot_be_pickled_raises_at_submit(pool):
         pool.submit(lambda: next(numbers))
     with pytest.raises(sieci.CannotPickle, match="the arguments of .*<lambda> cannot be pickled"):
         pool.submit(lambda items: list(items), numbers)
+
+
+def test_a_function_of_a_module_the_workers_lack_raises_their_import_error_here(pool, tmp_path, monkeypatch):
+    (tmp_path / "only_here.py").write_text("def twice(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here
+
+    try:
+        with pytest.raises(ModuleNotFoundError, match="only_here") as raised:
+            pool.submit(only_here.twice, 2).result(timeout=WAIT)  # by reference: the worker imports it
+        assert "ModuleNotFoundError: No module named 'only_here'" in raised.value.__cause__.text
+        cloudpickle.register_pickle_by_value(only_here)
+        try:
+            assert pool.submit(only_here.twice, 2).result(timeout=WAIT) == 4  # by value, as the docs say
+        finally:
+            cloudpickle.unregister_pickle_by_value(only_here)
+    finally:
+        del sys.modules["only_here"]
 
 
 def test_a_job_that_ends_without_its_outcome_is_a_call_failed(pool):

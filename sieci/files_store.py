@@ -102,7 +102,7 @@ class FilesStore:
 
     def open(self, digest):
         """A read-only fd of the bundle, which stays good even if the bundle is then evicted."""
-        return os.open(self._path(digest), os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(self._path(digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     def path(self, digest):
         return self._path(digest)
@@ -150,7 +150,7 @@ class FilesStore:
     def terminator(self, digest, choose):
         """A block terminator that occurs nowhere in the bundle: ``choose(data)``'s, chosen once."""
         if digest not in self.terminators:
-            with open(self._path(digest), "rb") as file:
+            with open(self.open(digest), "rb") as file:
                 self.terminators[digest] = choose(file.read())
         return self.terminators[digest]
 

@@ -138,7 +138,7 @@ class Job:
         """The block to forward to a worker, from memory or, a kept job's, from its file."""
         if self._upload_file is None:
             return self._upload
-        with open(self._upload_file[0], "rb") as file:
+        with open(os.open(self._upload_file[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as file:
             return file.read()
 
     def move_upload_to(self, path, release):

@@ -18,7 +18,7 @@ from sieci.client.errors import ClientError, JobLost, NotAccepted
 from sieci.client.failover import Failover
 from sieci.client.link import ClientLink
 from sieci.client.output import CollectedOutput, FdOutput
-from sieci.client.program import Program, job_fields, load_program, pack_files, return_fields
+from sieci.client.program import JobEnvironment, Program, job_fields, load_program, pack_files, return_fields
 from sieci.wire import protocol
 from sieci.wire.address import AddressError, parse_address
 
@@ -66,12 +66,15 @@ class Client:
     system's CAs), ``tls_cert`` and ``tls_key``; giving any of those turns
     TLS on too.
 
-    With ``fresh``, every job asks for an interpreter of its own (see ``run``).
+    With ``fresh``, every job asks for an interpreter of its own (see ``run``). With ``requirements``
+    (a requirements file's path, or its text as bytes), every job runs in a virtual environment of
+    those packages, built on the worker, from the wheels in the folder ``wheels`` alone if given
+    (``--requirements``, ``--with-wheels``: see docs/running-jobs.md).
     """
 
     def __init__(self, masters, connect_timeout=defaults.CONNECT_TIMEOUT, timeout=None, retries=0,
                  shuffle=False, secret=None, secret_file=None, tls=None, tls_ca=None, tls_cert=None, tls_key=None,
-                 max_return=defaults.MAX_RETURN, fresh=False):
+                 max_return=defaults.MAX_RETURN, fresh=False, requirements=None, wheels=None):
         self.addresses = parse_masters(masters)
         self.max_return = max_return
         self.connect_timeout = connect_timeout
@@ -88,6 +91,7 @@ class Client:
                 raise ClientError(str(error)) from None
         self.tls = tls or None
         self.fresh = fresh
+        self.environment = JobEnvironment(requirements, wheels)
 
     def run(self, code, filename="job.py", output=None, args=(), env=None, terminal=False, merged=False,
             files=None, returns=(), results=".", fresh=None, stdin=None):
@@ -134,6 +138,7 @@ class Client:
     def run_program(self, program, output=None, args=(), env=None, terminal=False, merged=False, returns=(),
                     results=".", fresh=None, stdin=None):
         """Run a Program (load_program's); as ``run``."""
+        program = self.environment.apply(program)
         collected = CollectedOutput() if output is None else None
         fresh = self.fresh if fresh is None else fresh
         asked_back = return_fields(returns, self.max_return)
@@ -161,6 +166,7 @@ class Client:
         from sieci.client import master_requests
 
         fresh = self.fresh if fresh is None else fresh
+        program = self.environment.apply(program)
         fields = [*job_fields(program.filename, args, env, fresh=fresh), *program.fields]
         payload = protocol.as_payload(program.code)
         if stdin is not None:

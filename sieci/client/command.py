@@ -169,7 +169,8 @@ def client_for(args, **settings):
     of Client, in place of what it says (sieci-cluster's own master and secret)."""
     asked = dict(connect_timeout=args.connect_timeout, timeout=args.timeout, fresh=args.fresh, retries=args.retries,
                  shuffle=args.shuffle, secret_file=args.secret_file, tls=args.tls, tls_ca=args.tls_ca,
-                 tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return)
+                 tls_cert=args.tls_cert, tls_key=args.tls_key, max_return=args.max_return,
+                 requirements=args.requirements, wheels=args.with_wheels)
     masters = settings.pop("masters", args.masters)
     return Client(masters, **{**asked, **settings})
 

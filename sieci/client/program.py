@@ -27,14 +27,16 @@ class Program:
         self.filename = filename
         self.files = files
         self.directory = directory
+        self.environment_fields = []  # its requirements' (JobEnvironment.apply)
 
     @property
     def fields(self):
-        """The upload header's fields that name the files, and say the program is a folder."""
+        """The upload header's fields that name the files, say the program is a folder, and give its
+        environment's requirements."""
         if self.files is None:
-            return []
+            return self.environment_fields
         wanted = upload_format.FilesWanted(self.files.digest, self.files.size)
-        return [wanted.field] + ([upload_format.RUN_DIRECTORY] if self.directory else [])
+        return [wanted.field] + ([upload_format.RUN_DIRECTORY] if self.directory else []) + self.environment_fields
 
 
 def load_program(path, files=()):
@@ -113,3 +115,80 @@ def return_fields(globs, max_return):
         return encode_returns(globs, max_return)
     except ValueError as error:
         raise ClientError(str(error)) from None
+
+
+class JobEnvironment:
+    """The environment a Client's jobs run in (``--requirements``, ``--with-wheels``): the requirements
+    file's bytes, and the wheels that go in each job's files bundle (upload_format.WHEELS_FOLDER)."""
+
+    def __init__(self, requirements=None, wheels=None):
+        """``requirements``: a requirements file's path (or its text, as bytes); ``wheels``: a folder of wheels."""
+        if wheels is not None and requirements is None:
+            raise ClientError("--with-wheels goes with --requirements")
+        self.requirements = requirements if isinstance(requirements, (bytes, type(None))) else _read(requirements)
+        self.wheels = _wheels_in(wheels) if wheels is not None else []
+        self.fields = []
+        if self.requirements is not None:
+            try:
+                self.fields = upload_format.encode_requirements(self.requirements, bool(self.wheels))
+            except protocol.LocalProtocolError as error:
+                raise ClientError(f"--requirements: {error}") from None
+        self._bundles = {}  # the digest of a program's bundle (or None): that bundle with the wheels
+
+    def apply(self, program):
+        """``program`` as it runs in this environment: its fields, and the wheels in its bundle."""
+        if self.requirements is None:
+            return program
+        files = program.files
+        if self.wheels:
+            digest = files.digest if files is not None else None
+            if digest not in self._bundles:
+                self._bundles = {digest: _with_wheels(files, self.wheels)}
+            files = self._bundles[digest]
+        with_environment = Program(program.code, program.filename, files, program.directory)
+        with_environment.environment_fields = self.fields
+        return with_environment
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise ClientError(f"cannot read --requirements {path}: {error.strerror or error}") from None
+
+
+def _wheels_in(folder):
+    try:
+        names = sorted(name for name in os.listdir(folder) if name.endswith(".whl"))
+    except OSError as error:
+        raise ClientError(f"cannot read --with-wheels {folder}: {error.strerror or error}") from None
+    paths = [os.path.join(folder, name) for name in names if os.path.isfile(os.path.join(folder, name))]
+    if not paths:
+        raise ClientError(f"--with-wheels {folder}: no wheel (*.whl) there")
+    return paths
+
+
+def _with_wheels(files, wheels):
+    """A bundle.Bundle of ``files`` (a Bundle, or None) and the ``wheels`` in its wheels folder."""
+    import zlib
+
+    from sieci.wire import bundle
+
+    entries = b""
+    if files is not None:
+        inflated = zlib.decompress(files.data)
+        entries = inflated[len(bundle.MAGIC):-len(bundle.END)]
+        if b" %s\n%s" % (b"%d" % len(upload_format.WHEELS_FOLDER), upload_format.WHEELS_FOLDER.encode()) in entries:
+            raise ClientError(f"--with: {upload_format.WHEELS_FOLDER} is the wheels' folder in the job's")
+    folder = upload_format.WHEELS_FOLDER.encode()
+    parts = [bundle.MAGIC, entries, b"%s 0 %d\n%s" % (bundle.FOLDER, len(folder), folder)]
+    for path in wheels:
+        name = folder + b"/" + os.fsencode(os.path.basename(path))
+        try:
+            with open(path, "rb") as wheel:
+                data = wheel.read()
+        except OSError as error:
+            raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
+        parts += [b"%s %d %d\n%s" % (bundle.FILE, len(data), len(name), name), data]
+    return bundle.Bundle(zlib.compress(b"".join(parts + [bundle.END]), bundle.COMPRESSION_LEVEL))

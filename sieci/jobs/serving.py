@@ -57,7 +57,9 @@ def main(modules_at_start, path_at_start, path_importer_cache_at_start):
     try:
         os.close(os.pidfd_open(os.getpid()))  # the worker stops its jobs through one (Linux 5.3)
         warm_up()
-        build_walls(fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {})
+        walls = fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {}
+        enter_environment(walls.get("environment"))
+        build_walls(walls)
         job_process.prepare_interpreter(modules_at_start, path_at_start, path_importer_cache_at_start)
         # The collector leaves our objects alone, so children copy fewer pages: a job that unfroze them
         # would copy them all when it ends (its last collection visits them); bench/README.md has the cost.
@@ -80,6 +82,30 @@ def main(modules_at_start, path_at_start, path_importer_cache_at_start):
             if WALLS.get("cgroup"):
                 WALLS["cgroup"].remove()
     return None
+
+
+# An environment's fork server (started with -S, so that nothing of its packages runs here, as the worker's
+# user): its site-packages, which each job's process adds as site would, as the job user.
+_ENVIRONMENT_SITE = []
+
+
+def enter_environment(environment):
+    """Be the Python of the virtual environment ``environment`` ({"prefix", "site"}; None: none), as its
+    ``bin/python`` is once site has run: sys.prefix is the environment's (so that its folder is in the
+    jobs' view of the files, see file_view.interpreter_paths), its packages are not yet on sys.path."""
+    if environment:
+        sys.prefix = sys.exec_prefix = environment["prefix"]
+        _ENVIRONMENT_SITE[:] = [environment["site"]]
+
+
+def add_environment_packages():
+    """In a job's process, as the job user and in its walls: its environment's packages on sys.path,
+    their .pth files read and sitecustomize imported, as site does at a virtual environment's start."""
+    if _ENVIRONMENT_SITE:
+        import site
+
+        site.addsitedir(_ENVIRONMENT_SITE[0])
+        site.execsitecustomize()
 
 
 def serve(channel):

@@ -8,6 +8,13 @@ it touches from the fork server's); a module's tree is freed once the module is 
 
 import sys
 
+if sys.flags.no_site:  # an environment's fork server (serving.enter_environment): site's builtins, not its paths
+    import site
+
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+
 # The interpreter as ``python3 FILE`` has it at its start: each job finds it so (job_process.py).
 MODULES_AT_START = frozenset(sys.modules)
 PATH_AT_START = list(sys.path)
@@ -30,6 +37,7 @@ if __name__ == "__main__":
     if program is not None:  # a job's process: its program runs here, as python3 runs a main file
         job_globals, path, source, quick_ending = job_process.take_interpreter(program)
         del program
+        serving.add_environment_packages()
         try:
             try:
                 if source is None:  # a zipapp or a folder

@@ -30,6 +30,9 @@ from sieci.wire import bundle
 from sieci.wire.protocol import STDERR, STDOUT
 from sieci.wire.upload_format import is_plain_name
 from sieci.worker import workdir
+from sieci.worker.environment_build import BUILD_FILENAME, BUILD_PROGRAM
+from sieci.worker.environment_run import EnvironmentRun, Environments
+from sieci.worker.environments import default_environment_options
 from sieci.worker.fork_server import ForkServer, ForkServerError, anonymous_file, job_environment
 from sieci.worker.isolation import Isolation
 from sieci.worker.job_input import JobInput, open_terminal
@@ -56,6 +59,8 @@ class JobSettings:
     asked for an interpreter of its own. ``files``: an fd of its files bundle
     (bundle.py), which the run closes, or None. ``returns``: the files it asks
     back, ``(globs, max_bytes)`` as returns.decode_returns has them, or None.
+    ``requirements``: the bytes of the requirements file whose environment it runs in, or None;
+    ``wheels``: its files bundle holds the wheels to build that from (environment_run.py).
     """
 
     code: bytes
@@ -70,6 +75,8 @@ class JobSettings:
     directory: bool = False
     files: Optional[int] = None
     returns: Optional[tuple] = None
+    requirements: Optional[bytes] = None
+    wheels: bool = False
 
 
 DISK_CHECK_EVERY = 0.25
@@ -295,10 +302,12 @@ class JobRun:
 
 
 class JobRunner:
-    """How a worker runs its jobs (limits, interpreter, user, sandbox), with its fork server."""
+    """How a worker runs its jobs (limits, interpreter, user, sandbox), with its fork server, and the
+    environments of jobs with requirements (``environments``, an EnvironmentOptions; default: the
+    see environments.default_environment_options)."""
 
     def __init__(self, limits=None, python=None, job_user=None, command_prefix=(), fresh_interpreter=False,
-                 isolation=None):
+                 isolation=None, environments=None):
         self.limits = limits or Limits()
         self.python = python or sys.executable
         self.job_user = job_user
@@ -306,12 +315,26 @@ class JobRunner:
         self.fresh_interpreter = fresh_interpreter
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.fork_server = ForkServer(self.python, self.isolation.walls(self.limits, job_user))
+        self.environments = Environments(environments or default_environment_options(), self)
 
     def run(self, settings):
-        """A JobRun of the job of ``settings`` (a JobSettings), with this worker's ways."""
-        return JobRun(settings, self.limits, python=self.python, fork_server=self.fork_server,
+        """A JobRun of the job of ``settings`` (a JobSettings), with this worker's ways (an EnvironmentRun,
+        which has a JobRun's ways, for a job with requirements)."""
+        if settings.requirements is not None:
+            return EnvironmentRun(settings, self.environments,
+                                  lambda python, server: self._run(settings, python, server), self._build)
+        return self._run(settings, self.python, self.fork_server)
+
+    def _run(self, settings, python, fork_server):
+        return JobRun(settings, self.limits, python=python, fork_server=fork_server,
                       job_user=self.job_user, command_prefix=self.command_prefix,
                       fresh_interpreter=self.fresh_interpreter, isolation=self.isolation)
+
+    def _build(self, requirements, network, wheels, files, limits, isolation):
+        """The JobRun of an environment's build (environment_build.py)."""
+        settings = JobSettings(BUILD_PROGRAM, BUILD_FILENAME, [network, "wheels" if wheels else "no-wheels"],
+                               stdin=requirements, merged=True, files=files)
+        return JobRun(settings, limits, python=self.python, job_user=self.job_user, isolation=isolation)
 
     def start(self):
         """Have the fork server ready; ForkServerError if it cannot start."""
@@ -319,6 +342,7 @@ class JobRunner:
 
     def close(self):
         self.fork_server.close()
+        self.environments.close()
 
 
 def _pipe():

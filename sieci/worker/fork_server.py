@@ -37,10 +37,12 @@ class ForkServerError(Exception):
 class ForkServer:
     """A worker's zygote process: one job at a time, started when first needed."""
 
-    def __init__(self, python=None, walls=None):
-        """``walls``: the namespaces and cgroup to run jobs in (Isolation.walls)."""
+    def __init__(self, python=None, walls=None, interpreter_flags=()):
+        """``walls``: the namespaces and cgroup to run jobs in (Isolation.walls), and, for an environment's
+        fork server, its "environment"; ``interpreter_flags``: the interpreter's own (an environment's: -S)."""
         self.python = python or sys.executable
         self.walls = walls or {}
+        self.interpreter_flags = list(interpreter_flags)
         self._process = None
         self._channel = None
         self._lock = gevent.lock.Semaphore()
@@ -54,7 +56,8 @@ class ForkServer:
     def _start(self):
         ours, theirs = gevent.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            argv = [self.python, ZYGOTE, str(theirs.fileno()), fork_channel.encode_walls(self.walls)]
+            argv = [self.python, *self.interpreter_flags, ZYGOTE, str(theirs.fileno()),
+                    fork_channel.encode_walls(self.walls)]
             self._process = SpawnedProcess(argv, job_environment("/", self.python), pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()

@@ -1,0 +1,251 @@
+"""A job that runs in the environment of its requirements (``--requirements``), built first if need be.
+
+A worker's Environments hold its store (environments.py), the interpreter's
+name in keys, and the fork servers of the environments last used: one per
+environment, started on demand, at most ``--environment-servers`` at once
+(the one used longest ago stops first), each holding its environment in the
+store. An EnvironmentRun has a JobRun's ways (executor.py): it gets its
+environment when its output is first asked for (a build meanwhile sends
+heartbeats, as a quiet job does), then runs the job there; a build that
+fails ends the job with exit status 2 and pip's messages on its stderr.
+"""
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from collections import OrderedDict
+
+import gevent
+import gevent.event
+
+from sieci.wire import bundle
+from sieci.wire.protocol import STDERR
+from sieci.wire.results import Status
+from sieci.wire.upload_format import WHEELS_FOLDER
+from sieci.worker import environment_build
+from sieci.worker.environment_build import BuildFailed
+from sieci.worker.environment_plan import environment_key
+from sieci.worker.environments import EnvironmentStore, StoreUnusable, WaitedTooLong
+from sieci.worker.fork_server import ForkServer
+
+log = logging.getLogger("sieci.worker")
+
+BUILD_FAILED_EXIT = b"2"
+WHEEL_KEYS_KEPT = 64  # bundles whose wheels' digests are remembered
+
+
+class Environments:
+    """The environments of a JobRunner (``runner``: its python, limits, job user and walls), as ``options``
+    (an EnvironmentOptions) say."""
+
+    def __init__(self, options, runner):
+        self.options = options
+        self.runner = runner
+        self._store = None
+        self._interpreter = None
+        self._servers = OrderedDict()  # key: (ForkServer, Lease), the one used longest ago first
+        self._wheel_keys = {}
+        self.servers_started = 0  # fork servers of environments started (for tests and logs)
+
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = EnvironmentStore(self.options.folder, self.options.max_size)
+        return self._store
+
+    def interpreter(self):
+        """The job interpreter as keys name it: the one its virtual environments run, and its version."""
+        if self._interpreter is None:
+            said = subprocess.run([self.runner.python, "-c", "import sys; print(sys._base_executable); "
+                                   "print(sys.version)"], capture_output=True, timeout=60, check=True)
+            executable, version = said.stdout.decode().split("\n", 1)
+            self._interpreter = f"{os.path.realpath(executable)} {version.strip()}"
+        return self._interpreter
+
+    def key_of(self, settings):
+        wheels = self._wheels(settings.files) if settings.wheels and settings.files is not None else ()
+        return environment_key(self.interpreter(), settings.requirements, wheels)
+
+    def _wheels(self, files_fd):
+        """``(name, sha256)`` of each file in the bundle's wheels folder (bundles are immutable: by inode)."""
+        status = os.fstat(files_fd)
+        identity = (status.st_dev, status.st_ino, status.st_size)
+        if identity not in self._wheel_keys:
+            found = []
+
+            def take(kind, parts, size, inflater):
+                digest = hashlib.sha256()
+                while size:
+                    piece = inflater.read_exactly(min(size, bundle.PIECE))
+                    size -= len(piece)
+                    digest.update(piece)
+                if parts[0] == WHEELS_FOLDER.encode() and kind != bundle.FOLDER:
+                    found.append((b"/".join(parts).decode("utf-8", "replace"), digest.hexdigest()))
+
+            os.lseek(files_fd, 0, os.SEEK_SET)
+            try:
+                bundle.walk(files_fd, take, self.runner.limits.disk or bundle.DEFAULT_MAX_SIZE)
+            finally:
+                os.lseek(files_fd, 0, os.SEEK_SET)
+            if len(self._wheel_keys) >= WHEEL_KEYS_KEPT:
+                self._wheel_keys.clear()
+            self._wheel_keys[identity] = tuple(found)
+        return self._wheel_keys[identity]
+
+    def fork_server(self, key, deadline, build):
+        """The fork server of environment ``key`` (built first with ``build(folder)`` if the store lacks it)."""
+        if key in self._servers:
+            self._servers.move_to_end(key)
+            return self._servers[key][0]
+        lease = self.store.lease(key, build, deadline)
+        while len(self._servers) >= self.options.servers:
+            self._stop(next(iter(self._servers)))
+        walls = {**self.runner.isolation.walls(self.runner.limits, self.runner.job_user),
+                 "environment": {"prefix": lease.path, "site": environment_build.site_packages(lease.path)}}
+        server = ForkServer(os.path.join(lease.path, "bin", "python"), walls, interpreter_flags=("-S",))
+        self._servers[key] = (server, lease)
+        self.servers_started += 1
+        try:
+            self.store.make_room()
+        except OSError as error:
+            log.warning("cannot make room in the environments' store: %s", error)
+        return server
+
+    def _stop(self, key):
+        server, lease = self._servers.pop(key)
+        server.close()
+        lease.release()
+
+    def forget(self, key):
+        """Stop the fork server of ``key``: it failed, and starts afresh for the next job."""
+        if key in self._servers:
+            self._stop(key)
+
+    def close(self):
+        while self._servers:
+            self._stop(next(iter(self._servers)))
+
+
+class EnvironmentRun:
+    """A JobRun's ways for a job with requirements; ``make_run(python, fork_server)`` makes the JobRun
+    of the job itself, ``make_build(settings, limits, isolation)`` that of a build."""
+
+    def __init__(self, settings, environments, make_run, make_build):
+        self.settings = settings
+        self.environments = environments
+        self.limits = environments.runner.limits
+        self._make_run = make_run
+        self._make_build = make_build
+        self._run = None
+        self._build = None
+        self._started = gevent.event.Event()  # set once the job runs, or will never run
+        self._killed = False
+        self.status = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._killed = True
+        self._started.set()
+        try:
+            if self._run is not None:
+                self._run.__exit__(*exc_info)
+        finally:
+            if self._run is None and self.settings.files is not None:
+                os.close(self.settings.files)
+
+    def output(self, quiet_every=None):
+        started = time.monotonic()
+        deadline = started + (self.limits.timeout or self.environments.options.build_timeout)
+        getting = gevent.spawn(self._fork_server, deadline)
+        try:
+            while not getting.ready():
+                getting.join(quiet_every)
+                if not getting.ready() and quiet_every:
+                    yield None, b""
+        finally:
+            getting.kill()
+        if isinstance(getting.exception, (BuildFailed, WaitedTooLong, StoreUnusable)) or self._killed:
+            yield from self._not_run(getting.exception, deadline)
+            return
+        python, server = getting.get()
+        self._run = self._make_run(python, server)
+        try:
+            self._run.__enter__()
+        finally:
+            self._started.set()
+        yield from self._run.output(quiet_every)
+        self.status = self._run.status
+
+    def _fork_server(self, deadline):
+        key = self.environments.key_of(self.settings)
+        server = self.environments.fork_server(key, deadline, self._build_into)
+        return server.python, server
+
+    def _build_into(self, folder):
+        """Build the job's environment in ``folder`` (see environment_build.py)."""
+        if self._killed:
+            raise BuildFailed("the job was stopped before its environment was built")
+        options = self.environments.options
+        runner = self.environments.runner
+        environment_build.make_skeleton(runner.python, folder)
+        files = os.dup(self.settings.files) if self.settings.files is not None else None
+        if files is not None:
+            os.lseek(files, 0, os.SEEK_SET)
+        limits = environment_build.build_limits(runner.limits, options.build_timeout)
+        isolation = environment_build.build_isolation(runner.isolation, options.build_network)
+        build = self._make_build(self.settings.requirements, options.build_network, self.settings.wheels, files,
+                                 limits, isolation)
+        with build as self._build:
+            try:
+                environment_build.run_build(build, folder)
+            finally:
+                self._build = None
+                if self.settings.files is not None:
+                    os.lseek(self.settings.files, 0, os.SEEK_SET)
+
+    def _not_run(self, why, deadline):
+        self._started.set()
+        if self._killed:
+            self.status = Status(b"error", b"lost", b"the job was stopped while its environment was built")
+            return
+        if isinstance(why, WaitedTooLong) and time.monotonic() >= deadline and self.limits.timeout:
+            self.status = Status(b"limit", b"time", f"the job ran past its time limit of {self.limits.timeout:g} s "
+                                 "waiting for its environment's build".encode())
+            return
+        output = getattr(why, "output", b"")
+        if output:
+            yield STDERR, output if output.endswith(b"\n") else output + b"\n"
+        yield STDERR, f"sieci-worker: cannot build the job's environment: {why}\n".encode()
+        log.warning("cannot build a job's environment: %s", why)
+        self.status = Status(b"exit", BUILD_FAILED_EXIT)
+
+    def kill(self):
+        self._killed = True
+        for run in (self._run, self._build):
+            if run is not None:
+                run.kill()
+
+    def write_stdin(self, data):
+        self._started.wait()
+        return self._run.write_stdin(data) if self._run is not None else False
+
+    def end_stdin(self):
+        self._started.wait()
+        if self._run is not None:
+            self._run.end_stdin()
+
+    def resize(self, columns, rows):
+        if self._run is not None:
+            self._run.resize(columns, rows)
+
+    def open_folder(self):
+        if self._run is None:
+            raise OSError("the job did not run: its environment could not be built")
+        return self._run.open_folder()
+
+    def more_output_ready(self):
+        return self._run is not None and self._run.more_output_ready()

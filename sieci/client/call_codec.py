@@ -3,7 +3,8 @@
 No I/O. The job's program (``CallCode.program``) is a prologue in plain source, which any Python 3
 runs, that checks the worker's Python is the client's minor version and else writes an outcome
 saying which it is; then jobs/call.py's code, compiled and marshalled here once (marshal's format,
-like pickle's of code, holds within a minor version only); then the call. The function is made
+like pickle's of code, holds within a minor version only), and jobs/call_pickled.py's where a part
+of the call is pickled; then the call. The function is made
 ready once: its parts in marshal's form where they are plain (``function_parts``), else pickled by
 cloudpickle (lambdas, closures and ``__main__``'s functions by value); each call's arguments are
 marshalled where plain, else pickled. ``value_of`` turns the outcome (jobs/call.py says its form)
@@ -19,6 +20,7 @@ import types
 
 from sieci.client.call_errors import CallFailed, CannotPickle, PythonVersionMismatch, RemoteError, RemoteTraceback
 from sieci.jobs import call as job_side
+from sieci.jobs import call_pickled
 from sieci.jobs.call import PICKLED, PLAIN
 
 PYTHON = tuple(sys.version_info[:2])  # what made the call's parts: the worker must be the same minor version
@@ -30,14 +32,20 @@ if sys.version_info[:2] != {python!r}:
         outcome.write(b"python %d.%d.%d" % tuple(sys.version_info[:3]))
     sys.exit(1)
 import marshal
-exec(marshal.loads({runner}))
-run_call({function_form!r}, {function}, """
+"""
+_RUN = "exec(marshal.loads({code}))\n"
 
 
-@functools.lru_cache(maxsize=1)
-def marshalled_runner():
-    source = job_side.__loader__.get_source(job_side.__name__)
+@functools.lru_cache(maxsize=None)
+def marshalled(module):
+    """The code of ``module`` (jobs/call.py or jobs/call_pickled.py), compiled and marshalled."""
+    source = module.__loader__.get_source(module.__name__)
     return marshal.dumps(compile(source, "<sieci call>", "exec", dont_inherit=True, optimize=2))
+
+
+def run_line(module):
+    """The line of a job's program that runs ``module``'s code there."""
+    return _RUN.format(code=literal(marshalled(module)).decode()).encode()
 
 
 def literal(data):
@@ -52,21 +60,25 @@ class CallCode:
     def __init__(self, function):
         self.name = getattr(function, "__qualname__", None) or repr(function)
         parts = function_parts(function)
-        function_form, function_data = (PLAIN, parts) if parts is not None else \
+        self.function_form, function_data = (PLAIN, parts) if parts is not None else \
             (PICKLED, pickled(function, f"the function {self.name}"))
-        head = _PROLOGUE.format(python=PYTHON, outcome=OUTCOME, runner=literal(marshalled_runner()).decode(),
-                                function_form=function_form, function=literal(function_data).decode())
-        self.head = head.encode()
+        head = [_PROLOGUE.format(python=PYTHON, outcome=OUTCOME).encode(), run_line(job_side)]
+        if self.function_form == PICKLED:
+            head.append(run_line(call_pickled))
+        head.append(b"sieci_function = " + literal(function_data) + b"\n")
+        self.head = b"".join(head)
 
     def program(self, calls):
         """The job's program that calls the function with each ``(args, kwargs)`` of ``calls`` in turn: its
         outcome's value is the list of their values."""
         arguments = [(tuple(args), dict(kwargs)) for args, kwargs in calls]
         if job_side.is_plain(arguments):
-            form, data = PLAIN, marshal.dumps(arguments)
+            form, data, loader = PLAIN, marshal.dumps(arguments), b""
         else:
             form, data = PICKLED, pickled(arguments, f"the arguments of {self.name}")
-        return b"%s%r, %s)\n" % (self.head, form, literal(data))
+            loader = run_line(call_pickled) if self.function_form == PLAIN else b""
+        return b"%s%srun_call(%r, sieci_function, %r, %s)\n" % (self.head, loader, self.function_form, form,
+                                                                 literal(data))
 
 
 def function_parts(function):

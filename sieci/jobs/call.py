@@ -6,8 +6,9 @@ call_codec.py's ``CallCode``). So it imports nothing of sieci (the worker may ru
 sieci, or the job another environment) and, for a call of plain parts, nothing at all: a function
 whose globals, closure and defaults are plain data (``is_plain``) or modules comes as its parts in
 marshal's form (builtin), as do plain arguments and values; any other is cloudpickle's, which the
-C unpickler loads with cloudpickle's reconstructors for functions and cells copied here
-(``LIGHT_RECONSTRUCTORS``), importing cloudpickle only for anything else.
+C unpickler loads with cloudpickle's reconstructors for functions and cells copied
+(call_pickled.py, sent where a part of the call is pickled), importing cloudpickle only for anything
+else.
 
 The outcome goes into the file OUTCOME in the job's folder, which the client asks back as
 ``--return`` does, inside the results the worker seals: printing cannot make one. It is marshalled:
@@ -152,7 +153,7 @@ def write_outcome(folder, outcome):
         os.close(fd)
 
 
-# --- cloudpickle's reconstructors for functions, as cloudpickle 3 has them ----------------------
+# --- cells, as cloudpickle 3 makes them ----------------------------------------------------
 
 
 class _EmptyCell:
@@ -160,13 +161,6 @@ class _EmptyCell:
 
 
 EMPTY_CELL = _EmptyCell()
-
-
-def make_function(code, globals, name, argdefs, closure):
-    import builtins
-
-    globals["__builtins__"] = builtins.__dict__
-    return type(make_function)(code, globals, name, argdefs, closure)
 
 
 def make_empty_cell():
@@ -182,58 +176,12 @@ def make_cell(value=EMPTY_CELL):
     return cell
 
 
-def function_setstate(function, state):
-    """Set what FunctionType's constructor cannot: its __dict__, its globals, its cells' contents and
-    the attributes of ``state`` (a ``(state, slotstate)`` pair)."""
-    import builtins
-
-    state, slotstate = state
-    function.__dict__.update(state)
-    function_globals = slotstate.pop("__globals__")
-    closure = slotstate.pop("__closure__")
-    slotstate.pop("_cloudpickle_submodules")  # held only so that they were imported before
-    function.__globals__.update(function_globals)
-    function.__globals__["__builtins__"] = builtins.__dict__
-    for index, cell in enumerate(closure or ()):
-        try:
-            function.__closure__[index].cell_contents = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-    for name, value in slotstate.items():
-        setattr(function, name, value)
-
-
 def subimport(name):
     __import__(name)
     return sys.modules[name]
 
 
-def builtin_type(name):
-    import types
-
-    return type if name == "ClassType" else getattr(types, name)
-
-
-LIGHT_RECONSTRUCTORS = {"_make_function": make_function, "_make_empty_cell": make_empty_cell,
-                        "_make_cell": make_cell, "_function_setstate": function_setstate,
-                        "_empty_cell_value": EMPTY_CELL, "subimport": subimport, "_builtin_type": builtin_type}
-CLOUDPICKLE = ("cloudpickle.cloudpickle", "cloudpickle.cloudpickle_fast")
-
-
 def light_loads(data):
-    """Unpickle ``data`` (cloudpickle's), importing cloudpickle only for what LIGHT_RECONSTRUCTORS lacks."""
-    import io
-
-    return light_unpickler()(io.BytesIO(data)).load()
-
-
-def light_unpickler():
-    import _pickle
-
-    class LightUnpickler(_pickle.Unpickler):
-        def find_class(self, module, name):
-            if module in CLOUDPICKLE and name in LIGHT_RECONSTRUCTORS:
-                return LIGHT_RECONSTRUCTORS[name]
-            return super().find_class(module, name)
-
-    return LightUnpickler
+    """Made by call_pickled.py, whose code the client adds to the job's program where a part of the
+    call is pickled."""
+    raise RuntimeError("call_pickled.py's code is not in this job's program")

@@ -16,6 +16,7 @@ import sieci
 from sieci.client import call_codec
 from sieci.client.call_codec import CallCode, OUTCOME, read_outcome, value_of
 from sieci.jobs import call as job_side
+from sieci.jobs import call_pickled
 
 SCALE = 3
 
@@ -71,7 +72,7 @@ def test_a_function_that_is_not_plain_is_pickled_and_loaded_by_the_light_unpickl
         return x * half
 
     assert call_codec.function_parts(times_half) is None
-    assert CallCode(times_half).head.count(b"run_call('p'") == 1
+    assert CallCode(times_half).function_form == "p"
     assert call(times_half, 3) == fractions.Fraction(3, 2)  # a value that is not plain: pickled back
 
 
@@ -87,6 +88,19 @@ def test_a_recursive_closure_loads_as_cloudpickle_would():
 def test_a_function_of_an_importable_module_goes_by_reference():
     assert call_codec.function_parts(os.path.join) is None
     assert call(os.path.join, "a", "b") == "a/b"
+
+
+def test_the_pickled_part_of_the_runner_goes_only_where_a_part_of_the_call_is_pickled():
+    loader = call_codec.run_line(call_pickled)
+    plain = CallCode(lambda x: x)
+    assert loader not in plain.program([((1,), {})])
+    assert plain.program([((fractions.Fraction(1, 2),), {})]).count(loader) == 1
+    assert call(lambda x: x * 2, fractions.Fraction(1, 2)) == 1
+    half = fractions.Fraction(1, 2)
+    pickled = CallCode(lambda: half)
+    assert pickled.function_form == "p"
+    assert pickled.program([((), {})]).count(loader) == 1
+    assert pickled.program([((fractions.Fraction(1, 2),), {})]).count(loader) == 1
 
 
 def test_a_lambda_value_is_pickled_by_cloudpickle_and_works_here():
@@ -207,4 +221,4 @@ def test_the_light_unpickler_loads_cloudpickles_functions():
     def below(n):
         return n < limit
 
-    assert job_side.light_loads(cloudpickle.dumps(below))(6) is True
+    assert call_pickled.light_loads(cloudpickle.dumps(below))(6) is True

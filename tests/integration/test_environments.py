@@ -2,7 +2,6 @@
 store, run through a fork server of their own; a real master, workers and clients over loopback.
 No network: the wheels are written by hand (tests/helpers/wheels.py) and builds get no index."""
 
-import logging
 import os
 
 import gevent
@@ -40,3 +39,104 @@ def test_a_job_imports_a_package_from_the_wheels_it_sent(cluster, wheels):
     result = run(master, wheels)
     assert (result.stdout, result.stderr, result.exit_status) == (b"42 True\n", b"", 0)
     assert worker.runner.environments.store.builds == 1
+
+
+def environment_folders(folder):
+    return sorted(name for name in os.listdir(folder / "environments") if len(name) == 64)
+
+
+PARENT = b"import os, sys, tinypkg\nprint(open(f'/proc/{os.getppid()}/cmdline', 'rb').read().split(b'\\0')[1:3])\n"
+
+
+def test_the_same_requirements_twice_build_once_and_run_through_one_fork_server(cluster, wheels):
+    master = cluster.master()
+    worker = cluster.worker(master, environments=environments(wheels))
+    results = [run(master, wheels, PARENT) for _ in range(2)]
+    # Each job's parent is the environment's fork server: its interpreter started with -S, then zygote.py.
+    assert [(result.exit_status, result.stdout) for result in results] == [(0, b"[b'-S', b'" + os.fsencode(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__import__("sieci").__file__))), "sieci",
+                     "jobs", "zygote.py")) + b"']\n")] * 2
+    environments_ = worker.runner.environments
+    assert (environments_.store.builds, environments_.servers_started) == (1, 1)
+    assert len(environment_folders(wheels)) == 1
+
+
+def test_two_jobs_at_once_with_the_same_requirements_build_once(cluster, wheels):
+    master = cluster.master()
+    workers = [cluster.worker(master, environments=environments(wheels)) for _ in range(2)]
+    assert master.wait_for_workers(2, WAIT)
+    jobs = [gevent.spawn(run, master, wheels) for _ in range(2)]
+    gevent.joinall(jobs, timeout=WAIT * 3, raise_error=True)
+    assert [(job.value.stdout, job.value.exit_status) for job in jobs] == [(b"42 True\n", 0)] * 2
+    assert sum(worker.runner.environments.store.builds for worker in workers) == 1
+    assert sorted(worker.runner.environments.servers_started for worker in workers) == [1, 1]
+
+
+def test_a_requirement_that_cannot_be_installed_exits_2_with_pips_message(cluster, wheels):
+    (wheels / "impossible.txt").write_text("tinypkg==2.0\n")
+    master = cluster.master()
+    worker = cluster.worker(master, environments=environments(wheels))
+    result = run(master, wheels, requirements="impossible.txt")
+    assert result.exit_status == 2
+    assert b"Could not find a version that satisfies the requirement tinypkg==2.0" in result.stderr
+    assert b"sieci-worker: cannot build the job's environment: pip could not install" in result.stderr
+    assert result.stdout == b"" and environment_folders(wheels) == []
+    assert run(master, wheels).stdout == b"42 True\n"  # and the worker serves on
+    assert worker.runner.environments.store.builds == 1
+
+
+def test_a_full_store_removes_the_environment_used_longest_ago(cluster, wheels):
+    (wheels / "other.txt").write_text("tinypkg\n")  # other bytes: another environment
+    master = cluster.master()
+    worker = cluster.worker(master, environments=environments(wheels, max_size=1, servers=1))
+    assert run(master, wheels).stdout == b"42 True\n"
+    first = environment_folders(wheels)
+    assert run(master, wheels, requirements="other.txt").stdout == b"42 True\n"
+    second = environment_folders(wheels)
+    assert len(first) == len(second) == 1 and first != second  # the first went; the one in use stays
+    assert run(master, wheels).stdout == b"42 True\n"  # built again
+    assert environment_folders(wheels) == first
+    assert worker.runner.environments.store.builds == 3
+
+
+def test_sieci_client_runs_a_file_in_its_requirements_environment(cluster, wheels, capfd):
+    from sieci.client import command
+
+    (wheels / "job.py").write_bytes(IMPORTS)
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    status = command.main(["--requirements", str(wheels / "requirements.txt"), "--with-wheels", str(wheels / "wheels"),
+                           client_address(master), str(wheels / "job.py")])
+    assert (status, capfd.readouterr().out) == (0, "42 True\n")
+    (wheels / "impossible.txt").write_text("tinypkg==2.0\n")
+    status = command.main(["--requirements", str(wheels / "impossible.txt"), "--with-wheels",
+                           str(wheels / "wheels"), client_address(master), str(wheels / "job.py")])
+    assert status == 2
+    assert "No matching distribution found for tinypkg==2.0" in capfd.readouterr().err
+
+
+def test_malformed_requirements_fields_are_refused_with_an_error(cluster, wheels):
+    from tests.helpers import RawPeer
+
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    assert master.wait_for_workers(1, WAIT)
+    peer = RawPeer(master.clients_address)
+    try:
+        peer.send(b"ENDSEQ T v=2 requirements=six%0\nprint(1)\nT\n")
+        answer = peer.answer()
+        assert answer.startswith(b"ERROR ") and answer.endswith(b"bad --requirements\n")
+    finally:
+        peer.close()
+
+
+def test_a_client_without_wheels_or_requirements_is_told_so(wheels):
+    from sieci.client.errors import ClientError
+
+    with pytest.raises(ClientError, match="--with-wheels goes with --requirements"):
+        Client(["127.0.0.1:1"], wheels=str(wheels / "wheels"))
+    with pytest.raises(ClientError, match="no wheel"):
+        Client(["127.0.0.1:1"], requirements=str(wheels / "requirements.txt"), wheels=str(wheels))
+    with pytest.raises(ClientError, match="cannot read --requirements"):
+        Client(["127.0.0.1:1"], requirements=str(wheels / "missing.txt"))
+

@@ -7,8 +7,9 @@ Target (issue 29): ``sieci.Executor.map`` of a trivial function (``n * n``) over
 one local cluster (1 master, --workers workers, with a secret, which functions need and which both
 sides use), one Executor of --in-flight threads, alternating rounds (the order swapped each round).
 Printed: the ratio of the medians and the median of each round's ratio (the two kinds of a round
-run a minute apart at most, under the same load); the target holds when both reach it. Every
-value is checked.
+run a minute apart at most, under the same load); the target holds when both reach it. Also the
+CPU per item of this process and of the daemons' process trees (jobs included), which the rates
+follow on a busy machine. Every value is checked.
 
     .venv-bench/bin/python bench/functions.py      # 3 rounds of 1,000 items each way, ~1 min
 """
@@ -24,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import median, print_banner  # noqa: E402
+from benchlib import median, print_banner, tree_cpu_seconds  # noqa: E402
 from processes import LocalCluster  # noqa: E402
 
 import sieci  # noqa: E402
@@ -54,6 +55,13 @@ def code_round(pool, items):
     return seconds
 
 
+def cluster_cpu(cluster):
+    """CPU seconds used so far by this process and by the cluster's daemons, their jobs included."""
+    times = os.times()
+    return times.user + times.system + sum(tree_cpu_seconds(daemon.process.pid)
+                                           for daemon in cluster.masters + cluster.workers)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=1000)
@@ -69,6 +77,7 @@ def main():
     members = ["--secret-file", secret_file]
     items = list(range(options.items))
     rates = {"function": [], "code": []}
+    cpu = {"function": [], "code": []}  # ms of CPU per item: this process, the master's and workers' trees
     try:
         with LocalCluster(workers=options.workers, worker_options=members, master_options=members) as cluster:
             with sieci.Executor(cluster.client_addresses, max_workers=options.in_flight,
@@ -78,7 +87,9 @@ def main():
                 for number in range(options.rounds):
                     rounds = [("function", function_round), ("code", code_round)]
                     for kind, run in rounds if number % 2 == 0 else reversed(rounds):
+                        cpu_before = cluster_cpu(cluster)
                         rates[kind].append(len(items) / run(pool, items))
+                        cpu[kind].append((cluster_cpu(cluster) - cpu_before) / len(items) * 1000)
                     print(f"round {number + 1}: functions {rates['function'][-1]:.1f} items/s, "
                           f"code strings {rates['code'][-1]:.1f} items/s")
     finally:
@@ -90,6 +101,10 @@ def main():
           f"of {options.items})")
     print(f"the same work as code strings: {code_rate:.1f} items/s")
     print(f"ratio of the medians: {ratio:.3f}x; median of each round's ratio: {paired:.3f}x")
+    function_cpu, code_cpu = median(cpu["function"]), median(cpu["code"])
+    print(f"CPU per item (this client, the master's and the workers' process trees): functions {function_cpu:.2f} "
+          f"ms, code strings {code_cpu:.2f} ms (code/functions: {code_cpu / function_cpu:.3f}x; on a busy machine "
+          "the rates follow the CPU)")
     met = ratio >= TARGET and paired >= TARGET
     print(f"target >= {TARGET}x, both ways: {'MET' if met else 'NOT MET'}")
 

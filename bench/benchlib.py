@@ -325,9 +325,10 @@ def simulated_worker(port, counters=None, host="127.0.0.1"):
 # --- load ---------------------------------------------------------------------------
 
 
-def hello_jobs(address, in_flight, jobs, seconds, show_failures=5, fresh=False):
+def hello_jobs(address, in_flight, jobs, seconds, show_failures=5, fresh=False, retries=0):
     """Up to ``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once
-    (``fresh``: each in an interpreter of its own).
+    (``fresh``: each in an interpreter of its own; ``retries``: the client's --retries, which has the
+    master keep each job's results).
 
     Runs in greenlets of this (gevent-patched) process; every answer is
     checked. Returns the outcomes counted and the seconds it took.
@@ -336,7 +337,7 @@ def hello_jobs(address, in_flight, jobs, seconds, show_failures=5, fresh=False):
 
     from sieci.client import client
 
-    runner_client = client.Client(address, timeout=60, fresh=fresh)
+    runner_client = client.Client(address, timeout=60, fresh=fresh, retries=retries)
     outcomes = {"right": 0, "wrong": 0, "failed": 0}
     numbers = iter(range(jobs))
     deadline = time.monotonic() + seconds

@@ -18,9 +18,15 @@ as processes on 127.0.0.1. Every answer is checked. The clusters take turns
 at going first in each round (--rounds), each round bounded by --jobs jobs
 and --seconds seconds; medians are printed, with each process's CPU per job.
 
+Two more clusters run jobs whose client has --retries, so that the master
+keeps each (its results spooled): one master keeps them in memory, the other
+records them in a --state-dir; the difference of the master's CPU per job is
+what recording a job costs.
+
 Targets: walls on >= 2.5x the baseline, --fresh >= 1.0x, walls on >= 0.8x
 walls off; the master's CPU per job <= 0.5 ms, the worker host's (a
-worker's process tree: worker, fork server, init, job) <= 3.5 ms.
+worker's process tree: worker, fork server, init, job) <= 3.5 ms; recording
+a kept job in a --state-dir <= 0.1 ms of the master's CPU.
 
     /path/to/plain/venv/bin/python bench/throughput.py   # 3 rounds, <= 2,000 jobs or 10 s each
 """
@@ -50,9 +56,14 @@ WORKER_HOST_MS_TARGET = 3.5  # a worker's process tree's CPU per job
 WALLS_OFF = ["--job-namespaces", "off", "--job-cgroups", "off"]
 FRESH = "walls on, --fresh"
 HOST_NETWORK = "walls on, host network"  # --job-network on: what a job's own loopback (the default) costs
+# Jobs whose client has --retries, so the master keeps them: in memory, and recorded in a --state-dir.
+KEPT = "walls off, kept"
+RECORDED = "walls off, kept, --state-dir"
+KEPT_CLUSTERS = (KEPT, RECORDED)
+RECORDING_MS_TARGET = 0.1  # the master's CPU per job for recording it (--state-dir's cost)
 
 
-def sieci_round(address, in_flight, jobs, seconds, pids, fresh=False):
+def sieci_round(address, in_flight, jobs, seconds, pids, fresh=False, retries=0):
     """``jobs`` hello-world jobs (or as many as fit in ``seconds``), ``in_flight`` at once; and each
     process's CPU seconds meanwhile (a worker's with its fork server and jobs)."""
 
@@ -63,7 +74,7 @@ def sieci_round(address, in_flight, jobs, seconds, pids, fresh=False):
         return figures
 
     cpu_before = cpu_now()
-    outcomes, elapsed = hello_jobs(address, in_flight, jobs, seconds, show_failures=jobs, fresh=fresh)
+    outcomes, elapsed = hello_jobs(address, in_flight, jobs, seconds, show_failures=jobs, fresh=fresh, retries=retries)
     cpu_after = cpu_now()
     return outcomes, elapsed, {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
 
@@ -91,7 +102,7 @@ def main(argv=None):
     options = ["--python", interpreter] if interpreter else []
     print(describe_baseline_interpreter(interpreter or sys.executable))
     workdir, hello = write_job("hello.py", HELLO)
-    rates = {"baseline": [], "walls on": [], FRESH: [], HOST_NETWORK: [], "walls off": []}
+    rates = {"baseline": [], "walls on": [], FRESH: [], HOST_NETWORK: [], "walls off": [], KEPT: [], RECORDED: []}
     cpu_per_job = {name: [] for name in rates}
     all_right = True
     # The baseline's rounds come first, apart: a round right after its thousands of short
@@ -106,9 +117,12 @@ def main(argv=None):
               + ("" if right else " SOME OUTPUT WRONG"))
     with LocalCluster(masters=1, workers=args.workers, worker_options=options) as walled, \
             LocalCluster(masters=1, workers=args.workers, worker_options=[*options, "--job-network", "on"]) as shared, \
-            LocalCluster(masters=1, workers=args.workers, worker_options=[*options, *WALLS_OFF]) as open_cluster:
-        clusters = {"walls on": walled, FRESH: walled, HOST_NETWORK: shared, "walls off": open_cluster}
-        for cluster in (walled, shared, open_cluster):
+            LocalCluster(masters=1, workers=args.workers, worker_options=[*options, *WALLS_OFF]) as open_cluster, \
+            LocalCluster(masters=1, workers=args.workers, worker_options=[*options, *WALLS_OFF],
+                         master_options=["--state-dir", os.path.join(workdir, "state")]) as recording:
+        clusters = {"walls on": walled, FRESH: walled, HOST_NETWORK: shared, "walls off": open_cluster,
+                    KEPT: open_cluster, RECORDED: recording}
+        for cluster in (walled, shared, open_cluster, recording):
             warm_up(cluster, args.in_flight)
         for number in range(1, args.rounds + 1):
             print(f"round {number}:")
@@ -135,7 +149,7 @@ def print_summary(args, rates, cpu_per_job):
     print(f"sieci, walls on, --job-network on (no network namespace): median {host_network:7.1f} jobs/s "
           f"({host_network / base:.2f}x; walls on is {on / host_network:.3f}x this)")
     print(f"sieci, walls off (--job-namespaces off --job-cgroups off): median {off:7.1f} jobs/s ({off / base:.2f}x)")
-    for name in ("walls on", FRESH, "walls off"):
+    for name in ("walls on", FRESH, "walls off", *KEPT_CLUSTERS):
         parts = cpu_per_job[name][0]
         print(f"CPU ms per job, {name} (medians): "
               + ", ".join(f"{part} {median([round_[part] for round_ in cpu_per_job[name]]):.2f}" for part in parts))
@@ -147,7 +161,11 @@ def print_summary(args, rates, cpu_per_job):
                                 ("--fresh / baseline", fresh / base, FRESH_TARGET),
                                 ("walls on / walls off", on / off, WALLS_TARGET)):
         print(f"{what}: {value:.3f} (target >= {target}: {'met' if value >= target else 'NOT met'})")
+    kept_ms, recorded_ms = (median([round_["master"] for round_ in cpu_per_job[name]]) for name in KEPT_CLUSTERS)
+    print(f"master CPU ms per kept job: {kept_ms:.3f} in memory, {recorded_ms:.3f} with --state-dir")
     for what, value, target in (("master CPU ms per job, walls on", master_ms, MASTER_MS_TARGET),
+                                ("master CPU ms to record a kept job (--state-dir)", recorded_ms - kept_ms,
+                                 RECORDING_MS_TARGET),
                                 ("worker hosts' CPU ms per job, walls on", worker_ms, WORKER_HOST_MS_TARGET)):
         print(f"{what}: {value:.2f} (target <= {target}: {'met' if value <= target else 'NOT met'})")
 
@@ -168,7 +186,8 @@ def warm_up(cluster, in_flight):
 def measured_round(cluster, args, name):
     """One round of one cluster: its rate, whether every answer was right, and CPU ms per job."""
     outcomes, elapsed, cpu = sieci_round(cluster.client_addresses, args.in_flight, args.jobs, args.seconds,
-                                         cluster_pids(cluster), fresh=name == FRESH)
+                                         cluster_pids(cluster), fresh=name == FRESH,
+                                         retries=1 if name in KEPT_CLUSTERS else 0)
     rate = outcomes["right"] / elapsed
     done = sum(outcomes.values())
     print(f"         {name}: {outcomes['right']}/{done} right in {elapsed:.2f} s = {rate:6.1f} jobs/s"

@@ -30,7 +30,7 @@ log = logging.getLogger("sieci.master")
 
 APPLICATION_ID = 0x53494543  # "SIEC", in the database header: a sieci master's state, not another's
 SCHEMA_VERSION = 1
-COMMIT_DELAY = 0.05  # seconds a dirty record waits for others to share its transaction
+COMMIT_DELAY = 0.25  # seconds a dirty record waits for others to share its transaction
 _COLUMN_TYPES = {"arguments": "INTEGER", "exit_status": "INTEGER", "submitted": "REAL", "started": "REAL",
                  "ended": "REAL", "detached": "INTEGER", "keep": "INTEGER", "upload_size": "INTEGER",
                  "complete": "INTEGER", "stdin": "INTEGER"}

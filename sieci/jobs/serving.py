@@ -59,6 +59,7 @@ def main(modules_at_start, path_at_start, path_importer_cache_at_start):
         warm_up()
         walls = fork_channel.decode_walls(sys.argv[2]) if len(sys.argv) > 2 else {}
         enter_environment(walls.get("environment"))
+        os.umask(0o022)  # the ways down the walls make (file_view.py) are for every job user, whatever the worker's
         build_walls(walls)
         job_process.prepare_interpreter(modules_at_start, path_at_start, path_importer_cache_at_start)
         # The collector leaves our objects alone, so children copy fewer pages: a job that unfroze them

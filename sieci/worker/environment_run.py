@@ -168,7 +168,7 @@ class EnvironmentRun:
                     yield None, b""
         finally:
             getting.kill()
-        if isinstance(getting.exception, (BuildFailed, WaitedTooLong, StoreUnusable)) or self._killed:
+        if getting.exception is not None or self._killed:
             yield from self._not_run(getting.exception, deadline)
             return
         python, server = getting.get()
@@ -219,6 +219,9 @@ class EnvironmentRun:
         output = getattr(why, "output", b"")
         if output:
             yield STDERR, output if output.endswith(b"\n") else output + b"\n"
+        if not isinstance(why, (BuildFailed, WaitedTooLong, StoreUnusable, OSError)):
+            log.error("cannot build a job's environment", exc_info=why)  # ours: the traceback says where
+            why = f"{type(why).__name__}: {why}"
         yield STDERR, f"sieci-worker: cannot build the job's environment: {why}\n".encode()
         log.warning("cannot build a job's environment: %s", why)
         self.status = Status(b"exit", BUILD_FAILED_EXIT)

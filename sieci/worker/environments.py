@@ -121,6 +121,7 @@ class EnvironmentStore:
         started = time.monotonic()
         try:
             build(staging)
+            _readable_by_all(staging)
             os.rename(staging, self.path(key))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -207,9 +208,24 @@ def tree_size(path):
     return total
 
 
+def _readable_by_all(folder):
+    """Let every job user read the environment in ``folder`` (the worker's umask may be 077), none write."""
+    for top, folders, files in os.walk(folder):
+        for name in folders + files:
+            path = os.path.join(top, name)
+            mode = os.lstat(path).st_mode  # only the worker has written here: no link can change under it
+            if stat.S_ISDIR(mode):
+                os.chmod(path, 0o755)
+            elif stat.S_ISREG(mode):
+                os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+    os.chmod(folder, 0o755)
+
+
 def _make_folder(folder):
     try:
-        os.makedirs(folder, 0o755, exist_ok=True)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, 0o755, exist_ok=True)
+            os.chmod(folder, 0o755)  # jobs, as another user, reach their environments through it
         status = os.lstat(folder)
     except OSError as error:
         raise StoreUnusable(f"cannot make the environments' folder {folder} ({error.strerror})") from None

@@ -38,7 +38,11 @@ def walled(cluster, tmp_path):
     def start(user=JOB_USER if os.geteuid() == 0 else None):
         return _start(cluster, tmp_path, user)
 
-    return start
+    umask = os.umask(0o077)  # as the systemd unit has it: the environments are still every job user's to read
+    try:
+        yield start
+    finally:
+        os.umask(umask)
 
 
 def _start(cluster, tmp_path, user):

@@ -61,8 +61,13 @@ class Dashboard:
     def __init__(self, master, fallback, peers=()):
         self.view = MasterView(master, peers)
         self.fallback = fallback
-        self.peer_origins = sorted({origin_of(url) for url in peers})
+        self.peer_origins = self.origins(peers)
         self.page_headers = page_headers(self.peer_origins)
+
+    @staticmethod
+    def origins(peers):
+        """The origins of ``peers``' URLs, each once, in order."""
+        return sorted({origin_of(url) for url in peers})
 
     def state(self, now=None):
         return self.view.state(now)

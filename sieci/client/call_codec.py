@@ -4,11 +4,10 @@ No I/O. The job's program (``CallCode.program``) is a prologue in plain source, 
 runs, that checks the worker's Python is the client's minor version and else writes an outcome
 saying which it is; then jobs/call.py's code, compiled and marshalled here once (marshal's format,
 like pickle's of code, holds within a minor version only), and jobs/call_pickled.py's where a part
-of the call is pickled; then the call. The function is made
-ready once: its parts in marshal's form where they are plain (``function_parts``), else pickled by
-cloudpickle (lambdas, closures and ``__main__``'s functions by value); each call's arguments are
-marshalled where plain, else pickled. ``value_of`` turns the outcome (jobs/call.py says its form)
-into what the call gives.
+of the call is pickled; then the call. The function is made ready once: its parts in marshal's
+form where they are plain (``function_parts``), else pickled by cloudpickle (lambdas, closures and
+``__main__``'s functions by value); each call's arguments are marshalled where plain, else pickled.
+``value_of`` turns the outcome (jobs/call.py says its form) into what the call gives.
 """
 
 import builtins

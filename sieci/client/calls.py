@@ -33,17 +33,20 @@ class Calls:
         self._folder = tempfile.mkdtemp(prefix="sieci-calls-")
         self._remove_folder = weakref.finalize(self, shutil.rmtree, self._folder, True)
 
-    def call(self, program):
-        """What the calls of ``program`` (a call_codec.CallCode's) give: the list of the function's values,
-        or what it raised, raised; the job's output goes to this process's stdout and stderr."""
+    def call(self, program, count):
+        """What the ``count`` calls of ``program`` (a call_codec.CallCode's) give: the list of the function's
+        values, or what it raised, raised; the job's output goes to this process's stdout and stderr."""
         results = self._thread_folder()
         result = self.client.run(program, returns=[OUTCOME], results=results)
         self._show_output(result)
-        return value_of(read_outcome(_outcome_bytes(result, results)), result.worker or result.master)
+        values = value_of(read_outcome(_outcome_bytes(result, results)), result.worker or result.master)
+        if type(values) is not list or len(values) != count:
+            raise CallFailed(f"the job's outcome does not hold the values of its {count} call(s)")
+        return values
 
     def call_one(self, program):
         """The value of ``program``'s one call (as ``call``)."""
-        return self.call(program)[0]
+        return self.call(program, 1)[0]
 
     def _thread_folder(self):
         """The results folder of this thread's calls, one at a time: a call reads only the outcome it

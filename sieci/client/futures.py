@@ -64,7 +64,8 @@ class Executor(concurrent.futures.Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         chunks = itertools.batched(zip(*iterables), chunksize) if hasattr(itertools, "batched") else \
             _batched(zip(*iterables), chunksize)
-        futures = [self._threads.submit(calls.call, code.program([(args, {}) for args in chunk])) for chunk in chunks]
+        futures = [self._threads.submit(calls.call, code.program([(args, {}) for args in chunk]), len(chunk))
+                   for chunk in chunks]
         return _in_order(futures, deadline)
 
     def shutdown(self, wait=True, *, cancel_futures=False):

@@ -32,9 +32,11 @@ class Executor(concurrent.futures.Executor):
         self._calls = None
         self._calls_made = threading.Lock()
 
-    def submit(self, fn, /, *args, **kwargs):
+    def submit(self, fn=None, /, *args, **kwargs):
         """A Future of ``fn(*args, **kwargs)``'s value, called on a worker; for a program (``fn`` a str or
-        bytes), of its job's Result (see ``submit_code``)."""
+        bytes, or ``code=``), of its job's Result (see ``submit_code``)."""
+        if fn is None:
+            return self.submit_code(*args, **kwargs)
         if not callable(fn):
             return self.submit_code(fn, *args, **kwargs)
         from sieci.client.call_codec import CallCode

@@ -281,6 +281,8 @@ def test_code_strings_and_functions_share_one_executor(pool):
     results = list(pool.map([f"print({n})" for n in range(3)], timeout=WAIT))
     assert [result.stdout for result in results] == [b"0\n", b"1\n", b"2\n"]
     assert pool.submit(b"print('bytes')").result(timeout=WAIT).stdout == b"bytes\n"
+    assert pool.submit(code="import sys\nprint(sys.argv)", args=["x"]).result(timeout=WAIT).stdout == \
+        b"['job.py', 'x']\n"
     assert pool.submit(len, "four").result(timeout=WAIT) == 4  # a builtin, pickled by reference
 
 

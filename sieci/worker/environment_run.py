@@ -76,13 +76,15 @@ class Environments:
             found = []
 
             def take(kind, parts, size, inflater):
+                if parts[0] != WHEELS_FOLDER.encode() or kind == bundle.FOLDER:
+                    inflater.copy(size)
+                    return
                 digest = hashlib.sha256()
                 while size:
                     piece = inflater.read_exactly(min(size, bundle.PIECE))
                     size -= len(piece)
                     digest.update(piece)
-                if parts[0] == WHEELS_FOLDER.encode() and kind != bundle.FOLDER:
-                    found.append((b"/".join(parts).decode("utf-8", "replace"), digest.hexdigest()))
+                found.append((b"/".join(parts).decode("utf-8", "replace"), digest.hexdigest()))
 
             os.lseek(files_fd, 0, os.SEEK_SET)
             try:

@@ -140,3 +140,21 @@ def test_a_client_without_wheels_or_requirements_is_told_so(wheels):
     with pytest.raises(ClientError, match="cannot read --requirements"):
         Client(["127.0.0.1:1"], requirements=str(wheels / "missing.txt"))
 
+
+
+def test_an_executors_functions_and_programs_run_in_its_requirements_environment(cluster, wheels):
+    import sieci
+
+    secret = b"the environments test secret, long enough"
+    master = cluster.master(secret=secret)
+    cluster.worker(master, secret=secret, environments=environments(wheels))
+
+    def value_of_tinypkg(offset):
+        import tinypkg
+
+        return tinypkg.VALUE + offset
+
+    with sieci.Executor([client_address(master)], max_workers=2, secret=secret,
+                        requirements=str(wheels / "requirements.txt"), wheels=str(wheels / "wheels")) as pool:
+        assert list(pool.map(value_of_tinypkg, [0, 1])) == [42, 43]
+        assert pool.submit(IMPORTS).result(WAIT).stdout == b"42 True\n"

@@ -11,6 +11,7 @@ form where they are plain (``function_parts``), else pickled by cloudpickle (lam
 """
 
 import builtins
+import dis
 import functools
 import marshal
 import pickle
@@ -91,7 +92,8 @@ def function_parts(function):
     if cloudpickle._should_pickle_by_reference(function):
         return None
     code, function_globals, values, modules = function.__code__, function.__globals__, {}, {}
-    for name in global_names(code):
+    codes = inner_codes(code)
+    for name in global_names(codes):
         value = function_globals.get(name, _MISSING)
         if type(value) is types.ModuleType and sys.modules.get(value.__name__) is value:
             modules[name] = value.__name__
@@ -105,7 +107,7 @@ def function_parts(function):
         return None
     names = (function.__name__, function.__qualname__, function.__module__, function.__doc__)
     parts = (names, function.__defaults__, function.__kwdefaults__, annotation_parts(function.__annotations__),
-             values, modules, closure)
+             values, modules, submodules(modules.values(), codes), closure)
     if not job_side.is_plain(parts):
         return None
     return marshal.dumps((code, *parts))
@@ -120,14 +122,36 @@ def annotation_parts(annotations):
             else (name, value, False) for name, value in annotations.items()]
 
 
-def global_names(code):
-    """The names ``code`` and the code it holds (inner functions, comprehensions) may take from globals."""
-    names, todo = set(), [code]
+def inner_codes(code):
+    """``code`` and the code it holds (inner functions, comprehensions, ...)."""
+    codes, todo = [], [code]
     while todo:
         code = todo.pop()
-        names.update(code.co_names)
+        codes.append(code)
         todo.extend(const for const in code.co_consts if type(const) is types.CodeType)
-    return names
+    return codes
+
+
+def global_names(codes):
+    """The names that ``codes`` load from, store to or delete from their globals."""
+    return {instruction.argval for code in codes for instruction in dis.get_instructions(code)
+            if instruction.opcode in _GLOBAL_OPS}
+
+
+_GLOBAL_OPS = frozenset(dis.opmap[name] for name in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL"))
+
+
+def submodules(modules, codes):
+    """The loaded submodules of ``modules`` (names) that ``codes`` may reach as attributes of theirs
+    (``xml.etree.ElementTree`` from ``xml``): the worker imports them as cloudpickle has it do."""
+    names = {name for code in codes for name in code.co_names}
+    found = []
+    for loaded in list(sys.modules):
+        for module in modules:
+            if loaded.startswith(module + ".") and set(loaded[len(module) + 1:].split(".")) <= names:
+                found.append(loaded)
+                break
+    return sorted(found)
 
 
 def pickled(thing, what):

@@ -92,10 +92,12 @@ def plain_function(data):
     import builtins
     import marshal
 
-    code, names, defaults, kwdefaults, annotations, values, modules, closure = marshal.loads(data)
+    code, names, defaults, kwdefaults, annotations, values, modules, submodules, closure = marshal.loads(data)
     function_globals = dict(values)
     for name, module in modules.items():
         function_globals[name] = subimport(module)
+    for module in submodules:  # reached as attributes of those (xml.etree.ElementTree, say): imported as here
+        subimport(module)
     function_globals["__builtins__"] = builtins.__dict__
     cells = None if closure is None else tuple(make_cell(value) for value in closure)
     function = type(plain_function)(code, function_globals, names[0], defaults, cells)

@@ -5,6 +5,7 @@ from anything but the sealed outcome."""
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree
 
 import cloudpickle
 import gevent.server
@@ -70,6 +71,11 @@ def test_arguments_and_keyword_arguments_reach_the_function(pool):
 
     future = pool.submit(describe, 1, [2, 3], scale=10, label="x")
     assert future.result(timeout=WAIT) == (1, [2, 3], 10, {"label": "x"})
+
+
+def test_a_submodule_reached_through_its_package_is_imported_in_the_job(pool):
+    assert pool.submit(lambda text: xml.etree.ElementTree.fromstring(text).tag, "<root/>").result(timeout=WAIT) \
+        == "root"
 
 
 def test_a_function_is_loaded_without_cloudpickle_in_the_job_and_a_lambda_value_comes_back(pool):

@@ -6,6 +6,7 @@ import marshal
 import math
 import os
 import sys
+import xml.etree.ElementTree
 
 import cloudpickle
 import pytest
@@ -19,6 +20,7 @@ from sieci.jobs import call as job_side
 from sieci.jobs import call_pickled
 
 SCALE = 3
+items = list(range(5000))  # a global that a function below names only as an attribute
 
 
 def run_program(program):
@@ -63,6 +65,18 @@ def test_a_plain_function_with_its_globals_closure_defaults_and_modules_comes_as
                                                                          "Scaled.")
     assert (rebuilt.__defaults__, rebuilt.__kwdefaults__) == ((2,), {"root": 16})
     assert rebuilt.__annotations__ == {"root": int}
+
+
+def test_only_the_globals_a_function_uses_travel_and_the_submodules_it_reaches_are_named():
+    def parse(text, table):
+        return xml.etree.ElementTree.fromstring(text).tag, list(table.items())
+
+    code, names, defaults, kwdefaults, annotations, values, modules, submodules, closure = marshal.loads(
+        call_codec.function_parts(parse))
+    assert "items" not in values
+    assert modules == {"xml": "xml"}
+    assert submodules == ["xml.etree", "xml.etree.ElementTree"]
+    assert call(parse, "<a/>", {1: 2}) == ("a", [(1, 2)])
 
 
 def test_a_function_that_is_not_plain_is_pickled_and_loaded_by_the_light_unpickler():

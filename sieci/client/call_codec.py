@@ -89,7 +89,8 @@ def function_parts(function):
         return None
     from cloudpickle import cloudpickle
 
-    if cloudpickle._should_pickle_by_reference(function):
+    by_reference = getattr(cloudpickle, "_should_pickle_by_reference", None)  # cloudpickle's own test, 2.0 to 3.1
+    if by_reference is None or by_reference(function):
         return None
     code, function_globals, values, modules = function.__code__, function.__globals__, {}, {}
     codes = inner_codes(code)

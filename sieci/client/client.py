@@ -14,7 +14,7 @@ gevent's patching or TLS, has loaded ``socket`` already).
 import sys
 
 from sieci import defaults
-from sieci.client.errors import ClientError, JobLost, NotAccepted
+from sieci.client.errors import ClientError, JobLost, NotAccepted, TimedOut
 from sieci.client.failover import Failover
 from sieci.client.link import ClientLink
 from sieci.client.output import CollectedOutput, FdOutput
@@ -184,11 +184,13 @@ class Client:
 
     def attach(self, job_id, output=None):
         """The Result of the detached job ``job_id``, from the master that keeps it; its output
-        goes to ``output`` as it comes (else into the Result). ClientError if no master keeps it."""
+        goes to ``output`` as it comes (else into the Result). ClientError if no master keeps it; TimedOut if
+        the job has no result within the Client's ``timeout``."""
         from sieci.client import master_requests
 
         collected = CollectedOutput() if output is None else None
-        result = self._first_master(lambda master: master_requests.attach(master, job_id, output or collected))
+        result = self._first_master(lambda master: master_requests.attach(master, job_id, output or collected,
+                                                                          self.timeout))
         if collected is not None:
             result.stdout, result.stderr = collected.bytes(protocol.STDOUT), collected.bytes(protocol.STDERR)
         return result
@@ -211,7 +213,7 @@ class Client:
         for master in self._masters():
             try:
                 return request(master)
-            except JobLost:
+            except (JobLost, TimedOut):
                 raise
             except ClientError as error:
                 failures.append(str(error))

@@ -2,7 +2,9 @@
 attach to a detached one, to queue one detached. Each goes through a link.ClientLink, which dials
 the master, proves it and signs the request."""
 
-from sieci.client.errors import ClientError, JobLost, NotAccepted
+import time
+
+from sieci.client.errors import ClientError, JobLost, NotAccepted, TimedOut
 from sieci.client.link import send_files
 from sieci.client.result import ResultsReading, next_answer
 from sieci.wire import protocol, upload_format
@@ -43,16 +45,21 @@ def cancel(link, job_id):
         sock.close()
 
 
-def attach(link, job_id, output):
+def attach(link, job_id, output, timeout=None):
     """The Result of kept job ``job_id``, its output written to ``output`` as it comes;
-    ClientError if this master does not keep it, JobLost if its results are cut short."""
-    sock = link.dial(link.connect_timeout)
+    ClientError if this master does not keep it, JobLost if its results are cut short, TimedOut
+    if they have not ended within ``timeout`` seconds (the client's --timeout; None: no bound)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    sock = link.dial(link.connect_timeout if timeout is None else min(link.connect_timeout, timeout))
     try:
         conn, _ = link.request(sock, protocol.ATTACH, [job_id.encode()], protocol.ATTACH + b" " + job_id.encode(),
                                "--attach")
-        conn.deadline = None
-        conn.settimeout(None)
+        conn.deadline = deadline
+        if deadline is None:
+            conn.settimeout(None)
         return ResultsReading(conn, output, link.where, job_id=job_id).read()
+    except TimeoutError:
+        raise TimedOut(f"no result within the --timeout of {timeout:g} s") from None
     except OSError as error:
         raise JobLost(f"lost the connection to master {link.where} "
                       f"({(error.strerror or str(error)).lower()})") from None

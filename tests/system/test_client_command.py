@@ -279,3 +279,19 @@ def test_client_options_after_prog_are_the_jobs_arguments(show):
     done = run_client(master, program, "--return", "x", "-t", "--detach", "-e", "GREETING=no", "--jobs", "2")
     assert (done.returncode, done.stdout) == (
         0, "['--return', 'x', '-t', '--detach', '-e', 'GREETING=no', '--jobs', '2'] None\n")
+
+
+def test_attach_honours_the_clients_timeout(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    job = tmp_path / "slow.py"
+    job.write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    detached = client_with(["--detach", client_address(master), str(job)], stdin=subprocess.DEVNULL)
+    job_id = detached.stdout.decode().strip()
+    try:
+        attached = client_with(["--timeout", "1", "--attach", job_id, client_address(master)])
+        assert attached.returncode == defaults.EXIT_TIME_LIMIT, attached
+        assert attached.stderr == b"sieci-client: error: no result within the --timeout of 1 s\n"
+        assert attached.stdout in (b"", b"started\n")
+    finally:
+        assert client_with(["--cancel", job_id, client_address(master)]).returncode == 0

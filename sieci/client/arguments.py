@@ -78,6 +78,7 @@ def parse_args(argv, environ=None):
         raise _refusal("--json goes with --status or --list")
     args.env = _job_environment(args.env or [], environ)
     if _asks_masters_only(args):
+        _check_masters_only(given, args)
         args = _status_arguments(args, masters_from_environment)
     else:
         args.masters, args.command = _masters_and_command(args, masters_from_environment)
@@ -147,6 +148,25 @@ def _asks_masters_only(args):
         if job_id is not None and parse_job_id(job_id) is None:
             raise _refusal(f"{job_id!r} is not a job id (16 hex digits, as --detach prints)")
     return asked[0] if asked else None
+
+
+# What a request that runs no job (--status, --list, --attach, --cancel) takes besides: how to reach the masters.
+_MASTERS_ONLY_TAKE = {"connect_timeout", "secret_file", "tls", "tls_ca", "tls_cert", "tls_key", "json",
+                      "status", "list", "attach", "cancel", "detach"}
+
+
+def _check_masters_only(given, args):
+    """A job's option on the command line of a request that runs no job would do nothing: refused, naming it.
+    --timeout bounds --attach's wait for the job's result."""
+    asked = _asks_masters_only(args)
+    if "timeout" in given and asked != "--attach":
+        raise _refusal(f"--timeout bounds the wait for a job's result (with --attach), and {asked} waits for none")
+    for option in CLIENT_OPTIONS:
+        if option.dest in given and option.dest not in _MASTERS_ONLY_TAKE | {"timeout"}:
+            flags = [flag for each in CLIENT_OPTIONS if each.dest == option.dest for flag in (each.flag, each.short)
+                     if flag]
+            named = flags[0] + (f" ({', '.join(flags[1:])})" if flags[1:] else "")
+            raise _refusal(f"{named} is for running a job, and {asked} runs none")
 
 
 def _status_arguments(args, masters_from_environment):

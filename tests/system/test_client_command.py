@@ -295,3 +295,11 @@ def test_attach_honours_the_clients_timeout(cluster, tmp_path):
         assert attached.stdout in (b"", b"started\n")
     finally:
         assert client_with(["--cancel", job_id, client_address(master)]).returncode == 0
+
+
+def test_a_jobs_option_with_list_is_refused_before_any_master_is_asked(cluster):
+    master = cluster.master()
+    done = run_client("--list", "-e", "GREETING=hi", client_address(master))
+    assert (done.returncode, done.stdout) == (defaults.EXIT_USAGE, "")
+    assert done.stderr.splitlines()[-1] == "sieci-client: error: --env (-e) is for running a job, and --list runs none"
+    assert run_client("--list", client_address(master)).returncode == 0

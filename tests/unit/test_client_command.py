@@ -157,3 +157,34 @@ def test_options_that_would_do_nothing_are_refused(capsys, argv, complaint):
 def test_from_the_environment_they_are_no_mistake():
     environ = {"SIECI_RESULTS": "out", "SIECI_MAX_RETURN": "1K", "SIECI_TIMEOUT": "5"}
     assert parse_args(["--detach", "m:1", "job.py"], environ).command == ["job.py"]
+
+
+JOB_ID = "0123456789abcdef"
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--list", "-e", "A=1", "m:1"], "--env (-e) is for running a job, and --list runs none"),
+    (["--status", "--with", "lib", "m:1"], "--with is for running a job, and --status runs none"),
+    (["--cancel", JOB_ID, "--return", "*.csv", "m:1"], "--return is for running a job, and --cancel runs none"),
+    (["--attach", JOB_ID, "-j", "2", "m:1"], "--jobs (-j) is for running a job, and --attach runs none"),
+    (["--list", "--retries", "3", "--fresh", "m:1"], "--retries is for running a job, and --list runs none"),
+    (["--list", "--timeout", "3", "m:1"],
+     "--timeout bounds the wait for a job's result (with --attach), and --list waits for none"),
+])
+def test_a_jobs_options_with_a_request_that_runs_none_are_refused(capsys, argv, complaint):
+    assert refused_usage(parse_args, argv, {}) == defaults.EXIT_USAGE
+    assert capsys.readouterr().err.endswith(f"error: {complaint}\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--attach", JOB_ID, "--timeout", "3", "m:1"],
+    ["--list", "--json", "--connect-timeout", "2", "--secret-file", "s", "m:1"],
+    ["--status", "--tls", "m:1"],
+])
+def test_a_request_that_runs_no_job_takes_how_to_reach_the_masters(argv):
+    assert parse_args(argv, {}).command == []
+
+
+def test_a_jobs_options_from_the_environment_are_let_be_with_list():
+    environ = {"SIECI_RETRIES": "3", "SIECI_TIMEOUT": "5", "SIECI_FRESH": "on"}
+    assert parse_args(["--list", "m:1"], environ).list

@@ -61,6 +61,7 @@ class JobSettings:
     back, ``(globs, max_bytes)`` as returns.decode_returns has them, or None.
     ``requirements``: the bytes of the requirements file whose environment it runs in, or None;
     ``wheels``: its files bundle holds the wheels to build that from (environment_run.py).
+    ``job_name``: how the worker's log names the job (a link_log.JobName), or None.
     """
 
     code: bytes
@@ -77,6 +78,7 @@ class JobSettings:
     returns: Optional[tuple] = None
     requirements: Optional[bytes] = None
     wheels: bool = False
+    job_name: Optional[object] = None
 
 
 DISK_CHECK_EVERY = 0.25
@@ -274,7 +276,9 @@ class JobRun:
             self._ended = self._fork_server.wait_job()
             returncode = os.waitstatus_to_exitcode(self._ended.status) if self._ended.status is not None else None
         except ForkServerError as error:
-            log.error("%s while a job ran; it starts afresh for the next job", error)
+            name = self.settings.job_name
+            log.error("%s while %s ran; it starts afresh for the next job", error,
+                      f"job {name.label}" if name else "a job", extra=name.fields if name else {})
             returncode = None
         self._output.hand_over(("exit", returncode))
 

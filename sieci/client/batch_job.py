@@ -32,6 +32,7 @@ class BatchJob:
         self.output = None
         self.result = None
         self.failure = None  # why sieci could not run it
+        self.failure_status = defaults.EXIT_FAILED  # the exit status that gives it (124: the client's --timeout)
         self.started = None
         self.runtime = None
         self.logged = False  # its joblog line is written: it counts as done
@@ -69,6 +70,7 @@ class BatchJob:
                                              results=os.path.join(results, str(self.seq)))
         except ClientError as error:
             self.failure = str(error) or type(error).__name__
+            self.failure_status = error.exit_code
         except Exception as error:  # noqa: BLE001 - a bug must fail this job, not hang the batch
             self.failure = f"unexpected error: {error!r}"
         self.runtime = time.monotonic() - clock
@@ -81,7 +83,9 @@ class BatchJob:
 
     @property
     def exit_status(self):
-        if self.result is None or self.result.not_returned:
+        if self.result is None:
+            return self.failure_status
+        if self.result.not_returned:
             return defaults.EXIT_FAILED
         return self.result.exit_status
 

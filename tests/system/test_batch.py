@@ -197,6 +197,18 @@ def test_a_job_over_a_limit_says_so_in_stderr_and_the_joblog(cluster, tmp_path):
     assert [(rows[name][6], rows[name][8]) for name in ("slow.py", "a.py")] == [("124", message), ("0", "-")]
 
 
+def test_a_job_past_the_clients_own_timeout_has_exitval_124_as_its_exit_status(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ntime.sleep(60)\n")
+    joblog = tmp_path / "joblog"
+    done = sieci_client("--timeout", 1, "--joblog", joblog, client_address(master), ":::", slow)
+    message = "no result within the --timeout of 1 s"
+    assert (done.returncode, done.stderr) == (1, f"sieci-client: error: {slow}: {message}\n".encode())
+    assert [(row[6], row[8]) for row in read_joblog(joblog)] == [("124", message)]
+
+
 def test_retry_failed_runs_only_the_failed_jobs_and_rewrites_the_joblog(master, tmp_path):
     marker = tmp_path / "ready"
     files = [job(tmp_path, "a"), job(tmp_path, "b", needs=marker), job(tmp_path, "c"), job(tmp_path, "d", needs=marker)]

@@ -21,7 +21,8 @@ __version__ = "0.2.0"  # CHANGELOG.md's newest release
 _EXPORTS = {
     "Client": "client.client", "run": "client.client", "Result": "client.result", "ClientError": "client.errors",
     "NotAccepted": "client.errors", "JobLost": "client.errors", "ReattachFailed": "client.errors",
-    "OutputFailed": "client.errors", "StdinCannotGo": "client.errors", "Executor": "client.futures",
+    "OutputFailed": "client.errors", "StdinCannotGo": "client.errors", "TimedOut": "client.errors",
+    "ConnectionBroke": "client.errors", "MasterRefused": "client.errors", "Executor": "client.futures",
     "load_program": "client.program", "pack_files": "client.program", "CannotPickle": "client.call_errors",
     "PythonVersionMismatch": "client.call_errors", "CallFailed": "client.call_errors",
     "RemoteError": "client.call_errors", "RemoteTraceback": "client.call_errors",

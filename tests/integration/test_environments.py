@@ -158,3 +158,22 @@ def test_an_executors_functions_and_programs_run_in_its_requirements_environment
                         requirements=str(wheels / "requirements.txt"), wheels=str(wheels / "wheels")) as pool:
         assert list(pool.map(value_of_tinypkg, [0, 1])) == [42, 43]
         assert pool.submit(IMPORTS).result(WAIT).stdout == b"42 True\n"
+
+
+def test_through_a_classic_master_the_requirements_and_wheels_reach_the_worker(cluster, classic, wheels):
+    master = classic.master()
+    worker = cluster.worker(master.workers_address, environments=environments(wheels))
+    master.wait_for_workers(1)
+    for _ in range(2):  # the first goes again with its files inline (a classic master cannot send them)
+        result = run(master, wheels)
+        assert (result.exit_status, result.stdout) == (0, b"42 True\n")
+    assert worker.runner.environments.store.builds == 1
+
+
+def test_a_sieci_master_passes_the_fields_on_to_a_classic_worker_untouched(cluster, classic, wheels):
+    master = cluster.master()
+    worker = classic.worker(master)
+    assert master.wait_for_workers(1, WAIT)
+    run(master, wheels)
+    header = worker.uploads[0].split(b"\n", 1)[0].split()
+    assert b"requirements=tinypkg==1.0%0A" in header and b"wheels" in header

@@ -2,7 +2,6 @@
 
 import enum
 import functools
-import os
 import time
 from time import time as wall_clock
 
@@ -10,6 +9,7 @@ import gevent.event
 
 from sieci import defaults
 from sieci.master import job_record
+from sieci.master.job_upload import KeptUpload
 from sieci.master.stdin_relay import StdinRelay
 from sieci.wire import protocol, upload_format
 from sieci.wire.results import Status
@@ -53,12 +53,14 @@ class Cancellation(enum.Enum):
     REQUESTED = "cancelled by request"  # CANCEL <id>, or a kept job no client attached to: its client is told
 
 
-class Job:
+class Job(KeptUpload):
     def __init__(self, job_id, upload, client, client_name, header):
         self.id = job_id  # 16 hex digits: see kept_jobs.new_job_id
         self._upload = upload  # the block to forward: header, code, terminator (see the upload property)
         self.upload_size = len(upload)
         self._upload_file = None  # a kept job's: (its path, the store's release) while it waits there
+        self._upload_offset = 0  # where the upload begins in that file
+        self._preamble_file = None  # that file once the upload is gone from it, its preamble left
         self.fields = header.fields  # its header's, after the terminator
         self.extended = header.extended  # a sieci client's: it is told QUEUED while the job waits
         self.files = upload_format.files_wanted(header)  # its files bundle, which the master holds for it
@@ -94,7 +96,7 @@ class Job:
         return job_record.program_of(self.fields)
 
     @functools.cached_property
-    def arguments(self):
+    def arguments(self):  # (a restored job's are set)
         return job_record.arguments_of(self.fields)
 
     def move_to(self, state):
@@ -133,56 +135,9 @@ class Job:
         block and files (NEED) come after the code, and a big code would be held by the worker meanwhile."""
         return self.stdin is not None or self.files is not None or self.upload_size > defaults.MAX_UPLOAD_AHEAD
 
-    @property
-    def upload(self):
-        """The block to forward to a worker, from memory or, a kept job's, from its file."""
-        if self._upload_file is None:
-            return self._upload
-        with open(os.open(self._upload_file[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as file:
-            return file.read()
-
-    def move_upload_to(self, path, release):
-        """Keep the upload in a new file at ``path``, not in memory; ``release(size)`` is called once the
-        file is gone."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        self._upload_file = (path, release)
-        with open(fd, "wb") as file:
-            file.write(self._upload)
-        self._upload = None
-
-    def adopt_upload_file(self, path, size, release):
-        """The upload is the ``size`` bytes in the file at ``path`` (a restarted master's), as after
-        move_upload_to."""
-        self._upload, self._upload_file, self.upload_size = None, (path, release), size
-
-    @property
-    def upload_file_name(self):
-        """The name of the file that holds the upload (in the kept jobs' folder), or None."""
-        return os.path.basename(self._upload_file[0]) if self._upload_file is not None else None
-
-    def drop_upload(self):
-        """A worker has accepted the job: its upload is not needed any more, but by a kept job that may run
-        again after a restart (``upload_kept_until_end``), until it ends."""
-        if not (self.upload_kept_until_end and not self.ended):
-            self.discard_upload()
-
-    def discard_upload(self):
-        self._upload = b""
-        if self._upload_file is not None:
-            path, release = self._upload_file
-            self._upload_file = None
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass  # the store went first, at the master's stop
-            release(self.upload_size)
-
     def detach(self):
-        """Its client has left, or, a detached job's, is about to be told its id (its record, in a --state-dir,
-        written first): the job runs on for clients that attach."""
+        """Its client has left, told the job's id: the job runs on for clients that attach."""
         self.client = None
-        if self.on_move is not None and self.detached_at_upload and self.state is JobState.QUEUED:
-            self.on_move(self, durable=True)
 
     def relay(self, data, last=False):
         """Bytes of the job's results (``last``: their end), to its client and its spool."""
@@ -250,3 +205,4 @@ class Job:
             lost = Status(b"error", b"lost", reason)
             ending = b"\n" if self.relayed_mid_line else b""
             self.relay(ending + lost.encode() + self.results_header.terminator + b"\n", last=True)
+

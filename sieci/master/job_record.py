@@ -6,6 +6,8 @@ master.job.Job; ``restart_action`` decides, from a record alone, whether its job
 lost, or had ended. ``exit_status_of`` reads a job's exit status off the end of its kept results.
 """
 
+import json
+
 from sieci.wire import protocol, upload_format
 from sieci.wire.results import parse_status
 
@@ -66,15 +68,49 @@ def record_of(job, exit_status=None):
     }
 
 
-def restart_action(record, upload_present, files_present, results_begun):
+PREAMBLE_WORD = b"sieci-kept-job"
+
+
+def preamble(job, spool_file):
+    """The line a kept job's upload file begins with in a --state-dir: what its record first holds, so that
+    a master killed before that record was written finds the job from its file alone."""
+    first = {"id": job.id, "submitter": job.client_name, "submitted": job.submitted, "spool_file": spool_file,
+             "detached": job.detached_at_upload}
+    return PREAMBLE_WORD + b" " + json.dumps(first).encode() + b"\n"
+
+
+def record_from_upload(preamble_line, header, upload_file, upload_size):
+    """The record of a job whose upload file begins with ``preamble_line`` and whose upload's header (a
+    protocol.BlockHeader) is ``header``, as it was when queued; or, with ``header`` None (the file holds
+    only the preamble: a worker took the upload), as it was when it began to run. ValueError if the line
+    is no preamble."""
+    word, _, text = preamble_line.partition(b" ")
+    if word != PREAMBLE_WORD:
+        raise ValueError("not a kept job's upload")
+    first = json.loads(text)
+    if protocol.parse_job_id(str(first["id"])) is None or not isinstance(first["spool_file"], str):
+        raise ValueError("a malformed preamble")
+    fields = header.fields if header is not None else []
+    files = upload_format.files_wanted(header) if header is not None else None
+    detached = bool(first["detached"])
+    return {"id": first["id"], "program": program_of(fields), "arguments": arguments_of(fields),
+            "submitter": str(first["submitter"]), "state": "queued" if header is not None else "running",
+            "exit_status": None, "submitted": float(first["submitted"]), "started": None, "ended": None,
+            "worker": None, "detached": int(detached), "keep": int(not detached), "reason": None,
+            "upload_file": upload_file, "upload_size": upload_size, "spool_file": first["spool_file"],
+            "complete": 0, "files_digest": files.digest if files is not None else None,
+            "stdin": int(upload_format.STDIN_STREAM in fields)}
+
+
+def restart_action(record, upload_present, files_present, results_begun, results_complete=False):
     """What a restarted master does with the job of ``record``: KEEP_ENDED, REQUEUE, RERUN or LOST, and,
-    for LOST, the reason its attachers are told. ``upload_present``: its upload's file is still there;
+    for LOST, the reason its attachers are told. ``upload_present``: its upload is still in its file;
     ``files_present``: its files bundle, if it has one, is in the store; ``results_begun``: some of its
-    results were kept."""
+    results were kept; ``results_complete``: all of them (the record lags: the job ended)."""
     state = record["state"]
     if state not in _KNOWN_STATES:
         raise ValueError(f"a record of job {record['id']} in an unknown state {state!r}")
-    if state in ENDED_STATES:
+    if state in ENDED_STATES or results_complete:
         return KEEP_ENDED, None
     # A worker took it (its record may lag by a commit: the upload of a detached job goes once it is taken).
     ran = state == "running" or results_begun or (record["detached"] and not upload_present)

@@ -23,6 +23,7 @@ import time
 
 import gevent.event
 
+from sieci.master import job_record
 from sieci.master.job_record import exit_status_of
 
 log = logging.getLogger("sieci.master")
@@ -181,11 +182,16 @@ class KeptJobs:
                             "bytes (kept jobs' uploads and results); try again later")
         if not self.make_room(JOB_OVERHEAD):
             self.total += JOB_OVERHEAD  # counted all the same: its results find no room until some is freed
+        spool_path = self._new_path()
+        preamble = job_record.preamble(job, os.path.basename(spool_path)) if self.lasting else b""
         try:
-            job.move_upload_to(self._new_path(), self.release)
-            job.spool = Spool(self, self._new_path())
+            job.spool = Spool(self, spool_path)  # first: a restarted master finds the upload's spool
             job.spool.job_id = job.id
+            job.move_upload_to(self._new_path(), self.release, preamble)
         except OSError:
+            if job.spool is not None:
+                job.spool.close()
+                job.spool = None
             job.discard_upload()
             self.total -= JOB_OVERHEAD
             raise

@@ -39,6 +39,8 @@ class Restoration:
 
     def run(self):
         records = self.state.records()
+        recorded = {name for record in records for name in (record["spool_file"], record["upload_file"]) if name}
+        records += self._unrecorded(self.present - recorded, {record["id"] for record in records})
         used, unusable = set(), []
         for record in records:
             if record["spool_file"] not in self.present:
@@ -56,7 +58,8 @@ class Restoration:
         if unusable:
             log.warning("%d recorded job(s) could not be restored from %s: forgotten", len(unusable), self.state.path)
             self.state.delete(unusable)
-        for name in self.present - used:  # a job's files from before its first record was written
+        self.kept.recorder.commit()  # before a file goes that a record may not yet name
+        for name in self.present - used:  # a job's results whose upload never was written whole
             try:
                 os.unlink(os.path.join(self.kept.folder, name))
             except OSError as error:
@@ -66,28 +69,37 @@ class Restoration:
         log.info("state of %s: %d ended job(s) kept, %d queued again, %d run again (--retries), %d lost",
                  self.state.path, *self.counts.values(), extra={"event": "restored"})
 
+    def _unrecorded(self, names, recorded_ids):
+        """The records of the jobs whose upload files are among ``names`` (files no record names): jobs
+        taken just before the master died, whose first record was not written yet."""
+        found = []
+        for name in sorted(names):
+            path = os.path.join(self.kept.folder, name)
+            try:
+                preamble, header_line = _upload_lines(path)
+                header = protocol.parse_header(header_line) if header_line is not None else None
+                size = os.stat(path, follow_symlinks=False).st_size - len(preamble)
+                record = job_record.record_from_upload(preamble, header, name, size)
+            except (OSError, ValueError, protocol.ProtocolError):
+                continue  # not an upload's file: a results file, or a job never told its id
+            if record["id"] not in recorded_ids:
+                found.append(record)
+        return found
+
     def _restore(self, record):
-        upload_present = record["upload_file"] in self.present
+        upload_path = os.path.join(self.kept.folder, record["upload_file"]) if record["upload_file"] in self.present \
+            else None
+        preamble, header_line = _upload_lines(upload_path) if upload_path else (b"", None)
         spool_path = os.path.join(self.kept.folder, record["spool_file"])
-        results_begun = os.stat(spool_path, follow_symlinks=False).st_size > 0
+        results_size, results_complete = _results_state(spool_path)
         files_present = record["files_digest"] is None or self.files.has(record["files_digest"])
-        action, reason = job_record.restart_action(record, upload_present, files_present, results_begun)
+        action, reason = job_record.restart_action(record, header_line is not None, files_present, results_size > 0,
+                                                   results_complete)
         self.counts[action] += 1
-        job = self._job(record, upload_present and action in (job_record.REQUEUE, job_record.RERUN))
-        if action in (job_record.KEEP_ENDED, job_record.LOST):
-            ended = record["ended"] if action == job_record.KEEP_ENDED else time.time()
-            outcome = record["state"] if action == job_record.KEEP_ENDED else JobState.FAILED.value
-            job.state = JobState(outcome)
-            job.ended_wall = ended
-            job.finished.set()
-            complete = bool(record["complete"]) or (action == job_record.LOST and _end_lost_results(spool_path, reason))
-            job.spool = Spool.restored(self.kept, spool_path, complete, outcome, reason or record["reason"] or "",
-                                       time.monotonic() - (time.time() - ended))
-            self._drop_upload_file(record)
-            self.kept.restore(job, job.spool.size)
-            if action == job_record.LOST:
-                log.warning("job %s %s", job.id, reason, extra={"job": job.id, "event": "lost"})
-                self.kept.recorder.note(job)
+        runs = action in (job_record.REQUEUE, job_record.RERUN)
+        job = self._job(record, upload_path, preamble, header_line, runs)
+        if not runs:
+            self._keep_ended(job, record, action, reason, spool_path, results_complete)
             return
         os.unlink(spool_path)
         job.spool = Spool(self.kept, os.path.join(self.kept.folder, os.urandom(8).hex()))
@@ -104,28 +116,48 @@ class Restoration:
             job.awaiting_attach = True
             gevent.spawn_later(self.watch.client_timeout, self._unclaimed, job)
 
+    def _keep_ended(self, job, record, action, reason, spool_path, results_complete):
+        """Keep ``job``, which ended (its record says so, or its complete results do) or was lost, for --attach."""
+        if action == job_record.KEEP_ENDED:
+            outcome = record["state"] if record["state"] in job_record.ENDED_STATES else JobState.DONE.value
+            ended = record["ended"] or os.stat(spool_path, follow_symlinks=False).st_mtime
+        else:
+            outcome, ended = JobState.FAILED.value, time.time()
+        job.state, job.ended_wall = JobState(outcome), ended
+        job.finished.set()
+        complete = bool(record["complete"]) or results_complete or (action == job_record.LOST
+                                                                      and _end_lost_results(spool_path, reason))
+        job.spool = Spool.restored(self.kept, spool_path, complete, outcome, reason or record["reason"] or "",
+                                   time.monotonic() - (time.time() - ended))
+        self.kept.restore(job, job.spool.size)
+        if action == job_record.LOST:
+            log.warning("job %s %s", job.id, reason, extra={"job": job.id, "event": "lost"})
+        if action == job_record.LOST or record["state"] != outcome:
+            self.kept.recorder.note(job)
+
     def _unclaimed(self, job):
         """A --retries job no client attached to within --client-timeout of the restart ends, cancelled."""
         if job.awaiting_attach:
             job.awaiting_attach = False
             self.dispatcher.finish(job, JobState.CANCELLED, UNCLAIMED)
 
-    def _job(self, record, with_upload):
-        """The Job of ``record``, with its upload (in its file) if ``with_upload``."""
-        path = os.path.join(self.kept.folder, record["upload_file"]) if with_upload else None
-        header = protocol.parse_header(_first_line(path) if path else _BARE_HEADER[bool(record["detached"])])
+    def _job(self, record, upload_path, preamble, header_line, runs):
+        """The Job of ``record``: with its upload (in its file) if it ``runs``; else its upload's file, if
+        any, cut to its preamble, which goes when the job is forgotten."""
+        header = protocol.parse_header(header_line if header_line is not None
+                                       else _BARE_HEADER[bool(record["detached"])])
         job = Job(record["id"], b"", None, record["submitter"], header)
         job.detach()
         job.program, job.arguments = record["program"], record["arguments"]
         job.submitted, job.started, job.worker_name = record["submitted"], record["started"], record["worker"]
         job.queued_at = time.monotonic() - max(0.0, time.time() - record["submitted"])
-        if path is not None:
-            job.adopt_upload_file(path, record["upload_size"], self.kept.release)
+        if runs:
+            job.adopt_upload_file(upload_path, record["upload_size"], self.kept.release, len(preamble))
+        elif upload_path is not None:
+            if header_line is not None:
+                _cut(upload_path, len(preamble))
+            job.adopt_upload_file(upload_path, 0, None, len(preamble))
         return job
-
-    def _drop_upload_file(self, record):
-        if record["upload_file"] in self.present:
-            os.unlink(os.path.join(self.kept.folder, record["upload_file"]))
 
 
 def _end_lost_results(path, reason):
@@ -156,9 +188,36 @@ def _end_lost_results(path, reason):
         os.close(fd)
 
 
-def _first_line(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _cut(path, size):
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        return os.pread(fd, HEADER_LIMIT, 0).partition(b"\n")[0]
+        os.ftruncate(fd, size)
     finally:
         os.close(fd)
+
+
+def _upload_lines(path):
+    """The preamble line of an upload's file in the state folder (its newline kept), and the upload's header
+    line, or None if the upload has gone from it (a worker took it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        start = os.pread(fd, HEADER_LIMIT, 0)
+    finally:
+        os.close(fd)
+    preamble, newline, rest = start.partition(b"\n")
+    if not newline:
+        raise ValueError("not an upload's file")
+    return preamble + newline, (rest.partition(b"\n")[0] if b"\n" in rest else None)
+
+
+def _results_state(path):
+    """How many bytes of results the file at ``path`` holds, and whether they are complete (their block's
+    terminator line ends them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        header = os.pread(fd, HEADER_LIMIT, 0).partition(b"\n")[0].split()
+        tail = os.pread(fd, 4096, max(0, size - 4096))
+    finally:
+        os.close(fd)
+    return size, len(header) > 1 and tail.endswith(b"\n" + header[1] + b"\n")

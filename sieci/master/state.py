@@ -8,10 +8,10 @@ opened relative to the folder's descriptor without following symbolic links; a d
 this schema's, or is damaged, is refused, never dropped.
 
 The master's one writer is its ``Recorder``: a job's moves mark it dirty, and a greenlet writes every
-dirty record in one transaction a moment later. A detached job's first record is written before its
-client is told its id (in a commit that all the detached jobs of that moment share). A record may lag
-its job by a commit: what tells a restarted master that a worker took a detached job is that its
-upload's file is gone (it goes, synchronously, when the worker says RECEIVED).
+dirty record in one transaction a moment later. A record may lag its job by that much, so the files in
+``kept/`` say what a record may not yet: a kept job's upload file, written before its client is told
+its id, begins with a line that holds what its first record holds (job_record.preamble), and goes,
+synchronously, when a worker says RECEIVED for a detached job.
 """
 
 import errno
@@ -22,7 +22,6 @@ import sqlite3
 import stat
 
 import gevent
-import gevent.event
 
 from sieci.master.job_record import COLUMNS, record_of
 
@@ -182,26 +181,13 @@ class Recorder:
         self.dirty = {}  # id: the job whose record is to be written
         self.forgotten = set()  # ids whose records are to go
         self.pending = None  # the greenlet that writes them, once any wait
-        self.soon = False  # it writes them in this turn of the event loop
-        self.committed = gevent.event.Event()  # set once the next commit is done
         self.failing = False
 
-    def note(self, job, durable=False):
-        """``job`` moved: its record is written within COMMIT_DELAY; ``durable``: wait until it is written,
-        in a commit that starts at once (those noted meanwhile share it): a detached job is to be told its id."""
+    def note(self, job):
+        """``job`` moved: its record is written within COMMIT_DELAY."""
         self.dirty[job.id] = job
-        if durable:
-            self._commit_soon().wait()
-        elif self.pending is None:
+        if self.pending is None:
             self.pending = gevent.spawn_later(COMMIT_DELAY, self.commit)
-
-    def _commit_soon(self):
-        """The event set once the next commit, started in this turn of the event loop, is done."""
-        if not self.soon:
-            if self.pending is not None:
-                self.pending.kill(block=False)
-            self.pending, self.soon = gevent.spawn(self.commit), True
-        return self.committed
 
     def forget(self, job_id):
         self.dirty.pop(job_id, None)
@@ -213,14 +199,9 @@ class Recorder:
         """Write every dirty record and forget every forgotten one, in one transaction."""
         if self.pending is not None and self.pending is not gevent.getcurrent():
             self.pending.kill(block=False)
-        self.pending, self.soon = None, False
-        done, self.committed = self.committed, gevent.event.Event()
-        try:
-            self._write()
-        finally:
-            done.set()
-
-    def _write(self):
+        self.pending = None
+        if self.state.db is None:
+            return  # closed: the master has stopped
         dirty, self.dirty = self.dirty, {}
         forgotten, self.forgotten = self.forgotten, set()
         rows = [_row(record_of(job, exit_status_of(job))) for job in dirty.values()]

@@ -69,7 +69,7 @@ def test_the_kept_output_bound_bounds_the_records_too(cluster, tmp_path):
     kept = [job["id"] for job in listing["jobs"]]
     assert 1 <= len(kept) < 6 and kept == job_ids[-len(kept):]  # the newest, the oldest evicted
     assert len(again.state.records()) == len(kept)
-    assert len(list((state / "kept").iterdir())) == len(kept)
+    assert len(list((state / "kept").iterdir())) == 2 * len(kept)  # each its results and its preamble
 
 
 def test_a_record_that_cannot_be_restored_is_forgotten_loudly_and_the_rest_served(cluster, tmp_path, log_lines):

@@ -47,6 +47,20 @@ def test_what_a_restart_does_with_each_recorded_job(state, detached, upload, fil
     assert reason is None or reason.startswith("lost: ")
 
 
+def test_complete_results_end_a_job_whose_record_lags():
+    lagging = record(state="sent", detached=1)
+    assert job_record.restart_action(lagging, False, True, True, results_complete=True) == (job_record.KEEP_ENDED,
+                                                                                             None)
+    assert job_record.restart_action(lagging, False, True, True)[0] == job_record.LOST
+
+
+def test_a_preamble_alone_says_a_worker_took_the_job():
+    job = Job("d" * 16, b"", None, "127.0.0.1:5", protocol.parse_header(b"ENDSEQ T v=2 detach"))
+    found = job_record.record_from_upload(job_record.preamble(job, "spool"), None, "upload", 0)
+    assert (found["state"], found["detached"], found["spool_file"], found["program"]) == ("running", 1, "spool", None)
+    assert job_record.restart_action(found, False, True, False) == (job_record.LOST, job_record.LOST_RUNNING)
+
+
 def test_a_record_in_an_unknown_state_is_refused():
     with pytest.raises(ValueError, match="unknown state 'lost'"):
         job_record.restart_action(record(state="lost"), True, True, False)
@@ -75,7 +89,8 @@ def test_a_kept_jobs_record_survives_and_lists_as_it_ran(tmp_path):
     job = Job("b" * 16, b"ENDSEQ T v=2 detach name=job.py arg=1\nprint(1)\nT\n", None, "127.0.0.1:5",
               protocol.parse_header(b"ENDSEQ T v=2 detach name=job.py arg=1"))
     kept.keep(job)
-    job.detach()  # its client is about to be told its id: written first
+    job.detach()
+    recorder.commit()
     assert [row["state"] for row in state.records()] == ["queued"]
     job.move_to(JobState.SENT)
     job.move_to(JobState.RUNNING)
@@ -93,6 +108,24 @@ def test_a_kept_jobs_record_survives_and_lists_as_it_ran(tmp_path):
     assert (listed["state"], listed["exit_status"], listed["detached"], listed["client"]) == (
         "done", 3, True, "127.0.0.1:5")
     again.close()
+
+
+def test_a_kept_jobs_upload_file_holds_its_first_record_before_any_commit(tmp_path):
+    state = StateDir(tmp_path / "state")
+    recorder = Recorder(state)
+    kept = KeptJobs(1 << 20, 60, folder=state.kept_folder, recorder=recorder)
+    upload = b"ENDSEQ T v=2 detach name=job.py arg=1 arg=2\nprint(1)\nT\n"
+    job = Job("c" * 16, upload, None, "127.0.0.1:5", protocol.parse_header(upload.partition(b"\n")[0]))
+    kept.keep(job)
+    assert job.upload == upload  # read back past its preamble
+    with open(os.path.join(state.kept_folder, job.upload_file_name), "rb") as file:
+        preamble, header = file.readline(), file.readline()
+    found = job_record.record_from_upload(preamble, protocol.parse_header(header), job.upload_file_name,
+                                          len(upload))
+    assert found == job_record.record_of(job)  # what the first commit would write
+    with pytest.raises(ValueError):
+        job_record.record_from_upload(b"ENDSEQ T v=2\n", protocol.parse_header(header), "x", 1)
+    recorder.close()
 
 
 def test_a_second_master_is_kept_out_of_the_folder(tmp_path):

@@ -1,8 +1,9 @@
 """What a master's dashboard shows of it, as plain data: the status request's snapshot (status.py), its
 lists bounded, plus the workers by the names they give, those gone missing lately, the queue's head,
 the running jobs and the last RECENT_JOBS that ended (each with its program, how it ended and its
-times), and the jobs ended per second. The master keeps only O(1) a job for it, and a page that polls
-costs it one snapshot per poll.
+times), the jobs ended per second, and how many ended in each class of endings.py (an exit status
+other than 0 is "failed", where the status request's totals count it "done"). The master keeps only
+O(1) a job for it, and a page that polls costs it one snapshot per poll.
 """
 
 import collections
@@ -71,6 +72,7 @@ class MasterView:
         self.peers = list(peers)
         self.recent_jobs = collections.deque(maxlen=RECENT_JOBS)  # (when it ended, what the page shows)
         self.throughput = Throughput()
+        self.endings = collections.Counter()  # jobs ended, by the class of their ending (endings.py)
         self.missing = MissingWorkers()
         master.dispatcher.listeners.append(self.on_event)
         master.worker_links.departures.append(self.worker_went)
@@ -79,7 +81,9 @@ class MasterView:
         if event not in FINISHED:
             return
         self.throughput.count(job.finished_at)
-        self.recent_jobs.append((job.finished_at, _ended(event, job)))
+        ended = _ended(event, job)
+        self.endings[ended["status"]] += 1
+        self.recent_jobs.append((job.finished_at, ended))
 
     def worker_went(self, link):
         self.missing.went(worker_name_of(link), link.name, time.monotonic(), link.jobs_done)
@@ -101,6 +105,7 @@ class MasterView:
         state["recent"] = [dict(job, ended_ago=round(now - finished_at, 3))
                            for finished_at, job in reversed(self.recent_jobs)]
         state["jobs_per_second"] = round(self.throughput.per_second(now), 3)
+        state["endings"] = {ending: self.endings[ending] for ending in endings.CLASSES}
         state["peers"] = self.peers
         return state
 

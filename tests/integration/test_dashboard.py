@@ -12,7 +12,7 @@ import gevent.event
 import pytest
 
 from sieci.client import client
-from sieci.master import dashboard, dashboard_view
+from sieci.master import dashboard, dashboard_view, endings
 from sieci.metrics import MasterMetrics, serve
 
 from tests.helpers import WAIT, Awaited, Captured, JobEvents, client_address
@@ -102,6 +102,7 @@ def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
             assert 0 <= recent["waited"] < WAIT and 0 < recent["ran"] < WAIT and 0 <= recent["ended_ago"] < WAIT
             assert recent["submitted"] <= recent["started"] <= recent["ended"] <= time.time()
         assert state["totals"]["done"] == 2 and state["jobs_per_second"] > 0
+        assert state["endings"] == dict.fromkeys(endings.CLASSES, 0) | {"ok": 1, "failed": 1}  # exit 3 failed
         assert state["master"] == client_address(master) and state["uptime"] > 0
         queued.kill()  # its client leaves while the job waits
         events.wait_for("cancelled")
@@ -110,6 +111,8 @@ def test_the_json_shows_workers_queue_running_and_recent_jobs(cluster, served):
         assert cancelled["reason"] == "the client left while it was queued"
         assert cancelled["worker"] is None and cancelled["ran"] is None and cancelled["started"] is None
         assert cancelled["status"] == "cancelled" and cancelled["ending"] == "cancelled: " + cancelled["reason"]
+        assert state_of(server)["endings"] == dict.fromkeys(endings.CLASSES, 0) | {"ok": 1, "failed": 1,
+                                                                                     "cancelled": 1}
     finally:
         gevent.killall([running, queued])
 
@@ -130,6 +133,7 @@ def test_a_failed_job_shows_why_and_the_name_its_worker_gave_before(cluster, ser
         assert failed["reason"] == "worker lost"
         assert (failed["status"], failed["ending"], failed["exit_status"]) == ("lost", "failed: worker lost", None)
         assert failed["name"] == done["name"] == "w1"  # its results never came: the name is the one given before
+        assert state_of(server)["endings"] == dict.fromkeys(endings.CLASSES, 0) | {"ok": 1, "lost": 1}
     finally:
         silent.kill()
 

@@ -43,7 +43,7 @@ def test_the_dashboard_in_a_browser_shows_the_pool(procs, tmp_path):
     # The page's script has filled every table from the JSON.
     page = Page(run_browser(browser, tmp_path / "profile", url, "--dump-dom").decode())
     summary = page.texts["summary"]
-    assert re.fullmatch(r"up .+ · [\d.]+ jobs/s · queue 1 · done 1 · failed 0 · cancelled 0 · .+", summary), summary
+    assert re.fullmatch(r"up .+ · [\d.]+ jobs/s · queue 1 · exited 0 1 · failed 0 · cancelled 0 · .+", summary), summary
     assert page.texts["note"].startswith("updated ")
     [master_row] = page.tables["masters"]
     assert master_row[:2] == [address, "up"]
@@ -82,13 +82,20 @@ def test_one_page_shows_two_masters_their_jobs_ended_and_a_missing_worker(procs,
     failing = procs.run_client(second_clients, procs.code_file(b"raise SystemExit(1)\n", name="fails.py"))
     assert failing.returncode == 1, procs.logs()
     wait_for_state(urls[1], lambda state: len(state["recent"]) == 1)
+    failing_here = procs.run_client(first_clients, procs.code_file(b"raise SystemExit(2)\n", name="fails2.py"))
+    assert failing_here.returncode == 2, procs.logs()
+    wait_for_state(urls[0], lambda state: len(state["recent"]) == 1)
 
     page = Page(run_browser(browser, tmp_path / "profile", urls[0], "--dump-dom").decode())
     assert page.texts["title"] == f"sieci cluster of 2 masters, from {first_clients}"
     assert sorted(row[:2] for row in page.tables["masters"]) == sorted([[first_clients, "up"], [second_clients, "up"]])
+    # A job that exited 1 or 2 counts as failed, not done: in each master's row and in this master's summary.
+    assert sorted(row[7:] for row in page.tables["masters"]) == [["0", "1", "0"]] * 2
+    assert " · exited 0 0 · failed 1 (non-zero exit 1) · cancelled 0 · " in page.texts["summary"]
     workers = sorted((row[0], row[1], row[3]) for row in page.tables["workers"])
     assert workers == sorted([(first_clients, "steady", "idle"), (second_clients, "steady", "idle"),
                               (first_clients, "leaving", "missing")])
-    [recent] = page.tables["recent"]
+    here, recent = sorted(page.tables["recent"], key=lambda row: row[0] != first_clients)
+    assert here[:5] == [first_clients, here[1], "fails2.py", "exited 2", "2"]
     assert recent[:5] == [second_clients, recent[1], "fails.py", "exited 1", "1"]  # not "done"
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d", time_of_day) for time_of_day in recent[5:8])

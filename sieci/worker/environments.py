@@ -149,11 +149,30 @@ class EnvironmentStore:
             removed = to_remove(stored, self.max_size)
             for key in removed:
                 self._remove(key)
+            self._remove_leftovers(held)
             return removed
         finally:
             for fd in held.values():
                 os.close(fd)
             os.close(store_lock)
+
+    def _remove_leftovers(self, held):
+        """What a worker that died in a build or a removal left: a removal's folder, and a build's that no
+        one builds (its key's lock is free: ``held`` has the keys whose locks the caller holds)."""
+        for name in os.listdir(self.folder):
+            if name.startswith(STAGING_PREFIX):
+                key = name[len(STAGING_PREFIX):].rpartition("-")[0]
+                if not is_key(key):
+                    continue
+                fd = held.get(key)
+                if fd is None:
+                    fd = self._open_lock(key)
+                    held[key] = fd
+                    if not _locked(fd, fcntl.LOCK_EX, self._lock_path(key)):
+                        continue
+            elif not name.startswith(REMOVING_PREFIX):
+                continue
+            shutil.rmtree(os.path.join(self.folder, name), ignore_errors=True)
 
     def _remove(self, key):
         """Remove an environment whose lock the caller holds exclusively."""

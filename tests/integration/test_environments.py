@@ -177,3 +177,15 @@ def test_a_sieci_master_passes_the_fields_on_to_a_classic_worker_untouched(clust
     run(master, wheels)
     header = worker.uploads[0].split(b"\n", 1)[0].split()
     assert b"requirements=tinypkg==1.0%0A" in header and b"wheels" in header
+
+
+def test_what_a_dead_worker_left_in_the_store_goes(cluster, wheels):
+    store = wheels / "environments"
+    store.mkdir(mode=0o755)
+    left = [store / (".building-" + "a" * 64 + "-0badf00d"), store / (".removing-" + "b" * 64 + "-0badf00d")]
+    for folder in left:
+        (folder / "lib").mkdir(parents=True)
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    assert run(master, wheels).stdout == b"42 True\n"
+    assert not any(folder.exists() for folder in left) and len(environment_folders(wheels)) == 1

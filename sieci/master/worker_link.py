@@ -29,7 +29,7 @@ class WorkerLost(Exception):
 class WorkerLink:
     """``jobs``: ours that it holds, in the order their codes went; the first is the one
     running, or the next to. ``on_offer``: called when the worker makes a standing offer;
-    ``relay_fields(job)``: the fields of the RELAY line before a job's code."""
+    ``relay_fields(job)``: the fields of the RELAY line before a job's code (its id, ``job=<id>``, first)."""
 
     def __init__(self, conn, name, on_offer, relay_fields):
         self.conn = conn
@@ -61,8 +61,9 @@ class WorkerLink:
         return self.state.takes_offers
 
     def number_code(self):
-        """``<worker>#<n>`` for the n-th code sent on this link: a sieci worker, which does not learn the
-        jobs' ids, counts the codes it reads on its link alike and names each job so in its log."""
+        """``<worker>#<n>`` for the n-th code sent on this link: a sieci worker counts the codes it reads
+        on its link alike, and its log lines about a job carry that name beside the job's id (which RELAY
+        gives it: see relay_fields), or alone where it has no usable id."""
         self.codes_sent += 1
         return f"{self.name}#{self.codes_sent}"
 

@@ -187,9 +187,11 @@ class WorkerLinks:
         return True
 
     def _relay_fields(self, job):
-        """With a secret, RELAY says when the master sent a signed job, so that the worker checks its
-        signature's freshness against that: the job may have waited longer than the signature's window."""
-        return (auth.stamp_sending(self.verifier.secret, job.fields) or b"") if self.verifier is not None else b""
+        """RELAY names the job (``job=<id>``), for the worker's log lines about it. With a secret, it also
+        says when the master sent a signed job, so that the worker checks its signature's freshness
+        against that: the job may have waited longer than the signature's window."""
+        sent = auth.stamp_sending(self.verifier.secret, job.fields) if self.verifier is not None else None
+        return b" ".join(field for field in (protocol.job_id_field(job.id), sent) if field)
 
     def _send_files(self, job, link, need):
         """The worker lacks the job's files bundle: send it from the store; the worker's next word."""

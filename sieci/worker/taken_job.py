@@ -39,7 +39,7 @@ def read_code(conn):
 class TakenJob:
     """One job that ``link`` (a MasterLink, holding the worker) takes: ``raw_header`` is its upload's
     header line; ``relay``: the RELAY line a sieci master said before the code (it can stream stdin,
-    send files), or None."""
+    send files, and names the job: see link_log.JobName), or None."""
 
     def __init__(self, link, raw_header, relay):
         self.link = link
@@ -48,7 +48,10 @@ class TakenJob:
         self.name = link.name
         self.raw_header = raw_header
         self.relay = relay
-        self.link_job = link.job_numbers.next()
+        self.job_name = link.job_numbers.next(relay)
+        if self.job_name.malformed is not None:
+            log.warning("master %s named job %s %r, which is no job's id; its lines name it by its number",
+                        self.name, self.job_name.link_job, self.job_name.malformed, extra=self.job_name.fields)
 
     def take(self):
         """Read the upload; refuse it, or run it and send its results."""
@@ -62,8 +65,7 @@ class TakenJob:
         try:
             settings = self._settings_of(header, payload)
         except JobRefused as why:
-            log.warning("job for %s as %s refused: %s", self.name, self.link_job, why,
-                        extra={"link_job": self.link_job})
+            log.warning("job %s for %s refused: %s", self.job_name.label, self.name, why, extra=self.job_name.fields)
             if relayed:
                 self.conn.send_command(protocol.ERROR, why.reason)
             else:  # a classic master: it relays one block after our answer, whatever it was
@@ -122,7 +124,7 @@ class TakenJob:
             merged=upload_format.STDERR_WITH_STDOUT in header.fields,
             fresh=upload_format.FRESH_INTERPRETER in header.fields,
             directory=upload_format.RUN_DIRECTORY in header.fields, files=files, returns=wanted,
-            requirements=requirements, wheels=wheels)
+            requirements=requirements, wheels=wheels, job_name=self.job_name)
 
     def _run(self, header, settings):
         """Run the job, sending its results as they come (with a STREAMED stdin, fed in by the master
@@ -150,9 +152,9 @@ class TakenJob:
         for listener in self.worker.listeners:
             listener(run.status, seconds)
         if master_gone:
-            raise LinkLost(f"the master hung up while its job {self.link_job} ran; the job was stopped")
-        log.info("job for %s as %s %s after %.3f s", self.name, self.link_job, run.status.describe(), seconds,
-                 extra={"link_job": self.link_job})
+            raise LinkLost(f"the master hung up while its job {self.job_name.label} ran; the job was stopped")
+        log.info("job %s for %s %s after %.3f s", self.job_name.label, self.name, run.status.describe(), seconds,
+                 extra=self.job_name.fields)
 
     def _seal_for(self, header):
         """The seal of a signed job's results (see auth.ResultsSeal), or None."""
@@ -165,8 +167,8 @@ class TakenJob:
             if feeder.feed(run):
                 self._watch_master()
         except protocol.RemoteProtocolError as error:
-            log.warning("dropping master %s: the stdin of job %s is malformed: %s", self.name, self.link_job, error,
-                        extra={"link_job": self.link_job})
+            log.warning("dropping master %s: the stdin of job %s is malformed: %s", self.name, self.job_name.label,
+                        error, extra=self.job_name.fields)
         except OSError:
             pass
 

@@ -235,8 +235,8 @@ class MasterLink:
             self.conn.start_block(raw_header, max_size=self.worker.max_upload)
             read_code(self.conn)
             self.conn.send_command(protocol.BUSY)
-            link_job = self.job_numbers.next()
-            log.debug("job for %s as %s: busy with another master's", self.name, link_job, extra={"link_job": link_job})
+            job = self.job_numbers.next(relay)
+            log.debug("job %s for %s: busy with another master's", job.label, self.name, extra=job.fields)
             return
         try:
             TakenJob(self, raw_header, relay).take()

@@ -1,5 +1,6 @@
 """Pipelined dispatch over real sockets: asking ahead, standing offers, credit (see sieci/link.py)."""
 
+import re
 import socket
 
 import gevent
@@ -13,6 +14,8 @@ from sieci.worker.worker import ROUND_TRIPS_TRUSTED
 
 from tests.helpers import WAIT, Captured, JobEvents, Offers, Stdout, client_address, greeted, read_block
 from tests.helpers.classic import CLASSIC_RESULTS
+
+RELAY_LINE = re.compile(rb"RELAY job=[0-9a-f]{16}\n")  # a sieci master names the job whose code follows
 
 
 def run_job(master, code, **options):
@@ -105,12 +108,12 @@ def test_an_idle_sieci_worker_is_sent_each_job_at_once_the_links_first_too(clust
     for number in range(3):
         assert run_job(master, b"print(%d)\n" % number) == (0, Stdout(b"%d\n" % number))
     from_master = proxy.sent(0, "from target")
-    assert from_master.startswith(b"AVAILABLE\nROLLBACK free\nRELAY\nENDSEQ ")
+    assert re.match(rb"AVAILABLE\nROLLBACK free\nRELAY job=[0-9a-f]{16}\nENDSEQ ", from_master)
     assert from_master.count(b"AVAILABLE") == 1
-    assert from_master.count(b"RELAY\nENDSEQ ") == 3
+    assert len(re.findall(rb"RELAY job=[0-9a-f]{16}\nENDSEQ ", from_master)) == 3
     transcript = proxy.transcripts[0]
     for index, (direction, data) in enumerate(transcript):
-        if direction == "from target" and data.startswith(b"RELAY\n"):
+        if direction == "from target" and RELAY_LINE.match(data):
             before = [data for way, data in transcript[:index] if way == "to target"]
             assert before[-1].endswith(b"FREE\n")  # what the worker said last: its standing offer
 
@@ -145,11 +148,11 @@ def test_a_job_held_in_a_lost_workers_credit_runs_once_elsewhere(cluster, peers)
     fake = greeted(peers(master.workers_address), b"READY v=2 free\n")  # a sieci worker: it makes offers
     fake.send(b"FREE\n")
     first, _ = spawn_job(master, b"print('first')\n")
-    assert fake.line() == b"RELAY\n"
+    assert RELAY_LINE.fullmatch(fake.line())
     read_block(fake)
     fake.send(b"RECEIVED\nFREE\n")  # a credit of 2: the first runs, one more may come
     second, output = spawn_job(master, b"print('second')\n")
-    assert fake.line() == b"RELAY\n"
+    assert RELAY_LINE.fullmatch(fake.line())
     assert read_block(fake)[1].endswith(b"print('second')\n")
     fake.close()  # lost, with the second job held and never accepted
     with pytest.raises(client.JobLost):
@@ -187,7 +190,7 @@ def offering_fake(master, peers, credit):
     fake = greeted(peers(master.workers_address), b"READY v=2 free\n")
     fake.send(b"FREE\n")
     first, _ = spawn_job(master, b"print('first')\n")
-    assert fake.line() == b"RELAY\n"
+    assert RELAY_LINE.fullmatch(fake.line())
     read_block(fake)
     fake.send(b"RECEIVED\nENDSEQ T v=2\nx exit 0\nT\n" + b"FREE\n" * credit)
     assert first.get(timeout=WAIT) == 0
@@ -199,7 +202,7 @@ def test_a_worker_that_does_not_answer_a_code_sent_against_its_offer_is_dropped(
     events = JobEvents(master)
     fake = offering_fake(master, peers, 1)
     job, output = spawn_job(master, b"print('moved')\n")
-    assert fake.line() == b"RELAY\n"
+    assert RELAY_LINE.fullmatch(fake.line())
     read_block(fake)
     assert fake.rest() == b""  # silence: the master hangs up
     events.wait_for("requeued")
@@ -213,13 +216,13 @@ def test_a_job_whose_client_left_while_it_waited_in_credit_is_stopped_when_it_st
     fake = offering_fake(master, peers, 2)
     running = peers(master.clients_address)
     running.send(protocol.encode_block(b"print('running')\n", [protocol.EXTENDED]))
-    assert fake.line() == b"RELAY\n"
+    assert RELAY_LINE.fullmatch(fake.line())
     read_block(fake)
     fake.send(b"RECEIVED\n")
     assert running.answer() == b"RECEIVED\n"
     leaver = peers(master.clients_address)
     leaver.send(protocol.encode_block(b"print('left')\n", [protocol.EXTENDED]))
-    assert fake.line() == b"RELAY\n"
+    assert RELAY_LINE.fullmatch(fake.line())
     assert read_block(fake)[1].endswith(b"print('left')\n")
     leaver.close()
     fake.send(b"ENDSEQ T v=2\no running\nx exit 0\nT\n")  # the running job ends untouched

@@ -1,11 +1,12 @@
 """Issue 30's test of the logs: a master and a worker logging JSON run jobs that succeed, fail and
 time out; every line both wrote parses, is stamped with its zone, and every line about a job names
-it (the master by its id; the worker by its link's count, which the master's dispatched line ties to
-the id)."""
+it by the master's id (which a sieci master gives its worker on RELAY), so that the two logs join by
+it. Behind a classic master, which gives no id, the worker names a job by its link's count."""
 
 import json
 import re
 
+from tests.helpers.classic import classic_client
 from tests.helpers.processes import DEADLINE, MASTER, PYTHON, clean_env
 
 ZONED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)")
@@ -47,13 +48,16 @@ def test_every_json_line_of_a_run_has_a_zone_and_every_line_about_a_job_its_id(p
         events = [entry.get("event") for entry in about_jobs if entry["job"] == job_id]
         assert events[:2] == ["queued", "dispatched"] and events[-1] in ("done", "failed"), events
 
-    dispatched = {entry["link_job"]: entry["job"] for entry in master_lines if entry.get("event") == "dispatched"}
     worker_about_jobs = [entry for entry in worker_lines if ABOUT_A_JOB.search(entry["message"])]
     assert len(worker_about_jobs) >= len(JOBS), worker_lines
-    for entry in worker_about_jobs:
-        assert entry.get("link_job") in dispatched and entry["link_job"] in entry["message"], entry
-    ended = [entry for entry in worker_about_jobs if " after " in entry["message"]]
-    assert sorted(dispatched[entry["link_job"]] for entry in ended) == sorted(ids), ended
+    assert all(entry.get("job") in ids and entry["job"] in entry["message"] for entry in worker_about_jobs), \
+        worker_about_jobs
+    dispatched = {entry["link_job"]: entry["job"] for entry in master_lines if entry.get("event") == "dispatched"}
+    assert all(dispatched[entry["link_job"]] == entry["job"] for entry in worker_about_jobs), worker_about_jobs
+    for job_id in ids:  # joined by the id: each job's lines, from both logs
+        joined = [entry for entry in master_lines + worker_lines if entry.get("job") == job_id]
+        ended = [entry for entry in joined if entry["logger"] == "sieci.worker" and " after " in entry["message"]]
+        assert len(ended) == 1 and {entry["logger"] for entry in joined} == {"sieci.master", "sieci.worker"}, joined
 
     for lines in (master_lines, worker_lines):
         (said,) = [entry for entry in lines if "settings" in entry]
@@ -79,3 +83,19 @@ def test_start_up_errors_are_one_json_line_when_json_was_asked_for(procs):
         assert entry["message"] == "sieci-master: error: argument --max-queue: not a whole number: 'many'", entry
         assert entry["usage"].startswith("usage: sieci-master [-h]") and ZONED.fullmatch(entry["time"])
     assert first.terminate_and_wait() == 0
+
+
+def test_behind_a_classic_master_the_worker_names_each_job_by_its_links_count(procs, classic):
+    master = classic.master()
+    host, port = master.workers_address[:2]
+    worker = procs.worker(f"{host}:{port}", args=["--log-format", "json", "--log-level", "debug"])
+    master.wait_for_workers(1)
+    for code in (b"print('fine')\n", b"raise SystemExit(3)\n"):
+        status, _, why = classic_client(master.clients_address, code)
+        assert status is not None, why
+    procs.wait_for_log(worker, r"job \S+#2 for ")
+    assert worker.terminate_and_wait() == 0, procs.logs()
+    about_jobs = [entry for entry in entries(worker) if ABOUT_A_JOB.search(entry["message"])]
+    names = [entry["link_job"] for entry in about_jobs]
+    assert [name.rpartition("#")[2] for name in names] == ["1", "2"], about_jobs
+    assert all(name in entry["message"] and "job" not in entry for name, entry in zip(names, about_jobs))

@@ -7,10 +7,13 @@ import logging
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sieci import config, logs, sources
 from sieci.options import UsageError
-from sieci.worker.link_log import SUMMARY_EVERY, JobNumbers, RedialLog
+from sieci.wire import protocol
+from sieci.worker.link_log import SUMMARY_EVERY, JobName, JobNumbers, RedialLog
 
 MOMENT = 1796587303.075  # 2026-12-06T20:01:43.075Z, as issue 30 quotes it
 
@@ -140,7 +143,32 @@ def test_the_tally_starts_again_after_a_link_that_held():
 
 def test_a_links_jobs_are_numbered_as_the_master_numbers_the_codes_it_sends():
     numbers = JobNumbers("127.0.0.1:40000")
-    assert [numbers.next() for _ in range(3)] == ["127.0.0.1:40000#1", "127.0.0.1:40000#2", "127.0.0.1:40000#3"]
+    names = [numbers.next() for _ in range(3)]  # behind a classic master: no RELAY, no id
+    assert [name.label for name in names] == ["127.0.0.1:40000#1", "127.0.0.1:40000#2", "127.0.0.1:40000#3"]
+    assert names[0].fields == {"link_job": "127.0.0.1:40000#1"}
+
+
+def test_a_job_is_named_by_the_id_its_master_gave_on_relay_beside_its_number():
+    numbers = JobNumbers("127.0.0.1:40000")
+    name = numbers.next(protocol.Line(b"RELAY job=3f2a9c0d17e4b865 sent=1765000000.abc free\n"))
+    assert (name.label, name.malformed) == ("3f2a9c0d17e4b865", None)
+    assert name.fields == {"job": "3f2a9c0d17e4b865", "link_job": "127.0.0.1:40000#1"}
+    assert numbers.next(protocol.Line(b"RELAY sent=1765000000.abc\n")).label == "127.0.0.1:40000#2"
+
+
+@pytest.mark.parametrize("value", [b"../../etc/passwd", b"3F2A9C0D17E4B865", b"3f2a9c0d17e4b86", b"3f2a9c0d17e4b8650",
+                                   b"", b"\xff" * 40, b"3f2a9c0d17e4b86\x00", b"a" * 4000])
+def test_an_id_that_is_no_jobs_id_is_not_used_and_only_its_start_is_kept_to_show(value):
+    name = JobNumbers("w:1").next(protocol.Line(b"RELAY job=" + value + b"\n"))
+    assert (name.label, name.job_id, name.fields) == ("w:1#1", None, {"link_job": "w:1#1"})
+    assert name.malformed == value[:JobName.MALFORMED_SHOWN]
+
+
+@given(st.binary(max_size=64).filter(lambda value: value.split() == [value]))  # one word
+def test_only_sixteen_lower_case_hex_digits_name_a_job(value):
+    name = JobNumbers("w:1").next(protocol.Line(b"RELAY job=" + value + b"\n"))
+    is_an_id = len(value) == 16 and set(value) <= set(b"0123456789abcdef")
+    assert name.label == (value.decode() if is_an_id else "w:1#1")
 
 
 # --- where settings came from ------------------------------------------------------

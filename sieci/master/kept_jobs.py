@@ -104,7 +104,8 @@ class Spool:
 
     def _cut_at(self, why):
         self.cut = True
-        log.warning("kept results cut at %d bytes: %s", self.size, why)
+        log.warning("kept results of job %s cut at %d bytes: %s", self.job_id, self.size, why,
+                    extra={"job": self.job_id})
 
     def end(self, outcome, reason):
         self.ended, self.outcome, self.reason = True, outcome, reason

@@ -1,5 +1,7 @@
 """Masters, workers and clients in one process, over real loopback sockets."""
 
+import re
+
 import gevent
 import pytest
 
@@ -204,8 +206,8 @@ def test_the_workers_log_says_how_a_job_ended_in_words(cluster, log_lines):
     master = cluster.master()
     cluster.worker(master)
     assert run(master, b"raise SystemExit(3)\n")[0] == 3
-    (line,) = lines.wait_for("job for ")
-    assert " exited 3 after " in line, line
+    (line,) = lines.wait_for(" after ")
+    assert re.match(r"job [0-9a-f]{16} for 127\.0\.0\.1:\d+ exited 3 after ", line), line  # the master's id
 
 
 ARGV_AND_ENV = b"import os, sys\nprint(sys.argv)\nprint(os.environ.get('GREETING'))\n"

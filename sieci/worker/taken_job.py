@@ -50,7 +50,7 @@ class TakenJob:
         self.relay = relay
         self.job_name = link.job_numbers.next(relay)
         if self.job_name.malformed is not None:
-            log.warning("master %s named job %s %r, which is no job's id; its lines name it by its number",
+            log.warning("master %s gave job %s the id %r, which is no job's id: its lines name it by its number",
                         self.name, self.job_name.link_job, self.job_name.malformed, extra=self.job_name.fields)
 
     def take(self):

@@ -123,7 +123,8 @@ class TakenJob:
             line_buffered=upload_format.STDOUT_ON_TERMINAL in header.fields,
             merged=upload_format.STDERR_WITH_STDOUT in header.fields,
             fresh=upload_format.FRESH_INTERPRETER in header.fields,
-            directory=upload_format.RUN_DIRECTORY in header.fields, files=files, returns=wanted,
+            directory=upload_format.RUN_DIRECTORY in header.fields, from_stdin=upload_format.RUN_STDIN in header.fields,
+            files=files, returns=wanted,
             requirements=requirements, wheels=wheels, job_name=self.job_name)
 
     def _run(self, header, settings):
@@ -151,10 +152,11 @@ class TakenJob:
         seconds = time.monotonic() - started
         for listener in self.worker.listeners:
             listener(run.status, seconds)
+        stopped = "; its master hung up, so it was stopped" if master_gone else ""
+        log.info("job %s for %s %s after %.3f s%s", self.job_name.label, self.name, run.status.describe(), seconds,
+                 stopped, extra=self.job_name.fields)
         if master_gone:
             raise LinkLost(f"the master hung up while its job {self.job_name.label} ran; the job was stopped")
-        log.info("job %s for %s %s after %.3f s", self.job_name.label, self.name, run.status.describe(), seconds,
-                 extra=self.job_name.fields)
 
     def _seal_for(self, header):
         """The seal of a signed job's results (see auth.ResultsSeal), or None."""

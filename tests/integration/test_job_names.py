@@ -43,3 +43,24 @@ def test_a_worker_names_a_job_by_its_masters_id_and_by_its_count_where_the_id_is
     assert repr(forged[:32]) in warning and len(warning) < 200, warning
     assert first.startswith(f"job {where}#1 for {master} exited 0 after "), first
     assert second.startswith(f"job 0123456789abcdef for {master} exited 0 after "), second
+
+
+
+def test_a_job_stopped_because_its_master_hung_up_has_its_line_with_its_id(cluster, log_lines):
+    worker_log = log_lines("sieci.worker")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(WAIT)
+    with server:
+        cluster.worker(server.getsockname(), name="w1")
+        link, _ = server.accept()
+        with link:
+            link.settimeout(WAIT)
+            link.sendall(b"AVAILABLE\n")
+            read_until(link, b"READY v=2 free worker=w1\n")
+            code = protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED])
+            link.sendall(b"RELAY job=89abcdef01234567\n" + code)
+            read_until(link, b"RECEIVED\n")
+        (ended,) = worker_log.wait_for("job 89abcdef01234567 for ")
+    assert ended.endswith("; its master hung up, so it was stopped"), ended

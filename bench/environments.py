@@ -42,6 +42,7 @@ from sieci.client.client import Client  # noqa: E402
 from sieci.master.master import Master  # noqa: E402
 from sieci.wire.address import format_address  # noqa: E402
 from sieci.worker.environments import EnvironmentOptions  # noqa: E402
+from sieci.worker.isolation import Isolation  # noqa: E402
 from sieci.worker.limits import Limits  # noqa: E402
 from sieci.worker.worker import Worker  # noqa: E402
 
@@ -80,8 +81,9 @@ def pypi_reachable():
         return False
 
 
-def start_worker(master, folder, network):
-    worker = Worker([master.workers_address], Limits(timeout=300),
+def start_worker(master, folder, network, namespaces=False):
+    isolation = Isolation(namespaces=namespaces, cgroups=False, network=not namespaces)
+    worker = Worker([master.workers_address], Limits(timeout=300), isolation=isolation,
                     environments=EnvironmentOptions(os.path.join(folder, f"environments-{network}"),
                                                     build_network=network))
     worker.start()
@@ -93,12 +95,15 @@ def main():
     parser.add_argument("--jobs", type=int, default=50, help="jobs in a round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--builds", type=int, default=3)
+    parser.add_argument("--namespaces", action="store_true",
+                        help="jobs and builds in namespaces of their own (as root, or with user namespaces)")
     options = parser.parse_args()
-    print_banner("environments: a job in a built environment, and a first build")
+    print_banner("environments: a job in a built environment, and a first build"
+                 + (" (namespaces)" if options.namespaces else ""))
     folder = tempfile.mkdtemp(prefix="sieci-bench-environments-")
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master.start()
-    worker = start_worker(master, folder, "none")
+    worker = start_worker(master, folder, "none", options.namespaces)
     try:
         master.wait_for_workers(1, 30)
         os.mkdir(os.path.join(folder, "wheels"))
@@ -106,7 +111,7 @@ def main():
         address = format_address(master.clients_address)
         built(options, folder, address)
         builds(options, folder, address)
-        from_the_index(master, folder, address)
+        from_the_index(master, folder, address, options.namespaces)
     finally:
         worker.stop(grace=1)
         master.stop(grace=1)
@@ -148,13 +153,13 @@ def builds(options, folder, address):
           f"{'met' if median < TARGET_BUILD else 'NOT met'}")
 
 
-def from_the_index(master, folder, address):
+def from_the_index(master, folder, address, namespaces):
     if not pypi_reachable():
         print("   six from PyPI: not measured (pypi.org:443 does not answer within 5 s)")
         return
     master_with_network = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master_with_network.start()
-    worker = start_worker(master_with_network, folder, "host")
+    worker = start_worker(master_with_network, folder, "host", namespaces)
     try:
         master_with_network.wait_for_workers(1, 30)
         client = requirements_client(folder, format_address(master_with_network.clients_address), "six\n",

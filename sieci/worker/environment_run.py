@@ -170,10 +170,10 @@ class EnvironmentRun:
                     yield None, b""
         finally:
             getting.kill()
-        if getting.exception is not None or self._killed:
-            yield from self._not_run(getting.exception, deadline)
+        python, server, failure = getting.get() if getting.successful() else (None, None, getting.exception)
+        if failure is not None or self._killed:
+            yield from self._not_run(failure, deadline)
             return
-        python, server = getting.get()
         self._run = self._make_run(python, server)
         try:
             self._run.__enter__()
@@ -183,9 +183,14 @@ class EnvironmentRun:
         self.status = self._run.status
 
     def _fork_server(self, deadline):
-        key = self.environments.key_of(self.settings)
-        server = self.environments.fork_server(key, deadline, self._build_into)
-        return server.python, server
+        """``(python, fork server, None)`` of the job's environment, or ``(None, None, why not)``: returned,
+        not raised, which gevent would print as a greenlet's failure."""
+        try:
+            key = self.environments.key_of(self.settings)
+            server = self.environments.fork_server(key, deadline, self._build_into)
+        except Exception as error:
+            return None, None, error
+        return server.python, server, None
 
     def _build_into(self, folder):
         """Build the job's environment in ``folder`` (see environment_build.py)."""

@@ -24,6 +24,7 @@ from sieci.worker.limits import Limits
 BUILD_FILENAME = "sieci_build_environment.py"
 PACKAGES = ".sieci-packages"  # where, in the build's folder, pip installs
 SUCCEEDED = Status(b"exit", b"0")
+KEPT_OUTPUT = 64 * 1024  # bytes of a build's output kept for the job's stderr: its last, where pip says why
 
 # Run as the build job: ``python BUILD_FILENAME NETWORK WHEELS``, the requirements on its stdin.
 BUILD_PROGRAM = b"""\
@@ -74,6 +75,7 @@ def run_build(run, requirements_folder):
     output = bytearray()
     for _, data in run.output():
         output += data
+        del output[:-KEPT_OUTPUT]
     if run.status != SUCCEEDED:
         raise BuildFailed(f"pip could not install the requirements ({_describe(run.status)})", bytes(output))
     folder = run.open_folder()

@@ -2,6 +2,7 @@
 store, run through a fork server of their own; a real master, workers and clients over loopback.
 No network: the wheels are written by hand (tests/helpers/wheels.py) and builds get no index."""
 
+import io
 import os
 
 import gevent
@@ -189,3 +190,11 @@ def test_what_a_dead_worker_left_in_the_store_goes(cluster, wheels):
     cluster.worker(master, environments=environments(wheels))
     assert run(master, wheels).stdout == b"42 True\n"
     assert not any(folder.exists() for folder in left) and len(environment_folders(wheels)) == 1
+
+
+def test_a_job_in_an_environment_reads_its_streamed_stdin(cluster, wheels):
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    code = b"import sys, tinypkg\nprint(tinypkg.VALUE, sys.stdin.read().upper())\n"
+    result = run(master, wheels, code, stdin=io.BytesIO(b"built first"))
+    assert (result.exit_status, result.stdout) == (0, b"42 BUILT FIRST\n")

@@ -198,3 +198,25 @@ def test_a_job_in_an_environment_reads_its_streamed_stdin(cluster, wheels):
     code = b"import sys, tinypkg\nprint(tinypkg.VALUE, sys.stdin.read().upper())\n"
     result = run(master, wheels, code, stdin=io.BytesIO(b"built first"))
     assert (result.exit_status, result.stdout) == (0, b"42 BUILT FIRST\n")
+
+
+def test_a_job_waiting_for_anothers_build_waits_no_longer_than_its_own_time_limit(cluster, wheels):
+    import fcntl
+    import hashlib
+
+    from sieci.worker.environment_plan import environment_key
+    from sieci.worker.limits import Limits
+
+    master = cluster.master()
+    worker = cluster.worker(master, limits=Limits(timeout=1), environments=environments(wheels))
+    wheel, = (wheels / "wheels").iterdir()
+    key = environment_key(worker.runner.environments.interpreter(), b"tinypkg==1.0\n",
+                          [(f".sieci-wheels/{wheel.name}", hashlib.sha256(wheel.read_bytes()).hexdigest())])
+    (wheels / "environments").mkdir(mode=0o755)
+    with open(wheels / "environments" / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as another worker building that environment holds it
+        result = run(master, wheels)
+        assert (result.exit_status, result.limit) == (124, "time")
+        assert "waiting for its environment's build" in result.message
+    assert worker.runner.environments.store.builds == 0
+    assert run(master, wheels).stdout == b"42 True\n"  # the lock free, it builds

@@ -18,7 +18,8 @@ class Executor(concurrent.futures.Executor):
 
     ``submit(code)`` (a str or bytes program) returns a Future of the job's Result (or of the
     ClientError that says why sieci could not get one); ``map(codes)`` yields Results in order.
-    The other arguments are Client's::
+    The other arguments are Client's (``requirements=`` a requirements file, and ``wheels=`` a folder of
+    wheels: every job, functions' calls included, runs in a virtual environment of those packages)::
 
         with sieci.Executor("master:2001", max_workers=16, secret_file="secret") as pool:
             squares = list(pool.map(lambda n: n * n, range(100)))

@@ -220,3 +220,11 @@ def test_a_job_waiting_for_anothers_build_waits_no_longer_than_its_own_time_limi
         assert "waiting for its environment's build" in result.message
     assert worker.runner.environments.store.builds == 0
     assert run(master, wheels).stdout == b"42 True\n"  # the lock free, it builds
+
+
+def test_a_fresh_interpreter_is_the_environments_python_started_as_python3_starts(cluster, wheels):
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    code = IMPORTS + b"print(sys.flags.no_site, sys.executable.startswith(sys.prefix))\n"
+    assert run(master, wheels, code, fresh=True).stdout == b"42 True\n0 True\n"
+    assert run(master, wheels, code).stdout == b"42 True\n1 True\n"  # forked: from python -S, site's work done

@@ -276,9 +276,8 @@ class JobRun:
             self._ended = self._fork_server.wait_job()
             returncode = os.waitstatus_to_exitcode(self._ended.status) if self._ended.status is not None else None
         except ForkServerError as error:
-            name = self.settings.job_name
-            log.error("%s while %s ran; it starts afresh for the next job", error,
-                      f"job {name.label}" if name else "a job", extra=name.fields if name else {})
+            about, extra = _named(self.settings)
+            log.error("%s while %s ran; it starts afresh for the next job", error, about, extra=extra)
             returncode = None
         self._output.hand_over(("exit", returncode))
 
@@ -347,6 +346,12 @@ class JobRunner:
     def close(self):
         self.fork_server.close()
         self.environments.close()
+
+
+def _named(settings):
+    """``(words, extra)`` that name the job of ``settings`` in a log line (see link_log.JobName)."""
+    name = settings.job_name
+    return (f"job {name.label}", name.fields) if name is not None else ("a job", {})
 
 
 def _pipe():

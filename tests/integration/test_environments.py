@@ -228,3 +228,15 @@ def test_a_fresh_interpreter_is_the_environments_python_started_as_python3_start
     code = IMPORTS + b"print(sys.flags.no_site, sys.executable.startswith(sys.prefix))\n"
     assert run(master, wheels, code, fresh=True).stdout == b"42 True\n0 True\n"
     assert run(master, wheels, code).stdout == b"42 True\n1 True\n"  # forked: from python -S, site's work done
+
+
+def test_a_batchs_jobs_run_in_its_requirements_environment(cluster, wheels, capfd):
+    from sieci.client import command
+
+    (wheels / "job.py").write_bytes(b"import sys, tinypkg\nprint(sys.argv[1], tinypkg.VALUE)\n")
+    master = cluster.master()
+    worker = cluster.worker(master, environments=environments(wheels))
+    status = command.main(["-k", "--requirements", str(wheels / "requirements.txt"), "--with-wheels",
+                           str(wheels / "wheels"), client_address(master), str(wheels / "job.py"), ":::", "a", "b"])
+    assert (status, capfd.readouterr().out) == (0, "a 42\nb 42\n")
+    assert worker.runner.environments.store.builds == 1

@@ -98,6 +98,8 @@ def parse_args(argv, environ=None):
         if args.detach and (args.batch or args.tty or args.returns or "-" in args.command[:1]):
             raise _refusal("--detach is for one job (not a batch, -t, --return nor PROG -)")
         _check_globs(args.returns or [])
+        if args.with_wheels and not args.requirements:
+            raise _refusal("--with-wheels goes with --requirements")
     try:
         args.masters = parse_masters(args.masters)
     except ClientError as error:

@@ -5,9 +5,27 @@ import socket
 
 from sieci.wire import protocol
 
-from tests.helpers import WAIT
+from tests.helpers import WAIT, greeted, read_block
 
 CODE = protocol.encode_block(b"print(1)\n")
+
+
+def test_the_id_on_relay_is_the_one_the_jobs_client_gets(cluster, peers):
+    master = cluster.master()
+    fake = greeted(peers(master.workers_address), b"READY v=2\n")
+    submitter = peers(master.clients_address)
+    submitter.send(protocol.encode_block(b"print(1)\n", [protocol.EXTENDED]))
+    assert fake.line() == b"AVAILABLE\n"
+    fake.send(b"READY v=2\n")
+    relay = fake.line()
+    assert read_block(fake)[1] == b"print(1)\n"
+    fake.send(b"RECEIVED\n")
+    received = submitter.line()
+    if received.startswith(b"QUEUED "):
+        received = submitter.line()
+    job_id = protocol.job_id_of(received)
+    assert received.startswith(b"RECEIVED ") and job_id is not None, received
+    assert relay == b"RELAY job=%s\n" % job_id.encode(), relay
 
 
 def read_until(link, marker, received=b""):

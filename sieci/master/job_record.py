@@ -6,8 +6,6 @@ master.job.Job; ``restart_action`` decides, from a record alone, whether its job
 lost, or had ended. ``exit_status_of`` reads a job's exit status off the end of its kept results.
 """
 
-import json
-
 from sieci.wire import protocol, upload_format
 from sieci.wire.results import parse_status
 
@@ -73,10 +71,12 @@ PREAMBLE_WORD = b"sieci-kept-job"
 
 def preamble(job, spool_file):
     """The line a kept job's upload file begins with in a --state-dir: what its record first holds, so that
-    a master killed before that record was written finds the job from its file alone."""
-    first = {"id": job.id, "submitter": job.client_name, "submitted": job.submitted, "spool_file": spool_file,
-             "detached": job.detached_at_upload}
-    return PREAMBLE_WORD + b" " + json.dumps(first).encode() + b"\n"
+    a master killed before that record was written finds the job from its file alone (words: no spaces in
+    any of them; the submitter's address last)."""
+    name = protocol.field_value(job.fields, upload_format.NAME_FIELD) or b"-"  # quoted: no spaces
+    return b"%s %s %s %r %d %d %s %s\n" % (PREAMBLE_WORD, job.id.encode(), spool_file.encode(), job.submitted,
+                                            job.detached_at_upload, arguments_of(job.fields), name,
+                                            job.client_name.encode())
 
 
 def record_from_upload(preamble_line, header, upload_file, upload_size):
@@ -84,13 +84,16 @@ def record_from_upload(preamble_line, header, upload_file, upload_size):
     protocol.BlockHeader) is ``header``, as it was when queued; or, with ``header`` None (the file holds
     only the preamble: a worker took the upload), as it was when it began to run. ValueError if the line
     is no preamble."""
-    word, _, text = preamble_line.partition(b" ")
-    if word != PREAMBLE_WORD:
+    words = preamble_line.split()
+    # (a results file's name is 16 hex digits too: nothing else is joined to the folder's path)
+    if len(words) != 8 or words[0] != PREAMBLE_WORD or None in (protocol.parse_job_id(words[1]),
+                                                               protocol.parse_job_id(words[2])):
         raise ValueError("not a kept job's upload")
-    first = json.loads(text)
-    if protocol.parse_job_id(str(first["id"])) is None or not isinstance(first["spool_file"], str):
-        raise ValueError("a malformed preamble")
-    fields = header.fields if header is not None else []
+    first = {"id": words[1].decode(), "spool_file": words[2].decode(), "submitted": float(words[3]),
+             "detached": words[4] == b"1", "submitter": words[7].decode("utf-8", "replace")}
+    listed = [upload_format.NAME_FIELD + b"=" + words[6]] if words[6] != b"-" else []
+    listed += [upload_format.ARG_FIELD + b"="] * int(words[5])
+    fields = header.fields if header is not None else listed
     files = upload_format.files_wanted(header) if header is not None else None
     detached = bool(first["detached"])
     return {"id": first["id"], "program": program_of(fields), "arguments": arguments_of(fields),

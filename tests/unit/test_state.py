@@ -56,8 +56,9 @@ def test_complete_results_end_a_job_whose_record_lags():
 
 def test_a_preamble_alone_says_a_worker_took_the_job():
     job = Job("d" * 16, b"", None, "127.0.0.1:5", protocol.parse_header(b"ENDSEQ T v=2 detach"))
-    found = job_record.record_from_upload(job_record.preamble(job, "spool"), None, "upload", 0)
-    assert (found["state"], found["detached"], found["spool_file"], found["program"]) == ("running", 1, "spool", None)
+    found = job_record.record_from_upload(job_record.preamble(job, "e" * 16), None, "upload", 0)
+    assert (found["state"], found["detached"], found["spool_file"], found["program"]) == (
+        "running", 1, "e" * 16, None)
     assert job_record.restart_action(found, False, True, False) == (job_record.LOST, job_record.LOST_RUNNING)
 
 

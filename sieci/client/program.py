@@ -18,25 +18,32 @@ def read_code(path):
         raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
 
 
+# The file name a program that came on stdin has on a worker that runs it as a file (a classic one).
+STDIN_FILENAME = "stdin.py"
+
+
 class Program:
     """What a job runs: the program's ``code`` and ``filename``, its ``files`` (a bundle.Bundle,
-    or None), and whether it is a folder of that bundle (``directory``), run as ``python3 FOLDER``."""
+    or None), and whether it is a folder of that bundle (``directory``), run as ``python3 FOLDER``.
+    The ``filename`` ``-`` is code that came on stdin, run as ``python3 -`` runs it (``from_stdin``)."""
 
     def __init__(self, code, filename, files=None, directory=False):
         self.code = code
-        self.filename = filename
+        self.from_stdin = filename == "-"
+        self.filename = STDIN_FILENAME if self.from_stdin else filename
         self.files = files
         self.directory = directory
         self.environment_fields = []  # its requirements' (JobEnvironment.apply)
 
     @property
     def fields(self):
-        """The upload header's fields that name the files, say the program is a folder, and give its
-        environment's requirements."""
-        if self.files is None:
-            return self.environment_fields
-        wanted = upload_format.FilesWanted(self.files.digest, self.files.size)
-        return [wanted.field] + ([upload_format.RUN_DIRECTORY] if self.directory else []) + self.environment_fields
+        """The upload header's fields that name the files, say the program is a folder or came on stdin,
+        and give its environment's requirements."""
+        fields = [upload_format.RUN_STDIN] if self.from_stdin else []
+        if self.files is not None:
+            fields.append(upload_format.FilesWanted(self.files.digest, self.files.size).field)
+            fields += [upload_format.RUN_DIRECTORY] if self.directory else []
+        return fields + self.environment_fields
 
 
 def load_program(path, files=()):
@@ -44,8 +51,8 @@ def load_program(path, files=()):
     files and folders at the paths ``files`` beside it, as ``--with`` places them (bundle.name_beside)."""
     if path != "-" and os.path.isdir(path):
         return _folder_program(path, files)
-    filename = path if path != "-" else "stdin.py"
-    return Program(read_code(path), filename, pack_files(files, filename) if files else None)
+    beside = path if path != "-" else STDIN_FILENAME
+    return Program(read_code(path), path, pack_files(files, beside) if files else None)
 
 
 def _folder_program(path, files):
@@ -145,7 +152,8 @@ class JobEnvironment:
             if digest not in self._bundles:
                 self._bundles = {digest: _with_wheels(files, self.wheels)}
             files = self._bundles[digest]
-        with_environment = Program(program.code, program.filename, files, program.directory)
+        with_environment = Program(program.code, "-" if program.from_stdin else program.filename, files,
+                                   program.directory)
         with_environment.environment_fields = self.fields
         return with_environment
 

@@ -40,10 +40,11 @@ class Request:
     file, its working directory (none when the sandbox makes it), its arguments, whether
     its stdout is line-buffered (as on a terminal), the most bytes its files bundle may unpack
     to (None: it has none), whether the program is a folder (in the bundle) rather than a file,
-    and whether its stdin is a terminal to make its controlling one."""
+    whether its stdin is a terminal to make its controlling one, and whether its code came on the
+    client's stdin (run as ``python3 -`` runs it)."""
 
     def __init__(self, filename, env, limits=None, user=None, command=None, workdir=None, args=(),
-                 line_buffered=False, files=None, directory=False, tty=False):
+                 line_buffered=False, files=None, directory=False, tty=False, from_stdin=False):
         self.filename = filename
         self.env = env
         self.limits = limits or {}
@@ -55,6 +56,7 @@ class Request:
         self.files = files
         self.directory = directory
         self.tty = tty
+        self.from_stdin = from_stdin
 
 
 class Ended:

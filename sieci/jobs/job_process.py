@@ -77,19 +77,22 @@ def start_job(request, fds, workdir, sandbox=None, unpack=None):
         except OSError as error:
             os.write(2, f"sieci: cannot run {request.command[0]}: {error}\n".encode())
             os._exit(127)
-    raise MainProgram(os.path.join(workdir, request.filename), request.args, request.line_buffered)
+    raise MainProgram(os.path.join(workdir, request.filename), request.args, request.line_buffered,
+                      request.from_stdin and not request.directory)
 
 
 class MainProgram(BaseException):
     """Raised in a job's process, up to the fork server's top level, which runs the program there
     (see ``take_interpreter``): ``path`` with ``args``; ``line_buffered``: its stdout is, as
-    Python has it on a terminal. A BaseException, so that nothing on the way catches it."""
+    Python has it on a terminal; ``from_stdin``: the code at ``path`` came on the client's stdin, and
+    runs as ``python3 -`` runs it. A BaseException, so that nothing on the way catches it."""
 
-    def __init__(self, path, args, line_buffered):
+    def __init__(self, path, args, line_buffered, from_stdin=False):
         super().__init__(path)
         self.path = path
         self.args = args
         self.line_buffered = line_buffered
+        self.from_stdin = from_stdin
 
 
 def _unpack_files(unpack, max_size):
@@ -138,6 +141,8 @@ def take_interpreter(program):
     _forget_imports_since_start()
     atexit._clear()
     _streams_on_job_pipes(program.line_buffered)
+    if program.from_stdin:
+        return _take_for_stdin(program)
     file = program.path
     sys.argv = [os.path.basename(file), *program.args]
     sys.orig_argv = [sys.orig_argv[0], *sys.argv]
@@ -153,6 +158,25 @@ def take_interpreter(program):
         main.__file__ = file
         main.__cached__ = None
     return main.__dict__, file, None if runs_as_module else source, ending.start()
+
+
+STDIN_NAME = "<stdin>"  # python3 -'s name for its program: its __file__, and its tracebacks' file name
+
+
+def _take_for_stdin(program):
+    """take_interpreter's part for code that came on stdin, as ``python3 -`` has it: sys.argv[0] '-',
+    sys.path[0] '' (the folder it runs in), ``__file__`` '<stdin>' (no source lines in tracebacks), and no
+    file of it in its folder."""
+    sys.argv = ["-", *program.args]
+    sys.orig_argv = [sys.orig_argv[0], *sys.argv]
+    with open(program.path, "rb") as opened:
+        source = opened.read()
+    os.unlink(program.path)
+    sys.path[:] = ["", *_AT_START["path"][1:]]
+    main = _fresh_main_module()
+    main.__file__ = STDIN_NAME
+    main.__cached__ = None
+    return main.__dict__, STDIN_NAME, source, ending.start()
 
 
 def program_ended(quick_ending, error):

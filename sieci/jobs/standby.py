@@ -140,7 +140,8 @@ def start_sandboxed_job(job_line, workdir, walls_failed):
     try:
         if walls_failed:
             raise walls_failed
-        if not request.directory:  # a directory program comes in the files bundle
+        # A directory program comes in the files bundle; code from stdin that a fresh ``python -`` reads, on its stdin.
+        if not (request.directory or (request.from_stdin and request.command)):
             sandbox.place_code(request.filename, workdir, fds.pop(), WALLS["sandbox"].get("user"))
     except BaseException as error:
         job_line.send(fork_channel.encode_report_failed(f"cannot start the job: {error}"))

@@ -96,6 +96,8 @@ def is_plain_name(name):
 
 # A directory program: the bundle holds the folder (``name=``), whose __main__.py runs, as ``python3 DIR``.
 RUN_DIRECTORY = b"run=dir"
+# The program's code came on the client's stdin: it runs as ``python3 -`` runs it (argv[0] '-', '<stdin>').
+RUN_STDIN = b"run=stdin"
 MISSING_FILES = b"missing files"  # + the digest
 
 

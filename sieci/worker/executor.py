@@ -18,7 +18,7 @@ import posix
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import gevent
@@ -56,7 +56,8 @@ class JobSettings:
     rows)`` of the pseudo-terminal the job runs on, or None. ``line_buffered``:
     its stdout is, as Python has it on a terminal; ``merged``: its stdout and
     stderr are one pipe, so that their writes keep their order; ``fresh``: it
-    asked for an interpreter of its own. ``files``: an fd of its files bundle
+    asked for an interpreter of its own; ``from_stdin``: its code came on the client's stdin, and runs as
+    ``python3 -`` runs it (see fresh_command). ``files``: an fd of its files bundle
     (bundle.py), which the run closes, or None. ``returns``: the files it asks
     back, ``(globs, max_bytes)`` as returns.decode_returns has them, or None.
     ``requirements``: the bytes of the requirements file whose environment it runs in, or None;
@@ -74,6 +75,7 @@ class JobSettings:
     merged: bool = False
     fresh: bool = False
     directory: bool = False
+    from_stdin: bool = False
     files: Optional[int] = None
     returns: Optional[tuple] = None
     requirements: Optional[bytes] = None
@@ -100,6 +102,21 @@ LOCALE_VARIABLES = frozenset(["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE"])
 
 def changes_how_python_starts(env):
     return any(name.startswith("PYTHON") or name in LOCALE_VARIABLES for name in env)
+
+
+def without_file(settings, command):
+    """Whether the job's folder gets no file of its code: a folder program's comes in its bundle, and code
+    from the client's stdin that a fresh ``python -`` (``command``) reads comes on its own stdin."""
+    return settings.directory or bool(settings.from_stdin and command)
+
+
+def fresh_command(settings, python, filename, command_prefix=(), fresh_interpreter=False):
+    """The command that starts the job afresh, or None when the fork server forks it: ``python FILE ARGS``,
+    or ``python - ARGS`` for code that came on the client's stdin (``from_stdin``), which is then given
+    the code on its stdin, as ``python3 -`` reads it."""
+    if not (command_prefix or fresh_interpreter or settings.fresh or changes_how_python_starts(settings.env)):
+        return None
+    return [*command_prefix, python, "-" if settings.from_stdin else filename, *settings.args]
 
 
 class JobRun:
@@ -137,9 +154,9 @@ class JobRun:
         self._stdin = JobInput(terminal=bool(settings.terminal_size))
         self.job_user = job_user
         self.python = python or sys.executable
-        self.command = ([*command_prefix, self.python, self.filename, *settings.args]
-                        if command_prefix or fresh_interpreter or settings.fresh
-                        or changes_how_python_starts(settings.env) else None)
+        self.command = fresh_command(settings, self.python, self.filename, command_prefix, fresh_interpreter)
+        if self.command and settings.from_stdin:
+            self.settings = settings = replace(settings, stdin=settings.code)
         self.isolation = isolation or Isolation(namespaces=False, cgroups=False)
         self.status = None
         self._own_fork_server = fork_server is None
@@ -174,10 +191,10 @@ class JobRun:
         try:
             if self.isolation.namespaces:
                 # The job's code, for its first process to copy into its own folder.
-                fds += [] if settings.directory else [anonymous_file("sieci-job", settings.code)]
+                fds += [] if without_file(settings, self.command) else [anonymous_file("sieci-job", settings.code)]
             else:
-                self._workdir = workdir.make(None if settings.directory else settings.code, self.filename,
-                                             self.job_user)
+                self._workdir = workdir.make(None if without_file(settings, self.command) else settings.code,
+                                             self.filename, self.job_user)
             self.started_at = time.monotonic()
             self.pid, self._pidfd = self._fork_server.start_job(self._request(), fds)
         except BaseException:
@@ -201,7 +218,7 @@ class JobRun:
         return Request(self.filename, env, self.limits.rlimits(self.isolation.cgroups), self.job_user,
                        self.command, self._workdir, settings.args, settings.line_buffered,
                        files_limit if settings.files is not None else None, settings.directory,
-                       tty=bool(settings.terminal_size))
+                       tty=bool(settings.terminal_size), from_stdin=settings.from_stdin)
 
     def _start_greenlets(self, stdout_read, stderr_read):
         self._waiter = gevent.spawn(self._wait_for_exit)

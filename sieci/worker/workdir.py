@@ -30,7 +30,8 @@ JOB_FOLDER = "job"
 
 def make(code, filename, user=None):
     """A fresh private folder in the system's temp folder holding the job's file (none for ``code``
-    None: a directory program, which comes in the job's files bundle); its path. It is made inside a
+    None: a directory program, which comes in the job's files bundle, or code from the client's stdin
+    that a fresh ``python -`` reads from its own); its path. It is made inside a
     folder of the worker's own, which the job user may enter but not change: so the job cannot move
     its folder away from where its disk use is measured and it is removed (see remove)."""
     holder = tempfile.mkdtemp(prefix="sieci-job-")

@@ -3,9 +3,10 @@ with the same interpreter and environment, and must end the same way, byte for b
 
 Both ways of starting a job are checked: the worker's fork server (the default) and a fresh
 interpreter, which a client asks for per job; each on a plain worker and on one that runs
-jobs in namespaces of their own (where this host allows it). A difference that cannot be helped is listed in KNOWN_DIFFERENCES with
-its reason (the README lists the same ones); the test then expects it, strictly, so a fixed
-difference shows up too.
+jobs in namespaces of their own (where this host allows it). A difference that cannot be helped
+is listed in KNOWN_DIFFERENCES with its reason (the README lists the same ones); the test then
+expects it, strictly, so a fixed difference shows up too. Some programs also run as code from
+stdin, against ``python3 -`` given them on its stdin (FROM_STDIN).
 """
 
 import os
@@ -77,10 +78,26 @@ def test_a_job_ends_as_it_does_locally(program, way, master, tmp_path, request):
     assert remotely(master, code, filename, fresh=way == FRESH) == locally(code, filename, tmp_path)
 
 
+# Corpus programs also run as ``python3 -`` runs code from its stdin (sieci-client M -): PROG ``-``.
+FROM_STDIN = ["argv_and_path", "cwd_listing", "exit_3_plainly", "input_at_eof", "main_attributes", "program_names",
+              "stdin_empty", "uncaught_exception"]
+
+
+@pytest.mark.parametrize("way", [FORK_SERVER, FRESH])
+@pytest.mark.parametrize("program", FROM_STDIN)
+def test_a_program_from_stdin_ends_as_python3_dash_runs_it(program, way, master, tmp_path):
+    with open(os.path.join(CORPUS, program + ".py"), "rb") as source:
+        code = source.read()
+    assert remotely(master, code, "-", fresh=way == FRESH) == locally(code, "-", tmp_path)
+
+
 def locally(code, filename, folder):
-    with open(folder / filename, "wb") as prog:
-        prog.write(code)
-    done = subprocess.run([sys.executable, filename], cwd=folder, stdin=subprocess.DEVNULL, capture_output=True,
+    """``python3 FILENAME`` in ``folder``, its stdin empty; for ``-``, ``python3 -`` given the code on its stdin."""
+    if filename != "-":
+        with open(folder / filename, "wb") as prog:
+            prog.write(code)
+    done = subprocess.run([sys.executable, filename], cwd=folder, capture_output=True,
+                          **({"input": code} if filename == "-" else {"stdin": subprocess.DEVNULL}),
                           env=job_environment(str(folder), sys.executable), preexec_fn=as_from_a_shell, timeout=WAIT)
     status = 128 - done.returncode if done.returncode < 0 else done.returncode
     shutil.rmtree(folder)

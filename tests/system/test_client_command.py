@@ -303,3 +303,15 @@ def test_a_jobs_option_with_list_is_refused_before_any_master_is_asked(cluster):
     assert (done.returncode, done.stdout) == (defaults.EXIT_USAGE, "")
     assert done.stderr.splitlines()[-1] == "sieci-client: error: --env (-e) is for running a job, and --list runs none"
     assert run_client("--list", client_address(master)).returncode == 0
+
+
+def test_prog_dash_runs_the_code_from_stdin_as_python3_dash_does(cluster, tmp_path):
+    master = cluster.master()
+    cluster.worker(master)
+    code = (b"import os, sys\nprint(sys.argv, __file__, __spec__, repr(sys.path[0]), os.listdir('.'), "
+            b"repr(sys.stdin.read()))\nraise KeyError('x')\n")
+    done = client_with([client_address(master), "-", "a b"], input=code)
+    local = subprocess.run([sys.executable, "-", "a b"], input=code, capture_output=True, cwd=tmp_path, timeout=WAIT)
+    assert (done.returncode, done.stdout, done.stderr) == (1, local.stdout, local.stderr)
+    assert done.stdout == b"['-', 'a b'] <stdin> None '' [] ''\n"
+    assert done.stderr.splitlines()[1] == b'  File "<stdin>", line 3, in <module>'

@@ -100,7 +100,9 @@ class Environments:
         """The fork server of environment ``key`` (built first with ``build(folder)`` if the store lacks it)."""
         if key in self._servers:
             self._servers.move_to_end(key)
-            return self._servers[key][0]
+            server, lease = self._servers[key]
+            lease.touch()
+            return server
         lease = self.store.lease(key, build, deadline)
         while len(self._servers) >= self.options.servers:
             self._stop(next(iter(self._servers)))

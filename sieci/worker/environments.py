@@ -69,6 +69,10 @@ class Lease:
         self._fd = fd
         self.path = path
 
+    def touch(self):
+        """Note a use of the environment, which the store's bound goes by."""
+        os.utime(self.path, follow_symlinks=False)
+
     def release(self):
         if self._fd is not None:
             os.close(self._fd)
@@ -112,8 +116,9 @@ class EnvironmentStore:
             gevent.sleep(LOCK_POLL)
 
     def _leased(self, key, fd):
-        os.utime(self.path(key), follow_symlinks=False)  # its last use, which the store's bound goes by
-        return Lease(fd, self.path(key))
+        lease = Lease(fd, self.path(key))
+        lease.touch()
+        return lease
 
     def _build(self, key, build):
         staging = os.path.join(self.folder, f"{STAGING_PREFIX}{key}-{secrets.token_hex(4)}")

@@ -240,3 +240,22 @@ def test_a_batchs_jobs_run_in_its_requirements_environment(cluster, wheels, capf
                            str(wheels / "wheels"), client_address(master), str(wheels / "job.py"), ":::", "a", "b"])
     assert (status, capfd.readouterr().out) == (0, "a 42\nb 42\n")
     assert worker.runner.environments.store.builds == 1
+
+
+def test_the_store_removes_the_environment_whose_last_job_is_oldest(cluster, wheels):
+    from sieci.worker.environments import tree_size
+
+    for name in ("b", "c"):
+        (wheels / f"{name}.txt").write_text(f"tinypkg  # {name}\n")
+    master = cluster.master()
+    worker = cluster.worker(master, environments=environments(wheels, servers=1))
+    assert run(master, wheels).stdout == b"42 True\n"
+    a, = environment_folders(wheels)
+    store = worker.runner.environments.store
+    store.max_size = int(tree_size(str(wheels / "environments" / a)) * 2.5)  # room for two, not three
+    assert run(master, wheels, requirements="b.txt").stdout == b"42 True\n"
+    b, = set(environment_folders(wheels)) - {a}
+    assert run(master, wheels).stdout == b"42 True\n"  # a used again, after b
+    assert run(master, wheels, requirements="c.txt").stdout == b"42 True\n"
+    assert b not in environment_folders(wheels) and a in environment_folders(wheels)
+    assert store.builds == 3

@@ -171,7 +171,10 @@ def _take_for_stdin(program):
     sys.orig_argv = [sys.orig_argv[0], *sys.argv]
     with open(program.path, "rb") as opened:
         source = opened.read()
-    os.unlink(program.path)
+    try:
+        os.unlink(program.path)
+    except OSError:
+        pass  # a folder the job may not change: the file stays, which only a listing of it shows
     sys.path[:] = ["", *_AT_START["path"][1:]]
     main = _fresh_main_module()
     main.__file__ = STDIN_NAME

@@ -89,6 +89,24 @@ def test_a_jobs_arguments_and_environment_pass_a_classic_master_untouched(cluste
     assert (status, output.stdout) == (0, "['a b', 'zażółć'] hi\n".encode())
 
 
+def test_code_from_stdin_runs_as_python3_dash_through_a_classic_master(cluster, classic):
+    master = classic.master()
+    cluster.worker(master.workers_address)
+    master.wait_for_workers(1)
+    status, output = sieci_client(master, b"import sys\nprint(sys.argv, __file__)\n", filename="-", args=["a"])
+    assert (status, output.stdout) == (0, b"['-', 'a'] <stdin>\n")
+
+
+def test_code_from_stdin_reaches_a_classic_worker_as_the_file_stdin_py(cluster, classic):
+    master = cluster.master()
+    worker = classic.worker(master.workers_address)
+    assert master.wait_for_workers(1, WAIT)
+    status, output = sieci_client(master, b"print('never run')\n", filename="-")
+    assert (output.stdout, status) == (b"result\n", 0)
+    [upload] = worker.uploads
+    assert b" name=stdin.py" in upload.split(b"\n", 1)[0]
+
+
 def test_sieci_client_sieci_master_classic_worker(cluster, classic):
     master = cluster.master()
     worker = classic.worker(master.workers_address)

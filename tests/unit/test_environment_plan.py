@@ -84,3 +84,10 @@ def test_requirements_that_cannot_travel_are_refused_by_the_client():
     for text in [b"a\0b", b"\xff", b"x" * (upload_format.MAX_REQUIREMENTS + 1)]:
         with pytest.raises(protocol.LocalProtocolError):
             upload_format.encode_requirements(text)
+
+
+@given(st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=300), st.booleans())
+def test_any_requirements_text_reads_back_as_sent(text, wheels):
+    fields = upload_format.encode_requirements(text.encode(), wheels) + [b"files=" + b"a" * 64 + b".5"]
+    assert all(b" " not in field and b"\n" not in field for field in fields)
+    assert upload_format.decode_requirements(header(fields)) == (text.encode(), wheels)

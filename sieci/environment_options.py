@@ -27,7 +27,7 @@ def job_options():
     return [
         Option("--environments-dir", text, None,
                "keep the environments of jobs' --requirements in this folder (shared by the workers that name it)",
-               "DIR", shown="sieci-environments-UID in the system's temp folder"),
+               "DIR", shown="/var/tmp/sieci-environments-UID"),
         Option("--environments-size", size, DEFAULT_MAX_SIZE,
                "keep at most this many bytes of environments, beyond those in use; those used longest ago go first"),
         Option("--build-network", text, DEFAULT_BUILD_NETWORK,

@@ -46,8 +46,11 @@ class EnvironmentOptions:
 
 
 def default_folder():
-    """The store's folder when none is given: one of this user's in the system's temp folder."""
-    return os.path.join(tempfile.gettempdir(), f"sieci-environments-{os.geteuid()}")
+    """The store's folder when none is given: one of this user's in /var/tmp (kept across reboots, and
+    not under /tmp, which each sandboxed job's own tmpfs covers: an interpreter's folder there is mounted
+    back for every job), else in the system's temp folder."""
+    top = "/var/tmp" if os.path.isdir("/var/tmp") else tempfile.gettempdir()
+    return os.path.join(top, f"sieci-environments-{os.geteuid()}")
 
 
 def default_environment_options():

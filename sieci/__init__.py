@@ -25,7 +25,7 @@ _EXPORTS = {
     "ConnectionBroke": "client.errors", "MasterRefused": "client.errors", "Executor": "client.futures",
     "load_program": "client.program", "pack_files": "client.program", "CannotPickle": "client.call_errors",
     "PythonVersionMismatch": "client.call_errors", "CallFailed": "client.call_errors",
-    "RemoteError": "client.call_errors", "RemoteTraceback": "client.call_errors",
+    "RemoteError": "client.call_errors",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -18,7 +18,7 @@ import pickle
 import sys
 import types
 
-from sieci.client.call_errors import CallFailed, CannotPickle, PythonVersionMismatch, RemoteError, RemoteTraceback
+from sieci.client.call_errors import CallFailed, CannotPickle, PythonVersionMismatch, RemoteError, with_remote_traceback
 from sieci.jobs import call as job_side
 from sieci.jobs import call_pickled
 from sieci.jobs.call import PICKLED, PLAIN
@@ -208,8 +208,8 @@ def value_of(outcome, where):
 
 
 def remote_exception(type_name, traceback_text, exception_pickle):
-    """The exception the function raised, with its remote traceback as its cause; a RemoteError that
-    says so where it does not unpickle here."""
+    """The exception the function raised, its remote traceback at the end of its message; a RemoteError
+    that says so where it does not unpickle here."""
     why = "it was not pickled on the worker"
     if exception_pickle is not None:
         try:
@@ -218,9 +218,7 @@ def remote_exception(type_name, traceback_text, exception_pickle):
             why = f"{type(error).__name__}: {error}"
         else:
             if isinstance(exception, BaseException):
-                exception.__cause__ = RemoteTraceback(traceback_text)
-                exception.__suppress_context__ = True
-                return exception
+                return with_remote_traceback(exception, traceback_text)
             why = "it is not an exception here"
     shown = type_name.removeprefix("builtins.")
     return RemoteError(f"the function raised {shown}, which cannot be unpickled here ({why}); its remote "

@@ -29,14 +29,34 @@ class RemoteError(Exception):
         self.remote_traceback = remote_traceback
 
 
-class RemoteTraceback(Exception):
-    """The remote traceback of an exception the function raised: the ``__cause__`` of the exception
-    raised in the caller (as concurrent.futures.ProcessPoolExecutor does), so that printing it shows
-    where it was raised on the worker."""
+def with_remote_traceback(exception, text):
+    """``exception`` (unpickled here) remade as an instance of a subclass of its own type, named as it
+    is, whose message ends with the remote traceback ``text`` (also its ``remote_traceback``): so
+    ``except ValueError`` still catches it, and its message says where it was raised on the worker.
+    Made as pickle remakes an exception (its class called with its args, then its attributes), so an
+    exception that unpickled remakes; one that does not is returned as it is, with the attribute."""
+    kind = type(exception)
+    try:
+        remade = _told_type(kind)(*exception.args)
+        remade.__dict__.update(exception.__dict__)
+    except Exception:
+        remade = exception
+    remade.remote_traceback = text
+    return remade
 
-    def __init__(self, text):
-        super().__init__(text)
-        self.text = text
 
-    def __str__(self):
-        return f'\n"""\n{self.text}"""'
+_told_types = {}
+
+
+def _told_type(kind):
+    if kind not in _told_types:
+        def __str__(self):
+            return f"{kind.__str__(self)}\n\nRemote traceback (on the worker):\n{self.remote_traceback}"
+
+        def __reduce__(self):
+            return kind, self.args, self.__dict__
+
+        _told_types[kind] = type(kind.__name__, (kind,), {
+            "__module__": kind.__module__, "__qualname__": kind.__qualname__, "__doc__": kind.__doc__,
+            "__str__": __str__, "__reduce__": __reduce__})
+    return _told_types[kind]

@@ -100,7 +100,8 @@ def main():
     options = parser.parse_args()
     print_banner("environments: a job in a built environment, and a first build"
                  + (" (namespaces)" if options.namespaces else ""))
-    folder = tempfile.mkdtemp(prefix="sieci-bench-environments-")
+    # Where a worker keeps its environments by default: /var/tmp, not under each sandboxed job's own /tmp.
+    folder = tempfile.mkdtemp(prefix="sieci-bench-environments-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
     master = Master(("127.0.0.1", 0), ("127.0.0.1", 0))
     master.start()
     worker = start_worker(master, folder, "none", options.namespaces)

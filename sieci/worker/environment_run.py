@@ -28,7 +28,7 @@ from sieci.worker import environment_build
 from sieci.worker.environment_build import BuildFailed
 from sieci.worker.environment_plan import environment_key
 from sieci.worker.environments import EnvironmentStore, StoreUnusable, WaitedTooLong
-from sieci.worker.fork_server import ForkServer
+from sieci.worker.fork_server import ForkServer, ForkServerError
 
 log = logging.getLogger("sieci.worker")
 
@@ -145,6 +145,8 @@ class EnvironmentRun:
         self._run = None
         self._build = None
         self._started = gevent.event.Event()  # set once the job runs, or will never run
+        self._files_handed = False
+        self._key = None
         self._killed = False
         self.status = None
 
@@ -158,7 +160,7 @@ class EnvironmentRun:
             if self._run is not None:
                 self._run.__exit__(*exc_info)
         finally:
-            if self._run is None and self.settings.files is not None:
+            if not self._files_handed and self.settings.files is not None:
                 os.close(self.settings.files)
 
     def output(self, quiet_every=None):
@@ -176,9 +178,15 @@ class EnvironmentRun:
         if failure is not None or self._killed:
             yield from self._not_run(failure, deadline)
             return
-        self._run = self._make_run(python, server)
+        run = self._make_run(python, server)
+        self._files_handed = True  # the run closes them, entered or not
         try:
-            self._run.__enter__()
+            run.__enter__()
+            self._run = run
+        except ForkServerError as error:  # not the worker's own fork server: its other jobs run on
+            self.environments.forget(self._key)
+            yield from self._not_run(error, deadline)
+            return
         finally:
             self._started.set()
         yield from self._run.output(quiet_every)
@@ -188,7 +196,7 @@ class EnvironmentRun:
         """``(python, fork server, None)`` of the job's environment, or ``(None, None, why not)``: returned,
         not raised, which gevent would print as a greenlet's failure."""
         try:
-            key = self.environments.key_of(self.settings)
+            self._key = key = self.environments.key_of(self.settings)
             server = self.environments.fork_server(key, deadline, self._build_into)
         except Exception as error:
             return None, None, error
@@ -228,7 +236,7 @@ class EnvironmentRun:
         output = getattr(why, "output", b"")
         if output:
             yield STDERR, output if output.endswith(b"\n") else output + b"\n"
-        if not isinstance(why, (BuildFailed, WaitedTooLong, StoreUnusable, OSError)):
+        if not isinstance(why, (BuildFailed, WaitedTooLong, StoreUnusable, OSError, ForkServerError)):
             log.error("cannot build a job's environment", exc_info=why)  # ours: the traceback says where
             why = f"{type(why).__name__}: {why}"
         yield STDERR, f"sieci-worker: cannot build the job's environment: {why}\n".encode()

@@ -59,6 +59,9 @@ class ForkServer:
             argv = [self.python, *self.interpreter_flags, ZYGOTE, str(theirs.fileno()),
                     fork_channel.encode_walls(self.walls)]
             self._process = SpawnedProcess(argv, job_environment("/", self.python), pass_fds=(theirs.fileno(),))
+        except OSError as error:
+            ours.close()
+            raise ForkServerError(f"the fork server cannot start ({self.python}: {error.strerror or error})") from None
         finally:
             theirs.close()
         self._channel = ours

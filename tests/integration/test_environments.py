@@ -259,3 +259,19 @@ def test_the_store_removes_the_environment_whose_last_job_is_oldest(cluster, whe
     assert run(master, wheels, requirements="c.txt").stdout == b"42 True\n"
     assert b not in environment_folders(wheels) and a in environment_folders(wheels)
     assert store.builds == 3
+
+
+def test_an_environment_whose_fork_server_cannot_start_fails_its_job_not_the_worker(cluster, wheels):
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    assert run(master, wheels).exit_status == 0
+    key, = environment_folders(wheels)
+    master.stop(grace=1)
+    (wheels / "environments" / key / "pyvenv.cfg").write_text("home = /nonexistent\n")  # broken behind its back
+    for interpreter in (wheels / "environments" / key / "bin").iterdir():
+        interpreter.unlink()
+    master = cluster.master()
+    cluster.worker(master, environments=environments(wheels))
+    result = run(master, wheels)
+    assert result.exit_status == 2 and b"sieci-worker: cannot build the job's environment:" in result.stderr
+    assert Client([client_address(master)]).run(b"print('still serving')").stdout == b"still serving\n"

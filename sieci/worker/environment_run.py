@@ -239,8 +239,9 @@ class EnvironmentRun:
         if not isinstance(why, (BuildFailed, WaitedTooLong, StoreUnusable, OSError, ForkServerError)):
             log.error("cannot build a job's environment", exc_info=why)  # ours: the traceback says where
             why = f"{type(why).__name__}: {why}"
-        yield STDERR, f"sieci-worker: cannot build the job's environment: {why}\n".encode()
-        log.warning("cannot build a job's environment: %s", why)
+        doing = "start" if isinstance(why, ForkServerError) else "build"
+        yield STDERR, f"sieci-worker: cannot {doing} the job's environment: {why}\n".encode()
+        log.warning("cannot %s a job's environment: %s", doing, why)
         self.status = Status(b"exit", BUILD_FAILED_EXIT)
 
     def kill(self):

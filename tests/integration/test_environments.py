@@ -273,5 +273,6 @@ def test_an_environment_whose_fork_server_cannot_start_fails_its_job_not_the_wor
     master = cluster.master()
     cluster.worker(master, environments=environments(wheels))
     result = run(master, wheels)
-    assert result.exit_status == 2 and b"sieci-worker: cannot build the job's environment:" in result.stderr
+    assert result.exit_status == 2
+    assert b"sieci-worker: cannot start the job's environment: the fork server cannot start" in result.stderr
     assert Client([client_address(master)]).run(b"print('still serving')").stdout == b"still serving\n"

@@ -34,6 +34,10 @@ log = logging.getLogger("sieci.worker")
 
 BUILD_FAILED_EXIT = b"2"
 WHEEL_KEYS_KEPT = 64  # bundles whose wheels' digests are remembered
+# Seconds a failed build's answer is given again to jobs of the same environment (a batch of a thousand
+# with a requirement that cannot be installed runs pip once a minute, not a thousand times), and how many.
+FAILURE_KEPT = 60.0
+FAILURES_KEPT = 64
 
 
 class Environments:
@@ -47,7 +51,9 @@ class Environments:
         self._interpreter = None
         self._servers = OrderedDict()  # key: (ForkServer, Lease), the one used longest ago first
         self._wheel_keys = {}
+        self._failed_builds = {}  # key: (when, BuildFailed), each given again for FAILURE_KEPT seconds
         self.servers_started = 0  # fork servers of environments started (for tests and logs)
+        self.builds_started = 0  # builds this worker started, failed ones included
 
     @property
     def store(self):
@@ -103,7 +109,17 @@ class Environments:
             server, lease = self._servers[key]
             lease.touch()
             return server
-        lease = self.store.lease(key, build, deadline)
+        failed = self._failed_builds.get(key)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_KEPT:
+            raise failed[1]
+        try:
+            lease = self.store.lease(key, build, deadline)
+        except BuildFailed as error:
+            if len(self._failed_builds) >= FAILURES_KEPT:
+                self._failed_builds.clear()
+            self._failed_builds[key] = (time.monotonic(), error)
+            raise
+        self._failed_builds.pop(key, None)
         while len(self._servers) >= self.options.servers:
             self._stop(next(iter(self._servers)))
         walls = {**self.runner.isolation.walls(self.runner.limits, self.runner.job_user),
@@ -208,6 +224,7 @@ class EnvironmentRun:
             raise BuildFailed("the job was stopped before its environment was built")
         options = self.environments.options
         runner = self.environments.runner
+        self.environments.builds_started += 1
         environment_build.make_skeleton(runner.python, folder)
         files = os.dup(self.settings.files) if self.settings.files is not None else None
         if files is not None:

@@ -82,8 +82,11 @@ def test_a_requirement_that_cannot_be_installed_exits_2_with_pips_message(cluste
     assert b"Could not find a version that satisfies the requirement tinypkg==2.0" in result.stderr
     assert b"sieci-worker: cannot build the job's environment: pip could not install" in result.stderr
     assert result.stdout == b"" and environment_folders(wheels) == []
+    again = run(master, wheels, requirements="impossible.txt")  # the same answer, pip not run again
+    assert (again.exit_status, again.stderr) == (2, result.stderr)
     assert run(master, wheels).stdout == b"42 True\n"  # and the worker serves on
     assert worker.runner.environments.store.builds == 1
+    assert worker.runner.environments.builds_started == 2
 
 
 def test_a_full_store_removes_the_environment_used_longest_ago(cluster, wheels):

@@ -48,11 +48,12 @@ sys.exit(subprocess.run(command).returncode)
 
 class BuildFailed(Exception):
     """The environment could not be built; ``output`` is what the build wrote (pip's messages), and
-    the message says why, in a line."""
+    the message says why, in a line; ``pips_answer``: pip itself said no (not a limit, a kill, ours)."""
 
-    def __init__(self, why, output=b""):
+    def __init__(self, why, output=b"", pips_answer=False):
         super().__init__(why)
         self.output = output
+        self.pips_answer = pips_answer
 
 
 def build_limits(limits, build_timeout):
@@ -77,7 +78,8 @@ def run_build(run, requirements_folder):
         output += data
         del output[:-KEPT_OUTPUT]
     if run.status != SUCCEEDED:
-        raise BuildFailed(f"pip could not install the requirements ({_describe(run.status)})", bytes(output))
+        raise BuildFailed(f"pip could not install the requirements ({_describe(run.status)})", bytes(output),
+                          pips_answer=run.status.kind == b"exit")
     folder = run.open_folder()
     try:
         packages = os.open(PACKAGES, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)

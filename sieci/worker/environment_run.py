@@ -115,6 +115,8 @@ class Environments:
         try:
             lease = self.store.lease(key, build, deadline)
         except BuildFailed as error:
+            if not error.pips_answer:
+                raise
             if len(self._failed_builds) >= FAILURES_KEPT:
                 self._failed_builds.clear()
             self._failed_builds[key] = (time.monotonic(), error)

@@ -23,8 +23,8 @@ def test_the_usual_command_line_does_not_load_argparse():
 # What one `sieci-client MASTER PROG` run imports beyond the interpreter's own start. Each module
 # costs every start of the client (bench/latency.py); one more here should be a choice.
 ONE_JOB_IMPORTS = {
-    "_socket", "sieci", "sieci.defaults", "sieci.options", "sieci.environment_options", "sieci.client",
-    "sieci.client.arguments",
+    "_socket", "sieci", "sieci.defaults", "sieci.options", "sieci.option_values", "sieci.environment_options",
+    "sieci.client", "sieci.client.arguments",
     "sieci.client.client", "sieci.client.command", "sieci.client.errors", "sieci.client.failover",
     "sieci.client.link", "sieci.client.output", "sieci.client.program", "sieci.client.result", "sieci.wire",
     "sieci.wire.address", "sieci.wire.connection", "sieci.wire.conversation", "sieci.wire.framing",

@@ -23,9 +23,12 @@ class Records(logging.Handler):
         changed.set()
 
     def wait_until(self, condition):
-        with gevent.Timeout(WAIT, AssertionError(f"not yet: {self.records}")):
-            while not condition(self.records):
-                self.changed.wait()
+        try:
+            with gevent.Timeout(WAIT):
+                while not condition(self.records):
+                    self.changed.wait()
+        except gevent.Timeout:
+            raise AssertionError(f"not within {WAIT} s; the records then: {self.records}") from None
 
 
 def test_a_master_that_stays_down_is_folded_and_its_return_said_once(cluster):

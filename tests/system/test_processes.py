@@ -72,9 +72,9 @@ def test_twelve_jobs_through_either_dispatch(procs, master_options, worker_optio
 def test_code_from_stdin(procs):
     procs.master()
     procs.worker()
-    code = b"import os\nprint('from stdin as', os.path.basename(__file__))\nraise SystemExit(7)\n"
+    code = b"import sys\nprint('from stdin as', sys.argv[0], __file__)\nraise SystemExit(7)\n"
     result = procs.run_client(f"127.0.0.1:{procs.clients_port}", "-", stdin=code)
-    assert (result.returncode, result.stdout, result.stderr) == (7, b"from stdin as stdin.py\n", b""), procs.logs()
+    assert (result.returncode, result.stdout, result.stderr) == (7, b"from stdin as - <stdin>\n", b""), procs.logs()
 
 
 BIG_OUTPUT_JOB = b"""import random, sys

@@ -9,7 +9,7 @@ parser, with a stand-in master (the real one does not exist yet).
 """
 
 from sieci import options
-from sieci.client.arguments import option_width, parse_args
+from sieci.client.arguments import option_width, parse_args, refuse_gnu_option
 from sieci.options import UsageError
 
 PROG = "sieci-cluster"
@@ -44,6 +44,8 @@ def split_command_line(argv, cluster_parser):
         if not width:
             width = option_width(token)
             destination = client_tokens if width else cluster_tokens
+        if not width:
+            refuse_gnu_option(token.partition("=")[0], PROG)
         destination.append(token)
         if width == 2 and rest:
             destination.append(rest.pop(0))

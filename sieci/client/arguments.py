@@ -229,7 +229,7 @@ def _parse_quickly(argv, masters_from_environment):
             flag, has_value, value = token.partition("=")
         option = _BY_FLAG.get(flag)
         if option is None:
-            _refuse_gnu_option(flag)
+            refuse_gnu_option(flag)
         if option is None or (option.kind is bool and has_value):  # also --help and --version
             raise _AskArgparse(tokens)
         if option.kind is bool:
@@ -270,12 +270,12 @@ def option_width(token):
     return 1 if option.kind is bool or has_value else 2
 
 
-def _refuse_gnu_option(flag):
+def refuse_gnu_option(flag, prog=PROG):
     """A UsageError of one line for GNU parallel's options that sieci-client does not take."""
     from sieci.client.gnu_options import NOT_TAKEN
 
     if flag in NOT_TAKEN:
-        raise UsageError(f"{flag} is GNU parallel's, and sieci-client does not take it: {NOT_TAKEN[flag]}", "", PROG)
+        raise UsageError(f"{flag} is GNU parallel's, and {prog} does not take it: {NOT_TAKEN[flag]}", "", prog)
 
 
 def _program_reached(positionals, masters_from_environment):

@@ -72,6 +72,14 @@ def test_what_cannot_work_on_the_clusters_master_is_refused(flag):
         "sieci-cluster", f"{flag} is not for sieci-cluster: {NOT_FOR_A_CLUSTER[flag]}")
 
 
+@pytest.mark.parametrize("flag", ["--pipe", "-X", "--colsep"])
+def test_gnu_parallels_options_sieci_does_not_run_are_refused_in_one_line(flag):
+    with pytest.raises(UsageError) as refusal:
+        split_command_line([flag, "job.py", ":::", "a"], cluster_parser())
+    assert (refusal.value.prog, refusal.value.usage) == ("sieci-cluster", "")
+    assert refusal.value.message.startswith(f"{flag} is GNU parallel's, and sieci-cluster does not take it: ")
+
+
 def test_a_clients_mistake_is_said_as_the_clusters():
     with pytest.raises(UsageError) as refusal:
         job(["-e", "=1", "job.py"])

@@ -184,6 +184,37 @@ def unpack(fd, folder_fd, max_size, max_entries=MAX_ENTRIES):
     walk(fd, place, max_size, max_entries)
 
 
+def copy_without(fd, out_fd, top_name, max_size, take_left_out=None):
+    """Write to the file ``out_fd`` the bundle at ``fd`` without its top-level entry ``top_name`` (bytes)
+    and all below it: the other entries, in their order. ``take_left_out(kind, parts, size, inflater)``,
+    if given, is handed each entry left out, as walk's ``take``. BadBundle as walk says."""
+    compressor = zlib.compressobj(COMPRESSION_LEVEL)
+
+    def write(data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view):]
+
+    def take(kind, parts, size, inflater):
+        if parts[0] == top_name:
+            (take_left_out or _drop)(kind, parts, size, inflater)
+            return
+        name = b"/".join(parts)
+        write(compressor.compress(b"%s %d %d\n%s" % (kind, size, len(name), name)))
+        while size:
+            piece = inflater.read_exactly(min(size, PIECE))
+            size -= len(piece)
+            write(compressor.compress(piece))
+
+    write(compressor.compress(MAGIC))
+    walk(fd, take, max_size)
+    write(compressor.compress(END) + compressor.flush())
+
+
+def _drop(kind, parts, size, inflater):
+    inflater.copy(size)
+
+
 def _open_folder(top_fd, parts):
     """The folder ``parts`` below ``top_fd``, opened one part at a time, never through a link."""
     fd = top_fd

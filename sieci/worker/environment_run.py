@@ -10,7 +10,6 @@ heartbeats, as a quiet job does), then runs the job there; a build that
 fails ends the job with exit status 2 and pip's messages on its stderr.
 """
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -23,8 +22,8 @@ import gevent.event
 from sieci.wire import bundle
 from sieci.wire.protocol import STDERR
 from sieci.wire.results import Status
-from sieci.wire.upload_format import WHEELS_FOLDER
 from sieci.worker import environment_build
+from sieci.worker.environment_bundles import WheelBundles
 from sieci.worker.environment_build import BuildFailed
 from sieci.worker.environment_plan import environment_key
 from sieci.worker.environments import EnvironmentStore, StoreUnusable, WaitedTooLong
@@ -33,7 +32,6 @@ from sieci.worker.fork_server import ForkServer, ForkServerError
 log = logging.getLogger("sieci.worker")
 
 BUILD_FAILED_EXIT = b"2"
-WHEEL_KEYS_KEPT = 64  # bundles whose wheels' digests are remembered
 # Seconds a failed build's answer is given again to jobs of the same environment (a batch of a thousand
 # with a requirement that cannot be installed runs pip once a minute, not a thousand times), and how many.
 FAILURE_KEPT = 60.0
@@ -50,7 +48,7 @@ class Environments:
         self._store = None
         self._interpreter = None
         self._servers = OrderedDict()  # key: (ForkServer, Lease), the one used longest ago first
-        self._wheel_keys = {}
+        self.wheel_bundles = WheelBundles(runner.limits.disk or bundle.DEFAULT_MAX_SIZE)
         self._failed_builds = {}  # key: (when, BuildFailed), each given again for FAILURE_KEPT seconds
         self.servers_started = 0  # fork servers of environments started (for tests and logs)
         self.builds_started = 0  # builds this worker started, failed ones included
@@ -71,36 +69,8 @@ class Environments:
         return self._interpreter
 
     def key_of(self, settings):
-        wheels = self._wheels(settings.files) if settings.wheels and settings.files is not None else ()
+        wheels = self.wheel_bundles.wheels(settings.files) if settings.wheels and settings.files is not None else ()
         return environment_key(self.interpreter(), settings.requirements, wheels)
-
-    def _wheels(self, files_fd):
-        """``(name, sha256)`` of each file in the bundle's wheels folder (bundles are immutable: by inode)."""
-        status = os.fstat(files_fd)
-        identity = (status.st_dev, status.st_ino, status.st_size)
-        if identity not in self._wheel_keys:
-            found = []
-
-            def take(kind, parts, size, inflater):
-                if parts[0] != WHEELS_FOLDER.encode() or kind == bundle.FOLDER:
-                    inflater.copy(size)
-                    return
-                digest = hashlib.sha256()
-                while size:
-                    piece = inflater.read_exactly(min(size, bundle.PIECE))
-                    size -= len(piece)
-                    digest.update(piece)
-                found.append((b"/".join(parts).decode("utf-8", "replace"), digest.hexdigest()))
-
-            os.lseek(files_fd, 0, os.SEEK_SET)
-            try:
-                bundle.walk(files_fd, take, self.runner.limits.disk or bundle.DEFAULT_MAX_SIZE)
-            finally:
-                os.lseek(files_fd, 0, os.SEEK_SET)
-            if len(self._wheel_keys) >= WHEEL_KEYS_KEPT:
-                self._wheel_keys.clear()
-            self._wheel_keys[identity] = tuple(found)
-        return self._wheel_keys[identity]
 
     def fork_server(self, key, deadline, build):
         """The fork server of environment ``key`` (built first with ``build(folder)`` if the store lacks it)."""
@@ -148,6 +118,7 @@ class Environments:
     def close(self):
         while self._servers:
             self._stop(next(iter(self._servers)))
+        self.wheel_bundles.close()
 
 
 class EnvironmentRun:
@@ -195,6 +166,12 @@ class EnvironmentRun:
         python, server, failure = getting.get() if getting.successful() else (None, None, getting.exception)
         if failure is not None or self._killed:
             yield from self._not_run(failure, deadline)
+            return
+        try:
+            if self.settings.wheels and self.settings.files is not None:
+                self.environments.wheel_bundles.leave_out_wheels(self.settings.files)
+        except OSError as error:
+            yield from self._not_run(error, deadline)
             return
         run = self._make_run(python, server)
         self._files_handed = True  # the run closes them, entered or not

@@ -119,6 +119,32 @@ def test_sieci_client_runs_a_file_in_its_requirements_environment(cluster, wheel
     assert "No matching distribution found for tinypkg==2.0" in capfd.readouterr().err
 
 
+LISTS_ITS_FOLDER = b"import os, tinypkg\nprint(sorted(os.listdir('.')))\n"
+
+
+def test_a_job_that_ships_wheels_finds_in_its_folder_only_its_program_and_its_with_files(cluster, wheels, capfd):
+    from sieci.client import command
+
+    (wheels / "job.py").write_bytes(LISTS_ITS_FOLDER)
+    (wheels / "data.txt").write_text("x\n")
+    (wheels / "lib").mkdir()
+    (wheels / "lib" / "helper.py").write_text("")
+    master = cluster.master()
+    worker = cluster.worker(master, environments=environments(wheels))
+    shipping = ["--requirements", str(wheels / "requirements.txt"), "--with-wheels", str(wheels / "wheels")]
+    status = command.main([*shipping, "--with", str(wheels / "data.txt"), "--with", str(wheels / "lib"),
+                           client_address(master), str(wheels / "job.py")])
+    assert (status, capfd.readouterr().out) == (0, "['data.txt', 'job.py', 'lib']\n")
+    status = command.main([*shipping, client_address(master), str(wheels / "job.py")])
+    assert (status, capfd.readouterr().out) == (0, "['job.py']\n")
+    assert worker.runner.environments.store.builds == 1
+    (wheels / ".sieci-wheels").mkdir()
+    status = command.main([*shipping, "--with", str(wheels / ".sieci-wheels"), client_address(master),
+                           str(wheels / "job.py")])
+    assert status != 0
+    assert "--with: .sieci-wheels is the wheels' folder in the job's" in capfd.readouterr().err
+
+
 def test_malformed_requirements_fields_are_refused_with_an_error(cluster, wheels):
     from tests.helpers import RawPeer
 

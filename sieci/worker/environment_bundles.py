@@ -1,0 +1,82 @@
+"""The files bundles of jobs that ship wheels (``--with-wheels``): the wheels' names and digests, which key
+the job's environment, and the bundle the job itself unpacks, without the wheels' folder.
+
+The wheels travel in the job's files bundle (upload_format.WHEELS_FOLDER), so they are sent and kept once,
+as the rest of it is. The environment's build unpacks all of it; the job's folder holds only what the
+user's ``--with`` gave, as ``python3 PROG`` would find it, so the job gets a copy of the bundle without
+that folder. Both come from one reading of the bundle, kept per bundle (bundles are immutable files:
+known by their identity).
+"""
+
+import hashlib
+import os
+import tempfile
+
+from sieci.wire import bundle
+from sieci.wire.upload_format import WHEELS_FOLDER
+
+KEPT = 16  # bundles whose wheels' digests and copy without them are kept
+
+
+class WheelBundles:
+    """What the bundles of a worker's jobs hold beside their wheels; ``max_size``: the most a bundle
+    may unpack to."""
+
+    def __init__(self, max_size):
+        self.max_size = max_size
+        self._kept = {}  # a bundle's identity: (its wheels' (name, sha256)s, an fd of it without them)
+
+    def wheels(self, files_fd):
+        """``(name, sha256)`` of each file in the wheels' folder of the bundle at ``files_fd``."""
+        return self._read(files_fd)[0]
+
+    def leave_out_wheels(self, files_fd):
+        """Make the fd ``files_fd`` (its number is the job's run's) read, from its start, the bundle it
+        reads without its wheels' folder. OSError if it cannot."""
+        without = self._read(files_fd)[1]
+        fresh = os.open(f"/proc/self/fd/{without}", os.O_RDONLY | os.O_CLOEXEC)  # an offset of its own
+        try:
+            os.dup2(fresh, files_fd, inheritable=False)
+        finally:
+            os.close(fresh)
+
+    def _read(self, files_fd):
+        status = os.fstat(files_fd)
+        identity = (status.st_dev, status.st_ino, status.st_size)
+        if identity not in self._kept:
+            if len(self._kept) >= KEPT:
+                self.close()
+            os.lseek(files_fd, 0, os.SEEK_SET)
+            try:
+                self._kept[identity] = _split(files_fd, self.max_size)
+            finally:
+                os.lseek(files_fd, 0, os.SEEK_SET)
+        return self._kept[identity]
+
+    def close(self):
+        while self._kept:
+            os.close(self._kept.popitem()[1][1])
+
+
+def _split(files_fd, max_size):
+    """``(wheels, fd)``: the wheels' names and digests, and an unnamed file of the bundle without them."""
+    found = []
+
+    def take(kind, parts, size, inflater):
+        if kind == bundle.FOLDER:
+            return
+        digest = hashlib.sha256()
+        while size:
+            piece = inflater.read_exactly(min(size, bundle.PIECE))
+            size -= len(piece)
+            digest.update(piece)
+        found.append((b"/".join(parts).decode("utf-8", "replace"), digest.hexdigest()))
+
+    without, path = tempfile.mkstemp(prefix="sieci-job-files-")
+    try:
+        os.unlink(path)
+        bundle.copy_without(files_fd, without, WHEELS_FOLDER.encode(), max_size, take)
+    except BaseException:
+        os.close(without)
+        raise
+    return tuple(found), without

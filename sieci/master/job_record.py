@@ -2,8 +2,9 @@
 and what a restarted master does with each job it finds recorded.
 
 A record is a dict of the columns of state.py's ``jobs`` table. ``record_of`` reads one off a
-master.job.Job; ``restart_action`` decides, from a record alone, whether its job runs (again), was
-lost, or had ended. ``exit_status_of`` reads a job's exit status off the end of its kept results.
+master.job.Job (``row_of``: as the table's row); ``restart_action`` decides, from a record alone,
+whether its job runs (again), was lost, or had ended. ``exit_status_of`` reads a job's exit status off
+the end of its kept results.
 """
 
 from sieci.wire import protocol, upload_format
@@ -48,22 +49,25 @@ def arguments_of(fields):
 
 def record_of(job, exit_status=None):
     """The record of ``job`` (a master.job.Job whose results are kept) as it stands."""
+    return dict(zip(COLUMNS, row_of(job, exit_status)))
+
+
+def row_of(job, exit_status=None):
+    """The record of ``job`` as a row: its values in COLUMNS' order."""
     spool = job.spool
     ended = spool is not None and spool.ended
-    upload_file = job.upload_file_name
-    return {
-        "id": job.id, "program": job.program, "arguments": job.arguments, "submitter": job.client_name,
-        "state": spool.outcome if ended else job.state.value, "exit_status": exit_status,
-        "submitted": job.submitted, "started": job.started, "ended": job.ended_wall,
-        "worker": job.worker.name if job.worker is not None else job.worker_name,
-        "detached": int(job.detached_at_upload), "keep": int(not job.detached_at_upload),
-        "reason": (spool.reason or None) if ended else None,
-        "upload_file": upload_file, "upload_size": job.upload_size,
-        "spool_file": spool.file_name if spool is not None else None,
-        "complete": int(spool is not None and spool.complete),
-        "files_digest": job.files.digest if job.files is not None else None,
-        "stdin": int(job.stdin is not None),
-    }
+    detached = int(job.detached_at_upload)
+    return (job.id, job.program, job.arguments, job.client_name,
+            spool.outcome if ended else job.state.value, exit_status,
+            job.submitted, job.started, job.ended_wall,
+            job.worker.name if job.worker is not None else job.worker_name,
+            detached, 1 - detached,
+            (spool.reason or None) if ended else None,
+            job.upload_file_name, job.upload_size,
+            spool.file_name if spool is not None else None,
+            int(spool is not None and spool.complete),
+            job.files.digest if job.files is not None else None,
+            int(job.stdin is not None))
 
 
 PREAMBLE_WORD = b"sieci-kept-job"
@@ -75,7 +79,7 @@ def preamble(job, spool_file):
     any of them; the submitter's address last)."""
     name = protocol.field_value(job.fields, upload_format.NAME_FIELD) or b"-"  # quoted: no spaces
     return b"%s %s %s %r %d %d %s %s\n" % (PREAMBLE_WORD, job.id.encode(), spool_file.encode(), job.submitted,
-                                            job.detached_at_upload, arguments_of(job.fields), name,
+                                            job.detached_at_upload, job.arguments, name,
                                             job.client_name.encode())
 
 

@@ -23,7 +23,7 @@ import stat
 
 import gevent
 
-from sieci.master.job_record import COLUMNS, record_of
+from sieci.master.job_record import COLUMNS, row_of
 
 log = logging.getLogger("sieci.master")
 
@@ -35,7 +35,9 @@ _COLUMN_TYPES = {"arguments": "INTEGER", "exit_status": "INTEGER", "submitted": 
                  "complete": "INTEGER", "stdin": "INTEGER"}
 SCHEMA = ("CREATE TABLE jobs (id TEXT PRIMARY KEY, "
           + ", ".join(f"{column} {_COLUMN_TYPES.get(column, 'TEXT')}" for column in COLUMNS[1:]) + ")")
-_UPSERT = f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# A row already there is updated where it is: no delete and insert, which would write its id's index page again.
+_UPSERT = (f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{column} = excluded.{column}' for column in COLUMNS[1:])}")
 
 
 class StateRefused(Exception):
@@ -204,7 +206,7 @@ class Recorder:
             return  # closed: the master has stopped
         dirty, self.dirty = self.dirty, {}
         forgotten, self.forgotten = self.forgotten, set()
-        rows = [_row(record_of(job, exit_status_of(job))) for job in dirty.values()]
+        rows = [row_of(job, exit_status_of(job)) for job in dirty.values()]
         try:
             with self.state.db:
                 self.state.db.executemany(_UPSERT, rows)
@@ -225,10 +227,6 @@ class Recorder:
     def close(self):
         self.commit()
         self.state.close()
-
-
-def _row(record):
-    return tuple(record[column] for column in COLUMNS)
 
 
 def exit_status_of(job):

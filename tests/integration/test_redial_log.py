@@ -35,7 +35,8 @@ def test_a_master_that_stays_down_is_folded_and_its_return_said_once(cluster):
     port = ReservedPort()
     records, logger = Records(), logging.getLogger("sieci.worker")
     logger.addHandler(records)
-    level, logger.level = logger.level, logging.DEBUG
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # not .level =: that would keep the logger's cached answers of earlier tests
     master = None
     try:
         cluster.worker(("127.0.0.1", port.number), reconnect_min=0.001, reconnect_max=0.004)
@@ -53,7 +54,7 @@ def test_a_master_that_stays_down_is_folded_and_its_return_said_once(cluster):
         assert master.wait_for_workers(1, WAIT)
     finally:
         logger.removeHandler(records)
-        logger.level = level
+        logger.setLevel(level)
         if master is not None:
             master.stop(grace=0)
         port.close()

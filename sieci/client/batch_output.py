@@ -114,13 +114,16 @@ class JobOutput:
         self.close()
 
     def close(self):
-        """Removes the spool file: shown, or never to be."""
-        for fd in (self.spool, self.reader):
+        """Removes the spool file: shown, or never to be. Under the lock, as the job's thread may be
+        closing the spool's fd at the same moment (writes_ended): else one fd could be closed twice,
+        the second time perhaps another file's that took its number."""
+        with self.lock:
+            fds, self.spool, self.reader = (self.spool, self.reader), None, None
+            made, self.made = self.made, False
+        for fd in fds:
             if fd is not None:
                 os.close(fd)
-        self.spool = self.reader = None
-        if self.made:
-            self.made = False
+        if made:
             os.unlink(self.path)
 
 

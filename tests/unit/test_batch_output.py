@@ -109,3 +109,19 @@ def test_a_job_that_ended_holds_no_fd_until_its_turn(tmp_path):
     output.show()
     output.close()
     assert shown.writes == [("stdout", b"waits\n")] and os.listdir(tmp_path) == []
+
+
+def test_a_job_ending_while_the_batch_closes_its_output_closes_each_fd_once(tmp_path, monkeypatch):
+    output = batch_output.JobOutput(Shown(), str(tmp_path / "1"))
+    output.write("stdout", b"spooled\n")
+    closed, real_close = [], os.close
+
+    def close_as_the_job_ends(fd):  # the job's thread ends the job at the worst moment: mid-close
+        closed.append(fd)
+        real_close(fd)
+        if len(closed) == 1:
+            output.writes_ended()
+
+    monkeypatch.setattr(batch_output.os, "close", close_as_the_job_ends)
+    output.abandon()
+    assert len(closed) == len(set(closed)) == 1 and not (tmp_path / "1").exists()

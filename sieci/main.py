@@ -173,6 +173,9 @@ def worker_main(argv=None):
     try:
         worker.runner.start()
     except ForkServerError as error:
+        if worker.stopping.is_set():  # a signal's stop closed the fork server while it started
+            stopped.wait()
+            return 0
         return _fail("sieci-worker", str(error))
     _say_settings(args, "sieci.worker")
     worker.start()

@@ -393,3 +393,21 @@ def test_a_stopped_worker_loses_its_job_after_a_bounded_silence(procs):
         worker.popen.send_signal(signal.SIGCONT)
     assert result.returncode == 255 and b"worker lost" in result.stderr, result.stderr
     assert "said nothing for 3 s while its job ran (stopped?)" in procs.logs()
+
+
+def test_a_worker_stopped_while_its_fork_server_starts_stops_cleanly(procs, tmp_path):
+    """SIGTERM while the fork server starts (here: one that never answers) is a stop, exit 0, not
+    'error: the fork server cannot start' (as a chaos run's worker said, stopped just after its start)."""
+    started = tmp_path / "fork-server-started"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\ncase "$*" in *zygote*) : > {started}; exec sleep 60;; esac\n'
+                      f'exec {PYTHON} "$@"\n')
+    python.chmod(0o755)
+    worker = procs.worker("127.0.0.1:1", args=["--python", str(python)])
+    deadline = time.monotonic() + DEADLINE
+    while not started.exists():
+        assert time.monotonic() < deadline and not worker.exited(), procs.logs()
+        gevent.sleep(0.02)
+    worker.popen.send_signal(signal.SIGTERM)
+    assert worker.popen.wait(timeout=STOP_TIMEOUT) == 0, procs.logs()
+    assert "error" not in worker.stderr(), procs.logs()

@@ -51,11 +51,42 @@ class CuttingProxy:
         self.server.stop()
 
 
-def _pump(source, sink, cut_at=None, passed=lambda data: None):
-    """Copy until ``source`` closes, or until ``cut_at`` bytes have passed; ``passed`` is given each piece copied."""
+class TamperingProxy:
+    """A stranger on the path between clients and a master (no TLS), who swaps ``old`` for ``new`` in
+    what the master sends back. Its ``address`` is known before the master starts, which a master
+    with a secret must count among its names (its clients' signatures name it); set ``target``
+    (HOST, PORT) once the master listens."""
+
+    def __init__(self, old, new):
+        self.old, self.new = old, new
+        self.target = None
+        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.server.start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.server.address[1]}"
+
+    def _handle(self, client, _):
+        upstream = socket.create_connection(self.target)
+        sending = gevent.spawn(_pump, client, upstream)
+        try:
+            _pump(upstream, client, change=lambda data: data.replace(self.old, self.new))
+        finally:
+            sending.kill()
+            upstream.close()
+            client.close()
+
+    def close(self):
+        self.server.stop()
+
+
+def _pump(source, sink, cut_at=None, passed=lambda data: None, change=lambda data: data):
+    """Copy until ``source`` closes, or until ``cut_at`` bytes have passed; ``passed`` is given each piece
+    copied; ``change`` makes each piece read into the piece sent."""
     copied = 0
     try:
-        while data := source.recv(65536):
+        while data := change(source.recv(65536)):
             if cut_at is not None and copied + len(data) >= cut_at:
                 data = data[:cut_at - copied]
                 sink.sendall(data)

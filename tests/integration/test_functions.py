@@ -8,8 +8,6 @@ import textwrap
 import xml.etree.ElementTree
 
 import cloudpickle
-import gevent.server
-import gevent.socket
 import pytest
 
 import sieci
@@ -18,6 +16,7 @@ from sieci.jobs.call import OUTCOME
 from sieci.wire.results import Status, file_items
 
 from tests.helpers import WAIT, client_address, files_under
+from tests.helpers.proxy import TamperingProxy
 
 SECRET = b"the functions test secret, long enough"
 
@@ -179,27 +178,13 @@ def test_what_a_function_prints_never_becomes_its_value(pool, capsysbinary, endi
 
 def test_an_outcome_changed_on_the_way_is_refused_not_unpickled(cluster):
     """Between client and master, a stranger on the path (no TLS) swaps bytes of the value."""
-    listener = gevent.socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    on_the_path = f"127.0.0.1:{listener.getsockname()[1]}"
-    master = cluster.master(secret=SECRET, names=[on_the_path])
-    cluster.worker(master, secret=SECRET)
-    assert master.wait_for_workers(1, WAIT)
-
-    def tamper(client_sock, _):
-        upstream = gevent.socket.create_connection(master.clients_address)
-        sending = gevent.spawn(_copy, client_sock, upstream, lambda data: data)
-        try:
-            _copy(upstream, client_sock, lambda data: data.replace(b"the truth", b"a forgery"))
-        finally:
-            sending.kill()
-            upstream.close()
-            client_sock.close()
-
-    proxy = gevent.server.StreamServer(listener, tamper)
-    proxy.start()
+    proxy = TamperingProxy(b"the truth", b"a forgery")
+    on_the_path = proxy.address
     try:
+        master = cluster.master(secret=SECRET, names=[on_the_path])
+        proxy.target = master.clients_address
+        cluster.worker(master, secret=SECRET)
+        assert master.wait_for_workers(1, WAIT)
         with sieci.Executor(on_the_path, max_workers=1, secret=SECRET) as pool:
             with pytest.raises(sieci.JobLost, match="seal does not match"):
                 pool.submit(lambda: "the truth").result(timeout=WAIT)
@@ -207,15 +192,7 @@ def test_an_outcome_changed_on_the_way_is_refused_not_unpickled(cluster):
         with sieci.Executor(client_address(master), max_workers=1, secret=SECRET) as pool:
             assert pool.submit(lambda: "the truth").result(timeout=WAIT) == "the truth"  # straight: sealed, good
     finally:
-        proxy.stop()
-
-
-def _copy(source, sink, change):
-    try:
-        while data := source.recv(65536):
-            sink.sendall(change(data))
-    except OSError:
-        pass
+        proxy.close()
 
 
 def test_a_function_that_cannot_be_pickled_raises_at_submit(pool):

@@ -16,6 +16,7 @@ from sieci.client import client, link
 from sieci.wire import auth, protocol, tls
 
 from tests.helpers import REPO, WAIT, Captured, JobEvents, Stdout, assert_backing_off, client_address
+from tests.helpers.proxy import TamperingProxy
 
 SECURITY_GUIDE = Path(REPO) / "docs" / "security.md"
 
@@ -336,27 +337,13 @@ def test_one_address_may_hold_only_so_many_client_connections(cluster, peers):
 
 def test_results_changed_on_the_way_are_refused_and_their_files_removed(cluster, tmp_path):
     """Between client and master, a stranger on the path (no TLS) swaps bytes of the results."""
-    listener = gevent.socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    on_the_path = f"127.0.0.1:{listener.getsockname()[1]}"
-    master = cluster.master(secret=SECRET, names=[on_the_path])  # the client's signatures name the path
-    cluster.worker(master, secret=SECRET)
-    assert master.wait_for_workers(1, WAIT)
-
-    def tamper(client_sock, _):
-        upstream = gevent.socket.create_connection(master.clients_address)
-        sending = gevent.spawn(_copy, client_sock, upstream, lambda data: data)
-        try:
-            _copy(upstream, client_sock, lambda data: data.replace(b"the truth", b"a forgery"))
-        finally:
-            sending.kill()
-            upstream.close()
-            client_sock.close()
-
-    proxy = gevent.server.StreamServer(listener, tamper)
-    proxy.start()
+    proxy = TamperingProxy(b"the truth", b"a forgery")
+    on_the_path = proxy.address
     try:
+        master = cluster.master(secret=SECRET, names=[on_the_path])  # the client's signatures name the path
+        proxy.target = master.clients_address
+        cluster.worker(master, secret=SECRET)
+        assert master.wait_for_workers(1, WAIT)
         code = b"open('proof.txt', 'w').write('the truth')\nprint('the truth')\n"
         output = Captured()
         with pytest.raises(client.JobLost, match="seal does not match"):
@@ -365,15 +352,7 @@ def test_results_changed_on_the_way_are_refused_and_their_files_removed(cluster,
         assert list(tmp_path.iterdir()) == []  # the forged file is gone
         assert run(master, secret=SECRET) == (0, Stdout(b"in\n"))  # straight to the master: sealed and good
     finally:
-        proxy.stop()
-
-
-def _copy(source, sink, change):
-    try:
-        while data := source.recv(65536):
-            sink.sendall(change(data))
-    except OSError:
-        pass
+        proxy.close()
 
 
 def test_a_seal_covers_what_the_results_mean_however_they_were_cut():

@@ -249,13 +249,24 @@ def _readable_by_all(folder):
 
 
 def _make_folder(folder):
+    """Made through its own fd, never by its path: in a shared /var/tmp, a link planted there (by a job
+    of a worker without namespaces, say) must not turn a chmod onto the folder it points to."""
     try:
-        if not os.path.isdir(folder):
-            os.makedirs(folder, 0o755, exist_ok=True)
-            os.chmod(folder, 0o755)  # jobs, as another user, reach their environments through it
-        status = os.lstat(folder)
+        os.makedirs(os.path.dirname(folder), 0o755, exist_ok=True)
+        try:
+            os.mkdir(folder, 0o755)
+            made = True
+        except FileExistsError:
+            made = False
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
         raise StoreUnusable(f"cannot make the environments' folder {folder} ({error.strerror})") from None
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid() or status.st_mode & 0o022:
-        raise StoreUnusable(f"the environments' folder {folder} is not a folder of this user's that only it "
-                            "may write to")
+    try:
+        status = os.fstat(fd)
+        if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+            raise StoreUnusable(f"the environments' folder {folder} is not a folder of this user's that only it "
+                                "may write to")
+        if made:
+            os.fchmod(fd, 0o755)  # jobs, as another user, reach their environments through it
+    finally:
+        os.close(fd)

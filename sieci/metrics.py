@@ -18,6 +18,8 @@ from sieci.wire.address import format_address
 from sieci.wire.conversation import LINK_STATES
 
 FINISHED = ("done", "failed", "cancelled")
+MAX_WORKER_LABELS = 256
+OTHER_WORKERS = "other"
 
 
 def new_registry(daemon):
@@ -52,6 +54,7 @@ class MasterMetrics:
         self.jobs = Counter("sieci_jobs", "Jobs that ended, by outcome", ["outcome"], registry=self.registry)
         self.endings = Counter("sieci_job_endings", "Jobs that ended, by how (the class of their exit status: "
                                + ", ".join(endings.CLASSES) + ")", ["status"], registry=self.registry)
+        self.worker_labels = set()
         self.worker_endings = Counter("sieci_worker_job_endings", "Jobs that ended on a worker, by its name and how",
                                       ["worker", "status"], registry=self.registry)
         self.registry.register(LinkedWorkers(master))
@@ -72,6 +75,14 @@ class MasterMetrics:
             self.endings.labels(status)
         master.dispatcher.listeners.append(self.on_event)
 
+    def _worker_label(self, name):
+        """The worker's name, or "other" past MAX_WORKER_LABELS names: workers name themselves, and
+        each name is a series kept for the master's life."""
+        if name not in self.worker_labels and len(self.worker_labels) >= MAX_WORKER_LABELS:
+            return OTHER_WORKERS
+        self.worker_labels.add(name)
+        return name
+
     def on_event(self, event, job):
         if event not in FINISHED:
             return
@@ -79,7 +90,7 @@ class MasterMetrics:
         status = endings.ending_class(event, job.status, job.dispatched_at is not None)
         self.endings.labels(status).inc()
         if job.worker is not None:
-            self.worker_endings.labels(worker_name_of(job.worker, job), status).inc()
+            self.worker_endings.labels(self._worker_label(worker_name_of(job.worker, job)), status).inc()
         self.relayed.inc(job.bytes_relayed)
         if job.dispatched_at is not None:
             self.wait.observe(job.dispatched_at - job.queued_at)

@@ -92,3 +92,14 @@ def test_endings_by_exit_status_class_and_workers_by_name(cluster, servers):
     seen = scrape(worker_server)
     assert seen[("sieci_worker_endings_total", (("status", "failed"),))] == 2
     assert seen[("sieci_worker_endings_total", (("status", "signal"),))] == 1
+
+
+def test_workers_named_past_the_bound_share_one_label(cluster, monkeypatch):
+    """Workers name themselves: each name is a series kept for the master's life, so past
+    MAX_WORKER_LABELS names the endings of the rest count under "other"."""
+    from sieci import metrics
+
+    monkeypatch.setattr(metrics, "MAX_WORKER_LABELS", 2)
+    master_metrics = MasterMetrics(cluster.master())
+    labels = [master_metrics._worker_label(name) for name in ("w1", "w2", "w3", "w1", "w4")]
+    assert labels == ["w1", "w2", "other", "w1", "other"]

@@ -4,10 +4,20 @@
 
 import json
 import logging
+import re
 import sys
 import time
 
 JOB_FIELD = "job"  # the ``extra`` key that ties a record to a job: ``extra={"job": job.id}``
+
+# What a terminal or a log reader could take for a line's end or a command (forged bytes from the network
+# end up in messages): written escaped, as repr writes them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escaped(text):
+    """``text`` with its control characters (and Unicode's line and paragraph separators) as escapes."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def timestamp(created, local=False):
@@ -30,7 +40,7 @@ class TextFormatter(logging.Formatter):
         self.local = local
 
     def format(self, record):
-        message = record.getMessage()
+        message = escaped(record.getMessage())
         job = getattr(record, JOB_FIELD, None)
         if job is not None and job not in message:
             message += f" job={job}"

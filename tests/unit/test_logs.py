@@ -60,6 +60,18 @@ def test_a_text_line_starts_with_its_time_and_names_a_job_its_message_does_not()
         "2026-12-06T20:01:43.075Z INFO sieci.master: client left job=0123456789abcdef"
 
 
+@given(st.text())
+def test_any_forged_text_in_a_message_stays_one_line_of_either_format_and_drives_no_terminal(forged):
+    entry = record("worker refused: %s", (forged,))
+    for line in (logs.TextFormatter().format(entry), logs.JsonFormatter().format(entry)):
+        assert len(line.splitlines()) == 1 and "\x1b" not in line and "\r" not in line, repr(line)
+    assert json.loads(logs.JsonFormatter().format(entry))["message"] == "worker refused: " + forged
+
+
+def test_control_characters_are_written_as_repr_writes_them():
+    assert logs.escaped("a\nb\x1b[2K\x85\u2028\\n") == "a\\nb\\x1b[2K\\x85\\u2028\\n"
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_a_refusal_is_argparses_text_or_one_json_line(as_json):
     out = io.StringIO()

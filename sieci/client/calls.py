@@ -75,6 +75,11 @@ def _outcome_bytes(result, results):
         raise CallFailed(f"the function's job ended without its outcome ({why or ended})")
     path = os.path.join(results, OUTCOME)
     try:
+        if result.returned != [OUTCOME] or result.not_returned:
+            # The seal hashes each file returned as \0name\0 then its bytes: an outcome holding \0<its name>\0
+            # can be cut in two on the way, seal unchanged, the second file of the name written over the first.
+            raise CallFailed("the function's job returned more than its one outcome: the results were re-framed "
+                             "on the way")
         with open(os.open(path, _OUTCOME_FILE), "rb") as outcome:
             return outcome.read()
     except OSError as error:

@@ -2,12 +2,18 @@
 values back, exceptions with their remote tracebacks, output, the Python version check, and no value
 from anything but the sealed outcome."""
 
+import builtins
+import marshal
+import pickle
+import re
+import socket
 import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree
 
 import cloudpickle
+import gevent
 import pytest
 
 import sieci
@@ -16,7 +22,7 @@ from sieci.jobs.call import OUTCOME
 from sieci.wire.results import Status, file_items
 
 from tests.helpers import WAIT, client_address, files_under
-from tests.helpers.proxy import TamperingProxy
+from tests.helpers.proxy import TamperingProxy, _pump
 
 SECRET = b"the functions test secret, long enough"
 
@@ -293,3 +299,56 @@ def test_functions_and_classes_of_main_travel_by_value(guarded, tmp_path):
     done = subprocess.run([sys.executable, str(script), client_address(guarded), str(secret)], capture_output=True,
                           timeout=WAIT * 3, cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"[3, 6, 9]\n", b"")
+
+
+class _Reframing(TamperingProxy):
+    """A stranger on the path who cuts the returned outcome file in two where its bytes hold
+    ``\\0<its name>\\0``: the results' seal hashes each file as \\0name\\0 then its bytes, so the seal
+    still matches, and the second file of that name is what the client would read."""
+
+    def _handle(self, client, _):
+        upstream = socket.create_connection(self.target)
+        sending = gevent.spawn(_pump, client, upstream)
+        try:
+            _pump(upstream, client, change=self._reframe)
+        finally:
+            sending.kill()
+            upstream.close()
+            client.close()
+
+    @staticmethod
+    def _reframe(data):
+        item = re.search(rb"r (\d+) " + OUTCOME.encode() + rb"\n", data)
+        marker = b"\0" + OUTCOME.encode() + b"\0"
+        if item is None or marker not in data[item.end():]:
+            return data
+        start, length = item.end(), int(item.group(1))
+        cut = data.index(marker, start)
+        rest = length - (cut + len(marker) - start)
+        return (data[:item.start()] + b"r %d %s\n" % (cut - start, OUTCOME.encode()) + data[start:cut]
+                + b"r %d %s\n" % (rest, OUTCOME.encode()) + data[cut + len(marker):])
+
+
+class _Planted:
+    def __reduce__(self):
+        return exec, ("import builtins; builtins.sieci_planted = True",)
+
+
+def test_an_outcome_cut_in_two_on_the_way_is_refused_not_unpickled(cluster):
+    """A value whose bytes hold \\0<outcome's name>\\0 and a forged outcome after it (data the function
+    fetched, say): a stranger on the path cuts the file in two there, the seal unchanged."""
+    forged_outcome = marshal.dumps(("value", pickle.dumps(_Planted())))
+    value = b"\0" + OUTCOME.encode() + b"\0" + forged_outcome
+    proxy = _Reframing(b"", b"")
+    try:
+        master = cluster.master(secret=SECRET, names=[proxy.address])
+        proxy.target = master.clients_address
+        cluster.worker(master, secret=SECRET)
+        assert master.wait_for_workers(1, WAIT)
+        with sieci.Executor(proxy.address, max_workers=1, secret=SECRET) as pool:
+            with pytest.raises(sieci.CallFailed, match="re-framed on the way"):
+                pool.submit(lambda: value).result(timeout=WAIT)
+            assert files_under(pool._calls._folder) == {}
+        assert not hasattr(builtins, "sieci_planted")
+    finally:
+        proxy.close()

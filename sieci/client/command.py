@@ -50,10 +50,13 @@ def _show_each(answers, as_json, format_text):
 def format_jobs(listing):
     """One master's jobs, a line each, for people: id, state, exit status, age, whether a client is
     attached, worker, program and its arguments' count (a master older than these fields gives no more
-    than the age and worker)."""
+    than the age and worker). Control characters show escaped: a program's name is any client's, and
+    a worker's its own."""
+    from sieci.logs import escaped
+
     lines = [f"master {listing['master']}  jobs {len(listing['jobs'])}"]
     lines += [_job_line(job) for job in listing["jobs"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(escaped, lines)) + "\n"
 
 
 def _job_line(job):

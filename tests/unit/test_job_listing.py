@@ -21,3 +21,13 @@ def test_an_older_masters_listing_without_the_new_fields_still_shows():
                                           "client": "c:2", "detached": True, "worker": "w:3"}]}
     assert format_jobs(listing) == ("master m:1  jobs 1\n"
                                     "  0123456789abcdef  running      -        1.0 s  detached  w:3\n")
+
+
+def test_a_forged_program_or_worker_name_stays_on_its_line_and_drives_no_terminal():
+    forged = "x.py\n  0123456789abcdef  done         0        1.0 s  detached  w  ok.py\x1b]0;owned\x07\x1b[2J\x85"
+    listing = {"master": "m:1\x1b[1A", "jobs": [{"id": "3f9c2a71d04e8b65", "state": "done\r", "age": 1.0,
+                                                 "detached": True, "worker": "w\u2028", "program": forged,
+                                                 "arguments": 0, "exit_status": 0}]}
+    text = format_jobs(listing)
+    assert len(text.splitlines()) == 2 and all(line.isprintable() for line in text.splitlines()), repr(text)
+    assert "x.py\\n  0123456789abcdef" in text and "ok.py\\x1b]0;owned\\x07\\x1b[2J\\x85 (0 args)" in text

@@ -1,5 +1,6 @@
-"""The files bundles of jobs that ship wheels (``--with-wheels``): the wheels' names and digests, which key
-the job's environment, and the bundle the job itself unpacks, without the wheels' folder.
+"""The files bundles of jobs with requirements: the bundle's digest and the wheels' names and digests
+(``--with-wheels``), which key the job's environment, and the bundle the job itself unpacks, without the
+wheels' folder.
 
 The wheels travel in the job's files bundle (upload_format.WHEELS_FOLDER), so they are sent and kept once,
 as the rest of it is. The environment's build unpacks all of it; the job's folder holds only what the
@@ -25,6 +26,21 @@ class WheelBundles:
     def __init__(self, max_size):
         self.max_size = max_size
         self._kept = {}  # a bundle's identity: (its wheels' (name, sha256)s, an fd of it without them)
+        self._digests = {}  # a bundle's identity: its SHA-256 hex
+
+    def digest(self, files_fd):
+        """The SHA-256 hex of the whole bundle at ``files_fd`` (its offset untouched)."""
+        identity = _identity(files_fd)
+        if identity not in self._digests:
+            if len(self._digests) >= KEPT:
+                self._digests.clear()
+            digest = hashlib.sha256()
+            offset = 0
+            while piece := os.pread(files_fd, bundle.PIECE, offset):
+                digest.update(piece)
+                offset += len(piece)
+            self._digests[identity] = digest.hexdigest()
+        return self._digests[identity]
 
     def wheels(self, files_fd):
         """``(name, sha256)`` of each file in the wheels' folder of the bundle at ``files_fd``."""
@@ -41,8 +57,7 @@ class WheelBundles:
             os.close(fresh)
 
     def _read(self, files_fd):
-        status = os.fstat(files_fd)
-        identity = (status.st_dev, status.st_ino, status.st_size)
+        identity = _identity(files_fd)
         if identity not in self._kept:
             if len(self._kept) >= KEPT:
                 self.close()
@@ -56,6 +71,11 @@ class WheelBundles:
     def close(self):
         while self._kept:
             os.close(self._kept.popitem()[1][1])
+
+
+def _identity(files_fd):
+    status = os.fstat(files_fd)
+    return status.st_dev, status.st_ino, status.st_size
 
 
 def _split(files_fd, max_size):

@@ -1,8 +1,9 @@
 """An environment's key, and which environments a full store removes: decisions with no I/O.
 
 An environment is named by the SHA-256 of what it is built from: the
-interpreter that runs it, its requirements file's bytes and the wheels
-shipped with it (each by name and digest). The store (environments.py) keeps
+interpreter that runs it, its requirements file's bytes, the wheels
+shipped with it (each by name and digest) and the digest of the job's whole
+files bundle, which the build sees (a requirement may name a file of it). The store (environments.py) keeps
 at most so many bytes of them; past that, those used longest ago go first,
 never one in use.
 """
@@ -15,11 +16,12 @@ RECIPE = b"sieci-environment 1"
 KEY_DIGITS = frozenset("0123456789abcdef")
 
 
-def environment_key(interpreter, requirements, wheels=()):
+def environment_key(interpreter, requirements, wheels=(), files=""):
     """The key of an environment: ``interpreter`` (text naming the interpreter, its version included),
-    ``requirements`` (bytes), ``wheels`` (``(name, sha256 hex)`` pairs, in any order)."""
+    ``requirements`` (bytes), ``wheels`` (``(name, sha256 hex)`` pairs, in any order), ``files`` (the
+    SHA-256 hex of the files bundle the build is given, "" for none)."""
     digest = hashlib.sha256()
-    parts = [RECIPE, interpreter.encode(), requirements,
+    parts = [RECIPE, interpreter.encode(), requirements, files.encode(),
              *[f"{name}\0{sha}".encode() for name, sha in sorted(wheels)]]
     for part in parts:  # each part's length first: no two lists of parts hash the same bytes
         digest.update(b"%d:" % len(part))

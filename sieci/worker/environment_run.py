@@ -69,8 +69,11 @@ class Environments:
         return self._interpreter
 
     def key_of(self, settings):
-        wheels = self.wheel_bundles.wheels(settings.files) if settings.wheels and settings.files is not None else ()
-        return environment_key(self.interpreter(), settings.requirements, wheels)
+        if settings.files is None:
+            return environment_key(self.interpreter(), settings.requirements)
+        wheels = self.wheel_bundles.wheels(settings.files) if settings.wheels else ()
+        files = self.wheel_bundles.digest(settings.files)
+        return environment_key(self.interpreter(), settings.requirements, wheels, files)
 
     def fork_server(self, key, deadline, build):
         """The fork server of environment ``key`` (built first with ``build(folder)`` if the store lacks it)."""

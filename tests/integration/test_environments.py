@@ -137,7 +137,7 @@ def test_a_job_that_ships_wheels_finds_in_its_folder_only_its_program_and_its_wi
     assert (status, capfd.readouterr().out) == (0, "['data.txt', 'job.py', 'lib']\n")
     status = command.main([*shipping, client_address(master), str(wheels / "job.py")])
     assert (status, capfd.readouterr().out) == (0, "['job.py']\n")
-    assert worker.runner.environments.store.builds == 1
+    assert worker.runner.environments.store.builds == 2  # other files, which the build sees: another environment
     (wheels / ".sieci-wheels").mkdir()
     status = command.main([*shipping, "--with", str(wheels / ".sieci-wheels"), client_address(master),
                            str(wheels / "job.py")])
@@ -233,14 +233,17 @@ def test_a_job_waiting_for_anothers_build_waits_no_longer_than_its_own_time_limi
     import fcntl
     import hashlib
 
+    from sieci.client.program import JobEnvironment, Program
     from sieci.worker.environment_plan import environment_key
     from sieci.worker.limits import Limits
 
     master = cluster.master()
     worker = cluster.worker(master, limits=Limits(timeout=1), environments=environments(wheels))
     wheel, = (wheels / "wheels").iterdir()
+    sent = JobEnvironment(str(wheels / "requirements.txt"), str(wheels / "wheels")).apply(Program(IMPORTS, "job.py"))
     key = environment_key(worker.runner.environments.interpreter(), b"tinypkg==1.0\n",
-                          [(f".sieci-wheels/{wheel.name}", hashlib.sha256(wheel.read_bytes()).hexdigest())])
+                          [(f".sieci-wheels/{wheel.name}", hashlib.sha256(wheel.read_bytes()).hexdigest())],
+                          sent.files.digest)
     (wheels / "environments").mkdir(mode=0o755)
     with open(wheels / "environments" / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as another worker building that environment holds it
@@ -305,3 +308,23 @@ def test_an_environment_whose_fork_server_cannot_start_fails_its_job_not_the_wor
     assert result.exit_status == 2
     assert b"sieci-worker: cannot start the job's environment: the fork server cannot start" in result.stderr
     assert Client([client_address(master)]).run(b"print('still serving')").stdout == b"still serving\n"
+
+
+def test_a_job_whose_requirements_name_its_with_files_gets_an_environment_of_those_files(cluster, tmp_path, capfd):
+    from sieci.client import command
+
+    # The same requirements text names a wheel each job sends with --with: another job's wheel, of another
+    # code, must not be what this job imports.
+    master = cluster.master()
+    cluster.worker(master, environments=environments(tmp_path))
+    outputs = []
+    for value in ("666", "42"):
+        folder = tmp_path / f"sender-{value}"
+        folder.mkdir()
+        wheel = write_wheel(str(folder), source=f"VALUE = {value}\n")
+        (folder / "requirements.txt").write_text(f"./{os.path.basename(wheel)}\n")
+        (folder / "job.py").write_bytes(IMPORTS)
+        status = command.main(["--requirements", str(folder / "requirements.txt"), "--with", wheel,
+                               client_address(master), str(folder / "job.py")])
+        outputs.append((status, capfd.readouterr().out))
+    assert outputs == [(0, "666 True\n"), (0, "42 True\n")]

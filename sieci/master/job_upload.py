@@ -1,7 +1,10 @@
 """A job's upload as the master holds it: in memory, or, a kept job's, in a file of the kept jobs' folder
 (in a --state-dir, after a preamble line that a restarted master reads: see job_record.preamble)."""
 
+import logging
 import os
+
+log = logging.getLogger("sieci.master")
 
 
 class KeptUpload:
@@ -68,8 +71,13 @@ def _truncate(path, size):
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return  # the store went first, at the master's stop
+    except OSError as error:
+        log.warning("cannot cut %s to its preamble: %s", path, error.strerror or error)
+        return
     try:
         os.ftruncate(fd, size)
+    except OSError as error:  # a folder gone read-only: the job runs all the same
+        log.warning("cannot cut %s to its preamble: %s", path, error.strerror or error)
     finally:
         os.close(fd)
 
@@ -79,3 +87,5 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass  # the store went first, at the master's stop
+    except OSError as error:  # a folder gone read-only: the job is forgotten all the same, its file left
+        log.warning("cannot remove %s: %s", path, error.strerror or error)

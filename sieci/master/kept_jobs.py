@@ -151,6 +151,8 @@ def _remove(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as error:  # a folder gone read-only: the job is forgotten all the same, its file left
+        log.warning("cannot remove %s: %s", path, error.strerror or error)
 
 
 def _write_all(fd, data):

@@ -91,3 +91,24 @@ def test_results_that_cannot_be_written_are_cut_and_uncounted(tmp_path):
     job.spool.write(b"lost\n")
     assert job.spool.cut and job.spool.size == 5 and store.total == JOB_OVERHEAD + 5
     store.close()
+
+
+def test_files_that_cannot_be_removed_leave_the_store_working(tmp_path, monkeypatch):
+    """A folder gone read-only (ext4 remounts so on a disk's errors): forgetting a job cannot remove its
+    files, and the store goes on (an attach, the results of a running job), where the error escaped."""
+    store = KeptJobs(3 * JOB_OVERHEAD + 100, 60, tmp_path)
+    done = kept(store, "a" * 16, b"x\n")
+    running = kept(store, "b" * 16, b"", ended=False)
+    done.spool.ended_at -= 61
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system", path)
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    assert store.find("b" * 16) is running and store.find("a" * 16) is None
+    again = kept(store, "c" * 16, b"y\n")
+    again.spool.ended_at -= 61
+    running.spool.write(b"z" * (JOB_OVERHEAD + 50))  # room made by forgetting the ended job
+    assert store.find("c" * 16) is None and running.spool.size == JOB_OVERHEAD + 50
+    monkeypatch.undo()
+    store.close()

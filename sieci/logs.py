@@ -4,20 +4,19 @@
 
 import json
 import logging
-import re
 import sys
 import time
 
 JOB_FIELD = "job"  # the ``extra`` key that ties a record to a job: ``extra={"job": job.id}``
 
-# What a terminal or a log reader could take for a line's end or a command (forged bytes from the network
-# end up in messages): written escaped, as repr writes them.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
 
 def escaped(text):
-    """``text`` with its control characters (and Unicode's line and paragraph separators) as escapes."""
-    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+    """``text`` with what is not printable (control characters, line and paragraph separators, bidi
+    overrides) as repr writes it: forged bytes from the network end up in messages, and a terminal or a
+    log reader could take them for a line's end or a command."""
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
 
 
 def timestamp(created, local=False):

@@ -70,6 +70,8 @@ def test_any_forged_text_in_a_message_stays_one_line_of_either_format_and_drives
 
 def test_control_characters_are_written_as_repr_writes_them():
     assert logs.escaped("a\nb\x1b[2K\x85\u2028\\n") == "a\\nb\\x1b[2K\\x85\\u2028\\n"
+    assert logs.escaped("job \u202edeliaf") == "job \\u202edeliaf"  # a bidi override shows "failed" reversed
+    assert logs.escaped("zażółć 'a' \\ b") == "zażółć 'a' \\ b"
 
 
 @pytest.mark.parametrize("as_json", [False, True])

@@ -140,7 +140,7 @@ class EnvironmentStore:
     def make_room(self):
         """Remove the environments used longest ago, none in use, until the rest fit the bound
         (unless another worker is at it already)."""
-        store_lock = os.open(os.path.join(self.folder, ".store.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        store_lock = _open_lock_file(os.path.join(self.folder, ".store.lock"))
         held = {}
         try:
             if not _locked(store_lock, fcntl.LOCK_EX):
@@ -200,7 +200,19 @@ class EnvironmentStore:
         return self.path(key) + ".lock"
 
     def _open_lock(self, key):
-        return os.open(self._lock_path(key), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        return _open_lock_file(self._lock_path(key))
+
+
+def _open_lock_file(path):
+    """The lock file at ``path``, which no other user may open: one that may, a job as --job-user or anyone
+    on the host could hold, and stall every job that needs the environment (flock needs no write access)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # made so by an older worker
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _locked(fd, kind, path=None):

@@ -3,6 +3,7 @@ goes (in a shared /var/tmp, by anyone) is refused and never followed."""
 
 import os
 import stat
+import time
 
 import pytest
 
@@ -39,3 +40,20 @@ def test_a_folder_others_may_write_to_is_refused(tmp_path):
     folder.chmod(0o777)
     with pytest.raises(StoreUnusable, match="only it may write to"):
         EnvironmentStore(str(folder), 1 << 20)
+
+
+def _leased_once(folder, key):
+    store = EnvironmentStore(str(folder), 1 << 20)
+    store.lease(key, lambda staging: None, time.monotonic() + 5).release()
+    store.make_room()
+    return store
+
+
+def test_the_locks_are_the_workers_alone(tmp_path):
+    # A lock that another user (a job as --job-user, anyone on the host) may open, it may hold: every
+    # job needing that environment would wait for it, to its time limit.
+    _leased_once(tmp_path / "store", "a" * 64)
+    modes = {name: stat.S_IMODE(os.lstat(tmp_path / "store" / name).st_mode)
+             for name in os.listdir(tmp_path / "store") if not os.path.isdir(tmp_path / "store" / name)}
+    assert modes == {"a" * 64 + ".lock": 0o600, ".store.lock": 0o600}
+

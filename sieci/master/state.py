@@ -60,7 +60,12 @@ class StateDir:
             raise
 
     def _lock(self):
-        fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
+        try:
+            fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
+        except OSError as error:
+            why = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
+            raise StateRefused(f"cannot use {os.path.join(self.path, 'lock')} as the lock ({why}): move it "
+                               "away, or give another --state-dir") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

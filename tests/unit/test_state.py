@@ -180,3 +180,12 @@ def test_a_link_in_place_of_the_database_is_refused(tmp_path):
     with pytest.raises(StateRefused, match="not a regular file"):
         StateDir(folder)
     assert not (tmp_path / "target.db").exists()
+
+
+@pytest.mark.parametrize("make", [lambda path: os.symlink("/etc/passwd", path), os.mkdir])
+def test_a_lock_that_is_a_link_or_a_folder_is_refused_in_one_line(tmp_path, make):
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    make(folder / "lock")
+    with pytest.raises(StateRefused, match=f"cannot use {folder / 'lock'} as the lock"):
+        StateDir(folder)

@@ -118,15 +118,17 @@ def _config_path(argv):
 def _check_config_keys(parser, path):
     try:
         with open(path, encoding="utf-8") as stream:
-            items = configargparse.DefaultConfigFileParser().parse(stream)
-    except (OSError, UnicodeDecodeError, configargparse.ConfigFileParserException) as error:
+            lines = stream.read().splitlines()
+        items = configargparse.DefaultConfigFileParser().parse(lines)
+    except (OSError, UnicodeDecodeError) as error:
         why = getattr(error, "strerror", None) or error
         raise _refusal(parser, f"cannot read the config file {path}: {why}") from None
+    except configargparse.ConfigFileParserException:  # its message quotes the line, which may be a secret's
+        raise _refusal(parser, f"cannot read the config file {path}: a line is not 'key = value'") from None
     known = {key for action in parser._actions for key in parser.get_possible_config_keys(action)}
     unknown = [key for key in items if key not in known]
     if unknown:
-        raise _refusal(parser, f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                               f"(see {parser.prog} --help)")
+        raise _refusal(parser, f"{sources.unknown_settings(path, unknown, lines)} (see {parser.prog} --help)")
     return items
 
 

@@ -5,7 +5,10 @@ Values are shown as they were given. No option holds a secret itself (``--secret
 ``--tls-key`` name files, which are never read here), so a line shows no secret.
 """
 
+import re
+
 COMMAND_LINE = "command line"
+_OPTION_NAME = re.compile(r"[a-z][a-z_-]{0,39}")  # the shape of an option's name in a config file
 
 
 class Setting:
@@ -93,3 +96,24 @@ def describe(settings):
     if not settings:
         return "settings: all defaults"
     return "settings not at their defaults: " + ", ".join(setting.describe() for setting in settings)
+
+
+def unknown_settings(path, keys, lines):
+    """Why a config file (``path``, its ``lines``) is refused: its ``keys`` that are no option's. A key is
+    named if it has an option name's shape, else only its line is: a secret's or a key's file given as the
+    config file has its secret as its keys."""
+    named = [key for key in keys if _OPTION_NAME.fullmatch(key)]
+    unnamed = [_line_of(key, lines) for key in keys if not _OPTION_NAME.fullmatch(key)]
+    why = []
+    if named:
+        why.append(f"unknown setting{'s' if len(named) > 1 else ''} {', '.join(named)}")
+    if unnamed:
+        where = f"line{'s' if len(unnamed) > 1 else ''} {', '.join(map(str, unnamed))}"
+        why.append(f"{where} begin{'s' if len(unnamed) == 1 else ''} with no option's name (not shown, in case "
+                   "it is a secret: is this a config file?)")
+    return f"{path}: {'; '.join(why)}"
+
+
+def _line_of(key, lines):
+    """The number (from 1) of the first of ``lines`` that begins with ``key``."""
+    return next(number for number, line in enumerate(lines, 1) if line.strip().startswith(key))

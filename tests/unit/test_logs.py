@@ -230,3 +230,27 @@ def test_a_config_file_from_its_variable_is_named_so(tmp_path):
 
 def test_all_defaults_is_said_so():
     assert sources.describe([]) == "settings: all defaults"
+
+
+SECRET_LINE = "Zm9vYmFy/c2VjcmV0+dmFsdWUxMjM0NTY3ODkw="  # as head -c 32 /dev/urandom | base64 writes one
+KEY_FILE = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n=Q9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize("text", [SECRET_LINE + "\n", "a1b2c3d4e5f60718293a4b5c6d7e8f90\n", KEY_FILE],
+                         ids=["base64 secret", "hex secret", "private key"])
+def test_a_secret_or_key_file_given_as_the_config_file_is_refused_without_showing_it(tmp_path, text):
+    path = tmp_path / "secret"
+    path.write_text(text)
+    with pytest.raises(UsageError) as refused:
+        config.parse_master(["127.0.0.1:0", "127.0.0.1:0"], env={"SIECI_MASTER_CONFIG": str(path)})
+    message = refused.value.message
+    assert message.startswith(f"{path}: ") or message.startswith(f"cannot read the config file {path}: "), message
+    assert all(word.strip("=")[:12] not in message for line in text.splitlines() for word in line.split()
+               if len(word) >= 12 and not word.startswith("---")), message
+
+
+def test_an_unknown_key_is_named_if_it_has_an_options_shape_else_only_its_line():
+    lines = ["masters = a:1", "bogus-key = 1", "  " + SECRET_LINE, "tsl"]
+    assert sources.unknown_settings("w.conf", ["bogus-key", SECRET_LINE, "tsl"], lines) == (
+        "w.conf: unknown settings bogus-key, tsl; line 3 begins with no option's name (not shown, in case it is a "
+        "secret: is this a config file?)")

@@ -20,6 +20,8 @@ log = logging.getLogger("sieci.master")
 UNCLAIMED = "no client attached to it again after the master restarted"
 HEADER_LIMIT = 1 << 20  # bytes of an upload's file read for its header line
 _BARE_HEADER = {True: b"ENDSEQ T detach", False: b"ENDSEQ T keep"}
+# A file in kept/ that is no regular file (a named pipe put there) fails its read rather than wait for a writer.
+_OPEN_KEPT = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class Restoration:
@@ -164,7 +166,7 @@ def _end_lost_results(path, reason):
     """End the results a lost job left in the file at ``path`` with the status ``x error lost <reason>``,
     as the master ends a lost worker's (see Job.tell_failed); whether they could be: only extended
     results, not cut in the middle of a raw chunk (whose length a client counts), can."""
-    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, _OPEN_KEPT | os.O_RDWR)
     try:
         first = os.pread(fd, HEADER_LIMIT, 0)
         if not first:
@@ -189,7 +191,7 @@ def _end_lost_results(path, reason):
 
 
 def _cut(path, size):
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, _OPEN_KEPT | os.O_WRONLY)
     try:
         os.ftruncate(fd, size)
     finally:
@@ -199,7 +201,7 @@ def _cut(path, size):
 def _upload_lines(path):
     """The preamble line of an upload's file in the state folder (its newline kept), and the upload's header
     line, or None if the upload has gone from it (a worker took it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, _OPEN_KEPT | os.O_RDONLY)
     try:
         start = os.pread(fd, HEADER_LIMIT, 0)
     finally:
@@ -213,7 +215,7 @@ def _upload_lines(path):
 def _results_state(path):
     """How many bytes of results the file at ``path`` holds, and whether they are complete (their block's
     terminator line ends them)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, _OPEN_KEPT | os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         header = os.pread(fd, HEADER_LIMIT, 0).partition(b"\n")[0].split()

@@ -1,6 +1,7 @@
 """A master's --state-dir over real sockets: kept jobs and queued detached ones outlive a stop and start,
 listed with their program and exit status; the kept-output bound bounds the records too."""
 
+import os
 import sqlite3
 
 import pytest
@@ -106,3 +107,17 @@ def test_a_queued_detached_jobs_files_bundle_outlives_the_restart_with_it(cluste
     cluster.worker(second)
     result = client.Client(client_address(second)).attach(job_id)
     assert (result.exit_status, result.stdout) == (0, b"beside the job\n")
+
+
+def test_a_fifo_in_the_kept_folder_does_not_wedge_the_start(cluster, tmp_path):
+    """A named pipe where a kept file would be (put there by hand): the restarted master reads past it,
+    where opening it to read waited for a writer that never came, before the master listened."""
+    state = tmp_path / "state"
+    first = cluster.master(state_dir=str(state))
+    queued = client.Client(client_address(first)).detach(program(b"print('fine')\n"))
+    first.stop(grace=1)
+    cluster.masters.remove(first)
+    os.mkfifo(state / "kept" / "0123456789abcdef")
+    second = cluster.master(state_dir=str(state))
+    cluster.worker(second)
+    assert client.Client(client_address(second)).attach(queued).stdout == b"fine\n"

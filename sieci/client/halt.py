@@ -24,7 +24,7 @@ class Halt:
 def parse_halt(text):
     """``--halt``'s value; ValueError if it is not one."""
     spec = _SHORT_FORMS.get(text, text)
-    if spec.endswith("%") and spec[:-1].isdigit():
+    if spec.endswith("%") and _is_number(spec[:-1]):
         spec = f"soon,fail={spec}"
     when, _, rest = spec.partition(",")
     what, _, amount = rest.partition("=")
@@ -39,11 +39,16 @@ def parse_halt(text):
         raise ValueError(f"{text!r}: {when} must be followed by ,fail=N, ,success=N or ,done=N")
     percent = amount.endswith("%")
     number = amount[:-1] if percent else amount
-    if not number.isdigit() or int(number) < 1 or (percent and int(number) > 100):
+    if not _is_number(number) or int(number) < 1 or (percent and int(number) > 100):
         raise ValueError(f"{text!r}: {what}= takes a count of 1 or more, or a percentage from 1% to 100%")
     if percent:
         return Halt(when, what, percent=int(number), text=text)
     return Halt(when, what, count=int(number), text=text)
+
+
+def _is_number(text):
+    """Digits 0 to 9 only, as GNU parallel reads a count (str.isdigit takes ² and other scripts' digits)."""
+    return text.isascii() and text.isdigit()
 
 
 class HaltWatch:

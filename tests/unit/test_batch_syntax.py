@@ -151,7 +151,7 @@ def test_halt_forms(text, when, what, count, percent):
 
 
 @pytest.mark.parametrize("text", ["later,fail=1", "now,fail", "now,fail=0", "now,fail=101%", "now,oops=1",
-                                  "never,fail=1", "now,fail=x"])
+                                  "never,fail=1", "now,fail=x", "now,fail=\u0661", "now,fail=\u00b2", "\u0662%"])
 def test_halt_refuses_what_gnu_parallel_refuses(text):
     with pytest.raises(ValueError):
         parse_halt(text)

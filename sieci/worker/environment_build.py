@@ -137,13 +137,17 @@ def copy_tree(source_fd, target, max_bytes):
 
 
 def _copy_file(name, folder_fd, target, status):
-    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
+    # Non-blocking: a FIFO swapped in since the look (by another job of the job's user) must not block the worker.
+    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
     try:
+        opened = os.fstat(source)
+        if not stat.S_ISREG(opened.st_mode) or not os.path.samestat(opened, status) or opened.st_nlink != 1:
+            raise BuildFailed(f"a file of the build changed while it was copied ({name})")
         mode = 0o755 if status.st_mode & stat.S_IXUSR else 0o644
         copy = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         try:
             os.fchmod(copy, mode)  # the worker's umask aside
-            left = os.fstat(source).st_size
+            left = status.st_size  # what was counted against the bound, though the file grew since
             while left > 0:
                 sent = os.sendfile(copy, source, None, left)
                 if not sent:

@@ -266,7 +266,7 @@ def _make_folder(folder):
     try:
         os.makedirs(os.path.dirname(folder), 0o755, exist_ok=True)
         try:
-            os.mkdir(folder, 0o755)
+            os.mkdir(folder, 0o711)
             made = True
         except FileExistsError:
             made = False
@@ -278,7 +278,10 @@ def _make_folder(folder):
         if status.st_uid != os.geteuid() or status.st_mode & 0o022:
             raise StoreUnusable(f"the environments' folder {folder} is not a folder of this user's that only it "
                                 "may write to")
-        if made:
-            os.fchmod(fd, 0o755)  # jobs, as another user, reach their environments through it
+        # Jobs, as another user, reach their environments through it, by their keys, but may not list it: an
+        # environment may hold one user's private packages, and the key is a digest of them.
+        mode = 0o711 if made else stat.S_IMODE(status.st_mode) & ~0o044
+        if mode != stat.S_IMODE(status.st_mode):
+            os.fchmod(fd, mode)
     finally:
         os.close(fd)

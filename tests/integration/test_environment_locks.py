@@ -28,3 +28,23 @@ def test_another_user_cannot_hold_an_environments_lock():
         assert holding.returncode == 13, holding.stderr
     finally:
         shutil.rmtree(top)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a process as another user needs root")
+@pytest.mark.skipif(not os.access("/usr/bin/python3", os.X_OK), reason="no system python3 for another user")
+def test_another_user_reaches_an_environment_by_its_key_but_cannot_list_the_store():
+    # An environment may hold a user's private packages (--with-wheels): its key, a digest of them, is
+    # the way in, which the store's listing must not give to another user's job.
+    top = tempfile.mkdtemp(dir="/var/tmp")
+    try:
+        os.chmod(top, 0o755)
+        store = EnvironmentStore(os.path.join(top, "store"), 1 << 20)
+        store.lease("a" * 64, lambda staging: open(os.path.join(staging, "private.py"), "w").close(),
+                    time.monotonic() + 5).release()
+        look = ("import os, sys\nprint(os.path.exists(os.path.join(sys.argv[1], 'a' * 64, 'private.py')))\n"
+                "try:\n    print(os.listdir(sys.argv[1]))\nexcept PermissionError:\n    print('not listed')\n")
+        looked = subprocess.run(["/usr/bin/python3", "-I", "-c", look, store.folder],
+                                user=pwd.getpwnam("nobody").pw_uid, capture_output=True, timeout=60)
+        assert (looked.stdout, looked.returncode) == (b"True\nnot listed\n", 0), looked.stderr
+    finally:
+        shutil.rmtree(top)

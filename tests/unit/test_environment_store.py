@@ -11,11 +11,18 @@ from sieci.worker import environments
 from sieci.worker.environments import EnvironmentStore, StoreUnusable
 
 
-def test_the_folder_is_made_open_to_jobs_and_writable_by_the_worker_only(tmp_path):
+def test_the_folder_is_made_open_to_jobs_by_their_keys_and_writable_by_the_worker_only(tmp_path):
     folder = tmp_path / "deep" / "store"
     EnvironmentStore(str(folder), 1 << 20)
     status = os.lstat(folder)
-    assert stat.S_ISDIR(status.st_mode) and stat.S_IMODE(status.st_mode) == 0o755
+    assert stat.S_ISDIR(status.st_mode) and stat.S_IMODE(status.st_mode) == 0o711
+
+
+def test_a_folder_others_may_list_is_made_so_no_longer(tmp_path):
+    folder = tmp_path / "store"
+    folder.mkdir(mode=0o755)
+    EnvironmentStore(str(folder), 1 << 20)
+    assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o711
 
 
 def test_a_link_planted_where_the_folder_goes_is_refused_and_its_target_left_as_it_was(tmp_path, monkeypatch):

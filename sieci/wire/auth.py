@@ -151,26 +151,38 @@ def check_master(secret, nonce, master, answer):
 
 
 class ResultsSeal:
-    """The MAC of one job's results under the secret: each stream's bytes, the files returned (each
-    piece's name, where it has one, then its bytes) and the status line, bound to the upload's
-    ``nonce``. Fed by the worker as it sends and by the client as it reads."""
+    """The MAC of one job's results under the secret: each stream's bytes, the files returned and the
+    status line, bound to the upload's ``nonce``. Fed by the worker as it sends and by the client as
+    it reads. Each returned file counts as its name's length, its name and its bytes' SHA-256, so
+    no bytes of a file can pass for the start of another (and one file, split on the way into two,
+    has another seal)."""
 
     def __init__(self, secret, nonce):
         self.secret = secret
         self.nonce = nonce
         self._streams = {}
+        self._files = hashlib.sha256()  # the returned files ended so far, each folded in
+        self._file = None  # the returned file going on: (its name's entry, its bytes' digest)
 
     def add(self, stream, data):
         """``data`` (bytes; for a returned file, a results.FilePiece) of ``stream`` (protocol's)."""
-        digest = self._streams.setdefault(stream, hashlib.sha256())
-        name = getattr(data, "name", None)
-        if name is not None:
-            digest.update(b"\0" + name.encode("utf-8", "surrogateescape") + b"\0")
-        digest.update(getattr(data, "data", data))
+        if stream != RETURNED:
+            self._streams.setdefault(stream, hashlib.sha256()).update(data)
+            return
+        if data.name is not None or self._file is None:
+            self._fold_file(self._files)
+            self._file = (_file_entry(data.name), hashlib.sha256())
+        self._file[1].update(data.data)
+
+    def _fold_file(self, files):
+        if self._file is not None:
+            files.update(self._file[0] + self._file[1].digest())
 
     def _mac(self, status_line):
-        digests = [self._streams.get(stream, hashlib.sha256()).digest() for stream in (STDOUT, STDERR, RETURNED)]
-        return _mac(self.secret, b"results/2", self.nonce, *digests, status_line)
+        returned = self._files.copy()
+        self._fold_file(returned)
+        digests = [self._streams.get(stream, hashlib.sha256()).digest() for stream in (STDOUT, STDERR)]
+        return _mac(self.secret, b"results/3", self.nonce, *digests, returned.digest(), status_line)
 
     def item(self, status_line):
         """The seal's item, to go just before ``status_line``."""
@@ -183,6 +195,14 @@ class ResultsSeal:
         if not hmac.compare_digest(seal, self._mac(status_line)):
             raise Unauthorized("the results' seal does not match them: they were changed on the way, or made by "
                                "something without the secret")
+
+
+def _file_entry(name):
+    """A returned file's name as the seal counts it: whether it has one, its length, its bytes."""
+    if name is None:
+        return b"-"
+    encoded = name.encode("utf-8", "surrogateescape")
+    return b"+" + len(encoded).to_bytes(8, "big") + encoded
 
 
 class Identity:

@@ -369,6 +369,11 @@ def test_a_seal_covers_what_the_results_mean_however_they_were_cut():
                    ("returned", FilePiece(None, b"2"))]) == whole
     assert sealed([("stdout", b"ab"), ("stderr", b"c"), ("returned", FilePiece("g", b"12"))]) != whole
     assert sealed([("stdout", b"ab"), ("stdout", b"c"), ("returned", FilePiece("f", b"12"))]) != whole
+    # One file's bytes cannot pass for the start of another: a stranger on the path who splits the
+    # file "a" holding b"x\0b\0y" into "a" (b"x") and "b" (b"y") changes the seal.
+    one = sealed([("returned", FilePiece("a", b"x\0b\0y"))])
+    assert sealed([("returned", FilePiece("a", b"x")), ("returned", FilePiece("b", b"y"))]) != one
+    assert sealed([("returned", FilePiece("a", b"x\0")), ("returned", FilePiece(None, b"b\0y"))]) == one
     seal = auth.ResultsSeal(SECRET, b"nonce")
     with pytest.raises(auth.Unauthorized, match="not sealed"):
         seal.check(None, b"x exit 0\n")

@@ -136,8 +136,12 @@ class Batch:
 
     def _start(self):
         finished = queue.SimpleQueue()
-        for slot in range(1, self.parallel + 1):
-            threading.Thread(target=self._work, args=(slot, finished), daemon=True).start()
+        started = _start_slots(self.parallel, lambda slot: threading.Thread(target=self._work,
+                                                                           args=(slot, finished), daemon=True))
+        if started < self.parallel:
+            self._say(f"warning: only {started} of --jobs {self.parallel} job slots could start (this process "
+                      "may start no more threads)")
+            self.parallel = started
         return finished
 
     def _work(self, slot, finished):
@@ -295,3 +299,16 @@ def run(client, args, prog="sieci-client"):
     except BatchError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return error.exit_code
+
+
+def _start_slots(count, thread_of):
+    """How many of ``count`` job slots' threads started (``thread_of(slot)`` makes each), as many as
+    this process may start (ulimit -u, memory); BatchError if not one could."""
+    for slot in range(1, count + 1):
+        try:
+            thread_of(slot).start()
+        except RuntimeError:
+            if slot == 1:
+                raise BatchError("cannot start a job slot's thread: this process may start no more") from None
+            return slot - 1
+    return count

@@ -186,6 +186,27 @@ def test_no_temp_folder_for_the_spool_runs_nothing(monkeypatch):
         batch.Batch(None, JobQueue([BatchJob(1, ["a.py"])], 1)).run()
 
 
+def test_a_process_that_may_start_no_thread_runs_nothing_and_says_so(monkeypatch):
+    def refused(thread):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(batch.threading.Thread, "start", refused)
+    with pytest.raises(BatchError, match="cannot start a job slot's thread: this process may start no more"):
+        batch.Batch(None, JobQueue([BatchJob(1, ["a.py"])], 1)).run()
+
+
+def test_job_slots_start_as_many_as_the_process_may():
+    class Thread:
+        started = 0
+
+        def start(self):
+            if Thread.started == 2:
+                raise RuntimeError("can't start new thread")
+            Thread.started += 1
+
+    assert batch._start_slots(8, lambda slot: Thread()) == 2
+
+
 def test_a_joblog_without_job_ids_is_read_with_none(tmp_path):
     path = tmp_path / "joblog"
     path.write_text("Seq\tCommand\tMaster\tWorker\tStarttime\tJobRuntime\tExitval\tBytes\tReason\n"

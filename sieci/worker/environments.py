@@ -166,9 +166,12 @@ class EnvironmentStore:
 
     def _remove_leftovers(self, held):
         """What a worker that died in a build or a removal left: a removal's folder, and a build's that no
-        one builds (its key's lock is free: ``held`` has the keys whose locks the caller holds)."""
+        one builds (its key's lock is free: ``held`` has the keys whose locks the caller holds); and the
+        lock of an environment that is not there (its build failed), which no one holds."""
         for name in os.listdir(self.folder):
-            if name.startswith(STAGING_PREFIX):
+            if name.endswith(".lock") and is_key(name[:-len(".lock")]) and name[:-len(".lock")] not in held:
+                self._remove_unused_lock(name[:-len(".lock")], held)
+            elif name.startswith(STAGING_PREFIX):
                 key = name[len(STAGING_PREFIX):].rpartition("-")[0]
                 if not is_key(key):
                     continue
@@ -181,6 +184,14 @@ class EnvironmentStore:
             elif not name.startswith(REMOVING_PREFIX):
                 continue
             shutil.rmtree(os.path.join(self.folder, name), ignore_errors=True)
+
+    def _remove_unused_lock(self, key, held):
+        """Unlink the lock of ``key`` if no one holds it and its environment is not there (whoever opens it
+        meanwhile finds, once it holds it, that it is not the one at its path, and opens that)."""
+        fd = self._open_lock(key)
+        held[key] = fd
+        if _locked(fd, fcntl.LOCK_EX, self._lock_path(key)) and not self._built(key):
+            os.unlink(self._lock_path(key))
 
     def _remove(self, key):
         """Remove an environment whose lock the caller holds exclusively."""

@@ -64,3 +64,17 @@ def test_the_locks_are_the_workers_alone(tmp_path):
              for name in os.listdir(tmp_path / "store") if not os.path.isdir(tmp_path / "store" / name)}
     assert modes == {"a" * 64 + ".lock": 0o600, ".store.lock": 0o600}
 
+
+
+def test_the_lock_of_an_environment_that_was_never_built_goes_with_the_next_trim(tmp_path):
+    # Each build that fails left its key's lock file: a job per key, as many files as jobs, for ever.
+    store = EnvironmentStore(str(tmp_path / "store"), 1 << 20)
+
+    def fails(staging):
+        raise RuntimeError("pip said no")
+
+    with pytest.raises(RuntimeError):
+        store.lease("b" * 64, fails, time.monotonic() + 5)
+    store.lease("a" * 64, lambda staging: None, time.monotonic() + 5).release()
+    store.make_room()
+    assert sorted(os.listdir(tmp_path / "store")) == [".store.lock", "a" * 64, "a" * 64 + ".lock"]

@@ -133,6 +133,7 @@ class EnvironmentStore:
             os.rename(staging, self.path(key))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            os.unlink(self._lock_path(key))  # held exclusively: those waiting on it find it gone, and open anew
             raise
         self.builds += 1
         log.info("environment %s built in %.1f s", key[:12], time.monotonic() - started)

@@ -161,7 +161,7 @@ class JobEnvironment:
 def _read(path):
     try:
         with open(path, "rb") as file:
-            return file.read()
+            return file.read(upload_format.MAX_REQUIREMENTS + 1)  # more is refused: /dev/zero must end
     except OSError as error:
         raise ClientError(f"cannot read --requirements {path}: {error.strerror or error}") from None
 

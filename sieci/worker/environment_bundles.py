@@ -74,8 +74,9 @@ class WheelBundles:
 
 
 def _identity(files_fd):
+    """A bundle's identity: its inode, and its times, as the files store may reuse an inode's number."""
     status = os.fstat(files_fd)
-    return status.st_dev, status.st_ino, status.st_size
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _split(files_fd, max_size):

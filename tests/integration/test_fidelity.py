@@ -44,7 +44,7 @@ KNOWN_DIFFERENCES = {
 if sys.version_info < (3, 11):
     KNOWN_DIFFERENCES.update(dict.fromkeys(
         [(program, FORK_SERVER) for program in ("input_at_eof", "keyboard_interrupt", "last_exception_in_atexit",
-                                                "print_after_closing_stdout", "uncaught_exception")],
+                                                "print_after_closing_stdout", "program_names", "uncaught_exception")],
         "Python 3.10 keeps a re-raised exception's traceback apart from it, so a traceback starts with the line "
         "of the fork server's frame, which 3.11 onwards lets it drop"))
 
@@ -85,7 +85,10 @@ FROM_STDIN = ["argv_and_path", "cwd_listing", "exit_3_plainly", "input_at_eof", 
 
 @pytest.mark.parametrize("way", [FORK_SERVER, FRESH])
 @pytest.mark.parametrize("program", FROM_STDIN)
-def test_a_program_from_stdin_ends_as_python3_dash_runs_it(program, way, master, tmp_path):
+def test_a_program_from_stdin_ends_as_python3_dash_runs_it(program, way, master, tmp_path, request):
+    known = KNOWN_DIFFERENCES.get((program, way))
+    if known:
+        request.applymarker(pytest.mark.xfail(reason=known, strict=True))
     with open(os.path.join(CORPUS, program + ".py"), "rb") as source:
         code = source.read()
     assert remotely(master, code, "-", fresh=way == FRESH) == locally(code, "-", tmp_path)

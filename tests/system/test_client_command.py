@@ -313,6 +313,8 @@ def test_prog_dash_runs_the_code_from_stdin_as_python3_dash_does(cluster, tmp_pa
             b"repr(sys.stdin.read()))\nraise KeyError('x')\n")
     done = client_with([client_address(master), "-", "a b"], input=code)
     local = subprocess.run([sys.executable, "-", "a b"], input=code, capture_output=True, cwd=tmp_path, timeout=WAIT)
-    assert (done.returncode, done.stdout, done.stderr) == (1, local.stdout, local.stderr)
+    assert (done.returncode, done.stdout) == (1, local.stdout)
     assert done.stdout == b"['-', 'a b'] <stdin> None '' [] ''\n"
-    assert done.stderr.splitlines()[1] == b'  File "<stdin>", line 3, in <module>'
+    assert done.stderr.endswith(b'  File "<stdin>", line 3, in <module>\nKeyError: \'x\'\n')
+    if sys.version_info >= (3, 11):  # 3.10's traceback starts with the fork server's frame (test_fidelity)
+        assert done.stderr == local.stderr

@@ -69,12 +69,8 @@ def test_the_corpus_covers_what_the_issue_lists():
 @pytest.mark.parametrize("way", [FORK_SERVER, FRESH])
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_a_job_ends_as_it_does_locally(program, way, master, tmp_path, request):
-    known = KNOWN_DIFFERENCES.get((program, way))
-    if known:
-        request.applymarker(pytest.mark.xfail(reason=known, strict=True))
+    code = corpus_program(program, way, request)
     filename = program + ".py"
-    with open(os.path.join(CORPUS, filename), "rb") as source:
-        code = source.read()
     assert remotely(master, code, filename, fresh=way == FRESH) == locally(code, filename, tmp_path)
 
 
@@ -86,12 +82,17 @@ FROM_STDIN = ["argv_and_path", "cwd_listing", "exit_3_plainly", "input_at_eof", 
 @pytest.mark.parametrize("way", [FORK_SERVER, FRESH])
 @pytest.mark.parametrize("program", FROM_STDIN)
 def test_a_program_from_stdin_ends_as_python3_dash_runs_it(program, way, master, tmp_path, request):
+    code = corpus_program(program, way, request)
+    assert remotely(master, code, "-", fresh=way == FRESH) == locally(code, "-", tmp_path)
+
+
+def corpus_program(program, way, request):
+    """The corpus program's code; a difference KNOWN_DIFFERENCES lists is expected, strictly."""
     known = KNOWN_DIFFERENCES.get((program, way))
     if known:
         request.applymarker(pytest.mark.xfail(reason=known, strict=True))
     with open(os.path.join(CORPUS, program + ".py"), "rb") as source:
-        code = source.read()
-    assert remotely(master, code, "-", fresh=way == FRESH) == locally(code, "-", tmp_path)
+        return source.read()
 
 
 def locally(code, filename, folder):

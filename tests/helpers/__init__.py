@@ -4,6 +4,7 @@ in-process clusters on loopback, and ports that nothing listens on.
 tests/conftest.py has patched the standard library with gevent before this is imported.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -204,6 +205,22 @@ class RawPeer:
     def close(self):
         self.file.close()
         self.sock.close()
+
+
+@contextlib.contextmanager
+def forged_master_link(cluster, name="w1"):
+    """A socket posing as a master, dialled by a new worker of ``cluster`` named ``name``: yields the
+    link it accepted and its address as HOST:PORT; both are closed after."""
+    server = socket.socket()
+    server.bind(LOOPBACK)
+    server.listen(1)
+    server.settimeout(WAIT)
+    with server:
+        cluster.worker(server.getsockname(), name=name)
+        link, _ = server.accept()
+        with link:
+            link.settimeout(WAIT)
+            yield link, "%s:%d" % server.getsockname()
 
 
 def greeted(fake, ready=b"READY\n"):

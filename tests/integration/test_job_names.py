@@ -1,11 +1,9 @@
 """The name a worker's log gives a job: the id its sieci master gave on RELAY (``job=<id>``), or, for
 an id that is no job's id (forged, absurd), the job's count on its link; the job runs either way."""
 
-import socket
-
 from sieci.wire import protocol
 
-from tests.helpers import WAIT, greeted, read_block
+from tests.helpers import forged_master_link, greeted, read_block
 
 CODE = protocol.encode_block(b"print(1)\n")
 
@@ -38,24 +36,15 @@ def read_until(link, marker, received=b""):
 
 def test_a_worker_names_a_job_by_its_masters_id_and_by_its_count_where_the_id_is_forged(cluster, log_lines):
     worker_log = log_lines("sieci.worker")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(WAIT)
-    master = "%s:%d" % server.getsockname()
     forged = b"../../etc/passwd" + b"x" * 3000
-    with server:
-        cluster.worker(server.getsockname(), name="w1")
-        link, _ = server.accept()
-        with link:
-            link.settimeout(WAIT)
-            where = "%s:%d" % link.getpeername()[:2]
-            for relay in (b"RELAY job=" + forged + b"\n", b"RELAY job=0123456789abcdef sent=1.x\n"):
-                link.sendall(b"AVAILABLE\n")
-                read_until(link, b"READY v=2 free worker=w1\n")
-                link.sendall(relay + CODE)
-                assert read_until(link, b"\n1\n").startswith(b"RECEIVED\nENDSEQ ")
-            first, second = worker_log.wait_for(" exited 0 after ", count=2)
+    with forged_master_link(cluster) as (link, master):
+        where = "%s:%d" % link.getpeername()[:2]
+        for relay in (b"RELAY job=" + forged + b"\n", b"RELAY job=0123456789abcdef sent=1.x\n"):
+            link.sendall(b"AVAILABLE\n")
+            read_until(link, b"READY v=2 free worker=w1\n")
+            link.sendall(relay + CODE)
+            assert read_until(link, b"\n1\n").startswith(b"RECEIVED\nENDSEQ ")
+        first, second = worker_log.wait_for(" exited 0 after ", count=2)
     (warning,) = [line for line in worker_log.messages if "which is no job's id" in line]
     assert warning.startswith(f"master {master} gave job {where}#1 the id "), warning
     assert repr(forged[:32]) in warning and len(warning) < 200, warning
@@ -66,19 +55,11 @@ def test_a_worker_names_a_job_by_its_masters_id_and_by_its_count_where_the_id_is
 
 def test_a_job_stopped_because_its_master_hung_up_has_its_line_with_its_id(cluster, log_lines):
     worker_log = log_lines("sieci.worker")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(WAIT)
-    with server:
-        cluster.worker(server.getsockname(), name="w1")
-        link, _ = server.accept()
-        with link:
-            link.settimeout(WAIT)
-            link.sendall(b"AVAILABLE\n")
-            read_until(link, b"READY v=2 free worker=w1\n")
-            code = protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED])
-            link.sendall(b"RELAY job=89abcdef01234567\n" + code)
-            read_until(link, b"RECEIVED\n")
-        (ended,) = worker_log.wait_for("job 89abcdef01234567 for ")
+    with forged_master_link(cluster) as (link, _):
+        link.sendall(b"AVAILABLE\n")
+        read_until(link, b"READY v=2 free worker=w1\n")
+        code = protocol.encode_block(b"import time\ntime.sleep(60)\n", [protocol.EXTENDED])
+        link.sendall(b"RELAY job=89abcdef01234567\n" + code)
+        read_until(link, b"RECEIVED\n")
+    (ended,) = worker_log.wait_for("job 89abcdef01234567 for ")
     assert ended.endswith("; its master hung up, so it was stopped"), ended

@@ -12,7 +12,8 @@ from sieci.client import client
 from sieci.wire import conversation, protocol
 from sieci.worker.worker import ROUND_TRIPS_TRUSTED
 
-from tests.helpers import WAIT, Captured, JobEvents, Offers, Stdout, client_address, greeted, read_block
+from tests.helpers import (WAIT, Captured, JobEvents, Offers, Stdout, client_address, forged_master_link, greeted,
+                           read_block)
 from tests.helpers.classic import CLASSIC_RESULTS
 
 RELAY_LINE = re.compile(rb"RELAY job=[0-9a-f]{16}\n")  # a sieci master names the job whose code follows
@@ -247,27 +248,19 @@ def test_a_worker_that_floods_offers_is_dropped_and_its_job_runs_elsewhere(clust
 
 def test_a_master_that_sends_a_code_no_offer_asked_for_is_dropped(cluster):
     """A worker takes offers' codes only as many as it offered: a forged master is hung up on."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(WAIT)
-    with server:
-        cluster.worker(server.getsockname(), name="w1")
-        link, _ = server.accept()
-        with link:
-            link.settimeout(WAIT)
-            link.sendall(b"AVAILABLE\n")
-            assert link.recv(100) == b"READY v=2 free worker=w1\n"
-            link.sendall(b"ROLLBACK free\n")
-            assert link.recv(100) == b"FREE\n"  # credit 1
-            code = protocol.encode_block(b"print(1)\n")
-            link.sendall(b"RELAY\n" + code + b"RELAY\n" + code)  # the second without an offer
-            received = b""
-            while data := link.recv(65536):
-                received += data
-            terminator = received.split()[2]
-            # The first job's results (classic: its stdout), then no FREE: the worker hung up.
-            assert received.startswith(b"RECEIVED\nENDSEQ ") and received.endswith(b"\n1\n" + terminator + b"\n")
+    with forged_master_link(cluster) as (link, _):
+        link.sendall(b"AVAILABLE\n")
+        assert link.recv(100) == b"READY v=2 free worker=w1\n"
+        link.sendall(b"ROLLBACK free\n")
+        assert link.recv(100) == b"FREE\n"  # credit 1
+        code = protocol.encode_block(b"print(1)\n")
+        link.sendall(b"RELAY\n" + code + b"RELAY\n" + code)  # the second without an offer
+        received = b""
+        while data := link.recv(65536):
+            received += data
+        terminator = received.split()[2]
+        # The first job's results (classic: its stdout), then no FREE: the worker hung up.
+        assert received.startswith(b"RECEIVED\nENDSEQ ") and received.endswith(b"\n1\n" + terminator + b"\n")
 
 
 # --- the auto credit (the default): by the round trip and the jobs' length -----------------------

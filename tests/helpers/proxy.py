@@ -11,7 +11,22 @@ import gevent.queue
 from gevent.server import StreamServer
 
 
-class CuttingProxy:
+class _LoopbackProxy:
+    """Serves the connections to a loopback port of its own with ``_handle``."""
+
+    def _serve(self):
+        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.server.start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.server.address[1]}"
+
+    def close(self):
+        self.server.stop()
+
+
+class CuttingProxy(_LoopbackProxy):
     """Passes connections through to ``target`` (HOST, PORT). The n-th connection is cut, both its
     ends closed at once, once ``cuts[n]`` bytes from the target have passed it (None: never);
     connections past the list pass whole. ``passed`` counts each connection's bytes from the target."""
@@ -20,12 +35,7 @@ class CuttingProxy:
         self.target = target
         self.cuts = list(cuts)
         self.passed = []
-        self.server = StreamServer(("127.0.0.1", 0), self._handle)
-        self.server.start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.server.address[1]}"
+        self._serve()
 
     def _handle(self, client, _):
         upstream = socket.create_connection(self.target)
@@ -47,11 +57,8 @@ class CuttingProxy:
     def _count(self, index, size):
         self.passed[index] += size
 
-    def close(self):
-        self.server.stop()
 
-
-class TamperingProxy:
+class TamperingProxy(_LoopbackProxy):
     """A stranger on the path between clients and a master (no TLS), who swaps ``old`` for ``new`` in
     what the master sends back. Its ``address`` is known before the master starts, which a master
     with a secret must count among its names (its clients' signatures name it); set ``target``
@@ -60,12 +67,7 @@ class TamperingProxy:
     def __init__(self, old, new):
         self.old, self.new = old, new
         self.target = None
-        self.server = StreamServer(("127.0.0.1", 0), self._handle)
-        self.server.start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.server.address[1]}"
+        self._serve()
 
     def _handle(self, client, _):
         upstream = socket.create_connection(self.target)
@@ -76,9 +78,6 @@ class TamperingProxy:
             sending.kill()
             upstream.close()
             client.close()
-
-    def close(self):
-        self.server.stop()
 
 
 def _pump(source, sink, cut_at=None, passed=lambda data: None, change=lambda data: data):
@@ -131,7 +130,6 @@ class RecordingProxy:
 
     def close(self):
         self.server.stop()
-
 
 
 class DelayingProxy:

@@ -39,7 +39,7 @@ def split_command_line(argv, cluster_parser):
             return cluster_tokens, client_tokens, rest
         if token == "-" or not token.startswith("-"):
             return cluster_tokens, client_tokens, [token, *rest]
-        width = _cluster_option_width(token, own)
+        width = option_width(token, own, lambda action: action.nargs == 0)
         destination = cluster_tokens
         if not width:
             width = option_width(token)
@@ -50,18 +50,6 @@ def split_command_line(argv, cluster_parser):
         if width == 2 and rest:
             destination.append(rest.pop(0))
     return cluster_tokens, client_tokens, []
-
-
-def _cluster_option_width(token, own):
-    """As option_width, for the cluster's own options (``own``: its parser's actions by flag)."""
-    if token[1] != "-" and token[:2] in own:
-        action, attached = own[token[:2]], len(token) > 2
-    else:
-        flag, equals, _ = token.partition("=")
-        action, attached = own.get(flag), bool(equals)
-    if action is None:
-        return 0
-    return 1 if action.nargs == 0 or attached else 2
 
 
 def job_arguments(client_tokens, command, environ, cluster_parser):

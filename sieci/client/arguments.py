@@ -254,20 +254,22 @@ def _parse_quickly(argv, masters_from_environment):
     return values, positionals, None
 
 
-def option_width(token):
+def option_width(token, by_flag=None, takes_no_value=lambda option: option.kind is bool):
     """How many tokens the client option that ``token`` starts takes up (1, or 2 with its value apart),
     read as the parser above reads it; 0 when ``token`` is not one of the client's options (for
-    sieci-cluster, which takes them all and must tell them from its own)."""
+    sieci-cluster, which takes them all and must tell them from its own). ``by_flag`` and
+    ``takes_no_value``: another program's options by flag, and which of them take no value."""
+    by_flag = _BY_FLAG if by_flag is None else by_flag
     if token[:1] != "-" or token in ("-", "--"):
         return 0
-    if token[1] != "-" and token[:2] in _BY_FLAG:
-        option, has_value = _BY_FLAG[token[:2]], len(token) > 2
+    if token[1] != "-" and token[:2] in by_flag:
+        option, has_value = by_flag[token[:2]], len(token) > 2
     else:
         flag, equals, _ = token.partition("=")
-        option, has_value = _BY_FLAG.get(flag), bool(equals)
+        option, has_value = by_flag.get(flag), bool(equals)
     if option is None:
         return 0
-    return 1 if option.kind is bool or has_value else 2
+    return 1 if takes_no_value(option) or has_value else 2
 
 
 def refuse_gnu_option(flag, prog=PROG):
